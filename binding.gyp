@@ -1,0 +1,13 @@
+{
+  "targets": [
+    {
+      "target_name": "kmesh_native",
+      "sources": ["native/addon.cc", "native/bpf.cc", "native/xfrm.cc"],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NODE_ADDON_API_DISABLE_DEPRECATED"],
+      "cflags_cc": ["-std=c++17", "-fexceptions", "-Wall", "-Wextra"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "libraries": ["-lbpf"]
+    }
+  ]
+}

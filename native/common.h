@@ -1,0 +1,28 @@
+// Shared helpers of the native addon: typed errors that carry errno, operation and object name.
+#pragma once
+
+#include <napi.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+namespace kmesh {
+
+// A kernel error as it reaches JavaScript: an Error with .code = "KMESH_ERRNO", .errno (positive),
+// .syscall (the operation) and .object (what it was applied to), and a message naming all of them.
+inline Napi::Error ErrnoError(Napi::Env env, int err, const std::string& op, const std::string& object) {
+  if (err < 0) err = -err;
+  std::string msg = op + " " + object + ": " + std::strerror(err) + " (errno " + std::to_string(err) + ")";
+  Napi::Error e = Napi::Error::New(env, msg);
+  e.Set("code", Napi::String::New(env, "KMESH_ERRNO"));
+  e.Set("errno", Napi::Number::New(env, err));
+  e.Set("syscall", Napi::String::New(env, op));
+  e.Set("object", Napi::String::New(env, object));
+  return e;
+}
+
+void InitBpf(Napi::Env env, Napi::Object exports);
+void InitXfrm(Napi::Env env, Napi::Object exports);
+
+}  // namespace kmesh
