@@ -1,0 +1,26 @@
+// Plain data the whole product speaks: a node as published in its KmeshNodeInfo, and an IPsec key version.
+
+/** One node's KmeshNodeInfo spec (SPEC §A3), validated: addresses are InternalIPs, podCIDRs normalised. */
+export interface NodeInfo {
+  /** metadata.name = the Kubernetes node name. */
+  name: string;
+  /** The SPI this node advertises: it holds inbound SAs for it and accepts traffic with it. */
+  spi: number;
+  /** InternalIP addresses, textual exactly as published (they feed the key derivation). */
+  addresses: string[];
+  /** Node boot ID (status.nodeInfo.bootID); a change means the node rebooted and keys are re-derived. */
+  bootID: string;
+  /** Pod CIDRs of the node, e.g. ["10.244.1.0/24", "fd00:10:244:1::/64"]. */
+  podCIDRs: string[];
+}
+
+/** One version of the pre-shared key, as carried by the kmesh-ipsec Secret (SPEC §A1). */
+export interface IpsecKey {
+  spi: number;
+  /** Always "rfc4106(gcm(aes))". */
+  aeadKeyName: string;
+  /** 36 bytes: 32-byte AES-256 key followed by the 4-byte GCM salt. */
+  key: Buffer;
+  /** ICV length in bits (the Secret's `length`), 128. */
+  icvBits: number;
+}
