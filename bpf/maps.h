@@ -1,0 +1,106 @@
+/* BPF maps shared by the Kmesh IPsec TC programs. All are pinned by name under <bpffs root>/map/, so both
+ * objects (and a restarted daemon) open the same instances.
+ *
+ * km_nodeinfo (LPM trie, SPEC A5): key {u32 prefixlen; u8 addr[16]}, address bytes in network order, IPv4 in
+ * the first 4 bytes and prefixlen counting only the address's own bits (10.244.1.0/24 -> prefixlen 24), the
+ * layout Kmesh itself writes. The value says for which families the prefix lies inside a remote node's pod
+ * CIDR (KM_NODEINFO_V4 / KM_NODEINFO_V6): because IPv4 and IPv6 share the trie, an IPv6 address can match an
+ * IPv4 key with the same leading bytes (2001::/16 and 32.1.0.0/16 are the same key). The userspace writer
+ * computes each key's flags as "covered by a remote CIDR of that family", so the longest match always
+ * answers correctly for the family of the packet being looked up.
+ *
+ * km_ipsec_peers (hash): key {u8 addr[16]; u32 family} = a remote node's underlay address (IPv4 in the first
+ * 4 bytes, family AF_INET/AF_INET6), value u32 peer id 1..65535 (goes to mark bits 16-31 on its ESP).
+ *
+ * km_ipsec_stats (per-CPU array): packet counters indexed by enum km_stat.
+ *
+ * km_tc_attach (hash): registry of our TC attachments, written by userspace only, so that a restarted
+ * daemon can find (and detach) exactly its own filters/links. Programs never read it. */
+#ifndef KMESH_MAPS_H
+#define KMESH_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#define KM_NODEINFO_V4 1u
+#define KM_NODEINFO_V6 2u
+
+struct km_lpm_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+struct km_peer_key {
+	__u8 addr[16];
+	__u32 family;
+};
+
+enum km_stat {
+	KM_STAT_ENC_MARKED = 0,   /* tc_mark_encrypt: destination in a remote pod CIDR, marked 0xe0 */
+	KM_STAT_ENC_PASSED,       /* tc_mark_encrypt: IP packet to elsewhere, untouched */
+	KM_STAT_ENC_UNPARSED,     /* tc_mark_encrypt: non-IP or truncated, untouched */
+	KM_STAT_DEC_ESP_PEER,     /* tc_mark_decrypt: ESP from a known peer, given its inbound mark */
+	KM_STAT_DEC_ESP_UNKNOWN,  /* tc_mark_decrypt: ESP from an unknown source, left for XFRM to refuse */
+	KM_STAT_DEC_KEPT,         /* tc_mark_decrypt: decrypted packet (0xd0, source in a remote pod CIDR) kept */
+	KM_STAT_DEC_CLEARED,      /* tc_mark_decrypt: 0xd0 on a packet that was not decrypted by us, cleared */
+	KM_STAT_DEC_PASSED,       /* tc_mark_decrypt: anything else, untouched */
+	KM_STAT_MAX,
+};
+
+struct km_attach_key {
+	__u64 netns_ino;
+	__u32 ifindex;
+	__u32 kind; /* 1 = encrypt, 2 = decrypt */
+};
+
+struct km_attach_val {
+	__u32 mode; /* 1 = clsact filter, 2 = TCX link (pinned under tc/) */
+	__u32 prog_id;
+	__u32 handle;   /* clsact only */
+	__u32 priority; /* clsact only */
+	char ifname[16];
+	char netns[112]; /* netns path given at attach time ("" = the daemon's own) */
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct km_lpm_key);
+	__type(value, __u32);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} km_nodeinfo SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct km_peer_key);
+	__type(value, __u32);
+	__uint(max_entries, 8192);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} km_ipsec_peers SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(max_entries, KM_STAT_MAX);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} km_ipsec_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct km_attach_key);
+	__type(value, struct km_attach_val);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} km_tc_attach SEC(".maps");
+
+static __always_inline void km_count(__u32 stat)
+{
+	__u64 *n = bpf_map_lookup_elem(&km_ipsec_stats, &stat);
+	if (n)
+		*n += 1;
+}
+
+#endif
