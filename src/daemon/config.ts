@@ -1,0 +1,59 @@
+// The node daemon's validated configuration: what the command line (and NODE_NAME) resolve to. Plain data;
+// flags.ts builds it, everything else reads it.
+
+/** Where the cluster objects (Node, namespaces, pods, KmeshNodeInfo) and the secret come from. */
+export type StoreConfig = { kind: 'kubernetes' } | { kind: 'dir'; path: string };
+
+export type DaemonMode = 'dual-engine' | 'kernel-native';
+
+export interface ListenAddress {
+  host: string;
+  port: number;
+}
+
+export type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal';
+
+export interface DaemonConfig {
+  /** `run` keeps the node's datapath in line with the cluster; `uninstall` removes everything this node owns. */
+  command: 'run' | 'uninstall';
+  mode: DaemonMode;
+  /** Accepted for Kmesh compatibility; only `false` is supported (bypass is not part of this daemon). */
+  enableBypass: boolean;
+  /** Without it the daemon loads nothing IPsec-related. */
+  enableIpsec: boolean;
+  /** The projected secret file (in a cluster) or `<dir>/kmesh-ipsec/ipSec` (directory store). */
+  ipsecKeyFile: string;
+  store: StoreConfig;
+  nodeName: string;
+  /** Kubeconfig path for the Kubernetes store; undefined = in-cluster / default loading rules. */
+  kubeconfig: string | undefined;
+  /** bpffs directory under which this node's pins live. */
+  bpfFsPath: string;
+  /** Prometheus /metrics and JSON /status listener; undefined = no listener. */
+  metricsAddr: ListenAddress | undefined;
+  /** File rewritten with the JSON status after every reconcile step; undefined = none. */
+  statusFile: string | undefined;
+  /** Directory for state that must survive a daemon restart (the key history). */
+  stateDir: string;
+  /** Seconds old-SPI SAs stay after every peer has moved to the new SPI. */
+  rotationGraceSeconds: number;
+  /** Seconds between full resyncs even when no change was notified (level-triggered safety net). */
+  resyncSeconds: number;
+  logLevel: LogLevel;
+}
+
+export const DEFAULT_IPSEC_KEY_FILE = '/kmesh/kmesh-ipsec/ipSec';
+export const DEFAULT_BPF_FS_PATH = '/sys/fs/bpf';
+export const DEFAULT_STATE_DIR = '/run/kmesh-ipsec';
+export const DEFAULT_ROTATION_GRACE_SECONDS = 30;
+export const DEFAULT_RESYNC_SECONDS = 30;
+/** Namespace holding the KmeshNodeInfo objects and the secret. */
+export const KMESH_NAMESPACE = 'kmesh-system';
+/** Label (on a namespace or a pod) that puts pods under Kmesh management. */
+export const DATAPLANE_MODE_LABEL = 'istio.io/dataplane-mode';
+export const DATAPLANE_MODE_KMESH = 'Kmesh';
+
+/** The key file of the directory store, where `kmeshctl --store dir:PATH` writes the secret. */
+export function dirStoreKeyFile(dir: string): string {
+  return `${dir.replace(/\/+$/, '')}/kmesh-ipsec/ipSec`;
+}

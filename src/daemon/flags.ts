@@ -1,0 +1,251 @@
+// Command line of kmesh-daemon: parses argv (plus NODE_NAME from the environment) into a DaemonConfig or a
+// one-line error naming the offending flag. Pure apart from commander's own output, which is captured.
+import path from 'node:path';
+import { Command, CommanderError, Option } from 'commander';
+import {
+  DEFAULT_BPF_FS_PATH,
+  DEFAULT_IPSEC_KEY_FILE,
+  DEFAULT_RESYNC_SECONDS,
+  DEFAULT_ROTATION_GRACE_SECONDS,
+  DEFAULT_STATE_DIR,
+  dirStoreKeyFile,
+  type DaemonConfig,
+  type DaemonMode,
+  type ListenAddress,
+  type LogLevel,
+  type StoreConfig,
+} from './config.js';
+
+export type FlagsResult =
+  | { kind: 'config'; config: DaemonConfig }
+  /** --help / --version: print `text` to stdout and exit 0. */
+  | { kind: 'info'; text: string }
+  | { kind: 'error'; message: string };
+
+class FlagError extends Error {}
+
+const MODES: readonly DaemonMode[] = ['dual-engine', 'kernel-native'];
+const LOG_LEVELS: readonly LogLevel[] = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'];
+
+/** Go-style boolean flag value (`--enable-ipsec`, `--enable-ipsec=true`, `=false`, `=1`, `=0`). */
+function parseBool(flag: string): (value: string | undefined) => boolean {
+  return (value) => {
+    if (value === undefined) return true;
+    const v = value.trim().toLowerCase();
+    if (v === 'true' || v === '1' || v === 't') return true;
+    if (v === 'false' || v === '0' || v === 'f') return false;
+    throw new FlagError(`--${flag}: expected true or false, got ${JSON.stringify(value)}`);
+  };
+}
+
+export function parseStore(value: string): StoreConfig {
+  if (value === 'kubernetes') return { kind: 'kubernetes' };
+  if (value.startsWith('dir:')) {
+    const dir = value.slice('dir:'.length);
+    if (dir === '') throw new FlagError('--store: dir: needs a path, e.g. --store dir:/var/lib/kmesh-store');
+    return { kind: 'dir', path: path.resolve(dir) };
+  }
+  throw new FlagError(`--store: expected "kubernetes" or "dir:PATH", got ${JSON.stringify(value)}`);
+}
+
+/** `HOST:PORT`, `:PORT` (all addresses) or `[v6]:PORT`; empty = no listener. */
+export function parseListenAddress(value: string): ListenAddress | undefined {
+  if (value === '') return undefined;
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(value);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port < 1 || port > 65535) {
+    throw new FlagError(`--metrics-addr: expected HOST:PORT (port 1-65535), got ${JSON.stringify(value)}`);
+  }
+  const host = m[1] ?? m[2] ?? '';
+  return { host: host === '' ? '0.0.0.0' : host, port };
+}
+
+function nonNegativeInt(flag: string): (value: string) => number {
+  return (value) => {
+    if (!/^\d+$/.test(value.trim())) {
+      throw new FlagError(`--${flag}: expected a whole number of seconds, got ${JSON.stringify(value)}`);
+    }
+    return Number(value.trim());
+  };
+}
+
+function oneOf<T extends string>(flag: string, allowed: readonly T[]): (value: string) => T {
+  return (value) => {
+    const hit = allowed.find((a) => a === value);
+    if (hit === undefined) {
+      throw new FlagError(`--${flag}: expected one of ${allowed.join(', ')}, got ${JSON.stringify(value)}`);
+    }
+    return hit;
+  };
+}
+
+function nonEmpty(flag: string): (value: string) => string {
+  return (value) => {
+    if (value.trim() === '') throw new FlagError(`--${flag}: must not be empty`);
+    return value;
+  };
+}
+
+interface RawOptions {
+  mode: DaemonMode;
+  enableBypass: boolean;
+  enableIpsec: boolean;
+  ipsecKeyFile?: string;
+  store: StoreConfig;
+  nodeName?: string;
+  kubeconfig?: string;
+  bpfFsPath: string;
+  metricsAddr?: ListenAddress;
+  statusFile?: string;
+  stateDir: string;
+  rotationGrace: number;
+  resyncInterval: number;
+  logLevel: LogLevel;
+}
+
+function buildProgram(out: { text: string }): Command {
+  const program = new Command('kmesh-daemon');
+  program
+    .description(
+      "Kmesh IPsec node daemon: publishes this node's KmeshNodeInfo, watches its peers and the managed pods, " +
+        'installs XFRM states/policies and the TC mark programs.',
+    )
+    .version('0.1.0', '--version')
+    .argument('[command]', '"uninstall" removes everything this node owns; omit to run the daemon')
+    .addOption(
+      new Option('--mode <mode>', 'Kmesh dataplane mode').default('dual-engine').argParser(oneOf('mode', MODES)),
+    )
+    .addOption(
+      new Option('--enable-bypass [bool]', 'Kmesh bypass (not supported here: must stay false)')
+        .default(false)
+        .argParser(parseBool('enable-bypass')),
+    )
+    .addOption(
+      new Option('--enable-ipsec [bool]', 'encrypt traffic between Kmesh nodes with IPsec')
+        .default(false)
+        .argParser(parseBool('enable-ipsec')),
+    )
+    .addOption(
+      new Option(
+        '--ipsec-key-file <path>',
+        `the kmesh-ipsec secret file (default ${DEFAULT_IPSEC_KEY_FILE}; with --store dir:PATH: PATH/kmesh-ipsec/ipSec)`,
+      ).argParser(nonEmpty('ipsec-key-file')),
+    )
+    .addOption(
+      new Option('--store <store>', 'where cluster objects live: kubernetes or dir:PATH')
+        .default({ kind: 'kubernetes' }, 'kubernetes')
+        .argParser(parseStore),
+    )
+    .addOption(
+      new Option('--node-name <name>', "this node's name (default $NODE_NAME)").argParser(nonEmpty('node-name')),
+    )
+    .addOption(new Option('--kubeconfig <path>', 'kubeconfig for --store kubernetes').argParser(nonEmpty('kubeconfig')))
+    .addOption(
+      new Option('--bpf-fs-path <path>', "bpffs directory for this node's pins")
+        .default(DEFAULT_BPF_FS_PATH)
+        .argParser(nonEmpty('bpf-fs-path')),
+    )
+    .addOption(
+      new Option(
+        '--metrics-addr <host:port>',
+        'serve Prometheus /metrics and JSON /status here (empty = off)',
+      ).argParser(parseListenAddress),
+    )
+    .addOption(new Option('--status-file <path>', 'rewrite this file with the JSON status after every step'))
+    .addOption(
+      new Option('--state-dir <path>', 'state kept across restarts (key history)')
+        .default(DEFAULT_STATE_DIR)
+        .argParser(nonEmpty('state-dir')),
+    )
+    .addOption(
+      new Option('--rotation-grace <seconds>', 'keep old-SPI SAs this long after every peer moved on')
+        .default(DEFAULT_ROTATION_GRACE_SECONDS)
+        .argParser(nonNegativeInt('rotation-grace')),
+    )
+    .addOption(
+      new Option('--resync-interval <seconds>', 'full reconcile at least this often')
+        .default(DEFAULT_RESYNC_SECONDS)
+        .argParser(nonNegativeInt('resync-interval')),
+    )
+    .addOption(new Option('--log-level <level>', 'log level').default('info').argParser(oneOf('log-level', LOG_LEVELS)))
+    .helpOption('-h, --help', 'show this help')
+    .allowExcessArguments(false)
+    .exitOverride()
+    .configureOutput({
+      writeOut: (s) => (out.text += s),
+      writeErr: (s) => (out.text += s),
+      outputError: () => undefined,
+    });
+  return program;
+}
+
+/** Parses kmesh-daemon's arguments (without `node` and the script path). */
+export function parseDaemonFlags(argv: readonly string[], env: NodeJS.ProcessEnv = {}): FlagsResult {
+  const out = { text: '' };
+  const program = buildProgram(out);
+  try {
+    program.parse([...argv], { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') {
+        return { kind: 'info', text: out.text };
+      }
+      return { kind: 'error', message: err.message.replace(/^error: /, '') };
+    }
+    if (err instanceof FlagError) return { kind: 'error', message: err.message };
+    throw err;
+  }
+  try {
+    return { kind: 'config', config: resolve(program, env) };
+  } catch (err) {
+    if (err instanceof FlagError) return { kind: 'error', message: err.message };
+    throw err;
+  }
+}
+
+function resolve(program: Command, env: NodeJS.ProcessEnv): DaemonConfig {
+  const o = program.opts<RawOptions>();
+  const given = (name: string): boolean => program.getOptionValueSource(name) === 'cli';
+  const [commandArg] = program.args;
+  if (commandArg !== undefined && commandArg !== 'uninstall') {
+    throw new FlagError(`unknown command ${JSON.stringify(commandArg)} (the only command is "uninstall")`);
+  }
+  const nodeName = o.nodeName ?? env.NODE_NAME ?? '';
+  if (nodeName.trim() === '') throw new FlagError('--node-name: not given and NODE_NAME is not set');
+  if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(nodeName) || nodeName.length > 253) {
+    throw new FlagError(`--node-name: ${JSON.stringify(nodeName)} is not a valid Kubernetes node name`);
+  }
+  if (o.enableBypass) {
+    throw new FlagError('--enable-bypass=true: bypass is not part of this daemon; pass --enable-bypass=false');
+  }
+  if (o.store.kind === 'dir' && o.kubeconfig !== undefined) {
+    throw new FlagError('--kubeconfig: only meaningful with --store kubernetes, but --store is dir:');
+  }
+  if (!o.enableIpsec && given('ipsecKeyFile')) {
+    throw new FlagError('--ipsec-key-file: given without --enable-ipsec=true');
+  }
+  if (o.enableIpsec && o.mode !== 'dual-engine') {
+    throw new FlagError(`--enable-ipsec=true: requires --mode=dual-engine (got --mode=${o.mode})`);
+  }
+  if (o.resyncInterval < 1) throw new FlagError('--resync-interval: must be at least 1 second');
+  const ipsecKeyFile = path.resolve(
+    o.ipsecKeyFile ?? (o.store.kind === 'dir' ? dirStoreKeyFile(o.store.path) : DEFAULT_IPSEC_KEY_FILE),
+  );
+  return {
+    command: commandArg === 'uninstall' ? 'uninstall' : 'run',
+    mode: o.mode,
+    enableBypass: o.enableBypass,
+    enableIpsec: o.enableIpsec,
+    ipsecKeyFile,
+    store: o.store,
+    nodeName,
+    kubeconfig: o.kubeconfig,
+    bpfFsPath: path.resolve(o.bpfFsPath),
+    metricsAddr: o.metricsAddr,
+    statusFile: o.statusFile === undefined || o.statusFile === '' ? undefined : path.resolve(o.statusFile),
+    stateDir: path.resolve(o.stateDir),
+    rotationGraceSeconds: o.rotationGrace,
+    resyncSeconds: o.resyncInterval,
+    logLevel: o.logLevel,
+  };
+}

@@ -1,0 +1,314 @@
+// The level-triggered reconcile loop. Every trigger (a source change, a key-file change, a timer) leads to
+// one full step computed from current state only: read the view, validate peers, reconcile XFRM, then the
+// datapath (attachments, km_nodeinfo, peer ids), then publish our SPI (only after our inbound SAs for it
+// exist), then report. Triggers arriving during a step coalesce into one more step; a failed step is retried
+// with backoff; a periodic resync runs regardless. Nothing here touches the kernel directly.
+import type { IpsecKey, NodeInfo } from '../model/node.js';
+import type { KeyFileEvent } from './key-file-watcher.js';
+import { managedPods } from './managed-pods.js';
+import type { DaemonMetrics } from './metrics.js';
+import { resolvePodInterfaces, underlayInterfaces, type HostNetwork } from './pod-interfaces.js';
+import type { DatapathPort, IpsecPort, IpsecStepResult } from './ports.js';
+import { nodeFactsGap, nodeInfoUpToDate } from './sources/objects.js';
+import type { ClusterSource } from './sources/source.js';
+import { emptyStatus, rotationConverged, type DaemonStatus } from './status.js';
+import type { XfrmStat } from './xfrm-stat.js';
+
+export interface LoopLogger {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+  debug(obj: object, msg: string): void;
+}
+
+export interface LoopDeps {
+  nodeName: string;
+  source: ClusterSource;
+  /** Present with --enable-ipsec; without it the loop only watches and reports. */
+  ipsec?: IpsecPort | undefined;
+  datapath?: DatapathPort | undefined;
+  /** Key in force and the file's problem (the key-file watcher). */
+  keyFile?: { key(): IpsecKey | undefined; status(): { spi: number | undefined; problem: string } } | undefined;
+  /** Validates a KmeshNodeInfo object (throws a one-line Error naming what is wrong). */
+  parseNodeInfo: (obj: unknown) => NodeInfo;
+  hostNetwork: (options: { ipv6: boolean }) => Promise<HostNetwork>;
+  xfrmStat: () => Promise<XfrmStat>;
+  log: LoopLogger;
+  metrics?: DaemonMetrics | undefined;
+  /** Called with the status after every step (status file, /status). */
+  onStatus?: ((status: DaemonStatus) => Promise<void> | void) | undefined;
+  /** Persists the key history after it changed. */
+  saveKeys?: ((saved: unknown) => Promise<void>) | undefined;
+  now?: () => number;
+  resyncMs?: number;
+  retryMs?: number;
+}
+
+export class ReconcileLoop {
+  private status: DaemonStatus;
+  private running: Promise<void> | undefined;
+  private dirty = false;
+  private stopped = false;
+  private resyncTimer: NodeJS.Timeout | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryMs: number;
+  private readonly now: () => number;
+  private idleWaiters: (() => void)[] = [];
+  private keysDirty = false;
+  private rotation: DaemonStatus['rotation'];
+
+  constructor(private readonly deps: LoopDeps) {
+    this.now = deps.now ?? Date.now;
+    this.status = emptyStatus(deps.nodeName, deps.source.description, deps.ipsec !== undefined);
+    this.retryMs = deps.retryMs ?? 500;
+  }
+
+  currentStatus(): DaemonStatus {
+    return this.status;
+  }
+
+  start(): void {
+    this.stopped = false;
+    const resync = this.deps.resyncMs ?? 30_000;
+    this.resyncTimer = setInterval(() => this.trigger('resync'), resync);
+    this.resyncTimer.unref();
+    this.trigger('start');
+  }
+
+  /** Stops triggering and waits for a step in progress; leaves the datapath and XFRM state in place. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.resyncTimer) clearInterval(this.resyncTimer);
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    await this.running;
+  }
+
+  /** A key-file event: feed the key to the IPsec side (which may refuse it) and reconcile. */
+  keyEvent(event: KeyFileEvent): void {
+    const ipsec = this.deps.ipsec;
+    if (event.kind === 'key') {
+      if (ipsec) {
+        const refused = ipsec.addKey(event.key, this.now());
+        if (refused !== undefined) {
+          this.deps.log.error({ spi: event.key.spi }, `secret refused: ${refused}`);
+        } else {
+          this.deps.log.info({ spi: event.key.spi }, 'IPsec key loaded');
+          this.keysDirty = true;
+          if (this.rotation?.spi !== event.key.spi) {
+            this.rotation = { spi: event.key.spi, seenAt: this.now(), convergedAt: undefined };
+          }
+        }
+      }
+    } else if (event.kind === 'invalid') {
+      this.deps.log.warn({ keptSpi: event.keptSpi ?? null }, `secret file invalid: ${event.reason}`);
+    } else {
+      this.deps.log.info({ keptSpi: event.keptSpi ?? null }, 'secret file absent');
+    }
+    this.trigger(`key file ${event.kind}`);
+  }
+
+  /** Asks for a step; coalesces with one already pending. */
+  trigger(reason: string): void {
+    if (this.stopped) return;
+    this.dirty = true;
+    if (this.running) return;
+    this.running = (async () => {
+      while (this.dirty && !this.stopped) {
+        this.dirty = false;
+        await this.step(reason);
+      }
+    })().finally(() => {
+      this.running = undefined;
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    });
+  }
+
+  /** Resolves when no step is running or pending (tests use it). */
+  idle(): Promise<void> {
+    if (!this.running) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private scheduleRetry(): void {
+    if (this.retryTimer || this.stopped) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.trigger('retry');
+    }, this.retryMs);
+    this.retryTimer.unref();
+    this.retryMs = Math.min(this.retryMs * 2, 10_000);
+  }
+
+  private async step(reason: string): Promise<void> {
+    const started = this.now();
+    const { deps } = this;
+    const view = deps.source.view();
+    const problems = [...view.problems];
+    const next: DaemonStatus = {
+      ...this.status,
+      synced: view.synced,
+      steps: this.status.steps + 1,
+      problems,
+      invalidPeers: [],
+      rotation: this.rotation,
+    };
+    const outcome = { failed: false };
+    const fail = (line: string): void => {
+      outcome.failed = true;
+      problems.push(line);
+    };
+    try {
+      // Managed pods and where they are.
+      const pods = managedPods(view.pods, view.namespaces, deps.nodeName);
+      next.managedPods = pods.map((p) => `${p.namespace}/${p.name}`);
+      const node = view.node;
+      const keyStatus = deps.keyFile?.status();
+      next.keySpi = keyStatus?.spi;
+      next.keyProblem = keyStatus?.problem ?? '';
+      if (!view.synced) {
+        problems.push(`waiting for the first listing from ${deps.source.description}`);
+      } else if (node === undefined) {
+        problems.push(`node ${deps.nodeName} not found in ${deps.source.description}`);
+      } else if (deps.ipsec && deps.datapath) {
+        const gap = nodeFactsGap(node);
+        if (gap !== '') {
+          problems.push(`node ${deps.nodeName}: ${gap}`);
+        } else {
+          await this.ipsecStep(next, node, pods, fail);
+        }
+      }
+      next.xfrmStat = deps.ipsec ? await deps.xfrmStat() : {};
+    } catch (err) {
+      fail(`step failed: ${(err as Error).message.split('\n')[0] ?? ''}`);
+    }
+    if (this.keysDirty && deps.ipsec && deps.saveKeys) {
+      try {
+        await deps.saveKeys(deps.ipsec.exportKeys());
+        this.keysDirty = false;
+      } catch (err) {
+        fail(`cannot save key history: ${(err as Error).message}`);
+      }
+    }
+    next.lastStepAt = this.now();
+    next.lastStepMs = next.lastStepAt - started;
+    this.status = next;
+    deps.metrics?.steps.inc({ result: outcome.failed ? 'error' : 'ok' });
+    deps.metrics?.stepSeconds.observe(next.lastStepMs / 1000);
+    deps.metrics?.update(next);
+    const summary = {
+      reason,
+      step: next.steps,
+      ms: next.lastStepMs,
+      advertisedSpi: next.advertisedSpi ?? null,
+      peers: next.peers.map((p) => `${p.name}:${p.outboundSpi ?? '-'}`),
+      managedPods: next.managedPods.length,
+      attachments: next.attachments.length,
+      problems,
+    };
+    if (outcome.failed) deps.log.warn(summary, 'reconcile step had errors');
+    else deps.log.debug(summary, 'reconcile step');
+    try {
+      await deps.onStatus?.(next);
+    } catch (err) {
+      deps.log.warn({ err: (err as Error).message }, 'cannot publish status');
+    }
+    if (outcome.failed) this.scheduleRetry();
+    else this.retryMs = deps.retryMs ?? 500;
+  }
+
+  private async ipsecStep(
+    next: DaemonStatus,
+    node: NonNullable<ReturnType<ClusterSource['view']>['node']>,
+    pods: ReturnType<typeof managedPods>,
+    fail: (line: string) => void,
+  ): Promise<void> {
+    const { deps } = this;
+    const ipsec = deps.ipsec;
+    const datapath = deps.datapath;
+    if (!ipsec || !datapath) return;
+    const view = deps.source.view();
+    // Peers: every other node's KmeshNodeInfo that validates; bad ones are reported and skipped.
+    const peers: NodeInfo[] = [];
+    let ownPublished: unknown;
+    for (const raw of view.nodeInfos) {
+      if (raw.name === deps.nodeName) {
+        ownPublished = raw.object;
+        continue;
+      }
+      try {
+        peers.push(deps.parseNodeInfo(raw.object));
+      } catch (err) {
+        next.invalidPeers.push(`${raw.name}: ${(err as Error).message.split('\n')[0] ?? ''}`);
+      }
+    }
+    const local = { name: node.name, addresses: node.addresses, bootID: node.bootID, podCIDRs: node.podCIDRs };
+    let result: IpsecStepResult;
+    try {
+      result = await ipsec.step({ local, peers, now: this.now() });
+    } catch (err) {
+      fail(`xfrm: ${(err as Error).message.split('\n')[0] ?? ''}`);
+      return;
+    }
+    for (const e of result.errors) fail(`xfrm: ${e}`);
+    next.peers = result.peers;
+    next.keySpis = ipsec.keySpis();
+    if (result.changes > 0) deps.log.info({ changes: result.changes }, 'xfrm reconciled');
+
+    // Datapath: programs on pod veths and underlays, km_nodeinfo = pod CIDRs of peers we can encrypt to.
+    const ipv6 = pods.some((p) => p.podIPs.some((ip) => ip.includes(':')));
+    const hostNet = await deps.hostNetwork({ ipv6 });
+    const resolved = resolvePodInterfaces(hostNet, pods);
+    next.unresolvedPods = resolved.unresolved;
+    const underlays = underlayInterfaces(hostNet, node.addresses);
+    if (underlays.length === 0) fail(`no interface holds the node's InternalIPs ${node.addresses.join(', ')}`);
+    const byName = new Map(peers.map((p) => [p.name, p]));
+    const remoteCidrs = new Set<string>();
+    const peerIds = new Map<string, number>();
+    for (const status of result.peers) {
+      const peer = byName.get(status.name);
+      if (!peer) continue;
+      if (status.peerId > 0) for (const a of peer.addresses) peerIds.set(a, status.peerId);
+      if (status.outboundSpi !== undefined) for (const c of peer.podCIDRs) remoteCidrs.add(c);
+    }
+    const report = await datapath.sync({
+      encrypt: resolved.interfaces.map((i) => ({ name: i.ifname, ifindex: i.ifindex })),
+      decrypt: underlays.map((l) => ({ name: l.name, ifindex: l.ifindex })),
+      remoteCidrs: [...remoteCidrs].sort(),
+      peerIds,
+    });
+    next.attachments = report.attachments;
+    for (const e of report.errors) fail(`datapath: ${e}`);
+
+    // Publish our SPI once our inbound SAs for it exist (the IPsec side only returns it then).
+    next.advertisedSpi = result.advertiseSpi;
+    if (result.advertiseSpi !== undefined) {
+      const info: NodeInfo = { ...local, spi: result.advertiseSpi };
+      if (ownPublished === undefined || !nodeInfoUpToDate(ownPublished, info)) {
+        try {
+          await deps.source.publishNodeInfo(info);
+          deps.log.info({ spi: info.spi }, 'published KmeshNodeInfo');
+        } catch (err) {
+          fail(`publish KmeshNodeInfo: ${(err as Error).message.split('\n')[0] ?? ''}`);
+        }
+      }
+    }
+    const rotation = this.rotation;
+    if (
+      rotation === undefined ||
+      rotation.convergedAt !== undefined ||
+      !rotationConverged(next, rotation.spi) ||
+      next.advertisedSpi !== rotation.spi
+    ) {
+      return;
+    }
+    const convergedAt = this.now();
+    this.rotation = { ...rotation, convergedAt };
+    next.rotation = this.rotation;
+    deps.log.info(
+      { spi: rotation.spi, seconds: (convergedAt - rotation.seenAt) / 1000, peers: next.peers.length },
+      'rotation converged: every peer reached with the new SPI',
+    );
+  }
+}

@@ -1,0 +1,83 @@
+// What the reconcile loop needs from the IPsec (XFRM) side and the eBPF datapath side, as two narrow
+// interfaces. Adapters in ipsec-port.ts / datapath-port.ts implement them over the real modules (and tests
+// over fakes), so the loop itself never touches the kernel.
+import type { IpsecKey, NodeInfo } from '../model/node.js';
+
+/** This node as the IPsec side needs it (its KmeshNodeInfo minus the SPI, which the IPsec side decides). */
+export type LocalNode = Omit<NodeInfo, 'spi'>;
+
+export interface PeerStatus {
+  name: string;
+  /** SPI the peer advertises in its KmeshNodeInfo. */
+  advertisedSpi: number;
+  /** SPI we encrypt to it with; undefined = no outbound SA yet (its pod CIDRs stay out of km_nodeinfo). */
+  outboundSpi: number | undefined;
+  /** SPIs we hold inbound SAs for from this peer. */
+  inboundSpis: number[];
+  /** Per-peer id in the mark of its inbound ESP (bits 16-31); 0 = none assigned. */
+  peerId: number;
+  /** Problems with this peer ('' when none). */
+  error: string;
+}
+
+export interface IpsecStepInput {
+  local: LocalNode;
+  /** Validated peers (this node excluded). */
+  peers: NodeInfo[];
+  now: number;
+}
+
+export interface IpsecStepResult {
+  /** SPI to publish: undefined until our inbound SAs for a key exist. */
+  advertiseSpi: number | undefined;
+  peers: PeerStatus[];
+  /** Kernel operations applied in this step. */
+  changes: number;
+  errors: string[];
+}
+
+export interface IpsecPort {
+  /** Takes a key read from the secret; returns an error line when it is refused (e.g. SPI reused for a new key). */
+  addKey(key: IpsecKey, now: number): string | undefined;
+  /** SPIs known (newest last), for status. */
+  keySpis(): number[];
+  /** Reconciles the kernel's XFRM states/policies to the desired state for this input. */
+  step(input: IpsecStepInput): Promise<IpsecStepResult>;
+  /** Serialised key history (persisted across restarts; contains key material: store with mode 0600). */
+  exportKeys(): unknown;
+  importKeys(saved: unknown): void;
+  /** Removes every XFRM object this node owns. */
+  uninstall(): Promise<number>;
+}
+
+export interface InterfaceRef {
+  name: string;
+  ifindex: number;
+}
+
+export interface DatapathDesired {
+  /** Host-side veths of managed pods: tc_mark_encrypt. */
+  encrypt: InterfaceRef[];
+  /** Underlay interfaces: tc_mark_decrypt. */
+  decrypt: InterfaceRef[];
+  /** Pod CIDRs of remote Kmesh nodes we can encrypt to (km_nodeinfo). */
+  remoteCidrs: string[];
+  /** Underlay IP of each peer -> its peer id (for the inbound ESP mark). */
+  peerIds: Map<string, number>;
+}
+
+export interface Attachment {
+  ifname: string;
+  program: 'encrypt' | 'decrypt';
+}
+
+export interface DatapathReport {
+  attachments: Attachment[];
+  errors: string[];
+}
+
+export interface DatapathPort {
+  sync(desired: DatapathDesired): Promise<DatapathReport>;
+  /** Detaches every program and removes every pin this node owns; returns what was removed. */
+  uninstall(): Promise<string[]>;
+}

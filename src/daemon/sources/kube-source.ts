@@ -1,0 +1,256 @@
+// ClusterSource over the Kubernetes API: watches this node's Node object, the KmeshNodeInfo objects in
+// kmesh-system, the pods scheduled on this node and all namespaces (list + watch each, restarted after any
+// API error or server restart), and publishes this node's KmeshNodeInfo with an ownerReference to the Node
+// so the object is garbage-collected with the node. API calls made here are exactly what deploy/rbac.yaml
+// grants (KUBE_SOURCE_API_CALLS lists them for the manifest tests).
+import { ApiException, CoreV1Api, CustomObjectsApi, KubeConfig, Watch } from '@kubernetes/client-node';
+import type { NodeInfo } from '../../model/node.js';
+import { KMESH_NAMESPACE } from '../config.js';
+import {
+  KMESH_NODE_INFO_GROUP,
+  KMESH_NODE_INFO_PLURAL,
+  KMESH_NODE_INFO_VERSION,
+  namespaceFacts,
+  nodeFacts,
+  nodeInfoObject,
+  nodeInfoUpToDate,
+  objectName,
+  objectNamespace,
+  podFacts,
+} from './objects.js';
+import { errorText, Reflector, type ListResult, type ReflectorOps, type WatchEvent } from './reflector.js';
+import type { ClusterSource, ClusterView, NamespaceFacts, PodFacts, RawNodeInfo } from './source.js';
+
+/** Every (apiGroup, resource, verb) this source uses; deploy/rbac.yaml must grant these and nothing more. */
+export const KUBE_SOURCE_API_CALLS: readonly { group: string; resource: string; verbs: readonly string[] }[] = [
+  { group: '', resource: 'nodes', verbs: ['get', 'list', 'watch'] },
+  { group: '', resource: 'pods', verbs: ['list', 'watch'] },
+  { group: '', resource: 'namespaces', verbs: ['list', 'watch'] },
+  {
+    group: KMESH_NODE_INFO_GROUP,
+    resource: KMESH_NODE_INFO_PLURAL,
+    verbs: ['get', 'list', 'watch', 'create', 'update', 'delete'],
+  },
+];
+
+/** Seconds after which the server ends a watch (we then relist): bounds how stale a silent connection can get. */
+const WATCH_TIMEOUT_SECONDS = 300;
+
+function metaKey(obj: unknown): string | undefined {
+  const name = objectName(obj);
+  if (name === undefined) return undefined;
+  const ns = objectNamespace(obj);
+  return ns === undefined ? name : `${ns}/${name}`;
+}
+
+function listResult(list: unknown): ListResult {
+  const l = list as { items?: unknown[]; metadata?: { resourceVersion?: string } };
+  return { items: l.items ?? [], resourceVersion: l.metadata?.resourceVersion ?? '' };
+}
+
+export interface KubeSourceOptions {
+  minBackoffMs?: number;
+  maxBackoffMs?: number;
+  onError?: (message: string) => void;
+}
+
+export class KubeSource implements ClusterSource {
+  readonly description = 'kubernetes';
+  private readonly core: CoreV1Api;
+  private readonly custom: CustomObjectsApi;
+  private readonly watcher: Watch;
+  private readonly reflectors: Reflector[] = [];
+  private nodeR!: Reflector;
+  private infoR!: Reflector;
+  private podR!: Reflector;
+  private nsR!: Reflector;
+
+  constructor(
+    kc: KubeConfig,
+    private readonly nodeName: string,
+    private readonly options: KubeSourceOptions = {},
+  ) {
+    this.core = kc.makeApiClient(CoreV1Api);
+    this.custom = kc.makeApiClient(CustomObjectsApi);
+    this.watcher = new Watch(kc);
+  }
+
+  private watchOps(
+    path: string,
+    query: Record<string, string>,
+    list: () => Promise<unknown>,
+    keep?: (obj: unknown) => boolean,
+  ): ReflectorOps {
+    return {
+      list: async () => listResult(await list()),
+      watch: async (resourceVersion, onEvent: (e: WatchEvent) => void, onDone) =>
+        this.watcher.watch(
+          path,
+          { ...query, resourceVersion, allowWatchBookmarks: true, timeoutSeconds: WATCH_TIMEOUT_SECONDS },
+          (type: string, object: unknown) => onEvent({ type, object }),
+          onDone,
+        ),
+      key: metaKey,
+      ...(keep ? { keep } : {}),
+    };
+  }
+
+  start(onChange: () => void): Promise<void> {
+    const nodeSelector = `metadata.name=${this.nodeName}`;
+    const podSelector = `spec.nodeName=${this.nodeName}`;
+    const opts = {
+      ...(this.options.minBackoffMs !== undefined ? { minBackoffMs: this.options.minBackoffMs } : {}),
+      ...(this.options.maxBackoffMs !== undefined ? { maxBackoffMs: this.options.maxBackoffMs } : {}),
+      ...(this.options.onError ? { onError: this.options.onError } : {}),
+    };
+    this.nodeR = new Reflector(
+      'nodes',
+      this.watchOps(
+        '/api/v1/nodes',
+        { fieldSelector: nodeSelector },
+        () => this.core.listNode({ fieldSelector: nodeSelector }),
+        (o) => objectName(o) === this.nodeName,
+      ),
+      onChange,
+      opts,
+    );
+    this.infoR = new Reflector(
+      'kmeshnodeinfos',
+      this.watchOps(
+        `/apis/${KMESH_NODE_INFO_GROUP}/${KMESH_NODE_INFO_VERSION}/namespaces/${KMESH_NAMESPACE}/${KMESH_NODE_INFO_PLURAL}`,
+        {},
+        () =>
+          this.custom.listNamespacedCustomObject({
+            group: KMESH_NODE_INFO_GROUP,
+            version: KMESH_NODE_INFO_VERSION,
+            namespace: KMESH_NAMESPACE,
+            plural: KMESH_NODE_INFO_PLURAL,
+          }),
+      ),
+      onChange,
+      opts,
+    );
+    this.podR = new Reflector(
+      'pods',
+      this.watchOps(
+        '/api/v1/pods',
+        { fieldSelector: podSelector },
+        () => this.core.listPodForAllNamespaces({ fieldSelector: podSelector }),
+        (o) => (o as { spec?: { nodeName?: string } }).spec?.nodeName === this.nodeName,
+      ),
+      onChange,
+      opts,
+    );
+    this.nsR = new Reflector(
+      'namespaces',
+      this.watchOps('/api/v1/namespaces', {}, () => this.core.listNamespace()),
+      onChange,
+      opts,
+    );
+    this.reflectors.push(this.nodeR, this.infoR, this.podR, this.nsR);
+    for (const r of this.reflectors) r.start();
+    return Promise.resolve();
+  }
+
+  /** How many times each kind has been listed (a relist follows every watch failure). */
+  listCounts(): Record<string, number> {
+    return Object.fromEntries(this.reflectors.map((r) => [r.name, r.listCount]));
+  }
+
+  view(): ClusterView {
+    const problems: string[] = [];
+    let node: ClusterView['node'];
+    for (const obj of this.nodeR.objects()) {
+      try {
+        node = nodeFacts(obj);
+      } catch (err) {
+        problems.push(`node ${this.nodeName}: ${(err as Error).message}`);
+      }
+    }
+    const pods: PodFacts[] = [];
+    for (const obj of this.podR.objects()) {
+      try {
+        pods.push(podFacts(obj));
+      } catch (err) {
+        problems.push(`pod: ${(err as Error).message}`);
+      }
+    }
+    const namespaces: NamespaceFacts[] = [];
+    for (const obj of this.nsR.objects()) {
+      try {
+        namespaces.push(namespaceFacts(obj));
+      } catch (err) {
+        problems.push(`namespace: ${(err as Error).message}`);
+      }
+    }
+    const nodeInfos: RawNodeInfo[] = this.infoR
+      .objects()
+      .map((object) => ({ name: objectName(object) ?? '', object }))
+      .filter((i) => i.name !== '');
+    return { node, nodeInfos, pods, namespaces, problems, synced: this.reflectors.every((r) => r.synced) };
+  }
+
+  private ref(name: string) {
+    return {
+      group: KMESH_NODE_INFO_GROUP,
+      version: KMESH_NODE_INFO_VERSION,
+      namespace: KMESH_NAMESPACE,
+      plural: KMESH_NODE_INFO_PLURAL,
+      name,
+    };
+  }
+
+  async publishNodeInfo(info: NodeInfo): Promise<void> {
+    const uid = this.view().node?.uid ?? '';
+    const desired = nodeInfoObject(info, uid);
+    for (let attempt = 0; ; attempt++) {
+      let existing: unknown;
+      try {
+        existing = await this.custom.getNamespacedCustomObject(this.ref(info.name));
+      } catch (err) {
+        if (!(err instanceof ApiException) || err.code !== 404) throw apiError('get KmeshNodeInfo', err);
+      }
+      try {
+        if (existing === undefined) {
+          const { group, version, namespace, plural } = this.ref(info.name);
+          await this.custom.createNamespacedCustomObject({ group, version, namespace, plural, body: desired });
+        } else {
+          const meta = (existing as { metadata?: { resourceVersion?: string; ownerReferences?: unknown } }).metadata;
+          const ownerOk =
+            uid === '' ||
+            JSON.stringify(meta?.ownerReferences) ===
+              JSON.stringify((desired.metadata as { ownerReferences?: unknown }).ownerReferences);
+          if (nodeInfoUpToDate(existing, info) && ownerOk) return;
+          const body = {
+            ...desired,
+            metadata: { ...(desired.metadata as object), resourceVersion: meta?.resourceVersion },
+          };
+          await this.custom.replaceNamespacedCustomObject({ ...this.ref(info.name), body });
+        }
+        return;
+      } catch (err) {
+        // 409: someone else wrote in between (or it appeared): read again and retry a few times.
+        if (err instanceof ApiException && err.code === 409 && attempt < 3) continue;
+        throw apiError('write KmeshNodeInfo', err);
+      }
+    }
+  }
+
+  async deleteNodeInfo(): Promise<void> {
+    try {
+      await this.custom.deleteNamespacedCustomObject(this.ref(this.nodeName));
+    } catch (err) {
+      if (err instanceof ApiException && err.code === 404) return;
+      throw apiError('delete KmeshNodeInfo', err);
+    }
+  }
+
+  stop(): Promise<void> {
+    for (const r of this.reflectors) r.stop();
+    return Promise.resolve();
+  }
+}
+
+function apiError(what: string, err: unknown): Error {
+  return new Error(`${what} ${KMESH_NAMESPACE}: ${errorText(err)}`);
+}

@@ -1,0 +1,71 @@
+// The daemon's status after each reconcile step, as served on /status and written to --status-file. Plain
+// data; never contains key material (SPIs only).
+import type { Attachment, PeerStatus } from './ports.js';
+import type { XfrmStat } from './xfrm-stat.js';
+
+export interface RotationStatus {
+  /** SPI of the newest key. */
+  spi: number;
+  /** When the daemon first saw this key (ms since epoch). */
+  seenAt: number;
+  /** When every peer was reached with this SPI (ms since epoch), once it happened. */
+  convergedAt: number | undefined;
+}
+
+export interface DaemonStatus {
+  node: string;
+  store: string;
+  ipsecEnabled: boolean;
+  /** The source has listed everything at least once. */
+  synced: boolean;
+  /** Reconcile steps done so far. */
+  steps: number;
+  lastStepAt: number;
+  lastStepMs: number;
+  /** Key in force (from the secret file) and why the file on disk is not it, if so. */
+  keySpi: number | undefined;
+  keyProblem: string;
+  /** SPIs of the key history kept (newest last). */
+  keySpis: number[];
+  /** SPI this node advertises (published in its KmeshNodeInfo). */
+  advertisedSpi: number | undefined;
+  peers: PeerStatus[];
+  /** Peer KmeshNodeInfo objects rejected by validation, one line each. */
+  invalidPeers: string[];
+  managedPods: string[];
+  unresolvedPods: string[];
+  attachments: Attachment[];
+  xfrmStat: XfrmStat;
+  rotation: RotationStatus | undefined;
+  /** Everything else that is wrong right now, one line each. */
+  problems: string[];
+}
+
+export function emptyStatus(node: string, store: string, ipsecEnabled: boolean): DaemonStatus {
+  return {
+    node,
+    store,
+    ipsecEnabled,
+    synced: false,
+    steps: 0,
+    lastStepAt: 0,
+    lastStepMs: 0,
+    keySpi: undefined,
+    keyProblem: '',
+    keySpis: [],
+    advertisedSpi: undefined,
+    peers: [],
+    invalidPeers: [],
+    managedPods: [],
+    unresolvedPods: [],
+    attachments: [],
+    xfrmStat: {},
+    rotation: undefined,
+    problems: [],
+  };
+}
+
+/** True when this node sends with `spi` to every known peer (its part of a rotation is done). */
+export function rotationConverged(status: Pick<DaemonStatus, 'peers'>, spi: number): boolean {
+  return status.peers.every((p) => p.outboundSpi === spi);
+}
