@@ -1,0 +1,253 @@
+// XfrmKernel over NETLINK_XFRM (the imperative shell around the pure codec): dumps decode into XfrmState /
+// XfrmPolicy, and apply() encodes every op, sends them in batches (many messages per syscall, through the addon)
+// and maps each message's ack (errno + the kernel's extack text) back to its op. Optionally bound to a network
+// namespace, so one process can drive the XFRM tables of several namespaces.
+import { endianness } from 'node:os';
+import { getSystemErrorName } from 'node:util';
+import {
+  decodePolicy,
+  decodeState,
+  encodeDeletePolicy,
+  encodeDeleteState,
+  encodeDumpPolicies,
+  encodeDumpStates,
+  encodeGetState,
+  encodePolicy,
+  encodeState,
+  type StateId,
+} from './netlink-codec.js';
+import { addonXfrmTransact, type XfrmTransact } from './netlink-addon.js';
+import {
+  NLMSG_DONE,
+  NLMSG_ERROR,
+  parseAck,
+  splitMessages,
+  type NetlinkAck,
+  type NetlinkMessage,
+} from './netlink-wire.js';
+import type { XfrmKernel, XfrmOp, XfrmOpResult, XfrmPolicy, XfrmState } from './types.js';
+
+const EINVAL = 22;
+const EIO = 5;
+const ESRCH = 3;
+const EPROTO = 71;
+export const DEFAULT_BATCH_SIZE = 500;
+const MAX_BATCH_SIZE = 10000;
+const NETNS_NAME = /^[A-Za-z0-9_.-]+$/;
+
+export interface NetlinkXfrmKernelOptions {
+  /** Network namespace: a name under /run/netns or an absolute path (/proc/PID/ns/net); omitted = our own. */
+  netns?: string;
+  /** Ops per transact call (each message of a call is sent in one sendmsg when the socket buffers allow). */
+  batchSize?: number;
+  /** The transport; the addon's unless a test injects another. */
+  transact?: XfrmTransact;
+}
+
+/** Resolves a namespace option to the file the addon opens; "" = the caller's own namespace. */
+export function netnsPath(netns: string | undefined): string {
+  if (netns === undefined || netns === '') return '';
+  if (netns.startsWith('/')) return netns;
+  if (!NETNS_NAME.test(netns) || netns === '.' || netns === '..') {
+    throw new Error(`netns "${netns}" is neither a name under /run/netns nor an absolute path`);
+  }
+  return `/run/netns/${netns}`;
+}
+
+function errnoName(errno: number): string {
+  try {
+    return getSystemErrorName(-errno);
+  } catch {
+    return `errno ${errno}`;
+  }
+}
+
+function describeAck(ack: NetlinkAck): string {
+  return ack.message ? `${errnoName(ack.errno)}: ${ack.message}` : errnoName(ack.errno);
+}
+
+/** One op as the messages it becomes; `combine` folds their acks into the op's result. */
+interface EncodedOp {
+  messages: Buffer[];
+  seqs: number[];
+  combine: (acks: NetlinkAck[]) => NetlinkAck;
+}
+
+const single = (acks: NetlinkAck[]): NetlinkAck => acks[0] ?? { errno: EPROTO, message: 'no reply from the kernel' };
+
+/**
+ * Replace = delete then add in the same batch: the kernel's XFRM_MSG_UPDSA keeps an SA's algorithms and keys
+ * (it only refreshes lifetimes, selector and output-mark), so a changed key needs a new SA. A missing old SA
+ * (ESRCH) is fine; the add decides the outcome unless the delete failed for another reason.
+ */
+const replaceOutcome = (acks: NetlinkAck[]): NetlinkAck => {
+  const del = acks[0];
+  const add = acks[1];
+  if (del === undefined || add === undefined) return { errno: EPROTO, message: 'no reply from the kernel' };
+  if (add.errno === 0) return add;
+  if (del.errno !== 0 && del.errno !== ESRCH) return del;
+  return add;
+};
+
+export class NetlinkXfrmKernel implements XfrmKernel {
+  readonly netnsPath: string;
+  private readonly batchSize: number;
+  private readonly transactOverride: XfrmTransact | undefined;
+  private seq: number;
+
+  constructor(options: NetlinkXfrmKernelOptions = {}) {
+    if (endianness() !== 'LE') throw new Error('the XFRM netlink codec supports little-endian hosts only');
+    this.netnsPath = netnsPath(options.netns);
+    const batch = options.batchSize ?? DEFAULT_BATCH_SIZE;
+    if (!Number.isInteger(batch) || batch < 1 || batch > MAX_BATCH_SIZE) {
+      throw new Error(`batch size ${String(batch)} is not an integer in 1..${MAX_BATCH_SIZE}`);
+    }
+    this.batchSize = batch;
+    this.transactOverride = options.transact;
+    this.seq = (Date.now() & 0x3fffffff) + 1;
+  }
+
+  private nextSeq(): number {
+    this.seq = this.seq >= 0xfffffff0 ? 1 : this.seq + 1;
+    return this.seq;
+  }
+
+  private transact(request: Buffer): Promise<Buffer> {
+    return (this.transactOverride ?? addonXfrmTransact())(this.netnsPath, request);
+  }
+
+  private where(): string {
+    return this.netnsPath === '' ? '' : ` in ${this.netnsPath}`;
+  }
+
+  /** Runs one dump and returns its data messages' decodings (unrepresentable objects dropped). */
+  private async dump<T>(
+    what: string,
+    request: (seq: number) => Buffer,
+    decode: (m: NetlinkMessage) => T | undefined,
+  ): Promise<T[]> {
+    const seq = this.nextSeq();
+    const reply = await this.transact(request(seq));
+    const out: T[] = [];
+    for (const msg of splitMessages(reply)) {
+      if (msg.seq !== seq) continue;
+      if (msg.type === NLMSG_ERROR || (msg.type === NLMSG_DONE && msg.payload.length >= 4)) {
+        const ack = msg.type === NLMSG_ERROR ? parseAck(msg) : { errno: -msg.payload.readInt32LE(0) };
+        if (ack.errno !== 0) throw new Error(`dump of XFRM ${what}${this.where()} failed: ${describeAck(ack)}`);
+        continue;
+      }
+      const decoded = decode(msg);
+      if (decoded !== undefined) out.push(decoded);
+    }
+    return out;
+  }
+
+  dumpStates(): Promise<XfrmState[]> {
+    return this.dump('states', encodeDumpStates, decodeState);
+  }
+
+  dumpPolicies(): Promise<XfrmPolicy[]> {
+    return this.dump('policies', encodeDumpPolicies, decodePolicy);
+  }
+
+  /** The SA with this (dst, spi, proto, mark), or undefined when the kernel has none. */
+  async getState(id: StateId): Promise<XfrmState | undefined> {
+    const seq = this.nextSeq();
+    const reply = await this.transact(encodeGetState(id, seq));
+    let found: XfrmState | undefined;
+    for (const msg of splitMessages(reply)) {
+      if (msg.seq !== seq) continue;
+      if (msg.type === NLMSG_ERROR) {
+        const ack = parseAck(msg);
+        if (ack.errno === ESRCH) return undefined;
+        if (ack.errno !== 0) {
+          throw new Error(`get XFRM state dst ${id.dst} spi ${id.spi}${this.where()} failed: ${describeAck(ack)}`);
+        }
+      } else {
+        found = decodeState(msg) ?? found;
+      }
+    }
+    return found;
+  }
+
+  private encodeOp(op: XfrmOp): EncodedOp {
+    const messages: Buffer[] = [];
+    const seqs: number[] = [];
+    const add = (encode: (seq: number) => Buffer): void => {
+      const seq = this.nextSeq();
+      messages.push(encode(seq));
+      seqs.push(seq);
+    };
+    switch (op.kind) {
+      case 'addState':
+        add((s) => encodeState('add', op.state, s));
+        return { messages, seqs, combine: single };
+      case 'updateState':
+        add((s) => encodeDeleteState(op.state, s));
+        add((s) => encodeState('add', op.state, s));
+        return { messages, seqs, combine: replaceOutcome };
+      case 'deleteState':
+        add((s) => encodeDeleteState(op.state, s));
+        return { messages, seqs, combine: single };
+      case 'addPolicy':
+        add((s) => encodePolicy('add', op.policy, s));
+        return { messages, seqs, combine: single };
+      case 'updatePolicy':
+        add((s) => encodePolicy('update', op.policy, s));
+        return { messages, seqs, combine: single };
+      case 'deletePolicy':
+        add((s) => encodeDeletePolicy(op.policy, s));
+        return { messages, seqs, combine: single };
+    }
+  }
+
+  /** Applies ops in order, `batchSize` per syscall batch; every op gets its own result, nothing throws per op. */
+  async apply(ops: readonly XfrmOp[]): Promise<XfrmOpResult[]> {
+    const results: XfrmOpResult[] = [];
+    let failure: Error | undefined;
+    for (let start = 0; start < ops.length; start += this.batchSize) {
+      const batch = ops.slice(start, start + this.batchSize);
+      if (failure) {
+        for (const op of batch) results.push(transportResult(op, failure, 'not sent after an earlier batch failed'));
+        continue;
+      }
+      const encoded: (EncodedOp | Error)[] = batch.map((op) => {
+        try {
+          return this.encodeOp(op);
+        } catch (e) {
+          return e instanceof Error ? e : new Error(String(e));
+        }
+      });
+      const messages = encoded.flatMap((e) => (e instanceof Error ? [] : e.messages));
+      const acks = new Map<number, NetlinkAck>();
+      if (messages.length > 0) {
+        try {
+          const reply = await this.transact(Buffer.concat(messages));
+          for (const msg of splitMessages(reply)) if (msg.type === NLMSG_ERROR) acks.set(msg.seq, parseAck(msg));
+        } catch (e) {
+          failure = e instanceof Error ? e : new Error(String(e));
+        }
+      }
+      batch.forEach((op, i) => {
+        const enc = encoded[i];
+        if (enc === undefined) return;
+        if (enc instanceof Error) {
+          results.push({ op, errno: EINVAL, message: enc.message });
+        } else if (failure) {
+          results.push(transportResult(op, failure, 'outcome unknown'));
+        } else {
+          const ack = enc.combine(enc.seqs.map((s) => acks.get(s) ?? { errno: EPROTO, message: 'no reply' }));
+          const result: XfrmOpResult = { op, errno: ack.errno };
+          if (ack.message !== undefined) result.message = ack.message;
+          results.push(result);
+        }
+      });
+    }
+    return results;
+  }
+}
+
+function transportResult(op: XfrmOp, failure: Error, note: string): XfrmOpResult {
+  const errno = (failure as { errno?: unknown }).errno;
+  return { op, errno: typeof errno === 'number' && errno > 0 ? errno : EIO, message: `${failure.message} (${note})` };
+}
