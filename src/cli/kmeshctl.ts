@@ -1,0 +1,235 @@
+// kmeshctl: the command-line shell around the secret commands. Parses flags (commander), picks the store
+// (Kubernetes API or a local directory), runs create/get/delete and turns every failure into one line on stderr
+// and an exit code: 0 success, 1 the operation failed, 2 the command line or the key was wrong.
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { Command, CommanderError, Option } from 'commander';
+import { KubeConfigError, loadKubeConfig } from '../kube/client.js';
+import { createOrRotateSecret, deleteSecret, readSecret } from '../secret/commands.js';
+import type { CreateOutcome } from '../secret/commands.js';
+import { InvalidKeyError, KEY_BYTES, parseHexKey } from '../secret/key-hex.js';
+import { SpiExhaustedError } from '../secret/rotation.js';
+import { DirSecretStore } from '../secret/store-dir.js';
+import { KubernetesSecretStore } from '../secret/store-kubernetes.js';
+import { DEFAULT_NAMESPACE, StoreError } from '../secret/store.js';
+import type { SecretStore } from '../secret/store.js';
+import { formatSecretJson, formatSecretText, secretView } from '../secret/view.js';
+
+/** Where the CLI reads its environment and writes its output (tests pass their own). */
+export interface CliIo {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  env: NodeJS.ProcessEnv;
+  /** Root for the in-cluster service account lookup (default `/`). */
+  inClusterRoot?: string;
+}
+
+export const EXIT_OK = 0;
+export const EXIT_FAILED = 1;
+export const EXIT_USAGE = 2;
+
+/** A command-line mistake (exit 2). */
+class UsageError extends Error {
+  override readonly name = 'UsageError';
+}
+
+interface GlobalOptions {
+  kubeconfig?: string;
+  context?: string;
+  namespace?: string;
+  store?: string;
+  timeout?: string;
+}
+
+type StoreChoice = { kind: 'kubernetes' } | { kind: 'dir'; root: string };
+
+function parseStore(value: string | undefined): StoreChoice {
+  if (value === undefined || value === 'kubernetes') return { kind: 'kubernetes' };
+  if (value.startsWith('dir:') && value.length > 'dir:'.length)
+    return { kind: 'dir', root: path.resolve(value.slice(4)) };
+  throw new UsageError(`--store must be "kubernetes" or "dir:PATH", got "${value}"`);
+}
+
+function parseTimeout(value: string | undefined): number {
+  if (value === undefined) return 15_000;
+  const seconds = Number(value);
+  if (!Number.isFinite(seconds) || seconds <= 0) {
+    throw new UsageError(`--timeout must be a positive number of seconds, got "${value}"`);
+  }
+  return Math.round(seconds * 1000);
+}
+
+function openStore(options: GlobalOptions, io: CliIo): SecretStore {
+  const choice = parseStore(options.store);
+  const timeoutMs = parseTimeout(options.timeout);
+  if (choice.kind === 'dir') {
+    const kubeOnly = (['kubeconfig', 'context', 'namespace'] as const).filter((k) => options[k] !== undefined);
+    if (kubeOnly.length > 0) {
+      throw new UsageError(
+        `--${kubeOnly.join(', --')} only apply to --store kubernetes; the dir store has a fixed layout under ${choice.root}`,
+      );
+    }
+    return new DirSecretStore({ root: choice.root });
+  }
+  const namespace = options.namespace ?? DEFAULT_NAMESPACE;
+  if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(namespace)) {
+    throw new UsageError(`--namespace "${namespace}" is not a valid Kubernetes namespace name`);
+  }
+  const loaded = loadKubeConfig({
+    kubeconfig: options.kubeconfig,
+    context: options.context,
+    env: io.env,
+    inClusterRoot: io.inClusterRoot,
+  });
+  return new KubernetesSecretStore({ config: loaded.config, server: loaded.server, namespace, timeoutMs });
+}
+
+/** `-k=HEX` (the cobra spelling Kmesh documents) reaches us as "=HEX": drop that '='. */
+function keyArgument(value: string | undefined): Buffer {
+  if (value === undefined) return randomBytes(KEY_BYTES);
+  try {
+    return parseHexKey(value.startsWith('=') ? value.slice(1) : value);
+  } catch (err) {
+    if (err instanceof InvalidKeyError) throw new UsageError(`invalid --key: ${err.message}; nothing was changed`);
+    throw err;
+  }
+}
+
+function describeOutcome(outcome: CreateOutcome): string {
+  if (outcome.kind === 'rotated') return `IPsec key rotated (SPI ${outcome.previousSpi} -> ${outcome.spi})`;
+  return outcome.replacedMalformed
+    ? `IPsec secret created (SPI ${outcome.spi}), replacing a malformed one`
+    : `IPsec secret created (SPI ${outcome.spi})`;
+}
+
+const GLOBAL_HELP = `
+Stores:
+  --store kubernetes   (default) the Secret kmesh-system/kmesh-ipsec via the Kubernetes API; the kubeconfig is
+                       --kubeconfig, else $KUBECONFIG, else ~/.kube/config, else the in-cluster service account
+  --store dir:PATH     no cluster: the payload lives in PATH/kmesh-ipsec/ipSec (the file the daemon reads) and
+                       node SPIs are read from PATH/kmeshnodeinfos/*.json
+
+Exit codes: 0 success, 1 the operation failed, 2 bad command line or key.`;
+
+const SECRET_HELP = `
+Examples:
+  kmeshctl secret create                         # random 36-byte key; SPI 1, or a rotation to SPI+1
+  kmeshctl secret create --key=$(echo -n "{36-character user-defined key here}" | xxd -p -c 64)
+  kmeshctl secret create -k "$(head -c 36 /dev/urandom | xxd -p -c 64)"
+  kmeshctl secret get                            # key in hex, SPI, name, namespace, creation time
+  kmeshctl secret get -o json | jq .spi
+  kmeshctl secret delete
+  kmeshctl --store dir:/var/lib/kmesh secret create
+  kmeshctl secret --key=HEX                      # older form, same as: secret create --key=HEX
+
+The key is 36 bytes as 72 hex digits (32-byte AES-256 key + 4-byte salt, rfc4106(gcm(aes))); whitespace and
+line breaks inside it are ignored. Every create on an existing secret rotates the key and raises the SPI by one.`;
+
+function buildProgram(io: CliIo, result: { code: number }): Command {
+  const program = new Command('kmeshctl')
+    .description('Manage Kmesh node-to-node IPsec (ESP, rfc4106(gcm(aes))).')
+    .exitOverride()
+    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
+    .option('--kubeconfig <file>', 'kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)')
+    .option('--context <name>', 'kubeconfig context to use (default: its current-context)')
+    .option('-n, --namespace <name>', `namespace of the Secret and KmeshNodeInfos (default: ${DEFAULT_NAMESPACE})`)
+    .option('--store <store>', 'where the secret lives: kubernetes | dir:PATH (default: kubernetes)')
+    .option('--timeout <seconds>', 'give up on an API request after this long (default: 15)')
+    .addHelpText('after', GLOBAL_HELP);
+  const globals = () => program.opts<GlobalOptions>();
+
+  const secret = program
+    .command('secret')
+    .description('Manage the IPsec pre-shared key (Secret kmesh-ipsec, data key ipSec)')
+    .option('-k, --key <hex>', 'with no subcommand: same as "secret create --key"')
+    .allowExcessArguments()
+    .addHelpText('after', SECRET_HELP)
+    .action(async (options: { key?: string }, command: Command) => {
+      const [extra] = command.args;
+      if (extra !== undefined) throw new UsageError(`unknown command "secret ${extra}": use create, get or delete`);
+      if (options.key === undefined) {
+        io.stderr(command.helpInformation());
+        result.code = EXIT_USAGE;
+        return;
+      }
+      await runCreate(options.key);
+    });
+  const secretKey = () => secret.opts<{ key?: string }>().key;
+
+  async function runCreate(keyText: string | undefined) {
+    const key = keyArgument(keyText);
+    const store = openStore(globals(), io);
+    io.stdout(describeOutcome(await createOrRotateSecret(store, key)) + '\n');
+  }
+  function refuseKey(subcommand: string) {
+    if (secretKey() !== undefined)
+      throw new UsageError(`--key only applies to "secret create", not "secret ${subcommand}"`);
+  }
+
+  secret
+    .command('create')
+    .description('Create the secret with a new key, or rotate the key (SPI + 1) if it exists')
+    .option('-k, --key <hex>', '36-byte key as hex (default: random from the OS CSPRNG)')
+    .action(() => runCreate(secretKey()));
+
+  secret
+    .command('get')
+    .description('Show the current key and configuration (key in hex)')
+    .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text'))
+    .action(async (options: { output: 'text' | 'json' }) => {
+      refuseKey('get');
+      const store = openStore(globals(), io);
+      const { secret: stored, key } = await readSecret(store);
+      const view = secretView(stored, key);
+      io.stdout(options.output === 'json' ? formatSecretJson(view) : formatSecretText(view));
+    });
+
+  secret
+    .command('delete')
+    .description('Delete the secret (the next create continues above every SPI still in use)')
+    .action(async () => {
+      refuseKey('delete');
+      const store = openStore(globals(), io);
+      await deleteSecret(store);
+      io.stdout(`IPsec secret deleted (${store.location})\n`);
+    });
+
+  return program;
+}
+
+function oneLine(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  return text.split('\n', 1)[0] ?? '';
+}
+
+/** Runs kmeshctl with `argv` (without the node and script names); resolves to the exit code. */
+export async function main(argv: string[], io: Partial<CliIo> = {}): Promise<number> {
+  const fullIo: CliIo = {
+    stdout: io.stdout ?? ((text) => process.stdout.write(text)),
+    stderr: io.stderr ?? ((text) => process.stderr.write(text)),
+    env: io.env ?? process.env,
+    ...(io.inClusterRoot === undefined ? {} : { inClusterRoot: io.inClusterRoot }),
+  };
+  const result = { code: EXIT_OK };
+  const program = buildProgram(fullIo, result);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return result.code;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Commander already printed its message (or the help).
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return EXIT_OK;
+      return EXIT_USAGE;
+    }
+    if (err instanceof UsageError) {
+      fullIo.stderr(`error: ${err.message}\n`);
+      return EXIT_USAGE;
+    }
+    if (err instanceof StoreError || err instanceof KubeConfigError || err instanceof SpiExhaustedError) {
+      fullIo.stderr(`error: ${err.message}\n`);
+      return EXIT_FAILED;
+    }
+    fullIo.stderr(`error: ${oneLine(err)}\n`);
+    return EXIT_FAILED;
+  }
+}

@@ -1,0 +1,110 @@
+// What `kmeshctl secret create|get|delete` do, against any SecretStore. Create is a read-modify-write that retries
+// when another writer got in between, so concurrent creates each get their own SPI and none is handed out twice.
+import type { IpsecKey } from '../model/node.js';
+import {
+  AEAD_KEY_NAME,
+  decodeIpsecPayload,
+  encodeIpsecPayload,
+  ICV_BITS,
+  IpsecPayloadError,
+  salvageSpi,
+} from './payload.js';
+import { nextSpi } from './rotation.js';
+import { StoreConflictError, StoreError } from './store.js';
+import type { SecretStore, StoredSecret } from './store.js';
+
+export type CreateOutcome =
+  /** No Secret existed (or only a malformed one with no usable SPI). */
+  | { kind: 'created'; spi: number; replacedMalformed: boolean }
+  /** A Secret existed: this was a key rotation. */
+  | { kind: 'rotated'; previousSpi: number; spi: number };
+
+export interface CreateOptions {
+  /** Read-modify-write attempts before giving up (default 20). */
+  maxAttempts?: number;
+  /** Wait before attempt `n` (n >= 2) after a conflict; default a short random backoff. */
+  backoff?: (attempt: number) => Promise<void>;
+}
+
+const defaultBackoff = (attempt: number) =>
+  new Promise<void>((resolve) => setTimeout(resolve, Math.random() * 10 * Math.min(attempt, 10)));
+
+/**
+ * Stores `key` as the next key version: SPI 1 on a fresh cluster, else above the current Secret's SPI and every SPI
+ * a KmeshNodeInfo still advertises. Replaces a malformed Secret (going above its SPI if it still has one).
+ */
+export async function createOrRotateSecret(
+  store: SecretStore,
+  key: Buffer,
+  options: CreateOptions = {},
+): Promise<CreateOutcome> {
+  const maxAttempts = options.maxAttempts ?? 20;
+  const backoff = options.backoff ?? defaultBackoff;
+  for (let attempt = 1; attempt <= maxAttempts; attempt += 1) {
+    if (attempt > 1) await backoff(attempt);
+    const current = await store.read();
+    const advertised = await store.advertisedSpis();
+    let previousSpi: number | undefined;
+    let malformed = false;
+    if (current !== undefined) {
+      try {
+        previousSpi = decodeIpsecPayload(current.payload ?? '').spi;
+      } catch (err) {
+        if (!(err instanceof IpsecPayloadError)) throw err;
+        malformed = true;
+        previousSpi = current.payload === undefined ? undefined : salvageSpi(current.payload);
+      }
+    }
+    const spi = nextSpi(previousSpi, advertised);
+    const payload = encodeIpsecPayload({ spi, aeadKeyName: AEAD_KEY_NAME, key, icvBits: ICV_BITS });
+    try {
+      if (current === undefined) {
+        await store.create(payload);
+        return { kind: 'created', spi, replacedMalformed: false };
+      }
+      await store.replace(current, payload);
+      return previousSpi === undefined
+        ? { kind: 'created', spi, replacedMalformed: malformed }
+        : { kind: 'rotated', previousSpi, spi };
+    } catch (err) {
+      if (!(err instanceof StoreConflictError)) throw err;
+    }
+  }
+  throw new StoreError(
+    `gave up after ${maxAttempts} attempts: ${store.location} kept changing while we wrote it ` +
+      '(many writers at once?); run the command again',
+  );
+}
+
+/** The Secret and its decoded key, for `get`. */
+export interface SecretWithKey {
+  secret: StoredSecret;
+  key: IpsecKey;
+}
+
+/** Reads and decodes the Secret; StoreError if there is none or it is malformed (saying how to fix it). */
+export async function readSecret(store: SecretStore): Promise<SecretWithKey> {
+  const secret = await store.read();
+  if (secret === undefined) {
+    throw new StoreError(`no IPsec secret: ${store.location} does not exist; create one with: kmeshctl secret create`);
+  }
+  const fix = 'replace it with: kmeshctl secret create';
+  if (secret.payload === undefined) {
+    throw new StoreError(`${store.location} is malformed: it has no "ipSec" data key; ${fix}`);
+  }
+  try {
+    return { secret, key: decodeIpsecPayload(secret.payload) };
+  } catch (err) {
+    if (err instanceof IpsecPayloadError) {
+      throw new StoreError(`${store.location} is malformed: ${err.message}; ${fix}`);
+    }
+    throw err;
+  }
+}
+
+/** Deletes the Secret; StoreError if there is none. */
+export async function deleteSecret(store: SecretStore): Promise<void> {
+  if (!(await store.delete())) {
+    throw new StoreError(`nothing to delete: ${store.location} does not exist`);
+  }
+}
