@@ -50,7 +50,7 @@ function markOf(text: string | undefined): { value: number; mask: number } | und
   return { value: Number(v), mask: m === undefined ? 0xffffffff : Number(m) };
 }
 
-const PROTOS: Record<string, number> = { esp: 50, ah: 51, comp: 108, route2: 43, hao: 60 };
+const PROTOS: Record<string, number> = { esp: 50, ah: 51, comp: 108, route2: 43, hao: 60, tcp: 6, udp: 17, icmp: 1 };
 const protoOf = (p: string | undefined): number => (p === undefined ? 0 : (PROTOS[p] ?? Number(p)));
 const modeOf = (m: string | undefined): XfrmTemplate['mode'] =>
   m === 'tunnel' ? 'tunnel' : m === 'transport' ? 'transport' : 'other';
