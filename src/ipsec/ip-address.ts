@@ -1,0 +1,168 @@
+// Textual IPv4/IPv6 addresses and CIDRs: strict parsing, canonical text (RFC 5952 for IPv6), host-bit
+// normalisation and overlap tests. Pure; used to validate peers and to compare kernel objects by value,
+// since the kernel stores binary addresses and dumps may spell them differently than we published them.
+
+import type { Family } from '../xfrm/types.js';
+
+export interface ParsedIp {
+  family: Family;
+  /** 4 or 16 bytes, network order. */
+  bytes: Uint8Array;
+}
+
+export interface ParsedCidr extends ParsedIp {
+  prefixLength: number;
+}
+
+const DECIMAL_OCTET = /^(0|[1-9][0-9]{0,2})$/;
+const HEX_GROUP = /^[0-9a-fA-F]{1,4}$/;
+
+function parseIpv4(text: string): Uint8Array | undefined {
+  const parts = text.split('.');
+  if (parts.length !== 4) return undefined;
+  const bytes = new Uint8Array(4);
+  for (let i = 0; i < 4; i++) {
+    const part = parts[i] ?? '';
+    if (!DECIMAL_OCTET.test(part)) return undefined;
+    const value = Number(part);
+    if (value > 255) return undefined;
+    bytes[i] = value;
+  }
+  return bytes;
+}
+
+function parseHexGroups(text: string): number[] | undefined {
+  if (text === '') return [];
+  const groups: number[] = [];
+  const parts = text.split(':');
+  for (let i = 0; i < parts.length; i++) {
+    const part = parts[i] ?? '';
+    if (i === parts.length - 1 && part.includes('.')) {
+      const v4 = parseIpv4(part);
+      if (v4 === undefined) return undefined;
+      groups.push(((v4[0] ?? 0) << 8) | (v4[1] ?? 0), ((v4[2] ?? 0) << 8) | (v4[3] ?? 0));
+      continue;
+    }
+    if (!HEX_GROUP.test(part)) return undefined;
+    groups.push(parseInt(part, 16));
+  }
+  return groups;
+}
+
+function parseIpv6(text: string): Uint8Array | undefined {
+  const halves = text.split('::');
+  if (halves.length > 2) return undefined;
+  let groups: number[];
+  if (halves.length === 2) {
+    const head = parseHexGroups(halves[0] ?? '');
+    const tail = parseHexGroups(halves[1] ?? '');
+    if (head === undefined || tail === undefined || head.length + tail.length > 7) return undefined;
+    groups = [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail];
+  } else {
+    const all = parseHexGroups(text);
+    if (all?.length !== 8) return undefined;
+    groups = all;
+  }
+  const bytes = new Uint8Array(16);
+  groups.forEach((g, i) => {
+    bytes[2 * i] = g >> 8;
+    bytes[2 * i + 1] = g & 0xff;
+  });
+  return bytes;
+}
+
+/** Parses a plain IPv4 or IPv6 address (no zone id, no prefix); undefined when it is not one. */
+export function parseIp(text: string): ParsedIp | undefined {
+  if (text.includes(':')) {
+    const bytes = parseIpv6(text);
+    return bytes && { family: 6, bytes };
+  }
+  const bytes = parseIpv4(text);
+  return bytes && { family: 4, bytes };
+}
+
+/** Canonical text of address bytes: dotted quad, or RFC 5952 compressed lowercase IPv6. */
+export function formatIp(bytes: Uint8Array): string {
+  if (bytes.length === 4) return Array.from(bytes).join('.');
+  const groups: number[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push(((bytes[i] ?? 0) << 8) | (bytes[i + 1] ?? 0));
+  let bestStart = -1;
+  let bestLength = 1;
+  for (let i = 0; i < 8;) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLength) {
+      bestStart = i;
+      bestLength = j - i;
+    }
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (bestStart < 0) return hex.join(':');
+  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLength).join(':')}`;
+}
+
+/** Canonical text of an address, or the input unchanged when it does not parse (foreign junk stays comparable). */
+export function canonicalIp(text: string): string {
+  const parsed = parseIp(text);
+  return parsed ? formatIp(parsed.bytes) : text;
+}
+
+export function ipFamily(text: string): Family | undefined {
+  return parseIp(text)?.family;
+}
+
+/** Parses "addr/len" with a decimal prefix length in range; host bits may be set (see normaliseCidr). */
+export function parseCidr(text: string): ParsedCidr | undefined {
+  const slash = text.indexOf('/');
+  if (slash < 0) return undefined;
+  const ip = parseIp(text.slice(0, slash));
+  const lengthText = text.slice(slash + 1);
+  if (!ip || !/^(0|[1-9][0-9]{0,2})$/.test(lengthText)) return undefined;
+  const prefixLength = Number(lengthText);
+  if (prefixLength > ip.bytes.length * 8) return undefined;
+  return { ...ip, prefixLength };
+}
+
+function maskedBytes(bytes: Uint8Array, prefixLength: number): Uint8Array {
+  const out = new Uint8Array(bytes.length);
+  for (let i = 0; i < bytes.length; i++) {
+    const bitsHere = Math.max(0, Math.min(8, prefixLength - 8 * i));
+    out[i] = (bytes[i] ?? 0) & ((0xff << (8 - bitsHere)) & 0xff);
+  }
+  return out;
+}
+
+/** "10.244.1.7/24" -> "10.244.1.0/24", IPv6 in canonical text; undefined when not a CIDR. */
+export function normaliseCidr(text: string): string | undefined {
+  const cidr = parseCidr(text);
+  if (!cidr) return undefined;
+  return `${formatIp(maskedBytes(cidr.bytes, cidr.prefixLength))}/${cidr.prefixLength}`;
+}
+
+/**
+ * Canonical address text with the prefix kept but host bits left as given: the kernel compares selectors
+ * byte for byte, so "10.0.0.1/24" and "10.0.0.0/24" are different selectors. Unparseable input is returned as is.
+ */
+export function canonicalSelectorCidr(text: string): string {
+  const cidr = parseCidr(text);
+  return cidr ? `${formatIp(cidr.bytes)}/${cidr.prefixLength}` : text;
+}
+
+/** True when two CIDRs of the same family share at least one address (one contains the other). */
+export function cidrsOverlap(a: ParsedCidr, b: ParsedCidr): boolean {
+  if (a.family !== b.family) return false;
+  const common = Math.min(a.prefixLength, b.prefixLength);
+  const ma = maskedBytes(a.bytes, common);
+  const mb = maskedBytes(b.bytes, common);
+  return ma.every((v, i) => v === mb[i]);
+}
+
+/** The "any" selector for a family. */
+export function anyCidr(family: Family): string {
+  return family === 4 ? '0.0.0.0/0' : '::/0';
+}

@@ -1,0 +1,148 @@
+// Decides which peers can be planned for and how: pairs each peer with the local node per address family
+// (tunnel endpoints = the first underlay address of that family on each side, pod CIDRs of the same
+// family), and rejects peers that would collide with the local node or with another peer (same name,
+// same underlay address, overlapping pod CIDRs). Peers are taken in name order, so the outcome does not
+// depend on list order and the first claimant of an address or CIDR keeps it.
+
+import type { NodeInfo } from '../model/node.js';
+import type { Family } from '../xfrm/types.js';
+import { canonicalIp, cidrsOverlap, normaliseCidr, parseCidr, parseIp, type ParsedCidr } from './ip-address.js';
+
+/** One encrypted path between the local node and a peer in one address family. */
+export interface Tunnel {
+  family: Family;
+  /** Underlay addresses as published (they feed the key derivation). */
+  localAddress: string;
+  peerAddress: string;
+  /** Normalised pod CIDRs of this family. */
+  localCidrs: string[];
+  peerCidrs: string[];
+}
+
+export interface ScreenedPeer {
+  node: NodeInfo;
+  tunnels: Tunnel[];
+  /** Things worth reporting that do not stop the peer (e.g. a pod CIDR family without a tunnel). */
+  notes: string[];
+}
+
+export interface PeerRejection {
+  name: string;
+  /** The SPI the rejected object advertises (as given). */
+  advertisedSpi: number;
+  reason: string;
+}
+
+const FAMILIES: readonly Family[] = [4, 6];
+
+function firstAddress(node: NodeInfo, family: Family): string | undefined {
+  return node.addresses.find((a) => parseIp(a)?.family === family);
+}
+
+function cidrsOf(node: NodeInfo, family: Family): string[] {
+  return node.podCIDRs.filter((c) => parseCidr(c)?.family === family);
+}
+
+/** Throws a one-line error when the local node description is unusable (nothing is planned then). */
+export function checkLocalNode(local: NodeInfo): void {
+  if (!local.name) throw new Error('local node: name is empty');
+  if (!Number.isInteger(local.spi) || local.spi < 0)
+    throw new Error(`local node: spi ${local.spi} is not an integer >= 0`);
+  if (local.addresses.length === 0) throw new Error('local node: no underlay addresses');
+  for (const a of local.addresses)
+    if (!parseIp(a)) throw new Error(`local node: address ${JSON.stringify(a)} is not an IP address`);
+  if (!local.bootID) throw new Error('local node: boot ID is empty');
+  for (const c of local.podCIDRs)
+    if (!parseCidr(c)) throw new Error(`local node: pod CIDR ${JSON.stringify(c)} is not a CIDR`);
+}
+
+/** Semantic problems of a peer on its own (callers normally ran parseNodeInfo already). */
+function peerProblem(peer: NodeInfo): string | undefined {
+  if (!Number.isInteger(peer.spi) || peer.spi < 1) return `spi ${peer.spi} is not a positive integer`;
+  if (!peer.bootID) return 'boot ID is empty';
+  if (peer.addresses.length === 0) return 'no underlay addresses';
+  for (const a of peer.addresses) if (!parseIp(a)) return `address ${JSON.stringify(a)} is not an IP address`;
+  for (const c of peer.podCIDRs) if (!parseCidr(c)) return `pod CIDR ${JSON.stringify(c)} is not a CIDR`;
+  return undefined;
+}
+
+interface Claims {
+  addresses: Map<string, string>;
+  cidrs: { owner: string; text: string; cidr: ParsedCidr }[];
+}
+
+export function screenPeers(
+  local: NodeInfo,
+  peers: readonly NodeInfo[],
+): { accepted: ScreenedPeer[]; rejected: PeerRejection[] } {
+  checkLocalNode(local);
+  const claims: Claims = { addresses: new Map(), cidrs: [] };
+  const localLabel = `the local node ${local.name}`;
+  for (const a of local.addresses) claims.addresses.set(canonicalIp(a), localLabel);
+  for (const c of local.podCIDRs) {
+    const cidr = parseCidr(c);
+    if (cidr) claims.cidrs.push({ owner: localLabel, text: c, cidr });
+  }
+
+  const accepted: ScreenedPeer[] = [];
+  const rejected: PeerRejection[] = [];
+  const seenNames = new Set<string>();
+  const sorted = [...peers]
+    .filter((p) => p.name !== local.name)
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+
+  for (const raw of sorted) {
+    const reject = (reason: string): void => {
+      rejected.push({ name: raw.name, advertisedSpi: raw.spi, reason });
+    };
+    if (seenNames.has(raw.name)) {
+      reject('more than one KmeshNodeInfo with this name');
+      continue;
+    }
+    seenNames.add(raw.name);
+    const problem = peerProblem(raw);
+    if (problem) {
+      reject(problem);
+      continue;
+    }
+    const node: NodeInfo = { ...raw, podCIDRs: raw.podCIDRs.map((c) => normaliseCidr(c) ?? c) };
+    const addressClash = node.addresses
+      .map((a) => [a, claims.addresses.get(canonicalIp(a))] as const)
+      .find(([, owner]) => owner);
+    if (addressClash) {
+      reject(`underlay address ${addressClash[0]} is also used by ${String(addressClash[1])}`);
+      continue;
+    }
+    const parsedCidrs = node.podCIDRs.map((text) => ({ text, cidr: parseCidr(text) as ParsedCidr }));
+    const cidrClash = parsedCidrs
+      .map(({ text, cidr }) => ({ text, other: claims.cidrs.find((c) => cidrsOverlap(c.cidr, cidr)) }))
+      .find((x) => x.other);
+    if (cidrClash?.other) {
+      reject(`pod CIDR ${cidrClash.text} overlaps ${cidrClash.other.text} of ${cidrClash.other.owner}`);
+      continue;
+    }
+
+    const tunnels: Tunnel[] = [];
+    const notes: string[] = [];
+    for (const family of FAMILIES) {
+      const localAddress = firstAddress(local, family);
+      const peerAddress = firstAddress(node, family);
+      const peerCidrs = cidrsOf(node, family);
+      if (localAddress && peerAddress) {
+        tunnels.push({ family, localAddress, peerAddress, localCidrs: cidrsOf(local, family), peerCidrs });
+      } else if (peerCidrs.length > 0) {
+        notes.push(
+          `pod CIDR ${peerCidrs.join(', ')} is not encrypted: no IPv${family} underlay address on ${localAddress ? 'the peer' : 'the local node'} (marked traffic to it is blocked)`,
+        );
+      }
+    }
+    if (tunnels.length === 0) {
+      reject('no underlay address family in common with the local node');
+      continue;
+    }
+    for (const a of node.addresses) claims.addresses.set(canonicalIp(a), `node ${node.name}`);
+    for (const { text, cidr } of parsedCidrs) claims.cidrs.push({ owner: `node ${node.name}`, text, cidr });
+    accepted.push({ node, tunnels, notes });
+  }
+  return { accepted, rejected };
+}

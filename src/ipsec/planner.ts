@@ -1,0 +1,286 @@
+// Desired XFRM state of one node, as a pure function of (local node, peers, held keys, peer ids).
+// Per peer P, per address family shared with the local node L, per held SPI S:
+//   outbound SA  L.ip -> P.ip  spi S, mark 0xe0/0xff, key K(L->P) under the PSK of S
+//   inbound SA   P.ip -> L.ip  spi S, mark id(P)<<16|0xd0 / 0xffff00ff, output-mark 0xd0 / 0xffff00ff, key K(P->L)
+// and, independent of S:
+//   out policy   any -> P.podCIDR, mark 0xe0/0xff, template L.ip -> P.ip with the SPI we send to P with
+//   in + fwd     P.podCIDR -> L.podCIDR, mark 0xd0/0xff, template P.ip -> L.ip with spi 0 (any held SPI)
+// plus one catch-all block policy per local family for encrypt-marked packets no peer policy claims.
+// All SAs are ESP tunnel mode, rfc4106(gcm(aes)), ESN with a replay window, reqid KMESH_REQID.
+
+import { derivePairKey } from '../keys/derive.js';
+import type { KeyHistory } from '../keys/key-history.js';
+import { inboundEspMark, MARK_DECRYPT, MARK_ENCRYPT, MARK_INBOUND_MASK, MARK_TYPE_MASK } from '../model/marks.js';
+import type { IpsecKey, NodeInfo } from '../model/node.js';
+import type { Family, XfrmPolicy, XfrmState, XfrmTemplate } from '../xfrm/types.js';
+import { anyCidr, parseCidr, parseIp } from './ip-address.js';
+import {
+  BLOCK_POLICY_PRIORITY,
+  DEFAULT_REPLAY_WINDOW,
+  IPPROTO_ESP,
+  KMESH_REQID,
+  PEER_POLICY_PRIORITY,
+} from './ownership.js';
+import { screenPeers, type PeerRejection, type ScreenedPeer, type Tunnel } from './peer-screen.js';
+import { chooseSendSpi } from './rotation.js';
+import { lookupMark, policyIdentity, stateBucket } from './xfrm-identity.js';
+
+export interface PlannerOptions {
+  reqid: number;
+  replayWindow: number;
+  peerPriority: number;
+  blockPriority: number;
+}
+
+export const DEFAULT_PLANNER_OPTIONS: PlannerOptions = {
+  reqid: KMESH_REQID,
+  replayWindow: DEFAULT_REPLAY_WINDOW,
+  peerPriority: PEER_POLICY_PRIORITY,
+  blockPriority: BLOCK_POLICY_PRIORITY,
+};
+
+export interface PlannedState {
+  /** Peer name the SA serves. */
+  owner: string;
+  direction: 'inbound' | 'outbound';
+  state: XfrmState;
+}
+
+export interface PlannedPolicy {
+  /** Peer name, or null for node-wide policies (block). */
+  owner: string | null;
+  role: 'out' | 'in' | 'fwd' | 'block';
+  policy: XfrmPolicy;
+  /** The outbound SA an out policy's template points at; it must be present before the policy is switched to it. */
+  requires?: PlannedState;
+}
+
+export interface PeerPlan {
+  name: string;
+  /** The SPI the peer advertises. */
+  advertisedSpi: number;
+  /** True when SAs and policies were planned for this peer. */
+  planned: boolean;
+  peerId?: number;
+  /** SPI in our out-policy templates towards this peer. */
+  sendSpi?: number;
+  tunnels: Tunnel[];
+  /** Why the peer was skipped, or notes about a partial plan. */
+  reasons: string[];
+}
+
+export interface XfrmPlan {
+  states: PlannedState[];
+  policies: PlannedPolicy[];
+  peers: PeerPlan[];
+  /** Underlay address -> peer id, for the decrypt program's peer map. */
+  peerAddressIds: { address: string; peerId: number }[];
+}
+
+export interface ScreenedPlanInput {
+  local: NodeInfo;
+  accepted: readonly ScreenedPeer[];
+  rejected: readonly PeerRejection[];
+  /** Keys whose SAs must exist (the history minus retired SPIs). */
+  keys: KeyHistory;
+  peerIds: ReadonlyMap<string, number>;
+  options?: Partial<PlannerOptions>;
+}
+
+export interface PlanInput {
+  local: NodeInfo;
+  peers: readonly NodeInfo[];
+  keys: KeyHistory;
+  peerIds: ReadonlyMap<string, number>;
+  options?: Partial<PlannerOptions>;
+}
+
+const ENCRYPT_MARK = { value: MARK_ENCRYPT, mask: MARK_TYPE_MASK };
+const DECRYPTED_MARK = { value: MARK_DECRYPT, mask: MARK_TYPE_MASK };
+
+/** Screens the peers (see peer-screen.ts) and plans for the accepted ones. */
+export function planXfrm(input: PlanInput): XfrmPlan {
+  const { accepted, rejected } = screenPeers(input.local, input.peers);
+  return planScreened({ ...input, accepted, rejected });
+}
+
+function localFamilies(local: NodeInfo): Family[] {
+  const families = new Set<Family>();
+  for (const a of local.addresses) {
+    const f = parseIp(a)?.family;
+    if (f) families.add(f);
+  }
+  for (const c of local.podCIDRs) {
+    const f = parseCidr(c)?.family;
+    if (f) families.add(f);
+  }
+  return [...families].sort();
+}
+
+export function planScreened(input: ScreenedPlanInput): XfrmPlan {
+  const opts = { ...DEFAULT_PLANNER_OPTIONS, ...input.options };
+  const { local } = input;
+  const keys = input.keys.keys();
+  const held = keys.map((k) => k.spi);
+  const states: PlannedState[] = [];
+  const policies: PlannedPolicy[] = [];
+  const peers: PeerPlan[] = [];
+  const peerAddressIds: { address: string; peerId: number }[] = [];
+
+  for (const family of localFamilies(local)) {
+    policies.push({
+      owner: null,
+      role: 'block',
+      policy: {
+        dir: 'out',
+        selector: { family, src: anyCidr(family), dst: anyCidr(family), proto: 0 },
+        mark: { ...ENCRYPT_MARK },
+        priority: opts.blockPriority,
+        action: 'block',
+        templates: [],
+      },
+    });
+  }
+
+  for (const { name, advertisedSpi, reason } of input.rejected) {
+    peers.push({ name, advertisedSpi, planned: false, tunnels: [], reasons: [reason] });
+  }
+
+  for (const { node: peer, tunnels, notes } of input.accepted) {
+    const plan: PeerPlan = { name: peer.name, advertisedSpi: peer.spi, planned: false, tunnels, reasons: [...notes] };
+    peers.push(plan);
+    const peerId = input.peerIds.get(peer.name);
+    if (peerId === undefined) {
+      plan.reasons.push('no free peer id (all 65535 in use)');
+      continue;
+    }
+    plan.peerId = peerId;
+    const send = chooseSendSpi(peer.spi, held);
+    if (!send) {
+      plan.reasons.push('no IPsec key yet');
+      continue;
+    }
+    plan.sendSpi = send.spi;
+    if (send.note) plan.reasons.push(send.note);
+    plan.planned = true;
+    for (const tunnel of tunnels) {
+      peerAddressIds.push({ address: tunnel.peerAddress, peerId });
+      planTunnel(local, peer, peerId, tunnel, keys, send.spi, opts, states, policies);
+    }
+  }
+
+  assertDistinct(states, policies);
+  peers.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return { states, policies, peers, peerAddressIds };
+}
+
+function planTunnel(
+  local: NodeInfo,
+  peer: NodeInfo,
+  peerId: number,
+  tunnel: Tunnel,
+  keys: readonly IpsecKey[],
+  sendSpi: number,
+  opts: PlannerOptions,
+  states: PlannedState[],
+  policies: PlannedPolicy[],
+): void {
+  const { family, localAddress, peerAddress } = tunnel;
+  const localEnd = { ip: localAddress, bootID: local.bootID };
+  const peerEnd = { ip: peerAddress, bootID: peer.bootID };
+  const common = {
+    family,
+    proto: IPPROTO_ESP,
+    mode: 'tunnel' as const,
+    reqid: opts.reqid,
+    esn: true,
+    replayWindow: opts.replayWindow,
+  };
+  let sendState: PlannedState | undefined;
+  for (const key of keys) {
+    const outbound: PlannedState = {
+      owner: peer.name,
+      direction: 'outbound',
+      state: {
+        ...common,
+        src: localAddress,
+        dst: peerAddress,
+        spi: key.spi,
+        aead: { name: key.aeadKeyName, key: derivePairKey(key.key, localEnd, peerEnd), icvBits: key.icvBits },
+        mark: { ...ENCRYPT_MARK },
+      },
+    };
+    const inbound: PlannedState = {
+      owner: peer.name,
+      direction: 'inbound',
+      state: {
+        ...common,
+        src: peerAddress,
+        dst: localAddress,
+        spi: key.spi,
+        aead: { name: key.aeadKeyName, key: derivePairKey(key.key, peerEnd, localEnd), icvBits: key.icvBits },
+        mark: { value: inboundEspMark(peerId), mask: MARK_INBOUND_MASK },
+        outputMark: { value: MARK_DECRYPT, mask: MARK_INBOUND_MASK },
+      },
+    };
+    states.push(inbound, outbound);
+    if (key.spi === sendSpi) sendState = outbound;
+  }
+
+  const template = (src: string, dst: string, spi: number): XfrmTemplate => ({
+    family,
+    src,
+    dst,
+    proto: IPPROTO_ESP,
+    mode: 'tunnel',
+    reqid: opts.reqid,
+    spi,
+  });
+  for (const peerCidr of tunnel.peerCidrs) {
+    policies.push({
+      owner: peer.name,
+      role: 'out',
+      policy: {
+        dir: 'out',
+        selector: { family, src: anyCidr(family), dst: peerCidr, proto: 0 },
+        mark: { ...ENCRYPT_MARK },
+        priority: opts.peerPriority,
+        action: 'allow',
+        templates: [template(localAddress, peerAddress, sendSpi)],
+      },
+      ...(sendState ? { requires: sendState } : {}),
+    });
+    for (const localCidr of tunnel.localCidrs) {
+      for (const dir of ['in', 'fwd'] as const) {
+        policies.push({
+          owner: peer.name,
+          role: dir,
+          policy: {
+            dir,
+            selector: { family, src: peerCidr, dst: localCidr, proto: 0 },
+            mark: { ...DECRYPTED_MARK },
+            priority: opts.peerPriority,
+            action: 'allow',
+            templates: [template(peerAddress, localAddress, 0)],
+          },
+        });
+      }
+    }
+  }
+}
+
+/** Guards the invariant the design rests on: no two planned objects share a kernel identity. */
+function assertDistinct(states: readonly PlannedState[], policies: readonly PlannedPolicy[]): void {
+  const stateIds = new Set<string>();
+  for (const { state } of states) {
+    const id = `${stateBucket(state)}|${lookupMark(state.mark)}`;
+    if (stateIds.has(id)) throw new Error(`planner produced two states with identity ${id}`);
+    stateIds.add(id);
+  }
+  const policyIds = new Set<string>();
+  for (const { policy } of policies) {
+    const id = policyIdentity(policy);
+    if (policyIds.has(id)) throw new Error(`planner produced two policies with identity ${id}`);
+    policyIds.add(id);
+  }
+}

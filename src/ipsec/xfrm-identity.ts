@@ -1,0 +1,111 @@
+// How the kernel tells XFRM objects apart, and how we compare their contents. Shared by the reconciler
+// and the fake kernel so both follow the same rules:
+// - a state lives in a bucket (family, dst, spi, proto); a lookup with mark M hits state x in that bucket
+//   when (M & x.mark.mask) == x.mark.value. Adding x collides with any state its own value&mask hits.
+// - a policy is identified by (dir, selector, mark value, mark mask); its selector is compared byte for byte.
+// Addresses are compared in canonical form. Descriptions never include key bytes.
+
+import { canonicalIp, canonicalSelectorCidr } from './ip-address.js';
+import type { XfrmMark, XfrmOp, XfrmPolicy, XfrmSelector, XfrmState, XfrmTemplate } from '../xfrm/types.js';
+
+const NO_MARK: XfrmMark = { value: 0, mask: 0 };
+
+export function markOf(mark: XfrmMark | undefined): XfrmMark {
+  return mark ? { value: mark.value >>> 0, mask: mark.mask >>> 0 } : NO_MARK;
+}
+
+/** The mark value the kernel looks states up with for this add/delete/update message. */
+export function lookupMark(mark: XfrmMark | undefined): number {
+  const m = markOf(mark);
+  return (m.value & m.mask) >>> 0;
+}
+
+export function stateBucket(s: Pick<XfrmState, 'family' | 'dst' | 'spi' | 'proto'>): string {
+  return `${s.family}|${canonicalIp(s.dst)}|${s.spi >>> 0}|${s.proto}`;
+}
+
+/** Does a kernel lookup with `mark` (already value&mask) hit `state` (same bucket assumed)? */
+export function lookupHits(mark: number, state: Pick<XfrmState, 'mark'>): boolean {
+  const m = markOf(state.mark);
+  return (mark & m.mask) >>> 0 === m.value;
+}
+
+export function selectorKey(sel: XfrmSelector): string {
+  return `${sel.family}|${canonicalSelectorCidr(sel.src)}|${canonicalSelectorCidr(sel.dst)}|${sel.proto}`;
+}
+
+export function policyIdentity(p: Pick<XfrmPolicy, 'dir' | 'selector' | 'mark'>): string {
+  const m = markOf(p.mark);
+  return `${p.dir}|${selectorKey(p.selector)}|${m.value}/${m.mask}`;
+}
+
+function sameMark(a: XfrmMark | undefined, b: XfrmMark | undefined): boolean {
+  const ma = markOf(a);
+  const mb = markOf(b);
+  return ma.value === mb.value && ma.mask === mb.mask;
+}
+
+/** Full content equality of two states (identity fields, addresses, mode, reqid, AEAD incl. key bytes, marks, ESN). */
+export function statesEqual(a: XfrmState, b: XfrmState): boolean {
+  if (stateBucket(a) !== stateBucket(b)) return false;
+  if (canonicalIp(a.src) !== canonicalIp(b.src) || a.mode !== b.mode || a.reqid !== b.reqid) return false;
+  if (!sameMark(a.mark, b.mark) || !sameMark(a.outputMark, b.outputMark)) return false;
+  if (a.esn !== b.esn || a.replayWindow !== b.replayWindow) return false;
+  if (!a.aead || !b.aead) return a.aead === b.aead;
+  return a.aead.name === b.aead.name && a.aead.icvBits === b.aead.icvBits && a.aead.key.equals(b.aead.key);
+}
+
+function templatesEqual(a: XfrmTemplate, b: XfrmTemplate): boolean {
+  return (
+    a.family === b.family &&
+    canonicalIp(a.src) === canonicalIp(b.src) &&
+    canonicalIp(a.dst) === canonicalIp(b.dst) &&
+    a.proto === b.proto &&
+    a.mode === b.mode &&
+    a.reqid === b.reqid &&
+    a.spi >>> 0 === b.spi >>> 0
+  );
+}
+
+/** Full content equality of two policies (identity, priority, action, templates in order); the kernel index is ignored. */
+export function policiesEqual(a: XfrmPolicy, b: XfrmPolicy): boolean {
+  return (
+    policyIdentity(a) === policyIdentity(b) &&
+    a.priority === b.priority &&
+    a.action === b.action &&
+    a.templates.length === b.templates.length &&
+    a.templates.every((t, i) => {
+      const other = b.templates[i];
+      return other !== undefined && templatesEqual(t, other);
+    })
+  );
+}
+
+function hex(n: number): string {
+  return `0x${(n >>> 0).toString(16)}`;
+}
+
+function describeMark(mark: XfrmMark | undefined): string {
+  return mark ? ` mark ${hex(mark.value)}/${hex(mark.mask)}` : '';
+}
+
+/** One line naming the object an op touches (never key material). */
+export function describeOp(op: XfrmOp): string {
+  switch (op.kind) {
+    case 'addState':
+    case 'updateState': {
+      const s = op.state;
+      return `${op.kind} ${s.src}->${s.dst} spi ${hex(s.spi)} reqid ${hex(s.reqid)}${describeMark(s.mark)}`;
+    }
+    case 'deleteState': {
+      const s = op.state;
+      return `deleteState dst ${s.dst} spi ${hex(s.spi)}${describeMark(s.mark)}`;
+    }
+    case 'addPolicy':
+    case 'updatePolicy':
+    case 'deletePolicy': {
+      const p = op.policy;
+      return `${op.kind} ${p.dir} ${p.selector.src}->${p.selector.dst}${describeMark(p.mark)}`;
+    }
+  }
+}

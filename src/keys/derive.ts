@@ -1,0 +1,43 @@
+// Kmesh-compatible per-pair key derivation (SPEC §A4), byte for byte:
+//   K(src→dst) = SHA-512(PSK ‖ srcIP ‖ dstIP ‖ srcBootID[:36] ‖ dstBootID[:36])[:36]
+// IPs are the textual strings exactly as a node publishes them; boot IDs are their UTF-8 bytes, at most 36
+// of them. Shorter boot IDs are used whole (Kmesh slices blindly and panics; we must not).
+
+import { createHash } from 'node:crypto';
+
+/** Bytes of a derived key: 32-byte AES-256 key + 4-byte GCM salt. */
+export const DERIVED_KEY_BYTES = 36;
+/** At most this many bytes of each boot ID enter the hash. */
+export const BOOT_ID_BYTES = 36;
+
+/** One end of an encrypted direction: the node's published underlay address and its boot ID. */
+export interface KeyEndpoint {
+  ip: string;
+  bootID: string;
+}
+
+function requireText(what: string, value: string): void {
+  if (value.length === 0) throw new Error(`key derivation: ${what} is empty`);
+}
+
+/** The first 36 bytes of a boot ID (fewer when it is shorter). */
+export function bootIdBytes(bootID: string): Buffer {
+  return Buffer.from(bootID, 'utf8').subarray(0, BOOT_ID_BYTES);
+}
+
+/** Key for traffic from `src` to `dst` under this PSK; the sender's outbound SA and the receiver's inbound SA use it. */
+export function derivePairKey(psk: Buffer, src: KeyEndpoint, dst: KeyEndpoint): Buffer {
+  if (psk.length === 0) throw new Error('key derivation: the pre-shared key is empty');
+  requireText('source IP', src.ip);
+  requireText('destination IP', dst.ip);
+  requireText(`boot ID of ${src.ip}`, src.bootID);
+  requireText(`boot ID of ${dst.ip}`, dst.bootID);
+  const digest = createHash('sha512')
+    .update(psk)
+    .update(src.ip, 'utf8')
+    .update(dst.ip, 'utf8')
+    .update(bootIdBytes(src.bootID))
+    .update(bootIdBytes(dst.bootID))
+    .digest();
+  return digest.subarray(0, DERIVED_KEY_BYTES);
+}

@@ -1,0 +1,200 @@
+// An in-memory XfrmKernel that follows the Linux identity rules, for unit tests of everything above the
+// netlink adapter (reconciler, controller, daemon):
+// - states: lookups hit the newest state in the (family, dst, spi, proto) bucket whose mark matches
+//   ((value&mask) & x.mask == x.value); add -> EEXIST on a hit; delete/update of a miss -> ESRCH (what the
+//   kernel returns for SAs). Like XFRM_MSG_UPDSA, updateState only refreshes the output mark: it never changes
+//   keys, addresses or replay settings, so code that "updates" a key is caught here as it would be on Linux.
+// - policies: identity (dir, selector, mark value, mark mask); add -> EEXIST; update replaces or inserts
+//   (XFRM_MSG_UPDPOLICY semantics); delete of a miss -> ENOENT.
+// Every op handed to apply() counts as one write. Failures can be injected per op.
+
+import { parseCidr, parseIp } from '../ipsec/ip-address.js';
+import { lookupHits, lookupMark, policyIdentity, stateBucket } from '../ipsec/xfrm-identity.js';
+import type { XfrmKernel, XfrmOp, XfrmOpResult, XfrmPolicy, XfrmState } from './types.js';
+
+export const EINVAL = 22;
+export const EEXIST = 17;
+export const ENOENT = 2;
+export const ESRCH = 3;
+
+/** rfc4106 key lengths the kernel accepts: AES-128/192/256 key + 4-byte salt. */
+const RFC4106_KEY_BYTES = [20, 28, 36];
+
+interface InjectedFailure {
+  match: (op: XfrmOp) => boolean;
+  errno: number;
+  message: string | undefined;
+  remaining: number;
+}
+
+function cloneState(s: XfrmState): XfrmState {
+  return {
+    ...s,
+    ...(s.aead ? { aead: { ...s.aead, key: Buffer.from(s.aead.key) } } : {}),
+    ...(s.mark ? { mark: { ...s.mark } } : {}),
+    ...(s.outputMark ? { outputMark: { ...s.outputMark } } : {}),
+  };
+}
+
+function clonePolicy(p: XfrmPolicy): XfrmPolicy {
+  return {
+    ...p,
+    selector: { ...p.selector },
+    ...(p.mark ? { mark: { ...p.mark } } : {}),
+    templates: p.templates.map((t) => ({ ...t })),
+  };
+}
+
+function invalidState(s: XfrmState): string | undefined {
+  for (const [what, addr] of [
+    ['source', s.src],
+    ['destination', s.dst],
+  ] as const) {
+    if (parseIp(addr)?.family !== s.family) return `${what} address ${addr} is not an IPv${s.family} address`;
+  }
+  if (s.aead) {
+    if (s.aead.name !== 'rfc4106(gcm(aes))') return 'Requested AEAD algorithm not found';
+    if (!RFC4106_KEY_BYTES.includes(s.aead.key.length)) return 'Invalid key length';
+    if (![64, 96, 128].includes(s.aead.icvBits)) return 'Invalid ICV length';
+  }
+  if (s.esn && s.replayWindow <= 0) return 'ESN requires a replay window';
+  return undefined;
+}
+
+function invalidPolicy(p: XfrmPolicy): string | undefined {
+  for (const cidr of [p.selector.src, p.selector.dst]) {
+    if (parseCidr(cidr)?.family !== p.selector.family)
+      return `selector ${cidr} is not an IPv${p.selector.family} prefix`;
+  }
+  for (const t of p.templates) {
+    if (parseIp(t.src)?.family !== t.family || parseIp(t.dst)?.family !== t.family) {
+      return `template addresses ${t.src}->${t.dst} are not IPv${t.family}`;
+    }
+  }
+  return undefined;
+}
+
+export class FakeXfrmKernel implements XfrmKernel {
+  /** Newest first, as the kernel's hash chains put new states at the head. */
+  private states: XfrmState[] = [];
+  private policies: XfrmPolicy[] = [];
+  private nextPolicyIndex = 1;
+  private failures: InjectedFailure[] = [];
+  /** Ops received by apply(), in order. */
+  readonly received: XfrmOp[] = [];
+  writes = 0;
+  applyCalls = 0;
+  dumpCalls = 0;
+
+  /** Installs a state without counting a write (a foreign tool's, or left by an earlier run); throws on a collision. */
+  seedState(state: XfrmState): void {
+    const result = this.execute({ kind: 'addState', state });
+    if (result.errno !== 0) throw new Error(`seedState: errno ${result.errno} ${result.message ?? ''}`);
+  }
+
+  seedPolicy(policy: XfrmPolicy): void {
+    const result = this.execute({ kind: 'addPolicy', policy });
+    if (result.errno !== 0) throw new Error(`seedPolicy: errno ${result.errno} ${result.message ?? ''}`);
+  }
+
+  /** Makes matching ops fail with `errno` (and no effect), `times` times (default: always). */
+  injectFailure(match: (op: XfrmOp) => boolean, errno: number, opts: { message?: string; times?: number } = {}): void {
+    this.failures.push({ match, errno, message: opts.message, remaining: opts.times ?? Infinity });
+  }
+
+  clearFailures(): void {
+    this.failures = [];
+  }
+
+  /** Current contents without counting a dump. */
+  listStates(): XfrmState[] {
+    return this.states.map(cloneState);
+  }
+
+  listPolicies(): XfrmPolicy[] {
+    return this.policies.map(clonePolicy);
+  }
+
+  dumpStates(): Promise<XfrmState[]> {
+    this.dumpCalls++;
+    return Promise.resolve(this.listStates());
+  }
+
+  dumpPolicies(): Promise<XfrmPolicy[]> {
+    this.dumpCalls++;
+    return Promise.resolve(this.listPolicies());
+  }
+
+  apply(ops: readonly XfrmOp[]): Promise<XfrmOpResult[]> {
+    this.applyCalls++;
+    const results = ops.map((op) => {
+      this.writes++;
+      this.received.push(op);
+      const failure = this.failures.find((f) => f.remaining > 0 && f.match(op));
+      if (failure) {
+        failure.remaining--;
+        return { op, errno: failure.errno, ...(failure.message ? { message: failure.message } : {}) };
+      }
+      return this.execute(op);
+    });
+    return Promise.resolve(results);
+  }
+
+  private findState(s: Pick<XfrmState, 'family' | 'dst' | 'spi' | 'proto' | 'mark'>): number {
+    const bucket = stateBucket(s);
+    const mark = lookupMark(s.mark);
+    return this.states.findIndex((x) => stateBucket(x) === bucket && lookupHits(mark, x));
+  }
+
+  private findPolicy(p: Pick<XfrmPolicy, 'dir' | 'selector' | 'mark'>): number {
+    const id = policyIdentity(p);
+    return this.policies.findIndex((x) => policyIdentity(x) === id);
+  }
+
+  private execute(op: XfrmOp): XfrmOpResult {
+    const fail = (errno: number, message?: string): XfrmOpResult => ({ op, errno, ...(message ? { message } : {}) });
+    switch (op.kind) {
+      case 'addState': {
+        const invalid = invalidState(op.state);
+        if (invalid) return fail(EINVAL, invalid);
+        if (this.findState(op.state) >= 0) return fail(EEXIST);
+        this.states.unshift(cloneState(op.state));
+        return fail(0);
+      }
+      case 'updateState': {
+        const i = this.findState(op.state);
+        const existing = this.states[i];
+        if (!existing) return fail(ESRCH);
+        const om = op.state.outputMark;
+        if (om && (om.value !== 0 || om.mask !== 0)) existing.outputMark = { ...om };
+        return fail(0);
+      }
+      case 'deleteState': {
+        const i = this.findState(op.state);
+        if (i < 0) return fail(ESRCH);
+        this.states.splice(i, 1);
+        return fail(0);
+      }
+      case 'addPolicy':
+      case 'updatePolicy': {
+        const invalid = invalidPolicy(op.policy);
+        if (invalid) return fail(EINVAL, invalid);
+        const i = this.findPolicy(op.policy);
+        const stored = { ...clonePolicy(op.policy), index: this.nextPolicyIndex++ };
+        if (i >= 0) {
+          if (op.kind === 'addPolicy') return fail(EEXIST);
+          this.policies[i] = stored;
+        } else {
+          this.policies.push(stored);
+        }
+        return fail(0);
+      }
+      case 'deletePolicy': {
+        const i = this.findPolicy(op.policy);
+        if (i < 0) return fail(ENOENT);
+        this.policies.splice(i, 1);
+        return fail(0);
+      }
+    }
+  }
+}
