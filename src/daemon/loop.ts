@@ -29,8 +29,8 @@ export interface LoopDeps {
   datapath?: DatapathPort | undefined;
   /** Key in force and the file's problem (the key-file watcher). */
   keyFile?: { key(): IpsecKey | undefined; status(): { spi: number | undefined; problem: string } } | undefined;
-  /** Validates a KmeshNodeInfo object (throws a one-line Error naming what is wrong). */
-  parseNodeInfo: (obj: unknown) => NodeInfo;
+  /** Validates a KmeshNodeInfo object: the NodeInfo, or a one-line reason naming what is wrong. */
+  parseNodeInfo: (obj: unknown) => { ok: NodeInfo } | { error: string };
   hostNetwork: (options: { ipv6: boolean }) => Promise<HostNetwork>;
   xfrmStat: () => Promise<XfrmStat>;
   log: LoopLogger;
@@ -63,6 +63,11 @@ export class ReconcileLoop {
     this.retryMs = deps.retryMs ?? 500;
   }
 
+  /** Sets where the key in force comes from (the key-file watcher, created after the loop). */
+  setKeyFile(keyFile: LoopDeps['keyFile']): void {
+    this.deps.keyFile = keyFile;
+  }
+
   currentStatus(): DaemonStatus {
     return this.status;
   }
@@ -88,7 +93,7 @@ export class ReconcileLoop {
     const ipsec = this.deps.ipsec;
     if (event.kind === 'key') {
       if (ipsec) {
-        const refused = ipsec.addKey(event.key, this.now());
+        const refused = ipsec.addKey(event.key);
         if (refused !== undefined) {
           this.deps.log.error({ spi: event.key.spi }, `secret refused: ${refused}`);
         } else {
@@ -237,16 +242,22 @@ export class ReconcileLoop {
         ownPublished = raw.object;
         continue;
       }
-      try {
-        peers.push(deps.parseNodeInfo(raw.object));
-      } catch (err) {
-        next.invalidPeers.push(`${raw.name}: ${(err as Error).message.split('\n')[0] ?? ''}`);
-      }
+      const parsed = deps.parseNodeInfo(raw.object);
+      if ('ok' in parsed) peers.push(parsed.ok);
+      else next.invalidPeers.push(parsed.error);
     }
     const local = { name: node.name, addresses: node.addresses, bootID: node.bootID, podCIDRs: node.podCIDRs };
     let result: IpsecStepResult;
     try {
-      result = await ipsec.step({ local, peers, now: this.now() });
+      const publishedSpi = ownPublished === undefined ? 0 : publishedSpiOf(ownPublished);
+      result = await ipsec.step({
+        local,
+        peers,
+        publishedSpi,
+        now: this.now(),
+        onPeerIds: (ids) => datapath.setPeerIds(ids),
+      });
+      if (result.keysChanged) this.keysDirty = true;
     } catch (err) {
       fail(`xfrm: ${(err as Error).message.split('\n')[0] ?? ''}`);
       return;
@@ -311,4 +322,10 @@ export class ReconcileLoop {
       'rotation converged: every peer reached with the new SPI',
     );
   }
+}
+
+/** spec.spi of our own published KmeshNodeInfo, 0 when unusable. */
+function publishedSpiOf(obj: unknown): number {
+  const spi = (obj as { spec?: { spi?: unknown } } | null)?.spec?.spi;
+  return typeof spi === 'number' && Number.isInteger(spi) && spi > 0 ? spi : 0;
 }

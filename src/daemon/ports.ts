@@ -24,13 +24,19 @@ export interface IpsecStepInput {
   local: LocalNode;
   /** Validated peers (this node excluded). */
   peers: NodeInfo[];
+  /** SPI currently published in our KmeshNodeInfo (0 before the first publish). */
+  publishedSpi: number;
   now: number;
+  /** Called with underlay address -> peer id before any XFRM change (the decrypt program must know new ids first). */
+  onPeerIds?: (ids: Map<string, number>) => Promise<void>;
 }
 
 export interface IpsecStepResult {
   /** SPI to publish: undefined until our inbound SAs for a key exist. */
   advertiseSpi: number | undefined;
   peers: PeerStatus[];
+  /** The key history changed (an SPI was retired): persist it again. */
+  keysChanged: boolean;
   /** Kernel operations applied in this step. */
   changes: number;
   errors: string[];
@@ -38,7 +44,7 @@ export interface IpsecStepResult {
 
 export interface IpsecPort {
   /** Takes a key read from the secret; returns an error line when it is refused (e.g. SPI reused for a new key). */
-  addKey(key: IpsecKey, now: number): string | undefined;
+  addKey(key: IpsecKey): string | undefined;
   /** SPIs known (newest last), for status. */
   keySpis(): number[];
   /** Reconciles the kernel's XFRM states/policies to the desired state for this input. */
@@ -77,6 +83,8 @@ export interface DatapathReport {
 }
 
 export interface DatapathPort {
+  /** Makes km_ipsec_peers hold exactly these underlay address -> peer id pairs (loads the datapath if needed). */
+  setPeerIds(peerIds: Map<string, number>): Promise<void>;
   sync(desired: DatapathDesired): Promise<DatapathReport>;
   /** Detaches every program and removes every pin this node owns; returns what was removed. */
   uninstall(): Promise<string[]>;

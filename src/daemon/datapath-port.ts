@@ -1,0 +1,90 @@
+// DatapathPort over the Datapath module (src/datapath): loads (or adopts) the pinned programs and maps once,
+// then each sync makes attachments, km_ipsec_peers and km_nodeinfo match the desired state by difference.
+// Order within a sync never opens a plaintext window: decrypt attachments and peer ids first, remote CIDRs
+// next, encrypt attachments last; detaches happen after the adds.
+import type { Datapath } from '../datapath/datapath.js';
+import type { Attachment, DatapathDesired, DatapathPort, DatapathReport } from './ports.js';
+
+function firstLine(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? '';
+}
+
+export class DatapathAdapter implements DatapathPort {
+  private loaded = false;
+
+  constructor(
+    private readonly dp: Datapath,
+    private readonly bpffsRoot: string,
+  ) {}
+
+  private async ensureLoaded(): Promise<void> {
+    if (this.loaded) return;
+    await this.dp.load({ bpffsRoot: this.bpffsRoot });
+    this.loaded = true;
+  }
+
+  async setPeerIds(peerIds: Map<string, number>): Promise<void> {
+    await this.ensureLoaded();
+    await this.dp.setPeers(peerIds);
+  }
+
+  async sync(desired: DatapathDesired): Promise<DatapathReport> {
+    const errors: string[] = [];
+    await this.ensureLoaded();
+    const before = await this.dp.attachments();
+    const has = (kind: 'encrypt' | 'decrypt', ifname: string): boolean =>
+      before.some((a) => a.kind === kind && a.ifname === ifname && a.netns === undefined);
+    const attach = async (kind: 'encrypt' | 'decrypt', name: string, ifindex: number): Promise<void> => {
+      if (has(kind, name)) return;
+      try {
+        await this.dp.attach(kind, ifindex);
+      } catch (err) {
+        errors.push(`attach tc_mark_${kind} to ${name}: ${firstLine(err)}`);
+      }
+    };
+    for (const i of desired.decrypt) await attach('decrypt', i.name, i.ifindex);
+    try {
+      await this.dp.setPeers(desired.peerIds);
+    } catch (err) {
+      errors.push(`km_ipsec_peers: ${firstLine(err)}`);
+    }
+    try {
+      await this.dp.setRemoteCidrs(desired.remoteCidrs);
+    } catch (err) {
+      errors.push(`km_nodeinfo: ${firstLine(err)}`);
+    }
+    for (const i of desired.encrypt) await attach('encrypt', i.name, i.ifindex);
+    const want = new Set([
+      ...desired.encrypt.map((i) => `encrypt/${i.name}`),
+      ...desired.decrypt.map((i) => `decrypt/${i.name}`),
+    ]);
+    for (const a of before) {
+      if (a.netns !== undefined || want.has(`${a.kind}/${a.ifname}`)) continue;
+      try {
+        await this.dp.detach(a.kind, a.ifindex);
+      } catch (err) {
+        // The interface may be gone with its pod (and the attachment with it): not an error then.
+        const after = await this.dp.attachments();
+        if (after.some((x) => x.kind === a.kind && x.ifindex === a.ifindex)) {
+          errors.push(`detach tc_mark_${a.kind} from ${a.ifname}: ${firstLine(err)}`);
+        }
+      }
+    }
+    const attachments: Attachment[] = (await this.dp.attachments())
+      .filter((a) => a.netns === undefined)
+      .map((a) => ({ ifname: a.ifname, program: a.kind }))
+      .sort((x, y) => `${x.program}/${x.ifname}`.localeCompare(`${y.program}/${y.ifname}`));
+    return { attachments, errors };
+  }
+
+  async uninstall(): Promise<string[]> {
+    try {
+      await this.dp.load({ bpffsRoot: this.bpffsRoot });
+    } catch {
+      // Nothing loadable: there may still be pins to remove, which uninstall handles.
+    }
+    const removed = (await this.dp.attachments()).map((a) => `tc_mark_${a.kind} on ${a.ifname}`);
+    await this.dp.uninstall();
+    return [...removed, `pins under ${this.bpffsRoot}`];
+  }
+}

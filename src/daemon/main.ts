@@ -1,0 +1,191 @@
+// kmesh-daemon entry point (imperative shell): parses flags, wires the source, the key-file watcher, the
+// IPsec and datapath adapters and the reconcile loop, serves status/metrics, and handles signals. SIGTERM
+// stops watching and leaves the datapath and XFRM state in place (a restart adopts them without a gap);
+// `kmesh-daemon uninstall` removes everything this node owns.
+import type http from 'node:http';
+import { pino, type Logger } from 'pino';
+import { loadKubeConfig } from '../kube/client.js';
+import { decodeIpsecPayload } from '../secret/payload.js';
+import { parseNodeInfo } from '../ipsec/validate-peer.js';
+import type { DaemonConfig } from './config.js';
+import { parseDaemonFlags } from './flags.js';
+import { readHostNetwork } from './host-network.js';
+import { KeyFileWatcher } from './key-file-watcher.js';
+import { loadKeyState, removeKeyState, saveKeyState } from './key-store.js';
+import { ReconcileLoop } from './loop.js';
+import { DaemonMetrics } from './metrics.js';
+import { createDatapathPort, createIpsecPort } from './wiring.js';
+import { DirSource } from './sources/dir-source.js';
+import { KubeSource } from './sources/kube-source.js';
+import type { ClusterSource } from './sources/source.js';
+import { startStatusServer, writeStatusFile } from './status-server.js';
+import { readXfrmStat } from './xfrm-stat.js';
+
+export interface MainIo {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  /** Resolves when the daemon should stop (default: SIGTERM or SIGINT). */
+  stopSignal?: Promise<string>;
+}
+
+const defaultIo: MainIo = {
+  stdout: (t) => process.stdout.write(t),
+  stderr: (t) => process.stderr.write(t),
+};
+
+function makeLogger(config: DaemonConfig): Logger {
+  return pino({
+    level: config.logLevel,
+    base: { node: config.nodeName },
+    // Belt and braces: no key material ever reaches a log line, even by accident.
+    redact: { paths: ['key', '*.key', 'aeadKey', '*.aeadKey', 'psk', '*.psk'], censor: '[redacted]' },
+  });
+}
+
+function makeSource(config: DaemonConfig, log: Logger): ClusterSource {
+  if (config.store.kind === 'dir') return new DirSource(config.store.path, config.nodeName);
+  const loaded = loadKubeConfig({ kubeconfig: config.kubeconfig });
+  log.info({ kubeconfig: loaded.source, server: loaded.server }, 'using the Kubernetes API');
+  return new KubeSource(loaded.config, config.nodeName, {
+    onError: (message) => log.warn({}, `watch: ${message}`),
+  });
+}
+
+function signalPromise(): Promise<string> {
+  return new Promise((resolve) => {
+    const on = (sig: string) => () => resolve(sig);
+    process.once('SIGTERM', on('SIGTERM'));
+    process.once('SIGINT', on('SIGINT'));
+  });
+}
+
+export async function main(argv: readonly string[], io: MainIo = defaultIo, env = process.env): Promise<number> {
+  const parsed = parseDaemonFlags(argv, env);
+  if (parsed.kind === 'info') {
+    io.stdout(parsed.text);
+    return 0;
+  }
+  if (parsed.kind === 'error') {
+    io.stderr(`kmesh-daemon: ${parsed.message}\n`);
+    return 2;
+  }
+  const config = parsed.config;
+  const log = makeLogger(config);
+  let source: ClusterSource;
+  try {
+    source = makeSource(config, log);
+  } catch (err) {
+    io.stderr(`kmesh-daemon: ${(err as Error).message}\n`);
+    return 1;
+  }
+  try {
+    if (config.command === 'uninstall') return await uninstall(config, source, log, io);
+    return await run(config, source, log, io.stopSignal ?? signalPromise());
+  } catch (err) {
+    log.fatal({ err: (err as Error).message }, 'kmesh-daemon failed');
+    io.stderr(`kmesh-daemon: ${(err as Error).message.split('\n')[0] ?? ''}\n`);
+    return 1;
+  }
+}
+
+async function run(config: DaemonConfig, source: ClusterSource, log: Logger, stop: Promise<string>): Promise<number> {
+  const metrics = new DaemonMetrics();
+  const ipsec = config.enableIpsec ? await createIpsecPort(config) : undefined;
+  const datapath = config.enableIpsec ? createDatapathPort(config) : undefined;
+  if (ipsec) {
+    try {
+      const saved = await loadKeyState(config.stateDir);
+      if (saved !== undefined) {
+        ipsec.importKeys(saved);
+        log.info({ spis: ipsec.keySpis() }, 'key history restored');
+      }
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'key history unreadable; starting from the secret file only');
+    }
+  }
+  let lastStatusError = '';
+  const loop: ReconcileLoop = new ReconcileLoop({
+    nodeName: config.nodeName,
+    source,
+    ipsec,
+    datapath,
+    keyFile: undefined,
+    parseNodeInfo,
+    hostNetwork: readHostNetwork,
+    xfrmStat: () => readXfrmStat(),
+    log,
+    metrics,
+    onStatus: async (status) => {
+      if (config.statusFile === undefined) return;
+      try {
+        await writeStatusFile(config.statusFile, status);
+        lastStatusError = '';
+      } catch (err) {
+        const msg = (err as Error).message;
+        if (msg !== lastStatusError) log.warn({ file: config.statusFile }, `cannot write status file: ${msg}`);
+        lastStatusError = msg;
+      }
+    },
+    saveKeys: (saved) => saveKeyState(config.stateDir, saved),
+    resyncMs: config.resyncSeconds * 1000,
+  });
+  let watcher: KeyFileWatcher | undefined;
+  if (ipsec) {
+    watcher = new KeyFileWatcher(config.ipsecKeyFile, decodeIpsecPayload, (event) => loop.keyEvent(event));
+    loop.setKeyFile(watcher);
+  }
+  log.info(
+    {
+      mode: config.mode,
+      ipsec: config.enableIpsec,
+      store: source.description,
+      keyFile: config.enableIpsec ? config.ipsecKeyFile : null,
+      bpfFsPath: config.bpfFsPath,
+    },
+    'kmesh-daemon starting',
+  );
+  let server: http.Server | undefined;
+  if (config.metricsAddr) {
+    server = await startStatusServer(config.metricsAddr, metrics, () => loop.currentStatus());
+    log.info({ addr: `${config.metricsAddr.host}:${config.metricsAddr.port}` }, 'serving /metrics and /status');
+  }
+  await watcher?.start();
+  await source.start(() => loop.trigger('cluster change'));
+  loop.start();
+  const signal = await stop;
+  log.info({ signal }, 'stopping; datapath and XFRM state stay in place');
+  watcher?.stop();
+  await loop.stop();
+  await source.stop();
+  await new Promise<void>((resolve) => (server ? server.close(() => resolve()) : resolve()));
+  return 0;
+}
+
+async function uninstall(config: DaemonConfig, source: ClusterSource, log: Logger, io: MainIo): Promise<number> {
+  const problems: string[] = [];
+  const removed: string[] = [];
+  const datapath = createDatapathPort(config);
+  try {
+    removed.push(...(await datapath.uninstall()));
+  } catch (err) {
+    problems.push(`datapath: ${(err as Error).message.split('\n')[0] ?? ''}`);
+  }
+  try {
+    const ipsec = await createIpsecPort(config);
+    const n = await ipsec.uninstall();
+    removed.push(`${n} XFRM states and policies`);
+  } catch (err) {
+    problems.push(`xfrm: ${(err as Error).message.split('\n')[0] ?? ''}`);
+  }
+  try {
+    await source.deleteNodeInfo();
+    removed.push(`KmeshNodeInfo ${config.nodeName}`);
+  } catch (err) {
+    problems.push(`KmeshNodeInfo: ${(err as Error).message.split('\n')[0] ?? ''}`);
+  }
+  if (await removeKeyState(config.stateDir)) removed.push('saved key history');
+  log.info({ removed, problems }, 'uninstall finished');
+  io.stdout(`removed: ${removed.join('; ') || 'nothing'}\n`);
+  for (const p of problems) io.stderr(`kmesh-daemon uninstall: ${p}\n`);
+  return problems.length === 0 ? 0 : 1;
+}

@@ -1,0 +1,50 @@
+// Adapter: the daemon's HTTP listener (--metrics-addr) serving Prometheus text on /metrics and the JSON
+// status on /status, and the --status-file writer (atomic rename, so readers never see half a file).
+import fsp from 'node:fs/promises';
+import http from 'node:http';
+import path from 'node:path';
+import type { ListenAddress } from './config.js';
+import type { DaemonMetrics } from './metrics.js';
+import type { DaemonStatus } from './status.js';
+
+export function statusJson(status: DaemonStatus): string {
+  return JSON.stringify(status, (_k, v: unknown) => (v === undefined ? null : v), 2) + '\n';
+}
+
+export async function writeStatusFile(file: string, status: DaemonStatus): Promise<void> {
+  await fsp.mkdir(path.dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  await fsp.writeFile(tmp, statusJson(status));
+  await fsp.rename(tmp, file);
+}
+
+export async function startStatusServer(
+  addr: ListenAddress,
+  metrics: DaemonMetrics,
+  status: () => DaemonStatus,
+): Promise<http.Server> {
+  const server = http.createServer((req, res) => {
+    const url = req.url ?? '/';
+    if (req.method !== 'GET') {
+      res.writeHead(405).end();
+    } else if (url === '/metrics') {
+      metrics.text().then(
+        (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
+        (err: unknown) => res.writeHead(500).end(String(err)),
+      );
+    } else if (url === '/status' || url === '/') {
+      const s = status();
+      res.writeHead(s.synced ? 200 : 503, { 'content-type': 'application/json' }).end(statusJson(s));
+    } else {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(addr.port, addr.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return server;
+}

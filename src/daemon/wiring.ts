@@ -1,0 +1,23 @@
+// Builds the real kernel-facing adapters from the configuration: XFRM over netlink in the daemon's own
+// network namespace, and the libbpf datapath with its pins under <bpf-fs-path>/bpf_kmesh_workload.
+import path from 'node:path';
+import { BpfDatapath } from '../datapath/bpf-datapath.js';
+import { NetlinkXfrmKernel } from '../xfrm/netlink-kernel.js';
+import type { DaemonConfig } from './config.js';
+import { DatapathAdapter } from './datapath-port.js';
+import { IpsecAdapter } from './ipsec-port.js';
+
+/** Kmesh's pin directory name under the bpffs mount (km_nodeinfo lives in <root>/map/). */
+export const PIN_DIR_NAME = 'bpf_kmesh_workload';
+
+export function bpffsRoot(config: Pick<DaemonConfig, 'bpfFsPath'>): string {
+  return path.join(config.bpfFsPath, PIN_DIR_NAME);
+}
+
+export function createIpsecPort(config: DaemonConfig): Promise<IpsecAdapter> {
+  return Promise.resolve(new IpsecAdapter(new NetlinkXfrmKernel(), { graceMs: config.rotationGraceSeconds * 1000 }));
+}
+
+export function createDatapathPort(config: DaemonConfig): DatapathAdapter {
+  return new DatapathAdapter(new BpfDatapath(), bpffsRoot(config));
+}

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Starts the Kmesh node daemon the way the Kmesh user guide shows:
+#   ./start_kmesh.sh --mode=dual-engine --enable-bypass=false --enable-ipsec=true
+# Mounts bpffs at the --bpf-fs-path (default /sys/fs/bpf) when it is not mounted yet, then runs
+# kmesh-daemon with every argument unchanged and forwards SIGTERM/SIGINT to it (the daemon leaves the
+# datapath in place on SIGTERM); the script exits with the daemon's exit code.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+bpf_fs=/sys/fs/bpf
+prev=''
+for arg in "$@"; do
+  case "$arg" in
+    --bpf-fs-path=*) bpf_fs="${arg#--bpf-fs-path=}" ;;
+  esac
+  if [ "$prev" = "--bpf-fs-path" ]; then bpf_fs="$arg"; fi
+  prev="$arg"
+done
+
+mkdir -p "$bpf_fs"
+if [ "$(stat -f -c %T "$bpf_fs")" != "bpf_fs" ]; then
+  echo "start_kmesh.sh: mounting bpffs at $bpf_fs" >&2
+  mount -t bpf bpf "$bpf_fs"
+fi
+
+node "$here/bin/kmesh-daemon.js" "$@" &
+child=$!
+forward() { kill -s "$1" "$child" 2>/dev/null || true; }
+trap 'forward TERM' TERM
+trap 'forward INT' INT
+rc=0
+# `wait` returns early when a trapped signal arrives; keep waiting until the daemon has really exited.
+while :; do
+  wait "$child" && rc=0 || rc=$?
+  kill -0 "$child" 2>/dev/null || break
+done
+exit "$rc"
