@@ -1,0 +1,233 @@
+// In-memory Datapath for pure unit tests of its users (the daemon): same validation, same errors for bad
+// input and missing interfaces, same idempotence and map-difference results as BpfDatapath, no kernel.
+// It also answers "which mark would this frame get" through the TypeScript statement of the marking rules.
+import {
+  COUNTER_NAMES,
+  DEFAULT_BPFFS_ROOT,
+  type AttachKind,
+  type AttachMode,
+  type AttachOptions,
+  type Attachment,
+  type Datapath,
+  type DatapathCounters,
+  type DatapathStats,
+  type LoadOptions,
+} from './datapath.js';
+import { diffEntries, nodeinfoEntries, peerEntries, type MapChange, type MapEntry } from './map-layout.js';
+import { MarkOracle } from './mark-rules.js';
+
+export interface FakeInterface {
+  name: string;
+  ifindex: number;
+  /** Namespace path the interface lives in; undefined = the daemon's own. */
+  netns?: string;
+}
+
+export interface FakeDatapathOptions {
+  interfaces?: readonly FakeInterface[];
+  /** Whether the pretend kernel has TCX (default true). */
+  tcx?: boolean;
+}
+
+const ENODEV = 19;
+
+/** Runs fn now; its result or its exception becomes the promise's outcome, as with an async kernel call. */
+function settle<T>(fn: () => T): Promise<T> {
+  return new Promise<T>((resolve) => {
+    resolve(fn());
+  });
+}
+
+function noSuchDevice(what: string, netns: string | undefined): Error {
+  const object = netns ? `${what} in netns ${netns}` : what;
+  return Object.assign(new Error(`find interface ${object}: No such device (errno ${ENODEV})`), {
+    code: 'KMESH_ERRNO',
+    errno: ENODEV,
+    syscall: 'find interface',
+    object,
+  });
+}
+
+export class FakeDatapath implements Datapath {
+  private root: string | undefined;
+  private readonly interfaces: FakeInterface[];
+  private readonly tcx: boolean;
+  private readonly attached = new Map<string, Attachment>();
+  private cidrEntries: MapEntry[] = [];
+  private peerMapEntries: MapEntry[] = [];
+  private cidrs: readonly string[] = [];
+  private peerMap: ReadonlyMap<string, number> = new Map();
+  private readonly counters = Object.fromEntries(COUNTER_NAMES.map((n) => [n, 0])) as unknown as DatapathCounters;
+  private nextProgId = 1;
+  private progIds: Record<AttachKind, number> = { encrypt: 0, decrypt: 0 };
+
+  constructor(opts: FakeDatapathOptions = {}) {
+    this.interfaces = [...(opts.interfaces ?? [])];
+    this.tcx = opts.tcx ?? true;
+  }
+
+  /** The remote pod CIDRs last set (as given). */
+  get remoteCidrs(): readonly string[] {
+    return this.cidrs;
+  }
+
+  /** The peers last set. */
+  get peers(): ReadonlyMap<string, number> {
+    return this.peerMap;
+  }
+
+  /** Where load() was told to pin; undefined when not loaded. */
+  get bpffsRoot(): string | undefined {
+    return this.root;
+  }
+
+  /** Simulates an interface appearing (e.g. a new pod's veth). */
+  addInterface(iface: FakeInterface): void {
+    this.interfaces.push(iface);
+  }
+
+  /** Simulates an interface disappearing: the kernel drops its attachments with it. */
+  removeInterface(name: string, netns?: string): void {
+    const i = this.interfaces.findIndex((x) => x.name === name && x.netns === netns);
+    if (i < 0) return;
+    const [gone] = this.interfaces.splice(i, 1);
+    for (const [k, a] of this.attached) {
+      if (gone && a.ifindex === gone.ifindex && a.netns === gone.netns) this.attached.delete(k);
+    }
+  }
+
+  private ensureLoaded(): void {
+    if (this.root === undefined) throw new Error('datapath is not loaded: call load() first');
+  }
+
+  load(opts: LoadOptions = {}): Promise<void> {
+    const root = opts.bpffsRoot ?? DEFAULT_BPFFS_ROOT;
+    if (this.root !== undefined && this.root !== root) {
+      return Promise.reject(new Error(`datapath is already loaded at ${this.root}, cannot load it again at ${root}`));
+    }
+    if (this.root === undefined) {
+      this.root = root;
+      this.progIds = { encrypt: this.nextProgId++, decrypt: this.nextProgId++ };
+    }
+    return Promise.resolve();
+  }
+
+  private find(iface: string | number, netns: string | undefined): FakeInterface {
+    const found = this.interfaces.find(
+      (x) => (typeof iface === 'number' ? x.ifindex === iface : x.name === iface) && x.netns === netns,
+    );
+    if (!found) throw noSuchDevice(typeof iface === 'number' ? `ifindex ${iface}` : iface, netns);
+    return found;
+  }
+
+  attach(kind: AttachKind, iface: string | number, opts: AttachOptions = {}): Promise<Attachment> {
+    return settle(() => {
+      this.ensureLoaded();
+      const dev = this.find(iface, opts.netns);
+      const key = `${opts.netns ?? ''}|${dev.ifindex}|${kind}`;
+      const wanted = opts.mode ?? 'auto';
+      const existing = this.attached.get(key);
+      if (existing && (wanted === 'auto' || wanted === existing.mode)) return { ...existing };
+      if (wanted === 'tcx' && !this.tcx) {
+        throw Object.assign(new Error(`attach TCX ingress link to ${dev.name}: Invalid argument (errno 22)`), {
+          code: 'KMESH_ERRNO',
+          errno: 22,
+          syscall: 'attach TCX ingress link to',
+          object: dev.name,
+        });
+      }
+      const mode: AttachMode = wanted === 'auto' ? (this.tcx ? 'tcx' : 'clsact') : wanted;
+      const a: Attachment = {
+        kind,
+        ifindex: dev.ifindex,
+        ifname: dev.name,
+        mode,
+        netns: opts.netns,
+        progId: this.progIds[kind],
+      };
+      this.attached.set(key, a);
+      return { ...a };
+    });
+  }
+
+  detach(kind: AttachKind, iface: string | number, opts: Pick<AttachOptions, 'netns'> = {}): Promise<boolean> {
+    return settle(() => {
+      this.ensureLoaded();
+      for (const [k, a] of this.attached) {
+        const same = typeof iface === 'number' ? a.ifindex === iface : a.ifname === iface;
+        if (same && a.kind === kind && a.netns === opts.netns) {
+          this.attached.delete(k);
+          return true;
+        }
+      }
+      return false;
+    });
+  }
+
+  attachments(): Promise<Attachment[]> {
+    return Promise.resolve([...this.attached.values()].map((a) => ({ ...a })));
+  }
+
+  setRemoteCidrs(cidrs: readonly string[]): Promise<MapChange> {
+    return settle(() => {
+      this.ensureLoaded();
+      const desired = nodeinfoEntries(cidrs);
+      const { change } = diffEntries(this.cidrEntries, desired);
+      this.cidrEntries = desired;
+      this.cidrs = [...cidrs];
+      return change;
+    });
+  }
+
+  setPeers(peers: ReadonlyMap<string, number>): Promise<MapChange> {
+    return settle(() => {
+      this.ensureLoaded();
+      const desired = peerEntries(peers);
+      const { change } = diffEntries(this.peerMapEntries, desired);
+      this.peerMapEntries = desired;
+      this.peerMap = new Map(peers);
+      return change;
+    });
+  }
+
+  /** The mark tc_mark_encrypt would leave on this frame with the current maps; counts like the program. */
+  markEncrypt(frame: Buffer, mark = 0): number {
+    this.ensureLoaded();
+    const out = new MarkOracle({ remoteCidrs: this.cidrs, peers: this.peerMap }).encrypt(frame, mark);
+    if (out !== mark >>> 0) this.counters.encryptMarked++;
+    else this.counters.encryptPassed++;
+    return out;
+  }
+
+  /** The mark tc_mark_decrypt would leave on this frame with the current maps. */
+  markDecrypt(frame: Buffer, mark = 0): number {
+    this.ensureLoaded();
+    return new MarkOracle({ remoteCidrs: this.cidrs, peers: this.peerMap }).decrypt(frame, mark);
+  }
+
+  stats(): Promise<DatapathStats> {
+    return settle(() => {
+      this.ensureLoaded();
+      return {
+        counters: { ...this.counters },
+        remoteCidrEntries: this.cidrEntries.length,
+        peers: this.peerMapEntries.length,
+        attachments: this.attached.size,
+      };
+    });
+  }
+
+  uninstall(): Promise<void> {
+    this.attached.clear();
+    this.cidrEntries = [];
+    this.peerMapEntries = [];
+    this.cidrs = [];
+    this.peerMap = new Map();
+    this.root = undefined;
+    return Promise.resolve();
+  }
+
+  close(): void {
+    this.root = undefined;
+  }
+}

@@ -1,0 +1,133 @@
+// Byte layouts of the datapath's BPF maps (bpf/maps.h) and the pure computation of their desired contents.
+// km_nodeinfo keys follow Kmesh (prefixlen counts the address's own bits, IPv4 in the first 4 bytes); the
+// value carries per-family flags so that IPv4 and IPv6 prefixes sharing leading bytes cannot be confused.
+import { parseAddr, parseCidr, prefixMatches, type Family, type ParsedCidr } from './addr.js';
+import { PEER_ID_MAX } from '../model/marks.js';
+
+export const NODEINFO_V4 = 1;
+export const NODEINFO_V6 = 2;
+export const AF_INET = 2;
+export const AF_INET6 = 10;
+
+export const NODEINFO_KEY_SIZE = 20;
+export const PEER_KEY_SIZE = 20;
+export const ATTACH_KEY_SIZE = 16;
+export const ATTACH_VALUE_SIZE = 144;
+
+/** One map entry, ready for the addon. */
+export interface MapEntry {
+  key: Buffer;
+  value: Buffer;
+}
+
+export function familyFlag(family: Family): number {
+  return family === 4 ? NODEINFO_V4 : NODEINFO_V6;
+}
+
+export function nodeinfoKey(prefixLen: number, bytes: Buffer): Buffer {
+  const key = Buffer.alloc(NODEINFO_KEY_SIZE);
+  key.writeUInt32LE(prefixLen, 0);
+  bytes.copy(key, 4);
+  return key;
+}
+
+function u32(value: number): Buffer {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(value >>> 0, 0);
+  return b;
+}
+
+/**
+ * The km_nodeinfo contents for these remote pod CIDRs: one entry per distinct key, whose flags say for which
+ * families the key's prefix lies inside some remote CIDR of that family. The kernel's longest-prefix match
+ * then answers "is this IPv4 (IPv6) address remote?" correctly even when an IPv4 and an IPv6 prefix share
+ * leading bytes: the longest matching key K is covered by a family-f CIDR exactly when the address is.
+ * Throws (naming the CIDR) on the first invalid one, before anything is computed.
+ */
+export function nodeinfoEntries(cidrs: readonly string[]): MapEntry[] {
+  const parsed: ParsedCidr[] = cidrs.map((c) => parseCidr(c));
+  const byKey = new Map<string, ParsedCidr>();
+  for (const c of parsed) byKey.set(nodeinfoKey(c.prefixLen, c.bytes).toString('hex'), c);
+  const entries: MapEntry[] = [];
+  for (const k of byKey.values()) {
+    let flags = 0;
+    for (const c of parsed) {
+      if (c.prefixLen <= k.prefixLen && prefixMatches(c.bytes, k.bytes, c.prefixLen)) flags |= familyFlag(c.family);
+    }
+    entries.push({ key: nodeinfoKey(k.prefixLen, k.bytes), value: u32(flags) });
+  }
+  return entries;
+}
+
+export function peerKey(address: string): Buffer {
+  const a = parseAddr(address);
+  const key = Buffer.alloc(PEER_KEY_SIZE);
+  a.bytes.copy(key, 0);
+  key.writeUInt32LE(a.family === 4 ? AF_INET : AF_INET6, 16);
+  return key;
+}
+
+/** The km_ipsec_peers contents: underlay address -> peer id 1..65535. Throws naming the first bad pair. */
+export function peerEntries(peers: ReadonlyMap<string, number>): MapEntry[] {
+  const byKey = new Map<string, { address: string; id: number; key: Buffer }>();
+  for (const [address, id] of peers) {
+    let key: Buffer;
+    try {
+      key = peerKey(address);
+    } catch {
+      throw new Error(`peer address "${address}" is not an IPv4 or IPv6 address`);
+    }
+    if (!Number.isInteger(id) || id < 1 || id > PEER_ID_MAX) {
+      throw new Error(`peer ${address}: id ${id} is outside 1..${PEER_ID_MAX}`);
+    }
+    const hex = key.toString('hex');
+    const seen = byKey.get(hex);
+    if (seen && seen.id !== id) {
+      throw new Error(`peer ${address} is the same address as ${seen.address} but has id ${id}, not ${seen.id}`);
+    }
+    byKey.set(hex, { address, id, key });
+  }
+  return [...byKey.values()].map((p) => ({ key: p.key, value: u32(p.id) }));
+}
+
+/** One map operation for the addon: with a value an update, without one a delete. */
+export interface MapOp {
+  key: Buffer;
+  value?: Buffer;
+}
+
+export interface MapChange {
+  added: number;
+  changed: number;
+  removed: number;
+}
+
+/**
+ * The operations turning `current` into `desired`: updates (new and changed keys) first, deletes last, so a
+ * key that stays desired is never absent in between.
+ */
+export function diffEntries(
+  current: readonly MapEntry[],
+  desired: readonly MapEntry[],
+): { ops: MapOp[]; change: MapChange } {
+  const have = new Map(current.map((e) => [e.key.toString('hex'), e.value]));
+  const want = new Set<string>();
+  const ops: MapOp[] = [];
+  const change: MapChange = { added: 0, changed: 0, removed: 0 };
+  for (const e of desired) {
+    const hex = e.key.toString('hex');
+    want.add(hex);
+    const old = have.get(hex);
+    if (old === undefined) change.added++;
+    else if (old.equals(e.value)) continue;
+    else change.changed++;
+    ops.push({ key: e.key, value: e.value });
+  }
+  for (const e of current) {
+    if (!want.has(e.key.toString('hex'))) {
+      ops.push({ key: e.key });
+      change.removed++;
+    }
+  }
+  return { ops, change };
+}

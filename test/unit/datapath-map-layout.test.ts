@@ -1,0 +1,144 @@
+// Pure tests of the datapath's address parsing, map layouts, family flags, diffs and attach records.
+import t from 'tap';
+import { parseAddr, parseCidr } from '../../src/datapath/addr.js';
+import {
+  diffEntries,
+  nodeinfoEntries,
+  nodeinfoKey,
+  NODEINFO_V4,
+  NODEINFO_V6,
+  peerEntries,
+  peerKey,
+} from '../../src/datapath/map-layout.js';
+import {
+  decodeAttachRecord,
+  encodeAttachKey,
+  encodeAttachValue,
+  isTcxLinkPinName,
+  tcxLinkPinName,
+  type AttachRecord,
+} from '../../src/datapath/attach-registry.js';
+
+t.test('addresses parse to network-order bytes', (t) => {
+  t.same([...parseAddr('10.244.1.7').bytes], [10, 244, 1, 7]);
+  t.equal(parseAddr('fd00:10:244:1::5').bytes.toString('hex'), 'fd000010024400010000000000000005');
+  t.equal(parseAddr('::').bytes.toString('hex'), '0'.repeat(32));
+  t.equal(parseAddr('::ffff:192.0.2.1').bytes.toString('hex'), '00000000000000000000ffffc0000201');
+  t.equal(parseAddr('2001:db8::1:2:3:4').bytes.toString('hex'), '20010db8000000000001000200030004');
+  t.equal(parseAddr('1:2:3:4:5:6:7:8').bytes.toString('hex'), '00010002000300040005000600070008');
+  t.throws(() => parseAddr('10.0.0.256'), /"10.0.0.256" is not an IPv4 or IPv6 address/);
+  t.throws(() => parseAddr('fe80::1%eth0'), /is not an IPv4 or IPv6 address/);
+  t.end();
+});
+
+t.test('CIDRs are validated with one-line errors naming them', (t) => {
+  t.match(parseCidr('10.244.1.0/24'), { family: 4, prefixLen: 24 });
+  t.match(parseCidr('fd00:1::/64'), { family: 6, prefixLen: 64 });
+  t.match(parseCidr('0.0.0.0/0'), { prefixLen: 0 });
+  t.throws(() => parseCidr('10.244.1.0'), /CIDR "10.244.1.0" has no \/prefix length/);
+  t.throws(() => parseCidr('10.244.1.0/33'), /prefix length outside 0..32/);
+  t.throws(() => parseCidr('fd00::/129'), /prefix length outside 0..128/);
+  t.throws(() => parseCidr('10.244.1.0/x'), /prefix length/);
+  t.throws(() => parseCidr('10.244.1.5/24'), /host bits set beyond \/24/);
+  t.throws(() => parseCidr('fd00::1/64'), /host bits set/);
+  t.throws(() => parseCidr('nope/8'), /does not start with an IPv4 or IPv6 address/);
+  t.end();
+});
+
+t.test('km_nodeinfo keys use the Kmesh layout: prefixlen of the address bits, IPv4 in the first 4 bytes', (t) => {
+  const [e] = nodeinfoEntries(['10.244.1.0/24']);
+  t.equal(e!.key.toString('hex'), '18000000' + '0af40100' + '0'.repeat(24));
+  t.equal(e!.value.readUInt32LE(0), NODEINFO_V4);
+  const [v6] = nodeinfoEntries(['fd00:10:244:1::/64']);
+  t.equal(v6!.key.readUInt32LE(0), 64);
+  t.equal(v6!.value.readUInt32LE(0), NODEINFO_V6);
+  t.end();
+});
+
+t.test('family flags keep IPv4 and IPv6 prefixes with the same leading bytes apart', (t) => {
+  // 32.1.0.0/16 and 2001::/16 are the same trie key.
+  const same = nodeinfoEntries(['32.1.0.0/16', '2001::/16']);
+  t.equal(same.length, 1);
+  t.equal(same[0]!.value.readUInt32LE(0), NODEINFO_V4 | NODEINFO_V6);
+  // A longer IPv4 key inside an IPv6 CIDR answers for IPv6 too, so the longest match stays right for both.
+  const nested = nodeinfoEntries(['2001::/16', '32.1.5.0/24']);
+  const byLen = new Map(nested.map((e) => [e.key.readUInt32LE(0), e.value.readUInt32LE(0)]));
+  t.equal(byLen.get(16), NODEINFO_V6);
+  t.equal(byLen.get(24), NODEINFO_V4 | NODEINFO_V6);
+  // An IPv6 key not covered by any IPv4 CIDR carries no IPv4 flag.
+  const alone = nodeinfoEntries(['32.0.0.0/8', '2001:db8::/32']);
+  const v6 = alone.find((e) => e.key.readUInt32LE(0) === 32)!;
+  t.equal(v6.value.readUInt32LE(0), NODEINFO_V6 | NODEINFO_V4, '2001:db8::/32 lies under 32.0.0.0/8 as a key');
+  const v4 = alone.find((e) => e.key.readUInt32LE(0) === 8)!;
+  t.equal(v4.value.readUInt32LE(0), NODEINFO_V4);
+  t.throws(() => nodeinfoEntries(['10.0.0.0/8', 'bad']), /CIDR "bad"/);
+  t.end();
+});
+
+t.test('peer entries: address -> id with validation', (t) => {
+  const entries = peerEntries(
+    new Map([
+      ['198.18.0.2', 1],
+      ['fd00::2', 2],
+    ]),
+  );
+  t.equal(entries.length, 2);
+  t.equal(peerKey('198.18.0.2').toString('hex'), 'c6120002' + '0'.repeat(24) + '02000000');
+  t.equal(peerKey('fd00::2').readUInt32LE(16), 10);
+  t.throws(() => peerEntries(new Map([['198.18.0.2', 0]])), /peer 198.18.0.2: id 0 is outside 1..65535/);
+  t.throws(() => peerEntries(new Map([['198.18.0.2', 65536]])), /outside 1..65535/);
+  t.throws(() => peerEntries(new Map([['198.18.0.2', 1.5]])), /outside/);
+  t.throws(() => peerEntries(new Map([['node-b', 1]])), /peer address "node-b" is not an IPv4 or IPv6 address/);
+  t.throws(
+    () =>
+      peerEntries(
+        new Map([
+          ['fd00::2', 1],
+          ['fd00:0::2', 2],
+        ]),
+      ),
+    /same address as fd00::2 but has id 2, not 1/,
+  );
+  t.end();
+});
+
+t.test('diffs write new and changed keys first, delete last, and skip equal ones', (t) => {
+  const a = nodeinfoEntries(['10.1.0.0/16', '10.2.0.0/16']);
+  const b = nodeinfoEntries(['10.2.0.0/16', '10.3.0.0/16']);
+  const { ops, change } = diffEntries(a, b);
+  t.same(change, { added: 1, changed: 0, removed: 1 });
+  t.equal(ops.length, 2);
+  t.ok(ops[0]!.value, 'update first');
+  t.equal(ops[0]!.key.toString('hex'), nodeinfoKey(16, Buffer.from([10, 3, 0, 0])).toString('hex'));
+  t.notOk(ops[1]!.value, 'delete last');
+  t.same(diffEntries(b, b), { ops: [], change: { added: 0, changed: 0, removed: 0 } });
+  const changed = diffEntries(peerEntries(new Map([['1.1.1.1', 1]])), peerEntries(new Map([['1.1.1.1', 2]])));
+  t.same(changed.change, { added: 0, changed: 1, removed: 0 });
+  t.end();
+});
+
+t.test('attach records round-trip through the km_tc_attach layout', (t) => {
+  const r: AttachRecord = {
+    netnsIno: 4026532000n,
+    ifindex: 7,
+    kind: 'decrypt',
+    mode: 'clsact',
+    progId: 1234,
+    handle: 1,
+    priority: 49152,
+    ifname: 'eth0',
+    netns: '/run/netns/kmt-x',
+  };
+  const key = encodeAttachKey(r.netnsIno, r.ifindex, r.kind);
+  t.same(decodeAttachRecord(key, encodeAttachValue(r)), r);
+  t.throws(() => encodeAttachValue({ ...r, ifname: 'x'.repeat(16) }), /interface name "x{16}" is too long/);
+  t.throws(() => encodeAttachValue({ ...r, netns: '/'.repeat(112) }), /netns path .* is longer than 111 bytes/);
+  const bad = encodeAttachValue(r);
+  bad.writeUInt32LE(9, 0);
+  t.throws(() => decodeAttachRecord(key, bad), /unknown mode 9/);
+  t.throws(() => decodeAttachRecord(Buffer.alloc(3), bad), /sizes 3\/144/);
+  t.equal(tcxLinkPinName('encrypt', 5n, 3), 'link_encrypt_5_3');
+  t.ok(isTcxLinkPinName('link_decrypt_4026531840_12'));
+  t.notOk(isTcxLinkPinName('tc_mark_encrypt'));
+  t.end();
+});
