@@ -1,0 +1,244 @@
+// Unit tests of the netlink XFRM adapter against a scripted transport (no kernel): batching, per-op results from
+// acks (errno + extack text), the SA replace protocol behind updateState, encoder errors, transport failures,
+// dumps and gets; plus the address and ack-reading helpers it is built on.
+import t from 'tap';
+import { NetlinkXfrmKernel, netnsPath } from '../../src/xfrm/netlink-kernel.js';
+import {
+  encodePolicy,
+  encodeState,
+  XFRM_MSG_DELSA,
+  XFRM_MSG_GETPOLICY,
+  XFRM_MSG_GETSA,
+  XFRM_MSG_NEWSA,
+} from '../../src/xfrm/netlink-codec.js';
+import { formatAddress, parseAddress, parseCidr } from '../../src/xfrm/netlink-address.js';
+import {
+  NLM_F_ACK_TLVS,
+  NLM_F_CAPPED,
+  NLMSG_DONE,
+  NLMSG_ERROR,
+  netlinkAttr,
+  netlinkMessage,
+  parseAck,
+  splitMessages,
+  type NetlinkMessage,
+} from '../../src/xfrm/netlink-wire.js';
+import type { XfrmOp, XfrmPolicy, XfrmState } from '../../src/xfrm/types.js';
+
+function ack(seq: number, errno: number, text?: string, capped = true, echoed?: Buffer): Buffer {
+  const head = Buffer.alloc(4);
+  head.writeInt32LE(-errno, 0);
+  const echo = echoed ?? Buffer.alloc(16);
+  const parts = [head, capped ? echo.subarray(0, 16) : echo];
+  let flags = capped ? NLM_F_CAPPED : 0;
+  if (text !== undefined) {
+    parts.push(netlinkAttr(1, Buffer.from(`${text}\0`)));
+    flags |= NLM_F_ACK_TLVS;
+  }
+  return netlinkMessage(NLMSG_ERROR, flags, seq, Buffer.concat(parts));
+}
+
+/** A transport that answers each message through `answer` and records what it was sent. */
+function scripted(answer: (m: NetlinkMessage) => Buffer[] | Error) {
+  const calls: { netns: string; messages: NetlinkMessage[] }[] = [];
+  const transact = (netns: string, request: Buffer): Promise<Buffer> => {
+    const messages = splitMessages(request);
+    calls.push({ netns, messages });
+    const out: Buffer[] = [];
+    for (const m of messages) {
+      const r = answer(m);
+      if (r instanceof Error) return Promise.reject(r);
+      out.push(...r);
+    }
+    return Promise.resolve(Buffer.concat(out));
+  };
+  return { calls, transact };
+}
+
+const state: XfrmState = {
+  family: 4,
+  src: '198.18.0.1',
+  dst: '198.18.0.2',
+  spi: 1,
+  proto: 50,
+  mode: 'tunnel',
+  reqid: 0x6b6d,
+  aead: { name: 'rfc4106(gcm(aes))', key: Buffer.alloc(36, 3), icvBits: 128 },
+  mark: { value: 0xe0, mask: 0xff },
+  esn: true,
+  replayWindow: 1024,
+};
+const policy = (i: number): XfrmPolicy => ({
+  dir: 'out',
+  selector: { family: 4, src: '0.0.0.0/0', dst: `10.${i >> 8}.${i & 0xff}.0/24`, proto: 0 },
+  mark: { value: 0xe0, mask: 0xff },
+  priority: 100,
+  action: 'allow',
+  templates: [{ family: 4, src: '198.18.0.1', dst: '198.18.0.2', proto: 50, mode: 'tunnel', reqid: 1, spi: 1 }],
+});
+
+t.test('per-op results in order, with errno and extack text; encoder errors never reach the kernel', async (t) => {
+  const { calls, transact } = scripted((m) => {
+    const dst = m.payload.readUInt8(2); // third byte of the selector's daddr: our op number
+    if (dst === 1) return [ack(m.seq, 17, 'Policy already exists')];
+    if (dst === 2) return [ack(m.seq, 2)];
+    return [ack(m.seq, 0)];
+  });
+  const kernel = new NetlinkXfrmKernel({ transact, netns: 'kmt-x' });
+  const ops: XfrmOp[] = [
+    { kind: 'addPolicy', policy: policy(0) },
+    { kind: 'addPolicy', policy: policy(1) },
+    { kind: 'deletePolicy', policy: policy(2) },
+    { kind: 'addPolicy', policy: { ...policy(3), priority: -1 } },
+    { kind: 'updatePolicy', policy: policy(4) },
+  ];
+  const results = await kernel.apply(ops);
+  t.same(
+    results.map((r) => [r.errno, r.message]),
+    [
+      [0, undefined],
+      [17, 'Policy already exists'],
+      [2, undefined],
+      [22, 'policy out 0.0.0.0/0 -> 10.0.3.0/24 priority -1 is not an integer in 0..4294967295'],
+      [0, undefined],
+    ],
+  );
+  t.ok(
+    results.every((r, i) => r.op === ops[i]),
+    'each result carries its op',
+  );
+  t.equal(calls.length, 1, 'one transport call');
+  t.equal(calls[0]?.messages.length, 4, 'the invalid op was not sent');
+  t.equal(calls[0]?.netns, '/run/netns/kmt-x');
+});
+
+t.test('updateState replaces the SA: delete + add in the same batch', async (t) => {
+  const cases: [number, number, number][] = [
+    [0, 0, 0], // replaced
+    [3, 0, 0], // ESRCH: there was none, now there is
+    [1, 17, 1], // delete refused (EPERM): that is the reason
+    [3, 22, 22], // add refused: that is the reason
+  ];
+  for (const [delErr, addErr, want] of cases) {
+    const { calls, transact } = scripted((m) => [ack(m.seq, m.type === XFRM_MSG_DELSA ? delErr : addErr)]);
+    const [result] = await new NetlinkXfrmKernel({ transact }).apply([{ kind: 'updateState', state }]);
+    t.equal(result?.errno, want, `delete ${delErr}, add ${addErr} -> ${want}`);
+    t.same(
+      calls[0]?.messages.map((m) => m.type),
+      [XFRM_MSG_DELSA, XFRM_MSG_NEWSA],
+    );
+  }
+});
+
+t.test('batches of batchSize; a transport failure marks its batch unknown and later ones unsent', async (t) => {
+  let call = 0;
+  const { calls, transact } = scripted((m) => {
+    if (call === 1) return Object.assign(new Error('sendmsg NETLINK_XFRM: No buffer space'), { errno: 105 });
+    return [ack(m.seq, 0)];
+  });
+  const counting = (netns: string, req: Buffer) => transact(netns, req).finally(() => (call += 1));
+  const kernel = new NetlinkXfrmKernel({ transact: counting, batchSize: 500 });
+  const ops = Array.from({ length: 1200 }, (_, i): XfrmOp => ({ kind: 'addPolicy', policy: policy(i) }));
+  const results = await kernel.apply(ops);
+  t.equal(results.length, 1200);
+  t.same(
+    calls.map((c) => c.messages.length),
+    [500, 500],
+    'third batch never sent',
+  );
+  t.ok(results.slice(0, 500).every((r) => r.errno === 0));
+  t.ok(results.slice(500, 1000).every((r) => r.errno === 105 && /outcome unknown/.test(r.message ?? '')));
+  t.ok(results.slice(1000).every((r) => r.errno === 105 && /not sent/.test(r.message ?? '')));
+  t.throws(() => new NetlinkXfrmKernel({ batchSize: 0 }), /batch size 0/);
+});
+
+t.test('dumps decode data messages, stop at DONE, and reject with the kernel error', async (t) => {
+  const sa = splitMessages(encodeState('add', state, 1))[0]!;
+  const pol = splitMessages(encodePolicy('add', policy(1), 1))[0]!;
+  const { transact } = scripted((m) =>
+    m.type === XFRM_MSG_GETSA
+      ? [
+          netlinkMessage(XFRM_MSG_NEWSA, 2, m.seq, sa.payload),
+          netlinkMessage(XFRM_MSG_NEWSA, 2, m.seq, sa.payload.subarray(0, 100)),
+          netlinkMessage(XFRM_MSG_NEWSA, 2, m.seq + 1, sa.payload),
+          netlinkMessage(NLMSG_DONE, 2, m.seq, Buffer.alloc(4)),
+        ]
+      : [netlinkMessage(0x13, 2, m.seq, pol.payload), netlinkMessage(NLMSG_DONE, 2, m.seq, Buffer.alloc(4))],
+  );
+  const kernel = new NetlinkXfrmKernel({ transact });
+  t.same(await kernel.dumpStates(), [state], 'truncated and foreign-seq messages dropped');
+  t.same(await kernel.dumpPolicies(), [{ ...policy(1), index: 0 }]);
+  const denied = scripted((m) => [ack(m.seq, 1, 'no permission')]);
+  await t.rejects(new NetlinkXfrmKernel({ transact: denied.transact }).dumpPolicies(), {
+    message: 'dump of XFRM policies failed: EPERM: no permission',
+  });
+  const doneErr = scripted((m) => {
+    const p = Buffer.alloc(4);
+    p.writeInt32LE(-12, 0);
+    return [netlinkMessage(NLMSG_DONE, 2, m.seq, p)];
+  });
+  await t.rejects(new NetlinkXfrmKernel({ transact: doneErr.transact, netns: '/proc/1/ns/net' }).dumpStates(), {
+    message: 'dump of XFRM states in /proc/1/ns/net failed: ENOMEM',
+  });
+  t.equal(denied.calls[0]?.messages[0]?.type, XFRM_MSG_GETPOLICY);
+});
+
+t.test('getState: the SA, or undefined for ESRCH, or a clear error', async (t) => {
+  const sa = splitMessages(encodeState('add', state, 1))[0]!;
+  const found = scripted((m) => [netlinkMessage(XFRM_MSG_NEWSA, 0, m.seq, sa.payload), ack(m.seq, 0)]);
+  t.same(await new NetlinkXfrmKernel({ transact: found.transact }).getState(state), state);
+  const missing = scripted((m) => [ack(m.seq, 3)]);
+  t.equal(await new NetlinkXfrmKernel({ transact: missing.transact }).getState(state), undefined);
+  const broken = scripted((m) => [ack(m.seq, 22, 'bad')]);
+  await t.rejects(new NetlinkXfrmKernel({ transact: broken.transact }).getState(state), /EINVAL: bad/);
+});
+
+t.test('netns option: names map under /run/netns, paths pass, junk is refused', (t) => {
+  t.equal(netnsPath(undefined), '');
+  t.equal(netnsPath('kmt-a_1.x'), '/run/netns/kmt-a_1.x');
+  t.equal(netnsPath('/proc/42/ns/net'), '/proc/42/ns/net');
+  t.throws(() => netnsPath('a/b'), /netns "a\/b" is neither/);
+  t.throws(() => netnsPath('..'), /neither/);
+  t.end();
+});
+
+t.test('ack reader: capped, echoed request, no TLVs, short', (t) => {
+  const echoed = encodePolicy('add', policy(1), 5);
+  const [uncapped] = splitMessages(ack(5, 17, 'exists', false, echoed));
+  t.same(parseAck(uncapped!), { errno: 17, message: 'exists' }, 'text found after the echoed request');
+  const [capped] = splitMessages(ack(5, 22, 'why'));
+  t.same(parseAck(capped!), { errno: 22, message: 'why' });
+  const [plain] = splitMessages(ack(5, 0));
+  t.same(parseAck(plain!), { errno: 0 });
+  t.equal(parseAck({ type: NLMSG_ERROR, flags: 0, seq: 1, payload: Buffer.alloc(2) }).errno, 71);
+  t.end();
+});
+
+t.test('addresses: inet_ntop formatting and strict parsing', (t) => {
+  const cases: [string, string][] = [
+    ['fd00:0:0:0:0:0:0:1', 'fd00::1'],
+    ['::', '::'],
+    ['::1', '::1'],
+    ['1::', '1::'],
+    ['1:0:0:2:0:0:0:3', '1:0:0:2::3'],
+    ['1:0:0:2:0:0:3:4', '1::2:0:0:3:4'],
+    ['1:2:3:4:5:6:7:8', '1:2:3:4:5:6:7:8'],
+    ['1:0:2:3:4:5:6:7', '1:0:2:3:4:5:6:7'],
+    ['::ffff:1.2.3.4', '::ffff:1.2.3.4'],
+    ['::1.2.3.4', '::1.2.3.4'],
+    ['FD00:10:244:2::', 'fd00:10:244:2::'],
+    ['10.244.1.7', '10.244.1.7'],
+  ];
+  for (const [input, want] of cases) {
+    const { family, bytes } = parseAddress(input);
+    t.equal(formatAddress(bytes, 0, family), want, input);
+  }
+  for (const bad of ['1.2.3', '1.2.3.256', '01.2.3.4', '1:2:3:4:5:6:7:8:9', '1::2::3', 'g::1', '', '::1.2.3', ':1']) {
+    t.throws(() => parseAddress(bad), /is not an IP address/, `refuses "${bad}"`);
+  }
+  t.same(parseCidr('10.244.0.0/16').prefixLen, 16);
+  t.same(parseCidr('fd00::1').prefixLen, 128);
+  t.throws(() => parseCidr('fd00::1/64'), /host bits/);
+  t.throws(() => parseCidr('10.0.0.0/x'), /bad prefix length/);
+  t.end();
+});
