@@ -241,7 +241,8 @@ function resolve(program: Command, env: NodeJS.ProcessEnv): DaemonConfig {
     nodeName,
     kubeconfig: o.kubeconfig,
     bpfFsPath: path.resolve(o.bpfFsPath),
-    metricsAddr: o.metricsAddr,
+    // commander keeps '' when the parser maps it to undefined: both mean "no listener".
+    metricsAddr: typeof o.metricsAddr === 'object' ? o.metricsAddr : undefined,
     statusFile: o.statusFile === undefined || o.statusFile === '' ? undefined : path.resolve(o.statusFile),
     stateDir: path.resolve(o.stateDir),
     rotationGraceSeconds: o.rotationGrace,

@@ -1,0 +1,133 @@
+import t from 'tap';
+import { parseDaemonFlags } from '../../src/daemon/flags.js';
+
+const env = { NODE_NAME: 'node-a' };
+
+function config(argv: string[], e: NodeJS.ProcessEnv = env) {
+  const r = parseDaemonFlags(argv, e);
+  if (r.kind !== 'config') throw new Error(`expected a config, got ${JSON.stringify(r)}`);
+  return r.config;
+}
+
+function error(argv: string[], e: NodeJS.ProcessEnv = env): string {
+  const r = parseDaemonFlags(argv, e);
+  if (r.kind !== 'error') throw new Error(`expected an error, got ${JSON.stringify(r)}`);
+  return r.message;
+}
+
+t.test('the user guide command line', (t) => {
+  const c = config(['--mode=dual-engine', '--enable-bypass=false', '--enable-ipsec=true']);
+  t.equal(c.command, 'run');
+  t.equal(c.mode, 'dual-engine');
+  t.equal(c.enableIpsec, true);
+  t.equal(c.enableBypass, false);
+  t.equal(c.ipsecKeyFile, '/kmesh/kmesh-ipsec/ipSec');
+  t.same(c.store, { kind: 'kubernetes' });
+  t.equal(c.nodeName, 'node-a');
+  t.equal(c.bpfFsPath, '/sys/fs/bpf');
+  t.equal(c.metricsAddr, undefined);
+  t.end();
+});
+
+t.test('defaults: IPsec off, kubernetes store, NODE_NAME', (t) => {
+  const c = config([]);
+  t.equal(c.enableIpsec, false);
+  t.equal(c.kubeconfig, undefined);
+  t.equal(c.rotationGraceSeconds, 30);
+  t.end();
+});
+
+t.test('boolean flags accept Go forms', (t) => {
+  t.equal(config(['--enable-ipsec']).enableIpsec, true);
+  t.equal(config(['--enable-ipsec=1']).enableIpsec, true);
+  t.equal(config(['--enable-ipsec=FALSE']).enableIpsec, false);
+  t.equal(config(['--enable-ipsec', 'true']).enableIpsec, true);
+  t.match(error(['--enable-ipsec=yes']), /^--enable-ipsec: expected true or false, got "yes"$/);
+  t.end();
+});
+
+t.test('directory store: key file defaults into the store', (t) => {
+  const c = config(['--store', 'dir:/tmp/kstore/', '--enable-ipsec=true']);
+  t.same(c.store, { kind: 'dir', path: '/tmp/kstore' });
+  t.equal(c.ipsecKeyFile, '/tmp/kstore/kmesh-ipsec/ipSec');
+  const explicit = config(['--store=dir:/tmp/kstore', '--enable-ipsec', '--ipsec-key-file=/x/ipSec']);
+  t.equal(explicit.ipsecKeyFile, '/x/ipSec');
+  t.end();
+});
+
+t.test('every other flag', (t) => {
+  const c = config([
+    '--node-name=n1',
+    '--kubeconfig=/k/config',
+    '--bpf-fs-path=/sys/fs/bpf/n1',
+    '--metrics-addr=127.0.0.1:15020',
+    '--status-file=/tmp/s.json',
+    '--state-dir=/tmp/state',
+    '--rotation-grace=5',
+    '--resync-interval=7',
+    '--log-level=debug',
+  ]);
+  t.equal(c.nodeName, 'n1');
+  t.equal(c.kubeconfig, '/k/config');
+  t.equal(c.bpfFsPath, '/sys/fs/bpf/n1');
+  t.same(c.metricsAddr, { host: '127.0.0.1', port: 15020 });
+  t.equal(c.statusFile, '/tmp/s.json');
+  t.equal(c.stateDir, '/tmp/state');
+  t.equal(c.rotationGraceSeconds, 5);
+  t.equal(c.resyncSeconds, 7);
+  t.equal(c.logLevel, 'debug');
+  t.same(config(['--metrics-addr=:9090']).metricsAddr, { host: '0.0.0.0', port: 9090 });
+  t.same(config(['--metrics-addr=[::1]:9090']).metricsAddr, { host: '::1', port: 9090 });
+  t.equal(config(['--metrics-addr=']).metricsAddr, undefined);
+  t.end();
+});
+
+t.test('uninstall command', (t) => {
+  t.equal(config(['uninstall']).command, 'uninstall');
+  t.equal(config(['uninstall', '--store=dir:/tmp/s']).command, 'uninstall');
+  t.match(error(['remove']), /unknown command "remove"/);
+  t.end();
+});
+
+t.test('bad and contradictory flags name the flag', (t) => {
+  t.equal(error(['--frobnicate']), "unknown option '--frobnicate'");
+  t.match(error(['--mode=turbo']), /^--mode: expected one of dual-engine, kernel-native, got "turbo"$/);
+  t.match(error(['--store=etcd']), /^--store: expected "kubernetes" or "dir:PATH"/);
+  t.match(error(['--store=dir:']), /^--store: dir: needs a path/);
+  t.match(error(['--metrics-addr=15020']), /^--metrics-addr: expected HOST:PORT/);
+  t.match(error(['--metrics-addr=:70000']), /^--metrics-addr:/);
+  t.match(error(['--rotation-grace=-1']), /^--rotation-grace: expected a whole number/);
+  t.match(error(['--resync-interval=0']), /^--resync-interval: must be at least 1 second$/);
+  t.match(error(['--log-level=loud']), /^--log-level: expected one of/);
+  t.match(error(['--enable-bypass=true']), /^--enable-bypass=true: bypass is not part of this daemon/);
+  t.match(error(['--store=dir:/s', '--kubeconfig=/k']), /^--kubeconfig: only meaningful with --store kubernetes/);
+  t.match(error(['--ipsec-key-file=/k']), /^--ipsec-key-file: given without --enable-ipsec=true$/);
+  t.match(error(['--enable-ipsec', '--mode=kernel-native']), /^--enable-ipsec=true: requires --mode=dual-engine/);
+  t.match(error(['--node-name=']), /^--node-name: must not be empty$/);
+  t.match(error([], {}), /^--node-name: not given and NODE_NAME is not set$/);
+  t.match(error(['--node-name=Bad_Name']), /^--node-name: "Bad_Name" is not a valid Kubernetes node name$/);
+  t.end();
+});
+
+t.test('--help and --version print and succeed', (t) => {
+  const help = parseDaemonFlags(['--help'], env);
+  t.equal(help.kind, 'info');
+  if (help.kind === 'info') {
+    for (const flag of [
+      '--mode',
+      '--enable-bypass',
+      '--enable-ipsec',
+      '--ipsec-key-file',
+      '--store',
+      '--node-name',
+      '--kubeconfig',
+      '--bpf-fs-path',
+      '--metrics-addr',
+    ]) {
+      t.match(help.text, flag);
+    }
+  }
+  const version = parseDaemonFlags(['--version'], env);
+  t.same(version, { kind: 'info', text: '0.1.0\n' });
+  t.end();
+});

@@ -1,0 +1,341 @@
+// Three simulated nodes sharing one directory store, each with its own in-memory XFRM kernel and datapath:
+// the whole daemon above the kernel adapters (sources, validation, controller, loop, publishing).
+import fs from 'node:fs';
+import path from 'node:path';
+import t, { type Test } from 'tap';
+import { FakeDatapath } from '../../src/datapath/fake-datapath.js';
+import { DatapathAdapter } from '../../src/daemon/datapath-port.js';
+import { IpsecAdapter } from '../../src/daemon/ipsec-port.js';
+import { ReconcileLoop, type LoopLogger } from '../../src/daemon/loop.js';
+import { DaemonMetrics } from '../../src/daemon/metrics.js';
+import type { HostNetwork } from '../../src/daemon/pod-interfaces.js';
+import { DirSource } from '../../src/daemon/sources/dir-source.js';
+import { parseNodeInfo } from '../../src/ipsec/validate-peer.js';
+import type { IpsecKey } from '../../src/model/node.js';
+import { FakeXfrmKernel } from '../../src/xfrm/fake-kernel.js';
+import type { XfrmState } from '../../src/xfrm/types.js';
+
+const NAMES = ['node-1', 'node-2', 'node-3'];
+const bootOf = (i: number, gen = 0) => `550e8400-e29b-41d4-a716-44665544${String(gen).padStart(2, '0')}0${i}`;
+
+function key(spi: number, fill: number): IpsecKey {
+  return { spi, aeadKeyName: 'rfc4106(gcm(aes))', key: Buffer.alloc(36, fill), icvBits: 128 };
+}
+
+function writeJson(file: string, obj: unknown): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file + '.tmp', JSON.stringify(obj));
+  fs.renameSync(file + '.tmp', file);
+}
+
+function nodeObject(i: number, gen = 0) {
+  return {
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: { name: NAMES[i - 1], uid: `uid-${i}` },
+    spec: { podCIDRs: [`10.244.${i}.0/24`] },
+    status: { addresses: [{ type: 'InternalIP', address: `198.18.0.${i}` }], nodeInfo: { bootID: bootOf(i, gen) } },
+  };
+}
+
+function podObject(i: number, n: number, ns = 'default') {
+  return {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name: `pod-${i}-${n}`, namespace: ns },
+    spec: { nodeName: NAMES[i - 1] },
+    status: { phase: 'Running', podIP: `10.244.${i}.${10 + n}` },
+  };
+}
+
+function hostNetwork(i: number): HostNetwork {
+  return {
+    links: [
+      { ifindex: 2, name: 'eth0', kind: '', addresses: [`198.18.0.${i}`] },
+      { ifindex: 10, name: 'veth-1', kind: 'veth', addresses: [] },
+      { ifindex: 11, name: 'veth-2', kind: 'veth', addresses: [] },
+    ],
+    routes: [
+      { dst: '198.18.0.0/24', dev: 'eth0', family: 4 },
+      { dst: `10.244.${i}.10`, dev: 'veth-1', family: 4 },
+      { dst: `10.244.${i}.11`, dev: 'veth-2', family: 4 },
+    ],
+    neighbours: [],
+    fdb: [],
+  };
+}
+
+const quiet: LoopLogger & { lines: string[] } = {
+  lines: [],
+  info(_o, m) {
+    this.lines.push(m);
+  },
+  warn(_o, m) {
+    this.lines.push(m);
+  },
+  error(_o, m) {
+    this.lines.push(m);
+  },
+  debug() {
+    return undefined;
+  },
+};
+
+interface SimNode {
+  name: string;
+  source: DirSource;
+  kernel: FakeXfrmKernel;
+  dp: FakeDatapath;
+  ipsec: IpsecAdapter;
+  loop: ReconcileLoop;
+}
+
+function cluster(t: Test) {
+  const dir = t.testdir();
+  let clock = 1_000_000;
+  writeJson(path.join(dir, 'namespaces/default.json'), {
+    metadata: { name: 'default', labels: { 'istio.io/dataplane-mode': 'Kmesh' } },
+  });
+  writeJson(path.join(dir, 'namespaces/plain.json'), { metadata: { name: 'plain' } });
+  const nodes: SimNode[] = [1, 2, 3].map((i) => {
+    writeJson(path.join(dir, `nodes/${NAMES[i - 1]}.json`), nodeObject(i));
+    writeJson(path.join(dir, `pods/default/pod-${i}-0.json`), podObject(i, 0));
+    writeJson(path.join(dir, `pods/plain/pod-${i}-1.json`), podObject(i, 1, 'plain'));
+    const name = NAMES[i - 1]!;
+    const source = new DirSource(dir, name, { pollMs: 60_000 });
+    const kernel = new FakeXfrmKernel();
+    const dp = new FakeDatapath({
+      interfaces: hostNetwork(i).links.map((l) => ({ name: l.name, ifindex: l.ifindex })),
+    });
+    const ipsec = new IpsecAdapter(kernel, { graceMs: 10_000 });
+    const loop = new ReconcileLoop({
+      nodeName: name,
+      source,
+      ipsec,
+      datapath: new DatapathAdapter(dp, `/sys/fs/bpf/${name}`),
+      parseNodeInfo,
+      hostNetwork: () => Promise.resolve(hostNetwork(i)),
+      xfrmStat: () => Promise.resolve({ XfrmInError: 0 }),
+      log: quiet,
+      metrics: new DaemonMetrics(),
+      now: () => clock,
+      resyncMs: 3_600_000,
+    });
+    return { name, source, kernel, dp, ipsec, loop };
+  });
+  t.teardown(async () => {
+    for (const n of nodes) {
+      await n.loop.stop();
+      await n.source.stop();
+    }
+  });
+  /** Runs rounds of (rescan, step) on every node until nothing changes any more. */
+  const settle = async (rounds = 6): Promise<void> => {
+    for (let r = 0; r < rounds; r++) {
+      for (const n of nodes) {
+        await n.source.rescan();
+        n.loop.trigger('test');
+        await n.loop.idle();
+      }
+    }
+  };
+  const start = async (): Promise<void> => {
+    for (const n of nodes) {
+      await n.source.start(() => n.loop.trigger('change'));
+      n.loop.start();
+      await n.loop.idle();
+    }
+  };
+  const rotate = (k: IpsecKey): void => {
+    for (const n of nodes) n.loop.keyEvent({ kind: 'key', key: k });
+  };
+  return { dir, nodes, settle, start, rotate, advance: (ms: number) => (clock += ms) };
+}
+
+function espStates(n: SimNode): XfrmState[] {
+  return n.kernel.listStates().filter((s) => s.proto === 50 && s.reqid !== 0xbeef);
+}
+
+t.test('key created -> every pair encrypted with SPI 1; rotation -> SPI 2, old SAs gone after grace', async (t) => {
+  const c = cluster(t);
+  await c.start();
+  await c.settle(2);
+  for (const n of c.nodes) {
+    const s = n.loop.currentStatus();
+    t.equal(s.advertisedSpi, undefined, `${n.name}: nothing advertised without a key`);
+    t.same(espStates(n), [], `${n.name}: no SAs without a key`);
+    t.same(n.dp.remoteCidrs, [], `${n.name}: no remote CIDRs without a key`);
+  }
+  t.same(fs.readdirSync(path.join(c.dir, 'kmeshnodeinfos')), [], 'no KmeshNodeInfo before a key exists');
+
+  c.rotate(key(1, 0x11));
+  await c.settle();
+  for (const n of c.nodes) {
+    const s = n.loop.currentStatus();
+    t.equal(s.advertisedSpi, 1, `${n.name} advertises SPI 1`);
+    t.same(
+      s.peers.map((p) => [p.name, p.outboundSpi, p.inboundSpis]),
+      NAMES.filter((x) => x !== n.name).map((x) => [x, 1, [1]]),
+      `${n.name} sends and receives with SPI 1 to both peers`,
+    );
+    // 2 peers x (1 inbound + 1 outbound) SAs.
+    t.equal(espStates(n).length, 4, `${n.name} holds 4 SAs`);
+    t.ok(espStates(n).every((x) => x.spi === 1));
+    t.same(
+      [...n.dp.remoteCidrs].sort(),
+      c.nodes.filter((x) => x !== n).map((x) => `10.244.${x.name.slice(-1)}.0/24`),
+    );
+    t.same(
+      n.loop.currentStatus().attachments,
+      [
+        { ifname: 'eth0', program: 'decrypt' },
+        { ifname: 'veth-1', program: 'encrypt' },
+      ],
+      `${n.name}: decrypt on the underlay, encrypt only on the managed pod's veth (pod in "plain" is left alone)`,
+    );
+    t.equal(n.dp.peers.size, 2, 'peer ids for both peers');
+    const published = JSON.parse(fs.readFileSync(path.join(c.dir, 'kmeshnodeinfos', `${n.name}.json`), 'utf8'));
+    t.equal(published.spec.spi, 1);
+    t.same(published.metadata.ownerReferences, [
+      { apiVersion: 'v1', kind: 'Node', name: n.name, uid: `uid-${n.name.slice(-1)}` },
+    ]);
+  }
+
+  c.rotate(key(2, 0x22));
+  await c.settle();
+  for (const n of c.nodes) {
+    const s = n.loop.currentStatus();
+    t.equal(s.advertisedSpi, 2, `${n.name} advertises SPI 2`);
+    t.ok(
+      s.peers.every((p) => p.outboundSpi === 2),
+      `${n.name} sends with SPI 2 to every peer`,
+    );
+    t.ok(s.rotation?.convergedAt !== undefined, 'rotation convergence recorded');
+    t.ok(
+      espStates(n).some((x) => x.spi === 1),
+      'old SAs stay during the grace period',
+    );
+  }
+  c.advance(11_000);
+  await c.settle();
+  c.advance(11_000);
+  await c.settle();
+  for (const n of c.nodes) {
+    t.ok(
+      espStates(n).every((x) => x.spi === 2),
+      `${n.name}: SPI 1 SAs removed after the grace period`,
+    );
+    t.equal(espStates(n).length, 4);
+    t.same(n.ipsec.keySpis(), [2], 'retired key dropped from the history');
+  }
+});
+
+t.test(
+  'peer reboot rekeys, bad peer objects are skipped, removed nodes are cleaned up, foreign state untouched',
+  async (t) => {
+    const c = cluster(t);
+    const [n1, n2, n3] = c.nodes as [SimNode, SimNode, SimNode];
+    const foreign: XfrmState = {
+      family: 4,
+      src: '192.0.2.1',
+      dst: '192.0.2.2',
+      spi: 0x1234,
+      proto: 50,
+      mode: 'tunnel',
+      reqid: 0xbeef,
+      aead: { name: 'rfc4106(gcm(aes))', key: Buffer.alloc(36, 9), icvBits: 128 },
+      esn: false,
+      replayWindow: 0,
+    };
+    n1.kernel.seedState(foreign);
+    await c.start();
+    c.rotate(key(1, 0x11));
+    await c.settle();
+    const inboundFrom2 = () =>
+      espStates(n1).filter((s) => s.src === '198.18.0.2' && s.dst === '198.18.0.1')[0]?.aead?.key;
+    const before = inboundFrom2();
+    t.ok(before);
+
+    // node-2 reboots: new boot ID on its Node object -> it republishes -> node-1 re-derives the keys.
+    writeJson(path.join(c.dir, 'nodes/node-2.json'), nodeObject(2, 1));
+    await c.settle();
+    const after = inboundFrom2();
+    t.ok(after && before && !after.equals(before), 'node-1 replaced its inbound SA from node-2 with the new key');
+    t.ok(n2.loop.currentStatus().peers.every((p) => p.outboundSpi === 1));
+
+    // A broken KmeshNodeInfo is reported and skipped; good peers keep working.
+    writeJson(path.join(c.dir, 'kmeshnodeinfos/node-9.json'), {
+      metadata: { name: 'node-9' },
+      spec: { spi: 1, addresses: ['not-an-ip'], bootID: bootOf(9), podCIDRS: ['10.244.9.0/24'] },
+    });
+    await c.settle(2);
+    t.match(n1.loop.currentStatus().invalidPeers, [/node-9.*not-an-ip.*is not an IP address/]);
+    t.equal(n1.loop.currentStatus().peers.length, 2);
+
+    // node-3 goes away (its daemon and objects removed): the others drop its SAs and policies.
+    await n3.loop.stop();
+    await n3.source.stop();
+    fs.rmSync(path.join(c.dir, 'kmeshnodeinfos/node-3.json'));
+    fs.rmSync(path.join(c.dir, 'nodes/node-3.json'));
+    for (const n of [n1, n2]) {
+      await n.source.rescan();
+      n.loop.trigger('node removed');
+      await n.loop.idle();
+      t.notOk(
+        espStates(n).some((s) => s.src === '198.18.0.3' || s.dst === '198.18.0.3'),
+        `${n.name}: no SA with node-3`,
+      );
+      t.notOk(
+        n.kernel.listPolicies().some((p) => p.templates.some((x) => x.src === '198.18.0.3' || x.dst === '198.18.0.3')),
+        `${n.name}: no policy with node-3`,
+      );
+      t.notOk(n.dp.remoteCidrs.includes('10.244.3.0/24'));
+    }
+    t.same(
+      n1.kernel.listStates().filter((s) => s.reqid === 0xbeef),
+      [foreign],
+      'the foreign state is still there, unchanged',
+    );
+  },
+);
+
+t.test('pods: labelling the namespace attaches, unlabelling detaches; a refused key is reported', async (t) => {
+  const c = cluster(t);
+  const n1 = c.nodes[0]!;
+  await c.start();
+  c.rotate(key(1, 0x11));
+  await c.settle(3);
+  t.same(n1.loop.currentStatus().managedPods, ['default/pod-1-0']);
+  writeJson(path.join(c.dir, 'namespaces/plain.json'), {
+    metadata: { name: 'plain', labels: { 'istio.io/dataplane-mode': 'Kmesh' } },
+  });
+  await c.settle(1);
+  t.same(n1.loop.currentStatus().managedPods, ['default/pod-1-0', 'plain/pod-1-1']);
+  t.same(
+    n1.loop
+      .currentStatus()
+      .attachments.filter((a) => a.program === 'encrypt')
+      .map((a) => a.ifname),
+    ['veth-1', 'veth-2'],
+  );
+  writeJson(path.join(c.dir, 'namespaces/default.json'), { metadata: { name: 'default' } });
+  await c.settle(1);
+  t.same(
+    n1.loop
+      .currentStatus()
+      .attachments.filter((a) => a.program === 'encrypt')
+      .map((a) => a.ifname),
+    ['veth-2'],
+    'detached from the pod that is no longer managed',
+  );
+
+  quiet.lines.length = 0;
+  n1.loop.keyEvent({ kind: 'key', key: key(1, 0x99) });
+  await n1.loop.idle();
+  t.ok(quiet.lines.some((l) => /secret refused: IPsec key SPI 1 is already in use with a different key/.test(l)));
+  t.same(n1.ipsec.keySpis(), [1]);
+  t.notOk(
+    quiet.lines.some((l) => l.includes('99999999')),
+    'no key bytes in the log',
+  );
+});
