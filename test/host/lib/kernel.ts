@@ -1,0 +1,70 @@
+// Helpers for datapath tests that touch the kernel: a skip reason when they cannot run, a private bpffs root
+// per test file, running commands (optionally inside one of our netns through nsenter, which keeps
+// /sys/fs/bpf visible), and netns creation/removal limited to names we chose (prefix kmt-dp-).
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+export const OBJ_DIR = path.join(REPO_ROOT, 'build', 'bpf');
+
+/** Why kernel datapath tests cannot run here, or false when they can. */
+export function kernelSkipReason(): string | false {
+  if (process.getuid?.() !== 0) return 'needs root (BPF, netns, tc)';
+  if (!existsSync(path.join(OBJ_DIR, 'tc_mark_encrypt.o'))) return 'build/bpf objects missing: run npm run build';
+  if (!existsSync(path.join(REPO_ROOT, 'build', 'Release', 'kmesh_native.node'))) {
+    return 'native addon missing: run npm run build';
+  }
+  return false;
+}
+
+/** A bpffs root no one else uses, under /sys/fs/bpf (mounted by BpfDatapath.load when absent). */
+export function privateBpffsRoot(tag: string): string {
+  return `/sys/fs/bpf/kmt-dp-${tag}-${process.pid}`;
+}
+
+export function run(cmd: string, args: readonly string[], netns?: string): string {
+  const full = netns ? ['nsenter', `--net=/run/netns/${netns}`, cmd, ...args] : [cmd, ...args];
+  const [bin, ...rest] = full;
+  try {
+    return execFileSync(bin!, rest, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch (e) {
+    const err = e as { stderr?: string; message: string };
+    throw new Error(`${full.join(' ')} failed: ${(err.stderr ?? err.message).trim()}`);
+  }
+}
+
+/** Runs a shell script inside a netns. */
+export function sh(netns: string, script: string): string {
+  return run('sh', ['-ec', script], netns);
+}
+
+export function netnsPath(name: string): string {
+  return `/run/netns/${name}`;
+}
+
+export function addNetns(name: string): void {
+  if (!name.startsWith('kmt-dp-')) throw new Error(`refusing to create netns ${name}: not one of ours`);
+  mkdirSync('/run/netns', { recursive: true });
+  run('ip', ['netns', 'add', name]);
+  run('ip', ['link', 'set', 'lo', 'up'], name);
+}
+
+export function delNetns(name: string): void {
+  if (!name.startsWith('kmt-dp-')) throw new Error(`refusing to delete netns ${name}: not one of ours`);
+  spawnSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
+}
+
+/** Sends one packet with Python's sockets: UDP (proto 17) or a raw IP protocol (e.g. 50 = ESP). */
+export function sendPacket(netns: string, src: string, dst: string, proto: number, count = 1): void {
+  const v6 = dst.includes(':');
+  const script = [
+    'import socket, sys',
+    `fam = socket.AF_INET6 if ${v6 ? 'True' : 'False'} else socket.AF_INET`,
+    `s = socket.socket(fam, socket.SOCK_DGRAM) if ${proto} == 17 else socket.socket(fam, socket.SOCK_RAW, ${proto})`,
+    `s.bind(('${src}', 0))`,
+    `for i in range(${count}): s.sendto(b'\\0' * 24, ('${dst}', 9))`,
+  ].join('\n');
+  run('/usr/bin/python3', ['-c', script], netns);
+}
