@@ -21,8 +21,9 @@ export const NLMSGERR_ATTR_MSG = 1;
 const EPROTO = 71;
 const NLMSGERR_HDRLEN = 4 + NLMSG_HDRLEN;
 
+/** Rounds up to a multiple of 4 (plain arithmetic: bit operations would wrap lengths read from the wire). */
 export function align4(n: number): number {
-  return (n + 3) & ~3;
+  return n + ((4 - (n % 4)) % 4);
 }
 
 /** One netlink message: a 16-byte header followed by `payload` (header + payload padded to 4 bytes). */

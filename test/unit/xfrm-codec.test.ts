@@ -32,6 +32,10 @@ function ipBytes(name: string): Buffer {
   if (!entry) throw new Error(`no golden request ${name}`);
   return Buffer.from(entry.hex, 'hex');
 }
+const stateDump = JSON.parse(readFileSync(new URL('fixtures/xfrm/state-dump-reply.json', import.meta.url), 'utf8')) as {
+  seq: number;
+  hex: string;
+};
 const seqOf = (b: Buffer): number => b.readUInt32LE(8);
 
 /** iproute2 also sends XFRMA_SRCADDR on SA deletes/gets; the kernel ignores it when an SPI is given. Drop it. */
@@ -197,6 +201,55 @@ t.test('a real kernel policy dump decodes; unrepresentable objects are skipped',
     'ported selectors and transport templates',
   );
   t.equal(byDst('10.1.0.0/16').length, 0, 'sub policy not reported');
+  t.end();
+});
+
+t.test('a real kernel SA dump decodes, foreign SAs included', (t) => {
+  const msgs = splitMessages(Buffer.from(stateDump.hex, 'hex'));
+  const decoded = msgs.map(decodeState).filter((s) => s !== undefined);
+  t.equal(decoded.length, 7, 'all 7 SAs decode (3 ours-shaped, AH, ESP enc+auth, IPComp, its IPIP state)');
+  const bySpi = (spi: number, dst: string) => decoded.find((s) => s.spi === spi && s.dst === dst);
+  t.same(bySpi(1, '198.18.0.1'), inboundSa, 'inbound SA: AEAD key, ICV, reqid, mark, output-mark, ESN 1024');
+  t.same(bySpi(1, '198.18.0.2'), outboundSa, 'outbound SA');
+  t.same(bySpi(0x10, 'fd00::2'), { ...outboundSa, family: 6, src: 'fd00::1', dst: 'fd00::2', spi: 0x10 }, 'IPv6 SA');
+  t.same(
+    bySpi(0x200, '192.0.2.2'),
+    {
+      family: 4,
+      src: '192.0.2.1',
+      dst: '192.0.2.2',
+      spi: 0x200,
+      proto: 51,
+      mode: 'transport',
+      reqid: 0,
+      esn: false,
+      replayWindow: 0,
+    },
+    'AH transport SA: no AEAD',
+  );
+  t.same(
+    bySpi(0x300, '192.0.2.3'),
+    {
+      family: 4,
+      src: '192.0.2.1',
+      dst: '192.0.2.3',
+      spi: 0x300,
+      proto: 50,
+      mode: 'tunnel',
+      reqid: 9,
+      esn: false,
+      replayWindow: 32,
+    },
+    'ESP with enc + auth-trunc: no AEAD, legacy window',
+  );
+  t.same(
+    decoded
+      .filter((s) => s.dst === '192.0.2.4')
+      .map((s) => s.proto)
+      .sort((a, b) => a - b),
+    [4, 108],
+    'IPComp SA and its IPIP tunnel SA',
+  );
   t.end();
 });
 
