@@ -131,7 +131,7 @@ t.test('tc_mark_encrypt and tc_mark_decrypt through test-run', { skip }, async (
     again.close();
   });
 
-  t.test('bpftool finds the names', async (t) => {
+  t.test('bpftool finds the names', (t) => {
     const ids = dp.programIds();
     const prog = JSON.parse(run('bpftool', ['-j', 'prog', 'show', 'id', String(ids.encrypt)])) as { name: string };
     t.equal(prog.name, 'tc_mark_encrypt');
@@ -147,6 +147,7 @@ t.test('tc_mark_encrypt and tc_mark_decrypt through test-run', { skip }, async (
     const dump = run('bpftool', ['map', 'dump', 'pinned', `${root}/map/km_ipsec_peers`]);
     t.match(dump, /"family": 2/, 'BTF gives the dump its field names');
     t.match(dump, /"value": 2/);
+    t.end();
   });
 
   t.test('uninstall removes every pin of ours', async (t) => {

@@ -31,7 +31,7 @@ export function run(cmd: string, args: readonly string[], netns?: string): strin
     return execFileSync(bin!, rest, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (e) {
     const err = e as { stderr?: string; message: string };
-    throw new Error(`${full.join(' ')} failed: ${(err.stderr ?? err.message).trim()}`);
+    throw new Error(`${full.join(' ')} failed: ${(err.stderr ?? err.message).trim()}`, { cause: e });
   }
 }
 
@@ -67,4 +67,35 @@ export function sendPacket(netns: string, src: string, dst: string, proto: numbe
     `for i in range(${count}): s.sendto(b'\\0' * 24, ('${dst}', 9))`,
   ].join('\n');
   run('/usr/bin/python3', ['-c', script], netns);
+}
+
+/** Sends a raw Ethernet frame out of a device (AF_PACKET), e.g. one too short to be a valid IP packet. */
+export function sendFrame(netns: string, device: string, frameHex: string): void {
+  const script = [
+    'import socket',
+    `s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)`,
+    `s.bind(('${device}', 0))`,
+    `s.send(bytes.fromhex('${frameHex}'))`,
+  ].join('\n');
+  run('/usr/bin/python3', ['-c', script], netns);
+}
+
+/** Compiles a test-only BPF C file to an object in dir; returns its path. */
+export function compileBpf(source: string, dir: string): string {
+  mkdirSync(dir, { recursive: true });
+  const out = path.join(dir, `${path.basename(source, '.bpf.c')}.o`);
+  run('clang', [
+    '-O2',
+    '-g',
+    '-Wall',
+    '-Werror',
+    '-target',
+    'bpf',
+    '-I/usr/include/x86_64-linux-gnu',
+    '-c',
+    source,
+    '-o',
+    out,
+  ]);
+  return out;
 }

@@ -1,28 +1,45 @@
-// An independent oracle for skb marks: nftables counters in a prerouting chain (priority -300, i.e. after TC
-// ingress where our programs run) of one of our namespaces, one named counter per expectation.
+// An independent oracle for skb marks: nftables counters in one of our namespaces, one named counter per
+// expectation. `prerouting` rules sit in an inet prerouting chain (priority -300); `ingress` rules in a netdev
+// ingress chain of one device, which sees frames right after TC ingress, even ones IP would drop as malformed.
 import { run } from './kernel.js';
 
 export interface CounterRule {
   name: string;
   /** nft match expression, e.g. `iifname "kmtpv" ip daddr 10.99.1.5 meta mark & 0xff == 0xe0`. */
   match: string;
+  /** Where to count; default prerouting. */
+  hook?: 'prerouting' | 'ingress';
 }
 
-export function installCounters(netns: string, rules: readonly CounterRule[]): void {
+export function installCounters(netns: string, rules: readonly CounterRule[], ingressDevice?: string): void {
+  const pre = rules.filter((r) => (r.hook ?? 'prerouting') === 'prerouting');
+  const ing = rules.filter((r) => r.hook === 'ingress');
   const lines = [
     'table inet kmt_dp {',
-    ...rules.map((r) => `  counter ${r.name} {}`),
+    ...pre.map((r) => `  counter ${r.name} {}`),
     '  chain pre {',
     '    type filter hook prerouting priority -300; policy accept;',
-    ...rules.map((r) => `    ${r.match} counter name ${r.name}`),
+    ...pre.map((r) => `    ${r.match} counter name ${r.name}`),
     '  }',
     '}',
   ];
+  if (ing.length > 0) {
+    if (!ingressDevice) throw new Error('ingress counters need a device');
+    lines.push(
+      'table netdev kmt_dp_dev {',
+      ...ing.map((r) => `  counter ${r.name} {}`),
+      '  chain ing {',
+      `    type filter hook ingress device "${ingressDevice}" priority 0; policy accept;`,
+      ...ing.map((r) => `    ${r.match} counter name ${r.name}`),
+      '  }',
+      '}',
+    );
+  }
   run('sh', ['-ec', `nft -f - <<'NFT'\n${lines.join('\n')}\nNFT`], netns);
 }
 
 export function readCounters(netns: string): Record<string, number> {
-  const out = JSON.parse(run('nft', ['-j', 'list', 'counters', 'table', 'inet', 'kmt_dp'], netns)) as {
+  const out = JSON.parse(run('nft', ['-j', 'list', 'counters'], netns)) as {
     nftables: { counter?: { name: string; packets: number } }[];
   };
   const counts: Record<string, number> = {};
