@@ -1,0 +1,263 @@
+// VM suite (guest kernel with ESP + AEAD): SAs over the NETLINK_XFRM adapter in a namespace of our own, with
+// iproute2's `ip xfrm state` as the oracle: AEAD key + ICV, reqid, mark, output-mark, ESN + replay window, IPv4
+// and IPv6, per-peer inbound SAs sharing (dst, SPI), get, replace, per-message errors, thousands per batch, and
+// foreign SAs of other shapes that must survive everything.
+import t from 'tap';
+import { spawnSync } from 'node:child_process';
+import { NetlinkXfrmKernel } from '../../../src/xfrm/netlink-kernel.js';
+import type { XfrmOp, XfrmState } from '../../../src/xfrm/types.js';
+import { addNetns, canonical, delNetns, ip, ipFails, oracleStates } from '../../host/xfrm-oracle.js';
+
+const NS = `kmt-xfrm-vmsa-${process.pid}`;
+const REQID = 0x6b6d;
+const AEAD = 'rfc4106(gcm(aes))';
+const key = (byte: number): Buffer => Buffer.alloc(36, byte);
+
+function sa(over: Partial<XfrmState>): XfrmState {
+  return {
+    family: 4,
+    src: '198.18.0.1',
+    dst: '198.18.0.2',
+    spi: 1,
+    proto: 50,
+    mode: 'tunnel',
+    reqid: REQID,
+    aead: { name: AEAD, key: key(0x11), icvBits: 128 },
+    mark: { value: 0xe0, mask: 0xff },
+    esn: true,
+    replayWindow: 1024,
+    ...over,
+  };
+}
+
+const inbound = (peer: number, spi: number, k: number): XfrmState =>
+  sa({
+    src: `198.18.0.${peer}`,
+    dst: '198.18.0.1',
+    spi,
+    aead: { name: AEAD, key: key(k), icvBits: 128 },
+    mark: { value: ((peer << 16) | 0xd0) >>> 0, mask: 0xffff00ff },
+    outputMark: { value: 0xd0, mask: 0xffff00ff },
+  });
+
+const ours: XfrmState[] = [
+  sa({ dst: '198.18.0.2' }),
+  sa({ dst: '198.18.0.3', aead: { name: AEAD, key: key(0x12), icvBits: 128 } }),
+  // Two peers' inbound SAs with the same (dst, SPI): distinct because of the per-peer mark (SPEC §B1).
+  inbound(2, 1, 0x21),
+  inbound(3, 1, 0x31),
+  sa({ family: 6, src: 'fd00:198:18::1', dst: 'fd00:198:18::2', aead: { name: AEAD, key: key(0x61), icvBits: 128 } }),
+  {
+    ...inbound(2, 1, 0x62),
+    family: 6,
+    src: 'fd00:198:18::2',
+    dst: 'fd00:198:18::1',
+  },
+];
+
+/** Foreign SAs another tool installed: AH transport, ESP with enc + auth, ESP with another reqid and mark. */
+const FOREIGN = [
+  [
+    'src',
+    '192.0.2.1',
+    'dst',
+    '192.0.2.2',
+    'proto',
+    'ah',
+    'spi',
+    '0x200',
+    'mode',
+    'transport',
+    'auth',
+    'hmac(sha256)',
+    `0x${'11'.repeat(32)}`,
+  ],
+  [
+    'src',
+    '192.0.2.1',
+    'dst',
+    '192.0.2.3',
+    'proto',
+    'esp',
+    'spi',
+    '0x300',
+    'reqid',
+    '9',
+    'mode',
+    'tunnel',
+    'enc',
+    'cbc(aes)',
+    `0x${'22'.repeat(16)}`,
+    'auth-trunc',
+    'hmac(sha256)',
+    `0x${'33'.repeat(32)}`,
+    '128',
+  ],
+  [
+    'src',
+    '198.18.0.1',
+    'dst',
+    '198.18.0.2',
+    'proto',
+    'esp',
+    'spi',
+    '1',
+    'reqid',
+    '5',
+    'mode',
+    'tunnel',
+    'aead',
+    AEAD,
+    `0x${'44'.repeat(36)}`,
+    '128',
+    'mark',
+    '0x7',
+    'mask',
+    '0xf',
+  ],
+];
+
+const probeReason = ((): string | false => {
+  if (process.getuid?.() !== 0) return 'needs root';
+  // The foreign shapes need AH and authenc (cbc + hmac); the guest's prepare step loads only ESP/AEAD modules.
+  for (const mod of ['ah4', 'authenc', 'cbc', 'hmac', 'sha256_generic']) spawnSync('modprobe', ['-q', mod]);
+  const probeNs = `kmt-xfrm-probe-${process.pid}`;
+  addNetns(probeNs);
+  const err = ipFails(
+    [
+      'xfrm',
+      'state',
+      'add',
+      'src',
+      '1.1.1.1',
+      'dst',
+      '1.1.1.2',
+      'proto',
+      'esp',
+      'spi',
+      '9',
+      'aead',
+      AEAD,
+      `0x${'ab'.repeat(36)}`,
+      '128',
+    ],
+    probeNs,
+  );
+  delNetns(probeNs);
+  return err === '' ? false : `kernel lacks ESP/AEAD (${err.trim()}); run this suite in the VM`;
+})();
+
+t.test('SAs over netlink, ip xfrm state as the oracle', { skip: probeReason }, async (t) => {
+  addNetns(NS);
+  t.teardown(() => delNetns(NS));
+  for (const args of FOREIGN) ip(['xfrm', 'state', 'add', ...args], NS);
+  const foreign = oracleStates(NS);
+  t.equal(foreign.length, FOREIGN.length, 'foreign SAs installed by ip');
+  const kernel = new NetlinkXfrmKernel({ netns: NS });
+
+  await t.test('add ours: AEAD key + ICV, reqid, mark, output-mark, ESN 1024, IPv4 + IPv6', async (t) => {
+    const results = await kernel.apply(ours.map((state): XfrmOp => ({ kind: 'addState', state })));
+    t.same(
+      results.map((r) => [r.errno, r.message]),
+      ours.map(() => [0, undefined]),
+    );
+    t.same(canonical(oracleStates(NS)), canonical([...foreign, ...ours]), 'ip sees exactly ours + foreign');
+    t.same(canonical(await kernel.dumpStates()), canonical(oracleStates(NS)), 'our dump = the oracle, keys included');
+    const text = ip(
+      [
+        'xfrm',
+        'state',
+        'get',
+        'src',
+        '198.18.0.2',
+        'dst',
+        '198.18.0.1',
+        'proto',
+        'esp',
+        'spi',
+        '1',
+        'mark',
+        '0x200d0',
+        'mask',
+        '0xffff00ff',
+      ],
+      NS,
+    );
+    t.match(text, /output-mark 0xd0\/0xffff00ff/, 'ip shows output-mark 0xd0/0xffff00ff');
+    t.match(text, /replay_window 1024/, 'ip shows the ESN replay window');
+    t.match(text, /flag esn/, 'ip shows flag esn');
+  });
+
+  await t.test('get: one SA by (dst, spi, proto, mark), undefined when absent', async (t) => {
+    t.same(await kernel.getState(inbound(3, 1, 0x31)), inbound(3, 1, 0x31));
+    t.equal(await kernel.getState({ ...inbound(3, 1, 0x31), mark: { value: 0x900d0, mask: 0xffff00ff } }), undefined);
+  });
+
+  await t.test('update replaces key and output-mark (the kernel UPDSA alone keeps the old key)', async (t) => {
+    const rekeyed: XfrmState = {
+      ...inbound(2, 1, 0x29),
+      outputMark: { value: 0xd0, mask: 0xff },
+    };
+    const [result] = await kernel.apply([{ kind: 'updateState', state: rekeyed }]);
+    t.equal(result?.errno, 0);
+    const now = oracleStates(NS);
+    t.equal(now.length, foreign.length + ours.length, 'no SA added or lost');
+    const seen = now.find((s) => s.family === 4 && s.mark?.value === 0x200d0);
+    t.equal(seen?.aead?.key.toString('hex'), key(0x29).toString('hex'), 'new key installed');
+    t.same(seen?.outputMark, { value: 0xd0, mask: 0xff }, 'new output-mark');
+    await kernel.apply([{ kind: 'updateState', state: inbound(2, 1, 0x21) }]);
+  });
+
+  await t.test('per-message errors with the kernel text; the good op after them applies', async (t) => {
+    const extra = sa({ dst: '198.18.0.9' });
+    const ops: XfrmOp[] = [
+      { kind: 'addState', state: ours[0]! },
+      { kind: 'deleteState', state: sa({ dst: '198.18.0.99' }) },
+      {
+        kind: 'addState',
+        state: sa({ dst: '198.18.0.8', aead: { name: 'rfc4106(gcm(nope))', key: key(1), icvBits: 128 } }),
+      },
+      { kind: 'addState', state: sa({ dst: '198.18.0.7', aead: { name: AEAD, key: key(1), icvBits: 100 } }) },
+      { kind: 'addState', state: extra },
+    ];
+    const results = await kernel.apply(ops);
+    t.equal(results[0]?.errno, 17, 'duplicate add: EEXIST');
+    t.equal(results[1]?.errno, 3, 'delete of a missing SA: ESRCH');
+    t.not(results[2]?.errno, 0, 'unknown AEAD refused');
+    t.match(results[2]?.message, /AEAD algorithm not found/, `kernel text: ${results[2]?.message ?? ''}`);
+    t.not(results[3]?.errno, 0, 'bad ICV length refused');
+    t.equal(results[4]?.errno, 0, 'the good op applied');
+    t.ok(await kernel.getState(extra), 'and the kernel has it');
+    await kernel.apply([{ kind: 'deleteState', state: extra }]);
+  });
+
+  await t.test('delete ours: foreign SAs (incl. one with our SPI and dst but another mark) survive', async (t) => {
+    const results = await kernel.apply(ours.map((state): XfrmOp => ({ kind: 'deleteState', state })));
+    t.same(
+      results.map((r) => r.errno),
+      ours.map(() => 0),
+    );
+    t.same(canonical(oracleStates(NS)), canonical(foreign), 'exactly the foreign SAs remain');
+  });
+
+  await t.test('2000 SAs in batches: add, dump, delete', async (t) => {
+    const many: XfrmState[] = [];
+    for (let i = 0; i < 1000; i++) {
+      const peer = `198.19.${i >> 8}.${i & 0xff}`;
+      many.push(sa({ dst: peer, aead: { name: AEAD, key: key(i & 0xff), icvBits: 128 } }));
+      many.push({
+        ...inbound(1, 1, i & 0xff),
+        src: peer,
+        mark: { value: (((i + 1) << 16) | 0xd0) >>> 0, mask: 0xffff00ff },
+      });
+    }
+    const added = await kernel.apply(many.map((state): XfrmOp => ({ kind: 'addState', state })));
+    t.equal(added.filter((r) => r.errno !== 0).length, 0, `all added (${added.find((r) => r.errno)?.message ?? 'ok'})`);
+    const dumped = await kernel.dumpStates();
+    t.equal(dumped.length, many.length + foreign.length, 'multipart dump reads them all');
+    t.equal(oracleStates(NS).length, many.length + foreign.length, 'ip counts them all');
+    const removed = await kernel.apply(many.map((state): XfrmOp => ({ kind: 'deleteState', state })));
+    t.equal(removed.filter((r) => r.errno !== 0).length, 0, 'all deleted');
+    t.same(canonical(oracleStates(NS)), canonical(foreign), 'foreign SAs survive');
+  });
+});
