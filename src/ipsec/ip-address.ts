@@ -106,10 +106,27 @@ export function formatIp(bytes: Uint8Array): string {
   return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLength).join(':')}`;
 }
 
+// Reconciles compare thousands of addresses that repeat from run to run: memoise the canonical forms.
+const CACHE_LIMIT = 65536;
+const canonicalIpCache = new Map<string, string>();
+const canonicalCidrCache = new Map<string, string>();
+
+function memo(cache: Map<string, string>, text: string, compute: (text: string) => string): string {
+  let value = cache.get(text);
+  if (value === undefined) {
+    if (cache.size >= CACHE_LIMIT) cache.clear();
+    value = compute(text);
+    cache.set(text, value);
+  }
+  return value;
+}
+
 /** Canonical text of an address, or the input unchanged when it does not parse (foreign junk stays comparable). */
 export function canonicalIp(text: string): string {
-  const parsed = parseIp(text);
-  return parsed ? formatIp(parsed.bytes) : text;
+  return memo(canonicalIpCache, text, (t) => {
+    const parsed = parseIp(t);
+    return parsed ? formatIp(parsed.bytes) : t;
+  });
 }
 
 export function ipFamily(text: string): Family | undefined {
@@ -149,17 +166,22 @@ export function normaliseCidr(text: string): string | undefined {
  * byte for byte, so "10.0.0.1/24" and "10.0.0.0/24" are different selectors. Unparseable input is returned as is.
  */
 export function canonicalSelectorCidr(text: string): string {
-  const cidr = parseCidr(text);
-  return cidr ? `${formatIp(cidr.bytes)}/${cidr.prefixLength}` : text;
+  return memo(canonicalCidrCache, text, (t) => {
+    const cidr = parseCidr(t);
+    return cidr ? `${formatIp(cidr.bytes)}/${cidr.prefixLength}` : t;
+  });
 }
 
 /** True when two CIDRs of the same family share at least one address (one contains the other). */
 export function cidrsOverlap(a: ParsedCidr, b: ParsedCidr): boolean {
   if (a.family !== b.family) return false;
   const common = Math.min(a.prefixLength, b.prefixLength);
-  const ma = maskedBytes(a.bytes, common);
-  const mb = maskedBytes(b.bytes, common);
-  return ma.every((v, i) => v === mb[i]);
+  for (let i = 0; 8 * i < common; i++) {
+    const bits = Math.min(8, common - 8 * i);
+    const mask = (0xff << (8 - bits)) & 0xff;
+    if (((a.bytes[i] ?? 0) & mask) !== ((b.bytes[i] ?? 0) & mask)) return false;
+  }
+  return true;
 }
 
 /** The "any" selector for a family. */

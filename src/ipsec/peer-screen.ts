@@ -6,7 +6,8 @@
 
 import type { NodeInfo } from '../model/node.js';
 import type { Family } from '../xfrm/types.js';
-import { canonicalIp, cidrsOverlap, normaliseCidr, parseCidr, parseIp, type ParsedCidr } from './ip-address.js';
+import { CidrClaims } from './cidr-claims.js';
+import { canonicalIp, normaliseCidr, parseCidr, parseIp, type ParsedCidr } from './ip-address.js';
 
 /** One encrypted path between the local node and a peer in one address family. */
 export interface Tunnel {
@@ -35,12 +36,31 @@ export interface PeerRejection {
 
 const FAMILIES: readonly Family[] = [4, 6];
 
-function firstAddress(node: NodeInfo, family: Family): string | undefined {
-  return node.addresses.find((a) => parseIp(a)?.family === family);
+/** A node's first underlay address and its pod CIDRs, per family (parsed once). */
+interface FamilyView {
+  address: Partial<Record<Family, string>>;
+  cidrs: Record<Family, { text: string; cidr: ParsedCidr }[]>;
 }
 
-function cidrsOf(node: NodeInfo, family: Family): string[] {
-  return node.podCIDRs.filter((c) => parseCidr(c)?.family === family);
+function familyView(addresses: readonly string[], cidrs: readonly { text: string; cidr: ParsedCidr }[]): FamilyView {
+  const view: FamilyView = { address: {}, cidrs: { 4: [], 6: [] } };
+  for (const a of addresses) {
+    const family = parseIp(a)?.family;
+    if (family && view.address[family] === undefined) view.address[family] = a;
+  }
+  for (const c of cidrs) view.cidrs[c.cidr.family].push(c);
+  return view;
+}
+
+function parseCidrs(texts: readonly string[]): { text: string; cidr: ParsedCidr }[] | string {
+  const out: { text: string; cidr: ParsedCidr }[] = [];
+  for (const text of texts) {
+    const parsed = parseCidr(text);
+    if (!parsed) return `pod CIDR ${JSON.stringify(text)} is not a CIDR`;
+    const normal = normaliseCidr(text) ?? text;
+    out.push({ text: normal, cidr: parsed });
+  }
+  return out;
 }
 
 /** Throws a one-line error when the local node description is unusable (nothing is planned then). */
@@ -62,13 +82,12 @@ function peerProblem(peer: NodeInfo): string | undefined {
   if (!peer.bootID) return 'boot ID is empty';
   if (peer.addresses.length === 0) return 'no underlay addresses';
   for (const a of peer.addresses) if (!parseIp(a)) return `address ${JSON.stringify(a)} is not an IP address`;
-  for (const c of peer.podCIDRs) if (!parseCidr(c)) return `pod CIDR ${JSON.stringify(c)} is not a CIDR`;
   return undefined;
 }
 
 interface Claims {
   addresses: Map<string, string>;
-  cidrs: { owner: string; text: string; cidr: ParsedCidr }[];
+  cidrs: CidrClaims;
 }
 
 export function screenPeers(
@@ -76,13 +95,17 @@ export function screenPeers(
   peers: readonly NodeInfo[],
 ): { accepted: ScreenedPeer[]; rejected: PeerRejection[] } {
   checkLocalNode(local);
-  const claims: Claims = { addresses: new Map(), cidrs: [] };
+  const claims: Claims = { addresses: new Map(), cidrs: new CidrClaims() };
   const localLabel = `the local node ${local.name}`;
   for (const a of local.addresses) claims.addresses.set(canonicalIp(a), localLabel);
-  for (const c of local.podCIDRs) {
-    const cidr = parseCidr(c);
-    if (cidr) claims.cidrs.push({ owner: localLabel, text: c, cidr });
-  }
+  const localParsed = parseCidrs(local.podCIDRs);
+  if (typeof localParsed === 'string') throw new Error(`local node: ${localParsed}`);
+  for (const { text, cidr } of localParsed) claims.cidrs.add(cidr, { owner: localLabel, text });
+  const localView = familyView(local.addresses, localParsed);
+  const localCidrs: Record<Family, string[]> = {
+    4: localView.cidrs[4].map((c) => c.text),
+    6: localView.cidrs[6].map((c) => c.text),
+  };
 
   const accepted: ScreenedPeer[] = [];
   const rejected: PeerRejection[] = [];
@@ -100,12 +123,13 @@ export function screenPeers(
       continue;
     }
     seenNames.add(raw.name);
-    const problem = peerProblem(raw);
-    if (problem) {
-      reject(problem);
+    const parsedCidrs = parseCidrs(raw.podCIDRs);
+    const problem = peerProblem(raw) ?? (typeof parsedCidrs === 'string' ? parsedCidrs : undefined);
+    if (problem || typeof parsedCidrs === 'string') {
+      reject(problem ?? 'invalid');
       continue;
     }
-    const node: NodeInfo = { ...raw, podCIDRs: raw.podCIDRs.map((c) => normaliseCidr(c) ?? c) };
+    const node: NodeInfo = { ...raw, podCIDRs: parsedCidrs.map((c) => c.text) };
     const addressClash = node.addresses
       .map((a) => [a, claims.addresses.get(canonicalIp(a))] as const)
       .find(([, owner]) => owner);
@@ -113,9 +137,8 @@ export function screenPeers(
       reject(`underlay address ${addressClash[0]} is also used by ${String(addressClash[1])}`);
       continue;
     }
-    const parsedCidrs = node.podCIDRs.map((text) => ({ text, cidr: parseCidr(text) as ParsedCidr }));
     const cidrClash = parsedCidrs
-      .map(({ text, cidr }) => ({ text, other: claims.cidrs.find((c) => cidrsOverlap(c.cidr, cidr)) }))
+      .map(({ text, cidr }) => ({ text, other: claims.cidrs.findOverlap(cidr) }))
       .find((x) => x.other);
     if (cidrClash?.other) {
       reject(`pod CIDR ${cidrClash.text} overlaps ${cidrClash.other.text} of ${cidrClash.other.owner}`);
@@ -124,12 +147,13 @@ export function screenPeers(
 
     const tunnels: Tunnel[] = [];
     const notes: string[] = [];
+    const peerView = familyView(node.addresses, parsedCidrs);
     for (const family of FAMILIES) {
-      const localAddress = firstAddress(local, family);
-      const peerAddress = firstAddress(node, family);
-      const peerCidrs = cidrsOf(node, family);
+      const localAddress = localView.address[family];
+      const peerAddress = peerView.address[family];
+      const peerCidrs = peerView.cidrs[family].map((c) => c.text);
       if (localAddress && peerAddress) {
-        tunnels.push({ family, localAddress, peerAddress, localCidrs: cidrsOf(local, family), peerCidrs });
+        tunnels.push({ family, localAddress, peerAddress, localCidrs: localCidrs[family], peerCidrs });
       } else if (peerCidrs.length > 0) {
         notes.push(
           `pod CIDR ${peerCidrs.join(', ')} is not encrypted: no IPv${family} underlay address on ${localAddress ? 'the peer' : 'the local node'} (marked traffic to it is blocked)`,
@@ -141,7 +165,7 @@ export function screenPeers(
       continue;
     }
     for (const a of node.addresses) claims.addresses.set(canonicalIp(a), `node ${node.name}`);
-    for (const { text, cidr } of parsedCidrs) claims.cidrs.push({ owner: `node ${node.name}`, text, cidr });
+    for (const { text, cidr } of parsedCidrs) claims.cidrs.add(cidr, { owner: `node ${node.name}`, text });
     accepted.push({ node, tunnels, notes });
   }
   return { accepted, rejected };

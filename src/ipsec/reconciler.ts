@@ -16,15 +16,7 @@ import type { XfrmKernel, XfrmOp, XfrmOpResult, XfrmPolicy, XfrmState } from '..
 import { canonicalIp } from './ip-address.js';
 import { BLOCK_POLICY_PRIORITY, isOurPolicy, isOurState, KMESH_REQID } from './ownership.js';
 import type { PlannedPolicy, PlannedState } from './planner.js';
-import {
-  describeOp,
-  lookupHits,
-  lookupMark,
-  policiesEqual,
-  policyIdentity,
-  stateBucket,
-  statesEqual,
-} from './xfrm-identity.js';
+import { describeOp, policiesEqual, policyIdentity, StateIndex, statesEqual } from './xfrm-identity.js';
 
 export interface DesiredXfrm {
   states: readonly PlannedState[];
@@ -151,20 +143,13 @@ export async function reconcile(
   }
 
   // ---- states
-  const buckets = new Map<string, XfrmState[]>();
-  for (const s of existingStates) {
-    const key = stateBucket(s);
-    const list = buckets.get(key);
-    if (list) list.push(s);
-    else buckets.set(key, [s]);
-  }
+  const index = new StateIndex<XfrmState>();
+  for (const s of existingStates) index.add(s);
   const claimedStates = new Set<XfrmState>();
   const inboundOps: Pending[] = [];
   const outboundOps: Pending[] = [];
   for (const ps of desired.states) {
-    const bucket = buckets.get(stateBucket(ps.state)) ?? [];
-    const mark = lookupMark(ps.state.mark);
-    const hits = bucket.filter((x) => lookupHits(mark, x));
+    const hits = index.hits(ps.state);
     const foreignHit = hits.find((x) => !oursState(x));
     const target = ps.direction === 'inbound' ? inboundOps : outboundOps;
     if (foreignHit) {
@@ -242,8 +227,7 @@ export async function reconcile(
     const inbound = ((s.mark?.value ?? 0) & MARK_TYPE_MASK) === MARK_DECRYPT;
     const owner = staleOwner(inbound ? s.src : s.dst);
     const op = stateDeleteOp(s);
-    const mark = lookupMark(s.mark);
-    const foreign = (buckets.get(stateBucket(s)) ?? []).find((x) => x !== s && !oursState(x) && lookupHits(mark, x));
+    const foreign = index.hits(s).find((x) => x !== s && !oursState(x));
     if (foreign) unsafeDeletes.push({ owner, op, foreign });
     else stateDeletes.push({ op, owner });
   }

@@ -109,3 +109,68 @@ export function describeOp(op: XfrmOp): string {
     }
   }
 }
+
+type StateKey = Pick<XfrmState, 'family' | 'dst' | 'spi' | 'proto' | 'mark'>;
+
+/**
+ * States indexed the way the kernel finds them, without scanning whole buckets: all inbound SAs of a node
+ * share one (dst, spi, proto) bucket, so a linear scan per lookup would be quadratic in the peer count.
+ * Within a bucket, states are grouped by mark mask and then by mark value, so a lookup with mark M only
+ * probes value M & mask for each distinct mask (normally one or two).
+ */
+export class StateIndex<T extends StateKey> {
+  private readonly buckets = new Map<string, Map<number, Map<number, T[]>>>();
+  private readonly order = new Map<T, number>();
+  private nextOrder = 0;
+
+  add(state: T): void {
+    const m = markOf(state.mark);
+    let byMask = this.buckets.get(stateBucket(state));
+    if (!byMask) {
+      byMask = new Map();
+      this.buckets.set(stateBucket(state), byMask);
+    }
+    let byValue = byMask.get(m.mask);
+    if (!byValue) {
+      byValue = new Map();
+      byMask.set(m.mask, byValue);
+    }
+    const list = byValue.get(m.value);
+    if (list) list.push(state);
+    else byValue.set(m.value, [state]);
+    this.order.set(state, this.nextOrder++);
+  }
+
+  remove(state: T): void {
+    const m = markOf(state.mark);
+    const byMask = this.buckets.get(stateBucket(state));
+    const byValue = byMask?.get(m.mask);
+    const list = byValue?.get(m.value);
+    if (!byMask || !byValue || !list) return;
+    const i = list.indexOf(state);
+    if (i < 0) return;
+    list.splice(i, 1);
+    this.order.delete(state);
+    if (list.length === 0) byValue.delete(m.value);
+    if (byValue.size === 0) byMask.delete(m.mask);
+    if (byMask.size === 0) this.buckets.delete(stateBucket(state));
+  }
+
+  /** States a kernel lookup for `key` (its bucket, its mark value&mask) would hit, newest first. */
+  hits(key: StateKey): T[] {
+    const byMask = this.buckets.get(stateBucket(key));
+    if (!byMask) return [];
+    const mark = lookupMark(key.mark);
+    const found: T[] = [];
+    for (const [mask, byValue] of byMask) {
+      const list = byValue.get((mark & mask) >>> 0);
+      if (list) found.push(...list);
+    }
+    return found.length > 1 ? found.sort((a, b) => (this.order.get(b) ?? 0) - (this.order.get(a) ?? 0)) : found;
+  }
+
+  /** All states, oldest first. */
+  all(): T[] {
+    return [...this.order.keys()];
+  }
+}

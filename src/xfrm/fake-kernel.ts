@@ -9,7 +9,7 @@
 // Every op handed to apply() counts as one write. Failures can be injected per op.
 
 import { parseCidr, parseIp } from '../ipsec/ip-address.js';
-import { lookupHits, lookupMark, policyIdentity, stateBucket } from '../ipsec/xfrm-identity.js';
+import { policyIdentity, StateIndex } from '../ipsec/xfrm-identity.js';
 import type { XfrmKernel, XfrmOp, XfrmOpResult, XfrmPolicy, XfrmState } from './types.js';
 
 export const EINVAL = 22;
@@ -75,9 +75,10 @@ function invalidPolicy(p: XfrmPolicy): string | undefined {
 }
 
 export class FakeXfrmKernel implements XfrmKernel {
-  /** Newest first, as the kernel's hash chains put new states at the head. */
-  private states: XfrmState[] = [];
-  private policies: XfrmPolicy[] = [];
+  /** Lookups return the newest hit first, as the kernel's hash chains put new states at the head. */
+  private states = new StateIndex<XfrmState>();
+  /** By identity, in insertion order. */
+  private policies = new Map<string, XfrmPolicy>();
   private nextPolicyIndex = 1;
   private failures: InjectedFailure[] = [];
   /** Ops received by apply(), in order. */
@@ -108,11 +109,11 @@ export class FakeXfrmKernel implements XfrmKernel {
 
   /** Current contents without counting a dump. */
   listStates(): XfrmState[] {
-    return this.states.map(cloneState);
+    return this.states.all().map(cloneState);
   }
 
   listPolicies(): XfrmPolicy[] {
-    return this.policies.map(clonePolicy);
+    return [...this.policies.values()].map(clonePolicy);
   }
 
   dumpStates(): Promise<XfrmState[]> {
@@ -140,15 +141,9 @@ export class FakeXfrmKernel implements XfrmKernel {
     return Promise.resolve(results);
   }
 
-  private findState(s: Pick<XfrmState, 'family' | 'dst' | 'spi' | 'proto' | 'mark'>): number {
-    const bucket = stateBucket(s);
-    const mark = lookupMark(s.mark);
-    return this.states.findIndex((x) => stateBucket(x) === bucket && lookupHits(mark, x));
-  }
-
-  private findPolicy(p: Pick<XfrmPolicy, 'dir' | 'selector' | 'mark'>): number {
-    const id = policyIdentity(p);
-    return this.policies.findIndex((x) => policyIdentity(x) === id);
+  /** The state the kernel's lookup for this (dst, spi, proto, mark) would hit. */
+  private findState(s: Pick<XfrmState, 'family' | 'dst' | 'spi' | 'proto' | 'mark'>): XfrmState | undefined {
+    return this.states.hits(s)[0];
   }
 
   private execute(op: XfrmOp): XfrmOpResult {
@@ -157,42 +152,34 @@ export class FakeXfrmKernel implements XfrmKernel {
       case 'addState': {
         const invalid = invalidState(op.state);
         if (invalid) return fail(EINVAL, invalid);
-        if (this.findState(op.state) >= 0) return fail(EEXIST);
-        this.states.unshift(cloneState(op.state));
+        if (this.findState(op.state)) return fail(EEXIST);
+        this.states.add(cloneState(op.state));
         return fail(0);
       }
       case 'updateState': {
-        const i = this.findState(op.state);
-        const existing = this.states[i];
+        const existing = this.findState(op.state);
         if (!existing) return fail(ESRCH);
         const om = op.state.outputMark;
         if (om && (om.value !== 0 || om.mask !== 0)) existing.outputMark = { ...om };
         return fail(0);
       }
       case 'deleteState': {
-        const i = this.findState(op.state);
-        if (i < 0) return fail(ESRCH);
-        this.states.splice(i, 1);
+        const existing = this.findState(op.state);
+        if (!existing) return fail(ESRCH);
+        this.states.remove(existing);
         return fail(0);
       }
       case 'addPolicy':
       case 'updatePolicy': {
         const invalid = invalidPolicy(op.policy);
         if (invalid) return fail(EINVAL, invalid);
-        const i = this.findPolicy(op.policy);
-        const stored = { ...clonePolicy(op.policy), index: this.nextPolicyIndex++ };
-        if (i >= 0) {
-          if (op.kind === 'addPolicy') return fail(EEXIST);
-          this.policies[i] = stored;
-        } else {
-          this.policies.push(stored);
-        }
+        const id = policyIdentity(op.policy);
+        if (op.kind === 'addPolicy' && this.policies.has(id)) return fail(EEXIST);
+        this.policies.set(id, { ...clonePolicy(op.policy), index: this.nextPolicyIndex++ });
         return fail(0);
       }
       case 'deletePolicy': {
-        const i = this.findPolicy(op.policy);
-        if (i < 0) return fail(ENOENT);
-        this.policies.splice(i, 1);
+        if (!this.policies.delete(policyIdentity(op.policy))) return fail(ENOENT);
         return fail(0);
       }
     }
