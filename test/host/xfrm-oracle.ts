@@ -6,7 +6,7 @@ import type { XfrmPolicy, XfrmState, XfrmTemplate } from '../../src/xfrm/types.j
 
 export function ip(args: string[], netns?: string): string {
   const full = netns ? ['-n', netns, ...args] : args;
-  return execFileSync('ip', full, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  return execFileSync('ip', full, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 28 });
 }
 
 /** Runs `ip` and returns its failure text (stderr) instead of throwing; '' on success. */

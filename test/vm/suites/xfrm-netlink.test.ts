@@ -147,7 +147,7 @@ const probeReason = ((): string | false => {
   return err === '' ? false : `kernel lacks ESP/AEAD (${err.trim()}); run this suite in the VM`;
 })();
 
-t.test('SAs over netlink, ip xfrm state as the oracle', { skip: probeReason }, async (t) => {
+t.test('SAs over netlink, ip xfrm state as the oracle', { skip: probeReason, timeout: 600_000 }, async (t) => {
   addNetns(NS);
   t.teardown(() => delNetns(NS));
   for (const args of FOREIGN) ip(['xfrm', 'state', 'add', ...args], NS);
@@ -240,9 +240,9 @@ t.test('SAs over netlink, ip xfrm state as the oracle', { skip: probeReason }, a
     t.same(canonical(oracleStates(NS)), canonical(foreign), 'exactly the foreign SAs remain');
   });
 
-  await t.test('2000 SAs in batches: add, dump, delete', async (t) => {
+  await t.test('1200 SAs in batches of 500: add, dump, delete', async (t) => {
     const many: XfrmState[] = [];
-    for (let i = 0; i < 1000; i++) {
+    for (let i = 0; i < 600; i++) {
       const peer = `198.19.${i >> 8}.${i & 0xff}`;
       many.push(sa({ dst: peer, aead: { name: AEAD, key: key(i & 0xff), icvBits: 128 } }));
       many.push({
@@ -251,8 +251,10 @@ t.test('SAs over netlink, ip xfrm state as the oracle', { skip: probeReason }, a
         mark: { value: (((i + 1) << 16) | 0xd0) >>> 0, mask: 0xffff00ff },
       });
     }
+    const started = Date.now();
     const added = await kernel.apply(many.map((state): XfrmOp => ({ kind: 'addState', state })));
     t.equal(added.filter((r) => r.errno !== 0).length, 0, `all added (${added.find((r) => r.errno)?.message ?? 'ok'})`);
+    t.comment(`added ${many.length} SAs in ${Date.now() - started} ms`);
     const dumped = await kernel.dumpStates();
     t.equal(dumped.length, many.length + foreign.length, 'multipart dump reads them all');
     t.equal(oracleStates(NS).length, many.length + foreign.length, 'ip counts them all');
