@@ -238,7 +238,8 @@ export async function reconcile(
       message: `not deleted: the kernel's lookup could hit a foreign state (reqid ${hex(foreign.reqid)}) instead`,
     });
   }
-  // Inbound SAs are removed last: a peer may still be sending with an old SPI until the very end.
+  // Out policies go first (stop sending), inbound SAs last (a peer may still send with an old SPI).
+  policyDeletes.sort((a, b) => Number(!isOutDelete(a.op)) - Number(!isOutDelete(b.op)));
   stateDeletes.sort((a, b) => Number(isInboundDelete(a.op)) - Number(isInboundDelete(b.op)));
 
   // ---- apply
@@ -320,6 +321,10 @@ export async function reconcile(
     },
     results,
   };
+}
+
+function isOutDelete(op: XfrmOp): boolean {
+  return op.kind === 'deletePolicy' && op.policy.dir === 'out';
 }
 
 function isInboundDelete(op: XfrmOp): boolean {
