@@ -4,14 +4,11 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
-import { KubeConfigError, loadKubeConfig } from '../kube/client.js';
 import { createOrRotateSecret, deleteSecret, readSecret } from '../secret/commands.js';
 import type { CreateOutcome } from '../secret/commands.js';
 import { InvalidKeyError, KEY_BYTES, parseHexKey } from '../secret/key-hex.js';
-import { SpiExhaustedError } from '../secret/rotation.js';
 import { DirSecretStore } from '../secret/store-dir.js';
-import { KubernetesSecretStore } from '../secret/store-kubernetes.js';
-import { DEFAULT_NAMESPACE, StoreError } from '../secret/store.js';
+import { DEFAULT_NAMESPACE } from '../secret/store.js';
 import type { SecretStore } from '../secret/store.js';
 import { formatSecretJson, formatSecretText, secretView } from '../secret/view.js';
 
@@ -59,7 +56,8 @@ function parseTimeout(value: string | undefined): number {
   return Math.round(seconds * 1000);
 }
 
-function openStore(options: GlobalOptions, io: CliIo): SecretStore {
+/** Opens the chosen store. The Kubernetes client is loaded only when needed (it takes a second to import). */
+async function openStore(options: GlobalOptions, io: CliIo): Promise<SecretStore> {
   const choice = parseStore(options.store);
   const timeoutMs = parseTimeout(options.timeout);
   if (choice.kind === 'dir') {
@@ -75,6 +73,8 @@ function openStore(options: GlobalOptions, io: CliIo): SecretStore {
   if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(namespace)) {
     throw new UsageError(`--namespace "${namespace}" is not a valid Kubernetes namespace name`);
   }
+  const { loadKubeConfig } = await import('../kube/client.js');
+  const { KubernetesSecretStore } = await import('../secret/store-kubernetes.js');
   const loaded = loadKubeConfig({
     kubeconfig: options.kubeconfig,
     context: options.context,
@@ -158,7 +158,7 @@ function buildProgram(io: CliIo, result: { code: number }): Command {
 
   async function runCreate(keyText: string | undefined) {
     const key = keyArgument(keyText);
-    const store = openStore(globals(), io);
+    const store = await openStore(globals(), io);
     io.stdout(describeOutcome(await createOrRotateSecret(store, key)) + '\n');
   }
   function refuseKey(subcommand: string) {
@@ -178,7 +178,7 @@ function buildProgram(io: CliIo, result: { code: number }): Command {
     .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text'))
     .action(async (options: { output: 'text' | 'json' }) => {
       refuseKey('get');
-      const store = openStore(globals(), io);
+      const store = await openStore(globals(), io);
       const { secret: stored, key } = await readSecret(store);
       const view = secretView(stored, key);
       io.stdout(options.output === 'json' ? formatSecretJson(view) : formatSecretText(view));
@@ -189,7 +189,7 @@ function buildProgram(io: CliIo, result: { code: number }): Command {
     .description('Delete the secret (the next create continues above every SPI still in use)')
     .action(async () => {
       refuseKey('delete');
-      const store = openStore(globals(), io);
+      const store = await openStore(globals(), io);
       await deleteSecret(store);
       io.stdout(`IPsec secret deleted (${store.location})\n`);
     });
@@ -225,10 +225,7 @@ export async function main(argv: string[], io: Partial<CliIo> = {}): Promise<num
       fullIo.stderr(`error: ${err.message}\n`);
       return EXIT_USAGE;
     }
-    if (err instanceof StoreError || err instanceof KubeConfigError || err instanceof SpiExhaustedError) {
-      fullIo.stderr(`error: ${err.message}\n`);
-      return EXIT_FAILED;
-    }
+    // StoreError, KubeConfigError, SpiExhaustedError and anything unforeseen: one line, never a stack trace.
     fullIo.stderr(`error: ${oneLine(err)}\n`);
     return EXIT_FAILED;
   }

@@ -1,8 +1,8 @@
 // SecretStore on the Kubernetes API: the Opaque Secret `kmesh-ipsec` (data key `ipSec`, base64 of the JSON payload)
 // and the KmeshNodeInfo custom resources (kmesh.net/v1alpha1, plural kmeshnodeinfos) in one namespace.
 // Replace is a PUT carrying the resourceVersion that was read, so the API server refuses (409) a stale write.
-import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
-import type { ConfigurationOptions, KubeConfig, V1Secret } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, V1ObjectMeta, V1Secret } from '@kubernetes/client-node';
+import type { ConfigurationOptions, KubeConfig } from '@kubernetes/client-node';
 import { describeKubeError, kubeErrorStatus, kubeStatusMessage, requestTimeout } from '../kube/client.js';
 import { advertisedSpi } from './rotation.js';
 import { SECRET_DATA_KEY, SECRET_NAME, StoreConflictError, StoreError } from './store.js';
@@ -56,6 +56,27 @@ export class KubernetesSecretStore implements SecretStore {
     return stored;
   }
 
+  /**
+   * The Secret to write: the object we read (so labels, annotations and other data keys survive) with the new
+   * payload and, for a replace, the resourceVersion that makes the API server refuse a stale write.
+   */
+  private secretBody(previous: V1Secret | undefined, payload: string, resourceVersion: string | undefined): V1Secret {
+    const body = Object.assign(new V1Secret(), previous);
+    body.apiVersion = 'v1';
+    body.kind = 'Secret';
+    body.metadata = Object.assign(new V1ObjectMeta(), previous?.metadata, {
+      name: SECRET_NAME,
+      namespace: this.namespace,
+      resourceVersion,
+    });
+    body.type = previous?.type ?? 'Opaque';
+    body.data = Object.assign({}, previous?.data, {
+      [SECRET_DATA_KEY]: Buffer.from(payload, 'utf8').toString('base64'),
+    });
+    delete body.stringData;
+    return body;
+  }
+
   /** A 404 when creating in a missing namespace is not "secret not found": say which it is. */
   private namespaceMissing(err: unknown): boolean {
     return kubeErrorStatus(err) === 404 && /namespaces? "?[^"\s]+"? not found/.test(kubeStatusMessage(err) ?? '');
@@ -75,13 +96,7 @@ export class KubernetesSecretStore implements SecretStore {
   }
 
   async create(payload: string): Promise<StoredSecret> {
-    const body: V1Secret = {
-      apiVersion: 'v1',
-      kind: 'Secret',
-      metadata: { name: SECRET_NAME, namespace: this.namespace },
-      type: 'Opaque',
-      data: { [SECRET_DATA_KEY]: Buffer.from(payload, 'utf8').toString('base64') },
-    };
+    const body = this.secretBody(undefined, payload, undefined);
     try {
       return this.toStored(await this.core.createNamespacedSecret({ namespace: this.namespace, body }, this.options));
     } catch (err) {
@@ -97,21 +112,7 @@ export class KubernetesSecretStore implements SecretStore {
   }
 
   async replace(current: StoredSecret, payload: string): Promise<StoredSecret> {
-    const previous = this.objects.get(current);
-    const body: V1Secret = {
-      ...previous,
-      apiVersion: 'v1',
-      kind: 'Secret',
-      metadata: {
-        ...previous?.metadata,
-        name: SECRET_NAME,
-        namespace: this.namespace,
-        resourceVersion: current.version,
-      },
-      type: previous?.type ?? 'Opaque',
-      data: { ...previous?.data, [SECRET_DATA_KEY]: Buffer.from(payload, 'utf8').toString('base64') },
-    };
-    delete body.stringData;
+    const body = this.secretBody(this.objects.get(current), payload, current.version);
     try {
       return this.toStored(
         await this.core.replaceNamespacedSecret({ name: SECRET_NAME, namespace: this.namespace, body }, this.options),
