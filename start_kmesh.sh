@@ -17,8 +17,17 @@ for arg in "$@"; do
   prev="$arg"
 done
 
+on_bpffs() { [ -d "$1" ] && [ "$(stat -f -c %T "$1")" = "bpf_fs" ]; }
+# A --bpf-fs-path below /sys/fs/bpf needs the standard mount first (sysfs refuses mkdir).
+case "$bpf_fs" in
+  /sys/fs/bpf/*)
+    if ! on_bpffs /sys/fs/bpf; then
+      echo "start_kmesh.sh: mounting bpffs at /sys/fs/bpf" >&2
+      mount -t bpf bpf /sys/fs/bpf
+    fi ;;
+esac
 mkdir -p "$bpf_fs"
-if [ "$(stat -f -c %T "$bpf_fs")" != "bpf_fs" ]; then
+if ! on_bpffs "$bpf_fs"; then
   echo "start_kmesh.sh: mounting bpffs at $bpf_fs" >&2
   mount -t bpf bpf "$bpf_fs"
 fi

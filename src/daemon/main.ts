@@ -4,7 +4,6 @@
 // `kmesh-daemon uninstall` removes everything this node owns.
 import type http from 'node:http';
 import { pino, type Logger } from 'pino';
-import { loadKubeConfig } from '../kube/client.js';
 import { decodeIpsecPayload } from '../secret/payload.js';
 import { parseNodeInfo } from '../ipsec/validate-peer.js';
 import type { DaemonConfig } from './config.js';
@@ -16,7 +15,6 @@ import { ReconcileLoop } from './loop.js';
 import { DaemonMetrics } from './metrics.js';
 import { createDatapathPort, createIpsecPort } from './wiring.js';
 import { DirSource } from './sources/dir-source.js';
-import { KubeSource } from './sources/kube-source.js';
 import type { ClusterSource } from './sources/source.js';
 import { startStatusServer, writeStatusFile } from './status-server.js';
 import { readXfrmStat } from './xfrm-stat.js';
@@ -42,8 +40,11 @@ function makeLogger(config: DaemonConfig): Logger {
   });
 }
 
-function makeSource(config: DaemonConfig, log: Logger): ClusterSource {
+/** The Kubernetes client is imported only for --store kubernetes (it takes a while to load, more so in a VM). */
+async function makeSource(config: DaemonConfig, log: Logger): Promise<ClusterSource> {
   if (config.store.kind === 'dir') return new DirSource(config.store.path, config.nodeName);
+  const { loadKubeConfig } = await import('../kube/client.js');
+  const { KubeSource } = await import('./sources/kube-source.js');
   const loaded = loadKubeConfig({ kubeconfig: config.kubeconfig });
   log.info({ kubeconfig: loaded.source, server: loaded.server }, 'using the Kubernetes API');
   return new KubeSource(loaded.config, config.nodeName, {
@@ -73,7 +74,7 @@ export async function main(argv: readonly string[], io: MainIo = defaultIo, env 
   const log = makeLogger(config);
   let source: ClusterSource;
   try {
-    source = makeSource(config, log);
+    source = await makeSource(config, log);
   } catch (err) {
     io.stderr(`kmesh-daemon: ${(err as Error).message}\n`);
     return 1;

@@ -1,0 +1,19 @@
+// Can this kernel do ESP with rfc4106(gcm(aes))? Tries to add one SA in a scratch network namespace of our
+// own (kmesh-espchk) and removes the namespace again; returns the kernel's reason when it cannot.
+import { run } from './shell.js';
+
+export async function espSupport(): Promise<{ ok: true } | { ok: false; reason: string }> {
+  const ns = 'kmesh-espchk';
+  await run('ip', ['netns', 'del', ns]);
+  const add = await run('ip', ['netns', 'add', ns]);
+  if (add.code !== 0) return { ok: false, reason: `cannot create a network namespace: ${add.stderr.trim()}` };
+  try {
+    const r = await run('ip', [
+      '-n', ns, 'xfrm', 'state', 'add', 'src', '198.18.255.1', 'dst', '198.18.255.2', 'proto', 'esp', 'spi', '0x1',
+      'mode', 'tunnel', 'aead', 'rfc4106(gcm(aes))', `0x${'ab'.repeat(36)}`, '128',
+    ]);
+    return r.code === 0 ? { ok: true } : { ok: false, reason: r.stderr.trim().split('\n')[0] ?? `ip exited ${r.code}` };
+  } finally {
+    await run('ip', ['netns', 'del', ns]);
+  }
+}
