@@ -95,6 +95,19 @@ function keyArgument(value: string | undefined): Buffer {
   }
 }
 
+/**
+ * The documented recipe `--key=$(... | xxd -p)` is unquoted, so a key that xxd wrapped arrives as several words:
+ * hex-only words after --key are the rest of the key. Anything else is a mistake (not echoed: it may be key material).
+ */
+function joinKeyParts(key: string | undefined, extra: readonly string[]): string | undefined {
+  if (extra.length === 0) return key;
+  if (key === undefined) throw new UsageError(`unexpected argument "${extra[0] ?? ''}": "secret create" takes none`);
+  if (!extra.every((word) => /^[0-9a-fA-F]+$/.test(word))) {
+    throw new UsageError('unexpected argument after --key that is not hex: quote the key if it contains spaces');
+  }
+  return [key, ...extra].join('\n');
+}
+
 function describeOutcome(outcome: CreateOutcome): string {
   if (outcome.kind === 'rotated') return `IPsec key rotated (SPI ${outcome.previousSpi} -> ${outcome.spi})`;
   return outcome.replacedMalformed
@@ -146,13 +159,13 @@ function buildProgram(io: CliIo, result: { code: number }): Command {
     .addHelpText('after', SECRET_HELP)
     .action(async (options: { key?: string }, command: Command) => {
       const [extra] = command.args;
-      if (extra !== undefined) throw new UsageError(`unknown command "secret ${extra}": use create, get or delete`);
       if (options.key === undefined) {
+        if (extra !== undefined) throw new UsageError(`unknown command "secret ${extra}": use create, get or delete`);
         io.stderr(command.helpInformation());
         result.code = EXIT_USAGE;
         return;
       }
-      await runCreate(options.key);
+      await runCreate(joinKeyParts(options.key, command.args));
     });
   const secretKey = () => secret.opts<{ key?: string }>().key;
 
@@ -170,7 +183,8 @@ function buildProgram(io: CliIo, result: { code: number }): Command {
     .command('create')
     .description('Create the secret with a new key, or rotate the key (SPI + 1) if it exists')
     .option('-k, --key <hex>', '36-byte key as hex (default: random from the OS CSPRNG)')
-    .action(() => runCreate(secretKey()));
+    .allowExcessArguments()
+    .action((_options: unknown, command: Command) => runCreate(joinKeyParts(secretKey(), command.args)));
 
   secret
     .command('get')

@@ -40,6 +40,9 @@ t.test('every spelling of the key option works, including the old `secret --key=
     ['secret', '--key', SPEC_HEX],
     ['secret', `-k=${SPEC_HEX}`],
     ['secret', 'create', '-k', `${SPEC_HEX.slice(0, 64)}\n${SPEC_HEX.slice(64)}\n`],
+    // Unquoted $(xxd -p) output that wrapped: the shell splits it into words.
+    ['secret', 'create', `--key=${SPEC_HEX.slice(0, 60)}`, SPEC_HEX.slice(60)],
+    ['secret', `--key=${SPEC_HEX.slice(0, 30)}`, SPEC_HEX.slice(30, 60), SPEC_HEX.slice(60)],
   ];
   for (const args of spellings) {
     const { api, run } = await startCluster(t);
@@ -431,6 +434,11 @@ t.test('usage mistakes exit 2 with one line; --help helps', async (t) => {
   const usage: [string[], RegExp][] = [
     [['secret', 'get', '--bogus'], /^error: unknown option '--bogus'\n$/],
     [['secret', 'bogus'], /^error: unknown command "secret bogus": use create, get or delete\n$/],
+    [['secret', 'create', 'extra'], /^error: unexpected argument "extra": "secret create" takes none\n$/],
+    [
+      ['secret', 'create', '--key', SPEC_HEX.slice(0, 60), 'my-secret'],
+      /^error: unexpected argument after --key that is not hex: quote the key if it contains spaces\n$/,
+    ],
     [['secret', 'get', '--key', SPEC_HEX], /^error: --key only applies to "secret create", not "secret get"\n$/],
     [['secret', 'delete', '-k', SPEC_HEX], /^error: --key only applies to "secret create", not "secret delete"\n$/],
     [
