@@ -1,4 +1,5 @@
 import t from 'tap';
+import type { Test } from 'tap';
 import { derivePairKey } from '../../src/keys/derive.js';
 import { KeyHistory } from '../../src/keys/key-history.js';
 import type { NodeInfo } from '../../src/model/node.js';
@@ -20,13 +21,12 @@ function row(p: XfrmPlan['policies'][number]): string {
   return `${pol.dir} ${pol.selector.src}->${pol.selector.dst} mark ${pol.mark!.value.toString(16)}/${pol.mark!.mask.toString(16)} prio ${pol.priority} ${pol.action} ${tmpl}`;
 }
 
-function checkDistinct(t: Tap, p: XfrmPlan): void {
+function checkDistinct(t: Test, p: XfrmPlan): void {
   const stateIds = p.states.map((s) => `${stateBucket(s.state)}|${lookupMark(s.state.mark)}`);
   t.equal(new Set(stateIds).size, stateIds.length, 'no two SAs share a kernel identity');
   const policyIds = p.policies.map((x) => policyIdentity(x.policy));
   t.equal(new Set(policyIds).size, policyIds.length, 'no two policies share a kernel identity');
 }
-type Tap = typeof t;
 
 t.test('2 nodes: the exact table', (t) => {
   const a = makeNode(1);
