@@ -34,7 +34,10 @@ t.test('mode choice follows the pretend kernel', async (t) => {
   const old = new FakeDatapath({ interfaces: ifaces, tcx: false });
   await old.load();
   t.equal((await old.attach('decrypt', 'eth0')).mode, 'clsact');
-  await t.rejects(old.attach('encrypt', 'veth1', { mode: 'tcx' }), { errno: 22 });
+  await t.rejects(old.attach('encrypt', 'veth1', { mode: 'tcx' }), {
+    errno: 22,
+    message: /attach TCX ingress link to veth1/,
+  });
   const changed = await old.attach('decrypt', 'eth0', { mode: 'clsact' });
   t.equal(changed.mode, 'clsact');
 });

@@ -6,7 +6,9 @@ import { existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-export const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+const here = path.dirname(fileURLToPath(import.meta.url));
+/** The checkout: test/host/lib -> ../../.., or from the compiled copy dist/test/host/lib -> ../../../.. */
+export const REPO_ROOT = path.resolve(here, here.includes(`${path.sep}dist${path.sep}`) ? '../../../..' : '../../..');
 export const OBJ_DIR = path.join(REPO_ROOT, 'build', 'bpf');
 
 /** Why kernel datapath tests cannot run here, or false when they can. */

@@ -1,5 +1,6 @@
-// An independent oracle for skb marks: nftables counters in one of our namespaces, one named counter per
-// expectation. `prerouting` rules sit in an inet prerouting chain (priority -300); `ingress` rules in a netdev
+// An independent oracle for skb marks: nftables counters in one of our namespaces, one counting rule per
+// expectation, identified by its comment (anonymous counters: named counter objects need nft_objref, a
+// module the 6.1 guest does not autoload). `prerouting` rules sit in an inet prerouting chain (priority -300); `ingress` rules in a netdev
 // ingress chain of one device, which sees frames right after TC ingress, even ones IP would drop as malformed.
 import { run } from './kernel.js';
 
@@ -16,10 +17,9 @@ export function installCounters(netns: string, rules: readonly CounterRule[], in
   const ing = rules.filter((r) => r.hook === 'ingress');
   const lines = [
     'table inet kmt_dp {',
-    ...pre.map((r) => `  counter ${r.name} {}`),
     '  chain pre {',
     '    type filter hook prerouting priority -300; policy accept;',
-    ...pre.map((r) => `    ${r.match} counter name ${r.name}`),
+    ...pre.map((r) => `    ${r.match} counter comment "${r.name}"`),
     '  }',
     '}',
   ];
@@ -27,10 +27,9 @@ export function installCounters(netns: string, rules: readonly CounterRule[], in
     if (!ingressDevice) throw new Error('ingress counters need a device');
     lines.push(
       'table netdev kmt_dp_dev {',
-      ...ing.map((r) => `  counter ${r.name} {}`),
       '  chain ing {',
       `    type filter hook ingress device "${ingressDevice}" priority 0; policy accept;`,
-      ...ing.map((r) => `    ${r.match} counter name ${r.name}`),
+      ...ing.map((r) => `    ${r.match} counter comment "${r.name}"`),
       '  }',
       '}',
     );
@@ -39,10 +38,15 @@ export function installCounters(netns: string, rules: readonly CounterRule[], in
 }
 
 export function readCounters(netns: string): Record<string, number> {
-  const out = JSON.parse(run('nft', ['-j', 'list', 'counters'], netns)) as {
-    nftables: { counter?: { name: string; packets: number } }[];
+  const out = JSON.parse(run('nft', ['-j', 'list', 'ruleset'], netns)) as {
+    nftables: { rule?: { comment?: string; expr: { counter?: { packets: number } }[] } }[];
   };
   const counts: Record<string, number> = {};
-  for (const item of out.nftables) if (item.counter) counts[item.counter.name] = item.counter.packets;
+  for (const item of out.nftables) {
+    const rule = item.rule;
+    if (!rule?.comment) continue;
+    const counter = rule.expr.find((e) => e.counter)?.counter;
+    if (counter) counts[rule.comment] = counter.packets;
+  }
   return counts;
 }

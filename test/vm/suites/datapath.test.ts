@@ -1,0 +1,66 @@
+// VM suite for the eBPF datapath on the guest kernels (6.1 LTS without TCX, 6.12 with it): both objects
+// through the verifier, marking decisions through BPF_PROG_TEST_RUN, and the full traffic scenario of the
+// host tests (real packets through veths, nftables counters as the oracle, another tool's program on the
+// same device, restart rediscovery, detach, uninstall) with the attach mode the kernel supports.
+import os from 'node:os';
+import t from 'tap';
+
+import { BpfDatapath } from '../../../src/datapath/bpf-datapath.js';
+import { kernelSkipReason, OBJ_DIR, privateBpffsRoot } from '../../host/lib/kernel.js';
+import { markingScenario } from '../../host/lib/marking-scenario.js';
+import { arpFrame, ipFrame, PROTO_ESP } from '../../host/lib/packets.js';
+import { buildTopology, destroyTopology } from '../../host/lib/dp-topology.js';
+
+const skip = kernelSkipReason();
+const [major = 0, minor = 0] = os
+  .release()
+  .split('.')
+  .map((x) => parseInt(x, 10));
+const hasTcx = major > 6 || (major === 6 && minor >= 6);
+const ERRNO_EINVAL = 22;
+
+t.comment(`kernel ${os.release()}: TCX ${hasTcx ? 'available' : 'absent'}`);
+
+t.test('programs load through this kernel’s verifier and mark in test-run', { skip }, async (t) => {
+  const root = privateBpffsRoot('vmprog');
+  const dp = new BpfDatapath();
+  t.teardown(() => dp.uninstall().catch(() => undefined));
+  await dp.load({ bpffsRoot: root, objDir: OBJ_DIR });
+  const ids = dp.programIds();
+  t.ok(ids.encrypt > 0 && ids.decrypt > 0, 'both programs loaded');
+  await dp.setRemoteCidrs(['10.244.1.0/24', 'fd00:10:244:1::/64']);
+  await dp.setPeers(new Map([['198.18.0.2', 3]]));
+  const enc = (f: Buffer, mark = 0) => dp.testRun('tc_mark_encrypt', f, { mark }).then((r) => r.mark);
+  const dec = (f: Buffer, mark = 0) => dp.testRun('tc_mark_decrypt', f, { mark }).then((r) => r.mark);
+  t.equal(await enc(ipFrame('10.244.0.5', '10.244.1.9'), 0x4000), 0x40e0, 'IPv4 hit keeps other bits');
+  t.equal(await enc(ipFrame('10.244.0.5', '10.244.2.9')), 0, 'IPv4 miss');
+  t.equal(await enc(ipFrame('fd00::5', 'fd00:10:244:1::9')), 0xe0, 'IPv6 hit');
+  t.equal(await enc(arpFrame(), 0x12), 0x12, 'non-IP');
+  t.equal(await dec(ipFrame('198.18.0.2', '198.18.0.1', PROTO_ESP)), 0x300d0, 'ESP from a known peer');
+  t.equal(await dec(ipFrame('198.18.0.7', '198.18.0.1', PROTO_ESP), 0xd0), 0, 'ESP from an unknown peer');
+  t.equal(await dec(ipFrame('10.244.1.9', '10.244.0.5'), 0xd0), 0xd0, 'decrypted traffic kept');
+  t.equal(await dec(ipFrame('10.9.9.9', '10.244.0.5'), 0x40d0), 0x4000, 'impersonating plaintext cleared');
+});
+
+t.test('TCX where the kernel has it, a clear error where it does not', { skip }, async (t) => {
+  const prefix = `kmt-dp-vmtcx-${process.pid}`;
+  const topo = buildTopology(prefix);
+  const dp = new BpfDatapath();
+  t.teardown(async () => {
+    await dp.uninstall().catch(() => undefined);
+    destroyTopology(topo);
+  });
+  await dp.load({ bpffsRoot: privateBpffsRoot('vmtcx'), objDir: OBJ_DIR });
+  const attempt = dp.attach('decrypt', 'kmtu0', { netns: topo.nodePath, mode: 'tcx' });
+  if (hasTcx) {
+    t.match(await attempt, { mode: 'tcx', ifname: 'kmtu0' });
+  } else {
+    await t.rejects(attempt, { errno: ERRNO_EINVAL, message: /attach TCX ingress link to kmtu0/ });
+    t.same(await dp.attachments(), [], 'nothing recorded after the failure');
+  }
+  t.match(await dp.attach('encrypt', 'kmtpv', { netns: topo.nodePath, mode: 'clsact' }), { mode: 'clsact' });
+});
+
+t.test('marks on real traffic', { skip }, (t) =>
+  markingScenario(t, { tag: 'vm', mode: 'auto', expectMode: hasTcx ? 'tcx' : 'clsact' }),
+);
