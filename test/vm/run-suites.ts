@@ -1,0 +1,132 @@
+// `npm run test:vm`: runs every VM suite (test/vm/suites/*.test.ts, compiled to dist/ by npm run build:ts)
+// on each guest kernel, one boot per kernel, each suite as its own node process (a tap program) under a
+// per-suite timeout. Streams the guest output, then prints per-kernel results and, as its last line, the
+// tap-style total over all suites and kernels: `# { total: N, pass: N, fail: N, skip: N }`. Exit code 1
+// on any failure (a failing test, a crashed or timed-out suite, a VM that failed to boot).
+// Environment: KMESH_VM_SUITES=name1,name2 (default all), KMESH_VM_KERNELS=6.1,6.12 (default both),
+// KMESH_VM_SUITE_TIMEOUT_S (default 300), KMESH_VM_NODE_OPTIONS (node flags in the guest, default
+// --max-lazy: under TCG, compiling less code up front is faster), KMESH_VM_MEMORY_MB (default 1024).
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { parseKernelList, VM_KERNELS, type VmKernel } from './lib/kernels.js';
+import { repoRoot } from './lib/paths.js';
+import {
+  addCounts,
+  formatCounts,
+  selectSuites,
+  suiteLoopCommand,
+  suiteOutcomes,
+  ZERO_COUNTS,
+  type TapCounts,
+} from './lib/suite-run.js';
+import { killActiveVms, runInVm, VmRunError } from './runner.js';
+
+const root = repoRoot();
+const suitesDir = path.join(root, 'test', 'vm', 'suites');
+let total: TapCounts = ZERO_COUNTS;
+
+function finish(): never {
+  process.stdout.write(`${formatCounts(total)}\n`);
+  process.exit(total.fail === 0 ? 0 : 1);
+}
+
+function failRun(message: string): never {
+  process.stdout.write(`not ok - ${message}\n`);
+  total = addCounts(total, { total: 1, pass: 0, fail: 1, skip: 0 });
+  finish();
+}
+
+function intEnv(name: string, fallback: number): number {
+  const text = process.env[name];
+  if (text === undefined || text === '') return fallback;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n <= 0) failRun(`${name} must be a positive integer, got '${text}'`);
+  return n;
+}
+
+/** Compiled files older than their TypeScript source, among the suites and everything under test/vm/lib. */
+function staleOutputs(names: readonly string[]): string[] {
+  const sources = [
+    ...names.map((n) => path.join('test', 'vm', 'suites', `${n}.test.ts`)),
+    ...readdirSync(path.join(root, 'test', 'vm', 'lib'))
+      .filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))
+      .map((f) => path.join('test', 'vm', 'lib', f)),
+  ];
+  return sources.filter((src) => {
+    const out = path.join(root, 'dist', src.replace(/\.ts$/, '.js'));
+    return !existsSync(out) || statSync(out).mtimeMs < statSync(path.join(root, src)).mtimeMs;
+  });
+}
+
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.on(signal, () => {
+    killActiveVms();
+    process.stdout.write(`run-suites: ${signal}, VMs killed\n`);
+    process.exit(130);
+  });
+}
+
+let kernels: VmKernel[];
+let names: string[];
+try {
+  kernels = parseKernelList(process.env.KMESH_VM_KERNELS ?? VM_KERNELS.join(','));
+  const available = existsSync(suitesDir)
+    ? readdirSync(suitesDir)
+        .filter((f) => f.endsWith('.test.ts'))
+        .map((f) => f.replace(/\.test\.ts$/, ''))
+        .sort()
+    : [];
+  names = selectSuites(available, process.env.KMESH_VM_SUITES);
+} catch (err) {
+  failRun((err as Error).message);
+}
+if (kernels.length === 0 || names.length === 0) {
+  process.stdout.write(`run-suites: nothing to run (kernels: ${kernels.join(', ') || 'none'}; suites: ${names.join(', ') || 'none'})\n`);
+  finish();
+}
+const stale = staleOutputs(names);
+if (stale.length > 0) failRun(`compiled VM tests are older than their sources (${stale.join(', ')}): run npm run build:ts`);
+
+const suiteTimeoutS = intEnv('KMESH_VM_SUITE_TIMEOUT_S', 300);
+const nodeOptions = process.env.KMESH_VM_NODE_OPTIONS ?? '--max-lazy';
+const bootTimeoutMs = (120 + names.length * (suiteTimeoutS + 45)) * 1000;
+const suites = names.map((name) => ({ name, file: path.join(root, 'dist', 'test', 'vm', 'suites', `${name}.test.js`) }));
+const started = Date.now();
+const report: string[] = [];
+
+for (const kernel of kernels) {
+  process.stdout.write(`# VM kernel ${kernel}: suites ${names.join(', ')}\n`);
+  const t0 = Date.now();
+  let output = '';
+  let detail: string;
+  try {
+    const result = await runInVm({
+      kernel,
+      command: suiteLoopCommand(suites, suiteTimeoutS, nodeOptions),
+      timeoutMs: bootTimeoutMs,
+      onOutput: (text) => process.stdout.write(text),
+    });
+    output = result.output;
+    detail = `${result.release}, console log ${result.consoleLog}`;
+  } catch (err) {
+    if (!(err instanceof VmRunError)) throw err;
+    output = err.output;
+    detail = `VM failure: ${err.message}`;
+    process.stdout.write(`\nnot ok - kernel ${kernel}: ${err.message}\n`);
+  }
+  let kernelCounts = ZERO_COUNTS;
+  for (const outcome of suiteOutcomes(names, output, suiteTimeoutS)) {
+    let counts = outcome.counts;
+    if (outcome.problem !== undefined) {
+      counts = addCounts(counts, { total: 1, pass: 0, fail: 1, skip: 0 });
+      process.stdout.write(`not ok - kernel ${kernel}: suite ${outcome.name} ${outcome.problem}\n`);
+    }
+    kernelCounts = addCounts(kernelCounts, counts);
+    report.push(`#   ${kernel} ${outcome.name}: ${formatCounts(counts).slice(2)}`);
+  }
+  total = addCounts(total, kernelCounts);
+  report.push(`# kernel ${kernel}: ${formatCounts(kernelCounts).slice(2)} in ${((Date.now() - t0) / 1000).toFixed(0)} s (${detail})`);
+}
+
+process.stdout.write(`\n# VM suites finished in ${((Date.now() - started) / 1000).toFixed(0)} s\n${report.join('\n')}\n`);
+finish();
