@@ -62,7 +62,7 @@ export class DirClusterStore implements ClusterStore {
 
   async nodeInfos(): Promise<Map<string, unknown>> {
     const out = new Map<string, unknown>();
-    let files: string[] = [];
+    let files: string[];
     try {
       files = await fsp.readdir(path.join(this.dir, 'kmeshnodeinfos'));
     } catch {
@@ -70,7 +70,10 @@ export class DirClusterStore implements ClusterStore {
     }
     for (const f of files.filter((x) => x.endsWith('.json'))) {
       try {
-        out.set(f.replace(/\.json$/, ''), JSON.parse(await fsp.readFile(path.join(this.dir, 'kmeshnodeinfos', f), 'utf8')));
+        out.set(
+          f.replace(/\.json$/, ''),
+          JSON.parse(await fsp.readFile(path.join(this.dir, 'kmeshnodeinfos', f), 'utf8')),
+        );
       } catch {
         // being replaced right now
       }

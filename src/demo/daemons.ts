@@ -96,7 +96,14 @@ export class DaemonRunner {
   uninstall(node: SimNode): Promise<RunResult> {
     return run(
       'nsenter',
-      [`--net=/run/netns/${node.netns}`, '--', 'node', path.join(packageRoot(), 'bin', 'kmesh-daemon.js'), 'uninstall', ...this.nodeFlags(node)],
+      [
+        `--net=/run/netns/${node.netns}`,
+        '--',
+        'node',
+        path.join(packageRoot(), 'bin', 'kmesh-daemon.js'),
+        'uninstall',
+        ...this.nodeFlags(node),
+      ],
       { timeoutMs: 120_000 },
     );
   }
@@ -122,7 +129,11 @@ export class DaemonRunner {
 /** True when every node's daemon advertises `spi` and sends with it to every other node. */
 export function allOnSpi(statuses: (DaemonStatus | undefined)[], spi: number, nodes: number): boolean {
   return statuses.every(
-    (s) => s !== undefined && s.advertisedSpi === spi && s.peers.length === nodes - 1 && s.peers.every((p) => p.outboundSpi === spi),
+    (s) =>
+      s !== undefined &&
+      s.advertisedSpi === spi &&
+      s.peers.length === nodes - 1 &&
+      s.peers.every((p) => p.outboundSpi === spi),
   );
 }
 

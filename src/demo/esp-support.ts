@@ -9,8 +9,25 @@ export async function espSupport(): Promise<{ ok: true } | { ok: false; reason: 
   if (add.code !== 0) return { ok: false, reason: `cannot create a network namespace: ${add.stderr.trim()}` };
   try {
     const r = await run('ip', [
-      '-n', ns, 'xfrm', 'state', 'add', 'src', '198.18.255.1', 'dst', '198.18.255.2', 'proto', 'esp', 'spi', '0x1',
-      'mode', 'tunnel', 'aead', 'rfc4106(gcm(aes))', `0x${'ab'.repeat(36)}`, '128',
+      '-n',
+      ns,
+      'xfrm',
+      'state',
+      'add',
+      'src',
+      '198.18.255.1',
+      'dst',
+      '198.18.255.2',
+      'proto',
+      'esp',
+      'spi',
+      '0x1',
+      'mode',
+      'tunnel',
+      'aead',
+      'rfc4106(gcm(aes))',
+      `0x${'ab'.repeat(36)}`,
+      '128',
     ]);
     return r.code === 0 ? { ok: true } : { ok: false, reason: r.stderr.trim().split('\n')[0] ?? `ip exited ${r.code}` };
   } finally {

@@ -12,7 +12,7 @@ import { packageRoot } from '../native/addon.js';
 import { DirClusterStore } from './cluster-store.js';
 import { allOnSpi, DaemonRunner } from './daemons.js';
 import { espSupport } from './esp-support.js';
-import { NetnsCluster } from './netns-cluster.js';
+import { NetnsCluster, nth, podOf } from './netns-cluster.js';
 import { capture, espPackets, ping, xfrmListing, xfrmStat, xfrmErrorDelta, type PingResult } from './probes.js';
 import { waitFor } from './shell.js';
 
@@ -30,7 +30,9 @@ async function runInVm(reason: string): Promise<number> {
   say(`The host kernel (${os.release()}) cannot run ESP: ${reason}.`);
   const kernel = process.env.KMESH_DEMO_KERNEL === '6.1' ? '6.1' : '6.12';
   say(`Running the demo inside the kernel-test VM instead (guest kernel ${kernel}, qemu TCG: slower, same steps).\n`);
-  const runner = (await import(path.join(packageRoot(), 'dist', 'test', 'vm', 'runner.js'))) as typeof import('../../test/vm/runner.js');
+  const runner = (await import(
+    path.join(packageRoot(), 'dist', 'test', 'vm', 'runner.js')
+  )) as typeof import('../../test/vm/runner.js');
   const result = await runner.runInVm({
     kernel,
     command: 'node dist/src/demo/main.js --in-vm',
@@ -60,7 +62,9 @@ async function demo(): Promise<void> {
     say(`Three simulated nodes in network namespaces (kmd-*), store ${store.dir}`);
     await cluster.create();
     for (const n of cluster.nodes) {
-      say(`  ${n.name}: underlay ${n.underlayIp}, pod CIDR ${n.podCidr}, pods ${n.pods.map((p) => `${p.name}=${p.ip}`).join(' ')}`);
+      say(
+        `  ${n.name}: underlay ${n.underlayIp}, pod CIDR ${n.podCidr}, pods ${n.pods.map((p) => `${p.name}=${p.ip}`).join(' ')}`,
+      );
       await store.put('nodes', cluster.nodeObject(n));
       for (const p of n.pods) await store.put('pods', cluster.podObject(n, p));
     }
@@ -89,7 +93,10 @@ async function demo(): Promise<void> {
     });
     await waitFor(
       'tc_mark_encrypt on every pod veth',
-      async () => (await statuses()).every((s) => s !== undefined && s.attachments.filter((a) => a.program === 'encrypt').length === 2),
+      async () =>
+        (await statuses()).every(
+          (s) => s !== undefined && s.attachments.filter((a) => a.program === 'encrypt').length === 2,
+        ),
       120_000,
       500,
     );
@@ -99,21 +106,28 @@ async function demo(): Promise<void> {
     const pairs = cluster.nodes.flatMap((a) => cluster.nodes.filter((b) => b !== a).map((b) => [a, b] as const));
     const esp = await capture(cluster.underlayNetns, 'br0', 'esp');
     const clear = await capture(cluster.underlayNetns, 'br0', 'net 10.244.0.0/16');
-    const pings1 = await Promise.all(pairs.map(([a, b]) => ping(a.pods[0]!.netns, b.pods[0]!.ip, 5, 0.2)));
+    const pings1 = await Promise.all(pairs.map(([a, b]) => ping(podOf(a, 0).netns, podOf(b, 0).ip, 5, 0.2)));
     const espLines1 = await esp.stop();
     const clearLines1 = await clear.stop();
     for (const l of espLines1.slice(0, 6)) say(`  ${l}`);
     say(`  ... ${espLines1.length} ESP packets captured`);
-    check(pings1.every((p) => p.received === p.transmitted), `pod-to-pod pings all answered (${pings1.map((p) => `${p.received}/${p.transmitted}`).join(' ')})`);
+    check(
+      pings1.every((p) => p.received === p.transmitted),
+      `pod-to-pod pings all answered (${pings1.map((p) => `${p.received}/${p.transmitted}`).join(' ')})`,
+    );
     const packets1 = espPackets(espLines1);
     for (const [a, b] of pairs) {
-      check(packets1.some((p) => p.src === a.underlayIp && p.dst === b.underlayIp && p.spi === 1), `ESP spi=0x00000001 from ${a.name} to ${b.name}`);
+      check(
+        packets1.some((p) => p.src === a.underlayIp && p.dst === b.underlayIp && p.spi === 1),
+        `ESP spi=0x00000001 from ${a.name} to ${b.name}`,
+      );
     }
     check(clearLines1.length === 0, 'no pod packet crossed the underlay in clear');
 
     step(5, 'replace the pre-shared key under continuous traffic: kmeshctl secret create');
     const before = await Promise.all(cluster.nodes.map((n) => xfrmStat(n.netns)));
-    const continuous: Promise<PingResult>[] = pairs.map(([a, b]) => ping(a.pods[1]!.netns, b.pods[1]!.ip, 150, 0.1));
+    const esp2 = await capture(cluster.underlayNetns, 'br0', 'esp');
+    const continuous: Promise<PingResult>[] = pairs.map(([a, b]) => ping(podOf(a, 1).netns, podOf(b, 1).ip, 300, 0.1));
     await new Promise((r) => setTimeout(r, 2000));
     const rotated = await store.kmeshctl(['secret', 'create']);
     say(`  $ kmeshctl --store=dir:${store.dir} secret create\n  ${rotated.stdout.trim()}${rotated.stderr.trim()}`);
@@ -121,23 +135,35 @@ async function demo(): Promise<void> {
     const t0 = Date.now();
     await waitSpi(2, 'every node to move to SPI 2');
     say(`  every node sends with SPI 2 ${((Date.now() - t0) / 1000).toFixed(1)} s after the secret changed`);
-    const esp2 = await capture(cluster.underlayNetns, 'br0', 'esp');
-    const pings2 = await Promise.all(continuous);
+    const burst = await Promise.all(pairs.map(([a, b]) => ping(podOf(a, 0).netns, podOf(b, 0).ip, 3, 0.2)));
+    const pings2 = [...(await Promise.all(continuous)), ...burst];
     const espLines2 = await esp2.stop();
-    for (const l of espPackets(espLines2).filter((p) => p.spi === 2).slice(0, 6)) say(`  ${l.line}`);
+    for (const l of espPackets(espLines2)
+      .filter((p) => p.spi === 2)
+      .slice(0, 6))
+      say(`  ${l.line}`);
     const packets2 = espPackets(espLines2);
     for (const [a, b] of pairs) {
-      check(packets2.some((p) => p.src === a.underlayIp && p.dst === b.underlayIp && p.spi === 2), `ESP spi=0x00000002 from ${a.name} to ${b.name}`);
+      check(
+        packets2.some((p) => p.src === a.underlayIp && p.dst === b.underlayIp && p.spi === 2),
+        `ESP spi=0x00000002 from ${a.name} to ${b.name}`,
+      );
     }
     const sent = pings2.reduce((s, p) => s + p.transmitted, 0);
     const lost = pings2.reduce((s, p) => s + p.transmitted - p.received, 0);
     check(lost === 0, `zero packets lost during the rotation (${sent} sent)`);
     const after = await Promise.all(cluster.nodes.map((n) => xfrmStat(n.netns)));
-    const errs = cluster.nodes.map((n, i) => xfrmErrorDelta(before[i]!, after[i]!));
-    check(errs.every((e) => Object.keys(e).length === 0), 'no XFRM error counter moved');
+    const errs = cluster.nodes.map((n, i) => xfrmErrorDelta(nth(before, i), nth(after, i)));
+    check(
+      errs.every((e) => Object.keys(e).length === 0),
+      'no XFRM error counter moved',
+    );
     await waitFor(
       'SPI 1 SAs removed after the grace period',
-      async () => (await Promise.all(cluster.nodes.map((n) => xfrmListing(n.netns)))).every((l) => !/spi 0x00000001 /.test(l.states)),
+      async () =>
+        (await Promise.all(cluster.nodes.map((n) => xfrmListing(n.netns)))).every(
+          (l) => !/spi 0x00000001 /.test(l.states),
+        ),
       120_000,
       1000,
     );
@@ -146,7 +172,9 @@ async function demo(): Promise<void> {
     step(6, "each node's SAs and policies (ip xfrm state / ip xfrm policy; key bytes redacted)");
     for (const n of cluster.nodes) {
       const l = await xfrmListing(n.netns);
-      say(`--- ${n.name} (${n.underlayIp}) states:\n${l.states.trimEnd()}\n--- ${n.name} policies:\n${l.policies.trimEnd()}`);
+      say(
+        `--- ${n.name} (${n.underlayIp}) states:\n${l.states.trimEnd()}\n--- ${n.name} policies:\n${l.policies.trimEnd()}`,
+      );
     }
     say('\nDemo finished: every check held.');
   } finally {

@@ -77,7 +77,20 @@ export class NetnsCluster {
     for (const node of this.nodes) {
       const ns = node.netns;
       await runOk('ip', ['netns', 'add', ns]);
-      await runOk('ip', ['link', 'add', `ul${node.index}`, 'netns', ul, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+      await runOk('ip', [
+        'link',
+        'add',
+        `ul${node.index}`,
+        'netns',
+        ul,
+        'type',
+        'veth',
+        'peer',
+        'name',
+        'eth0',
+        'netns',
+        ns,
+      ]);
       await runOk('ip', ['-n', ul, 'link', 'set', `ul${node.index}`, 'master', 'br0', 'up']);
       await runOk('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
       await runOk('ip', ['-n', ns, 'addr', 'add', `${node.underlayIp}/24`, 'dev', 'eth0']);
@@ -89,9 +102,24 @@ export class NetnsCluster {
       ] as const) {
         await runOk('sysctl', ['-qw', `${key}=${value}`], { netns: ns });
       }
+      // Proxy ARP answers for the pods' gateway 169.254.1.1 only if the node routes it elsewhere.
+      await runOk('ip', ['-n', ns, 'route', 'add', '169.254.1.1/32', 'dev', 'eth0']);
       for (const pod of node.pods) {
         await runOk('ip', ['netns', 'add', pod.netns]);
-        await runOk('ip', ['link', 'add', pod.hostIf, 'netns', ns, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', pod.netns]);
+        await runOk('ip', [
+          'link',
+          'add',
+          pod.hostIf,
+          'netns',
+          ns,
+          'type',
+          'veth',
+          'peer',
+          'name',
+          'eth0',
+          'netns',
+          pod.netns,
+        ]);
         await runOk('ip', ['-n', pod.netns, 'link', 'set', 'lo', 'up']);
         await runOk('ip', ['-n', pod.netns, 'addr', 'add', `${pod.ip}/32`, 'dev', 'eth0']);
         await runOk('ip', ['-n', pod.netns, 'link', 'set', 'eth0', 'up']);
@@ -152,4 +180,18 @@ export class NetnsCluster {
       status: { phase: 'Running', podIP: pod.ip, podIPs: [{ ip: pod.ip }] },
     };
   }
+}
+
+/** Pod `i` of a node; throws when the node has fewer pods. */
+export function podOf(node: SimNode, i: number): SimPod {
+  const p = node.pods[i];
+  if (!p) throw new Error(`${node.name} has no pod ${i}`);
+  return p;
+}
+
+/** Element `i` of a per-node list; throws when it is missing. */
+export function nth<T>(list: readonly T[], i: number): T {
+  const v = list[i];
+  if (v === undefined) throw new Error(`no element ${i}`);
+  return v;
 }

@@ -21,9 +21,26 @@ export function parsePing(output: string): { transmitted: number; received: numb
 /** Pings `to` from inside pod namespace `fromNetns`: `count` echo requests every `intervalS` seconds. */
 export function ping(fromNetns: string, to: string, count: number, intervalS: number): Promise<PingResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn('nsenter', [`--net=/run/netns/${fromNetns}`, '--', 'ping', '-n', '-q', '-c', String(count), '-i', String(intervalS), '-W', '5', to], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const child = spawn(
+      'nsenter',
+      [
+        `--net=/run/netns/${fromNetns}`,
+        '--',
+        'ping',
+        '-n',
+        '-q',
+        '-c',
+        String(count),
+        '-i',
+        String(intervalS),
+        '-W',
+        '5',
+        to,
+      ],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -32,7 +49,7 @@ export function ping(fromNetns: string, to: string, count: number, intervalS: nu
       try {
         resolve({ from: fromNetns, to, ...parsePing(out) });
       } catch (err) {
-        reject(err as Error);
+        reject(err instanceof Error ? err : new Error(String(err)));
       }
     });
   });
@@ -45,9 +62,13 @@ export interface Capture {
 
 /** Starts tcpdump in `netns` on `iface` with a filter; packet lines are collected until stop(). */
 export async function capture(netns: string, iface: string, filter: string): Promise<Capture> {
-  const child = spawn('nsenter', [`--net=/run/netns/${netns}`, '--', 'tcpdump', '-i', iface, '-n', '-l', '--immediate-mode', filter], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    'nsenter',
+    [`--net=/run/netns/${netns}`, '--', 'tcpdump', '-i', iface, '-n', '-l', '--immediate-mode', filter],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   let out = '';
   let err = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));

@@ -8,8 +8,14 @@ export interface RunResult {
   stderr: string;
 }
 
-export function run(cmd: string, args: readonly string[], opts: { netns?: string; input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
-  const [file, argv] = opts.netns ? ['nsenter', [`--net=/run/netns/${opts.netns}`, '--', cmd, ...args]] : [cmd, [...args]];
+export function run(
+  cmd: string,
+  args: readonly string[],
+  opts: { netns?: string; input?: string; timeoutMs?: number } = {},
+): Promise<RunResult> {
+  const [file, argv] = opts.netns
+    ? ['nsenter', [`--net=/run/netns/${opts.netns}`, '--', cmd, ...args]]
+    : [cmd, [...args]];
   return new Promise((resolve, reject) => {
     const child = spawn(file, argv, { stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
     let stdout = '';
@@ -34,7 +40,11 @@ export function run(cmd: string, args: readonly string[], opts: { netns?: string
 }
 
 /** Runs and throws a one-line error (command + first stderr line) when it fails. */
-export async function runOk(cmd: string, args: readonly string[], opts: { netns?: string; input?: string; timeoutMs?: number } = {}): Promise<string> {
+export async function runOk(
+  cmd: string,
+  args: readonly string[],
+  opts: { netns?: string; input?: string; timeoutMs?: number } = {},
+): Promise<string> {
   const r = await run(cmd, args, opts);
   if (r.code !== 0) {
     const where = opts.netns ? ` (netns ${opts.netns})` : '';
@@ -49,7 +59,12 @@ export function sleep(ms: number): Promise<void> {
 }
 
 /** Polls `cond` until it holds or `timeoutMs` passes; the error names `what`. */
-export async function waitFor(what: string, cond: () => Promise<boolean> | boolean, timeoutMs: number, everyMs = 200): Promise<void> {
+export async function waitFor(
+  what: string,
+  cond: () => Promise<boolean> | boolean,
+  timeoutMs: number,
+  everyMs = 200,
+): Promise<void> {
   const end = Date.now() + timeoutMs;
   for (;;) {
     if (await cond()) return;

@@ -1,0 +1,380 @@
+// The end-to-end scenarios of the node daemon on a simulated three-node cluster (issue 6 item 5), written
+// once and run by the VM suites against both stores (directory and Kubernetes). Each check goes through a
+// Checker, so the tap suites turn them into assertions. Pods: pod 0 of every node is in the labelled
+// namespace "default", pod 1 in the unlabelled namespace "plain".
+import type { DaemonStatus } from '../daemon/status.js';
+import type { ClusterStore } from './cluster-store.js';
+import { allOnSpi, DaemonRunner } from './daemons.js';
+import { NetnsCluster, nth, podOf, type SimNode } from './netns-cluster.js';
+import { capture, espPackets, ping, xfrmErrorDelta, xfrmStat } from './probes.js';
+import { run, runOk, sleep, waitFor } from './shell.js';
+
+export interface Checker {
+  ok(cond: boolean, what: string, extra?: unknown): void;
+  log(line: string): void;
+}
+
+export interface ScenarioSetup {
+  prefix: string;
+  workDir: string;
+  store: ClusterStore;
+  /** Runs after the namespaces exist (e.g. to give the daemons a way to an API server). */
+  afterCreate?: (cluster: NetnsCluster) => Promise<void>;
+  /** Runs before the namespaces are removed, also on failure. */
+  beforeDestroy?: (cluster: NetnsCluster) => Promise<void>;
+}
+
+const FOREIGN_REQID = '0x4242';
+const FOREIGN_TC_PREF = '4242';
+
+function inboundKey(states: string, from: string, to: string, spi: number): string | undefined {
+  // `ip xfrm state` blocks start with "src A dst B"; the aead line carries the key.
+  for (const block of states.split(/\n(?=src )/)) {
+    if (block.startsWith(`src ${from} dst ${to}`) && block.includes(`spi 0x${spi.toString(16).padStart(8, '0')}`)) {
+      return /aead \S+ (0x[0-9a-f]+)/.exec(block)?.[1];
+    }
+  }
+  return undefined;
+}
+
+async function foreignSnapshot(node: SimNode): Promise<string> {
+  const states = await runOk('ip', ['-n', node.netns, 'xfrm', 'state', 'list', 'reqid', FOREIGN_REQID]);
+  const policies = (await runOk('ip', ['-n', node.netns, 'xfrm', 'policy', 'list']))
+    .split(/\n(?=src )/)
+    .filter((b) => b.includes(`reqid ${Number(FOREIGN_REQID)}`) || b.includes(`reqid ${FOREIGN_REQID}`))
+    .join('\n');
+  const tc = (await runOk('tc', ['-n', node.netns, 'filter', 'show', 'dev', 'eth0', 'ingress']))
+    .split('\n')
+    .filter((l) => l.includes(`pref ${FOREIGN_TC_PREF}`))
+    .map((l) => l.replace(/ id \d+/, ''))
+    .join('\n');
+  return `${states}\n--\n${policies}\n--\n${tc}`;
+}
+
+async function addForeign(node: SimNode): Promise<void> {
+  await runOk('ip', [
+    '-n',
+    node.netns,
+    'xfrm',
+    'state',
+    'add',
+    'src',
+    '192.0.2.1',
+    'dst',
+    '192.0.2.2',
+    'proto',
+    'esp',
+    'spi',
+    '0x4242',
+    'reqid',
+    FOREIGN_REQID,
+    'mode',
+    'tunnel',
+    'aead',
+    'rfc4106(gcm(aes))',
+    `0x${'42'.repeat(36)}`,
+    '128',
+  ]);
+  await runOk('ip', [
+    '-n',
+    node.netns,
+    'xfrm',
+    'policy',
+    'add',
+    'src',
+    '192.0.2.0/24',
+    'dst',
+    '192.0.2.0/24',
+    'dir',
+    'out',
+    'tmpl',
+    'src',
+    '192.0.2.1',
+    'dst',
+    '192.0.2.2',
+    'proto',
+    'esp',
+    'reqid',
+    FOREIGN_REQID,
+    'mode',
+    'tunnel',
+  ]);
+  await runOk('tc', ['-n', node.netns, 'qdisc', 'add', 'dev', 'eth0', 'clsact']);
+  await runOk('tc', [
+    '-n',
+    node.netns,
+    'filter',
+    'add',
+    'dev',
+    'eth0',
+    'ingress',
+    'pref',
+    FOREIGN_TC_PREF,
+    'protocol',
+    'all',
+    'u32',
+    'match',
+    'u32',
+    '0',
+    '0',
+    'action',
+    'pass',
+  ]);
+}
+
+/** Runs every scenario; returns when done (cleanup included, also on failure). */
+export async function runScenarios(setup: ScenarioSetup, c: Checker): Promise<void> {
+  const { store } = setup;
+  const cluster = new NetnsCluster({
+    prefix: setup.prefix,
+    nodes: 3,
+    podsPerNode: 2,
+    podNamespace: (n) => (n === 0 ? 'default' : 'plain'),
+  });
+  const daemons = new DaemonRunner({ workDir: setup.workDir, store, rotationGraceSeconds: 3 });
+  const [n1, n2, n3] = cluster.nodes as [SimNode, SimNode, SimNode];
+  const statuses = (nodes = cluster.nodes): Promise<(DaemonStatus | undefined)[]> =>
+    Promise.all(nodes.map((n) => daemons.status(n)));
+  const waitSpi = async (spi: number, nodes = cluster.nodes): Promise<boolean> => {
+    try {
+      await waitFor(
+        `SPI ${spi} on ${nodes.map((n) => n.name).join(', ')}`,
+        async () => allOnSpi(await statuses(nodes), spi, nodes.length),
+        150_000,
+        300,
+      );
+      return true;
+    } catch (err) {
+      c.log((err as Error).message);
+      for (const n of nodes)
+        c.log(`--- ${n.name} status: ${JSON.stringify(await daemons.status(n))}\n${await daemons.logTail(n)}`);
+      return false;
+    }
+  };
+  const pairs = cluster.nodes.flatMap((a) => cluster.nodes.filter((b) => b !== a).map((b) => [a, b] as const));
+  try {
+    await cluster.create();
+    await setup.afterCreate?.(cluster);
+    for (const n of cluster.nodes) {
+      await store.put('nodes', cluster.nodeObject(n));
+      for (const p of n.pods) await store.put('pods', cluster.podObject(n, p));
+    }
+    await store.put('namespaces', {
+      apiVersion: 'v1',
+      kind: 'Namespace',
+      metadata: { name: 'default', labels: { 'istio.io/dataplane-mode': 'Kmesh' } },
+    });
+    await store.put('namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'plain' } });
+    await addForeign(n1);
+    const foreignBefore = await foreignSnapshot(n1);
+    c.ok(
+      foreignBefore.includes('192.0.2.2') && foreignBefore.includes(`pref ${FOREIGN_TC_PREF}`),
+      'foreign XFRM state, policy and TC filter in place on node-1',
+    );
+
+    // Daemons start before any secret exists; then kmeshctl secret create.
+    for (const n of cluster.nodes) await daemons.start(n);
+    await waitFor('daemons synced', async () => (await statuses()).every((s) => s?.synced === true), 120_000, 300);
+    c.ok(
+      (await statuses()).every((s) => s?.advertisedSpi == null),
+      'nothing advertised before a secret exists',
+    );
+    const created = await store.kmeshctl(['secret', 'create']);
+    c.ok(created.code === 0, `kmeshctl secret create: ${created.stdout.trim()}${created.stderr.trim()}`);
+    await store.syncSecret();
+    c.ok(await waitSpi(1), 'every node advertises SPI 1 and sends with it to both peers');
+    await waitFor(
+      'encrypt attachments',
+      async () =>
+        (await statuses()).every(
+          (s) => s?.attachments.some((a) => a.program === 'encrypt' && a.ifname === 'vp0') === true,
+        ),
+      60_000,
+      300,
+    );
+    const st = await statuses();
+    c.ok(
+      st.every((s) => s?.attachments.some((a) => a.program === 'decrypt' && a.ifname === 'eth0') === true),
+      'tc_mark_decrypt on every underlay',
+    );
+    c.ok(
+      st.every((s) => !s?.attachments.some((a) => a.ifname === 'vp1')),
+      'no program on the veth of the pod in the unlabelled namespace',
+    );
+
+    // ESP spi=1 between every pair; no managed pod payload in clear; unmanaged pods stay in clear.
+    const esp = await capture(cluster.underlayNetns, 'br0', 'esp');
+    const clearManaged = await capture(
+      cluster.underlayNetns,
+      'br0',
+      'icmp and (host 10.244.1.10 or host 10.244.2.10 or host 10.244.3.10)',
+    );
+    const clearPlain = await capture(cluster.underlayNetns, 'br0', 'icmp and host 10.244.1.11 and host 10.244.2.11');
+    const managed = await Promise.all(pairs.map(([a, b]) => ping(podOf(a, 0).netns, podOf(b, 0).ip, 4, 0.2)));
+    const plain = await ping(podOf(n1, 1).netns, podOf(n2, 1).ip, 4, 0.2);
+    const espLines = await esp.stop();
+    const managedClear = await clearManaged.stop();
+    const plainClear = await clearPlain.stop();
+    c.ok(
+      managed.every((p) => p.received === p.transmitted && p.transmitted > 0),
+      'managed pods reach each other',
+      managed,
+    );
+    for (const [a, b] of pairs) {
+      c.ok(
+        espPackets(espLines).some((p) => p.src === a.underlayIp && p.dst === b.underlayIp && p.spi === 1),
+        `ESP spi=0x00000001 ${a.name} -> ${b.name}`,
+      );
+    }
+    c.ok(managedClear.length === 0, 'no managed pod packet in clear on the underlay', managedClear.slice(0, 3));
+    c.ok(
+      plain.received === plain.transmitted && plainClear.length >= plain.transmitted,
+      'pods in the unlabelled namespace are not encrypted (seen in clear)',
+      plainClear.length,
+    );
+
+    // Rotation under continuous traffic.
+    const statBefore = await Promise.all(cluster.nodes.map((n) => xfrmStat(n.netns)));
+    const esp2 = await capture(cluster.underlayNetns, 'br0', 'esp');
+    const continuous = Promise.all(pairs.map(([a, b]) => ping(podOf(a, 0).netns, podOf(b, 0).ip, 200, 0.1)));
+    await sleep(1500);
+    const rotated = await store.kmeshctl(['secret', 'create']);
+    c.ok(rotated.code === 0 && /SPI 1 -> 2/.test(rotated.stdout), `rotation: ${rotated.stdout.trim()}`);
+    await store.syncSecret();
+    c.ok(await waitSpi(2), 'every node moved to SPI 2');
+    const burst = await Promise.all(pairs.map(([a, b]) => ping(podOf(a, 0).netns, podOf(b, 0).ip, 2, 0.2)));
+    const during = [...(await continuous), ...burst];
+    const esp2Lines = await esp2.stop();
+    for (const [a, b] of pairs) {
+      c.ok(
+        espPackets(esp2Lines).some((p) => p.src === a.underlayIp && p.dst === b.underlayIp && p.spi === 2),
+        `ESP spi=0x00000002 ${a.name} -> ${b.name}`,
+      );
+    }
+    const lost = during.reduce((s, p) => s + p.transmitted - p.received, 0);
+    c.ok(
+      lost === 0,
+      `zero packets lost during rotation (${during.reduce((s, p) => s + p.transmitted, 0)} sent)`,
+      during,
+    );
+    const statAfter = await Promise.all(cluster.nodes.map((n) => xfrmStat(n.netns)));
+    const deltas = cluster.nodes.map((n, i) => xfrmErrorDelta(nth(statBefore, i), nth(statAfter, i)));
+    c.ok(
+      deltas.every((d) => Object.keys(d).length === 0),
+      'zero XFRM error counter deltas during rotation',
+      deltas,
+    );
+    let oldGone = true;
+    try {
+      await waitFor(
+        'SPI 1 SAs removed',
+        async () => {
+          for (const n of cluster.nodes)
+            if (/spi 0x00000001 /.test(await runOk('ip', ['-n', n.netns, 'xfrm', 'state']))) return false;
+          return true;
+        },
+        90_000,
+        1000,
+      );
+    } catch {
+      oldGone = false;
+    }
+    c.ok(oldGone, 'old SPI 1 SAs gone after the grace period');
+
+    // Daemon restart under traffic: zero loss, nothing rewritten needlessly.
+    const restartTraffic = Promise.all(pairs.map(([a, b]) => ping(podOf(a, 0).netns, podOf(b, 0).ip, 120, 0.1)));
+    await sleep(1000);
+    const code = await daemons.stop(n2);
+    c.ok(code === 0, `node-2 daemon stopped on SIGTERM (exit ${String(code)})`);
+    await sleep(1500);
+    await daemons.start(n2);
+    c.ok(await waitSpi(2), 'node-2 back on SPI 2 after the restart');
+    const restartPings = await restartTraffic;
+    c.ok(
+      restartPings.every((p) => p.received === p.transmitted),
+      'zero loss across a daemon restart',
+      restartPings,
+    );
+
+    // Peer boot ID change -> re-keyed.
+    const keyBefore = inboundKey(await runOk('ip', ['-n', n1.netns, 'xfrm', 'state']), n3.underlayIp, n1.underlayIp, 2);
+    n3.bootID = '0b0e1d00-0000-4000-8000-00000000b007';
+    await store.put('nodes', cluster.nodeObject(n3));
+    let rekeyed = false;
+    try {
+      await waitFor(
+        'node-1 to re-key node-3',
+        async () => {
+          const k = inboundKey(await runOk('ip', ['-n', n1.netns, 'xfrm', 'state']), n3.underlayIp, n1.underlayIp, 2);
+          return k !== undefined && k !== keyBefore;
+        },
+        90_000,
+        500,
+      );
+      rekeyed = true;
+    } catch {
+      rekeyed = false;
+    }
+    c.ok(keyBefore !== undefined && rekeyed, 'a peer boot ID change replaced its SAs with new keys');
+    c.ok(await waitSpi(2), 'still on SPI 2 after the re-key');
+    const afterReboot = await Promise.all([
+      ping(podOf(n1, 0).netns, podOf(n3, 0).ip, 4, 0.2),
+      ping(podOf(n3, 0).netns, podOf(n1, 0).ip, 4, 0.2),
+    ]);
+    c.ok(
+      afterReboot.every((p) => p.received === p.transmitted),
+      'traffic flows with the new keys',
+      afterReboot,
+    );
+
+    // A node removed -> its SAs and policies gone on the others.
+    await daemons.stop(n3);
+    await store.remove('nodes', undefined, n3.name);
+    await store.remove('kmeshnodeinfos', undefined, n3.name);
+    let removed = false;
+    try {
+      await waitFor(
+        'node-3 state gone on node-1 and node-2',
+        async () => {
+          for (const n of [n1, n2]) {
+            const s = await runOk('ip', ['-n', n.netns, 'xfrm', 'state']);
+            const p = await runOk('ip', ['-n', n.netns, 'xfrm', 'policy']);
+            if (s.includes(n3.underlayIp) || p.includes(n3.underlayIp) || p.includes(n3.podCidr)) return false;
+          }
+          return true;
+        },
+        90_000,
+        500,
+      );
+      removed = true;
+    } catch {
+      removed = false;
+    }
+    c.ok(removed, 'a removed node: its SAs and policies are gone on the other nodes');
+
+    const foreignAfter = await foreignSnapshot(n1);
+    c.ok(foreignAfter === foreignBefore, 'foreign XFRM state, policy and TC filter untouched throughout', {
+      foreignBefore,
+      foreignAfter,
+    });
+
+    // uninstall removes everything of ours and nothing else.
+    await daemons.stop(n1);
+    const u = await daemons.uninstall(n1);
+    c.ok(u.code === 0, `kmesh-daemon uninstall: ${u.stdout.trim()} ${u.stderr.trim()}`);
+    const left = await runOk('ip', ['-n', n1.netns, 'xfrm', 'state']);
+    c.ok(!left.includes('198.18.0.'), 'uninstall removed our SAs', left);
+    c.ok(
+      !(await runOk('tc', ['-n', n1.netns, 'filter', 'show', 'dev', 'vp0', 'ingress'])).includes('tc_mark_encrypt'),
+      'uninstall detached tc_mark_encrypt',
+    );
+    c.ok(!(await store.nodeInfos()).has(n1.name), 'uninstall removed the KmeshNodeInfo of node-1');
+    c.ok((await foreignSnapshot(n1)) === foreignBefore, 'uninstall left the foreign objects alone');
+  } finally {
+    await daemons.stopAll();
+    for (const n of cluster.nodes) await daemons.uninstall(n);
+    await setup.beforeDestroy?.(cluster).catch(() => undefined);
+    await cluster.destroy();
+    await run('rm', ['-rf', ...cluster.nodes.map((n) => `/sys/fs/bpf/${n.netns}`)]);
+  }
+}
