@@ -81,23 +81,29 @@ try {
   failRun((err as Error).message);
 }
 if (kernels.length === 0 || names.length === 0) {
-  process.stdout.write(`run-suites: nothing to run (kernels: ${kernels.join(', ') || 'none'}; suites: ${names.join(', ') || 'none'})\n`);
+  process.stdout.write(
+    `run-suites: nothing to run (kernels: ${kernels.join(', ') || 'none'}; suites: ${names.join(', ') || 'none'})\n`,
+  );
   finish();
 }
 const stale = staleOutputs(names);
-if (stale.length > 0) failRun(`compiled VM tests are older than their sources (${stale.join(', ')}): run npm run build:ts`);
+if (stale.length > 0)
+  failRun(`compiled VM tests are older than their sources (${stale.join(', ')}): run npm run build:ts`);
 
 const suiteTimeoutS = intEnv('KMESH_VM_SUITE_TIMEOUT_S', 300);
 const nodeOptions = process.env.KMESH_VM_NODE_OPTIONS ?? '--max-lazy';
 const bootTimeoutMs = (120 + names.length * (suiteTimeoutS + 45)) * 1000;
-const suites = names.map((name) => ({ name, file: path.join(root, 'dist', 'test', 'vm', 'suites', `${name}.test.js`) }));
+const suites = names.map((name) => ({
+  name,
+  file: path.join(root, 'dist', 'test', 'vm', 'suites', `${name}.test.js`),
+}));
 const started = Date.now();
 const report: string[] = [];
 
 for (const kernel of kernels) {
   process.stdout.write(`# VM kernel ${kernel}: suites ${names.join(', ')}\n`);
   const t0 = Date.now();
-  let output = '';
+  let output: string;
   let detail: string;
   try {
     const result = await runInVm({
@@ -125,8 +131,12 @@ for (const kernel of kernels) {
     report.push(`#   ${kernel} ${outcome.name}: ${formatCounts(counts).slice(2)}`);
   }
   total = addCounts(total, kernelCounts);
-  report.push(`# kernel ${kernel}: ${formatCounts(kernelCounts).slice(2)} in ${((Date.now() - t0) / 1000).toFixed(0)} s (${detail})`);
+  report.push(
+    `# kernel ${kernel}: ${formatCounts(kernelCounts).slice(2)} in ${((Date.now() - t0) / 1000).toFixed(0)} s (${detail})`,
+  );
 }
 
-process.stdout.write(`\n# VM suites finished in ${((Date.now() - started) / 1000).toFixed(0)} s\n${report.join('\n')}\n`);
+process.stdout.write(
+  `\n# VM suites finished in ${((Date.now() - started) / 1000).toFixed(0)} s\n${report.join('\n')}\n`,
+);
 finish();

@@ -121,11 +121,7 @@ function ensureInitramfs(kernel: KernelArtifacts, root: string): void {
 }
 
 function timestamp(): string {
-  return new Date()
-    .toISOString()
-    .replace(/[-:]/g, '')
-    .replace('T', '-')
-    .replace(/\..*$/, '');
+  return new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').replace(/\..*$/, '');
 }
 
 /** Keeps the newest run directories; older ones (over an hour old, so never a live run) are removed. */
@@ -150,7 +146,10 @@ interface PreparedRun {
   consoleLog: string;
 }
 
-function prepareRun(options: { kernel: VmKernel; env?: Readonly<Record<string, string>>; cwd?: string }, command: string | undefined): PreparedRun {
+function prepareRun(
+  options: { kernel: VmKernel; env?: Readonly<Record<string, string>>; cwd?: string },
+  command: string | undefined,
+): PreparedRun {
   const root = repoRoot();
   const kernel = kernelArtifacts(options.kernel, root);
   ensureInitramfs(kernel, root);
@@ -232,7 +231,8 @@ export async function runInVm(options: RunInVmOptions): Promise<VmRunResult> {
   const decoder = new StringDecoder('utf8');
   let output = '';
   let qemuStderr = '';
-  let timedOut = false;
+  // Set from the timer callback; an object so the compiler does not narrow it to its initial value.
+  const deadline = { fired: false };
 
   const child = spawn(bin, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   track(child);
@@ -247,27 +247,27 @@ export async function runInVm(options: RunInVmOptions): Promise<VmRunResult> {
     qemuStderr += chunk.toString('utf8');
   });
   const timer = setTimeout(() => {
-    timedOut = true;
+    deadline.fired = true;
     if (child.pid !== undefined) {
       process.kill(child.pid, 'SIGTERM');
       setTimeout(() => {
-        if (child.exitCode === null && child.signalCode === null && child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
+        if (child.exitCode === null && child.signalCode === null && child.pid !== undefined)
+          process.kill(child.pid, 'SIGKILL');
       }, KILL_GRACE_MS).unref();
     }
   }, options.timeoutMs);
 
-  const ended = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; spawnError?: Error }>((resolve) => {
-    child.once('error', (err) => resolve({ code: null, signal: null, spawnError: err }));
-    child.once('close', (code, signal) => resolve({ code, signal }));
-  });
+  const ended = await new Promise<{ code: number | null; signal: NodeJS.Signals | null; spawnError?: Error }>(
+    (resolve) => {
+      child.once('error', (err) => resolve({ code: null, signal: null, spawnError: err }));
+      child.once('close', (code, signal) => resolve({ code, signal }));
+    },
+  );
   clearTimeout(timer);
   const rest = decoder.end();
   output += rest;
   if (rest !== '') options.onOutput?.(rest);
-  await Promise.all([
-    new Promise((resolve) => outputLog.end(resolve)),
-    new Promise((resolve) => qemuLog.end(resolve)),
-  ]);
+  await Promise.all([new Promise((resolve) => outputLog.end(resolve)), new Promise((resolve) => qemuLog.end(resolve))]);
   const durationMs = Date.now() - started;
   const where = `kernel ${options.kernel}, run dir ${run.runDir}`;
   const consoleText = readText(run.consoleLog);
@@ -275,9 +275,12 @@ export async function runInVm(options: RunInVmOptions): Promise<VmRunResult> {
     new VmRunError(message, failure, run.consoleLog, output, run.runDir);
 
   if (ended.spawnError) {
-    throw fail('qemu', `could not start ${QEMU_BINARY} (${ended.spawnError.message}); scripts/setup.sh installs qemu-system-x86`);
+    throw fail(
+      'qemu',
+      `could not start ${QEMU_BINARY} (${ended.spawnError.message}); scripts/setup.sh installs qemu-system-x86`,
+    );
   }
-  if (timedOut) {
+  if (deadline.fired) {
     throw fail(
       'timeout',
       `VM run timed out after ${Math.round(options.timeoutMs / 1000)} s (${where}); qemu pid ${child.pid} was killed. ` +

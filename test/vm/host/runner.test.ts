@@ -54,7 +54,10 @@ t.test('a run that exceeds its timeout fails with a clear message and leaves no 
   t.ok(err instanceof VmRunError, 'rejects with VmRunError');
   const vmErr = err as VmRunError;
   t.equal(vmErr.failure, 'timeout');
-  t.match(vmErr.message, /^VM run timed out after 2 s \(kernel 6\.1, run dir .*\); qemu pid \d+ was killed\. Console log: /);
+  t.match(
+    vmErr.message,
+    /^VM run timed out after 2 s \(kernel 6\.1, run dir .*\); qemu pid \d+ was killed\. Console log: /,
+  );
   const pid = Number(/qemu pid (\d+)/.exec(vmErr.message)?.[1]);
   t.notOk(existsSync(`/proc/${pid}`), `qemu (pid ${pid}) is gone`);
 });

@@ -26,7 +26,11 @@ export async function startCapture(options: {
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => {
       void stopBackground(child, 'SIGKILL');
-      reject(new Error(`tcpdump on ${options.iface} did not start listening within ${options.startTimeoutMs ?? 60000} ms: ${stderr.trim()}`));
+      reject(
+        new Error(
+          `tcpdump on ${options.iface} did not start listening within ${options.startTimeoutMs ?? 60000} ms: ${stderr.trim()}`,
+        ),
+      );
     }, options.startTimeoutMs ?? 60000);
     child.stderr?.on('data', (c: Buffer) => {
       stderr += c.toString('utf8');

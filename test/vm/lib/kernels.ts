@@ -64,7 +64,11 @@ export function kernelArtifacts(kernel: VmKernel, root = repoRoot()): KernelArti
   const env = parseKernelEnv(readFileSync(envFile, 'utf8'), envFile);
   const vmlinuzPath = path.join(dir, env.vmlinuz);
   const initramfsPath = path.join(dir, 'initramfs.cpio.gz');
-  for (const file of [vmlinuzPath, initramfsPath, path.join(dir, 'usr', 'lib', 'modules', env.release, 'modules.dep')]) {
+  for (const file of [
+    vmlinuzPath,
+    initramfsPath,
+    path.join(dir, 'usr', 'lib', 'modules', env.release, 'modules.dep'),
+  ]) {
     if (!existsSync(file)) throw new Error(`guest kernel ${kernel} is incomplete (${file} missing): ${fix}`);
   }
   return { ...env, dir, vmlinuzPath, initramfsPath };

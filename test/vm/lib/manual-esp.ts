@@ -10,7 +10,13 @@
 //         (peerId<<16 | 0xd0) (decrypt mark; left out when decryptMark is false, to break the setup).
 //         u32, not flower: flower on 6.1 never matched ESP packets by ip_proto (measured in the VM).
 import { randomBytes } from 'node:crypto';
-import { inboundEspMark, MARK_DECRYPT, MARK_ENCRYPT, MARK_INBOUND_MASK, MARK_TYPE_MASK } from '../../../src/model/marks.js';
+import {
+  inboundEspMark,
+  MARK_DECRYPT,
+  MARK_ENCRYPT,
+  MARK_INBOUND_MASK,
+  MARK_TYPE_MASK,
+} from '../../../src/model/marks.js';
 import { execOk } from './netns.js';
 import type { NodePlan, TopologyPlan } from './topology.js';
 
@@ -24,7 +30,8 @@ const hex = (n: number): string => `0x${n.toString(16)}`;
 /** A fresh random 36-byte key for every ordered node pair, keyed `i->k`. */
 export function randomPairKeys(plan: TopologyPlan): Map<string, Buffer> {
   const keys = new Map<string, Buffer>();
-  for (const a of plan.nodes) for (const b of plan.nodes) if (a !== b) keys.set(`${a.index}->${b.index}`, randomBytes(AEAD_KEY_BYTES));
+  for (const a of plan.nodes)
+    for (const b of plan.nodes) if (a !== b) keys.set(`${a.index}->${b.index}`, randomBytes(AEAD_KEY_BYTES));
   return keys;
 }
 
@@ -65,7 +72,11 @@ export function manualXfrmBatch(plan: TopologyPlan, node: NodePlan, options: Man
 }
 
 /** `tc -batch` lines (clsact and mark filters) for one node of the mesh (pure). */
-export function manualTcBatch(plan: TopologyPlan, node: NodePlan, options: Pick<ManualEspOptions, 'decryptMark'>): string[] {
+export function manualTcBatch(
+  plan: TopologyPlan,
+  node: NodePlan,
+  options: Pick<ManualEspOptions, 'decryptMark'>,
+): string[] {
   const lines: string[] = [];
   for (const pod of node.pods) {
     lines.push(`qdisc add dev ${pod.hostVeth} clsact`);
@@ -92,7 +103,11 @@ export function manualTcBatch(plan: TopologyPlan, node: NodePlan, options: Pick<
 /** Installs the hand-made mesh on every node of the topology. */
 export async function installManualEsp(plan: TopologyPlan, options: ManualEspOptions): Promise<void> {
   for (const node of plan.nodes) {
-    await execOk(undefined, ['ip', '-n', node.netns, '-batch', '-'], { input: `${manualXfrmBatch(plan, node, options).join('\n')}\n` });
-    await execOk(undefined, ['tc', '-n', node.netns, '-batch', '-'], { input: `${manualTcBatch(plan, node, options).join('\n')}\n` });
+    await execOk(undefined, ['ip', '-n', node.netns, '-batch', '-'], {
+      input: `${manualXfrmBatch(plan, node, options).join('\n')}\n`,
+    });
+    await execOk(undefined, ['tc', '-n', node.netns, '-batch', '-'], {
+      input: `${manualTcBatch(plan, node, options).join('\n')}\n`,
+    });
   }
 }

@@ -22,7 +22,9 @@ export function exec(
 ): Promise<ExecResult> {
   const full = inNetns(netns, argv);
   return new Promise((resolve, reject) => {
-    const child = spawn(full[0]!, full.slice(1), { stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    const child = spawn(full[0]!, full.slice(1), {
+      stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout?.on('data', (c: Buffer) => (stdout += c.toString('utf8')));
@@ -81,7 +83,11 @@ function running(child: ChildProcess): boolean {
 }
 
 /** Sends `signal` to the process (by PID), waits up to graceMs for it to end, then SIGKILLs it. */
-export async function stopBackground(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM', graceMs = 5000): Promise<void> {
+export async function stopBackground(
+  child: ChildProcess,
+  signal: NodeJS.Signals = 'SIGTERM',
+  graceMs = 5000,
+): Promise<void> {
   if (!running(child) || child.pid === undefined) return;
   const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
   process.kill(child.pid, signal);

@@ -48,7 +48,11 @@ const BEGIN = 'KMESH_VM_SUITE_BEGIN';
 const END = 'KMESH_VM_SUITE_END';
 
 /** Guest shell command running each compiled suite in turn; a suite is killed after suiteTimeoutS. */
-export function suiteLoopCommand(suites: readonly { name: string; file: string }[], suiteTimeoutS: number, nodeOptions: string): string {
+export function suiteLoopCommand(
+  suites: readonly { name: string; file: string }[],
+  suiteTimeoutS: number,
+  nodeOptions: string,
+): string {
   const parts = suites.map(({ name, file }) =>
     [
       `echo "${BEGIN} ${name}"`,
@@ -75,12 +79,25 @@ export function suiteOutcomes(names: readonly string[], output: string, suiteTim
   return names.map((name) => {
     const begin = lines.indexOf(`${BEGIN} ${name}`);
     if (begin < 0) {
-      return { name, counts: ZERO_COUNTS, exitCode: undefined, output: '', problem: 'never started (the VM run ended before it)' };
+      return {
+        name,
+        counts: ZERO_COUNTS,
+        exitCode: undefined,
+        output: '',
+        problem: 'never started (the VM run ended before it)',
+      };
     }
     const endAt = lines.findIndex((l, i) => i > begin && l.startsWith(`${END} ${name} rc=`));
     const body = lines.slice(begin + 1, endAt < 0 ? undefined : endAt).join('\n');
     const counts = parseTapSummary(body) ?? ZERO_COUNTS;
-    if (endAt < 0) return { name, counts, exitCode: undefined, output: body, problem: 'did not finish (the VM run ended during it)' };
+    if (endAt < 0)
+      return {
+        name,
+        counts,
+        exitCode: undefined,
+        output: body,
+        problem: 'did not finish (the VM run ended during it)',
+      };
     const exitCode = Number(/rc=(\d+)/.exec(lines[endAt]!)?.[1]);
     let problem: string | undefined;
     if (exitCode === 124 || exitCode === 137) problem = `killed after ${suiteTimeoutS + 30} s in the guest`;

@@ -100,7 +100,9 @@ export function planNamespaces(plan: TopologyPlan): string[] {
 export function linkBatch(plan: TopologyPlan): string[] {
   const lines = planNamespaces(plan).map((ns) => `netns add ${ns}`);
   for (const node of plan.nodes) {
-    lines.push(`link add n${node.index} netns ${plan.underlayNetns} type veth peer name ${node.underlayDev} netns ${node.netns}`);
+    lines.push(
+      `link add n${node.index} netns ${plan.underlayNetns} type veth peer name ${node.underlayDev} netns ${node.netns}`,
+    );
     for (const pod of node.pods) {
       lines.push(`link add ${pod.hostVeth} netns ${node.netns} type veth peer name ${POD_DEV} netns ${pod.netns}`);
     }
@@ -112,7 +114,8 @@ export function linkBatch(plan: TopologyPlan): string[] {
 export function addressBatches(plan: TopologyPlan): Map<string, string[]> {
   const batches = new Map<string, string[]>();
   const underlay = [`link add ${UNDERLAY_BRIDGE} type bridge`, `link set ${UNDERLAY_BRIDGE} up`, 'link set lo up'];
-  for (const node of plan.nodes) underlay.push(`link set n${node.index} master ${UNDERLAY_BRIDGE}`, `link set n${node.index} up`);
+  for (const node of plan.nodes)
+    underlay.push(`link set n${node.index} master ${UNDERLAY_BRIDGE}`, `link set n${node.index} up`);
   batches.set(plan.underlayNetns, underlay);
   for (const node of plan.nodes) {
     const lines = [
@@ -128,7 +131,8 @@ export function addressBatches(plan: TopologyPlan): Map<string, string[]> {
       );
     }
     for (const peer of plan.nodes) {
-      if (peer.index !== node.index) lines.push(`route add ${peer.podCidr} via ${peer.underlayIp} dev ${node.underlayDev}`);
+      if (peer.index !== node.index)
+        lines.push(`route add ${peer.podCidr} via ${peer.underlayIp} dev ${node.underlayDev}`);
     }
     batches.set(node.netns, lines);
     for (const pod of node.pods) {
@@ -168,7 +172,9 @@ async function removeNamespaces(names: string[]): Promise<void> {
   );
   const ours = names.filter((n) => existing.has(n));
   if (ours.length === 0) return;
-  await exec(undefined, ['ip', '-force', '-batch', '-'], { input: `${ours.map((n) => `netns del ${n}`).join('\n')}\n` });
+  await exec(undefined, ['ip', '-force', '-batch', '-'], {
+    input: `${ours.map((n) => `netns del ${n}`).join('\n')}\n`,
+  });
   const left = (await execOk(undefined, ['ip', 'netns', 'list'])).split('\n').map((l) => l.split(' ')[0]);
   const stuck = ours.filter((n) => left.includes(n));
   if (stuck.length > 0) throw new Error(`could not remove network namespaces: ${stuck.join(', ')}`);
@@ -185,9 +191,7 @@ export async function createTopology(options: TopologyOptions): Promise<Topology
   };
   try {
     await execOk(undefined, ['ip', '-batch', '-'], { input: `${linkBatch(plan).join('\n')}\n` });
-    await Promise.all(
-      names.map((ns) => execOk(ns, ['sysctl', '-q', '-w', ...sysctlSettings(plan, ns)])),
-    );
+    await Promise.all(names.map((ns) => execOk(ns, ['sysctl', '-q', '-w', ...sysctlSettings(plan, ns)])));
     for (const [ns, lines] of addressBatches(plan)) {
       await execOk(undefined, ['ip', '-n', ns, '-batch', '-'], { input: `${lines.join('\n')}\n` });
     }

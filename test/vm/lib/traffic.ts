@@ -28,8 +28,20 @@ export async function ping(
   options: { count?: number; intervalS?: number; waitS?: number } = {},
 ): Promise<PingResult> {
   const count = options.count ?? 3;
-  const argv = ['ping', '-n', '-c', String(count), '-i', String(options.intervalS ?? 0.2), '-W', String(options.waitS ?? 2), dst];
-  const r = await exec(netns, argv, { timeoutMs: (count * ((options.intervalS ?? 0.2) + (options.waitS ?? 2)) + 30) * 1000 });
+  const argv = [
+    'ping',
+    '-n',
+    '-c',
+    String(count),
+    '-i',
+    String(options.intervalS ?? 0.2),
+    '-W',
+    String(options.waitS ?? 2),
+    dst,
+  ];
+  const r = await exec(netns, argv, {
+    timeoutMs: (count * ((options.intervalS ?? 0.2) + (options.waitS ?? 2)) + 30) * 1000,
+  });
   return { ...parsePingSummary(r.stdout), output: r.stdout };
 }
 
@@ -67,7 +79,10 @@ function lineReader(child: ChildProcess, what: string): (timeoutMs: number) => P
   });
   return (timeoutMs) =>
     new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${what}: no answer within ${timeoutMs} ms (${err.trim()})`)), timeoutMs);
+      const timer = setTimeout(
+        () => reject(new Error(`${what}: no answer within ${timeoutMs} ms (${err.trim()})`)),
+        timeoutMs,
+      );
       const check = (): void => {
         const line = lines.shift();
         if (line !== undefined) {
@@ -84,7 +99,12 @@ function lineReader(child: ChildProcess, what: string): (timeoutMs: number) => P
     });
 }
 
-async function expectLine(next: (timeoutMs: number) => Promise<string>, what: string, expected: string, timeoutMs: number): Promise<void> {
+async function expectLine(
+  next: (timeoutMs: number) => Promise<string>,
+  what: string,
+  expected: string,
+  timeoutMs: number,
+): Promise<void> {
   const line = await next(timeoutMs);
   if (line !== expected) throw new Error(`${what} said '${line}' instead of '${expected}'`);
 }
@@ -133,18 +153,32 @@ export async function startUdpFlow(options: {
   startTimeoutMs?: number;
 }): Promise<UdpFlow> {
   const startTimeoutMs = options.startTimeoutMs ?? 60000;
-  const receiver = spawnIn(options.to.netns, agentArgv(['receive', options.to.ip, String(options.port), options.payload]));
+  const receiver = spawnIn(
+    options.to.netns,
+    agentArgv(['receive', options.to.ip, String(options.port), options.payload]),
+  );
   const fromReceiver = lineReader(receiver, 'UDP receiver');
   let sender: ChildProcess | undefined;
   try {
     await expectLine(fromReceiver, 'UDP receiver', 'ready', startTimeoutMs);
     sender = spawnIn(
       options.from.netns,
-      agentArgv(['send', options.to.ip, String(options.port), options.payload, String(options.count ?? 0), String(options.intervalMs ?? 10)]),
+      agentArgv([
+        'send',
+        options.to.ip,
+        String(options.port),
+        options.payload,
+        String(options.count ?? 0),
+        String(options.intervalMs ?? 10),
+      ]),
     );
     const fromSender = lineReader(sender, 'UDP sender');
     await expectLine(fromSender, 'UDP sender', 'sending', startTimeoutMs);
-    const sentPromise = jsonLine<{ sent: number; errors: number; lastError: string }>(fromSender, 'UDP sender', 24 * 3600_000);
+    const sentPromise = jsonLine<{ sent: number; errors: number; lastError: string }>(
+      fromSender,
+      'UDP sender',
+      24 * 3600_000,
+    );
     sentPromise.catch(() => undefined);
     const running = sender;
     return {
@@ -161,7 +195,13 @@ export async function startUdpFlow(options: {
         await new Promise((r) => setTimeout(r, drainMs));
         await stopBackground(receiver, 'SIGTERM');
         const tally = await jsonLine<FlowTally>(fromReceiver, 'UDP receiver', 30000);
-        return { sent: sent.sent, sendErrors: sent.errors, lastSendError: sent.lastError, tally, lost: lostDatagrams(sent.sent, tally) };
+        return {
+          sent: sent.sent,
+          sendErrors: sent.errors,
+          lastSendError: sent.lastError,
+          tally,
+          lost: lostDatagrams(sent.sent, tally),
+        };
       },
     };
   } catch (err) {

@@ -14,7 +14,8 @@ function fail(message: string): never {
 
 function intArg(text: string | undefined, name: string): number {
   const n = Number(text);
-  if (text === undefined || !Number.isInteger(n) || n < 0) fail(`${name} must be a non-negative integer, got '${text}'`);
+  if (text === undefined || !Number.isInteger(n) || n < 0)
+    fail(`${name} must be a non-negative integer, got '${text}'`);
   return n;
 }
 

@@ -39,10 +39,28 @@ async function missingPrerequisite(): Promise<string | undefined> {
   await execOk(undefined, ['ip', 'netns', 'add', ns]);
   try {
     const r = await exec(ns, [
-      'ip', 'xfrm', 'state', 'add', 'src', '198.18.0.1', 'dst', '198.18.0.2', 'proto', 'esp', 'spi', '1', 'mode', 'tunnel',
-      'aead', AEAD_ALGO, `0x${'11'.repeat(36)}`, '128',
+      'ip',
+      'xfrm',
+      'state',
+      'add',
+      'src',
+      '198.18.0.1',
+      'dst',
+      '198.18.0.2',
+      'proto',
+      'esp',
+      'spi',
+      '1',
+      'mode',
+      'tunnel',
+      'aead',
+      AEAD_ALGO,
+      `0x${'11'.repeat(36)}`,
+      '128',
     ]);
-    return r.code === 0 ? undefined : `kernel cannot create an ESP ${AEAD_ALGO} state (${r.stderr.trim()}); run it in the VM: npm run test:vm`;
+    return r.code === 0
+      ? undefined
+      : `kernel cannot create an ESP ${AEAD_ALGO} state (${r.stderr.trim()}); run it in the VM: npm run test:vm`;
   } finally {
     await exec(undefined, ['ip', 'netns', 'del', ns]);
   }
@@ -70,14 +88,31 @@ if (missing !== undefined && inVm) {
       if (resultsDir === undefined) rmSync(dir, { recursive: true, force: true });
     });
     await installManualEsp(topo.plan, { spi: SPI, keys: randomPairKeys(topo.plan), decryptMark: true });
-    const [n0, n1, n2] = topo.plan.nodes as [(typeof topo.plan.nodes)[0], (typeof topo.plan.nodes)[0], (typeof topo.plan.nodes)[0]];
+    const [n0, n1, n2] = topo.plan.nodes as [
+      (typeof topo.plan.nodes)[0],
+      (typeof topo.plan.nodes)[0],
+      (typeof topo.plan.nodes)[0],
+    ];
     const pod = (n: typeof n0) => n.pods[0]!;
     const before = await readAll(topo);
 
-    const underlay = await startCapture({ netns: topo.plan.underlayNetns, iface: UNDERLAY_BRIDGE, file: path.join(dir, 'underlay.pcap') });
-    const podSide = await startCapture({ netns: pod(n1).netns, iface: 'eth0', file: path.join(dir, 'pod-n1.pcap'), filter: 'udp' });
+    const underlay = await startCapture({
+      netns: topo.plan.underlayNetns,
+      iface: UNDERLAY_BRIDGE,
+      file: path.join(dir, 'underlay.pcap'),
+    });
+    const podSide = await startCapture({
+      netns: pod(n1).netns,
+      iface: 'eth0',
+      file: path.join(dir, 'pod-n1.pcap'),
+      filter: 'udp',
+    });
 
-    for (const [a, b] of [[n0, n1], [n1, n2], [n2, n0]] as const) {
+    for (const [a, b] of [
+      [n0, n1],
+      [n1, n2],
+      [n2, n0],
+    ] as const) {
       const r = await ping(pod(a).netns, pod(b).ip, { count: 3 });
       t.equal(r.received, 3, `pod on node ${a.index} pings pod on node ${b.index} through ESP (${r.transmitted} sent)`);
     }
@@ -101,34 +136,48 @@ if (missing !== undefined && inVm) {
 
     const lines = await captureLines(underlay.file);
     const esp = lines.filter((l) => /IP 198\.18\.0\.1 > 198\.18\.0\.2: ESP\(spi=0x00000001,seq=0x[0-9a-f]+\)/.test(l));
-    t.ok(esp.length >= result.sent, `underlay shows ESP(spi=0x00000001,...) from node 0 to node 1 (${esp.length} packets), e.g. ${esp[0] ?? 'none'}`);
+    t.ok(
+      esp.length >= result.sent,
+      `underlay shows ESP(spi=0x00000001,...) from node 0 to node 1 (${esp.length} packets), e.g. ${esp[0] ?? 'none'}`,
+    );
     const clear = lines.filter((l) => / 10\.244\.\d+\.\d+(\.\d+)? > 10\.244\./.test(l));
     t.same(clear.slice(0, 3), [], 'no pod address appears in clear on the underlay');
     t.ok(captureContains(podSide.file, canary), 'control: the payload is visible in clear inside the receiving pod');
     t.notOk(captureContains(underlay.file, canary), 'the payload never appears in clear on the underlay');
 
     const states = await execOk(n1.netns, ['ip', '-s', 'xfrm', 'state']);
-    t.match(states, /aead rfc4106\(gcm\(aes\)\) 0x[0-9a-f]{72} \(288 bits\) 128/, 'SAs use rfc4106(gcm(aes)) with a 36-byte key and ICV 128');
+    t.match(
+      states,
+      /aead rfc4106\(gcm\(aes\)\) 0x[0-9a-f]{72} \(288 bits\) 128/,
+      'SAs use rfc4106(gcm(aes)) with a 36-byte key and ICV 128',
+    );
 
     const after = await readAll(topo);
     topo.plan.nodes.forEach((n, i) => {
-      t.doesNotThrow(() => assertXfrmCountersUnchanged(before[i]!, after[i]!, n.netns), `no XFRM error counter moved on node ${n.index}`);
+      t.doesNotThrow(
+        () => assertXfrmCountersUnchanged(before[i]!, after[i]!, n.netns),
+        `no XFRM error counter moved on node ${n.index}`,
+      );
     });
   });
 
-  t.test('without the decrypt mark the datapath fails and the counter check names XfrmInNoStates', { skip }, async (t) => {
-    const topo = await createTopology({ prefix: 'kmt-espbrk-', nodes: 3, podsPerNode: 1 });
-    t.teardown(() => topo.destroy());
-    await installManualEsp(topo.plan, { spi: SPI, keys: randomPairKeys(topo.plan), decryptMark: false });
-    const [n0, n1] = topo.plan.nodes;
-    const before = await readXfrmStat(n1!.netns);
-    const r = await ping(n0!.pods[0]!.netns, n1!.pods[0]!.ip, { count: 3, waitS: 1 });
-    t.equal(r.received, 0, 'no reply crosses a node that cannot match its inbound SA');
-    const after = await readXfrmStat(n1!.netns);
-    t.throws(
-      () => assertXfrmCountersUnchanged(before, after, n1!.netns),
-      /XFRM error counters moved in kmt-espbrk-n1: .*XfrmInNoStates moved by [1-9]\d* \(\d+ -> \d+\)/,
-      'the failure message names XfrmInNoStates and how far it moved',
-    );
-  });
+  t.test(
+    'without the decrypt mark the datapath fails and the counter check names XfrmInNoStates',
+    { skip },
+    async (t) => {
+      const topo = await createTopology({ prefix: 'kmt-espbrk-', nodes: 3, podsPerNode: 1 });
+      t.teardown(() => topo.destroy());
+      await installManualEsp(topo.plan, { spi: SPI, keys: randomPairKeys(topo.plan), decryptMark: false });
+      const [n0, n1] = topo.plan.nodes;
+      const before = await readXfrmStat(n1!.netns);
+      const r = await ping(n0!.pods[0]!.netns, n1!.pods[0]!.ip, { count: 3, waitS: 1 });
+      t.equal(r.received, 0, 'no reply crosses a node that cannot match its inbound SA');
+      const after = await readXfrmStat(n1!.netns);
+      t.throws(
+        () => assertXfrmCountersUnchanged(before, after, n1!.netns),
+        /XFRM error counters moved in kmt-espbrk-n1: .*XfrmInNoStates moved by [1-9]\d* \(\d+ -> \d+\)/,
+        'the failure message names XfrmInNoStates and how far it moved',
+      );
+    },
+  );
 }
