@@ -11,21 +11,31 @@ export interface ParsedCidr {
   prefixLen: number;
 }
 
-const IPV4_PART = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
 const IPV6_GROUP = /^[0-9a-fA-F]{1,4}$/;
 
+/** Dotted quad without leading zeros, written to out[at..at+4]; false when not one. (Hot path: no regex.) */
 function parseIpv4Into(text: string, out: Buffer, at: number): boolean {
-  const parts = text.split('.');
-  if (parts.length !== 4) return false;
-  for (let i = 0; i < 4; i++) {
-    const part = parts[i] ?? '';
-    if (!IPV4_PART.test(part)) return false;
-    out[at + i] = Number(part);
+  let part = 0;
+  let value = 0;
+  let digits = 0;
+  for (let i = 0; i <= text.length; i++) {
+    const c = i < text.length ? text.charCodeAt(i) : 0x2e;
+    if (c >= 0x30 && c <= 0x39) {
+      if (digits > 0 && value === 0) return false; // leading zero
+      value = value * 10 + (c - 0x30);
+      if (++digits > 3 || value > 255) return false;
+    } else if (c === 0x2e && digits > 0 && part < 4) {
+      out[at + part++] = value;
+      value = 0;
+      digits = 0;
+    } else {
+      return false;
+    }
   }
-  return true;
+  return part === 4;
 }
 
-function parseIpv6Into(text: string, out: Buffer): boolean {
+function parseIpv6Into(text: string, out: Buffer, at: number): boolean {
   const halves = text.split('::');
   if (halves.length > 2) return false;
   const groupsOf = (s: string): string[] => (s === '' ? [] : s.split(':'));
@@ -57,46 +67,125 @@ function parseIpv6Into(text: string, out: Buffer): boolean {
     if (words.length > 7) return false;
     words.splice(headWords, 0, ...new Array<number>(8 - headWords - tailWords).fill(0));
   }
-  words.forEach((w, i) => out.writeUInt16BE(w, i * 2));
+  words.forEach((w, i) => out.writeUInt16BE(w, at + i * 2));
   return true;
+}
+
+interface Parsed {
+  family: Family;
+  /** 16 bytes, as in xfrm_address_t. */
+  bytes: Buffer;
+  prefixLen: number;
+}
+
+// Parsed texts, so the thousands of repeats in one batch (the local address, "0.0.0.0/0", a peer's address in
+// its SAs and policies) are parsed once. Bounded: cleared when it grows past CACHE_LIMIT entries.
+const CACHE_LIMIT = 65536;
+const addressCache = new Map<string, Parsed>();
+const cidrCache = new Map<string, Parsed>();
+
+// Cached address bytes live in shared slabs (one allocation per 256 entries instead of one per entry).
+const SLAB_ENTRIES = 256;
+let slab = Buffer.alloc(0);
+let slabUsed = 0;
+
+function slabSlot(): Buffer {
+  if (slabUsed + XFRM_ADDRESS_BYTES > slab.length) {
+    slab = Buffer.alloc(XFRM_ADDRESS_BYTES * SLAB_ENTRIES);
+    slabUsed = 0;
+  }
+  const slot = slab.subarray(slabUsed, slabUsed + XFRM_ADDRESS_BYTES);
+  slabUsed += XFRM_ADDRESS_BYTES;
+  return slot;
+}
+
+function remember(cache: Map<string, Parsed>, text: string, parsed: Parsed): Parsed {
+  if (cache.size >= CACHE_LIMIT) cache.clear();
+  cache.set(text, parsed);
+  return parsed;
+}
+
+function parseAddressText(text: string): Parsed {
+  const cached = addressCache.get(text);
+  if (cached) return cached;
+  const bytes = slabSlot();
+  let family: Family | undefined;
+  if (text.includes(':')) {
+    if (parseIpv6Into(text, bytes, 0)) family = 6;
+  } else if (parseIpv4Into(text, bytes, 0)) {
+    family = 4;
+  }
+  if (family === undefined) throw new Error(`"${text}" is not an IP address`);
+  return remember(addressCache, text, { family, bytes, prefixLen: family === 4 ? 32 : 128 });
+}
+
+function checkFamily(text: string, parsed: Family, family: Family | undefined): void {
+  if (family !== undefined && parsed !== family) {
+    throw new Error(`"${text}" is an IPv${parsed} address where IPv${family} was expected`);
+  }
+}
+
+/**
+ * Writes the address into out[at..at+16] (IPv4 in the first 4 bytes, zeros after) and returns its family; with
+ * `family` given, the address must be of that family.
+ */
+export function writeAddress(text: string, out: Buffer, at: number, family?: Family): Family {
+  const parsed = parseAddressText(text);
+  checkFamily(text, parsed.family, family);
+  out.set(parsed.bytes, at);
+  return parsed.family;
 }
 
 /** Parses an IPv4 or IPv6 address; with `family` given, the address must be of that family. */
 export function parseAddress(text: string, family?: Family): { family: Family; bytes: Buffer } {
-  const bytes = Buffer.alloc(XFRM_ADDRESS_BYTES);
-  let parsed: Family | undefined;
-  if (text.includes(':')) {
-    if (parseIpv6Into(text, bytes)) parsed = 6;
-  } else if (parseIpv4Into(text, bytes, 0)) {
-    parsed = 4;
-  }
-  if (parsed === undefined) throw new Error(`"${text}" is not an IP address`);
-  if (family !== undefined && parsed !== family) {
-    throw new Error(`"${text}" is an IPv${parsed} address where IPv${family} was expected`);
-  }
-  return { family: parsed, bytes };
+  const parsed = parseAddressText(text);
+  checkFamily(text, parsed.family, family);
+  return { family: parsed.family, bytes: Buffer.from(parsed.bytes) };
 }
 
-/** Parses "addr/len" (or a bare address = host route); host bits must be zero, as the kernel compares selectors bytewise. */
-export function parseCidr(text: string, family?: Family): ParsedCidr {
+function parseCidrText(text: string): Parsed {
+  const cached = cidrCache.get(text);
+  if (cached) return cached;
   const slash = text.indexOf('/');
-  const addrText = slash < 0 ? text : text.slice(0, slash);
-  const { family: fam, bytes } = parseAddress(addrText, family);
-  const maxLen = fam === 4 ? 32 : 128;
+  const address = parseAddressText(slash < 0 ? text : text.slice(0, slash));
+  const maxLen = address.family === 4 ? 32 : 128;
   let prefixLen = maxLen;
   if (slash >= 0) {
     const lenText = text.slice(slash + 1);
     if (!/^\d{1,3}$/.test(lenText) || Number(lenText) > maxLen) {
-      throw new Error(`"${text}" has a bad prefix length (0..${maxLen} for IPv${fam})`);
+      throw new Error(`"${text}" has a bad prefix length (0..${maxLen} for IPv${address.family})`);
     }
     prefixLen = Number(lenText);
   }
-  for (let bit = prefixLen; bit < maxLen; bit++) {
-    if (((bytes[bit >> 3] ?? 0) >> (7 - (bit & 7))) & 1) {
-      throw new Error(`"${text}" has host bits set beyond /${prefixLen}`);
-    }
-  }
-  return { family: fam, bytes, prefixLen };
+  const bytes = address.bytes;
+  const whole = prefixLen >> 3;
+  let hostBits = (prefixLen & 7) !== 0 && ((bytes[whole] ?? 0) & (0xff >> (prefixLen & 7))) !== 0;
+  for (let i = whole + ((prefixLen & 7) !== 0 ? 1 : 0); i < maxLen >> 3 && !hostBits; i++) hostBits = bytes[i] !== 0;
+  if (hostBits) throw new Error(`"${text}" has host bits set beyond /${prefixLen}`);
+  return remember(cidrCache, text, { family: address.family, bytes, prefixLen });
+}
+
+/**
+ * Writes the address of "addr/len" (or a bare address = host route) into out[at..at+16] and returns family and
+ * prefix length; host bits must be zero, as the kernel compares selectors bytewise.
+ */
+export function writeCidr(
+  text: string,
+  out: Buffer,
+  at: number,
+  family?: Family,
+): { family: Family; prefixLen: number } {
+  const parsed = parseCidrText(text);
+  checkFamily(text, parsed.family, family);
+  out.set(parsed.bytes, at);
+  return parsed;
+}
+
+/** Parses "addr/len" (or a bare address = host route); host bits must be zero. */
+export function parseCidr(text: string, family?: Family): ParsedCidr {
+  const parsed = parseCidrText(text);
+  checkFamily(text, parsed.family, family);
+  return { family: parsed.family, bytes: Buffer.from(parsed.bytes), prefixLen: parsed.prefixLen };
 }
 
 /** Formats the first 4 (IPv4) or 16 (IPv6) bytes of `bytes` from `offset` like inet_ntop. */

@@ -4,16 +4,18 @@
 // never throws: an object of a shape we cannot represent (unknown family, direction or action, sub-policy type,
 // truncated struct or attribute) is skipped; shapes we can represent but do not use ourselves (other protocols,
 // transport mode, no AEAD, auth/crypt algorithms) decode with those fields absent.
-import { formatAddress, parseAddress, parseCidr, type ParsedCidr } from './netlink-address.js';
+import { formatAddress, writeAddress, writeCidr } from './netlink-address.js';
 import type { Family, PolicyDir, XfrmMark, XfrmPolicy, XfrmSelector, XfrmState, XfrmTemplate } from './types.js';
 import {
+  align4,
+  NLA_HDRLEN,
   NLM_F_ACK,
   NLM_F_DUMP,
   NLM_F_REQUEST,
-  netlinkAttr,
+  NLMSG_HDRLEN,
+  NetlinkWriter,
   netlinkMessage,
   parseAttributes,
-  u32Attr,
   type NetlinkMessage,
 } from './netlink-wire.js';
 
@@ -36,7 +38,6 @@ export const XFRMA_SET_MARK_MASK = 30;
 
 export const XFRM_STATE_ESN = 128;
 const XFRM_POLICY_TYPE_MAIN = 0;
-const XFRM_INF = 0xffffffffffffffffn;
 const AF_INET = 2;
 const AF_INET6 = 10;
 /** The kernel refuses ESN bitmaps longer than 128 32-bit words (XFRMA_REPLAY_ESN_MAX / 32). */
@@ -67,20 +68,22 @@ function familyOf(code: number): Family | undefined {
   return undefined;
 }
 
-function checkUint(value: number, max: number, what: string): number {
+// Field checks throw with the field's name only; the encoders prefix the object's label when something throws,
+// so the hot path builds no strings.
+function checkUint(value: number, max: number, field: string): number {
   if (!Number.isInteger(value) || value < 0 || value > max) {
-    throw new Error(`${what} ${String(value)} is not an integer in 0..${max}`);
+    throw new Error(`${field} ${String(value)} is not an integer in 0..${max}`);
   }
   return value;
 }
 
-const u32 = (value: number, what: string): number => checkUint(value, 0xffffffff, what);
-const u8 = (value: number, what: string): number => checkUint(value, 0xff, what);
+const u32 = (value: number, field: string): number => checkUint(value, 0xffffffff, field);
+const u8 = (value: number, field: string): number => checkUint(value, 0xff, field);
 
-function modeCode(mode: XfrmState['mode'], what: string): number {
+function modeCode(mode: XfrmState['mode'], field: string): number {
   if (mode === 'transport') return 0;
   if (mode === 'tunnel') return 1;
-  throw new Error(`${what} mode "${mode}" cannot be installed (tunnel or transport)`);
+  throw new Error(`${field}mode "${mode}" cannot be installed (tunnel or transport)`);
 }
 
 function modeOf(code: number): XfrmState['mode'] {
@@ -89,192 +92,250 @@ function modeOf(code: number): XfrmState['mode'] {
   return 'other';
 }
 
-function address(text: string, family: Family, what: string): Buffer {
+function putAddress(w: NetlinkWriter, at: number, text: string, family: Family, field: string): void {
   try {
-    return parseAddress(text, family).bytes;
+    writeAddress(text, w.bytes, at, family);
   } catch (e) {
-    throw new Error(`${what}: ${(e as Error).message}`, { cause: e });
+    throw new Error(`${field}: ${(e as Error).message}`, { cause: e });
   }
 }
 
-function cidr(text: string, family: Family, what: string): ParsedCidr {
+function putCidr(w: NetlinkWriter, at: number, text: string, family: Family, field: string): number {
   try {
-    return parseCidr(text, family);
+    return writeCidr(text, w.bytes, at, family).prefixLen;
   } catch (e) {
-    throw new Error(`${what}: ${(e as Error).message}`, { cause: e });
+    throw new Error(`${field}: ${(e as Error).message}`, { cause: e });
   }
 }
 
-function checkFamily(family: number, what: string): Family {
-  if (family !== 4 && family !== 6) throw new Error(`${what} family ${String(family)} is not 4 or 6`);
+function checkFamily(family: number, field: string): Family {
+  if (family !== 4 && family !== 6) throw new Error(`${field}family ${String(family)} is not 4 or 6`);
   return family;
 }
 
-/** Writes lifetime limits "infinite" (bytes and packets, soft and hard) as iproute2 does; times stay 0. */
-function writeInfiniteLifetime(buf: Buffer, at: number): void {
-  for (let i = 0; i < 4; i++) buf.writeBigUInt64LE(XFRM_INF, at + i * 8);
+/** Undoes a half-written message and rethrows its field error with the object's label in front. */
+function fail(w: NetlinkWriter, start: number, label: string, e: unknown): never {
+  w.rollback(start);
+  throw new Error(`${label}: ${(e as Error).message}`, { cause: e });
 }
 
-function writeSelector(buf: Buffer, sel: XfrmSelector, what: string): void {
-  const family = checkFamily(sel.family, `${what} selector`);
-  const src = cidr(sel.src, family, `${what} selector src`);
-  const dst = cidr(sel.dst, family, `${what} selector dst`);
-  dst.bytes.copy(buf, 0);
-  src.bytes.copy(buf, 16);
-  buf.writeUInt16LE(familyCode(family), 40);
-  buf.writeUInt8(dst.prefixLen, 42);
-  buf.writeUInt8(src.prefixLen, 43);
-  buf.writeUInt8(u8(sel.proto, `${what} selector proto`), 44);
+/** Lifetime limits "infinite" (bytes and packets, soft and hard) as iproute2 sets them; times stay 0. */
+function putInfiniteLifetime(w: NetlinkWriter, at: number): void {
+  w.fill(at, at + 32, 0xff);
 }
 
-function markAttr(type: number, mark: XfrmMark, what: string): Buffer {
-  const data = Buffer.alloc(8);
-  data.writeUInt32LE(u32(mark.value, `${what} value`), 0);
-  data.writeUInt32LE(u32(mark.mask, `${what} mask`), 4);
-  return netlinkAttr(type, data);
+function putMarkAttr(w: NetlinkWriter, at: number, type: number, mark: XfrmMark, field: string): number {
+  const data = w.attr(at, type, NLA_HDRLEN + 8);
+  w.u32(data, u32(mark.value, `${field} value`));
+  w.u32(data + 4, u32(mark.mask, `${field} mask`));
+  return at + 12;
 }
 
-function stateLabel(s: { dst: string; spi: number }): string {
-  return `state dst ${s.dst} spi ${String(s.spi)}`;
+function putU32Attr(w: NetlinkWriter, at: number, type: number, value: number): number {
+  w.u32(w.attr(at, type, NLA_HDRLEN + 4), value);
+  return at + 8;
 }
 
-function policyLabel(p: Pick<XfrmPolicy, 'dir' | 'selector'>): string {
-  return `policy ${p.dir} ${p.selector.src} -> ${p.selector.dst}`;
+function putSelector(w: NetlinkWriter, at: number, sel: XfrmSelector): void {
+  const family = checkFamily(sel.family, 'selector ');
+  const dstLen = putCidr(w, at, sel.dst, family, 'selector dst');
+  const srcLen = putCidr(w, at + 16, sel.src, family, 'selector src');
+  w.u16(at + 40, familyCode(family));
+  w.u8(at + 42, dstLen);
+  w.u8(at + 43, srcLen);
+  w.u8(at + 44, u8(sel.proto, 'selector proto'));
 }
 
-/** XFRM_MSG_NEWSA (add) or XFRM_MSG_UPDSA (update) carrying a full SA. */
-export function encodeState(kind: 'add' | 'update', state: XfrmState, seq: number): Buffer {
-  const what = stateLabel(state);
-  const family = checkFamily(state.family, what);
-  const info = Buffer.alloc(USERSA_INFO_BYTES);
-  // Selector stays all-zero (family 0): the kernel fills in the SA's family, as with `ip xfrm state add`.
-  address(state.dst, family, `${what} dst`).copy(info, 56);
-  const spi = u32(state.spi, `${what} spi`);
-  if (spi === 0) throw new Error(`${what}: spi 0 is reserved`);
-  info.writeUInt32BE(spi, 72);
-  info.writeUInt8(u8(state.proto, `${what} proto`), 76);
-  address(state.src, family, `${what} src`).copy(info, 80);
-  writeInfiniteLifetime(info, 96);
-  info.writeUInt32LE(u32(state.reqid, `${what} reqid`), 208);
-  info.writeUInt16LE(familyCode(family), 212);
-  info.writeUInt8(modeCode(state.mode, what), 214);
-  const window = checkUint(state.replayWindow, MAX_REPLAY_WINDOW, `${what} replay window`);
-  const useEsnAttr = state.esn || window > LEGACY_REPLAY_WINDOW_MAX;
-  info.writeUInt8(useEsnAttr ? 0 : window, 215);
-  info.writeUInt8(state.esn ? XFRM_STATE_ESN : 0, 216);
+const stateLabel = (s: { dst: string; spi: number }): string => `state dst ${s.dst} spi ${String(s.spi)}`;
+const policyLabel = (p: Pick<XfrmPolicy, 'dir' | 'selector'>): string =>
+  `policy ${p.dir} ${p.selector.src} -> ${p.selector.dst}`;
 
-  const attrs: Buffer[] = [info];
-  if (state.aead) {
-    const name = Buffer.from(state.aead.name, 'utf8');
-    if (name.length === 0 || name.length >= ALG_NAME_BYTES) {
-      throw new Error(`${what}: AEAD name "${state.aead.name}" must be 1..${ALG_NAME_BYTES - 1} bytes`);
+/** Appends XFRM_MSG_NEWSA (add) or XFRM_MSG_UPDSA (update) carrying a full SA. */
+export function writeState(w: NetlinkWriter, kind: 'add' | 'update', state: XfrmState, seq: number): void {
+  const start = w.length;
+  try {
+    const family = checkFamily(state.family, '');
+    const window = checkUint(state.replayWindow, MAX_REPLAY_WINDOW, 'replay window');
+    const useEsnAttr = state.esn || window > LEGACY_REPLAY_WINDOW_MAX;
+    const aead = state.aead;
+    let aeadLen = 0;
+    if (aead) {
+      const nameBytes = Buffer.byteLength(aead.name, 'utf8');
+      if (nameBytes === 0 || nameBytes >= ALG_NAME_BYTES) {
+        throw new Error(`AEAD name "${aead.name}" must be 1..${ALG_NAME_BYTES - 1} bytes`);
+      }
+      if (aead.key.length === 0 || aead.key.length > 512) {
+        throw new Error(`AEAD key of ${aead.key.length} bytes (1..512)`);
+      }
+      aeadLen = NLA_HDRLEN + ALGO_AEAD_HDR_BYTES + aead.key.length;
     }
-    const key = state.aead.key;
-    if (key.length === 0 || key.length > 512) throw new Error(`${what}: AEAD key of ${key.length} bytes (1..512)`);
-    const aead = Buffer.alloc(ALGO_AEAD_HDR_BYTES + key.length);
-    name.copy(aead, 0);
-    aead.writeUInt32LE(key.length * 8, 64);
-    aead.writeUInt32LE(u32(state.aead.icvBits, `${what} AEAD ICV bits`), 68);
-    key.copy(aead, ALGO_AEAD_HDR_BYTES);
-    attrs.push(netlinkAttr(XFRMA_ALG_AEAD, aead));
+    const total =
+      NLMSG_HDRLEN +
+      USERSA_INFO_BYTES +
+      align4(aeadLen) +
+      (useEsnAttr ? NLA_HDRLEN + REPLAY_ESN_HDR_BYTES : 0) +
+      (state.mark ? 12 : 0) +
+      (state.outputMark ? 16 : 0);
+    const at = w.reserve(total);
+    w.header(at, total, kind === 'add' ? XFRM_MSG_NEWSA : XFRM_MSG_UPDSA, NLM_F_REQUEST | NLM_F_ACK, seq);
+    const info = at + NLMSG_HDRLEN;
+    // Selector stays all-zero (family 0): the kernel fills in the SA's family, as with `ip xfrm state add`.
+    putAddress(w, info + 56, state.dst, family, 'dst');
+    const spi = u32(state.spi, 'spi');
+    if (spi === 0) throw new Error('spi 0 is reserved');
+    w.u32be(info + 72, spi);
+    w.u8(info + 76, u8(state.proto, 'proto'));
+    putAddress(w, info + 80, state.src, family, 'src');
+    putInfiniteLifetime(w, info + 96);
+    w.u32(info + 208, u32(state.reqid, 'reqid'));
+    w.u16(info + 212, familyCode(family));
+    w.u8(info + 214, modeCode(state.mode, ''));
+    w.u8(info + 215, useEsnAttr ? 0 : window);
+    w.u8(info + 216, state.esn ? XFRM_STATE_ESN : 0);
+    let off = info + USERSA_INFO_BYTES;
+    if (aead) {
+      const data = w.attr(off, XFRMA_ALG_AEAD, aeadLen);
+      w.bytes.write(aead.name, data, 'utf8');
+      w.u32(data + 64, aead.key.length * 8);
+      w.u32(data + 68, u32(aead.icvBits, 'AEAD ICV bits'));
+      w.copy(data + ALGO_AEAD_HDR_BYTES, aead.key);
+      off += align4(aeadLen);
+    }
+    if (useEsnAttr) {
+      // Header only (bitmap length in words, window in packets): the kernel allocates the bitmap itself.
+      const data = w.attr(off, XFRMA_REPLAY_ESN_VAL, NLA_HDRLEN + REPLAY_ESN_HDR_BYTES);
+      w.u32(data, Math.ceil(window / 32));
+      w.u32(data + 20, window);
+      off = data + REPLAY_ESN_HDR_BYTES;
+    }
+    if (state.mark) off = putMarkAttr(w, off, XFRMA_MARK, state.mark, 'mark');
+    if (state.outputMark) {
+      off = putU32Attr(w, off, XFRMA_SET_MARK, u32(state.outputMark.value, 'output-mark value'));
+      putU32Attr(w, off, XFRMA_SET_MARK_MASK, u32(state.outputMark.mask, 'output-mark mask'));
+    }
+  } catch (e) {
+    fail(w, start, stateLabel(state), e);
   }
-  if (useEsnAttr) {
-    // Header only (bitmap length in words, window in packets): the kernel allocates the bitmap itself.
-    const esn = Buffer.alloc(REPLAY_ESN_HDR_BYTES);
-    esn.writeUInt32LE(Math.ceil(window / 32), 0);
-    esn.writeUInt32LE(window, 20);
-    attrs.push(netlinkAttr(XFRMA_REPLAY_ESN_VAL, esn));
-  }
-  if (state.mark) attrs.push(markAttr(XFRMA_MARK, state.mark, `${what} mark`));
-  if (state.outputMark) {
-    attrs.push(u32Attr(XFRMA_SET_MARK, u32(state.outputMark.value, `${what} output-mark value`)));
-    attrs.push(u32Attr(XFRMA_SET_MARK_MASK, u32(state.outputMark.mask, `${what} output-mark mask`)));
-  }
-  const type = kind === 'add' ? XFRM_MSG_NEWSA : XFRM_MSG_UPDSA;
-  return netlinkMessage(type, NLM_F_REQUEST | NLM_F_ACK, seq, Buffer.concat(attrs));
 }
 
 export type StateId = Pick<XfrmState, 'family' | 'dst' | 'spi' | 'proto' | 'mark'>;
 export type PolicyId = Pick<XfrmPolicy, 'dir' | 'selector' | 'mark'>;
 
-function encodeStateId(type: number, id: StateId, seq: number): Buffer {
-  const what = stateLabel(id);
-  const family = checkFamily(id.family, what);
-  const body = Buffer.alloc(USERSA_ID_BYTES);
-  address(id.dst, family, `${what} dst`).copy(body, 0);
-  body.writeUInt32BE(u32(id.spi, `${what} spi`), 16);
-  body.writeUInt16LE(familyCode(family), 20);
-  body.writeUInt8(u8(id.proto, `${what} proto`), 22);
-  const parts: Buffer[] = [body];
-  // The kernel keys SAs by (dst, spi, proto, mark): an SA with a mark is only found with that mark.
-  if (id.mark) parts.push(markAttr(XFRMA_MARK, id.mark, `${what} mark`));
-  return netlinkMessage(type, NLM_F_REQUEST | NLM_F_ACK, seq, Buffer.concat(parts));
+function writeStateId(w: NetlinkWriter, type: number, id: StateId, seq: number): void {
+  const start = w.length;
+  try {
+    const family = checkFamily(id.family, '');
+    const total = NLMSG_HDRLEN + USERSA_ID_BYTES + (id.mark ? 12 : 0);
+    const at = w.reserve(total);
+    w.header(at, total, type, NLM_F_REQUEST | NLM_F_ACK, seq);
+    const body = at + NLMSG_HDRLEN;
+    putAddress(w, body, id.dst, family, 'dst');
+    w.u32be(body + 16, u32(id.spi, 'spi'));
+    w.u16(body + 20, familyCode(family));
+    w.u8(body + 22, u8(id.proto, 'proto'));
+    // The kernel keys SAs by (dst, spi, proto, mark): an SA with a mark is only found with that mark.
+    if (id.mark) putMarkAttr(w, body + USERSA_ID_BYTES, XFRMA_MARK, id.mark, 'mark');
+  } catch (e) {
+    fail(w, start, stateLabel(id), e);
+  }
 }
 
-/** XFRM_MSG_DELSA for the SA with this (dst, spi, proto, mark). */
-export function encodeDeleteState(id: StateId, seq: number): Buffer {
-  return encodeStateId(XFRM_MSG_DELSA, id, seq);
+/** Appends XFRM_MSG_DELSA for the SA with this (dst, spi, proto, mark). */
+export function writeDeleteState(w: NetlinkWriter, id: StateId, seq: number): void {
+  writeStateId(w, XFRM_MSG_DELSA, id, seq);
 }
 
-/** XFRM_MSG_GETSA for one SA; the kernel answers with an XFRM_MSG_NEWSA, then the ack. */
-export function encodeGetState(id: StateId, seq: number): Buffer {
-  return encodeStateId(XFRM_MSG_GETSA, id, seq);
+/** Appends XFRM_MSG_GETSA for one SA; the kernel answers with an XFRM_MSG_NEWSA, then the ack. */
+export function writeGetState(w: NetlinkWriter, id: StateId, seq: number): void {
+  writeStateId(w, XFRM_MSG_GETSA, id, seq);
 }
 
-function encodeTemplate(t: XfrmTemplate, what: string): Buffer {
-  const family = checkFamily(t.family, what);
-  const out = Buffer.alloc(USER_TMPL_BYTES);
-  address(t.dst, family, `${what} dst`).copy(out, 0);
-  out.writeUInt32BE(u32(t.spi, `${what} spi`), 16);
-  out.writeUInt8(u8(t.proto, `${what} proto`), 20);
-  out.writeUInt16LE(familyCode(family), 24);
-  address(t.src, family, `${what} src`).copy(out, 28);
-  out.writeUInt32LE(u32(t.reqid, `${what} reqid`), 44);
-  out.writeUInt8(modeCode(t.mode, what), 48);
-  // Any algorithm allowed (aalgos/ealgos/calgos all ones), as iproute2 does; the inbound check needs it.
-  out.writeUInt32LE(0xffffffff, 52);
-  out.writeUInt32LE(0xffffffff, 56);
-  out.writeUInt32LE(0xffffffff, 60);
-  return out;
+function putTemplate(w: NetlinkWriter, at: number, t: XfrmTemplate, index: number): void {
+  try {
+    const family = checkFamily(t.family, '');
+    putAddress(w, at, t.dst, family, 'dst');
+    w.u32be(at + 16, u32(t.spi, 'spi'));
+    w.u8(at + 20, u8(t.proto, 'proto'));
+    w.u16(at + 24, familyCode(family));
+    putAddress(w, at + 28, t.src, family, 'src');
+    w.u32(at + 44, u32(t.reqid, 'reqid'));
+    w.u8(at + 48, modeCode(t.mode, ''));
+    // Any algorithm allowed (aalgos/ealgos/calgos all ones), as iproute2 does; the inbound check needs it.
+    w.fill(at + 52, at + 64, 0xff);
+  } catch (e) {
+    throw new Error(`template ${index} ${(e as Error).message}`, { cause: e });
+  }
 }
 
-function dirCode(dir: PolicyDir, what: string): number {
+function dirCode(dir: PolicyDir): number {
   const code = POLICY_DIRS.indexOf(dir);
-  if (code < 0) throw new Error(`${what}: direction "${dir}" is not in, out or fwd`);
+  if (code < 0) throw new Error(`direction "${dir}" is not in, out or fwd`);
   return code;
 }
 
-/** XFRM_MSG_NEWPOLICY (add) or XFRM_MSG_UPDPOLICY (update: replace the policy with the same dir/selector/mark). */
-export function encodePolicy(kind: 'add' | 'update', policy: XfrmPolicy, seq: number): Buffer {
-  const what = policyLabel(policy);
-  const info = Buffer.alloc(USERPOLICY_INFO_BYTES);
-  writeSelector(info, policy.selector, what);
-  writeInfiniteLifetime(info, 56);
-  info.writeUInt32LE(u32(policy.priority, `${what} priority`), 152);
-  info.writeUInt8(dirCode(policy.dir, what), 160);
-  const action = (ACTION_CODES as Partial<Record<string, number>>)[policy.action];
-  if (action === undefined) throw new Error(`${what}: action "${policy.action}" is not allow or block`);
-  info.writeUInt8(action, 161);
-  const attrs: Buffer[] = [info];
-  if (policy.templates.length > 0) {
-    const tmpls = policy.templates.map((t, i) => encodeTemplate(t, `${what} template ${i}`));
-    attrs.push(netlinkAttr(XFRMA_TMPL, Buffer.concat(tmpls)));
+/** Appends XFRM_MSG_NEWPOLICY (add) or XFRM_MSG_UPDPOLICY (update: replace the one with the same dir/selector/mark). */
+export function writePolicy(w: NetlinkWriter, kind: 'add' | 'update', policy: XfrmPolicy, seq: number): void {
+  const start = w.length;
+  try {
+    const tmplLen = policy.templates.length > 0 ? NLA_HDRLEN + policy.templates.length * USER_TMPL_BYTES : 0;
+    const total = NLMSG_HDRLEN + USERPOLICY_INFO_BYTES + tmplLen + (policy.mark ? 12 : 0);
+    const at = w.reserve(total);
+    w.header(at, total, kind === 'add' ? XFRM_MSG_NEWPOLICY : XFRM_MSG_UPDPOLICY, NLM_F_REQUEST | NLM_F_ACK, seq);
+    const info = at + NLMSG_HDRLEN;
+    putSelector(w, info, policy.selector);
+    putInfiniteLifetime(w, info + 56);
+    w.u32(info + 152, u32(policy.priority, 'priority'));
+    w.u8(info + 160, dirCode(policy.dir));
+    const action = (ACTION_CODES as Partial<Record<string, number>>)[policy.action];
+    if (action === undefined) throw new Error(`action "${policy.action}" is not allow or block`);
+    w.u8(info + 161, action);
+    let off = info + USERPOLICY_INFO_BYTES;
+    if (tmplLen > 0) {
+      off = w.attr(off, XFRMA_TMPL, tmplLen);
+      for (let i = 0; i < policy.templates.length; i++) {
+        putTemplate(w, off, policy.templates[i] as XfrmTemplate, i);
+        off += USER_TMPL_BYTES;
+      }
+    }
+    if (policy.mark) putMarkAttr(w, off, XFRMA_MARK, policy.mark, 'mark');
+  } catch (e) {
+    fail(w, start, policyLabel(policy), e);
   }
-  if (policy.mark) attrs.push(markAttr(XFRMA_MARK, policy.mark, `${what} mark`));
-  const type = kind === 'add' ? XFRM_MSG_NEWPOLICY : XFRM_MSG_UPDPOLICY;
-  return netlinkMessage(type, NLM_F_REQUEST | NLM_F_ACK, seq, Buffer.concat(attrs));
 }
 
-/** XFRM_MSG_DELPOLICY for the main-type policy with this direction, selector and mark. */
-export function encodeDeletePolicy(id: PolicyId, seq: number): Buffer {
-  const what = policyLabel(id);
-  const body = Buffer.alloc(USERPOLICY_ID_BYTES);
-  writeSelector(body, id.selector, what);
-  body.writeUInt8(dirCode(id.dir, what), 60);
-  const parts: Buffer[] = [body];
-  if (id.mark) parts.push(markAttr(XFRMA_MARK, id.mark, `${what} mark`));
-  return netlinkMessage(XFRM_MSG_DELPOLICY, NLM_F_REQUEST | NLM_F_ACK, seq, Buffer.concat(parts));
+/** Appends XFRM_MSG_DELPOLICY for the main-type policy with this direction, selector and mark. */
+export function writeDeletePolicy(w: NetlinkWriter, id: PolicyId, seq: number): void {
+  const start = w.length;
+  try {
+    const total = NLMSG_HDRLEN + USERPOLICY_ID_BYTES + (id.mark ? 12 : 0);
+    const at = w.reserve(total);
+    w.header(at, total, XFRM_MSG_DELPOLICY, NLM_F_REQUEST | NLM_F_ACK, seq);
+    putSelector(w, at + NLMSG_HDRLEN, id.selector);
+    w.u8(at + NLMSG_HDRLEN + 60, dirCode(id.dir));
+    if (id.mark) putMarkAttr(w, at + NLMSG_HDRLEN + USERPOLICY_ID_BYTES, XFRMA_MARK, id.mark, 'mark');
+  } catch (e) {
+    fail(w, start, policyLabel(id), e);
+  }
 }
+
+function single(write: (w: NetlinkWriter) => void): Buffer {
+  const w = new NetlinkWriter(512);
+  write(w);
+  return Buffer.from(w.finish());
+}
+
+/** One XFRM_MSG_NEWSA / XFRM_MSG_UPDSA message. */
+export const encodeState = (kind: 'add' | 'update', state: XfrmState, seq: number): Buffer =>
+  single((w) => writeState(w, kind, state, seq));
+/** One XFRM_MSG_DELSA message. */
+export const encodeDeleteState = (id: StateId, seq: number): Buffer => single((w) => writeDeleteState(w, id, seq));
+/** One XFRM_MSG_GETSA message (with NLM_F_ACK). */
+export const encodeGetState = (id: StateId, seq: number): Buffer => single((w) => writeGetState(w, id, seq));
+/** One XFRM_MSG_NEWPOLICY / XFRM_MSG_UPDPOLICY message. */
+export const encodePolicy = (kind: 'add' | 'update', policy: XfrmPolicy, seq: number): Buffer =>
+  single((w) => writePolicy(w, kind, policy, seq));
+/** One XFRM_MSG_DELPOLICY message. */
+export const encodeDeletePolicy = (id: PolicyId, seq: number): Buffer => single((w) => writeDeletePolicy(w, id, seq));
 
 /** Dump request for all SAs (no filter) of the socket's namespace. */
 export function encodeDumpStates(seq: number): Buffer {

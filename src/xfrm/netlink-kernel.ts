@@ -7,20 +7,22 @@ import { getSystemErrorName } from 'node:util';
 import {
   decodePolicy,
   decodeState,
-  encodeDeletePolicy,
-  encodeDeleteState,
   encodeDumpPolicies,
   encodeDumpStates,
   encodeGetState,
-  encodePolicy,
-  encodeState,
+  writeDeletePolicy,
+  writeDeleteState,
+  writePolicy,
+  writeState,
   type StateId,
 } from './netlink-codec.js';
 import { addonXfrmTransact, type XfrmTransact } from './netlink-addon.js';
 import {
   NLMSG_DONE,
   NLMSG_ERROR,
+  NetlinkWriter,
   parseAck,
+  readAcks,
   splitMessages,
   type NetlinkAck,
   type NetlinkMessage,
@@ -66,14 +68,14 @@ function describeAck(ack: NetlinkAck): string {
   return ack.message ? `${errnoName(ack.errno)}: ${ack.message}` : errnoName(ack.errno);
 }
 
-/** One op as the messages it becomes; `combine` folds their acks into the op's result. */
+/** One op as the sequence numbers of the messages it became; `combine` folds their acks into its result. */
 interface EncodedOp {
-  messages: Buffer[];
   seqs: number[];
   combine: (acks: NetlinkAck[]) => NetlinkAck;
 }
 
-const single = (acks: NetlinkAck[]): NetlinkAck => acks[0] ?? { errno: EPROTO, message: 'no reply from the kernel' };
+const NO_REPLY: NetlinkAck = { errno: EPROTO, message: 'no reply from the kernel' };
+const single = (acks: NetlinkAck[]): NetlinkAck => acks[0] ?? NO_REPLY;
 
 /**
  * Replace = delete then add in the same batch: the kernel's XFRM_MSG_UPDSA keeps an SA's algorithms and keys
@@ -83,7 +85,7 @@ const single = (acks: NetlinkAck[]): NetlinkAck => acks[0] ?? { errno: EPROTO, m
 const replaceOutcome = (acks: NetlinkAck[]): NetlinkAck => {
   const del = acks[0];
   const add = acks[1];
-  if (del === undefined || add === undefined) return { errno: EPROTO, message: 'no reply from the kernel' };
+  if (del === undefined || add === undefined) return NO_REPLY;
   if (add.errno === 0) return add;
   if (del.errno !== 0 && del.errno !== ESRCH) return del;
   return add;
@@ -170,34 +172,37 @@ export class NetlinkXfrmKernel implements XfrmKernel {
     return found;
   }
 
-  private encodeOp(op: XfrmOp): EncodedOp {
-    const messages: Buffer[] = [];
-    const seqs: number[] = [];
-    const add = (encode: (seq: number) => Buffer): void => {
-      const seq = this.nextSeq();
-      messages.push(encode(seq));
-      seqs.push(seq);
-    };
-    switch (op.kind) {
-      case 'addState':
-        add((s) => encodeState('add', op.state, s));
-        return { messages, seqs, combine: single };
-      case 'updateState':
-        add((s) => encodeDeleteState(op.state, s));
-        add((s) => encodeState('add', op.state, s));
-        return { messages, seqs, combine: replaceOutcome };
-      case 'deleteState':
-        add((s) => encodeDeleteState(op.state, s));
-        return { messages, seqs, combine: single };
-      case 'addPolicy':
-        add((s) => encodePolicy('add', op.policy, s));
-        return { messages, seqs, combine: single };
-      case 'updatePolicy':
-        add((s) => encodePolicy('update', op.policy, s));
-        return { messages, seqs, combine: single };
-      case 'deletePolicy':
-        add((s) => encodeDeletePolicy(op.policy, s));
-        return { messages, seqs, combine: single };
+  /** Appends the op's messages to `w`; throws (leaving `w` as it was) when the op cannot be encoded. */
+  private writeOp(w: NetlinkWriter, op: XfrmOp): EncodedOp {
+    const start = w.length;
+    const first = this.nextSeq();
+    try {
+      switch (op.kind) {
+        case 'addState':
+          writeState(w, 'add', op.state, first);
+          return { seqs: [first], combine: single };
+        case 'updateState': {
+          writeDeleteState(w, op.state, first);
+          const second = this.nextSeq();
+          writeState(w, 'add', op.state, second);
+          return { seqs: [first, second], combine: replaceOutcome };
+        }
+        case 'deleteState':
+          writeDeleteState(w, op.state, first);
+          return { seqs: [first], combine: single };
+        case 'addPolicy':
+          writePolicy(w, 'add', op.policy, first);
+          return { seqs: [first], combine: single };
+        case 'updatePolicy':
+          writePolicy(w, 'update', op.policy, first);
+          return { seqs: [first], combine: single };
+        case 'deletePolicy':
+          writeDeletePolicy(w, op.policy, first);
+          return { seqs: [first], combine: single };
+      }
+    } catch (e) {
+      w.rollback(start);
+      throw e;
     }
   }
 
@@ -211,37 +216,36 @@ export class NetlinkXfrmKernel implements XfrmKernel {
         for (const op of batch) results.push(transportResult(op, failure, 'not sent after an earlier batch failed'));
         continue;
       }
+      const writer = new NetlinkWriter(batch.length * 512);
       const encoded: (EncodedOp | Error)[] = batch.map((op) => {
         try {
-          return this.encodeOp(op);
+          return this.writeOp(writer, op);
         } catch (e) {
           return e instanceof Error ? e : new Error(String(e));
         }
       });
-      const messages = encoded.flatMap((e) => (e instanceof Error ? [] : e.messages));
-      const acks = new Map<number, NetlinkAck>();
-      if (messages.length > 0) {
+      let acks = new Map<number, NetlinkAck>();
+      if (writer.length > 0) {
         try {
-          const reply = await this.transact(Buffer.concat(messages));
-          for (const msg of splitMessages(reply)) if (msg.type === NLMSG_ERROR) acks.set(msg.seq, parseAck(msg));
+          acks = readAcks(await this.transact(writer.finish()));
         } catch (e) {
           failure = e instanceof Error ? e : new Error(String(e));
         }
       }
-      batch.forEach((op, i) => {
+      for (let i = 0; i < batch.length; i++) {
+        const op = batch[i] as XfrmOp;
         const enc = encoded[i];
-        if (enc === undefined) return;
         if (enc instanceof Error) {
           results.push({ op, errno: EINVAL, message: enc.message });
-        } else if (failure) {
-          results.push(transportResult(op, failure, 'outcome unknown'));
+        } else if (failure || enc === undefined) {
+          results.push(transportResult(op, failure ?? new Error('not encoded'), 'outcome unknown'));
         } else {
-          const ack = enc.combine(enc.seqs.map((s) => acks.get(s) ?? { errno: EPROTO, message: 'no reply' }));
-          const result: XfrmOpResult = { op, errno: ack.errno };
-          if (ack.message !== undefined) result.message = ack.message;
-          results.push(result);
+          const ack = enc.combine(enc.seqs.map((s) => acks.get(s) ?? NO_REPLY));
+          results.push(
+            ack.message === undefined ? { op, errno: ack.errno } : { op, errno: ack.errno, message: ack.message },
+          );
         }
-      });
+      }
     }
     return results;
   }

@@ -6,6 +6,8 @@ import { NetlinkXfrmKernel, netnsPath } from '../../src/xfrm/netlink-kernel.js';
 import {
   encodePolicy,
   encodeState,
+  writePolicy,
+  writeState,
   XFRM_MSG_DELSA,
   XFRM_MSG_GETPOLICY,
   XFRM_MSG_GETSA,
@@ -17,6 +19,7 @@ import {
   NLM_F_CAPPED,
   NLMSG_DONE,
   NLMSG_ERROR,
+  NetlinkWriter,
   netlinkAttr,
   netlinkMessage,
   parseAck,
@@ -99,7 +102,7 @@ t.test('per-op results in order, with errno and extack text; encoder errors neve
       [0, undefined],
       [17, 'Policy already exists'],
       [2, undefined],
-      [22, 'policy out 0.0.0.0/0 -> 10.0.3.0/24 priority -1 is not an integer in 0..4294967295'],
+      [22, 'policy out 0.0.0.0/0 -> 10.0.3.0/24: priority -1 is not an integer in 0..4294967295'],
       [0, undefined],
     ],
   );
@@ -191,6 +194,19 @@ t.test('getState: the SA, or undefined for ESRCH, or a clear error', async (t) =
   t.equal(await new NetlinkXfrmKernel({ transact: missing.transact }).getState(state), undefined);
   const broken = scripted((m) => [ack(m.seq, 22, 'bad')]);
   await t.rejects(new NetlinkXfrmKernel({ transact: broken.transact }).getState(state), /EINVAL: bad/);
+});
+
+t.test('writer: a message that fails halfway leaves no trace; growth keeps earlier bytes', (t) => {
+  const w = new NetlinkWriter(64);
+  writeState(w, 'add', state, 1);
+  const bad = { ...state, src: 'fd00::1' }; // fails after dst, spi and proto were written
+  t.throws(() => writeState(w, 'add', bad, 2), /state dst 198.18.0.2 spi 1: src: "fd00::1" is an IPv6 address/);
+  writePolicy(w, 'add', policy(7), 3);
+  t.equal(
+    w.finish().toString('hex'),
+    Buffer.concat([encodeState('add', state, 1), encodePolicy('add', policy(7), 3)]).toString('hex'),
+  );
+  t.end();
 });
 
 t.test('netns option: names map under /run/netns, paths pass, junk is refused', (t) => {
