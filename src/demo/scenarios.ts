@@ -372,8 +372,8 @@ export async function runScenarios(setup: ScenarioSetup, c: Checker): Promise<vo
     c.ok((await foreignSnapshot(n1)) === foreignBefore, 'uninstall left the foreign objects alone');
   } finally {
     await daemons.stopAll();
-    for (const n of cluster.nodes) await daemons.uninstall(n);
     await setup.beforeDestroy?.(cluster).catch(() => undefined);
+    // Deleting the namespaces removes their SAs, policies and TC attachments; the pins are plain bpffs files.
     await cluster.destroy();
     await run('rm', ['-rf', ...cluster.nodes.map((n) => `/sys/fs/bpf/${n.netns}`)]);
   }

@@ -17,7 +17,7 @@ const skip = esp.ok
     await runScenarios(
       { prefix: 'kme', workDir: work, store: new DirClusterStore(path.join(work, 'store')) },
       {
-        ok: (cond, what, extra) => t.ok(cond, what, extra === undefined ? {} : { diagnostic: true, found: extra }),
+        ok: (cond, what, extra) => t.ok(cond, what, cond || extra === undefined ? {} : { found: extra }),
         log: (l) => t.comment(l),
       },
     );

@@ -136,7 +136,7 @@ const skip = esp.ok
         },
       },
       {
-        ok: (cond, what, extra) => t.ok(cond, what, extra === undefined ? {} : { diagnostic: true, found: extra }),
+        ok: (cond, what, extra) => t.ok(cond, what, cond || extra === undefined ? {} : { found: extra }),
         log: (l) => t.comment(l),
       },
     );
