@@ -1,11 +1,13 @@
 // `npm run test:vm`: runs every VM suite (test/vm/suites/*.test.ts, compiled to dist/ by npm run build:ts)
-// on each guest kernel, one boot per kernel, each suite as its own node process (a tap program) under a
-// per-suite timeout. Streams the guest output, then prints per-kernel results and, as its last line, the
-// tap-style total over all suites and kernels: `# { total: N, pass: N, fail: N, skip: N }`. Exit code 1
-// on any failure (a failing test, a crashed or timed-out suite, a VM that failed to boot).
+// on each guest kernel, one boot per kernel (kernels side by side), each suite as its own node process
+// (a tap program) under a per-suite timeout. Streams the guest output (each line prefixed with its
+// kernel), then prints per-kernel results and, as its last line, the tap-style total over all suites and
+// kernels: `# { total: N, pass: N, fail: N, skip: N }`. Exit code 1 on any failure (a failing test, a
+// crashed or timed-out suite, a VM that failed to boot).
 // Environment: KMESH_VM_SUITES=name1,name2 (default all), KMESH_VM_KERNELS=6.1,6.12 (default both),
-// KMESH_VM_SUITE_TIMEOUT_S (default 300), KMESH_VM_NODE_OPTIONS (node flags in the guest, default
-// --max-lazy: under TCG, compiling less code up front is faster), KMESH_VM_MEMORY_MB (default 1024).
+// KMESH_VM_SUITE_TIMEOUT_S (default 300), KMESH_VM_JOBS (VMs at a time, default 2: each has one vCPU,
+// so two use both cores here), KMESH_VM_NODE_OPTIONS (node flags in the guest, default --max-lazy:
+// under TCG, compiling less code up front measured faster), KMESH_VM_MEMORY_MB (default 1024).
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { parseKernelList, VM_KERNELS, type VmKernel } from './lib/kernels.js';
@@ -100,9 +102,28 @@ const suites = names.map((name) => ({
 const started = Date.now();
 const report: string[] = [];
 
-for (const kernel of kernels) {
-  process.stdout.write(`# VM kernel ${kernel}: suites ${names.join(', ')}\n`);
+/** Prints a VM's output line by line, each line prefixed with its kernel (VMs may run side by side). */
+function linePrinter(prefix: string): { write(text: string): void; flush(): void } {
+  let partial = '';
+  return {
+    write(text) {
+      partial += text;
+      const lines = partial.split('\n');
+      partial = lines.pop() ?? '';
+      if (lines.length > 0) process.stdout.write(lines.map((l) => `${prefix}${l}\n`).join(''));
+    },
+    flush() {
+      if (partial !== '') process.stdout.write(`${prefix}${partial}\n`);
+      partial = '';
+    },
+  };
+}
+
+/** Boots one kernel, runs every suite, and returns its report lines and counts. */
+async function runKernel(kernel: VmKernel): Promise<{ counts: TapCounts; lines: string[] }> {
   const t0 = Date.now();
+  const printer = linePrinter(`[${kernel}] `);
+  printer.write(`# VM kernel ${kernel}: suites ${names.join(', ')}\n`);
   let output: string;
   let detail: string;
   try {
@@ -110,7 +131,7 @@ for (const kernel of kernels) {
       kernel,
       command: suiteLoopCommand(suites, suiteTimeoutS, nodeOptions),
       timeoutMs: bootTimeoutMs,
-      onOutput: (text) => process.stdout.write(text),
+      onOutput: (text) => printer.write(text),
     });
     output = result.output;
     detail = `${result.release}, console log ${result.consoleLog}`;
@@ -118,22 +139,42 @@ for (const kernel of kernels) {
     if (!(err instanceof VmRunError)) throw err;
     output = err.output;
     detail = `VM failure: ${err.message}`;
-    process.stdout.write(`\nnot ok - kernel ${kernel}: ${err.message}\n`);
+    printer.write(`\nnot ok - kernel ${kernel}: ${err.message}\n`);
   }
-  let kernelCounts = ZERO_COUNTS;
+  printer.flush();
+  const lines: string[] = [];
+  let counts = ZERO_COUNTS;
   for (const outcome of suiteOutcomes(names, output, suiteTimeoutS)) {
-    let counts = outcome.counts;
+    let suiteCounts = outcome.counts;
     if (outcome.problem !== undefined) {
-      counts = addCounts(counts, { total: 1, pass: 0, fail: 1, skip: 0 });
-      process.stdout.write(`not ok - kernel ${kernel}: suite ${outcome.name} ${outcome.problem}\n`);
+      suiteCounts = addCounts(suiteCounts, { total: 1, pass: 0, fail: 1, skip: 0 });
+      lines.push(`not ok - kernel ${kernel}: suite ${outcome.name} ${outcome.problem}`);
     }
-    kernelCounts = addCounts(kernelCounts, counts);
-    report.push(`#   ${kernel} ${outcome.name}: ${formatCounts(counts).slice(2)}`);
+    counts = addCounts(counts, suiteCounts);
+    lines.push(`#   ${kernel} ${outcome.name}: ${formatCounts(suiteCounts).slice(2)}`);
   }
-  total = addCounts(total, kernelCounts);
-  report.push(
-    `# kernel ${kernel}: ${formatCounts(kernelCounts).slice(2)} in ${((Date.now() - t0) / 1000).toFixed(0)} s (${detail})`,
+  lines.push(
+    `# kernel ${kernel}: ${formatCounts(counts).slice(2)} in ${((Date.now() - t0) / 1000).toFixed(0)} s (${detail})`,
   );
+  return { counts, lines };
+}
+
+// Kernels run side by side (one single-vCPU qemu each) up to KMESH_VM_JOBS at a time.
+const jobs = intEnv('KMESH_VM_JOBS', 2);
+const queue = [...kernels];
+const results = new Map<VmKernel, { counts: TapCounts; lines: string[] }>();
+await Promise.all(
+  Array.from({ length: Math.min(jobs, queue.length) }, async () => {
+    for (let kernel = queue.shift(); kernel !== undefined; kernel = queue.shift()) {
+      results.set(kernel, await runKernel(kernel));
+    }
+  }),
+);
+for (const kernel of kernels) {
+  const r = results.get(kernel);
+  if (r === undefined) continue;
+  total = addCounts(total, r.counts);
+  report.push(...r.lines);
 }
 
 process.stdout.write(
