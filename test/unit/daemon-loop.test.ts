@@ -1,6 +1,7 @@
 // Three simulated nodes sharing one directory store, each with its own in-memory XFRM kernel and datapath:
 // the whole daemon above the kernel adapters (sources, validation, controller, loop, publishing).
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
 import { FakeDatapath } from '../../src/datapath/fake-datapath.js';
@@ -91,7 +92,9 @@ interface SimNode {
 }
 
 function cluster(t: Test) {
-  const dir = t.testdir();
+  // Our own temp dir, removed by our teardown after every loop and source has stopped (a tap testdir could
+  // be removed while a last step still writes into it).
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmesh-loop-'));
   let clock = 1_000_000;
   writeJson(path.join(dir, 'namespaces/default.json'), {
     metadata: { name: 'default', labels: { 'istio.io/dataplane-mode': 'Kmesh' } },
@@ -128,6 +131,7 @@ function cluster(t: Test) {
       await n.loop.stop();
       await n.source.stop();
     }
+    fs.rmSync(dir, { recursive: true, force: true });
   });
   /** Runs rounds of (rescan, step) on every node until nothing changes any more. */
   const settle = async (rounds = 6): Promise<void> => {
