@@ -100,6 +100,8 @@ async function addForeign(node: SimNode): Promise<void> {
     'tunnel',
   ]);
   await runOk('tc', ['-n', node.netns, 'qdisc', 'add', 'dev', 'eth0', 'clsact']);
+  // `continue` hands packets on to the next filter, as a cooperating tool's filter does (under clsact, a
+  // terminal verdict from a filter ahead of ours would keep tc_mark_decrypt from ever seeing the ESP).
   await runOk('tc', [
     '-n',
     node.netns,
@@ -118,7 +120,7 @@ async function addForeign(node: SimNode): Promise<void> {
     '0',
     '0',
     'action',
-    'pass',
+    'continue',
   ]);
 }
 

@@ -14,6 +14,7 @@ import { runScenarios } from '../../../src/demo/scenarios.js';
 import { run, runOk, type RunResult } from '../../../src/demo/shell.js';
 import { FakeApiServer } from '../../fixtures/fake-apiserver.js';
 import { writeKubeconfig } from '../../fixtures/kubeconfig.js';
+import { repoRoot } from '../lib/paths.js';
 
 const RELAY_IP = '198.18.0.254';
 
@@ -89,6 +90,9 @@ const skip = esp.ok
 {
   t.test('daemon end to end, Kubernetes store', skip, async (t) => {
     const work = t.testdir();
+    // The fixture reads its TLS files next to its own module; compiled to dist/ they are not there.
+    const compiledTls = path.join(repoRoot(), 'dist', 'test', 'fixtures', 'tls');
+    if (!fs.existsSync(compiledTls)) fs.symlinkSync(path.join(repoRoot(), 'test', 'fixtures', 'tls'), compiledTls);
     const api = new FakeApiServer();
     await api.start();
     t.teardown(() => api.stop());
