@@ -142,7 +142,7 @@ export async function runScenarios(setup: ScenarioSetup, c: Checker): Promise<vo
       await waitFor(
         `SPI ${spi} on ${nodes.map((n) => n.name).join(', ')}`,
         async () => allOnSpi(await statuses(nodes), spi, nodes.length),
-        150_000,
+        240_000,
         300,
       );
       return true;
@@ -176,7 +176,14 @@ export async function runScenarios(setup: ScenarioSetup, c: Checker): Promise<vo
 
     // Daemons start before any secret exists; then kmeshctl secret create.
     for (const n of cluster.nodes) await daemons.start(n);
-    await waitFor('daemons synced', async () => (await statuses()).every((s) => s?.synced === true), 120_000, 300);
+    const started = Date.now();
+    try {
+      await waitFor('daemons synced', async () => (await statuses()).every((s) => s?.synced === true), 240_000, 300);
+    } catch (err) {
+      for (const n of cluster.nodes) c.log(`--- ${n.name} daemon log (tail)\n${await daemons.logTail(n)}`);
+      throw err;
+    }
+    c.log(`daemons synced with ${store.description} ${((Date.now() - started) / 1000).toFixed(1)} s after start`);
     c.ok(
       (await statuses()).every((s) => s?.advertisedSpi == null),
       'nothing advertised before a secret exists',
