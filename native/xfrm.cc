@@ -4,11 +4,18 @@
 // belongs to them (data messages, NLMSG_ERROR acks with extack TLVs, NLMSG_DONE ending dumps). The raw reply bytes
 // go back to TypeScript, which decodes them. Runs on a libuv worker thread (Napi::AsyncWorker).
 //
+// Acks: the kernel processes all messages of one sendmsg in order before sendmsg returns, and answers a failed
+// message with NLMSG_ERROR whether or not it asked for an ack. So within each sendmsg only the last non-dump
+// message keeps NLM_F_ACK; the others have it cleared, and once that last ack arrived (every earlier reply is
+// queued before it), each of them that got no NLMSG_ERROR succeeded and gets the plain ack the kernel would have
+// sent (errno 0, request header echoed, NLM_F_CAPPED). One ack skb and recvmsg per sendmsg instead of per message.
+//
 // JS: xfrmTransact(netnsPath: string, request: Buffer): Promise<Buffer>
 //   netnsPath: "" for the caller's namespace, else a namespace file such as /run/netns/NAME or /proc/PID/ns/net.
 //   request:   netlink messages; every non-dump message must carry NLM_F_ACK and sequence numbers must be unique,
 //              so that each message has exactly one terminal reply (NLMSG_ERROR, or NLMSG_DONE for a dump).
-//   resolves:  the concatenated reply messages whose sequence number belongs to the request.
+//   resolves:  the concatenated reply messages whose sequence number belongs to the request, with exactly one
+//              NLMSG_ERROR per non-dump message (the kernel's, or the synthesized plain ack described above).
 //   rejects:   kmesh::ErrnoError for socket-level failures (namespace, socket, send, receive, timeout, overrun).
 #include <fcntl.h>
 #include <linux/netlink.h>
@@ -18,6 +25,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -103,6 +111,14 @@ int RaiseBuffer(int fd, int force_opt, int opt, size_t want) {
   return actual;
 }
 
+// The port id the kernel bound the socket to on its first send; 0 if it cannot be read.
+uint32_t PortIdOf(int fd) {
+  sockaddr_nl self{};
+  socklen_t len = sizeof(self);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&self), &len) != 0) return 0;
+  return self.nl_pid;
+}
+
 class XfrmTransactWorker : public Napi::AsyncWorker {
  public:
   XfrmTransactWorker(Napi::Env env, std::string netns, std::vector<uint8_t> request, std::vector<Message> messages)
@@ -142,15 +158,19 @@ class XfrmTransactWorker : public Napi::AsyncWorker {
       // One part: consecutive messages within the byte and reply budgets (at least one message).
       size_t first = next;
       size_t bytes = 0;
-      std::unordered_map<uint32_t, bool> pending;
       while (next < messages_.size() && (next == first || (bytes + messages_[next].length <= max_bytes &&
                                                            next - first < max_msgs))) {
         bytes += messages_[next].length;
-        pending[messages_[next].seq] = messages_[next].dump;
         ++next;
       }
+      Part part;
+      part.first = first;
+      part.end = next;
+      PreparePart(&part);
       if (!SendPart(fd.get(), messages_[first].offset, bytes)) return;
-      if (!ReceiveUntilDone(fd.get(), &pending, &buf)) return;
+      if (port_id_ == 0) port_id_ = PortIdOf(fd.get());
+      if (!ReceiveUntilDone(fd.get(), &part, &buf)) return;
+      AppendImpliedAcks(part);
     }
   }
 
@@ -186,8 +206,69 @@ class XfrmTransactWorker : public Napi::AsyncWorker {
     return true;
   }
 
-  bool ReceiveUntilDone(int fd, std::unordered_map<uint32_t, bool>* pending, std::vector<uint8_t>* buf) {
-    while (!pending->empty()) {
+  // Messages [first, end) of one sendmsg, by sequence number; `terminals` counts replies still awaited (the acked
+  // message's NLMSG_ERROR, each dump's NLMSG_DONE or NLMSG_ERROR).
+  struct Part {
+    size_t first = 0;
+    size_t end = 0;
+    std::unordered_map<uint32_t, size_t> index;  // seq -> message index
+    std::vector<uint8_t> answered;               // per message of the part: an NLMSG_ERROR/DONE was received
+    size_t acked = 0;                            // the message that keeps NLM_F_ACK (end when none)
+    size_t terminals = 0;
+  };
+
+  // Keeps NLM_F_ACK on the part's last non-dump message only (see the header comment).
+  void PreparePart(Part* part) {
+    part->index.reserve(part->end - part->first);
+    part->answered.assign(part->end - part->first, 0);
+    size_t acked = part->end;
+    for (size_t i = part->end; i-- > part->first;) {
+      if (!messages_[i].dump) {
+        acked = i;
+        break;
+      }
+    }
+    part->acked = acked;
+    for (size_t i = part->first; i < part->end; ++i) {
+      const Message& m = messages_[i];
+      part->index.emplace(m.seq, i);
+      if (m.dump || i == acked) {
+        ++part->terminals;
+      } else {
+        uint16_t flags;
+        std::memcpy(&flags, request_.data() + m.offset + offsetof(nlmsghdr, nlmsg_flags), sizeof(flags));
+        flags = static_cast<uint16_t>(flags & ~NLM_F_ACK);
+        std::memcpy(request_.data() + m.offset + offsetof(nlmsghdr, nlmsg_flags), &flags, sizeof(flags));
+      }
+    }
+  }
+
+  // A message that asked for no ack and got no NLMSG_ERROR succeeded: add the ack the kernel sends for success
+  // under NETLINK_CAP_ACK (errno 0 and the request's header, flagged NLM_F_CAPPED).
+  void AppendImpliedAcks(const Part& part) {
+    for (size_t i = part.first; i < part.end; ++i) {
+      if (part.answered[i - part.first] || messages_[i].dump) continue;
+      nlmsghdr request;
+      std::memcpy(&request, request_.data() + messages_[i].offset, sizeof(request));
+      request.nlmsg_flags = static_cast<uint16_t>(request.nlmsg_flags | NLM_F_ACK);  // as the caller wrote it
+      nlmsghdr ack{};
+      ack.nlmsg_len = NLMSG_LENGTH(sizeof(nlmsgerr));
+      ack.nlmsg_type = NLMSG_ERROR;
+      ack.nlmsg_flags = NLM_F_CAPPED;
+      ack.nlmsg_seq = request.nlmsg_seq;
+      ack.nlmsg_pid = port_id_;
+      nlmsgerr body{};
+      body.error = 0;
+      body.msg = request;
+      const auto* a = reinterpret_cast<const uint8_t*>(&ack);
+      const auto* b = reinterpret_cast<const uint8_t*>(&body);
+      reply_.insert(reply_.end(), a, a + sizeof(ack));
+      reply_.insert(reply_.end(), b, b + sizeof(body));
+    }
+  }
+
+  bool ReceiveUntilDone(int fd, Part* part, std::vector<uint8_t>* buf) {
+    while (part->terminals > 0) {
       sockaddr_nl from{};
       iovec iov{buf->data(), buf->size()};
       msghdr msg{};
@@ -199,7 +280,8 @@ class XfrmTransactWorker : public Napi::AsyncWorker {
       if (got < 0) {
         if (errno == EINTR) continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
-          failure_ = {ETIMEDOUT, "recvmsg", "NETLINK_XFRM (" + std::to_string(pending->size()) + " replies missing)"};
+          failure_ = {ETIMEDOUT, "recvmsg",
+                      "NETLINK_XFRM (" + std::to_string(part->terminals) + " replies missing)"};
         } else if (errno == ENOBUFS) {
           failure_ = {ENOBUFS, "recvmsg", "NETLINK_XFRM (replies lost: receive buffer overrun)"};
         } else {
@@ -218,12 +300,19 @@ class XfrmTransactWorker : public Napi::AsyncWorker {
         nlmsghdr hdr;
         std::memcpy(&hdr, buf->data() + off, sizeof(hdr));
         if (hdr.nlmsg_len < sizeof(nlmsghdr) || off + hdr.nlmsg_len > len) break;
-        auto it = pending->find(hdr.nlmsg_seq);
-        if (it != pending->end()) {
+        auto it = part->index.find(hdr.nlmsg_seq);
+        if (it != part->index.end()) {
           reply_.insert(reply_.end(), buf->data() + off, buf->data() + off + hdr.nlmsg_len);
           size_t pad = NLMSG_ALIGN(hdr.nlmsg_len) - hdr.nlmsg_len;
           reply_.insert(reply_.end(), pad, 0);
-          if (hdr.nlmsg_type == NLMSG_ERROR || (it->second && hdr.nlmsg_type == NLMSG_DONE)) pending->erase(it);
+          const Message& m = messages_[it->second];
+          uint8_t& answered = part->answered[it->second - part->first];
+          bool terminal = hdr.nlmsg_type == NLMSG_ERROR || (m.dump && hdr.nlmsg_type == NLMSG_DONE);
+          if (terminal && !answered) {
+            answered = 1;
+            // An error for a message that asked for no ack is not awaited: it arrives before the awaited ack.
+            if (m.dump || it->second == part->acked) --part->terminals;
+          }
         }
         off += NLMSG_ALIGN(hdr.nlmsg_len);
       }
@@ -236,6 +325,7 @@ class XfrmTransactWorker : public Napi::AsyncWorker {
   std::vector<uint8_t> request_;
   std::vector<Message> messages_;
   std::vector<uint8_t> reply_;
+  uint32_t port_id_ = 0;  // our socket's netlink port id (the kernel addresses its replies to it)
   Failure failure_;
 };
 
