@@ -149,7 +149,19 @@ export class ReconcileLoop {
   private async step(reason: string): Promise<void> {
     const started = this.now();
     const { deps } = this;
-    const view = deps.source.view();
+    let view: ReturnType<ClusterSource['view']>;
+    try {
+      view = deps.source.view();
+    } catch (err) {
+      view = {
+        node: undefined,
+        nodeInfos: [],
+        pods: [],
+        namespaces: [],
+        synced: false,
+        problems: [`cannot read the cluster view: ${(err as Error).message}`],
+      };
+    }
     const problems = [...view.problems];
     const next: DaemonStatus = {
       ...this.status,

@@ -87,6 +87,12 @@ t.test('kube source: sync, publish, watch, resume', async (t) => {
   });
 
   const errors: string[] = [];
+  const early = new KubeSource(loadKubeConfig({ kubeconfig, env: {} }).config, 'node-1');
+  t.same(
+    early.view(),
+    { node: undefined, nodeInfos: [], pods: [], namespaces: [], problems: [], synced: false },
+    'a view before start is empty and unsynced',
+  );
   const source = new KubeSource(loadKubeConfig({ kubeconfig, env: {} }).config, 'node-1', {
     minBackoffMs: 20,
     maxBackoffMs: 200,

@@ -158,6 +158,10 @@ export class KubeSource implements ClusterSource {
   }
 
   view(): ClusterView {
+    if (this.reflectors.length === 0) {
+      // Not started yet (the key-file watcher may trigger a step first): nothing listed.
+      return { node: undefined, nodeInfos: [], pods: [], namespaces: [], problems: [], synced: false };
+    }
     const problems: string[] = [];
     let node: ClusterView['node'];
     for (const obj of this.nodeR.objects()) {
