@@ -30,7 +30,7 @@
 #include <cstring>
 #include <string>
 #include <thread>
-#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "common.h"
@@ -211,7 +211,7 @@ class XfrmTransactWorker : public Napi::AsyncWorker {
   struct Part {
     size_t first = 0;
     size_t end = 0;
-    std::unordered_map<uint32_t, size_t> index;  // seq -> message index
+    std::vector<std::pair<uint32_t, size_t>> index;  // (seq, message index), sorted by seq
     std::vector<uint8_t> answered;               // per message of the part: an NLMSG_ERROR/DONE was received
     size_t acked = 0;                            // the message that keeps NLM_F_ACK (end when none)
     size_t terminals = 0;
@@ -220,6 +220,8 @@ class XfrmTransactWorker : public Napi::AsyncWorker {
   // Keeps NLM_F_ACK on the part's last non-dump message only (see the header comment).
   void PreparePart(Part* part) {
     part->index.reserve(part->end - part->first);
+    for (size_t i = part->first; i < part->end; ++i) part->index.emplace_back(messages_[i].seq, i);
+    std::sort(part->index.begin(), part->index.end());
     part->answered.assign(part->end - part->first, 0);
     size_t acked = part->end;
     for (size_t i = part->end; i-- > part->first;) {
@@ -231,7 +233,6 @@ class XfrmTransactWorker : public Napi::AsyncWorker {
     part->acked = acked;
     for (size_t i = part->first; i < part->end; ++i) {
       const Message& m = messages_[i];
-      part->index.emplace(m.seq, i);
       if (m.dump || i == acked) {
         ++part->terminals;
       } else {
@@ -300,8 +301,8 @@ class XfrmTransactWorker : public Napi::AsyncWorker {
         nlmsghdr hdr;
         std::memcpy(&hdr, buf->data() + off, sizeof(hdr));
         if (hdr.nlmsg_len < sizeof(nlmsghdr) || off + hdr.nlmsg_len > len) break;
-        auto it = part->index.find(hdr.nlmsg_seq);
-        if (it != part->index.end()) {
+        auto it = std::lower_bound(part->index.begin(), part->index.end(), std::make_pair(hdr.nlmsg_seq, size_t{0}));
+        if (it != part->index.end() && it->first == hdr.nlmsg_seq) {
           reply_.insert(reply_.end(), buf->data() + off, buf->data() + off + hdr.nlmsg_len);
           size_t pad = NLMSG_ALIGN(hdr.nlmsg_len) - hdr.nlmsg_len;
           reply_.insert(reply_.end(), pad, 0);
@@ -331,7 +332,6 @@ class XfrmTransactWorker : public Napi::AsyncWorker {
 
 // Splits the request into messages and checks the rules that guarantee one terminal reply per message.
 bool ParseRequest(const uint8_t* data, size_t size, std::vector<Message>* out, std::string* why) {
-  std::unordered_map<uint32_t, bool> seen;
   size_t off = 0;
   while (off < size) {
     if (size - off < sizeof(nlmsghdr)) {
@@ -349,16 +349,21 @@ bool ParseRequest(const uint8_t* data, size_t size, std::vector<Message>* out, s
       *why = "netlink message seq " + std::to_string(hdr.nlmsg_seq) + " lacks NLM_F_ACK";
       return false;
     }
-    if (!seen.emplace(hdr.nlmsg_seq, true).second) {
-      *why = "netlink sequence number " + std::to_string(hdr.nlmsg_seq) + " is used twice";
-      return false;
-    }
     size_t aligned = std::min<size_t>(NLMSG_ALIGN(hdr.nlmsg_len), size - off);
     out->push_back({off, aligned, hdr.nlmsg_seq, dump});
     off += aligned;
   }
   if (out->empty()) {
     *why = "request holds no netlink message";
+    return false;
+  }
+  std::vector<uint32_t> seqs;
+  seqs.reserve(out->size());
+  for (const Message& m : *out) seqs.push_back(m.seq);
+  std::sort(seqs.begin(), seqs.end());
+  auto twice = std::adjacent_find(seqs.begin(), seqs.end());
+  if (twice != seqs.end()) {
+    *why = "netlink sequence number " + std::to_string(*twice) + " is used twice";
     return false;
   }
   return true;

@@ -150,6 +150,19 @@ const stateLabel = (s: { dst: string; spi: number }): string => `state dst ${s.d
 const policyLabel = (p: Pick<XfrmPolicy, 'dir' | 'selector'>): string =>
   `policy ${p.dir} ${p.selector.src} -> ${p.selector.dst}`;
 
+// UTF-8 bytes of algorithm names: a batch repeats the same one or two names thousands of times.
+const algorithmNames = new Map<string, Uint8Array>();
+
+function algorithmNameBytes(name: string): Uint8Array {
+  let bytes = algorithmNames.get(name);
+  if (bytes === undefined) {
+    bytes = new Uint8Array(Buffer.from(name, 'utf8'));
+    if (algorithmNames.size >= 64) algorithmNames.clear();
+    algorithmNames.set(name, bytes);
+  }
+  return bytes;
+}
+
 /** Appends XFRM_MSG_NEWSA (add) or XFRM_MSG_UPDSA (update) carrying a full SA. */
 export function writeState(w: NetlinkWriter, kind: 'add' | 'update', state: XfrmState, seq: number): void {
   const start = w.length;
@@ -159,9 +172,10 @@ export function writeState(w: NetlinkWriter, kind: 'add' | 'update', state: Xfrm
     const useEsnAttr = state.esn || window > LEGACY_REPLAY_WINDOW_MAX;
     const aead = state.aead;
     let aeadLen = 0;
+    let aeadName: Uint8Array | undefined;
     if (aead) {
-      const nameBytes = Buffer.byteLength(aead.name, 'utf8');
-      if (nameBytes === 0 || nameBytes >= ALG_NAME_BYTES) {
+      aeadName = algorithmNameBytes(aead.name);
+      if (aeadName.length === 0 || aeadName.length >= ALG_NAME_BYTES) {
         throw new Error(`AEAD name "${aead.name}" must be 1..${ALG_NAME_BYTES - 1} bytes`);
       }
       if (aead.key.length === 0 || aead.key.length > 512) {
@@ -193,9 +207,9 @@ export function writeState(w: NetlinkWriter, kind: 'add' | 'update', state: Xfrm
     w.u8(info + 215, useEsnAttr ? 0 : window);
     w.u8(info + 216, state.esn ? XFRM_STATE_ESN : 0);
     let off = info + USERSA_INFO_BYTES;
-    if (aead) {
+    if (aead && aeadName) {
       const data = w.attr(off, XFRMA_ALG_AEAD, aeadLen);
-      w.bytes.write(aead.name, data, 'utf8');
+      w.copy(data, aeadName);
       w.u32(data + 64, aead.key.length * 8);
       w.u32(data + 68, u32(aead.icvBits, 'AEAD ICV bits'));
       w.copy(data + ALGO_AEAD_HDR_BYTES, aead.key);

@@ -68,24 +68,19 @@ function describeAck(ack: NetlinkAck): string {
   return ack.message ? `${errnoName(ack.errno)}: ${ack.message}` : errnoName(ack.errno);
 }
 
-/** One op as the sequence numbers of the messages it became; `combine` folds their acks into its result. */
-interface EncodedOp {
-  seqs: number[];
-  combine: (acks: NetlinkAck[]) => NetlinkAck;
-}
-
 const NO_REPLY: NetlinkAck = { errno: EPROTO, message: 'no reply from the kernel' };
-const single = (acks: NetlinkAck[]): NetlinkAck => acks[0] ?? NO_REPLY;
+
+/** The sequence number after `seq` (wrapping before 2^32, never 0). */
+function seqAfter(seq: number): number {
+  return seq >= 0xfffffff0 ? 1 : seq + 1;
+}
 
 /**
  * Replace = delete then add in the same batch: the kernel's XFRM_MSG_UPDSA keeps an SA's algorithms and keys
  * (it only refreshes lifetimes, selector and output-mark), so a changed key needs a new SA. A missing old SA
  * (ESRCH) is fine; the add decides the outcome unless the delete failed for another reason.
  */
-const replaceOutcome = (acks: NetlinkAck[]): NetlinkAck => {
-  const del = acks[0];
-  const add = acks[1];
-  if (del === undefined || add === undefined) return NO_REPLY;
+const replaceOutcome = (del: NetlinkAck, add: NetlinkAck): NetlinkAck => {
   if (add.errno === 0) return add;
   if (del.errno !== 0 && del.errno !== ESRCH) return del;
   return add;
@@ -110,7 +105,7 @@ export class NetlinkXfrmKernel implements XfrmKernel {
   }
 
   private nextSeq(): number {
-    this.seq = this.seq >= 0xfffffff0 ? 1 : this.seq + 1;
+    this.seq = seqAfter(this.seq);
     return this.seq;
   }
 
@@ -172,34 +167,36 @@ export class NetlinkXfrmKernel implements XfrmKernel {
     return found;
   }
 
-  /** Appends the op's messages to `w`; throws (leaving `w` as it was) when the op cannot be encoded. */
-  private writeOp(w: NetlinkWriter, op: XfrmOp): EncodedOp {
+  /**
+   * Appends the op's messages to `w` and returns the first one's sequence number (an updateState is two messages,
+   * delete then add, numbered with seqAfter); throws (leaving `w` as it was) when the op cannot be encoded.
+   */
+  private writeOp(w: NetlinkWriter, op: XfrmOp): number {
     const start = w.length;
     const first = this.nextSeq();
     try {
       switch (op.kind) {
         case 'addState':
           writeState(w, 'add', op.state, first);
-          return { seqs: [first], combine: single };
-        case 'updateState': {
+          break;
+        case 'updateState':
           writeDeleteState(w, op.state, first);
-          const second = this.nextSeq();
-          writeState(w, 'add', op.state, second);
-          return { seqs: [first, second], combine: replaceOutcome };
-        }
+          writeState(w, 'add', op.state, this.nextSeq());
+          break;
         case 'deleteState':
           writeDeleteState(w, op.state, first);
-          return { seqs: [first], combine: single };
+          break;
         case 'addPolicy':
           writePolicy(w, 'add', op.policy, first);
-          return { seqs: [first], combine: single };
+          break;
         case 'updatePolicy':
           writePolicy(w, 'update', op.policy, first);
-          return { seqs: [first], combine: single };
+          break;
         case 'deletePolicy':
           writeDeletePolicy(w, op.policy, first);
-          return { seqs: [first], combine: single };
+          break;
       }
+      return first;
     } catch (e) {
       w.rollback(start);
       throw e;
@@ -217,7 +214,7 @@ export class NetlinkXfrmKernel implements XfrmKernel {
         continue;
       }
       const writer = new NetlinkWriter(batch.length * 512);
-      const encoded: (EncodedOp | Error)[] = batch.map((op) => {
+      const encoded: (number | Error)[] = batch.map((op) => {
         try {
           return this.writeOp(writer, op);
         } catch (e) {
@@ -240,7 +237,9 @@ export class NetlinkXfrmKernel implements XfrmKernel {
         } else if (failure || enc === undefined) {
           results.push(transportResult(op, failure ?? new Error('not encoded'), 'outcome unknown'));
         } else {
-          const ack = enc.combine(enc.seqs.map((s) => acks.get(s) ?? NO_REPLY));
+          const firstAck = acks.get(enc) ?? NO_REPLY;
+          const ack =
+            op.kind === 'updateState' ? replaceOutcome(firstAck, acks.get(seqAfter(enc)) ?? NO_REPLY) : firstAck;
           results.push(
             ack.message === undefined ? { op, errno: ack.errno } : { op, errno: ack.errno, message: ack.message },
           );
