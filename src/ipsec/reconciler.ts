@@ -150,8 +150,13 @@ export async function reconcile(
   const outboundOps: Pending[] = [];
   for (const ps of desired.states) {
     const hits = index.hits(ps.state);
-    const foreignHit = hits.find((x) => !oursState(x));
     const target = ps.direction === 'inbound' ? inboundOps : outboundOps;
+    if (hits.length === 0) {
+      // New SA (the common case on a first apply): nothing in the kernel to compare, claim or delete.
+      target.push({ op: { kind: 'addState', state: ps.state }, owner: ps.owner, brings: ps });
+      continue;
+    }
+    const foreignHit = hits.find((x) => !oursState(x));
     if (foreignHit) {
       for (const x of hits) claimedStates.add(x);
       missingStates.add(ps);
@@ -188,9 +193,14 @@ export async function reconcile(
   const inFwdOps: Pending[] = [];
   const outOps: Pending[] = [];
   for (const pp of desired.policies) {
-    const same = policiesById.get(policyIdentity(pp.policy)) ?? [];
-    const ours = same.filter(oursPolicy);
+    const same = policiesById.get(policyIdentity(pp.policy));
     const target = pp.role === 'block' ? blockOps : pp.role === 'out' ? outOps : inFwdOps;
+    if (same === undefined) {
+      // No policy with this identity in the kernel: add it.
+      target.push({ op: { kind: 'addPolicy', policy: pp.policy }, owner: pp.owner, brings: pp });
+      continue;
+    }
+    const ours = same.filter(oursPolicy);
     for (const p of same) claimedPolicies.add(p);
     const current = ours[0];
     if (!current) {
