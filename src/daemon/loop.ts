@@ -267,11 +267,15 @@ export class ReconcileLoop {
         peers,
         publishedSpi,
         now: this.now(),
-        onPeerIds: (ids) => datapath.setPeerIds(ids),
+        onPeerIds: (ids) =>
+          datapath.setPeerIds(ids).catch((err: unknown) => {
+            throw new Error(`datapath: ${(err as Error).message}`);
+          }),
       });
       if (result.keysChanged) this.keysDirty = true;
     } catch (err) {
-      fail(`xfrm: ${(err as Error).message.split('\n')[0] ?? ''}`);
+      const line = (err as Error).message.split('\n')[0] ?? '';
+      fail(line.startsWith('datapath: ') ? line : `xfrm: ${line}`);
       return;
     }
     for (const e of result.errors) fail(`xfrm: ${e}`);
