@@ -221,7 +221,8 @@ function resolve(program: Command, env: NodeJS.ProcessEnv): DaemonConfig {
   if (o.store.kind === 'dir' && o.kubeconfig !== undefined) {
     throw new FlagError('--kubeconfig: only meaningful with --store kubernetes, but --store is dir:');
   }
-  if (!o.enableIpsec && given('ipsecKeyFile')) {
+  // uninstall needs no key: it accepts the run flags as they are (e.g. the DaemonSet's) without complaint.
+  if (!o.enableIpsec && given('ipsecKeyFile') && commandArg !== 'uninstall') {
     throw new FlagError('--ipsec-key-file: given without --enable-ipsec=true');
   }
   if (o.enableIpsec && o.mode !== 'dual-engine') {

@@ -85,6 +85,7 @@ t.test('every other flag', (t) => {
 t.test('uninstall command', (t) => {
   t.equal(config(['uninstall']).command, 'uninstall');
   t.equal(config(['uninstall', '--store=dir:/tmp/s']).command, 'uninstall');
+  t.equal(config(['uninstall', '--ipsec-key-file=/k/ipSec']).command, 'uninstall', 'uninstall accepts the run flags');
   t.match(error(['remove']), /unknown command "remove"/);
   t.end();
 });
