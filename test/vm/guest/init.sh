@@ -45,7 +45,7 @@ mount -t devtmpfs devtmpfs /newroot/dev
 mkdir -p /newroot/dev/pts /newroot/dev/shm
 mount -t devpts -o ptmxmode=0666 devpts /newroot/dev/pts
 mount -t tmpfs tmpfs /newroot/dev/shm
-mount -t tmpfs -o mode=1777 tmpfs /newroot/tmp
+# /tmp stays the overlay: the host's /tmp is visible (a checkout may live there) and writes stay in the guest.
 mount -t tmpfs -o mode=0755 tmpfs /newroot/run
 mkdir -p /newroot/run/kmesh-vm
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 xfer /newroot/run/kmesh-vm ||
