@@ -4,44 +4,38 @@
 import t from 'tap';
 import { NetlinkXfrmKernel } from '../../src/xfrm/netlink-kernel.js';
 import type { XfrmOp, XfrmPolicy, XfrmState } from '../../src/xfrm/types.js';
+import {
+  aead,
+  espTemplate,
+  makeBlockPolicy,
+  makeInboundSa,
+  makeInPolicy,
+  makeOutPolicy,
+} from '../fakes/xfrm-objects.js';
 import { addNetns, canonical, delNetns, ip, ipFails, oraclePolicies } from './xfrm-oracle.js';
 
-const REQID = 0x6b6d;
 const NS = `kmt-xfrm-pol-${process.pid}`;
 const NS2 = `kmt-xfrm-pol2-${process.pid}`;
 const rootReason = process.getuid?.() === 0 ? undefined : 'needs root (netns + NETLINK_XFRM)';
 const noIndex = (p: XfrmPolicy): XfrmPolicy => ({ ...p, index: undefined });
 
 function outPolicy(dst: string, peer: string, spi: number, priority = 100): XfrmPolicy {
-  return {
-    dir: 'out',
+  return makeOutPolicy({
     selector: { family: 4, src: '0.0.0.0/0', dst, proto: 0 },
-    mark: { value: 0xe0, mask: 0xff },
     priority,
-    action: 'allow',
-    templates: [{ family: 4, src: '198.18.0.1', dst: peer, proto: 50, mode: 'tunnel', reqid: REQID, spi }],
-  };
+    templates: [espTemplate('198.18.0.1', peer, spi)],
+  });
 }
 
 function inPolicy(dir: 'in' | 'fwd', src: string, peer: string): XfrmPolicy {
-  return {
+  return makeInPolicy({
     dir,
     selector: { family: 4, src, dst: '10.244.1.0/24', proto: 0 },
-    mark: { value: 0xd0, mask: 0xff },
-    priority: 100,
-    action: 'allow',
-    templates: [{ family: 4, src: peer, dst: '198.18.0.1', proto: 50, mode: 'tunnel', reqid: REQID, spi: 0 }],
-  };
+    templates: [espTemplate(peer, '198.18.0.1', 0)],
+  });
 }
 
-const blockV4: XfrmPolicy = {
-  dir: 'out',
-  selector: { family: 4, src: '0.0.0.0/0', dst: '0.0.0.0/0', proto: 0 },
-  mark: { value: 0xe0, mask: 0xff },
-  priority: 1000,
-  action: 'block',
-  templates: [],
-};
+const blockV4: XfrmPolicy = makeBlockPolicy();
 const blockV6: XfrmPolicy = { ...blockV4, selector: { family: 6, src: '::/0', dst: '::/0', proto: 0 } };
 
 const v6Out: XfrmPolicy = {
@@ -50,9 +44,7 @@ const v6Out: XfrmPolicy = {
   mark: { value: 0xe0, mask: 0xff },
   priority: 100,
   action: 'allow',
-  templates: [
-    { family: 6, src: 'fd00:198:18::1', dst: 'fd00:198:18::2', proto: 50, mode: 'tunnel', reqid: REQID, spi: 1 },
-  ],
+  templates: [espTemplate('fd00:198:18::1', 'fd00:198:18::2', 1, 6)],
 };
 const v6In: XfrmPolicy = {
   dir: 'in',
@@ -60,9 +52,7 @@ const v6In: XfrmPolicy = {
   mark: { value: 0xd0, mask: 0xff },
   priority: 100,
   action: 'allow',
-  templates: [
-    { family: 6, src: 'fd00:198:18::2', dst: 'fd00:198:18::1', proto: 50, mode: 'tunnel', reqid: REQID, spi: 0 },
-  ],
+  templates: [espTemplate('fd00:198:18::2', 'fd00:198:18::1', 0, 6)],
 };
 
 const ours: XfrmPolicy[] = [
@@ -250,20 +240,7 @@ t.test('a missing namespace fails every op with a message naming it; dumps rejec
   t.throws(() => new NetlinkXfrmKernel({ netns: '../etc' }), /neither a name/);
 });
 
-const aeadState: XfrmState = {
-  family: 4,
-  src: '198.18.0.2',
-  dst: '198.18.0.1',
-  spi: 1,
-  proto: 50,
-  mode: 'tunnel',
-  reqid: REQID,
-  aead: { name: 'rfc4106(gcm(aes))', key: Buffer.alloc(36, 7), icvBits: 128 },
-  mark: { value: 0x100d0, mask: 0xffff00ff },
-  outputMark: { value: 0xd0, mask: 0xffff00ff },
-  esn: true,
-  replayWindow: 1024,
-};
+const aeadState: XfrmState = makeInboundSa({ aead: aead(7) });
 
 t.test('states on the host kernel', { skip: rootReason }, async (t) => {
   const ns = `kmt-xfrm-sa-${process.pid}`;

@@ -1,36 +1,10 @@
 import t from 'tap';
 import { EEXIST, EINVAL, ENOENT, ESRCH, FakeXfrmKernel } from '../../src/xfrm/fake-kernel.js';
 import type { XfrmPolicy, XfrmState } from '../../src/xfrm/types.js';
+import { aead, makeInboundSa, makeOutPolicy } from '../fakes/xfrm-objects.js';
 
-function sa(extra: Partial<XfrmState> = {}): XfrmState {
-  return {
-    family: 4,
-    src: '198.18.0.2',
-    dst: '198.18.0.1',
-    spi: 1,
-    proto: 50,
-    mode: 'tunnel',
-    reqid: 0x6b6d,
-    aead: { name: 'rfc4106(gcm(aes))', key: Buffer.alloc(36, 1), icvBits: 128 },
-    mark: { value: 0x100d0, mask: 0xffff00ff },
-    outputMark: { value: 0xd0, mask: 0xffff00ff },
-    esn: true,
-    replayWindow: 1024,
-    ...extra,
-  };
-}
-
-function pol(extra: Partial<XfrmPolicy> = {}): XfrmPolicy {
-  return {
-    dir: 'out',
-    selector: { family: 4, src: '0.0.0.0/0', dst: '10.244.2.0/24', proto: 0 },
-    mark: { value: 0xe0, mask: 0xff },
-    priority: 10,
-    action: 'allow',
-    templates: [{ family: 4, src: '198.18.0.1', dst: '198.18.0.2', proto: 50, mode: 'tunnel', reqid: 0x6b6d, spi: 1 }],
-    ...extra,
-  };
-}
+const sa = (extra: Partial<XfrmState> = {}): XfrmState => makeInboundSa({ aead: aead(1), ...extra });
+const pol = (extra: Partial<XfrmPolicy> = {}): XfrmPolicy => makeOutPolicy({ priority: 10, ...extra });
 
 t.test('states: identity is (dst, spi, proto, mark); distinct peer marks coexist; EEXIST/ESRCH', async (t) => {
   const k = new FakeXfrmKernel();

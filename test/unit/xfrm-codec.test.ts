@@ -16,6 +16,16 @@ import {
 } from '../../src/xfrm/netlink-codec.js';
 import { NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, splitMessages } from '../../src/xfrm/netlink-wire.js';
 import type { XfrmPolicy, XfrmState } from '../../src/xfrm/types.js';
+import {
+  aead,
+  aeadKey,
+  espTemplate,
+  makeBlockPolicy,
+  makeInboundSa,
+  makeInPolicy,
+  makeOutboundSa,
+  makeOutPolicy,
+} from '../fakes/xfrm-objects.js';
 
 interface Golden {
   requests: Record<string, { command: string; hex: string }>;
@@ -54,69 +64,20 @@ function withoutSrcAddrAttr(msg: Buffer): Buffer {
   return out;
 }
 
-const KEY = Buffer.alloc(36, 0xaa);
-const REQID = 0x6b6d;
+const KEY = aeadKey(0xaa);
 
-const inboundSa: XfrmState = {
-  family: 4,
-  src: '198.18.0.2',
-  dst: '198.18.0.1',
-  spi: 1,
-  proto: 50,
-  mode: 'tunnel',
-  reqid: REQID,
-  aead: { name: 'rfc4106(gcm(aes))', key: KEY, icvBits: 128 },
-  mark: { value: 0x100d0, mask: 0xffff00ff },
-  outputMark: { value: 0xd0, mask: 0xffff00ff },
-  esn: true,
-  replayWindow: 1024,
-};
-const outboundSa: XfrmState = {
-  family: 4,
-  src: '198.18.0.1',
-  dst: '198.18.0.2',
-  spi: 1,
-  proto: 50,
-  mode: 'tunnel',
-  reqid: REQID,
-  aead: { name: 'rfc4106(gcm(aes))', key: KEY, icvBits: 128 },
-  mark: { value: 0xe0, mask: 0xff },
-  esn: true,
-  replayWindow: 1024,
-};
-const outPolicy: XfrmPolicy = {
-  dir: 'out',
-  selector: { family: 4, src: '0.0.0.0/0', dst: '10.244.2.0/24', proto: 0 },
-  mark: { value: 0xe0, mask: 0xff },
-  priority: 100,
-  action: 'allow',
-  templates: [{ family: 4, src: '198.18.0.1', dst: '198.18.0.2', proto: 50, mode: 'tunnel', reqid: REQID, spi: 1 }],
-};
-const inPolicy: XfrmPolicy = {
-  dir: 'in',
-  selector: { family: 4, src: '10.244.2.0/24', dst: '10.244.1.0/24', proto: 0 },
-  mark: { value: 0xd0, mask: 0xff },
-  priority: 100,
-  action: 'allow',
-  templates: [{ family: 4, src: '198.18.0.2', dst: '198.18.0.1', proto: 50, mode: 'tunnel', reqid: REQID, spi: 0 }],
-};
-const blockPolicy: XfrmPolicy = {
-  dir: 'out',
-  selector: { family: 4, src: '0.0.0.0/0', dst: '0.0.0.0/0', proto: 0 },
-  mark: { value: 0xe0, mask: 0xff },
-  priority: 1000,
-  action: 'block',
-  templates: [],
-};
+const inboundSa = makeInboundSa({ aead: aead(0xaa) });
+const outboundSa = makeOutboundSa({ aead: aead(0xaa) });
+const outPolicy = makeOutPolicy();
+const inPolicy = makeInPolicy();
+const blockPolicy = makeBlockPolicy();
 const fwdV6: XfrmPolicy = {
   dir: 'fwd',
   selector: { family: 6, src: '::/0', dst: 'fd00:10:244:2::/64', proto: 0 },
   mark: { value: 0xd0, mask: 0xff },
   priority: 100,
   action: 'allow',
-  templates: [
-    { family: 6, src: 'fd00:198:18::1', dst: 'fd00:198:18::2', proto: 50, mode: 'tunnel', reqid: REQID, spi: 2 },
-  ],
+  templates: [espTemplate('fd00:198:18::1', 'fd00:198:18::2', 2, 6)],
 };
 
 t.test('encoder output equals iproute2 bytes', (t) => {

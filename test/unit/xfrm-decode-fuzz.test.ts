@@ -12,6 +12,7 @@ import {
 import { parseAddress } from '../../src/xfrm/netlink-address.js';
 import { parseAck, splitMessages, type NetlinkMessage } from '../../src/xfrm/netlink-wire.js';
 import type { XfrmPolicy, XfrmState } from '../../src/xfrm/types.js';
+import { aead, makeInboundSa } from '../fakes/xfrm-objects.js';
 
 const fixture = (name: string): { hex: string } =>
   JSON.parse(readFileSync(new URL(`fixtures/xfrm/${name}`, import.meta.url), 'utf8')) as { hex: string };
@@ -87,24 +88,7 @@ function wellFormedPolicy(p: XfrmPolicy): boolean {
 }
 
 const encodedStates = Buffer.concat([
-  encodeState(
-    'add',
-    {
-      family: 4,
-      src: '198.18.0.2',
-      dst: '198.18.0.1',
-      spi: 1,
-      proto: 50,
-      mode: 'tunnel',
-      reqid: 0x6b6d,
-      aead: { name: 'rfc4106(gcm(aes))', key: Buffer.alloc(36, 1), icvBits: 128 },
-      mark: { value: 0x100d0, mask: 0xffff00ff },
-      outputMark: { value: 0xd0, mask: 0xffff00ff },
-      esn: true,
-      replayWindow: 1024,
-    },
-    7,
-  ),
+  encodeState('add', makeInboundSa({ aead: aead(1) }), 7),
   encodeState(
     'add',
     {

@@ -27,6 +27,7 @@ import {
   type NetlinkMessage,
 } from '../../src/xfrm/netlink-wire.js';
 import type { XfrmOp, XfrmPolicy, XfrmState } from '../../src/xfrm/types.js';
+import { aead, makeOutboundSa } from '../fakes/xfrm-objects.js';
 
 function ack(seq: number, errno: number, text?: string, capped = true, echoed?: Buffer): Buffer {
   const head = Buffer.alloc(4);
@@ -58,19 +59,7 @@ function scripted(answer: (m: NetlinkMessage) => Buffer[] | Error) {
   return { calls, transact };
 }
 
-const state: XfrmState = {
-  family: 4,
-  src: '198.18.0.1',
-  dst: '198.18.0.2',
-  spi: 1,
-  proto: 50,
-  mode: 'tunnel',
-  reqid: 0x6b6d,
-  aead: { name: 'rfc4106(gcm(aes))', key: Buffer.alloc(36, 3), icvBits: 128 },
-  mark: { value: 0xe0, mask: 0xff },
-  esn: true,
-  replayWindow: 1024,
-};
+const state: XfrmState = makeOutboundSa({ aead: aead(3) });
 const policy = (i: number): XfrmPolicy => ({
   dir: 'out',
   selector: { family: 4, src: '0.0.0.0/0', dst: `10.${i >> 8}.${i & 0xff}.0/24`, proto: 0 },

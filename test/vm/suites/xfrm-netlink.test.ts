@@ -6,47 +6,25 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { NetlinkXfrmKernel } from '../../../src/xfrm/netlink-kernel.js';
 import type { XfrmOp, XfrmState } from '../../../src/xfrm/types.js';
+import { aead, aeadKey, AEAD_NAME, makeInboundSa, makeOutboundSa } from '../../fakes/xfrm-objects.js';
 import { addNetns, canonical, delNetns, ip, ipFails, oracleStates } from '../../host/xfrm-oracle.js';
 
 const NS = `kmt-xfrm-vmsa-${process.pid}`;
-const REQID = 0x6b6d;
-const AEAD = 'rfc4106(gcm(aes))';
-const key = (byte: number): Buffer => Buffer.alloc(36, byte);
-
-function sa(over: Partial<XfrmState>): XfrmState {
-  return {
-    family: 4,
-    src: '198.18.0.1',
-    dst: '198.18.0.2',
-    spi: 1,
-    proto: 50,
-    mode: 'tunnel',
-    reqid: REQID,
-    aead: { name: AEAD, key: key(0x11), icvBits: 128 },
-    mark: { value: 0xe0, mask: 0xff },
-    esn: true,
-    replayWindow: 1024,
-    ...over,
-  };
-}
-
 const inbound = (peer: number, spi: number, k: number): XfrmState =>
-  sa({
+  makeInboundSa({
     src: `198.18.0.${peer}`,
-    dst: '198.18.0.1',
     spi,
-    aead: { name: AEAD, key: key(k), icvBits: 128 },
+    aead: aead(k),
     mark: { value: ((peer << 16) | 0xd0) >>> 0, mask: 0xffff00ff },
-    outputMark: { value: 0xd0, mask: 0xffff00ff },
   });
 
 const ours: XfrmState[] = [
-  sa({ dst: '198.18.0.2' }),
-  sa({ dst: '198.18.0.3', aead: { name: AEAD, key: key(0x12), icvBits: 128 } }),
+  makeOutboundSa({ dst: '198.18.0.2' }),
+  makeOutboundSa({ dst: '198.18.0.3', aead: aead(0x12) }),
   // Two peers' inbound SAs with the same (dst, SPI): distinct because of the per-peer mark (SPEC §B1).
   inbound(2, 1, 0x21),
   inbound(3, 1, 0x31),
-  sa({ family: 6, src: 'fd00:198:18::1', dst: 'fd00:198:18::2', aead: { name: AEAD, key: key(0x61), icvBits: 128 } }),
+  makeOutboundSa({ family: 6, src: 'fd00:198:18::1', dst: 'fd00:198:18::2', aead: aead(0x61) }),
   {
     ...inbound(2, 1, 0x62),
     family: 6,
@@ -107,7 +85,7 @@ const FOREIGN = [
     'mode',
     'tunnel',
     'aead',
-    AEAD,
+    AEAD_NAME,
     `0x${'44'.repeat(36)}`,
     '128',
     'mark',
@@ -137,7 +115,7 @@ const probeReason = ((): string | false => {
       'spi',
       '9',
       'aead',
-      AEAD,
+      AEAD_NAME,
       `0x${'ab'.repeat(36)}`,
       '128',
     ],
@@ -203,21 +181,27 @@ t.test('SAs over netlink, ip xfrm state as the oracle', { skip: probeReason, tim
     const now = oracleStates(NS);
     t.equal(now.length, foreign.length + ours.length, 'no SA added or lost');
     const seen = now.find((s) => s.family === 4 && s.mark?.value === 0x200d0);
-    t.equal(seen?.aead?.key.toString('hex'), key(0x29).toString('hex'), 'new key installed');
+    t.equal(seen?.aead?.key.toString('hex'), aeadKey(0x29).toString('hex'), 'new key installed');
     t.same(seen?.outputMark, { value: 0xd0, mask: 0xff }, 'new output-mark');
     await kernel.apply([{ kind: 'updateState', state: inbound(2, 1, 0x21) }]);
   });
 
   await t.test('per-message errors with the kernel text; the good op after them applies', async (t) => {
-    const extra = sa({ dst: '198.18.0.9' });
+    const extra = makeOutboundSa({ dst: '198.18.0.9' });
     const ops: XfrmOp[] = [
       { kind: 'addState', state: ours[0]! },
-      { kind: 'deleteState', state: sa({ dst: '198.18.0.99' }) },
+      { kind: 'deleteState', state: makeOutboundSa({ dst: '198.18.0.99' }) },
       {
         kind: 'addState',
-        state: sa({ dst: '198.18.0.8', aead: { name: 'rfc4106(gcm(nope))', key: key(1), icvBits: 128 } }),
+        state: makeOutboundSa({
+          dst: '198.18.0.8',
+          aead: { name: 'rfc4106(gcm(nope))', key: aeadKey(1), icvBits: 128 },
+        }),
       },
-      { kind: 'addState', state: sa({ dst: '198.18.0.7', aead: { name: AEAD, key: key(1), icvBits: 100 } }) },
+      {
+        kind: 'addState',
+        state: makeOutboundSa({ dst: '198.18.0.7', aead: { name: AEAD_NAME, key: aeadKey(1), icvBits: 100 } }),
+      },
       { kind: 'addState', state: extra },
     ];
     const results = await kernel.apply(ops);
@@ -244,7 +228,7 @@ t.test('SAs over netlink, ip xfrm state as the oracle', { skip: probeReason, tim
     const many: XfrmState[] = [];
     for (let i = 0; i < 600; i++) {
       const peer = `198.19.${i >> 8}.${i & 0xff}`;
-      many.push(sa({ dst: peer, aead: { name: AEAD, key: key(i & 0xff), icvBits: 128 } }));
+      many.push(makeOutboundSa({ dst: peer, aead: aead(i & 0xff) }));
       many.push({
         ...inbound(1, 1, i & 0xff),
         src: peer,
