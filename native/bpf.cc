@@ -157,14 +157,21 @@ static std::string Hex(const uint8_t* p, size_t n) {
   return s;
 }
 
+// The kernel's info record of the program/map/link behind argument 0 (an fd); `kind` names it in errors.
+template <typename Info>
+static Info ObjInfoArg(const Napi::CallbackInfo& info, const std::string& kind) {
+  int fd = ArgI32(info, 0, (kind + " fd").c_str());
+  Info out = {};
+  __u32 len = sizeof(out);
+  if (bpf_obj_get_info_by_fd(fd, &out, &len)) {
+    throw ErrnoError(info.Env(), errno, "get " + kind + " info", "fd " + std::to_string(fd));
+  }
+  return out;
+}
+
 // progInfo(fd) -> { id, name, tag, type }
 static Napi::Value ProgInfo(const Napi::CallbackInfo& info) {
-  int fd = ArgI32(info, 0, "program fd");
-  struct bpf_prog_info pi = {};
-  __u32 len = sizeof(pi);
-  if (bpf_obj_get_info_by_fd(fd, &pi, &len)) {
-    throw ErrnoError(info.Env(), errno, "get program info", "fd " + std::to_string(fd));
-  }
+  auto pi = ObjInfoArg<bpf_prog_info>(info, "program");
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("id", pi.id);
   o.Set("name", std::string(pi.name));
@@ -175,12 +182,7 @@ static Napi::Value ProgInfo(const Napi::CallbackInfo& info) {
 
 // mapInfo(fd) -> { id, name, type, keySize, valueSize, maxEntries }
 static Napi::Value MapInfo(const Napi::CallbackInfo& info) {
-  int fd = ArgI32(info, 0, "map fd");
-  struct bpf_map_info mi = {};
-  __u32 len = sizeof(mi);
-  if (bpf_obj_get_info_by_fd(fd, &mi, &len)) {
-    throw ErrnoError(info.Env(), errno, "get map info", "fd " + std::to_string(fd));
-  }
+  auto mi = ObjInfoArg<bpf_map_info>(info, "map");
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("id", mi.id);
   o.Set("name", std::string(mi.name));
@@ -193,12 +195,7 @@ static Napi::Value MapInfo(const Napi::CallbackInfo& info) {
 
 // linkInfo(fd) -> { id, progId, type, ifindex } (ifindex of a tcx/xdp link, 0 once its device is gone)
 static Napi::Value LinkInfo(const Napi::CallbackInfo& info) {
-  int fd = ArgI32(info, 0, "link fd");
-  struct bpf_link_info li = {};
-  __u32 len = sizeof(li);
-  if (bpf_obj_get_info_by_fd(fd, &li, &len)) {
-    throw ErrnoError(info.Env(), errno, "get link info", "fd " + std::to_string(fd));
-  }
+  auto li = ObjInfoArg<bpf_link_info>(info, "link");
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("id", li.id);
   o.Set("progId", li.prog_id);

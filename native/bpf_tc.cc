@@ -125,27 +125,47 @@ static Napi::Value ClsactAttach(const Napi::CallbackInfo& info) {
       });
 }
 
+// The (ifindex, handle, priority, netns, label) arguments that name one clsact ingress filter.
+struct IngressFilterArgs {
+  uint32_t ifindex, handle, priority;
+  std::string netns, label;
+};
+
+static IngressFilterArgs ArgIngressFilter(const Napi::CallbackInfo& info) {
+  return {ArgU32(info, 0, "ifindex"), ArgU32(info, 1, "handle"), ArgU32(info, 2, "priority"),
+          ArgStr(info, 3, "netns path"), ArgStr(info, 4, "label")};
+}
+
+// Runs op(hook, opts) (bpf_tc_query or bpf_tc_detach) on the filter `a` names, inside its netns. True when the
+// filter was there; false when it, its device (ENODEV) or its clsact qdisc is gone (EINVAL: the device was
+// re-created or the qdisc deleted); any other error fills f with `what` and where.
+template <typename Op>
+static bool OnIngressFilter(const IngressFilterArgs& a, BpfFailure& f, const char* what, Op op) {
+  bool found = false;
+  InNetns(a.netns, f, [&] {
+    LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(a.ifindex), .attach_point = BPF_TC_INGRESS);
+    LIBBPF_OPTS(bpf_tc_opts, opts, .handle = a.handle, .priority = a.priority);
+    int err = op(&hook, &opts);
+    if (err == 0) {
+      found = true;
+    } else if (err != -ENOENT && err != -ENODEV && err != -EINVAL) {
+      f = {-err, what, Where(a.label, a.netns)};
+    }
+  });
+  return found;
+}
+
 // clsactQuery(ifindex, handle, priority, netns, label) -> Promise<progId> (0: no such filter / device)
 static Napi::Value ClsactQuery(const Napi::CallbackInfo& info) {
-  uint32_t ifindex = ArgU32(info, 0, "ifindex");
-  uint32_t handle = ArgU32(info, 1, "handle");
-  uint32_t priority = ArgU32(info, 2, "priority");
-  std::string netns = ArgStr(info, 3, "netns path");
-  std::string label = ArgStr(info, 4, "label");
+  IngressFilterArgs a = ArgIngressFilter(info);
   auto progId = std::make_shared<uint32_t>(0);
   return RunAsync(
       info.Env(),
       [=](BpfFailure& f) {
-        InNetns(netns, f, [&] {
-          LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(ifindex), .attach_point = BPF_TC_INGRESS);
-          LIBBPF_OPTS(bpf_tc_opts, opts, .handle = handle, .priority = priority);
-          int err = bpf_tc_query(&hook, &opts);
-          if (err == 0) {
-            *progId = opts.prog_id;
-          } else if (err != -ENOENT && err != -ENODEV && err != -EINVAL) {
-            // EINVAL: the clsact qdisc itself is gone (the device was re-created or the qdisc deleted).
-            f = {-err, "query clsact ingress filter on", Where(label, netns)};
-          }
+        OnIngressFilter(a, f, "query clsact ingress filter on", [&](bpf_tc_hook* hook, bpf_tc_opts* opts) {
+          int err = bpf_tc_query(hook, opts);
+          if (err == 0) *progId = opts->prog_id;
+          return err;
         });
       },
       [=](Napi::Env env) { return Napi::Number::New(env, *progId); });
@@ -154,26 +174,11 @@ static Napi::Value ClsactQuery(const Napi::CallbackInfo& info) {
 // clsactDetach(ifindex, handle, priority, netns, label) -> Promise<boolean> (false: it was already gone).
 // Removes exactly the filter at (handle, priority); the qdisc and other filters stay.
 static Napi::Value ClsactDetach(const Napi::CallbackInfo& info) {
-  uint32_t ifindex = ArgU32(info, 0, "ifindex");
-  uint32_t handle = ArgU32(info, 1, "handle");
-  uint32_t priority = ArgU32(info, 2, "priority");
-  std::string netns = ArgStr(info, 3, "netns path");
-  std::string label = ArgStr(info, 4, "label");
+  IngressFilterArgs a = ArgIngressFilter(info);
   auto removed = std::make_shared<bool>(false);
   return RunAsync(
       info.Env(),
-      [=](BpfFailure& f) {
-        InNetns(netns, f, [&] {
-          LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = static_cast<int>(ifindex), .attach_point = BPF_TC_INGRESS);
-          LIBBPF_OPTS(bpf_tc_opts, opts, .handle = handle, .priority = priority);
-          int err = bpf_tc_detach(&hook, &opts);
-          if (err == 0) {
-            *removed = true;
-          } else if (err != -ENOENT && err != -ENODEV && err != -EINVAL) {
-            f = {-err, "detach clsact ingress filter from", Where(label, netns)};
-          }
-        });
-      },
+      [=](BpfFailure& f) { *removed = OnIngressFilter(a, f, "detach clsact ingress filter from", bpf_tc_detach); },
       [=](Napi::Env env) { return Napi::Boolean::New(env, *removed); });
 }
 
