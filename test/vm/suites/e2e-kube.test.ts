@@ -104,8 +104,13 @@ const skip = esp.ok
       // The relay address is not in the test certificate's SANs; the API server is our own fixture.
       skipTLSVerify: true,
     });
+    const relayed = new Set<net.Socket>();
     const relay = net.createServer((client) => {
       const upstream = net.connect(api.port, '127.0.0.1');
+      for (const s of [client, upstream]) {
+        relayed.add(s);
+        s.once('close', () => relayed.delete(s));
+      }
       client.on('error', () => upstream.destroy());
       upstream.on('error', () => client.destroy());
       client.pipe(upstream).pipe(client);
@@ -135,7 +140,10 @@ const skip = esp.ok
           await new Promise<void>((resolve) => relay.listen(api.port, RELAY_IP, resolve));
         },
         beforeDestroy: async () => {
-          await new Promise<void>((resolve) => relay.close(() => resolve()));
+          // Watches stay open: end every relayed connection, or close() would wait for them forever.
+          const closed = new Promise<void>((resolve) => relay.close(() => resolve()));
+          for (const s of relayed) s.destroy();
+          await closed;
           await run('ip', ['link', 'del', 'kmk-api']);
         },
       },
