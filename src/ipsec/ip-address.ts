@@ -1,7 +1,8 @@
-// Textual IPv4/IPv6 addresses and CIDRs: strict parsing, canonical text (RFC 5952 for IPv6), host-bit
+// Textual IPv4/IPv6 addresses and CIDRs: strict parsing (src/model/ip-bytes.ts), canonical text (RFC 5952 for IPv6), host-bit
 // normalisation and overlap tests. Pure; used to validate peers and to compare kernel objects by value,
 // since the kernel stores binary addresses and dumps may spell them differently than we published them.
 
+import { clearHostBits, prefixMatches, writeIpBytes } from '../model/ip-bytes.js';
 import type { Family } from '../xfrm/types.js';
 
 export interface ParsedIp {
@@ -14,71 +15,11 @@ export interface ParsedCidr extends ParsedIp {
   prefixLength: number;
 }
 
-const DECIMAL_OCTET = /^(0|[1-9][0-9]{0,2})$/;
-const HEX_GROUP = /^[0-9a-fA-F]{1,4}$/;
-
-function parseIpv4(text: string): Uint8Array | undefined {
-  const parts = text.split('.');
-  if (parts.length !== 4) return undefined;
-  const bytes = new Uint8Array(4);
-  for (let i = 0; i < 4; i++) {
-    const part = parts[i] ?? '';
-    if (!DECIMAL_OCTET.test(part)) return undefined;
-    const value = Number(part);
-    if (value > 255) return undefined;
-    bytes[i] = value;
-  }
-  return bytes;
-}
-
-function parseHexGroups(text: string): number[] | undefined {
-  if (text === '') return [];
-  const groups: number[] = [];
-  const parts = text.split(':');
-  for (let i = 0; i < parts.length; i++) {
-    const part = parts[i] ?? '';
-    if (i === parts.length - 1 && part.includes('.')) {
-      const v4 = parseIpv4(part);
-      if (v4 === undefined) return undefined;
-      groups.push(((v4[0] ?? 0) << 8) | (v4[1] ?? 0), ((v4[2] ?? 0) << 8) | (v4[3] ?? 0));
-      continue;
-    }
-    if (!HEX_GROUP.test(part)) return undefined;
-    groups.push(parseInt(part, 16));
-  }
-  return groups;
-}
-
-function parseIpv6(text: string): Uint8Array | undefined {
-  const halves = text.split('::');
-  if (halves.length > 2) return undefined;
-  let groups: number[];
-  if (halves.length === 2) {
-    const head = parseHexGroups(halves[0] ?? '');
-    const tail = parseHexGroups(halves[1] ?? '');
-    if (head === undefined || tail === undefined || head.length + tail.length > 7) return undefined;
-    groups = [...head, ...new Array<number>(8 - head.length - tail.length).fill(0), ...tail];
-  } else {
-    const all = parseHexGroups(text);
-    if (all?.length !== 8) return undefined;
-    groups = all;
-  }
-  const bytes = new Uint8Array(16);
-  groups.forEach((g, i) => {
-    bytes[2 * i] = g >> 8;
-    bytes[2 * i + 1] = g & 0xff;
-  });
-  return bytes;
-}
-
 /** Parses a plain IPv4 or IPv6 address (no zone id, no prefix); undefined when it is not one. */
 export function parseIp(text: string): ParsedIp | undefined {
-  if (text.includes(':')) {
-    const bytes = parseIpv6(text);
-    return bytes && { family: 6, bytes };
-  }
-  const bytes = parseIpv4(text);
-  return bytes && { family: 4, bytes };
+  const bytes = new Uint8Array(text.includes(':') ? 16 : 4);
+  const family = writeIpBytes(text, bytes, 0);
+  return family && { family, bytes };
 }
 
 /** Canonical text of address bytes: dotted quad, or RFC 5952 compressed lowercase IPv6. */
@@ -145,20 +86,11 @@ export function parseCidr(text: string): ParsedCidr | undefined {
   return { ...ip, prefixLength };
 }
 
-function maskedBytes(bytes: Uint8Array, prefixLength: number): Uint8Array {
-  const out = new Uint8Array(bytes.length);
-  for (let i = 0; i < bytes.length; i++) {
-    const bitsHere = Math.max(0, Math.min(8, prefixLength - 8 * i));
-    out[i] = (bytes[i] ?? 0) & ((0xff << (8 - bitsHere)) & 0xff);
-  }
-  return out;
-}
-
 /** "10.244.1.7/24" -> "10.244.1.0/24", IPv6 in canonical text; undefined when not a CIDR. */
 export function normaliseCidr(text: string): string | undefined {
   const cidr = parseCidr(text);
   if (!cidr) return undefined;
-  return `${formatIp(maskedBytes(cidr.bytes, cidr.prefixLength))}/${cidr.prefixLength}`;
+  return `${formatIp(clearHostBits(Uint8Array.from(cidr.bytes), cidr.prefixLength))}/${cidr.prefixLength}`;
 }
 
 /**
@@ -174,14 +106,7 @@ export function canonicalSelectorCidr(text: string): string {
 
 /** True when two CIDRs of the same family share at least one address (one contains the other). */
 export function cidrsOverlap(a: ParsedCidr, b: ParsedCidr): boolean {
-  if (a.family !== b.family) return false;
-  const common = Math.min(a.prefixLength, b.prefixLength);
-  for (let i = 0; 8 * i < common; i++) {
-    const bits = Math.min(8, common - 8 * i);
-    const mask = (0xff << (8 - bits)) & 0xff;
-    if (((a.bytes[i] ?? 0) & mask) !== ((b.bytes[i] ?? 0) & mask)) return false;
-  }
-  return true;
+  return a.family === b.family && prefixMatches(a.bytes, b.bytes, Math.min(a.prefixLength, b.prefixLength));
 }
 
 /** The "any" selector for a family. */

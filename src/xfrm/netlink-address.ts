@@ -1,5 +1,7 @@
 // Textual IPv4/IPv6 addresses and CIDRs <-> the 16-byte xfrm_address_t of the XFRM netlink structs (IPv4 in
-// the first 4 bytes, network order). Formatting follows glibc's inet_ntop, so decoded text matches `ip xfrm`.
+// the first 4 bytes, network order), parsed by src/model/ip-bytes.ts and cached. Formatting follows glibc's
+// inet_ntop, so decoded text matches `ip xfrm`.
+import { hasHostBits, writeIpBytes } from '../model/ip-bytes.js';
 import type { Family } from './types.js';
 
 export const XFRM_ADDRESS_BYTES = 16;
@@ -9,66 +11,6 @@ export interface ParsedCidr {
   /** 16 bytes, host bits zero. */
   bytes: Buffer;
   prefixLen: number;
-}
-
-const IPV6_GROUP = /^[0-9a-fA-F]{1,4}$/;
-
-/** Dotted quad without leading zeros, written to out[at..at+4]; false when not one. (Hot path: no regex.) */
-function parseIpv4Into(text: string, out: Buffer, at: number): boolean {
-  let part = 0;
-  let value = 0;
-  let digits = 0;
-  for (let i = 0; i <= text.length; i++) {
-    const c = i < text.length ? text.charCodeAt(i) : 0x2e;
-    if (c >= 0x30 && c <= 0x39) {
-      if (digits > 0 && value === 0) return false; // leading zero
-      value = value * 10 + (c - 0x30);
-      if (++digits > 3 || value > 255) return false;
-    } else if (c === 0x2e && digits > 0 && part < 4) {
-      out[at + part++] = value;
-      value = 0;
-      digits = 0;
-    } else {
-      return false;
-    }
-  }
-  return part === 4;
-}
-
-function parseIpv6Into(text: string, out: Buffer, at: number): boolean {
-  const halves = text.split('::');
-  if (halves.length > 2) return false;
-  const groupsOf = (s: string): string[] => (s === '' ? [] : s.split(':'));
-  const head = groupsOf(halves[0] ?? '');
-  const tail = halves.length === 2 ? groupsOf(halves[1] ?? '') : [];
-  const words: number[] = [];
-  const pushGroups = (groups: string[], allowV4Last: boolean): boolean => {
-    for (let i = 0; i < groups.length; i++) {
-      const g = groups[i] ?? '';
-      if (allowV4Last && i === groups.length - 1 && g.includes('.')) {
-        const v4 = Buffer.alloc(4);
-        if (!parseIpv4Into(g, v4, 0)) return false;
-        words.push(v4.readUInt16BE(0), v4.readUInt16BE(2));
-      } else if (IPV6_GROUP.test(g)) {
-        words.push(parseInt(g, 16));
-      } else {
-        return false;
-      }
-    }
-    return true;
-  };
-  if (!pushGroups(head, halves.length === 1)) return false;
-  const headWords = words.length;
-  if (!pushGroups(tail, true)) return false;
-  const tailWords = words.length - headWords;
-  if (halves.length === 1) {
-    if (words.length !== 8) return false;
-  } else {
-    if (words.length > 7) return false;
-    words.splice(headWords, 0, ...new Array<number>(8 - headWords - tailWords).fill(0));
-  }
-  words.forEach((w, i) => out.writeUInt16BE(w, at + i * 2));
-  return true;
 }
 
 interface Parsed {
@@ -109,12 +51,7 @@ function parseAddressText(text: string): Parsed {
   const cached = addressCache.get(text);
   if (cached) return cached;
   const bytes = slabSlot();
-  let family: Family | undefined;
-  if (text.includes(':')) {
-    if (parseIpv6Into(text, bytes, 0)) family = 6;
-  } else if (parseIpv4Into(text, bytes, 0)) {
-    family = 4;
-  }
+  const family = writeIpBytes(text, bytes, 0);
   if (family === undefined) throw new Error(`"${text}" is not an IP address`);
   return remember(addressCache, text, { family, bytes, prefixLen: family === 4 ? 32 : 128 });
 }
@@ -158,10 +95,7 @@ function parseCidrText(text: string): Parsed {
     prefixLen = Number(lenText);
   }
   const bytes = address.bytes;
-  const whole = prefixLen >> 3;
-  let hostBits = (prefixLen & 7) !== 0 && ((bytes[whole] ?? 0) & (0xff >> (prefixLen & 7))) !== 0;
-  for (let i = whole + ((prefixLen & 7) !== 0 ? 1 : 0); i < maxLen >> 3 && !hostBits; i++) hostBits = bytes[i] !== 0;
-  if (hostBits) throw new Error(`"${text}" has host bits set beyond /${prefixLen}`);
+  if (hasHostBits(bytes, prefixLen, maxLen >> 3)) throw new Error(`"${text}" has host bits set beyond /${prefixLen}`);
   return remember(cidrCache, text, { family: address.family, bytes, prefixLen });
 }
 
