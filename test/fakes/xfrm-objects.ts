@@ -95,3 +95,13 @@ export function makeBlockPolicy(over: Partial<XfrmPolicy> = {}): XfrmPolicy {
     ...over,
   };
 }
+
+/**
+ * `ip xfrm state add` arguments (the `ip` included) for an ESP tunnel SA with our AEAD, a key filled with
+ * `keyByte` and ICV 128: what kernel-capability probes install to learn whether the kernel has ESP + AEAD.
+ */
+export function ipAddEspStateArgs(src: string, dst: string, spi: number, keyByte: number): string[] {
+  const key = `0x${aeadKey(keyByte).toString('hex')}`;
+  const words = `ip xfrm state add src ${src} dst ${dst} proto esp spi ${spi} mode tunnel aead ${AEAD_NAME}`;
+  return [...words.split(' '), key, '128'];
+}

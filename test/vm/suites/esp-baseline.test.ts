@@ -26,6 +26,7 @@ import {
   type XfrmStat,
 } from '../lib/topology.js';
 import { AEAD_ALGO, installManualEsp, randomPairKeys } from '../lib/manual-esp.js';
+import { ipAddEspStateArgs } from '../../fakes/xfrm-objects.js';
 
 const SPI = 1;
 const inVm = process.env.KMESH_VM === '1';
@@ -38,26 +39,7 @@ async function missingPrerequisite(): Promise<string | undefined> {
   await exec(undefined, ['ip', 'netns', 'del', ns]);
   await execOk(undefined, ['ip', 'netns', 'add', ns]);
   try {
-    const r = await exec(ns, [
-      'ip',
-      'xfrm',
-      'state',
-      'add',
-      'src',
-      '198.18.0.1',
-      'dst',
-      '198.18.0.2',
-      'proto',
-      'esp',
-      'spi',
-      '1',
-      'mode',
-      'tunnel',
-      'aead',
-      AEAD_ALGO,
-      `0x${'11'.repeat(36)}`,
-      '128',
-    ]);
+    const r = await exec(ns, ipAddEspStateArgs('198.18.0.1', '198.18.0.2', 1, 0x11));
     return r.code === 0
       ? undefined
       : `kernel cannot create an ESP ${AEAD_ALGO} state (${r.stderr.trim()}); run it in the VM: npm run test:vm`;

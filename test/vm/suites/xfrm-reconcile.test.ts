@@ -14,6 +14,7 @@ import { KeyHistory } from '../../../src/keys/key-history.js';
 import { MARK_DECRYPT, MARK_ENCRYPT, PEER_ID_SHIFT } from '../../../src/model/marks.js';
 import type { IpsecKey, NodeInfo } from '../../../src/model/node.js';
 import { NetlinkXfrmKernel } from '../../../src/xfrm/netlink-kernel.js';
+import { ipAddEspStateArgs } from '../../fakes/xfrm-objects.js';
 import { canonical, oraclePolicies, oracleStates } from '../../host/xfrm-oracle.js';
 import {
   assertXfrmCountersUnchanged,
@@ -46,26 +47,7 @@ async function missingPrerequisite(): Promise<string | undefined> {
   await exec(undefined, ['ip', 'netns', 'del', ns]);
   await execOk(undefined, ['ip', 'netns', 'add', ns]);
   try {
-    const r = await exec(ns, [
-      'ip',
-      'xfrm',
-      'state',
-      'add',
-      'src',
-      '198.18.0.1',
-      'dst',
-      '198.18.0.2',
-      'proto',
-      'esp',
-      'spi',
-      '1',
-      'mode',
-      'tunnel',
-      'aead',
-      'rfc4106(gcm(aes))',
-      `0x${'11'.repeat(36)}`,
-      '128',
-    ]);
+    const r = await exec(ns, ipAddEspStateArgs('198.18.0.1', '198.18.0.2', 1, 0x11));
     return r.code === 0 ? undefined : `kernel cannot create ESP AEAD states (${r.stderr.trim()}); run it in the VM`;
   } finally {
     await exec(undefined, ['ip', 'netns', 'del', ns]);
