@@ -264,6 +264,20 @@ static Napi::Value MapApply(const Napi::CallbackInfo& info) {
       [](Napi::Env env) { return env.Undefined(); });
 }
 
+// Worker-thread half of map reads: the map's info and the size of one looked-up value (per-CPU maps: every
+// possible CPU's value back to back, each 8-byte aligned). False, with f filled, when the kernel will not say.
+static bool MapValueLayout(int fd, BpfFailure& f, bpf_map_info& mi, size_t& vsize) {
+  __u32 len = sizeof(mi);
+  if (bpf_obj_get_info_by_fd(fd, &mi, &len)) {
+    f = {errno, "get map info", "fd " + std::to_string(fd)};
+    return false;
+  }
+  bool percpu = mi.type == BPF_MAP_TYPE_PERCPU_ARRAY || mi.type == BPF_MAP_TYPE_PERCPU_HASH ||
+                mi.type == BPF_MAP_TYPE_LRU_PERCPU_HASH;
+  vsize = percpu ? ((mi.value_size + 7) / 8 * 8) * libbpf_num_possible_cpus() : mi.value_size;
+  return true;
+}
+
 // mapLookup(fd, key) -> Promise<Buffer | null>. Per-CPU maps return all CPUs' values back to back.
 static Napi::Value MapLookup(const Napi::CallbackInfo& info) {
   int fd = ArgI32(info, 0, "map fd");
@@ -274,14 +288,8 @@ static Napi::Value MapLookup(const Napi::CallbackInfo& info) {
       info.Env(),
       [=](BpfFailure& f) {
         struct bpf_map_info mi = {};
-        __u32 len = sizeof(mi);
-        if (bpf_obj_get_info_by_fd(fd, &mi, &len)) {
-          f = {errno, "get map info", "fd " + std::to_string(fd)};
-          return;
-        }
-        bool percpu = mi.type == BPF_MAP_TYPE_PERCPU_ARRAY || mi.type == BPF_MAP_TYPE_PERCPU_HASH ||
-                      mi.type == BPF_MAP_TYPE_LRU_PERCPU_HASH;
-        size_t vsize = percpu ? ((mi.value_size + 7) / 8 * 8) * libbpf_num_possible_cpus() : mi.value_size;
+        size_t vsize = 0;
+        if (!MapValueLayout(fd, f, mi, vsize)) return;
         value->resize(vsize);
         if (bpf_map_lookup_elem(fd, key.data(), value->data()) == 0) {
           *found = true;
@@ -300,14 +308,8 @@ static Napi::Value MapDump(const Napi::CallbackInfo& info) {
       info.Env(),
       [=](BpfFailure& f) {
         struct bpf_map_info mi = {};
-        __u32 len = sizeof(mi);
-        if (bpf_obj_get_info_by_fd(fd, &mi, &len)) {
-          f = {errno, "get map info", "fd " + std::to_string(fd)};
-          return;
-        }
-        bool percpu = mi.type == BPF_MAP_TYPE_PERCPU_ARRAY || mi.type == BPF_MAP_TYPE_PERCPU_HASH ||
-                      mi.type == BPF_MAP_TYPE_LRU_PERCPU_HASH;
-        size_t vsize = percpu ? ((mi.value_size + 7) / 8 * 8) * libbpf_num_possible_cpus() : mi.value_size;
+        size_t vsize = 0;
+        if (!MapValueLayout(fd, f, mi, vsize)) return;
         std::string cur, next(mi.key_size, '\0'), value(vsize, '\0');
         const void* prev = nullptr;
         for (;;) {
