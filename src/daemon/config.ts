@@ -45,7 +45,7 @@ export interface DaemonConfig {
 export const DEFAULT_IPSEC_KEY_FILE = '/kmesh/kmesh-ipsec/ipSec';
 export const DEFAULT_BPF_FS_PATH = '/sys/fs/bpf';
 export const DEFAULT_STATE_DIR = '/run/kmesh-ipsec';
-export const DEFAULT_ROTATION_GRACE_SECONDS = 30;
+export const DEFAULT_ROTATION_GRACE_SECONDS = 60;
 export const DEFAULT_RESYNC_SECONDS = 30;
 /** Namespace holding the KmeshNodeInfo objects and the secret. */
 export const KMESH_NAMESPACE = 'kmesh-system';

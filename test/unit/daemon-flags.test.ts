@@ -33,7 +33,7 @@ t.test('defaults: IPsec off, kubernetes store, NODE_NAME', (t) => {
   const c = config([]);
   t.equal(c.enableIpsec, false);
   t.equal(c.kubeconfig, undefined);
-  t.equal(c.rotationGraceSeconds, 30);
+  t.equal(c.rotationGraceSeconds, 60);
   t.end();
 });
 

@@ -5,7 +5,7 @@
 // kernels: `# { total: N, pass: N, fail: N, skip: N }`. Exit code 1 on any failure (a failing test, a
 // crashed or timed-out suite, a VM that failed to boot).
 // Environment: KMESH_VM_SUITES=name1,name2 (default all), KMESH_VM_KERNELS=6.1,6.12 (default both),
-// KMESH_VM_SUITE_TIMEOUT_S (default 300), KMESH_VM_JOBS (VMs at a time, default 2: each has one vCPU,
+// KMESH_VM_SUITE_TIMEOUT_S (every suite; default 900 for e2e-* suites, 300 for the others), KMESH_VM_JOBS (VMs at a time, default 2: each has one vCPU,
 // so two use both cores here), KMESH_VM_NODE_OPTIONS (node flags in the guest, default --max-lazy:
 // under TCG, compiling less code up front measured faster), KMESH_VM_MEMORY_MB (default 1024).
 import { existsSync, readdirSync, statSync } from 'node:fs';
@@ -18,6 +18,7 @@ import {
   selectSuites,
   suiteLoopCommand,
   suiteOutcomes,
+  suiteTimeoutFor,
   ZERO_COUNTS,
   type TapCounts,
 } from './lib/suite-run.js';
@@ -92,13 +93,14 @@ const stale = staleOutputs(names);
 if (stale.length > 0)
   failRun(`compiled VM tests are older than their sources (${stale.join(', ')}): run npm run build:ts`);
 
-const suiteTimeoutS = intEnv('KMESH_VM_SUITE_TIMEOUT_S', 300);
+const timeoutOverride = process.env.KMESH_VM_SUITE_TIMEOUT_S ? intEnv('KMESH_VM_SUITE_TIMEOUT_S', 300) : undefined;
 const nodeOptions = process.env.KMESH_VM_NODE_OPTIONS ?? '--max-lazy';
-const bootTimeoutMs = (120 + names.length * (suiteTimeoutS + 45)) * 1000;
 const suites = names.map((name) => ({
   name,
   file: path.join(root, 'dist', 'test', 'vm', 'suites', `${name}.test.js`),
+  timeoutS: suiteTimeoutFor(name, timeoutOverride),
 }));
+const bootTimeoutMs = (120 + suites.reduce((sum, s) => sum + s.timeoutS + 45, 0)) * 1000;
 const started = Date.now();
 const report: string[] = [];
 
@@ -129,7 +131,7 @@ async function runKernel(kernel: VmKernel): Promise<{ counts: TapCounts; lines: 
   try {
     const result = await runInVm({
       kernel,
-      command: suiteLoopCommand(suites, suiteTimeoutS, nodeOptions),
+      command: suiteLoopCommand(suites, nodeOptions),
       timeoutMs: bootTimeoutMs,
       onOutput: (text) => printer.write(text),
     });
@@ -144,7 +146,7 @@ async function runKernel(kernel: VmKernel): Promise<{ counts: TapCounts; lines: 
   printer.flush();
   const lines: string[] = [];
   let counts = ZERO_COUNTS;
-  for (const outcome of suiteOutcomes(names, output, suiteTimeoutS)) {
+  for (const outcome of suiteOutcomes(suites, output)) {
     let suiteCounts = outcome.counts;
     if (outcome.problem !== undefined) {
       suiteCounts = addCounts(suiteCounts, { total: 1, pass: 0, fail: 1, skip: 0 });

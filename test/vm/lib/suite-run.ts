@@ -47,16 +47,22 @@ export function selectSuites(available: readonly string[], filter: string | unde
 const BEGIN = 'KMESH_VM_SUITE_BEGIN';
 const END = 'KMESH_VM_SUITE_END';
 
-/** Guest shell command running each compiled suite in turn; a suite is killed after suiteTimeoutS. */
+/** Seconds a suite may run in the guest: KMESH_VM_SUITE_TIMEOUT_S if set, else 900 for the daemon
+ * end-to-end suites (three nodes of real daemons under TCG) and 300 for the others. */
+export function suiteTimeoutFor(name: string, override: number | undefined): number {
+  if (override !== undefined) return override;
+  return name.startsWith('e2e-') ? 900 : 300;
+}
+
+/** Guest shell command running each compiled suite in turn; a suite is killed after its timeoutS (+30 s). */
 export function suiteLoopCommand(
-  suites: readonly { name: string; file: string }[],
-  suiteTimeoutS: number,
+  suites: readonly { name: string; file: string; timeoutS: number }[],
   nodeOptions: string,
 ): string {
-  const parts = suites.map(({ name, file }) =>
+  const parts = suites.map(({ name, file, timeoutS }) =>
     [
       `echo "${BEGIN} ${name}"`,
-      `TAP_TIMEOUT=${suiteTimeoutS} timeout -k 10 ${suiteTimeoutS + 30} node ${nodeOptions} '${file}' 2>&1`,
+      `TAP_TIMEOUT=${timeoutS} timeout -k 10 ${timeoutS + 30} node ${nodeOptions} '${file}' 2>&1`,
       `echo "${END} ${name} rc=$?"`,
     ].join('; '),
   );
@@ -74,9 +80,9 @@ export interface SuiteOutcome {
 }
 
 /** Splits the boot's output into per-suite outcomes, in the order the suites were meant to run. */
-export function suiteOutcomes(names: readonly string[], output: string, suiteTimeoutS: number): SuiteOutcome[] {
+export function suiteOutcomes(suites: readonly { name: string; timeoutS: number }[], output: string): SuiteOutcome[] {
   const lines = output.split('\n');
-  return names.map((name) => {
+  return suites.map(({ name, timeoutS }) => {
     const begin = lines.indexOf(`${BEGIN} ${name}`);
     if (begin < 0) {
       return {
@@ -100,7 +106,7 @@ export function suiteOutcomes(names: readonly string[], output: string, suiteTim
       };
     const exitCode = Number(/rc=(\d+)/.exec(lines[endAt]!)?.[1]);
     let problem: string | undefined;
-    if (exitCode === 124 || exitCode === 137) problem = `killed after ${suiteTimeoutS + 30} s in the guest`;
+    if (exitCode === 124 || exitCode === 137) problem = `killed after ${timeoutS + 30} s in the guest`;
     else if (parseTapSummary(body) === undefined) problem = `exited with ${exitCode} without a tap summary`;
     else if (exitCode !== 0 && counts.fail === 0) problem = `exited with ${exitCode} although no test failed`;
     return { name, counts, exitCode, output: body, problem };

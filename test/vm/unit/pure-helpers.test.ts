@@ -5,7 +5,7 @@ import t from 'tap';
 import { parseKernelEnv, parseKernelList } from '../lib/kernels.js';
 import { qemuArgs } from '../lib/qemu-args.js';
 import { guestCommandScript, shellQuote } from '../lib/guest-command.js';
-import { parseTapSummary, selectSuites, suiteLoopCommand, suiteOutcomes } from '../lib/suite-run.js';
+import { parseTapSummary, selectSuites, suiteLoopCommand, suiteOutcomes, suiteTimeoutFor } from '../lib/suite-run.js';
 import { assertXfrmCountersUnchanged, parseXfrmStat, xfrmCounterChanges } from '../lib/xfrm-stat.js';
 import { encodeDatagram, FlowCounter, lostDatagrams } from '../lib/flow-count.js';
 import { addressBatches, linkBatch, planNamespaces, planTopology, sysctlSettings } from '../lib/topology.js';
@@ -92,10 +92,13 @@ t.test('guest command script', (t) => {
 });
 
 t.test('suite selection, loop command and per-suite accounting', (t) => {
+  t.equal(suiteTimeoutFor('e2e-dir', undefined), 900, 'daemon end-to-end suites get 900 s');
+  t.equal(suiteTimeoutFor('datapath', undefined), 300);
+  t.equal(suiteTimeoutFor('e2e-kube', 120), 120, 'KMESH_VM_SUITE_TIMEOUT_S applies to every suite');
   t.same(selectSuites(['a', 'b', 'c'], undefined), ['a', 'b', 'c']);
   t.same(selectSuites(['a', 'b', 'c'], 'c.test.ts, a'), ['a', 'c']);
   t.throws(() => selectSuites(['a'], 'a,zz'), /unknown VM suite\(s\) zz \(available: a\)/);
-  const cmd = suiteLoopCommand([{ name: 'a', file: '/d/a.test.js' }], 60, '--max-lazy');
+  const cmd = suiteLoopCommand([{ name: 'a', file: '/d/a.test.js', timeoutS: 60 }], '--max-lazy');
   t.equal(
     cmd,
     `echo "KMESH_VM_SUITE_BEGIN a"; TAP_TIMEOUT=60 timeout -k 10 90 node --max-lazy '/d/a.test.js' 2>&1; echo "KMESH_VM_SUITE_END a rc=$?"; true`,
@@ -123,7 +126,10 @@ t.test('suite selection, loop command and per-suite accounting', (t) => {
     'KMESH_VM_SUITE_BEGIN d',
     'ok 1 - partial',
   ].join('\n');
-  const [a, b, c, d, e] = suiteOutcomes(['a', 'b', 'c', 'd', 'e'], output, 60);
+  const [a, b, c, d, e] = suiteOutcomes(
+    ['a', 'b', 'c', 'd', 'e'].map((name) => ({ name, timeoutS: 60 })),
+    output,
+  );
   t.same([a!.counts, a!.problem, a!.exitCode], [{ total: 2, pass: 2, fail: 0, skip: 0 }, undefined, 0]);
   t.equal(b!.problem, 'exited with 1 without a tap summary');
   t.equal(c!.problem, 'killed after 90 s in the guest');
