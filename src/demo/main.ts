@@ -27,7 +27,7 @@ function check(ok: boolean, what: string): void {
 }
 
 async function runInVm(reason: string): Promise<number> {
-  say(`The host kernel (${os.release()}) cannot run ESP: ${reason}.`);
+  say(`The host kernel (${os.release()}) cannot run ESP: ${reason.replace(/\.+$/, '')}.`);
   const kernel = process.env.KMESH_DEMO_KERNEL === '6.1' ? '6.1' : '6.12';
   say(`Running the demo inside the kernel-test VM instead (guest kernel ${kernel}, qemu TCG: slower, same steps).\n`);
   const runner = (await import(
