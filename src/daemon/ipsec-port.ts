@@ -63,15 +63,19 @@ export class IpsecAdapter implements IpsecPort {
       };
     }
     this.peerIdsHook = input.onPeerIds;
+    const stepKeys = this.history;
     const report = await this.controller.step({
       local: { ...input.local, spi: input.publishedSpi },
       peers: input.peers,
-      keys: this.history,
+      keys: stepKeys,
       now: input.now,
     });
     this.lastReport = report;
-    const keysChanged = report.keys.spis().join(',') !== this.history.spis().join(',');
-    this.history = report.keys;
+    const keysChanged = report.keys.spis().join(',') !== stepKeys.spis().join(',');
+    // The step may have retired SPIs; keys added while it was in flight (a key-file event) are kept.
+    let next = report.keys;
+    for (const key of this.history.keys()) if (!stepKeys.has(key.spi)) next = next.with(key);
+    this.history = next;
     const peers: PeerStatus[] = report.peers.map((p) => ({
       name: p.name,
       advertisedSpi: p.advertisedSpi,
