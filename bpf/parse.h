@@ -13,6 +13,7 @@
 #include <bpf/bpf_endian.h>
 
 #include "maps.h"
+#include "cidr_index.h"
 
 #define KM_AF_INET 2
 #define KM_AF_INET6 10
@@ -53,20 +54,31 @@ static __always_inline int km_parse(struct __sk_buff *skb, struct km_l3 *l3)
 	return -1;
 }
 
-/* Is this address (the packet's source or destination) inside a remote Kmesh node's pod CIDR? */
+/* Is this address (the packet's source or destination) inside a remote Kmesh node's pod CIDR? Answered by the
+ * compiled index (cidr_index.h) when one is installed, else by the km_nodeinfo LPM trie. */
 static __always_inline int km_in_remote_cidr(const struct km_l3 *l3, int want_source)
 {
 	struct km_lpm_key key = {};
+	const void *addr;
 	__u32 *flags;
+	int hit;
+
+	if (l3->family == KM_AF_INET)
+		addr = want_source ? &l3->ip4->saddr : &l3->ip4->daddr;
+	else
+		addr = want_source ? (const void *)&l3->ip6->saddr : (const void *)&l3->ip6->daddr;
+	hit = km_cidr_index_lookup(l3->family == KM_AF_INET, addr);
+	if (hit >= 0)
+		return hit;
 
 	if (l3->family == KM_AF_INET) {
 		key.prefixlen = 32;
-		*(__u32 *)key.addr = want_source ? l3->ip4->saddr : l3->ip4->daddr;
+		*(__u32 *)key.addr = *(const __u32 *)addr;
 		flags = bpf_map_lookup_elem(&km_nodeinfo, &key);
 		return flags && (*flags & KM_NODEINFO_V4);
 	}
 	key.prefixlen = 128;
-	__builtin_memcpy(key.addr, want_source ? &l3->ip6->saddr : &l3->ip6->daddr, 16);
+	__builtin_memcpy(key.addr, addr, 16);
 	flags = bpf_map_lookup_elem(&km_nodeinfo, &key);
 	return flags && (*flags & KM_NODEINFO_V6);
 }

@@ -1,5 +1,6 @@
 // libbpf bindings, object/map/program level: open+load objects with maps pinned by name (reused when already
-// pinned), pin/get/close fds, object info, map update/delete/lookup/dump, BPF_PROG_TEST_RUN, bpffs mount.
+// pinned), pin/get/close fds, object info, map create/freeze/open-by-id/update/delete/lookup/dump,
+// BPF_PROG_TEST_RUN, bpffs mount.
 // Mechanical only: every call marshals arguments, makes the syscall(s) off the JS thread and maps errno to
 // kmesh::ErrnoError. Which objects to load, where to pin and what to write is decided in src/datapath/.
 #include <bpf/bpf.h>
@@ -264,6 +265,50 @@ static Napi::Value MapApply(const Napi::CallbackInfo& info) {
       [](Napi::Env env) { return env.Undefined(); });
 }
 
+// mapCreate(type, name, keySize, valueSize, maxEntries, flags) -> Promise<fd>: a new, unpinned map.
+static Napi::Value MapCreate(const Napi::CallbackInfo& info) {
+  int type = ArgI32(info, 0, "map type");
+  std::string name = ArgStr(info, 1, "map name");
+  int keySize = ArgI32(info, 2, "key size");
+  int valueSize = ArgI32(info, 3, "value size");
+  int maxEntries = ArgI32(info, 4, "max entries");
+  int flags = ArgI32(info, 5, "map flags");
+  auto fd = std::make_shared<int>(-1);
+  return RunAsync(
+      info.Env(),
+      [=](BpfFailure& f) {
+        LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = static_cast<__u32>(flags));
+        *fd = bpf_map_create(static_cast<enum bpf_map_type>(type), name.c_str(), static_cast<__u32>(keySize),
+                             static_cast<__u32>(valueSize), static_cast<__u32>(maxEntries), &opts);
+        if (*fd < 0) f = {errno, "create map", name};
+      },
+      [=](Napi::Env env) { return Napi::Number::New(env, *fd); });
+}
+
+// mapFreeze(fd) -> Promise<void>: no more writes to the map through syscalls (programs still read it).
+static Napi::Value MapFreeze(const Napi::CallbackInfo& info) {
+  int fd = ArgI32(info, 0, "map fd");
+  return RunAsync(
+      info.Env(),
+      [=](BpfFailure& f) {
+        if (bpf_map_freeze(fd)) f = {errno, "freeze map", "fd " + std::to_string(fd)};
+      },
+      [](Napi::Env env) { return env.Undefined(); });
+}
+
+// mapFdById(id) -> Promise<fd>: opens the map with this kernel id (e.g. an inner map found in a map-in-map).
+static Napi::Value MapFdById(const Napi::CallbackInfo& info) {
+  int id = ArgI32(info, 0, "map id");
+  auto fd = std::make_shared<int>(-1);
+  return RunAsync(
+      info.Env(),
+      [=](BpfFailure& f) {
+        *fd = bpf_map_get_fd_by_id(static_cast<__u32>(id));
+        if (*fd < 0) f = {errno, "open map by id", std::to_string(id)};
+      },
+      [=](Napi::Env env) { return Napi::Number::New(env, *fd); });
+}
+
 // Worker-thread half of map reads: the map's info and the size of one looked-up value (per-CPU maps: every
 // possible CPU's value back to back, each 8-byte aligned). False, with f filled, when the kernel will not say.
 static bool MapValueLayout(int fd, BpfFailure& f, bpf_map_info& mi, size_t& vsize) {
@@ -410,6 +455,9 @@ void InitBpf(Napi::Env env, Napi::Object exports) {
   bpf.Set("mapInfo", Napi::Function::New(env, MapInfo, "mapInfo"));
   bpf.Set("linkInfo", Napi::Function::New(env, LinkInfo, "linkInfo"));
   bpf.Set("mapApply", Napi::Function::New(env, MapApply, "mapApply"));
+  bpf.Set("mapCreate", Napi::Function::New(env, MapCreate, "mapCreate"));
+  bpf.Set("mapFreeze", Napi::Function::New(env, MapFreeze, "mapFreeze"));
+  bpf.Set("mapFdById", Napi::Function::New(env, MapFdById, "mapFdById"));
   bpf.Set("mapLookup", Napi::Function::New(env, MapLookup, "mapLookup"));
   bpf.Set("mapDump", Napi::Function::New(env, MapDump, "mapDump"));
   bpf.Set("testRun", Napi::Function::New(env, TestRun, "testRun"));

@@ -27,11 +27,21 @@ import {
   type DatapathStats,
   type LoadOptions,
 } from './datapath.js';
+import {
+  CIDR_INDEX_CAPACITY,
+  CIDR_INDEX_KEY_SIZE,
+  CIDR_NODE_SIZE,
+  cidrIndexEntries,
+  compileCidrIndex,
+  decodeCidrHeader,
+  fitsCidrIndex,
+  type CidrIndex,
+} from './cidr-index.js';
 import { diffEntries, nodeinfoEntries, peerEntries, type MapChange, type MapEntry } from './map-layout.js';
 import { isErrnoError, nativeBpf, type NativeBpf } from './native-bpf.js';
 import { packageRoot } from '../native/addon.js';
 
-const MAP_NAMES = ['km_nodeinfo', 'km_ipsec_peers', 'km_ipsec_stats', 'km_tc_attach'] as const;
+const MAP_NAMES = ['km_nodeinfo', 'km_cidr_index', 'km_ipsec_peers', 'km_ipsec_stats', 'km_tc_attach'] as const;
 type MapName = (typeof MAP_NAMES)[number];
 const KINDS: readonly AttachKind[] = ['encrypt', 'decrypt'];
 const BPFFS_MOUNT = '/sys/fs/bpf';
@@ -91,6 +101,9 @@ function isErrno(e: unknown, ...errnos: number[]): boolean {
 }
 
 const ENOENT = 2;
+const BPF_MAP_TYPE_ARRAY = 2;
+/** The one slot of km_cidr_index (u32 key 0), also the header node's key in an inner map. */
+const CIDR_SLOT = Buffer.alloc(4);
 
 export class BpfDatapath implements Datapath {
   private state: Loaded | undefined;
@@ -299,7 +312,64 @@ export class BpfDatapath implements Datapath {
   }
 
   setRemoteCidrs(cidrs: readonly string[]): Promise<MapChange> {
-    return this.serial(() => this.replaceMap('km_nodeinfo', nodeinfoEntries(cidrs)));
+    return this.serial(async () => {
+      const entries = nodeinfoEntries(cidrs); // validates every CIDR before anything is written
+      const index = compileCidrIndex(cidrs);
+      const change = await this.replaceMap('km_nodeinfo', entries);
+      await this.installCidrIndex(index);
+      return change;
+    });
+  }
+
+  /**
+   * Makes the km_cidr_index slot hold this index: nothing is written when the installed one has the same
+   * fingerprint; otherwise a new inner map is filled, frozen and swapped in with one update. An index that
+   * does not fit, or one that cannot be installed, leaves the slot empty so the programs ask km_nodeinfo:
+   * a stale index must never answer for a changed km_nodeinfo.
+   */
+  private async installCidrIndex(index: CidrIndex): Promise<void> {
+    const outer = this.loaded().maps.km_cidr_index;
+    const installed = await this.installedCidrIndex();
+    if (!fitsCidrIndex(index)) {
+      if (installed) await this.bpf.mapApply(outer, [{ key: CIDR_SLOT }]);
+      return;
+    }
+    if (installed?.fingerprint === index.fingerprint) return;
+    try {
+      const fd = await this.bpf.mapCreate(
+        BPF_MAP_TYPE_ARRAY,
+        'km_cidr_nodes',
+        CIDR_INDEX_KEY_SIZE,
+        CIDR_NODE_SIZE,
+        CIDR_INDEX_CAPACITY,
+        0,
+      );
+      try {
+        await this.bpf.mapApply(fd, cidrIndexEntries(index));
+        await this.bpf.mapFreeze(fd);
+        const value = Buffer.alloc(4);
+        value.writeUInt32LE(fd, 0);
+        await this.bpf.mapApply(outer, [{ key: CIDR_SLOT, value }]);
+      } finally {
+        this.bpf.closeFd(fd);
+      }
+    } catch (e) {
+      if (installed) await this.bpf.mapApply(outer, [{ key: CIDR_SLOT }]).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  /** The installed index's fingerprint and node count, or undefined when the slot is empty. */
+  private async installedCidrIndex(): Promise<{ fingerprint: string; nodes: number } | undefined> {
+    const slot = await this.bpf.mapLookup(this.loaded().maps.km_cidr_index, CIDR_SLOT);
+    if (!slot) return undefined;
+    const fd = await this.bpf.mapFdById(slot.readUInt32LE(0));
+    try {
+      const header = await this.bpf.mapLookup(fd, CIDR_SLOT);
+      return header ? decodeCidrHeader(header) : { fingerprint: '', nodes: 0 };
+    } finally {
+      this.bpf.closeFd(fd);
+    }
   }
 
   setPeers(peers: ReadonlyMap<string, number>): Promise<MapChange> {
@@ -328,6 +398,9 @@ export class BpfDatapath implements Datapath {
       return {
         counters,
         remoteCidrEntries: (await this.bpf.mapDump(s.maps.km_nodeinfo)).length,
+        cidrIndex: await this.installedCidrIndex().then((i) =>
+          i ? { nodes: i.nodes, capacity: CIDR_INDEX_CAPACITY } : null,
+        ),
         peers: (await this.bpf.mapDump(s.maps.km_ipsec_peers)).length,
         attachments: (await this.liveAttachments()).length,
       };

@@ -69,6 +69,11 @@ export interface DatapathStats {
   counters: DatapathCounters;
   /** Entries in km_nodeinfo (distinct remote pod CIDR keys). */
   remoteCidrEntries: number;
+  /**
+   * The compiled remote-CIDR index the programs walk (bpf/cidr_index.h): nodes in use of its capacity; null
+   * when none is installed and the programs ask the km_nodeinfo LPM trie instead.
+   */
+  cidrIndex: { nodes: number; capacity: number } | null;
   /** Entries in km_ipsec_peers. */
   peers: number;
   /** Live attachments. */
@@ -84,7 +89,10 @@ export interface Datapath {
   detach(kind: AttachKind, iface: string | number, opts?: Pick<AttachOptions, 'netns'>): Promise<boolean>;
   /** Our live attachments, also those made by an earlier process (found through the pinned registry). */
   attachments(): Promise<Attachment[]>;
-  /** Makes km_nodeinfo hold exactly these remote pod CIDRs (IPv4 and IPv6), by difference. */
+  /**
+   * Makes km_nodeinfo hold exactly these remote pod CIDRs (IPv4 and IPv6), by difference, then installs the
+   * index compiled from them (unchanged index: no write; too large for its capacity: none, LPM fallback).
+   */
   setRemoteCidrs(cidrs: readonly string[]): Promise<MapChange>;
   /** Makes km_ipsec_peers hold exactly these underlay address -> peer id pairs, by difference. */
   setPeers(peers: ReadonlyMap<string, number>): Promise<MapChange>;

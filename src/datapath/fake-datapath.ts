@@ -13,6 +13,7 @@ import {
   type DatapathStats,
   type LoadOptions,
 } from './datapath.js';
+import { CIDR_INDEX_CAPACITY, compileCidrIndex } from './cidr-index.js';
 import { diffEntries, nodeinfoEntries, peerEntries, type MapChange, type MapEntry } from './map-layout.js';
 import { MarkOracle } from './mark-rules.js';
 
@@ -56,6 +57,7 @@ export class FakeDatapath implements Datapath {
   private cidrEntries: MapEntry[] = [];
   private peerMapEntries: MapEntry[] = [];
   private cidrs: readonly string[] = [];
+  private indexNodes: number | undefined;
   private peerMap: ReadonlyMap<string, number> = new Map();
   private readonly counters = Object.fromEntries(COUNTER_NAMES.map((n) => [n, 0])) as unknown as DatapathCounters;
   private nextProgId = 1;
@@ -175,6 +177,7 @@ export class FakeDatapath implements Datapath {
       const { change } = diffEntries(this.cidrEntries, desired);
       this.cidrEntries = desired;
       this.cidrs = [...cidrs];
+      this.indexNodes = compileCidrIndex(cidrs).nodes.length;
       return change;
     });
   }
@@ -211,10 +214,17 @@ export class FakeDatapath implements Datapath {
       return {
         counters: { ...this.counters },
         remoteCidrEntries: this.cidrEntries.length,
+        cidrIndex: this.cidrIndex(),
         peers: this.peerMapEntries.length,
         attachments: this.attached.size,
       };
     });
+  }
+
+  /** What BpfDatapath installs: the index of the last CIDRs set, unless it does not fit. */
+  private cidrIndex(): DatapathStats['cidrIndex'] {
+    if (this.indexNodes === undefined || this.indexNodes > CIDR_INDEX_CAPACITY) return null;
+    return { nodes: this.indexNodes, capacity: CIDR_INDEX_CAPACITY };
   }
 
   uninstall(): Promise<void> {
@@ -222,6 +232,7 @@ export class FakeDatapath implements Datapath {
     this.cidrEntries = [];
     this.peerMapEntries = [];
     this.cidrs = [];
+    this.indexNodes = undefined;
     this.peerMap = new Map();
     this.root = undefined;
     return Promise.resolve();

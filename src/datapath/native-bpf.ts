@@ -35,6 +35,16 @@ export interface NativeBpf {
     maxEntries: number;
   };
   linkInfo(fd: number): { id: number; progId: number; type: number; ifindex: number };
+  mapCreate(
+    type: number,
+    name: string,
+    keySize: number,
+    valueSize: number,
+    maxEntries: number,
+    flags: number,
+  ): Promise<number>;
+  mapFreeze(fd: number): Promise<void>;
+  mapFdById(id: number): Promise<number>;
   mapApply(fd: number, ops: readonly { key: Buffer; value?: Buffer }[]): Promise<void>;
   mapLookup(fd: number, key: Buffer): Promise<Buffer | null>;
   mapDump(fd: number): Promise<{ key: Buffer; value: Buffer }[]>;
