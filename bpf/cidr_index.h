@@ -5,13 +5,14 @@
  * fit its capacity) the programs fall back to the trie, so the answer never depends on the index existing.
  *
  * Layout (built by src/datapath/cidr-index.ts, which mirrors these numbers):
- *  - km_cidr_index: ARRAY_OF_MAPS with one slot, pinned by name. Userspace builds a complete new inner array,
+ *  - km_cidr_index: ARRAY_OF_MAPS with one slot, pinned by name. Userspace fills a complete new inner map,
  *    freezes it and swaps it into the slot with one update, so a program sees either the old or the new index,
  *    never a half-written one; the kernel frees the old inner map after an RCU grace period.
- *  - inner map: ARRAY of KM_CIDR_NODES nodes. Node 0 is the header (struct km_cidr_head). Every other node is a
- *    256-way branch on one address byte, entries u16: 0 = not remote, 1 = remote (the whole range below this
- *    entry lies inside a remote CIDR), n >= 2 = continue at node n with the next byte. A CIDR ending inside a
- *    byte is expanded over the entries it covers.
+ *  - inner map: ARRAY with one value, a pool of KM_CIDR_NODES nodes of 512 bytes (2 MiB). Node 0 is the header
+ *    (struct km_cidr_head), node 1 is never used. Every other node is a 256-way branch on one address byte,
+ *    entries u16: 0 = not remote, 1 = remote (the whole range below this entry lies inside a remote CIDR),
+ *    n >= 2 = continue at node n with the next byte. A CIDR ending inside a byte is expanded over the entries
+ *    it covers. Identical nodes are stored once.
  *  - Per family, the header holds the root node and a skip: leading address bytes every CIDR of that family
  *    shares (cluster pod CIDRs usually come from one range, e.g. fd00:10:244::/56). An address whose first
  *    `skip` bytes differ from the prefix is not remote; otherwise the walk starts at byte `skip`. */
@@ -22,14 +23,10 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
-#define KM_CIDR_NODES 4096
+#define KM_CIDR_NODES 4096 /* a power of two: node numbers are masked with KM_CIDR_NODES - 1 */
 #define KM_CIDR_MAGIC 0x4b4d4331u /* "KMC1": index format 1 */
 #define KM_CIDR_EMPTY 0
 #define KM_CIDR_FULL 1
-
-struct km_cidr_node {
-	__u16 e[256];
-};
 
 struct km_cidr_head {
 	__u32 magic;
@@ -45,13 +42,19 @@ struct km_cidr_head {
 	__u8 fingerprint[32]; /* SHA-256 of the index contents, for userspace's "already installed?" check */
 };
 
+/* The whole index is the one value of its inner map: node n's entries are e[n * 256 .. n * 256 + 255], and node 0
+ * holds the header. One lookup gives the walk a base pointer; every level is then a masked offset and one load. */
+struct km_cidr_pool {
+	__u16 e[KM_CIDR_NODES * 256];
+};
+
 /* Sizes rather than types: clang emits the value struct reached only through this template as a BTF forward
  * declaration, whose size libbpf cannot determine. */
-struct km_cidr_nodes_map {
+struct km_cidr_pool_map {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(key_size, sizeof(__u32));
-	__uint(value_size, sizeof(struct km_cidr_node));
-	__uint(max_entries, KM_CIDR_NODES);
+	__uint(value_size, sizeof(struct km_cidr_pool));
+	__uint(max_entries, 1);
 };
 
 struct {
@@ -59,23 +62,19 @@ struct {
 	__type(key, __u32);
 	__uint(max_entries, 1);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-	__array(values, struct km_cidr_nodes_map);
+	__array(values, struct km_cidr_pool_map);
 } km_cidr_index SEC(".maps");
 
 /* Follows the index from node `idx` over the bytes of `hi:lo` (most significant first), at most `levels`
  * (a constant: 4 or 16) bytes. Returns 1 remote / 0 not remote. A well-formed index ends the walk at a 0/1 entry
- * within the address's remaining bytes; a malformed one (missing node, too deep) answers 0. */
-static __always_inline int km_cidr_walk(void *nodes, __u32 idx, __u64 hi, __u64 lo, const int levels)
+ * within the address's remaining bytes; a malformed one (too deep) answers 0. */
+static __always_inline int km_cidr_walk(const struct km_cidr_pool *pool, __u32 idx, __u64 hi, __u64 lo,
+					const int levels)
 {
 #pragma unroll
 	for (int i = 0; i < levels; i++) {
-		struct km_cidr_node *n;
-		__u16 e;
+		__u16 e = pool->e[((idx & (KM_CIDR_NODES - 1)) << 8) + (__u32)(hi >> 56)];
 
-		n = bpf_map_lookup_elem(nodes, &idx);
-		if (!n)
-			return 0;
-		e = n->e[hi >> 56];
 		if (e <= KM_CIDR_FULL)
 			return e;
 		idx = e;
@@ -90,13 +89,17 @@ static __always_inline int km_cidr_walk(void *nodes, __u32 idx, __u64 hi, __u64 
 static __always_inline int km_cidr_index_lookup(__u32 family_is_v4, const void *addr)
 {
 	__u32 zero = 0;
-	void *nodes = bpf_map_lookup_elem(&km_cidr_index, &zero);
-	struct km_cidr_head *h;
+	void *inner = bpf_map_lookup_elem(&km_cidr_index, &zero);
+	const struct km_cidr_pool *pool;
+	const struct km_cidr_head *h;
 
-	if (!nodes)
+	if (!inner)
 		return -1;
-	h = bpf_map_lookup_elem(nodes, &zero);
-	if (!h || h->magic != KM_CIDR_MAGIC)
+	pool = bpf_map_lookup_elem(inner, &zero);
+	if (!pool)
+		return -1;
+	h = (const struct km_cidr_head *)pool;
+	if (h->magic != KM_CIDR_MAGIC)
 		return -1;
 	if (family_is_v4) {
 		__u32 a = *(const __u32 *)addr;
@@ -104,7 +107,7 @@ static __always_inline int km_cidr_index_lookup(__u32 family_is_v4, const void *
 
 		if (!h->v4_root || (a & h->v4_mask) != h->v4_prefix)
 			return 0;
-		return km_cidr_walk(nodes, h->v4_root, (__u64)(bpf_ntohl(a) << (skip * 8)) << 32, 0, 4);
+		return km_cidr_walk(pool, h->v4_root, (__u64)(bpf_ntohl(a) << (skip * 8)) << 32, 0, 4);
 	} else {
 		__u64 hi = bpf_be64_to_cpu(((const __u64 *)addr)[0]);
 		__u64 lo = bpf_be64_to_cpu(((const __u64 *)addr)[1]);
@@ -119,7 +122,7 @@ static __always_inline int km_cidr_index_lookup(__u32 family_is_v4, const void *
 			hi = (hi << (skip * 8)) | (lo >> (64 - skip * 8));
 			lo <<= skip * 8;
 		}
-		return km_cidr_walk(nodes, h->v6_root, hi, lo, 16);
+		return km_cidr_walk(pool, h->v6_root, hi, lo, 16);
 	}
 }
 

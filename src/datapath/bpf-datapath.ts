@@ -30,9 +30,9 @@ import {
 import {
   CIDR_INDEX_CAPACITY,
   CIDR_INDEX_KEY_SIZE,
-  CIDR_NODE_SIZE,
-  cidrIndexEntries,
+  CIDR_POOL_SIZE,
   compileCidrIndex,
+  encodeCidrPool,
   decodeCidrHeader,
   fitsCidrIndex,
   type CidrIndex,
@@ -102,7 +102,7 @@ function isErrno(e: unknown, ...errnos: number[]): boolean {
 
 const ENOENT = 2;
 const BPF_MAP_TYPE_ARRAY = 2;
-/** The one slot of km_cidr_index (u32 key 0), also the header node's key in an inner map. */
+/** The one slot of km_cidr_index (u32 key 0), also the key of an inner map's one value. */
 const CIDR_SLOT = Buffer.alloc(4);
 
 export class BpfDatapath implements Datapath {
@@ -338,14 +338,14 @@ export class BpfDatapath implements Datapath {
     try {
       const fd = await this.bpf.mapCreate(
         BPF_MAP_TYPE_ARRAY,
-        'km_cidr_nodes',
+        'km_cidr_pool',
         CIDR_INDEX_KEY_SIZE,
-        CIDR_NODE_SIZE,
-        CIDR_INDEX_CAPACITY,
+        CIDR_POOL_SIZE,
+        1,
         0,
       );
       try {
-        await this.bpf.mapApply(fd, cidrIndexEntries(index));
+        await this.bpf.mapApply(fd, [{ key: CIDR_SLOT, value: encodeCidrPool(index) }]);
         await this.bpf.mapFreeze(fd);
         const value = Buffer.alloc(4);
         value.writeUInt32LE(fd, 0);
@@ -365,8 +365,8 @@ export class BpfDatapath implements Datapath {
     if (!slot) return undefined;
     const fd = await this.bpf.mapFdById(slot.readUInt32LE(0));
     try {
-      const header = await this.bpf.mapLookup(fd, CIDR_SLOT);
-      return header ? decodeCidrHeader(header) : { fingerprint: '', nodes: 0 };
+      const pool = await this.bpf.mapLookup(fd, CIDR_SLOT);
+      return pool ? decodeCidrHeader(pool) : { fingerprint: '', nodes: 0 };
     } finally {
       this.bpf.closeFd(fd);
     }

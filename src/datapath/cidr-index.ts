@@ -12,6 +12,8 @@ export const CIDR_INDEX_CAPACITY = 4096;
 export const CIDR_INDEX_MAGIC = 0x4b4d4331;
 export const CIDR_NODE_SIZE = 512;
 export const CIDR_INDEX_KEY_SIZE = 4;
+/** Value size of an inner map: the whole pool. */
+export const CIDR_POOL_SIZE = CIDR_INDEX_CAPACITY * CIDR_NODE_SIZE;
 const EMPTY = 0;
 const FULL = 1;
 const FIRST_NODE = 2;
@@ -167,18 +169,18 @@ function fingerprintOf(index: CidrIndex): string {
   return hash.digest('hex');
 }
 
-/** Map entries (key u32 index, value node) for an inner map: the header and every node from 2 on. */
-export function cidrIndexEntries(index: CidrIndex): { key: Buffer; value: Buffer }[] {
-  const key = (i: number): Buffer => {
-    const k = Buffer.alloc(CIDR_INDEX_KEY_SIZE);
-    k.writeUInt32LE(i, 0);
-    return k;
-  };
-  const out = [{ key: key(0), value: encodeCidrHeader(index) }];
-  for (let i = FIRST_NODE; i < index.nodes.length; i++) {
-    out.push({ key: key(i), value: encodeCidrNode(index.nodes[i] as Uint16Array) });
+/** The one value of an inner map (struct km_cidr_pool): node i at offset i * 512, the header as node 0. */
+export function encodeCidrPool(index: CidrIndex): Buffer {
+  if (!fitsCidrIndex(index)) {
+    throw new Error(`the CIDR index needs ${index.nodes.length} nodes, more than its ${CIDR_INDEX_CAPACITY}`);
   }
-  return out;
+  const pool = Buffer.alloc(CIDR_POOL_SIZE);
+  encodeCidrHeader(index).copy(pool, 0);
+  for (let i = FIRST_NODE; i < index.nodes.length; i++) {
+    const entries = index.nodes[i] as Uint16Array;
+    for (let j = 0; j < 256; j++) pool.writeUInt16LE(entries[j] ?? 0, i * CIDR_NODE_SIZE + j * 2);
+  }
+  return pool;
 }
 
 /** The walk of bpf/cidr_index.h in TypeScript: is this address (4 or 16 bytes) inside an indexed CIDR? */

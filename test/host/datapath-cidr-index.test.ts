@@ -1,0 +1,221 @@
+// The remote-CIDR index in the kernel (root, private bpffs root): tc_mark_encrypt and tc_mark_decrypt answer
+// "inside a remote pod CIDR?" exactly like plain CIDR matching, both through the installed index and through the
+// km_nodeinfo LPM fallback (slot emptied with bpftool); an unchanged CIDR set writes nothing, a changed one swaps
+// in a new frozen inner map and the old one is freed; an index too large for its capacity is not installed and
+// the trie answers; a restarted process adopts the installed index.
+import t from 'tap';
+import { BpfDatapath } from '../../src/datapath/bpf-datapath.js';
+import { prefixMatches, type Family, type ParsedCidr } from '../../src/datapath/addr.js';
+import {
+  CIDR_INDEX_CAPACITY,
+  CIDR_POOL_SIZE,
+  compileCidrIndex,
+  encodeCidrPool,
+} from '../../src/datapath/cidr-index.js';
+import { nativeBpf } from '../../src/datapath/native-bpf.js';
+import { ipFrame } from './lib/packets.js';
+import { kernelSkipReason, OBJ_DIR, privateBpffsRoot, run } from './lib/kernel.js';
+
+const skip = kernelSkipReason();
+const root = privateBpffsRoot('cidx');
+const bpf = skip ? undefined : nativeBpf();
+
+function rng(seed: number): (n: number) => number {
+  let s = seed;
+  return (n) => {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    return (s >>> 8) % n;
+  };
+}
+
+function text(family: Family, b: Uint8Array): string {
+  if (family === 4) return [...b].join('.');
+  const groups: string[] = [];
+  for (let i = 0; i < 16; i += 2) groups.push((((b[i] ?? 0) << 8) | (b[i + 1] ?? 0)).toString(16));
+  return groups.join(':');
+}
+
+function cidrText(c: ParsedCidr): string {
+  return `${text(c.family, c.bytes)}/${c.prefixLen}`;
+}
+
+function randomCidr(rnd: (n: number) => number, family: Family): ParsedCidr {
+  const len = family === 4 ? 4 : 16;
+  const alphabet = [0, 1, 10, 0x80, 0xfd, 244, 64];
+  const bytes = Buffer.from(Array.from({ length: len }, () => alphabet[rnd(alphabet.length)] ?? 0));
+  const prefixLen = family === 4 ? [8, 12, 16, 23, 24, 28, 32][rnd(7)]! : [16, 32, 48, 56, 60, 64, 127, 128][rnd(8)]!;
+  for (let bit = prefixLen; bit < len * 8; bit++) bytes[bit >> 3]! &= ~(0x80 >> (bit & 7));
+  return { family, bytes, prefixLen, text: '' };
+}
+
+function probe(rnd: (n: number) => number, cidrs: readonly ParsedCidr[], family: Family): Buffer {
+  const len = family === 4 ? 4 : 16;
+  const addr = Buffer.from(Array.from({ length: len }, () => rnd(256)));
+  const same = cidrs.filter((c) => c.family === family);
+  const c = same[rnd(same.length + 1)];
+  if (c) {
+    for (let bit = 0; bit < c.prefixLen; bit++) {
+      const mask = 0x80 >> (bit & 7);
+      addr[bit >> 3] = (addr[bit >> 3]! & ~mask) | (c.bytes[bit >> 3]! & mask);
+    }
+    if (rnd(2) === 0) addr[(c.prefixLen - 1) >> 3]! ^= 0x80 >> ((c.prefixLen - 1) & 7);
+  }
+  return addr;
+}
+
+/** The inner map id in the km_cidr_index slot, or 0 when it is empty. */
+async function slotMapId(): Promise<number> {
+  const fd = await bpf!.getPinned(`${root}/map/km_cidr_index`);
+  try {
+    const v = await bpf!.mapLookup(fd, Buffer.alloc(4));
+    return v ? v.readUInt32LE(0) : 0;
+  } finally {
+    bpf!.closeFd(fd);
+  }
+}
+
+function emptySlotWithBpftool(): void {
+  run('bpftool', ['map', 'delete', 'pinned', `${root}/map/km_cidr_index`, 'key', '0', '0', '0', '0']);
+}
+
+async function mapExists(id: number): Promise<boolean> {
+  try {
+    bpf!.closeFd(await bpf!.mapFdById(id));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+t.test('remote-CIDR index in the kernel', { skip }, async (t) => {
+  const dp = new BpfDatapath();
+  t.teardown(async () => {
+    await dp.uninstall().catch(() => undefined);
+  });
+  await dp.load({ bpffsRoot: root, objDir: OBJ_DIR });
+
+  /** Disagreements between both programs and plain CIDR matching, over random addresses near the CIDRs. */
+  async function disagreements(cidrs: readonly ParsedCidr[], rnd: (n: number) => number, n: number): Promise<number> {
+    let wrong = 0;
+    for (let i = 0; i < n; i++) {
+      const family: Family = rnd(2) === 0 ? 4 : 6;
+      const addr = probe(rnd, cidrs, family);
+      const inside = cidrs.some((c) => c.family === family && prefixMatches(c.bytes, addr, c.prefixLen));
+      const other = family === 4 ? '192.0.2.1' : '2001:db8::1';
+      const enc = await dp.testRun('tc_mark_encrypt', ipFrame(other, text(family, addr)));
+      const dec = await dp.testRun('tc_mark_decrypt', ipFrame(text(family, addr), other), { mark: 0xd0 });
+      if (enc.mark !== (inside ? 0xe0 : 0) || dec.mark !== (inside ? 0xd0 : 0)) wrong++;
+    }
+    return wrong;
+  }
+
+  t.test('index and LPM fallback both agree with CIDR matching', async (t) => {
+    const rnd = rng(99);
+    let indexWrong = 0;
+    let lpmWrong = 0;
+    for (let set = 0; set < 12; set++) {
+      const cidrs = Array.from({ length: 1 + rnd(10) }, () => randomCidr(rnd, rnd(2) === 0 ? 4 : 6));
+      await dp.setRemoteCidrs(cidrs.map(cidrText));
+      t.not(await slotMapId(), 0, `set ${set}: index installed`);
+      indexWrong += await disagreements(cidrs, rng(set), 40);
+      emptySlotWithBpftool();
+      t.equal((await dp.stats()).cidrIndex, null, 'no index: stats say so');
+      lpmWrong += await disagreements(cidrs, rng(set), 40);
+    }
+    t.equal(indexWrong, 0, 'through the index: 12 sets x 40 addresses, both programs');
+    t.equal(lpmWrong, 0, 'through km_nodeinfo: the same addresses');
+  });
+
+  t.test('unchanged CIDRs write nothing; changed ones swap in a new frozen map and free the old', async (t) => {
+    const cidrs = ['10.244.1.0/24', '10.244.2.0/24', 'fd00:10:244:1::/64'];
+    await dp.setRemoteCidrs(cidrs);
+    const first = await slotMapId();
+    t.not(first, 0);
+    t.same(await dp.setRemoteCidrs([...cidrs].reverse()), { added: 0, changed: 0, removed: 0 });
+    t.equal(await slotMapId(), first, 'same CIDRs (any order): same inner map');
+    const s = await dp.stats();
+    t.same(s.cidrIndex, { nodes: compileCidrIndex(cidrs).nodes.length, capacity: CIDR_INDEX_CAPACITY });
+
+    const innerFd = await bpf!.mapFdById(first);
+    try {
+      await t.rejects(
+        bpf!.mapApply(innerFd, [{ key: Buffer.alloc(4), value: Buffer.alloc(CIDR_POOL_SIZE) }]),
+        { code: 'KMESH_ERRNO', errno: 1 },
+        'the installed index is frozen against syscall writes (EPERM)',
+      );
+    } finally {
+      bpf!.closeFd(innerFd);
+    }
+    const shown = JSON.parse(run('bpftool', ['-j', 'map', 'show', 'id', String(first)])) as { frozen?: number };
+    t.equal(shown.frozen, 1, 'bpftool shows it frozen');
+
+    await dp.setRemoteCidrs(['10.244.3.0/24']);
+    const second = await slotMapId();
+    t.not(second, first, 'a new inner map');
+    t.equal((await dp.testRun('tc_mark_encrypt', ipFrame('10.0.0.1', '10.244.1.5'))).mark, 0, 'old CIDR gone');
+    t.equal((await dp.testRun('tc_mark_encrypt', ipFrame('10.0.0.1', '10.244.3.5'))).mark, 0xe0, 'new CIDR');
+    let freed = false;
+    for (let i = 0; i < 50 && !freed; i++) {
+      freed = !(await mapExists(first));
+      if (!freed) await new Promise((r) => setTimeout(r, 100));
+    }
+    t.ok(freed, 'the replaced inner map is released by the kernel');
+  });
+
+  t.test('an index beyond its capacity is not installed and the trie answers', async (t) => {
+    const rnd = rng(5);
+    const scattered: ParsedCidr[] = Array.from({ length: 600 }, () => ({
+      family: 6,
+      bytes: Buffer.from(Array.from({ length: 16 }, () => rnd(256))),
+      prefixLen: 128,
+      text: '',
+    }));
+    t.ok(compileCidrIndex(scattered).nodes.length > CIDR_INDEX_CAPACITY);
+    await dp.setRemoteCidrs(scattered.map(cidrText));
+    t.equal(await slotMapId(), 0, 'slot left empty');
+    t.equal((await dp.stats()).cidrIndex, null);
+    t.equal((await dp.stats()).remoteCidrEntries, 600, 'km_nodeinfo holds every CIDR');
+    t.equal(await disagreements(scattered, rng(1), 60), 0, 'answers through km_nodeinfo');
+    await dp.setRemoteCidrs(['10.244.9.0/24']);
+    t.not(await slotMapId(), 0, 'a set that fits is indexed again');
+  });
+
+  t.test('the programs ask the index first and km_nodeinfo only without one', async (t) => {
+    await dp.setRemoteCidrs(['10.244.5.0/24']);
+    // Swap in, by hand, an index compiled for other CIDRs than km_nodeinfo holds: the programs must follow it.
+    const other = compileCidrIndex(['10.99.0.0/16']);
+    const fd = await bpf!.mapCreate(2, 'kmt_cidr_pool', 4, CIDR_POOL_SIZE, 1, 0);
+    const outer = await bpf!.getPinned(`${root}/map/km_cidr_index`);
+    try {
+      await bpf!.mapApply(fd, [{ key: Buffer.alloc(4), value: encodeCidrPool(other) }]);
+      const value = Buffer.alloc(4);
+      value.writeUInt32LE(fd, 0);
+      await bpf!.mapApply(outer, [{ key: Buffer.alloc(4), value }]);
+    } finally {
+      bpf!.closeFd(fd);
+      bpf!.closeFd(outer);
+    }
+    const mark = async (dst: string) => (await dp.testRun('tc_mark_encrypt', ipFrame('10.0.0.1', dst))).mark;
+    t.equal(await mark('10.99.3.3'), 0xe0, 'the index answers');
+    t.equal(await mark('10.244.5.3'), 0, 'km_nodeinfo is not asked while an index is installed');
+    emptySlotWithBpftool();
+    t.equal(await mark('10.99.3.3'), 0, 'without the index');
+    t.equal(await mark('10.244.5.3'), 0xe0, 'km_nodeinfo answers');
+    await dp.setRemoteCidrs(['10.244.5.0/24']);
+    t.not(await slotMapId(), 0, 'the next sync installs the right index again');
+    t.equal(await mark('10.99.3.3'), 0);
+    t.equal(await mark('10.244.5.3'), 0xe0);
+  });
+
+  t.test('a restarted process adopts the installed index', async (t) => {
+    const cidrs = ['10.244.4.0/24', 'fd00:10:244:4::/64'];
+    await dp.setRemoteCidrs(cidrs);
+    const id = await slotMapId();
+    const again = new BpfDatapath();
+    await again.load({ bpffsRoot: root, objDir: OBJ_DIR });
+    t.equal((await again.testRun('tc_mark_encrypt', ipFrame('10.0.0.1', '10.244.4.7'))).mark, 0xe0, 'before any write');
+    t.same(await again.setRemoteCidrs(cidrs), { added: 0, changed: 0, removed: 0 });
+    t.equal(await slotMapId(), id, 'same set: the installed index is kept');
+    again.close();
+  });
+});

@@ -1,0 +1,207 @@
+// Pure tests of the remote-CIDR index compiler (src/datapath/cidr-index.ts): its walk agrees with plain
+// "inside some CIDR of that family" on random CIDR sets and addresses, its layout is canonical (order and
+// duplicates do not matter, identical nodes are shared), the shared-prefix skip, capacity, and the header bytes
+// bpf/cidr_index.h reads.
+import t from 'tap';
+import { parseAddr, parseCidr, prefixMatches, type Family, type ParsedCidr } from '../../src/datapath/addr.js';
+import {
+  CIDR_INDEX_CAPACITY,
+  CIDR_INDEX_MAGIC,
+  CIDR_NODE_SIZE,
+  CIDR_POOL_SIZE,
+  compileCidrIndex,
+  decodeCidrHeader,
+  encodeCidrHeader,
+  encodeCidrPool,
+  fitsCidrIndex,
+  lookupCidrIndex,
+} from '../../src/datapath/cidr-index.js';
+
+function inAny(cidrs: readonly ParsedCidr[], family: Family, addr: Buffer): boolean {
+  return cidrs.some((c) => c.family === family && prefixMatches(c.bytes, addr, c.prefixLen));
+}
+
+function rng(seed: number): (n: number) => number {
+  let s = seed;
+  return (n) => {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    return (s >>> 8) % n;
+  };
+}
+
+/** A random network of the family with a random prefix length; bytes drawn from a small alphabet so sets nest. */
+function randomCidr(rnd: (n: number) => number, family: Family): ParsedCidr {
+  const len = family === 4 ? 4 : 16;
+  const alphabet = [0, 1, 10, 0x80, 0xfd, 0xff, 244, 64];
+  const bytes = Buffer.from(Array.from({ length: len }, () => alphabet[rnd(alphabet.length)] ?? 0));
+  const prefixLen =
+    rnd(4) === 0 ? rnd(len * 8 + 1) : [8, 16, 20, 24, 32, 48, 56, 64, 120, 128][rnd(10)]! % (len * 8 + 1);
+  for (let bit = prefixLen; bit < len * 8; bit++) bytes[bit >> 3]! &= ~(0x80 >> (bit & 7));
+  return { family, bytes, prefixLen, text: '' };
+}
+
+/** An address near one of the CIDRs (inside, or one bit off), or a random one. */
+function probe(rnd: (n: number) => number, cidrs: readonly ParsedCidr[], family: Family): Buffer {
+  const len = family === 4 ? 4 : 16;
+  const base = cidrs.filter((c) => c.family === family);
+  const addr = Buffer.from(Array.from({ length: len }, () => rnd(256)));
+  const c = base[rnd(base.length + 1)];
+  if (c) {
+    for (let bit = 0; bit < c.prefixLen; bit++) {
+      const mask = 0x80 >> (bit & 7);
+      addr[bit >> 3] = (addr[bit >> 3]! & ~mask) | (c.bytes[bit >> 3]! & mask);
+    }
+    if (c.prefixLen > 0 && rnd(2) === 0) addr[(c.prefixLen - 1) >> 3]! ^= 0x80 >> ((c.prefixLen - 1) & 7);
+  }
+  return addr;
+}
+
+t.test('the index walk answers exactly "inside a CIDR of this family"', (t) => {
+  const rnd = rng(7);
+  let checks = 0;
+  let wrong = 0;
+  let hits = 0;
+  for (let set = 0; set < 300; set++) {
+    const cidrs = Array.from({ length: 1 + rnd(12) }, () => randomCidr(rnd, rnd(2) === 0 ? 4 : 6));
+    const index = compileCidrIndex(cidrs);
+    for (let i = 0; i < 60; i++) {
+      const family: Family = rnd(2) === 0 ? 4 : 6;
+      const addr = probe(rnd, cidrs, family);
+      const want = inAny(cidrs, family, addr);
+      if (lookupCidrIndex(index, family, addr) !== want) wrong++;
+      if (want) hits++;
+      checks++;
+    }
+  }
+  t.equal(wrong, 0, `${checks} random lookups over 300 random CIDR sets agree`);
+  t.ok(hits > checks / 5 && hits < (checks * 4) / 5, `both answers are exercised (${hits} hits)`);
+  t.end();
+});
+
+t.test('families never answer for each other', (t) => {
+  // 32.1.0.0/16 and 2001::/16 have the same leading bytes.
+  const index = compileCidrIndex(['32.1.0.0/16', 'fd00:1::/64']);
+  t.equal(lookupCidrIndex(index, 4, parseAddr('32.1.5.9').bytes), true);
+  t.equal(lookupCidrIndex(index, 6, parseAddr('2001::1').bytes), false, 'IPv6 2001:: is not 32.1.0.0/16');
+  t.equal(lookupCidrIndex(index, 6, parseAddr('fd00:1::7').bytes), true);
+  t.equal(lookupCidrIndex(index, 4, parseAddr('253.0.0.1').bytes), false, 'IPv4 fd.00.. is not fd00:1::/64');
+  t.equal(index.v4?.skip, 1, 'IPv4: only the first byte is shared by a /16');
+  t.end();
+});
+
+t.test('edge prefixes: /0, host routes, empty sets', (t) => {
+  const all = compileCidrIndex(['0.0.0.0/0']);
+  t.equal(lookupCidrIndex(all, 4, parseAddr('1.2.3.4').bytes), true);
+  t.equal(lookupCidrIndex(all, 6, parseAddr('::1').bytes), false);
+  t.same(all.v4, { root: 2, skip: 0, prefix: Buffer.alloc(0) }, 'a /0 is one all-remote node');
+  const hosts = compileCidrIndex(['10.1.2.3/32', 'fd00::5/128']);
+  t.equal(lookupCidrIndex(hosts, 4, parseAddr('10.1.2.3').bytes), true);
+  t.equal(lookupCidrIndex(hosts, 4, parseAddr('10.1.2.4').bytes), false);
+  t.equal(lookupCidrIndex(hosts, 6, parseAddr('fd00::5').bytes), true);
+  t.equal(lookupCidrIndex(hosts, 6, parseAddr('fd00::4').bytes), false);
+  t.equal(hosts.v4?.skip, 3, 'a /32 skips three bytes and branches on the last');
+  t.equal(hosts.v6?.skip, 15);
+  const none = compileCidrIndex([]);
+  t.equal(none.v4, undefined);
+  t.equal(none.v6, undefined);
+  t.equal(none.nodes.length, 2, 'header and the reserved node only');
+  t.equal(lookupCidrIndex(none, 4, parseAddr('10.0.0.1').bytes), false);
+  t.end();
+});
+
+t.test('the layout is canonical and shares identical nodes', (t) => {
+  const cidrs = [
+    ...Array.from({ length: 800 }, (_, i) => `10.${64 + (i >> 8)}.${i & 255}.0/24`),
+    ...Array.from({ length: 200 }, (_, i) => `fd00:10:${(i + 1).toString(16)}::/64`),
+  ];
+  const index = compileCidrIndex(cidrs);
+  const shuffled = [...cidrs].reverse();
+  shuffled.push(cidrs[3]!, cidrs[900]!);
+  t.equal(compileCidrIndex(shuffled).fingerprint, index.fingerprint, 'order and duplicates do not matter');
+  t.not(compileCidrIndex(cidrs.slice(1)).fingerprint, index.fingerprint, 'another set, another fingerprint');
+  t.same(index.v4?.prefix, Buffer.from([10]), 'IPv4 skip: the shared 10.');
+  t.equal(index.v6?.skip, 5, 'IPv6 skip: the shared fd00:0010:00');
+  // IPv4: one node for the second byte (10.64-10.66 are whole /16s: remote entries, no node) and one for
+  // 10.67.0-31. IPv6: one node for the sixth byte, and the /64 tails (bytes 7 and 8 zero) are one chain of two
+  // nodes that all 200 CIDRs share.
+  t.equal(index.nodes.length, 2 + 2 + 1 + 2, 'identical nodes stored once, whole ranges collapse');
+  t.ok(fitsCidrIndex(index));
+  // An index equal to a set with the same addresses: 10.0.0.0/23 is 10.0.0.0/24 + 10.0.1.0/24.
+  t.equal(
+    compileCidrIndex(['10.0.0.0/23']).fingerprint,
+    compileCidrIndex(['10.0.0.0/24', '10.0.1.0/24']).fingerprint,
+    'same addresses, same index',
+  );
+  t.equal(
+    compileCidrIndex(['10.0.0.0/8', '10.1.0.0/16']).fingerprint,
+    compileCidrIndex(['10.0.0.0/8']).fingerprint,
+    'a nested CIDR adds nothing',
+  );
+  t.end();
+});
+
+/** n random IPv6 host routes: almost nothing to share. */
+function scatteredHosts(n: number): ParsedCidr[] {
+  const rnd = rng(3);
+  return Array.from({ length: n }, () => {
+    const a = Buffer.from(Array.from({ length: 16 }, () => rnd(256)));
+    return { family: 6 as const, bytes: a, prefixLen: 128, text: '' };
+  });
+}
+
+t.test('capacity: scattered host routes do not fit and say so', (t) => {
+  const scattered = scatteredHosts(600);
+  const index = compileCidrIndex(scattered);
+  t.ok(index.nodes.length > CIDR_INDEX_CAPACITY, `${index.nodes.length} nodes needed`);
+  t.notOk(fitsCidrIndex(index));
+  t.equal(lookupCidrIndex(index, 6, scattered[17]!.bytes), true, 'the compiled form is still right');
+  t.end();
+});
+
+t.test('header and node bytes are what bpf/cidr_index.h reads', (t) => {
+  const index = compileCidrIndex(['10.244.0.0/16', '10.244.7.128/25', 'fd00:10:244::/48']);
+  const h = encodeCidrHeader(index);
+  t.equal(h.length, CIDR_NODE_SIZE);
+  t.equal(h.readUInt32LE(0), CIDR_INDEX_MAGIC, 'magic');
+  t.equal(h.readUInt32LE(4), index.v4?.root, 'v4_root');
+  t.equal(h.readUInt32LE(8), 1, 'v4_skip: 10.');
+  t.same([...h.subarray(12, 16)], [10, 0, 0, 0], 'v4_prefix in network order');
+  t.same([...h.subarray(16, 20)], [0xff, 0, 0, 0], 'v4_mask in network order');
+  t.equal(h.readUInt32LE(20), index.v6?.root, 'v6_root');
+  t.equal(h.readUInt32LE(24), 5, 'v6_skip: fd00:0010:02');
+  t.equal(h.readUInt32LE(28), index.nodes.length, 'node count');
+  t.equal(h.readBigUInt64LE(32), 0xfd00001002000000n, 'v6_prefix[0] as a host-order u64 of the big-endian half');
+  t.equal(h.readBigUInt64LE(40), 0n);
+  t.equal(h.readBigUInt64LE(48), 0xffffffffff000000n, 'v6_mask[0]');
+  t.equal(h.readBigUInt64LE(56), 0n);
+  t.same(decodeCidrHeader(h), { fingerprint: index.fingerprint, nodes: index.nodes.length });
+  t.same(decodeCidrHeader(Buffer.alloc(CIDR_NODE_SIZE)), { fingerprint: '', nodes: 0 }, 'not a header');
+
+  const pool = encodeCidrPool(index);
+  t.equal(pool.length, CIDR_POOL_SIZE, 'one value: the whole pool');
+  t.same(pool.subarray(0, CIDR_NODE_SIZE), h, 'the header is node 0');
+  t.ok(
+    pool.subarray(CIDR_NODE_SIZE, 2 * CIDR_NODE_SIZE).every((b) => b === 0),
+    'node 1 is never used',
+  );
+  const root = index.v4!.root * CIDR_NODE_SIZE;
+  t.equal(pool.readUInt16LE(root + 244 * 2), 1, '10.244.x: the whole second byte 244 is remote');
+  t.equal(pool.readUInt16LE(root + 243 * 2), 0);
+  const v6root = index.v6!.root * CIDR_NODE_SIZE;
+  t.equal(pool.readUInt16LE(v6root + 0x44 * 2), 1, 'fd00:10:244::/48 ends at the sixth byte: remote');
+  const v4third = pool.readUInt16LE(root + 7 * 2);
+  t.equal(v4third, 0, '10.7.x: not remote');
+  t.ok(
+    pool.subarray(index.nodes.length * CIDR_NODE_SIZE).every((b) => b === 0),
+    'unused nodes are zero',
+  );
+  t.throws(() => encodeCidrPool(compileCidrIndex(scatteredHosts(600))), /needs \d+ nodes, more than its 4096/);
+  t.end();
+});
+
+t.test('an invalid CIDR is refused by name', (t) => {
+  t.throws(() => compileCidrIndex(['10.0.0.0/8', '10.0.0.1/8']), /CIDR "10.0.0.1\/8" has host bits set/);
+  t.throws(() => compileCidrIndex(['nonsense']), /CIDR "nonsense" has no \/prefix length/);
+  t.doesNotThrow(() => compileCidrIndex([parseCidr('fd00::/8')]));
+  t.end();
+});
