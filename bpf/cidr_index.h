@@ -8,11 +8,13 @@
  *  - km_cidr_index: ARRAY_OF_MAPS with one slot, pinned by name. Userspace fills a complete new inner map,
  *    freezes it and swaps it into the slot with one update, so a program sees either the old or the new index,
  *    never a half-written one; the kernel frees the old inner map after an RCU grace period.
- *  - inner map: ARRAY with one value, a pool of KM_CIDR_NODES nodes of 512 bytes (2 MiB). Node 0 is the header
- *    (struct km_cidr_head), node 1 is never used. Every other node is a 256-way branch on one address byte,
- *    entries u16: 0 = not remote, 1 = remote (the whole range below this entry lies inside a remote CIDR),
- *    n >= 2 = continue at node n with the next byte. A CIDR ending inside a byte is expanded over the entries
- *    it covers. Identical nodes are stored once.
+ *  - inner map: ARRAY with one value, a pool of 2 MiB: KM_CIDR_NODES nodes of 512 bytes, then KM_CIDR_RECORDS
+ *    tail records of 32 bytes. Node 0 is the header (struct km_cidr_head), node 1 is never used. Every other
+ *    node is a 256-way branch on one address byte, entries u16: 0 = not remote, 1 = remote (the whole range
+ *    below this entry lies inside a remote CIDR), 2..0x7fff = continue at node n with the next byte,
+ *    0x8000 | r = tail record r: the subtree holds a single CIDR, and the rest of the address must match its
+ *    remaining bits (one masked 128-bit compare instead of a chain of one-entry nodes). A CIDR ending inside a
+ *    byte is expanded over the entries it covers. Identical nodes and records are stored once.
  *  - Per family, the header holds the root node and a skip: leading address bytes every CIDR of that family
  *    shares (cluster pod CIDRs usually come from one range, e.g. fd00:10:244::/56). An address whose first
  *    `skip` bytes differ from the prefix is not remote; otherwise the walk starts at byte `skip`. */
@@ -23,10 +25,20 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
-#define KM_CIDR_NODES 4096 /* a power of two: node numbers are masked with KM_CIDR_NODES - 1 */
-#define KM_CIDR_MAGIC 0x4b4d4331u /* "KMC1": index format 1 */
+#define KM_CIDR_POOL_NODES 4096 /* 512-byte slots of the pool; node numbers are masked with this - 1 */
+#define KM_CIDR_NODES 3072      /* slots used for nodes; the last 1024 hold the tail records */
+#define KM_CIDR_RECORDS 16384
+#define KM_CIDR_MAGIC 0x4b4d4332u /* "KMC2": index format 2 */
 #define KM_CIDR_EMPTY 0
 #define KM_CIDR_FULL 1
+#define KM_CIDR_RECORD 0x8000u
+
+/* A subtree holding one CIDR: the rest of the address (shifted so its next byte is on top) must equal `value`
+ * under `mask`. Halves are the big-endian halves converted to host order, most significant first. */
+struct km_cidr_record {
+	__u64 value[2];
+	__u64 mask[2];
+};
 
 struct km_cidr_head {
 	__u32 magic;
@@ -40,12 +52,20 @@ struct km_cidr_head {
 	__u64 v6_prefix[2]; /* the skipped bytes as two big-endian halves converted to host order */
 	__u64 v6_mask[2];
 	__u8 fingerprint[32]; /* SHA-256 of the index contents, for userspace's "already installed?" check */
+	__u32 records;        /* tail records in use (for userspace's stats) */
 };
 
-/* The whole index is the one value of its inner map: node n's entries are e[n * 256 .. n * 256 + 255], and node 0
- * holds the header. One lookup gives the walk a base pointer; every level is then a masked offset and one load. */
+/* The whole index is the one value of its inner map: node n's entries are e[n * 256 .. n * 256 + 255] (node 0
+ * holds the header), the records fill the last quarter. One lookup gives the walk a base pointer; every level is
+ * then a masked offset and one load. */
 struct km_cidr_pool {
-	__u16 e[KM_CIDR_NODES * 256];
+	union {
+		__u16 e[KM_CIDR_POOL_NODES * 256];
+		struct {
+			__u8 nodes[KM_CIDR_NODES * 512];
+			struct km_cidr_record rec[KM_CIDR_RECORDS];
+		};
+	};
 };
 
 /* Sizes rather than types: clang emits the value struct reached only through this template as a BTF forward
@@ -67,19 +87,24 @@ struct {
 
 /* Follows the index from node `idx` over the bytes of `hi:lo` (most significant first), at most `levels`
  * (a constant: 4 or 16) bytes. Returns 1 remote / 0 not remote. A well-formed index ends the walk at a 0/1 entry
- * within the address's remaining bytes; a malformed one (too deep) answers 0. */
+ * or a record within the address's remaining bytes; a malformed one (too deep) answers 0. */
 static __always_inline int km_cidr_walk(const struct km_cidr_pool *pool, __u32 idx, __u64 hi, __u64 lo,
 					const int levels)
 {
 #pragma unroll
 	for (int i = 0; i < levels; i++) {
-		__u16 e = pool->e[((idx & (KM_CIDR_NODES - 1)) << 8) + (__u32)(hi >> 56)];
+		__u16 e = pool->e[((idx & (KM_CIDR_POOL_NODES - 1)) << 8) + (__u32)(hi >> 56)];
 
 		if (e <= KM_CIDR_FULL)
 			return e;
-		idx = e;
 		hi = (hi << 8) | (lo >> 56);
 		lo <<= 8;
+		if (e & KM_CIDR_RECORD) {
+			const struct km_cidr_record *r = &pool->rec[e & (KM_CIDR_RECORDS - 1)];
+
+			return (hi & r->mask[0]) == r->value[0] && (lo & r->mask[1]) == r->value[1];
+		}
+		idx = e;
 	}
 	return 0;
 }

@@ -28,9 +28,9 @@ import {
   type LoadOptions,
 } from './datapath.js';
 import {
-  CIDR_INDEX_CAPACITY,
   CIDR_INDEX_KEY_SIZE,
   CIDR_POOL_SIZE,
+  cidrIndexUse,
   compileCidrIndex,
   encodeCidrPool,
   decodeCidrHeader,
@@ -360,13 +360,13 @@ export class BpfDatapath implements Datapath {
   }
 
   /** The installed index's fingerprint and node count, or undefined when the slot is empty. */
-  private async installedCidrIndex(): Promise<{ fingerprint: string; nodes: number } | undefined> {
+  private async installedCidrIndex(): Promise<{ fingerprint: string; nodes: number; records: number } | undefined> {
     const slot = await this.bpf.mapLookup(this.loaded().maps.km_cidr_index, CIDR_SLOT);
     if (!slot) return undefined;
     const fd = await this.bpf.mapFdById(slot.readUInt32LE(0));
     try {
       const pool = await this.bpf.mapLookup(fd, CIDR_SLOT);
-      return pool ? decodeCidrHeader(pool) : { fingerprint: '', nodes: 0 };
+      return pool ? decodeCidrHeader(pool) : { fingerprint: '', nodes: 0, records: 0 };
     } finally {
       this.bpf.closeFd(fd);
     }
@@ -398,9 +398,7 @@ export class BpfDatapath implements Datapath {
       return {
         counters,
         remoteCidrEntries: (await this.bpf.mapDump(s.maps.km_nodeinfo)).length,
-        cidrIndex: await this.installedCidrIndex().then((i) =>
-          i ? { nodes: i.nodes, capacity: CIDR_INDEX_CAPACITY } : null,
-        ),
+        cidrIndex: await this.installedCidrIndex().then((i) => (i ? cidrIndexUse(i.nodes, i.records) : null)),
         peers: (await this.bpf.mapDump(s.maps.km_ipsec_peers)).length,
         attachments: (await this.liveAttachments()).length,
       };

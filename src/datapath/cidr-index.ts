@@ -1,21 +1,30 @@
-// The remote-pod-CIDR index (bpf/cidr_index.h): pure compilation of a CIDR list into the node array the TC
-// programs walk instead of the km_nodeinfo LPM trie, its byte encoding, and a TypeScript walk of the same
-// structure (the model the BPF code is tested against). A node is a 256-way branch on one address byte with
-// u16 entries (0 = not remote, 1 = remote, n >= 2 = next byte at node n); identical nodes are stored once, so
-// the layout is canonical: the same set of addresses always compiles to the same bytes and fingerprint.
+// The remote-pod-CIDR index (bpf/cidr_index.h): pure compilation of a CIDR list into the pool the TC programs
+// walk instead of the km_nodeinfo LPM trie, its byte encoding, and a TypeScript walk of the same structure (the
+// model the BPF code is tested against). A node is a 256-way branch on one address byte with u16 entries
+// (0 = not remote, 1 = remote, 2..0x7fff = next byte at that node, 0x8000 | r = tail record r). A tail record
+// stands for a subtree holding a single CIDR: "the rest of the address must match these bits". Identical nodes
+// and records are stored once, so the layout is canonical: the same set of addresses always compiles to the
+// same bytes and fingerprint.
 import { createHash } from 'node:crypto';
 
 import { parseCidr, type Family, type ParsedCidr } from './addr.js';
+import type { CidrIndexUse } from './datapath.js';
 
-/** Nodes per index (KM_CIDR_NODES): node 0 is the header, node 1 is never used (1 means "remote"). */
-export const CIDR_INDEX_CAPACITY = 4096;
-export const CIDR_INDEX_MAGIC = 0x4b4d4331;
+/** Nodes per pool (KM_CIDR_NODES): node 0 is the header, node 1 is never used (1 means "remote"). */
+export const CIDR_INDEX_CAPACITY = 3072;
+/** Tail records per pool (KM_CIDR_RECORDS). */
+export const CIDR_RECORD_CAPACITY = 16384;
+export const CIDR_INDEX_MAGIC = 0x4b4d4332;
 export const CIDR_NODE_SIZE = 512;
+export const CIDR_RECORD_SIZE = 32;
 export const CIDR_INDEX_KEY_SIZE = 4;
-/** Value size of an inner map: the whole pool. */
-export const CIDR_POOL_SIZE = CIDR_INDEX_CAPACITY * CIDR_NODE_SIZE;
+/** Byte offset of the records in the pool (KM_CIDR_RECORDS_OFF): after a 4096-node region. */
+export const CIDR_RECORDS_OFFSET = 4096 * CIDR_NODE_SIZE - CIDR_RECORD_CAPACITY * CIDR_RECORD_SIZE;
+/** Value size of an inner map: the whole pool (2 MiB). */
+export const CIDR_POOL_SIZE = 4096 * CIDR_NODE_SIZE;
 const EMPTY = 0;
 const FULL = 1;
+const RECORD = 0x8000;
 const FIRST_NODE = 2;
 
 /** Where one family's walk starts. */
@@ -28,12 +37,20 @@ export interface FamilyRoot {
   prefix: Buffer;
 }
 
+/** The rest of a single CIDR below some node: its bits from the record's byte on, left-aligned in 16 bytes. */
+export interface TailRecord {
+  tail: Buffer;
+  /** How many leading bits of `tail` must match. */
+  bits: number;
+}
+
 export interface CidrIndex {
   /** nodes[i] = the 256 entries of node i; nodes[0] and nodes[1] are unused placeholders (header, "remote"). */
   nodes: Uint16Array[];
+  records: TailRecord[];
   v4: FamilyRoot | undefined;
   v6: FamilyRoot | undefined;
-  /** SHA-256 of the encoded index (header without the fingerprint, then every node), hex. */
+  /** SHA-256 of the encoded index (header without the fingerprint, then every node and record), hex. */
   fingerprint: string;
 }
 
@@ -42,29 +59,58 @@ interface Prefix {
   prefixLen: number;
 }
 
-class NodeTable {
+class Tables {
   readonly nodes: Uint16Array[] = [new Uint16Array(256), new Uint16Array(256)];
-  private readonly byContent = new Map<string, number>();
+  readonly records: TailRecord[] = [];
+  private readonly nodeIds = new Map<string, number>();
+  private readonly recordIds = new Map<string, number>();
 
-  intern(entries: Uint16Array): number {
+  node(entries: Uint16Array): number {
     const key = Buffer.from(entries.buffer, entries.byteOffset, entries.byteLength).toString('latin1');
-    let index = this.byContent.get(key);
-    if (index === undefined) {
-      index = this.nodes.length;
+    let id = this.nodeIds.get(key);
+    if (id === undefined) {
+      id = this.nodes.length;
       this.nodes.push(entries);
-      this.byContent.set(key, index);
+      this.nodeIds.set(key, id);
     }
-    return index;
+    return id;
+  }
+
+  /** The entry for a subtree that holds only `p`, whose bytes before `depth` the walk has already matched. */
+  record(p: Prefix, depth: number): number {
+    const tail = Buffer.alloc(16);
+    p.bytes.copy(tail, 0, depth);
+    const rec = { tail, bits: p.prefixLen - depth * 8 };
+    const key = `${rec.bits}/${tail.toString('hex')}`;
+    let id = this.recordIds.get(key);
+    if (id === undefined) {
+      id = this.records.length;
+      this.records.push(rec);
+      this.recordIds.set(key, id);
+    }
+    // Ids past the capacity still make a (non-fitting) index; the entry is masked so it stays a record.
+    return RECORD | (id & 0x7fff);
   }
 }
 
-/** The entry for the address range below `depth` bytes that these prefixes (all sharing those bytes) cover. */
-function build(table: NodeTable, prefixes: readonly Prefix[], depth: number): number {
+function samePrefix(a: Prefix, b: Prefix): boolean {
+  return a.prefixLen === b.prefixLen && a.bytes.equals(b.bytes);
+}
+
+/**
+ * The entry for the address range below `depth` bytes covered by these prefixes (all sharing those bytes):
+ * FULL, EMPTY, a tail record (one prefix left, unless a node is required) or a node.
+ */
+function build(t: Tables, prefixes: readonly Prefix[], depth: number, nodeRequired = false): number {
+  if (prefixes.some((p) => p.prefixLen <= depth * 8)) {
+    return nodeRequired ? t.node(new Uint16Array(256).fill(FULL)) : FULL;
+  }
+  const first = prefixes[0] as Prefix;
+  if (!nodeRequired && prefixes.every((p) => samePrefix(p, first))) return t.record(first, depth);
   const entries = new Uint16Array(256);
   const below = new Map<number, Prefix[]>();
   const end = (depth + 1) * 8;
   for (const p of prefixes) {
-    if (p.prefixLen <= depth * 8) return FULL;
     const byte = p.bytes[depth] ?? 0;
     if (p.prefixLen <= end) {
       const span = 1 << (end - p.prefixLen);
@@ -77,10 +123,10 @@ function build(table: NodeTable, prefixes: readonly Prefix[], depth: number): nu
     }
   }
   for (const [byte, list] of below) {
-    if (entries[byte] !== FULL) entries[byte] = build(table, list, depth + 1);
+    if (entries[byte] !== FULL) entries[byte] = build(t, list, depth + 1);
   }
-  if (entries.every((e) => e === FULL)) return FULL;
-  return table.intern(entries);
+  if (!nodeRequired && entries.every((e) => e === FULL)) return FULL;
+  return t.node(entries);
 }
 
 /** Leading whole bytes every prefix shares and none ends within (so each still branches after them). */
@@ -94,35 +140,52 @@ function sharedBytes(prefixes: readonly Prefix[]): number {
   return n;
 }
 
-function familyRoot(table: NodeTable, prefixes: readonly Prefix[]): FamilyRoot | undefined {
+function familyRoot(t: Tables, prefixes: readonly Prefix[]): FamilyRoot | undefined {
   if (prefixes.length === 0) return undefined;
   const skip = sharedBytes(prefixes);
-  let root = build(table, prefixes, skip);
-  if (root === FULL) root = table.intern(new Uint16Array(256).fill(FULL));
+  const root = build(t, prefixes, skip, true);
   return { root, skip, prefix: Buffer.from((prefixes[0] as Prefix).bytes.subarray(0, skip)) };
 }
 
 /**
  * Compiles remote pod CIDRs (IPv4 and IPv6, text as in km_nodeinfo) into an index. Throws naming the first
- * invalid CIDR. The result may need more than CIDR_INDEX_CAPACITY nodes: check `fitsCidrIndex` before installing.
+ * invalid CIDR. The result may exceed the pool's capacity: check `fitsCidrIndex` before installing.
  */
 export function compileCidrIndex(cidrs: readonly (string | ParsedCidr)[]): CidrIndex {
   const parsed = cidrs.map((c) => (typeof c === 'string' ? parseCidr(c) : c));
   const of = (family: Family): Prefix[] =>
     parsed.filter((c) => c.family === family).map((c) => ({ bytes: c.bytes, prefixLen: c.prefixLen }));
-  const table = new NodeTable();
-  const v4 = familyRoot(table, of(4));
-  const v6 = familyRoot(table, of(6));
-  const index: CidrIndex = { nodes: table.nodes, v4, v6, fingerprint: '' };
+  const t = new Tables();
+  const v4 = familyRoot(t, of(4));
+  const v6 = familyRoot(t, of(6));
+  const index: CidrIndex = { nodes: t.nodes, records: t.records, v4, v6, fingerprint: '' };
   index.fingerprint = fingerprintOf(index);
   return index;
 }
 
 export function fitsCidrIndex(index: CidrIndex): boolean {
-  return index.nodes.length <= CIDR_INDEX_CAPACITY;
+  return index.nodes.length <= CIDR_INDEX_CAPACITY && index.records.length <= CIDR_RECORD_CAPACITY;
 }
 
-/** The header node (struct km_cidr_head), zero-padded to a node's size. */
+/** Use of capacity, as DatapathStats reports it. */
+export function cidrIndexUse(nodes: number, records: number): CidrIndexUse {
+  return { nodes, nodeCapacity: CIDR_INDEX_CAPACITY, records, recordCapacity: CIDR_RECORD_CAPACITY };
+}
+
+/** 16 bytes as the two host-order u64 the program compares (big-endian halves read as numbers). */
+function writeHalves(out: Buffer, at: number, bytes: Buffer): void {
+  out.writeBigUInt64LE(bytes.readBigUInt64BE(0), at);
+  out.writeBigUInt64LE(bytes.readBigUInt64BE(8), at + 8);
+}
+
+function leadingBits(bits: number): Buffer {
+  const mask = Buffer.alloc(16);
+  mask.fill(0xff, 0, bits >> 3);
+  if (bits & 7) mask[bits >> 3] = (0xff00 >> (bits & 7)) & 0xff;
+  return mask;
+}
+
+/** The header (struct km_cidr_head), zero-padded to a node's size. */
 export function encodeCidrHeader(index: CidrIndex, withFingerprint = true): Buffer {
   const h = Buffer.alloc(CIDR_NODE_SIZE);
   h.writeUInt32LE(CIDR_INDEX_MAGIC, 0);
@@ -136,24 +199,26 @@ export function encodeCidrHeader(index: CidrIndex, withFingerprint = true): Buff
     h.writeUInt32LE(index.v6.root, 20);
     h.writeUInt32LE(index.v6.skip, 24);
     const prefix = Buffer.alloc(16);
-    const mask = Buffer.alloc(16);
     index.v6.prefix.copy(prefix);
-    mask.fill(0xff, 0, index.v6.skip);
-    // The program compares the address as two big-endian halves converted to host (little-endian) order.
-    h.writeBigUInt64LE(prefix.readBigUInt64BE(0), 32);
-    h.writeBigUInt64LE(prefix.readBigUInt64BE(8), 40);
-    h.writeBigUInt64LE(mask.readBigUInt64BE(0), 48);
-    h.writeBigUInt64LE(mask.readBigUInt64BE(8), 56);
+    writeHalves(h, 32, prefix);
+    writeHalves(h, 48, leadingBits(index.v6.skip * 8));
   }
   h.writeUInt32LE(index.nodes.length, 28);
+  h.writeUInt32LE(index.records.length, 96);
   if (withFingerprint && index.fingerprint !== '') Buffer.from(index.fingerprint, 'hex').copy(h, 64);
   return h;
 }
 
-/** What userspace reads back from an installed header: its fingerprint and node count (0/'' if not a header). */
-export function decodeCidrHeader(header: Buffer): { fingerprint: string; nodes: number } {
-  if (header.length < 96 || header.readUInt32LE(0) !== CIDR_INDEX_MAGIC) return { fingerprint: '', nodes: 0 };
-  return { fingerprint: header.subarray(64, 96).toString('hex'), nodes: header.readUInt32LE(28) };
+/** What userspace reads back from an installed header ('' and zeros if it is not one). */
+export function decodeCidrHeader(header: Buffer): { fingerprint: string; nodes: number; records: number } {
+  if (header.length < 100 || header.readUInt32LE(0) !== CIDR_INDEX_MAGIC) {
+    return { fingerprint: '', nodes: 0, records: 0 };
+  }
+  return {
+    fingerprint: header.subarray(64, 96).toString('hex'),
+    nodes: header.readUInt32LE(28),
+    records: header.readUInt32LE(96),
+  };
 }
 
 export function encodeCidrNode(entries: Uint16Array): Buffer {
@@ -162,17 +227,29 @@ export function encodeCidrNode(entries: Uint16Array): Buffer {
   return b;
 }
 
+/** struct km_cidr_record: value halves, then mask halves. */
+export function encodeCidrRecord(r: TailRecord): Buffer {
+  const b = Buffer.alloc(CIDR_RECORD_SIZE);
+  writeHalves(b, 0, r.tail);
+  writeHalves(b, 16, leadingBits(r.bits));
+  return b;
+}
+
 function fingerprintOf(index: CidrIndex): string {
   const hash = createHash('sha256');
   hash.update(encodeCidrHeader(index, false));
   for (let i = FIRST_NODE; i < index.nodes.length; i++) hash.update(encodeCidrNode(index.nodes[i] as Uint16Array));
+  for (const r of index.records) hash.update(encodeCidrRecord(r));
   return hash.digest('hex');
 }
 
-/** The one value of an inner map (struct km_cidr_pool): node i at offset i * 512, the header as node 0. */
+/** The one value of an inner map (struct km_cidr_pool): node i at i * 512 (the header as node 0), records after. */
 export function encodeCidrPool(index: CidrIndex): Buffer {
   if (!fitsCidrIndex(index)) {
-    throw new Error(`the CIDR index needs ${index.nodes.length} nodes, more than its ${CIDR_INDEX_CAPACITY}`);
+    throw new Error(
+      `the CIDR index needs ${index.nodes.length} nodes and ${index.records.length} tail records, ` +
+        `more than its ${CIDR_INDEX_CAPACITY} and ${CIDR_RECORD_CAPACITY}`,
+    );
   }
   const pool = Buffer.alloc(CIDR_POOL_SIZE);
   encodeCidrHeader(index).copy(pool, 0);
@@ -180,6 +257,8 @@ export function encodeCidrPool(index: CidrIndex): Buffer {
     const entries = index.nodes[i] as Uint16Array;
     for (let j = 0; j < 256; j++) pool.writeUInt16LE(entries[j] ?? 0, i * CIDR_NODE_SIZE + j * 2);
   }
+  for (const [i, r] of index.records.entries())
+    encodeCidrRecord(r).copy(pool, CIDR_RECORDS_OFFSET + i * CIDR_RECORD_SIZE);
   return pool;
 }
 
@@ -192,6 +271,16 @@ export function lookupCidrIndex(index: CidrIndex, family: Family, addr: Uint8Arr
   for (let depth = fr.skip; depth < addr.length; depth++) {
     const e = index.nodes[node]?.[addr[depth] ?? 0] ?? EMPTY;
     if (e === EMPTY || e === FULL) return e === FULL;
+    if (e & RECORD) {
+      const r = index.records[e & 0x7fff];
+      if (!r) return false;
+      for (let bit = 0; bit < r.bits; bit++) {
+        const byte = addr[depth + 1 + (bit >> 3)] ?? 0;
+        const mask = 0x80 >> (bit & 7);
+        if ((byte & mask) !== ((r.tail[bit >> 3] ?? 0) & mask)) return false;
+      }
+      return true;
+    }
     node = e;
   }
   return false;

@@ -65,15 +65,22 @@ export const COUNTER_NAMES: readonly (keyof DatapathCounters)[] = [
   'decryptPassed',
 ];
 
+export interface CidrIndexUse {
+  nodes: number;
+  nodeCapacity: number;
+  records: number;
+  recordCapacity: number;
+}
+
 export interface DatapathStats {
   counters: DatapathCounters;
   /** Entries in km_nodeinfo (distinct remote pod CIDR keys). */
   remoteCidrEntries: number;
   /**
-   * The compiled remote-CIDR index the programs walk (bpf/cidr_index.h): nodes in use of its capacity; null
-   * when none is installed and the programs ask the km_nodeinfo LPM trie instead.
+   * The compiled remote-CIDR index the programs walk (bpf/cidr_index.h): nodes and tail records in use, of
+   * their capacities; null when none is installed and the programs ask the km_nodeinfo LPM trie instead.
    */
-  cidrIndex: { nodes: number; capacity: number } | null;
+  cidrIndex: CidrIndexUse | null;
   /** Entries in km_ipsec_peers. */
   peers: number;
   /** Live attachments. */

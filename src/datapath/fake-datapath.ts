@@ -13,7 +13,7 @@ import {
   type DatapathStats,
   type LoadOptions,
 } from './datapath.js';
-import { CIDR_INDEX_CAPACITY, compileCidrIndex } from './cidr-index.js';
+import { cidrIndexUse, compileCidrIndex, fitsCidrIndex, type CidrIndex } from './cidr-index.js';
 import { diffEntries, nodeinfoEntries, peerEntries, type MapChange, type MapEntry } from './map-layout.js';
 import { MarkOracle } from './mark-rules.js';
 
@@ -57,7 +57,7 @@ export class FakeDatapath implements Datapath {
   private cidrEntries: MapEntry[] = [];
   private peerMapEntries: MapEntry[] = [];
   private cidrs: readonly string[] = [];
-  private indexNodes: number | undefined;
+  private index: CidrIndex | undefined;
   private peerMap: ReadonlyMap<string, number> = new Map();
   private readonly counters = Object.fromEntries(COUNTER_NAMES.map((n) => [n, 0])) as unknown as DatapathCounters;
   private nextProgId = 1;
@@ -177,7 +177,7 @@ export class FakeDatapath implements Datapath {
       const { change } = diffEntries(this.cidrEntries, desired);
       this.cidrEntries = desired;
       this.cidrs = [...cidrs];
-      this.indexNodes = compileCidrIndex(cidrs).nodes.length;
+      this.index = compileCidrIndex(cidrs);
       return change;
     });
   }
@@ -223,8 +223,9 @@ export class FakeDatapath implements Datapath {
 
   /** What BpfDatapath installs: the index of the last CIDRs set, unless it does not fit. */
   private cidrIndex(): DatapathStats['cidrIndex'] {
-    if (this.indexNodes === undefined || this.indexNodes > CIDR_INDEX_CAPACITY) return null;
-    return { nodes: this.indexNodes, capacity: CIDR_INDEX_CAPACITY };
+    return this.index && fitsCidrIndex(this.index)
+      ? cidrIndexUse(this.index.nodes.length, this.index.records.length)
+      : null;
   }
 
   uninstall(): Promise<void> {
@@ -232,7 +233,7 @@ export class FakeDatapath implements Datapath {
     this.cidrEntries = [];
     this.peerMapEntries = [];
     this.cidrs = [];
-    this.indexNodes = undefined;
+    this.index = undefined;
     this.peerMap = new Map();
     this.root = undefined;
     return Promise.resolve();

@@ -39,7 +39,7 @@ function rng(seed: number): (n: number) => number {
   let s = seed;
   return (n) => {
     s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    return (s >>> 8) % n;
+    return (s >>> 16) % n; // the LCG's higher bits: its low bits repeat quickly
   };
 }
 
@@ -145,7 +145,7 @@ async function main(): Promise<void> {
       if ((await dp.stats()).cidrIndex) throw new Error('km_cidr_index slot did not empty');
       const lpm = await measure(bpf, dp, noopFd, layout);
       console.log(
-        `# ${layout.name} layout: as deployed, km_cidr_index (${index.nodes} of ${index.capacity} nodes) ` +
+        `# ${layout.name} layout: as deployed, km_cidr_index (${index.nodes}/${index.nodeCapacity} nodes, ${index.records}/${index.recordCapacity} tails) ` +
           `| km_nodeinfo LPM fallback`,
       );
       console.log(`${'  tc_noop (baseline)'.padEnd(22)} ${deployed.base.toFixed(0).padStart(4)} ns/packet`);

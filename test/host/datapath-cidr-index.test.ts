@@ -9,6 +9,7 @@ import { prefixMatches, type Family, type ParsedCidr } from '../../src/datapath/
 import {
   CIDR_INDEX_CAPACITY,
   CIDR_POOL_SIZE,
+  cidrIndexUse,
   compileCidrIndex,
   encodeCidrPool,
 } from '../../src/datapath/cidr-index.js';
@@ -24,7 +25,7 @@ function rng(seed: number): (n: number) => number {
   let s = seed;
   return (n) => {
     s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    return (s >>> 8) % n;
+    return (s >>> 16) % n; // the LCG's higher bits: its low bits repeat quickly
   };
 }
 
@@ -134,7 +135,8 @@ t.test('remote-CIDR index in the kernel', { skip }, async (t) => {
     t.same(await dp.setRemoteCidrs([...cidrs].reverse()), { added: 0, changed: 0, removed: 0 });
     t.equal(await slotMapId(), first, 'same CIDRs (any order): same inner map');
     const s = await dp.stats();
-    t.same(s.cidrIndex, { nodes: compileCidrIndex(cidrs).nodes.length, capacity: CIDR_INDEX_CAPACITY });
+    const compiled = compileCidrIndex(cidrs);
+    t.same(s.cidrIndex, cidrIndexUse(compiled.nodes.length, compiled.records.length), 'stats read the header');
 
     const innerFd = await bpf!.mapFdById(first);
     try {
@@ -163,13 +165,16 @@ t.test('remote-CIDR index in the kernel', { skip }, async (t) => {
   });
 
   t.test('an index beyond its capacity is not installed and the trie answers', async (t) => {
+    // Pairs of host routes differing in the last bit: each pair needs its own chain of about 14 nodes.
     const rnd = rng(5);
-    const scattered: ParsedCidr[] = Array.from({ length: 600 }, () => ({
-      family: 6,
-      bytes: Buffer.from(Array.from({ length: 16 }, () => rnd(256))),
-      prefixLen: 128,
-      text: '',
-    }));
+    const scattered: ParsedCidr[] = Array.from({ length: 300 }, () => {
+      const bytes = Buffer.from(Array.from({ length: 16 }, () => rnd(256)));
+      const twin = Buffer.from(bytes);
+      twin[15]! ^= 1;
+      return [bytes, twin];
+    })
+      .flat()
+      .map((bytes) => ({ family: 6, bytes, prefixLen: 128, text: '' }));
     t.ok(compileCidrIndex(scattered).nodes.length > CIDR_INDEX_CAPACITY);
     await dp.setRemoteCidrs(scattered.map(cidrText));
     t.equal(await slotMapId(), 0, 'slot left empty');
@@ -205,6 +210,17 @@ t.test('remote-CIDR index in the kernel', { skip }, async (t) => {
     t.not(await slotMapId(), 0, 'the next sync installs the right index again');
     t.equal(await mark('10.99.3.3'), 0);
     t.equal(await mark('10.244.5.3'), 0xe0);
+  });
+
+  t.test('a /0 covers its whole family and nothing of the other', async (t) => {
+    const mark = async (src: string, dst: string) => (await dp.testRun('tc_mark_encrypt', ipFrame(src, dst))).mark;
+    await dp.setRemoteCidrs(['0.0.0.0/0']);
+    t.equal(await mark('10.0.0.1', '203.0.113.9'), 0xe0);
+    t.equal(await mark('fd00::1', '2001:db8::9'), 0);
+    await dp.setRemoteCidrs(['::/0', '10.244.1.0/24']);
+    t.equal(await mark('fd00::1', '2001:db8::9'), 0xe0);
+    t.equal(await mark('10.0.0.1', '203.0.113.9'), 0);
+    t.equal(await mark('10.0.0.1', '10.244.1.9'), 0xe0);
   });
 
   t.test('a restarted process adopts the installed index', async (t) => {

@@ -6,6 +6,8 @@ import t from 'tap';
 import { parseAddr, parseCidr, prefixMatches, type Family, type ParsedCidr } from '../../src/datapath/addr.js';
 import {
   CIDR_INDEX_CAPACITY,
+  CIDR_RECORD_CAPACITY,
+  CIDR_RECORDS_OFFSET,
   CIDR_INDEX_MAGIC,
   CIDR_NODE_SIZE,
   CIDR_POOL_SIZE,
@@ -25,7 +27,7 @@ function rng(seed: number): (n: number) => number {
   let s = seed;
   return (n) => {
     s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    return (s >>> 8) % n;
+    return (s >>> 16) % n; // the LCG's higher bits: its low bits repeat quickly
   };
 }
 
@@ -122,9 +124,10 @@ t.test('the layout is canonical and shares identical nodes', (t) => {
   t.same(index.v4?.prefix, Buffer.from([10]), 'IPv4 skip: the shared 10.');
   t.equal(index.v6?.skip, 5, 'IPv6 skip: the shared fd00:0010:00');
   // IPv4: one node for the second byte (10.64-10.66 are whole /16s: remote entries, no node) and one for
-  // 10.67.0-31. IPv6: one node for the sixth byte, and the /64 tails (bytes 7 and 8 zero) are one chain of two
-  // nodes that all 200 CIDRs share.
-  t.equal(index.nodes.length, 2 + 2 + 1 + 2, 'identical nodes stored once, whole ranges collapse');
+  // 10.67.0-31. IPv6: one node for the sixth byte, whose 200 entries point at one shared tail record (bytes 7
+  // and 8 zero).
+  t.equal(index.nodes.length, 2 + 2 + 1, 'whole ranges collapse');
+  t.same(index.records, [{ tail: Buffer.alloc(16), bits: 16 }], 'identical tails stored once');
   t.ok(fitsCidrIndex(index));
   // An index equal to a set with the same addresses: 10.0.0.0/23 is 10.0.0.0/24 + 10.0.1.0/24.
   t.equal(
@@ -140,21 +143,45 @@ t.test('the layout is canonical and shares identical nodes', (t) => {
   t.end();
 });
 
-/** n random IPv6 host routes: almost nothing to share. */
-function scatteredHosts(n: number): ParsedCidr[] {
-  const rnd = rng(3);
+/** n random IPv6 host routes. */
+function scatteredHosts(n: number, seed = 3): ParsedCidr[] {
+  const rnd = rng(seed);
   return Array.from({ length: n }, () => {
     const a = Buffer.from(Array.from({ length: 16 }, () => rnd(256)));
     return { family: 6 as const, bytes: a, prefixLen: 128, text: '' };
   });
 }
 
-t.test('capacity: scattered host routes do not fit and say so', (t) => {
+/** n pairs of IPv6 host routes differing only in the last bit: each pair needs its own chain of nodes. */
+function deepPairs(n: number): ParsedCidr[] {
+  return scatteredHosts(n, 11).flatMap((c) => {
+    const twin = Buffer.from(c.bytes);
+    twin[15]! ^= 1;
+    return [c, { ...c, bytes: twin }];
+  });
+}
+
+t.test('scattered CIDRs end in tail records, not chains of nodes', (t) => {
   const scattered = scatteredHosts(600);
   const index = compileCidrIndex(scattered);
-  t.ok(index.nodes.length > CIDR_INDEX_CAPACITY, `${index.nodes.length} nodes needed`);
-  t.notOk(fitsCidrIndex(index));
-  t.equal(lookupCidrIndex(index, 6, scattered[17]!.bytes), true, 'the compiled form is still right');
+  t.ok(index.nodes.length < 300, `${index.nodes.length} nodes`);
+  t.ok(index.records.length > 500, `${index.records.length} records`);
+  t.ok(fitsCidrIndex(index));
+  t.ok(
+    scattered.every((c) => lookupCidrIndex(index, 6, c.bytes)),
+    'every host route is found',
+  );
+  t.end();
+});
+
+t.test('capacity: an index beyond its nodes or records does not fit and says so', (t) => {
+  const pairs = compileCidrIndex(deepPairs(300));
+  t.ok(pairs.nodes.length > CIDR_INDEX_CAPACITY, `${pairs.nodes.length} nodes needed`);
+  t.notOk(fitsCidrIndex(pairs));
+  const many = compileCidrIndex(scatteredHosts(CIDR_RECORD_CAPACITY + 500, 5));
+  t.ok(many.records.length > CIDR_RECORD_CAPACITY, `${many.records.length} records needed`);
+  t.notOk(fitsCidrIndex(many));
+  t.throws(() => encodeCidrPool(pairs), /needs \d+ nodes and \d+ tail records, more than its 3072 and 16384/);
   t.end();
 });
 
@@ -174,8 +201,13 @@ t.test('header and node bytes are what bpf/cidr_index.h reads', (t) => {
   t.equal(h.readBigUInt64LE(40), 0n);
   t.equal(h.readBigUInt64LE(48), 0xffffffffff000000n, 'v6_mask[0]');
   t.equal(h.readBigUInt64LE(56), 0n);
-  t.same(decodeCidrHeader(h), { fingerprint: index.fingerprint, nodes: index.nodes.length });
-  t.same(decodeCidrHeader(Buffer.alloc(CIDR_NODE_SIZE)), { fingerprint: '', nodes: 0 }, 'not a header');
+  t.equal(h.readUInt32LE(96), index.records.length, 'record count');
+  t.same(decodeCidrHeader(h), {
+    fingerprint: index.fingerprint,
+    nodes: index.nodes.length,
+    records: index.records.length,
+  });
+  t.same(decodeCidrHeader(Buffer.alloc(CIDR_NODE_SIZE)), { fingerprint: '', nodes: 0, records: 0 }, 'not a header');
 
   const pool = encodeCidrPool(index);
   t.equal(pool.length, CIDR_POOL_SIZE, 'one value: the whole pool');
@@ -195,7 +227,24 @@ t.test('header and node bytes are what bpf/cidr_index.h reads', (t) => {
     pool.subarray(index.nodes.length * CIDR_NODE_SIZE).every((b) => b === 0),
     'unused nodes are zero',
   );
-  t.throws(() => encodeCidrPool(compileCidrIndex(scatteredHosts(600))), /needs \d+ nodes, more than its 4096/);
+  t.end();
+});
+
+t.test('tail record bytes', (t) => {
+  const index = compileCidrIndex(['10.1.2.0/24', '10.9.0.0/16']);
+  t.same(index.v4, { root: 2, skip: 1, prefix: Buffer.from([10]) });
+  t.equal(index.nodes[2]![9], 1, '10.9.x: remote');
+  t.equal(index.nodes[2]![1], 0x8000, '10.1.x: tail record 0');
+  t.same(index.records, [{ tail: Buffer.from([2, ...Array<number>(15).fill(0)]), bits: 8 }], 'the rest: byte 2 = 2');
+  const pool = encodeCidrPool(index);
+  const at = CIDR_RECORDS_OFFSET;
+  t.equal(pool.readBigUInt64LE(at), 0x0200000000000000n, 'value[0]');
+  t.equal(pool.readBigUInt64LE(at + 8), 0n, 'value[1]');
+  t.equal(pool.readBigUInt64LE(at + 16), 0xff00000000000000n, 'mask[0]');
+  t.equal(pool.readBigUInt64LE(at + 24), 0n, 'mask[1]');
+  t.equal(CIDR_RECORDS_OFFSET, 3072 * 512, 'records follow the 3072 node slots (KM_CIDR_NODES)');
+  t.equal(lookupCidrIndex(index, 4, Buffer.from([10, 1, 2, 77])), true);
+  t.equal(lookupCidrIndex(index, 4, Buffer.from([10, 1, 3, 77])), false);
   t.end();
 });
 
