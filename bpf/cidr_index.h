@@ -93,8 +93,13 @@ static __always_inline int km_cidr_walk(const struct km_cidr_pool *pool, __u32 i
 {
 #pragma unroll
 	for (int i = 0; i < levels; i++) {
-		__u16 e = pool->e[((idx & (KM_CIDR_POOL_NODES - 1)) << 8) + (__u32)(hi >> 56)];
+		__u32 off = ((idx & (KM_CIDR_POOL_NODES - 1)) << 8) + (__u32)(hi >> 56);
+		__u16 e;
 
+		/* Re-mask after a barrier clang cannot see through: the 6.1 verifier loses the bounds of the sum
+		 * above (clang emits it as an OR), and an unbounded offset into the pool is refused. */
+		asm volatile("" : "+r"(off));
+		e = pool->e[off & (KM_CIDR_POOL_NODES * 256 - 1)];
 		if (e <= KM_CIDR_FULL)
 			return e;
 		hi = (hi << 8) | (lo >> 56);

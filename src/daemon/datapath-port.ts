@@ -2,7 +2,7 @@
 // then each sync makes attachments, km_ipsec_peers and km_nodeinfo match the desired state by difference.
 // Order within a sync never opens a plaintext window: decrypt attachments and peer ids first, remote CIDRs
 // next, encrypt attachments last; detaches happen after the adds.
-import type { Datapath } from '../datapath/datapath.js';
+import type { CidrIndexUse, Datapath } from '../datapath/datapath.js';
 import type { Attachment, DatapathDesired, DatapathPort, DatapathReport } from './ports.js';
 
 function firstLine(err: unknown): string {
@@ -74,7 +74,13 @@ export class DatapathAdapter implements DatapathPort {
       .filter((a) => a.netns === undefined)
       .map((a) => ({ ifname: a.ifname, program: a.kind }))
       .sort((x, y) => `${x.program}/${x.ifname}`.localeCompare(`${y.program}/${y.ifname}`));
-    return { attachments, errors };
+    let cidrIndex: CidrIndexUse | null = null;
+    try {
+      cidrIndex = await this.dp.cidrIndexUse();
+    } catch (err) {
+      errors.push(`km_cidr_index: ${firstLine(err)}`);
+    }
+    return { attachments, cidrIndex, errors };
   }
 
   async uninstall(): Promise<string[]> {

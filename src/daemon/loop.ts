@@ -46,6 +46,8 @@ export interface LoopDeps {
 
 export class ReconcileLoop {
   private status: DaemonStatus;
+  /** The "programs ask the trie" warning was logged and still holds (logged once per occurrence). */
+  private cidrFallbackLogged = false;
   private running: Promise<void> | undefined;
   private dirty = false;
   private stopped = false;
@@ -306,6 +308,15 @@ export class ReconcileLoop {
       peerIds,
     });
     next.attachments = report.attachments;
+    next.cidrIndex = report.cidrIndex;
+    const onTrie = report.cidrIndex === null && remoteCidrs.size > 0;
+    if (onTrie && !this.cidrFallbackLogged) {
+      deps.log.warn(
+        { remoteCidrs: remoteCidrs.size },
+        'remote-CIDR index not installed (too large for its capacity?): TC programs use the km_nodeinfo LPM trie',
+      );
+    }
+    this.cidrFallbackLogged = onTrie;
     for (const e of report.errors) fail(`datapath: ${e}`);
 
     // Publish our SPI once our inbound SAs for it exist (the IPsec side only returns it then).

@@ -55,6 +55,17 @@ export class DaemonMetrics {
     labelNames: ['program'],
     registers: [this.registry],
   });
+  private readonly cidrIndex = new Gauge({
+    name: 'kmesh_ipsec_cidr_index_entries',
+    help: 'Nodes and tail records in use by the compiled remote-CIDR index (none: the LPM trie answers)',
+    labelNames: ['kind'],
+    registers: [this.registry],
+  });
+  private readonly cidrIndexInstalled = new Gauge({
+    name: 'kmesh_ipsec_cidr_index_installed',
+    help: '1 when the TC programs walk the compiled remote-CIDR index, 0 when they ask the km_nodeinfo trie',
+    registers: [this.registry],
+  });
   private readonly xfrm = new Gauge({
     name: 'kmesh_xfrm_stat',
     help: 'Counters of /proc/net/xfrm_stat in the daemon network namespace',
@@ -102,6 +113,9 @@ export class DaemonMetrics {
     this.attachments.reset();
     this.attachments.set({ program: 'encrypt' }, s.attachments.filter((a) => a.program === 'encrypt').length);
     this.attachments.set({ program: 'decrypt' }, s.attachments.filter((a) => a.program === 'decrypt').length);
+    this.cidrIndexInstalled.set(s.cidrIndex ? 1 : 0);
+    this.cidrIndex.set({ kind: 'nodes' }, s.cidrIndex?.nodes ?? 0);
+    this.cidrIndex.set({ kind: 'records' }, s.cidrIndex?.records ?? 0);
     for (const [counter, value] of Object.entries(s.xfrmStat)) this.xfrm.set({ counter }, value);
     if (s.rotation?.convergedAt !== undefined) {
       this.rotationSeconds.set((s.rotation.convergedAt - s.rotation.seenAt) / 1000);

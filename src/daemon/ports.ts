@@ -1,6 +1,7 @@
 // What the reconcile loop needs from the IPsec (XFRM) side and the eBPF datapath side, as two narrow
 // interfaces. Adapters in ipsec-port.ts / datapath-port.ts implement them over the real modules (and tests
 // over fakes), so the loop itself never touches the kernel.
+import type { CidrIndexUse } from '../datapath/datapath.js';
 import type { IpsecKey, NodeInfo } from '../model/node.js';
 
 /** This node as the IPsec side needs it (its KmeshNodeInfo minus the SPI, which the IPsec side decides). */
@@ -79,6 +80,8 @@ export interface Attachment {
 
 export interface DatapathReport {
   attachments: Attachment[];
+  /** The remote-CIDR index the programs walk; null when they ask the km_nodeinfo trie (none installed). */
+  cidrIndex: CidrIndexUse | null;
   errors: string[];
 }
 

@@ -1,5 +1,6 @@
 // The daemon's status after each reconcile step, as served on /status and written to --status-file. Plain
 // data; never contains key material (SPIs only).
+import type { CidrIndexUse } from '../datapath/datapath.js';
 import type { Attachment, PeerStatus } from './ports.js';
 import type { XfrmStat } from './xfrm-stat.js';
 
@@ -35,6 +36,11 @@ export interface DaemonStatus {
   managedPods: string[];
   unresolvedPods: string[];
   attachments: Attachment[];
+  /**
+   * Use of the compiled remote-CIDR index the TC programs walk (nodes, tail records and their capacities);
+   * null when none is installed and the programs ask the km_nodeinfo LPM trie (slower, same answers).
+   */
+  cidrIndex: CidrIndexUse | null;
   xfrmStat: XfrmStat;
   rotation: RotationStatus | undefined;
   /** Everything else that is wrong right now, one line each. */
@@ -59,6 +65,7 @@ export function emptyStatus(node: string, store: string, ipsecEnabled: boolean):
     managedPods: [],
     unresolvedPods: [],
     attachments: [],
+    cidrIndex: null,
     xfrmStat: {},
     rotation: undefined,
     problems: [],

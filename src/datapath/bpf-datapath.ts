@@ -22,6 +22,7 @@ import {
   type AttachMode,
   type AttachOptions,
   type Attachment,
+  type CidrIndexUse,
   type Datapath,
   type DatapathCounters,
   type DatapathStats,
@@ -35,6 +36,7 @@ import {
   encodeCidrPool,
   decodeCidrHeader,
   fitsCidrIndex,
+  type CidrHeader,
   type CidrIndex,
 } from './cidr-index.js';
 import { diffEntries, nodeinfoEntries, peerEntries, type MapChange, type MapEntry } from './map-layout.js';
@@ -108,6 +110,7 @@ const CIDR_SLOT = Buffer.alloc(4);
 export class BpfDatapath implements Datapath {
   private state: Loaded | undefined;
   private tcx: boolean | undefined;
+  private cidrHeaderSeen: { mapId: number; header: CidrHeader } | undefined;
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(private readonly bpf: NativeBpf = nativeBpf()) {}
@@ -359,17 +362,32 @@ export class BpfDatapath implements Datapath {
     }
   }
 
-  /** The installed index's fingerprint and node count, or undefined when the slot is empty. */
-  private async installedCidrIndex(): Promise<{ fingerprint: string; nodes: number; records: number } | undefined> {
+  /**
+   * The installed index's header (fingerprint, counts), or undefined when the slot is empty. The 2 MiB pool is
+   * read only for an inner map this process has not read before: an installed pool is frozen, so the header of
+   * a given map id never changes.
+   */
+  private async installedCidrIndex(): Promise<CidrHeader | undefined> {
     const slot = await this.bpf.mapLookup(this.loaded().maps.km_cidr_index, CIDR_SLOT);
     if (!slot) return undefined;
-    const fd = await this.bpf.mapFdById(slot.readUInt32LE(0));
+    const mapId = slot.readUInt32LE(0);
+    if (this.cidrHeaderSeen?.mapId === mapId) return this.cidrHeaderSeen.header;
+    const fd = await this.bpf.mapFdById(mapId);
     try {
       const pool = await this.bpf.mapLookup(fd, CIDR_SLOT);
-      return pool ? decodeCidrHeader(pool) : { fingerprint: '', nodes: 0, records: 0 };
+      const header = pool ? decodeCidrHeader(pool) : decodeCidrHeader(Buffer.alloc(0));
+      this.cidrHeaderSeen = { mapId, header };
+      return header;
     } finally {
       this.bpf.closeFd(fd);
     }
+  }
+
+  cidrIndexUse(): Promise<CidrIndexUse | null> {
+    return this.serial(async () => {
+      const i = await this.installedCidrIndex();
+      return i ? cidrIndexUse(i.nodes, i.records) : null;
+    });
   }
 
   setPeers(peers: ReadonlyMap<string, number>): Promise<MapChange> {

@@ -209,8 +209,15 @@ export function encodeCidrHeader(index: CidrIndex, withFingerprint = true): Buff
   return h;
 }
 
-/** What userspace reads back from an installed header ('' and zeros if it is not one). */
-export function decodeCidrHeader(header: Buffer): { fingerprint: string; nodes: number; records: number } {
+/** What userspace reads back from an installed header. */
+export interface CidrHeader {
+  fingerprint: string;
+  nodes: number;
+  records: number;
+}
+
+/** The header at the start of an installed pool ('' and zeros if it is not one). */
+export function decodeCidrHeader(header: Buffer): CidrHeader {
   if (header.length < 100 || header.readUInt32LE(0) !== CIDR_INDEX_MAGIC) {
     return { fingerprint: '', nodes: 0, records: 0 };
   }

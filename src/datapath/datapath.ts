@@ -101,6 +101,8 @@ export interface Datapath {
    * index compiled from them (unchanged index: no write; too large for its capacity: none, LPM fallback).
    */
   setRemoteCidrs(cidrs: readonly string[]): Promise<MapChange>;
+  /** The installed remote-CIDR index's use of its capacity; null when the programs ask km_nodeinfo. */
+  cidrIndexUse(): Promise<CidrIndexUse | null>;
   /** Makes km_ipsec_peers hold exactly these underlay address -> peer id pairs, by difference. */
   setPeers(peers: ReadonlyMap<string, number>): Promise<MapChange>;
   stats(): Promise<DatapathStats>;

@@ -8,6 +8,7 @@ import {
   type AttachMode,
   type AttachOptions,
   type Attachment,
+  type CidrIndexUse,
   type Datapath,
   type DatapathCounters,
   type DatapathStats,
@@ -218,6 +219,13 @@ export class FakeDatapath implements Datapath {
         peers: this.peerMapEntries.length,
         attachments: this.attached.size,
       };
+    });
+  }
+
+  cidrIndexUse(): Promise<CidrIndexUse | null> {
+    return settle(() => {
+      this.ensureLoaded();
+      return this.cidrIndex();
     });
   }
 

@@ -111,6 +111,7 @@ function cluster(t: Test) {
       interfaces: hostNetwork(i).links.map((l) => ({ name: l.name, ifindex: l.ifindex })),
     });
     const ipsec = new IpsecAdapter(kernel, { graceMs: 10_000 });
+    const metrics = new DaemonMetrics();
     const loop = new ReconcileLoop({
       nodeName: name,
       source,
@@ -120,11 +121,11 @@ function cluster(t: Test) {
       hostNetwork: () => Promise.resolve(hostNetwork(i)),
       xfrmStat: () => Promise.resolve({ XfrmInError: 0 }),
       log: quiet,
-      metrics: new DaemonMetrics(),
+      metrics,
       now: () => clock,
       resyncMs: 3_600_000,
     });
-    return { name, source, kernel, dp, ipsec, loop };
+    return { name, source, kernel, dp, ipsec, loop, metrics };
   });
   t.teardown(async () => {
     for (const n of nodes) {
@@ -198,6 +199,14 @@ t.test('key created -> every pair encrypted with SPI 1; rotation -> SPI 2, old S
       `${n.name}: decrypt on the underlay, encrypt only on the managed pod's veth (pod in "plain" is left alone)`,
     );
     t.equal(n.dp.peers.size, 2, 'peer ids for both peers');
+    t.match(
+      n.loop.currentStatus().cidrIndex,
+      { nodes: Number, nodeCapacity: 3072, records: Number, recordCapacity: 16384 },
+      `${n.name}: the programs walk the compiled CIDR index`,
+    );
+    const metricsText = await n.metrics.text();
+    t.match(metricsText, /^kmesh_ipsec_cidr_index_installed 1$/m, 'metric: index installed');
+    t.match(metricsText, /^kmesh_ipsec_cidr_index_entries\{kind="nodes"\} [1-9]/m, 'metric: nodes in use');
     const published = JSON.parse(fs.readFileSync(path.join(c.dir, 'kmeshnodeinfos', `${n.name}.json`), 'utf8'));
     t.equal(published.spec.spi, 1);
     t.same(published.metadata.ownerReferences, [

@@ -1,5 +1,6 @@
 // The fake datapath behaves like the real one for its users: validation, errors, idempotence, diffs, and
 // the marking rules (MarkOracle) on frames.
+import { createHash } from 'node:crypto';
 import t from 'tap';
 import { FakeDatapath } from '../../src/datapath/fake-datapath.js';
 import { MarkOracle, parseFrame } from '../../src/datapath/mark-rules.js';
@@ -53,7 +54,16 @@ t.test('maps by difference, bad input rejected and the last good state kept', as
   await t.rejects(dp.setPeers(new Map([['198.18.0.3', 0]])), /id 0 is outside/);
   t.same([...dp.peers], [['198.18.0.2', 1]]);
   const s = await dp.stats();
-  t.match(s, { remoteCidrEntries: 2, peers: 1, attachments: 0 });
+  t.match(s, { remoteCidrEntries: 2, peers: 1, attachments: 0, cidrIndex: { nodes: 3, records: 0 } });
+  t.same(await dp.cidrIndexUse(), s.cidrIndex, 'the index of the last good CIDRs');
+  // 600 IPv6 host routes in pairs that differ in the last bit: more nodes than an index holds.
+  const pairs = Array.from({ length: 300 }, (_, i) => {
+    const hex = createHash('sha256').update(String(i)).digest('hex').slice(0, 31);
+    const groups = (last: string) => `${hex}${last}`.match(/.{4}/g)!.join(':');
+    return [`${groups('0')}/128`, `${groups('1')}/128`];
+  }).flat();
+  await dp.setRemoteCidrs(pairs);
+  t.equal(await dp.cidrIndexUse(), null, 'too large for an index: the trie answers, as in the kernel');
   await dp.uninstall();
   await t.rejects(dp.stats(), /not loaded/);
 });
