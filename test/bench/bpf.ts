@@ -14,6 +14,7 @@ import { parseAddr, parseCidr, prefixMatches } from '../../src/datapath/addr.js'
 import { BpfDatapath } from '../../src/datapath/bpf-datapath.js';
 import { nativeBpf, type NativeBpf } from '../../src/datapath/native-bpf.js';
 import { packageRoot } from '../../src/native/addon.js';
+import { rng } from '../fakes/cidr-samples.js';
 import { ipFrame } from '../host/lib/packets.js';
 
 const ROUNDS = Number(process.env.KMESH_BENCH_ROUNDS ?? 7);
@@ -33,14 +34,6 @@ interface Layout {
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)] ?? NaN;
-}
-
-function rng(seed: number): (n: number) => number {
-  let s = seed;
-  return (n) => {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    return (s >>> 16) % n; // the LCG's higher bits: its low bits repeat quickly
-  };
 }
 
 /** 800 IPv4 /24 and 200 IPv6 /64 slices of one cluster range each, as a large cluster would have. */

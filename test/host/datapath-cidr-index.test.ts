@@ -15,54 +15,12 @@ import {
 } from '../../src/datapath/cidr-index.js';
 import { nativeBpf } from '../../src/datapath/native-bpf.js';
 import { ipFrame } from './lib/packets.js';
+import { addrText, cidrText, probe, randomCidr, rng } from '../fakes/cidr-samples.js';
 import { kernelSkipReason, OBJ_DIR, privateBpffsRoot, run } from './lib/kernel.js';
 
 const skip = kernelSkipReason();
 const root = privateBpffsRoot('cidx');
 const bpf = skip ? undefined : nativeBpf();
-
-function rng(seed: number): (n: number) => number {
-  let s = seed;
-  return (n) => {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    return (s >>> 16) % n; // the LCG's higher bits: its low bits repeat quickly
-  };
-}
-
-function text(family: Family, b: Uint8Array): string {
-  if (family === 4) return [...b].join('.');
-  const groups: string[] = [];
-  for (let i = 0; i < 16; i += 2) groups.push((((b[i] ?? 0) << 8) | (b[i + 1] ?? 0)).toString(16));
-  return groups.join(':');
-}
-
-function cidrText(c: ParsedCidr): string {
-  return `${text(c.family, c.bytes)}/${c.prefixLen}`;
-}
-
-function randomCidr(rnd: (n: number) => number, family: Family): ParsedCidr {
-  const len = family === 4 ? 4 : 16;
-  const alphabet = [0, 1, 10, 0x80, 0xfd, 244, 64];
-  const bytes = Buffer.from(Array.from({ length: len }, () => alphabet[rnd(alphabet.length)] ?? 0));
-  const prefixLen = family === 4 ? [8, 12, 16, 23, 24, 28, 32][rnd(7)]! : [16, 32, 48, 56, 60, 64, 127, 128][rnd(8)]!;
-  for (let bit = prefixLen; bit < len * 8; bit++) bytes[bit >> 3]! &= ~(0x80 >> (bit & 7));
-  return { family, bytes, prefixLen, text: '' };
-}
-
-function probe(rnd: (n: number) => number, cidrs: readonly ParsedCidr[], family: Family): Buffer {
-  const len = family === 4 ? 4 : 16;
-  const addr = Buffer.from(Array.from({ length: len }, () => rnd(256)));
-  const same = cidrs.filter((c) => c.family === family);
-  const c = same[rnd(same.length + 1)];
-  if (c) {
-    for (let bit = 0; bit < c.prefixLen; bit++) {
-      const mask = 0x80 >> (bit & 7);
-      addr[bit >> 3] = (addr[bit >> 3]! & ~mask) | (c.bytes[bit >> 3]! & mask);
-    }
-    if (rnd(2) === 0) addr[(c.prefixLen - 1) >> 3]! ^= 0x80 >> ((c.prefixLen - 1) & 7);
-  }
-  return addr;
-}
 
 /** The inner map id in the km_cidr_index slot, or 0 when it is empty. */
 async function slotMapId(): Promise<number> {
@@ -103,8 +61,8 @@ t.test('remote-CIDR index in the kernel', { skip }, async (t) => {
       const addr = probe(rnd, cidrs, family);
       const inside = cidrs.some((c) => c.family === family && prefixMatches(c.bytes, addr, c.prefixLen));
       const other = family === 4 ? '192.0.2.1' : '2001:db8::1';
-      const enc = await dp.testRun('tc_mark_encrypt', ipFrame(other, text(family, addr)));
-      const dec = await dp.testRun('tc_mark_decrypt', ipFrame(text(family, addr), other), { mark: 0xd0 });
+      const enc = await dp.testRun('tc_mark_encrypt', ipFrame(other, addrText(family, addr)));
+      const dec = await dp.testRun('tc_mark_decrypt', ipFrame(addrText(family, addr), other), { mark: 0xd0 });
       if (enc.mark !== (inside ? 0xe0 : 0) || dec.mark !== (inside ? 0xd0 : 0)) wrong++;
     }
     return wrong;

@@ -89,6 +89,7 @@ interface SimNode {
   dp: FakeDatapath;
   ipsec: IpsecAdapter;
   loop: ReconcileLoop;
+  metrics: DaemonMetrics;
 }
 
 function cluster(t: Test) {

@@ -18,44 +18,10 @@ import {
   fitsCidrIndex,
   lookupCidrIndex,
 } from '../../src/datapath/cidr-index.js';
+import { probe, randomCidr, rng } from '../fakes/cidr-samples.js';
 
 function inAny(cidrs: readonly ParsedCidr[], family: Family, addr: Buffer): boolean {
   return cidrs.some((c) => c.family === family && prefixMatches(c.bytes, addr, c.prefixLen));
-}
-
-function rng(seed: number): (n: number) => number {
-  let s = seed;
-  return (n) => {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    return (s >>> 16) % n; // the LCG's higher bits: its low bits repeat quickly
-  };
-}
-
-/** A random network of the family with a random prefix length; bytes drawn from a small alphabet so sets nest. */
-function randomCidr(rnd: (n: number) => number, family: Family): ParsedCidr {
-  const len = family === 4 ? 4 : 16;
-  const alphabet = [0, 1, 10, 0x80, 0xfd, 0xff, 244, 64];
-  const bytes = Buffer.from(Array.from({ length: len }, () => alphabet[rnd(alphabet.length)] ?? 0));
-  const prefixLen =
-    rnd(4) === 0 ? rnd(len * 8 + 1) : [8, 16, 20, 24, 32, 48, 56, 64, 120, 128][rnd(10)]! % (len * 8 + 1);
-  for (let bit = prefixLen; bit < len * 8; bit++) bytes[bit >> 3]! &= ~(0x80 >> (bit & 7));
-  return { family, bytes, prefixLen, text: '' };
-}
-
-/** An address near one of the CIDRs (inside, or one bit off), or a random one. */
-function probe(rnd: (n: number) => number, cidrs: readonly ParsedCidr[], family: Family): Buffer {
-  const len = family === 4 ? 4 : 16;
-  const base = cidrs.filter((c) => c.family === family);
-  const addr = Buffer.from(Array.from({ length: len }, () => rnd(256)));
-  const c = base[rnd(base.length + 1)];
-  if (c) {
-    for (let bit = 0; bit < c.prefixLen; bit++) {
-      const mask = 0x80 >> (bit & 7);
-      addr[bit >> 3] = (addr[bit >> 3]! & ~mask) | (c.bytes[bit >> 3]! & mask);
-    }
-    if (c.prefixLen > 0 && rnd(2) === 0) addr[(c.prefixLen - 1) >> 3]! ^= 0x80 >> ((c.prefixLen - 1) & 7);
-  }
-  return addr;
 }
 
 t.test('the index walk answers exactly "inside a CIDR of this family"', (t) => {
