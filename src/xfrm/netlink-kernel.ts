@@ -16,7 +16,13 @@ import {
   writeState,
   type StateId,
 } from './netlink-codec.js';
-import { addonXfrmTransact, type XfrmTransact } from './netlink-addon.js';
+import {
+  addonXfrmEncode,
+  addonXfrmTransact,
+  NATIVE_ENCODE_ROOM,
+  type XfrmEncode,
+  type XfrmTransact,
+} from './netlink-addon.js';
 import {
   NLMSG_DONE,
   NLMSG_ERROR,
@@ -44,6 +50,11 @@ export interface NetlinkXfrmKernelOptions {
   batchSize?: number;
   /** The transport; the addon's unless a test injects another. */
   transact?: XfrmTransact;
+  /**
+   * The addon's native encoder for the bulk ops (same bytes as the TypeScript codec, which encodes every op it
+   * leaves); default true. False = the TypeScript codec encodes everything.
+   */
+  nativeEncode?: boolean;
 }
 
 /** Resolves a namespace option to the file the addon opens; "" = the caller's own namespace. */
@@ -90,6 +101,7 @@ export class NetlinkXfrmKernel implements XfrmKernel {
   readonly netnsPath: string;
   private readonly batchSize: number;
   private readonly transactOverride: XfrmTransact | undefined;
+  private readonly nativeEncode: boolean;
   private seq: number;
 
   constructor(options: NetlinkXfrmKernelOptions = {}) {
@@ -101,6 +113,7 @@ export class NetlinkXfrmKernel implements XfrmKernel {
     }
     this.batchSize = batch;
     this.transactOverride = options.transact;
+    this.nativeEncode = options.nativeEncode ?? true;
     this.seq = (Date.now() & 0x3fffffff) + 1;
   }
 
@@ -168,12 +181,11 @@ export class NetlinkXfrmKernel implements XfrmKernel {
   }
 
   /**
-   * Appends the op's messages to `w` and returns the first one's sequence number (an updateState is two messages,
-   * delete then add, numbered with seqAfter); throws (leaving `w` as it was) when the op cannot be encoded.
+   * Appends the op's messages to `w`, numbered from `first` (an updateState is two messages, delete then add,
+   * the add numbered seqAfter(first)); throws (leaving `w` as it was) when the op cannot be encoded.
    */
-  private writeOp(w: NetlinkWriter, op: XfrmOp): number {
+  private writeOp(w: NetlinkWriter, op: XfrmOp, first: number): void {
     const start = w.length;
-    const first = this.nextSeq();
     try {
       switch (op.kind) {
         case 'addState':
@@ -181,7 +193,7 @@ export class NetlinkXfrmKernel implements XfrmKernel {
           break;
         case 'updateState':
           writeDeleteState(w, op.state, first);
-          writeState(w, 'add', op.state, this.nextSeq());
+          writeState(w, 'add', op.state, seqAfter(first));
           break;
         case 'deleteState':
           writeDeleteState(w, op.state, first);
@@ -196,11 +208,47 @@ export class NetlinkXfrmKernel implements XfrmKernel {
           writeDeletePolicy(w, op.policy, first);
           break;
       }
-      return first;
     } catch (e) {
       w.rollback(start);
       throw e;
     }
+  }
+
+  /**
+   * Encodes a batch: each op's first sequence number, or the Error that kept it from being encoded. The native
+   * encoder takes runs of the ops it covers; the TypeScript codec each op it leaves.
+   */
+  private encodeBatch(w: NetlinkWriter, batch: readonly XfrmOp[]): (number | Error)[] {
+    const seqs = new Uint32Array(batch.length);
+    for (let i = 0; i < batch.length; i++) {
+      seqs[i] = this.nextSeq();
+      if ((batch[i] as XfrmOp).kind === 'updateState') this.nextSeq();
+    }
+    const encoded = new Array<number | Error>(batch.length);
+    const native: XfrmEncode | null = this.nativeEncode ? addonXfrmEncode() : null;
+    const cursor = new Uint32Array(1);
+    let i = 0;
+    while (i < batch.length) {
+      if (native) {
+        w.ensureRoom(NATIVE_ENCODE_ROOM);
+        cursor[0] = w.length;
+        const n = native(batch, i, batch.length, seqs.subarray(i), w.raw, cursor);
+        w.commit(cursor[0]);
+        for (let k = i; k < i + n; k++) encoded[k] = seqs[k] as number;
+        i += n;
+        if (i >= batch.length) break;
+        if (n > 0 && w.room < NATIVE_ENCODE_ROOM) continue; // out of room, not an op it leaves
+      }
+      const seq = seqs[i] as number;
+      try {
+        this.writeOp(w, batch[i] as XfrmOp, seq);
+        encoded[i] = seq;
+      } catch (e) {
+        encoded[i] = e instanceof Error ? e : new Error(String(e));
+      }
+      i++;
+    }
+    return encoded;
   }
 
   /** Applies ops in order, `batchSize` per syscall batch; every op gets its own result, nothing throws per op. */
@@ -214,13 +262,7 @@ export class NetlinkXfrmKernel implements XfrmKernel {
         continue;
       }
       const writer = new NetlinkWriter(batch.length * 512);
-      const encoded: (number | Error)[] = batch.map((op) => {
-        try {
-          return this.writeOp(writer, op);
-        } catch (e) {
-          return e instanceof Error ? e : new Error(String(e));
-        }
-      });
+      const encoded = this.encodeBatch(writer, batch);
       let acks = new Map<number, NetlinkAck>();
       if (writer.length > 0) {
         try {
