@@ -2,8 +2,12 @@
 // inside a network namespace and resolves with every reply that belongs to them.
 import { loadAddon } from '../native/addon.js';
 
-/** Sends `request` (netlink messages, unique seqs, NLM_F_ACK on every non-dump) and returns the raw replies. */
-export type XfrmTransact = (netnsPath: string, request: Buffer) => Promise<Buffer>;
+/**
+ * Sends `request` (netlink messages, unique seqs, NLM_F_ACK on every non-dump) and returns the raw replies. With
+ * `errnos` (one entry per message), the addon sets each non-dump message's entry to 0 or its positive errno and
+ * leaves the plain success acks out of the reply; a transport may ignore `errnos` and return every ack instead.
+ */
+export type XfrmTransact = (netnsPath: string, request: Buffer, errnos?: Int32Array) => Promise<Buffer>;
 
 let cached: XfrmTransact | undefined;
 

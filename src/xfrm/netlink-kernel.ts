@@ -80,6 +80,7 @@ function describeAck(ack: NetlinkAck): string {
 }
 
 const NO_REPLY: NetlinkAck = { errno: EPROTO, message: 'no reply from the kernel' };
+const OK: NetlinkAck = { errno: 0 };
 
 /** The sequence number after `seq` (wrapping before 2^32, never 0). */
 function seqAfter(seq: number): number {
@@ -122,8 +123,8 @@ export class NetlinkXfrmKernel implements XfrmKernel {
     return this.seq;
   }
 
-  private transact(request: Buffer): Promise<Buffer> {
-    return (this.transactOverride ?? addonXfrmTransact())(this.netnsPath, request);
+  private transact(request: Buffer, errnos?: Int32Array): Promise<Buffer> {
+    return (this.transactOverride ?? addonXfrmTransact())(this.netnsPath, request, errnos);
   }
 
   private where(): string {
@@ -263,10 +264,25 @@ export class NetlinkXfrmKernel implements XfrmKernel {
       }
       const writer = new NetlinkWriter(batch.length * 512);
       const encoded = this.encodeBatch(writer, batch);
-      let acks = new Map<number, NetlinkAck>();
+      // Messages in request order: an op's first message index (an updateState has two), -1 if not encoded.
+      const firstMessage = new Int32Array(batch.length);
+      let messages = 0;
+      for (let i = 0; i < batch.length; i++) {
+        if (encoded[i] instanceof Error) {
+          firstMessage[i] = -1;
+        } else {
+          firstMessage[i] = messages;
+          messages += (batch[i] as XfrmOp).kind === 'updateState' ? 2 : 1;
+        }
+      }
+      // Per message 0 or the kernel's errno, filled by a transport that can (the addon); -1 = unknown, read from
+      // the reply's acks instead (injected transports, dump entries).
+      const errnos = new Int32Array(messages).fill(-1);
+      let reply: Buffer | undefined;
+      let acks: Map<number, NetlinkAck> | undefined;
       if (writer.length > 0) {
         try {
-          acks = readAcks(await this.transact(writer.finish()));
+          reply = await this.transact(writer.finish(), errnos);
         } catch (e) {
           failure = e instanceof Error ? e : new Error(String(e));
         }
@@ -274,14 +290,22 @@ export class NetlinkXfrmKernel implements XfrmKernel {
       for (let i = 0; i < batch.length; i++) {
         const op = batch[i] as XfrmOp;
         const enc = encoded[i];
+        const m = firstMessage[i] as number;
         if (enc instanceof Error) {
           results.push({ op, errno: EINVAL, message: enc.message });
         } else if (failure || enc === undefined) {
           results.push(transportResult(op, failure ?? new Error('not encoded'), 'outcome unknown'));
+        } else if (errnos[m] === 0 && (op.kind !== 'updateState' || errnos[m + 1] === 0)) {
+          results.push({ op, errno: 0 });
         } else {
-          const firstAck = acks.get(enc) ?? NO_REPLY;
-          const ack =
-            op.kind === 'updateState' ? replaceOutcome(firstAck, acks.get(seqAfter(enc)) ?? NO_REPLY) : firstAck;
+          // A message the transport reported as succeeded has no ack in the reply; the others are read from it.
+          const ackOf = (message: number, seq: number): NetlinkAck => {
+            if (errnos[message] === 0) return OK;
+            acks ??= readAcks(reply ?? Buffer.alloc(0));
+            return acks.get(seq) ?? NO_REPLY;
+          };
+          const firstAck = ackOf(m, enc);
+          const ack = op.kind === 'updateState' ? replaceOutcome(firstAck, ackOf(m + 1, seqAfter(enc))) : firstAck;
           results.push(
             ack.message === undefined ? { op, errno: ack.errno } : { op, errno: ack.errno, message: ack.message },
           );
