@@ -1,6 +1,7 @@
 // XfrmKernel over NETLINK_XFRM (the imperative shell around the pure codec): dumps decode into XfrmState /
-// XfrmPolicy, and apply() encodes every op, sends them in batches (many messages per syscall, through the addon)
-// and maps each message's ack (errno + the kernel's extack text) back to its op. Optionally bound to a network
+// XfrmPolicy, and apply() encodes every op (the bulk kinds through the addon's native encoder, the rest and
+// anything it leaves through the codec), sends them in batches (many messages per syscall, through the addon)
+// and maps each message's outcome (errno + the kernel's extack text) back to its op. Optionally bound to a network
 // namespace, so one process can drive the XFRM tables of several namespaces.
 import { endianness } from 'node:os';
 import { getSystemErrorName } from 'node:util';
