@@ -4,6 +4,7 @@
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   kmesh::InitBpf(env, exports);
   kmesh::InitXfrm(env, exports);
+  kmesh::InitXfrmEncode(env, exports);
   return exports;
 }
 

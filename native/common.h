@@ -24,5 +24,6 @@ inline Napi::Error ErrnoError(Napi::Env env, int err, const std::string& op, con
 
 void InitBpf(Napi::Env env, Napi::Object exports);
 void InitXfrm(Napi::Env env, Napi::Object exports);
+void InitXfrmEncode(Napi::Env env, Napi::Object exports);
 
 }  // namespace kmesh

@@ -136,20 +136,34 @@ export async function reconcile(
   const missingPolicies = new Set<PlannedPolicy>();
   let unchanged = 0;
 
-  // Who a stale object belongs to: the current peer whose underlay address it points at.
-  const ownerByAddress = new Map<string, string>();
-  for (const ps of desired.states) {
-    ownerByAddress.set(canonicalIp(ps.direction === 'outbound' ? ps.state.dst : ps.state.src), ps.owner);
-  }
+  // Who a stale object belongs to: the current peer whose underlay address it points at (built on first use:
+  // a first apply has no stale objects).
+  let ownerByAddress: Map<string, string> | undefined;
+  const ownerOf = (address: string): string | undefined => {
+    if (ownerByAddress === undefined) {
+      ownerByAddress = new Map<string, string>();
+      for (const ps of desired.states) {
+        ownerByAddress.set(canonicalIp(ps.direction === 'outbound' ? ps.state.dst : ps.state.src), ps.owner);
+      }
+    }
+    return ownerByAddress.get(canonicalIp(address));
+  };
 
   // ---- states
   const index = new StateIndex<XfrmState>();
-  for (const s of existingStates) index.add(s);
+  // SPIs the kernel holds: a planned SA whose SPI is not among them cannot hit anything (the SPI is part of the
+  // kernel's key), so it skips the index lookup and its address canonicalisation.
+  const kernelSpis = new Set<number>();
+  for (const s of existingStates) {
+    index.add(s);
+    kernelSpis.add(s.spi >>> 0);
+  }
   const claimedStates = new Set<XfrmState>();
   const inboundOps: Pending[] = [];
   const outboundOps: Pending[] = [];
+  const noHits: XfrmState[] = [];
   for (const ps of desired.states) {
-    const hits = index.hits(ps.state);
+    const hits = kernelSpis.has(ps.state.spi >>> 0) ? index.hits(ps.state) : noHits;
     const target = ps.direction === 'inbound' ? inboundOps : outboundOps;
     if (hits.length === 0) {
       // New SA (the common case on a first apply): nothing in the kernel to compare, claim or delete.
@@ -193,7 +207,8 @@ export async function reconcile(
   const inFwdOps: Pending[] = [];
   const outOps: Pending[] = [];
   for (const pp of desired.policies) {
-    const same = policiesById.get(policyIdentity(pp.policy));
+    // An empty table (a first apply) needs no identity strings.
+    const same = policiesById.size === 0 ? undefined : policiesById.get(policyIdentity(pp.policy));
     const target = pp.role === 'block' ? blockOps : pp.role === 'out' ? outOps : inFwdOps;
     if (same === undefined) {
       // No policy with this identity in the kernel: add it.
@@ -222,7 +237,7 @@ export async function reconcile(
   }
 
   // ---- stale objects of ours
-  const staleOwner = (address: string): string | null => ownerByAddress.get(canonicalIp(address)) ?? null;
+  const staleOwner = (address: string): string | null => ownerOf(address) ?? null;
   const policyDeletes: Pending[] = [];
   for (const p of existingPolicies) {
     if (claimedPolicies.has(p) || !oursPolicy(p)) continue;

@@ -2,8 +2,12 @@
 // inside a network namespace and resolves with every reply that belongs to them.
 import { loadAddon } from '../native/addon.js';
 
-/** Sends `request` (netlink messages, unique seqs, NLM_F_ACK on every non-dump) and returns the raw replies. */
-export type XfrmTransact = (netnsPath: string, request: Buffer) => Promise<Buffer>;
+/**
+ * Sends `request` (netlink messages, unique seqs, NLM_F_ACK on every non-dump) and returns the raw replies. With
+ * `errnos` (one entry per message), the addon sets each non-dump message's entry to 0 or its positive errno and
+ * leaves the plain success acks out of the reply; a transport may ignore `errnos` and return every ack instead.
+ */
+export type XfrmTransact = (netnsPath: string, request: Buffer, errnos?: Int32Array) => Promise<Buffer>;
 
 let cached: XfrmTransact | undefined;
 
@@ -16,4 +20,36 @@ export function addonXfrmTransact(): XfrmTransact {
     cached = addon.xfrmTransact as XfrmTransact;
   }
   return cached;
+}
+
+/**
+ * The addon's native fast path of the encoder (native/xfrm_encode.cc): encodes ops[start..end) in order into
+ * out at cursor[0] (op i numbered seqs[i - start]), advances cursor[0], and returns how many it encoded; it stops
+ * at the first op it leaves to the TypeScript codec and when out has less than 1 KiB left.
+ */
+export type XfrmEncode = (
+  ops: readonly unknown[],
+  start: number,
+  end: number,
+  seqs: Uint32Array,
+  out: Uint8Array,
+  cursor: Uint32Array,
+) => number;
+
+/** Room the native encoder needs in the output before each message. */
+export const NATIVE_ENCODE_ROOM = 1024;
+
+let cachedEncode: XfrmEncode | null | undefined;
+
+/** The native encoder, or null when the addon cannot be loaded or predates it (the TypeScript codec then does all). */
+export function addonXfrmEncode(): XfrmEncode | null {
+  if (cachedEncode === undefined) {
+    try {
+      const addon = loadAddon() as { xfrmEncode?: unknown };
+      cachedEncode = typeof addon.xfrmEncode === 'function' ? (addon.xfrmEncode as XfrmEncode) : null;
+    } catch {
+      cachedEncode = null;
+    }
+  }
+  return cachedEncode;
 }

@@ -1,6 +1,7 @@
 // XfrmKernel over NETLINK_XFRM (the imperative shell around the pure codec): dumps decode into XfrmState /
-// XfrmPolicy, and apply() encodes every op, sends them in batches (many messages per syscall, through the addon)
-// and maps each message's ack (errno + the kernel's extack text) back to its op. Optionally bound to a network
+// XfrmPolicy, and apply() encodes every op (the bulk kinds through the addon's native encoder, the rest and
+// anything it leaves through the codec), sends them in batches (many messages per syscall, through the addon)
+// and maps each message's outcome (errno + the kernel's extack text) back to its op. Optionally bound to a network
 // namespace, so one process can drive the XFRM tables of several namespaces.
 import { endianness } from 'node:os';
 import { getSystemErrorName } from 'node:util';
@@ -16,7 +17,13 @@ import {
   writeState,
   type StateId,
 } from './netlink-codec.js';
-import { addonXfrmTransact, type XfrmTransact } from './netlink-addon.js';
+import {
+  addonXfrmEncode,
+  addonXfrmTransact,
+  NATIVE_ENCODE_ROOM,
+  type XfrmEncode,
+  type XfrmTransact,
+} from './netlink-addon.js';
 import {
   NLMSG_DONE,
   NLMSG_ERROR,
@@ -44,6 +51,11 @@ export interface NetlinkXfrmKernelOptions {
   batchSize?: number;
   /** The transport; the addon's unless a test injects another. */
   transact?: XfrmTransact;
+  /**
+   * The addon's native encoder for the bulk ops (same bytes as the TypeScript codec, which encodes every op it
+   * leaves); default true. False = the TypeScript codec encodes everything.
+   */
+  nativeEncode?: boolean;
 }
 
 /** Resolves a namespace option to the file the addon opens; "" = the caller's own namespace. */
@@ -69,6 +81,7 @@ function describeAck(ack: NetlinkAck): string {
 }
 
 const NO_REPLY: NetlinkAck = { errno: EPROTO, message: 'no reply from the kernel' };
+const OK: NetlinkAck = { errno: 0 };
 
 /** The sequence number after `seq` (wrapping before 2^32, never 0). */
 function seqAfter(seq: number): number {
@@ -90,6 +103,7 @@ export class NetlinkXfrmKernel implements XfrmKernel {
   readonly netnsPath: string;
   private readonly batchSize: number;
   private readonly transactOverride: XfrmTransact | undefined;
+  private readonly nativeEncode: boolean;
   private seq: number;
 
   constructor(options: NetlinkXfrmKernelOptions = {}) {
@@ -101,6 +115,7 @@ export class NetlinkXfrmKernel implements XfrmKernel {
     }
     this.batchSize = batch;
     this.transactOverride = options.transact;
+    this.nativeEncode = options.nativeEncode ?? true;
     this.seq = (Date.now() & 0x3fffffff) + 1;
   }
 
@@ -109,8 +124,8 @@ export class NetlinkXfrmKernel implements XfrmKernel {
     return this.seq;
   }
 
-  private transact(request: Buffer): Promise<Buffer> {
-    return (this.transactOverride ?? addonXfrmTransact())(this.netnsPath, request);
+  private transact(request: Buffer, errnos?: Int32Array): Promise<Buffer> {
+    return (this.transactOverride ?? addonXfrmTransact())(this.netnsPath, request, errnos);
   }
 
   private where(): string {
@@ -168,12 +183,11 @@ export class NetlinkXfrmKernel implements XfrmKernel {
   }
 
   /**
-   * Appends the op's messages to `w` and returns the first one's sequence number (an updateState is two messages,
-   * delete then add, numbered with seqAfter); throws (leaving `w` as it was) when the op cannot be encoded.
+   * Appends the op's messages to `w`, numbered from `first` (an updateState is two messages, delete then add,
+   * the add numbered seqAfter(first)); throws (leaving `w` as it was) when the op cannot be encoded.
    */
-  private writeOp(w: NetlinkWriter, op: XfrmOp): number {
+  private writeOp(w: NetlinkWriter, op: XfrmOp, first: number): void {
     const start = w.length;
-    const first = this.nextSeq();
     try {
       switch (op.kind) {
         case 'addState':
@@ -181,7 +195,7 @@ export class NetlinkXfrmKernel implements XfrmKernel {
           break;
         case 'updateState':
           writeDeleteState(w, op.state, first);
-          writeState(w, 'add', op.state, this.nextSeq());
+          writeState(w, 'add', op.state, seqAfter(first));
           break;
         case 'deleteState':
           writeDeleteState(w, op.state, first);
@@ -196,11 +210,47 @@ export class NetlinkXfrmKernel implements XfrmKernel {
           writeDeletePolicy(w, op.policy, first);
           break;
       }
-      return first;
     } catch (e) {
       w.rollback(start);
       throw e;
     }
+  }
+
+  /**
+   * Encodes a batch: each op's first sequence number, or the Error that kept it from being encoded. The native
+   * encoder takes runs of the ops it covers; the TypeScript codec each op it leaves.
+   */
+  private encodeBatch(w: NetlinkWriter, batch: readonly XfrmOp[]): (number | Error)[] {
+    const seqs = new Uint32Array(batch.length);
+    for (let i = 0; i < batch.length; i++) {
+      seqs[i] = this.nextSeq();
+      if ((batch[i] as XfrmOp).kind === 'updateState') this.nextSeq();
+    }
+    const encoded = new Array<number | Error>(batch.length);
+    const native: XfrmEncode | null = this.nativeEncode ? addonXfrmEncode() : null;
+    const cursor = new Uint32Array(1);
+    let i = 0;
+    while (i < batch.length) {
+      if (native) {
+        w.ensureRoom(NATIVE_ENCODE_ROOM);
+        cursor[0] = w.length;
+        const n = native(batch, i, batch.length, seqs.subarray(i), w.raw, cursor);
+        w.commit(cursor[0]);
+        for (let k = i; k < i + n; k++) encoded[k] = seqs[k] as number;
+        i += n;
+        if (i >= batch.length) break;
+        if (n > 0 && w.room < NATIVE_ENCODE_ROOM) continue; // out of room, not an op it leaves
+      }
+      const seq = seqs[i] as number;
+      try {
+        this.writeOp(w, batch[i] as XfrmOp, seq);
+        encoded[i] = seq;
+      } catch (e) {
+        encoded[i] = e instanceof Error ? e : new Error(String(e));
+      }
+      i++;
+    }
+    return encoded;
   }
 
   /** Applies ops in order, `batchSize` per syscall batch; every op gets its own result, nothing throws per op. */
@@ -214,17 +264,26 @@ export class NetlinkXfrmKernel implements XfrmKernel {
         continue;
       }
       const writer = new NetlinkWriter(batch.length * 512);
-      const encoded: (number | Error)[] = batch.map((op) => {
-        try {
-          return this.writeOp(writer, op);
-        } catch (e) {
-          return e instanceof Error ? e : new Error(String(e));
+      const encoded = this.encodeBatch(writer, batch);
+      // Messages in request order: an op's first message index (an updateState has two), -1 if not encoded.
+      const firstMessage = new Int32Array(batch.length);
+      let messages = 0;
+      for (let i = 0; i < batch.length; i++) {
+        if (encoded[i] instanceof Error) {
+          firstMessage[i] = -1;
+        } else {
+          firstMessage[i] = messages;
+          messages += (batch[i] as XfrmOp).kind === 'updateState' ? 2 : 1;
         }
-      });
-      let acks = new Map<number, NetlinkAck>();
+      }
+      // Per message 0 or the kernel's errno, filled by a transport that can (the addon); -1 = unknown, read from
+      // the reply's acks instead (injected transports, dump entries).
+      const errnos = new Int32Array(messages).fill(-1);
+      let reply: Buffer | undefined;
+      let acks: Map<number, NetlinkAck> | undefined;
       if (writer.length > 0) {
         try {
-          acks = readAcks(await this.transact(writer.finish()));
+          reply = await this.transact(writer.finish(), errnos);
         } catch (e) {
           failure = e instanceof Error ? e : new Error(String(e));
         }
@@ -232,14 +291,22 @@ export class NetlinkXfrmKernel implements XfrmKernel {
       for (let i = 0; i < batch.length; i++) {
         const op = batch[i] as XfrmOp;
         const enc = encoded[i];
+        const m = firstMessage[i] as number;
         if (enc instanceof Error) {
           results.push({ op, errno: EINVAL, message: enc.message });
         } else if (failure || enc === undefined) {
           results.push(transportResult(op, failure ?? new Error('not encoded'), 'outcome unknown'));
+        } else if (errnos[m] === 0 && (op.kind !== 'updateState' || errnos[m + 1] === 0)) {
+          results.push({ op, errno: 0 });
         } else {
-          const firstAck = acks.get(enc) ?? NO_REPLY;
-          const ack =
-            op.kind === 'updateState' ? replaceOutcome(firstAck, acks.get(seqAfter(enc)) ?? NO_REPLY) : firstAck;
+          // A message the transport reported as succeeded has no ack in the reply; the others are read from it.
+          const ackOf = (message: number, seq: number): NetlinkAck => {
+            if (errnos[message] === 0) return OK;
+            acks ??= readAcks(reply ?? Buffer.alloc(0));
+            return acks.get(seq) ?? NO_REPLY;
+          };
+          const firstAck = ackOf(m, enc);
+          const ack = op.kind === 'updateState' ? replaceOutcome(firstAck, ackOf(m + 1, seqAfter(enc))) : firstAck;
           results.push(
             ack.message === undefined ? { op, errno: ack.errno } : { op, errno: ack.errno, message: ack.message },
           );

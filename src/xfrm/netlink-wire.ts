@@ -47,8 +47,11 @@ export function netlinkMessage(type: number, flags: number, seq: number, payload
 export class NetlinkWriter {
   private buf: Buffer;
   private view: DataView;
-  /** The same bytes as a plain Uint8Array, whose fill/set are the engine's builtins. */
-  private raw: Uint8Array;
+  /**
+   * The backing bytes as a plain Uint8Array (whose fill/set are the engine's builtins); also what the native
+   * encoder writes into before commit(). Replaced when the buffer grows: read it after reserve/ensureRoom.
+   */
+  raw: Uint8Array;
   private used = 0;
 
   constructor(capacity = 4096) {
@@ -78,6 +81,27 @@ export class NetlinkWriter {
     }
     this.used = at + n;
     return at;
+  }
+
+  /** Bytes left in the backing buffer after the used part. */
+  get room(): number {
+    return this.buf.length - this.used;
+  }
+
+  /** Grows the backing buffer (if needed) so that at least `n` bytes are left after the used part. */
+  ensureRoom(n: number): void {
+    if (this.buf.length - this.used < n) this.rollback(this.reserve(n));
+  }
+
+  /**
+   * Marks the bytes up to `end` as used: for a writer that filled raw[length..end) itself (whole messages, zero
+   * padding included).
+   */
+  commit(end: number): void {
+    if (end < this.used || end > this.buf.length) {
+      throw new RangeError(`commit(${end}) outside ${this.used}..${this.buf.length}`);
+    }
+    this.used = end;
   }
 
   /** Drops everything from `at` on (a message that failed to encode), leaving the space zeroed again. */

@@ -247,3 +247,43 @@ t.test('addresses: inet_ntop formatting and strict parsing', (t) => {
   t.throws(() => parseCidr('10.0.0.0/x'), /bad prefix length/);
   t.end();
 });
+
+t.test('apply: a transport that reports per-message errnos needs no success acks', async (t) => {
+  const sent: NetlinkMessage[] = [];
+  const transact = (_netns: string, request: Buffer, errnos?: Int32Array): Promise<Buffer> => {
+    const messages = splitMessages(request);
+    sent.push(...messages);
+    t.ok(errnos, 'the adapter passes errnos');
+    t.equal(errnos?.length, messages.length, 'one entry per message');
+    const replies: Buffer[] = [];
+    messages.forEach((m, i) => {
+      // Message 1 fails with text; the updateState's delete (message 2) finds nothing; the rest succeed silently.
+      const errno = i === 1 ? 17 : i === 2 ? 3 : 0;
+      if (errnos) errnos[i] = errno;
+      if (errno !== 0) replies.push(ack(m.seq, errno, i === 1 ? 'already there' : undefined));
+    });
+    return Promise.resolve(Buffer.concat(replies));
+  };
+  const kernel = new NetlinkXfrmKernel({ transact });
+  const sa = makeOutboundSa();
+  const ops: XfrmOp[] = [
+    { kind: 'addState', state: sa },
+    { kind: 'addState', state: { ...sa, spi: 9 } },
+    { kind: 'updateState', state: { ...sa, spi: 10 } },
+    { kind: 'addState', state: { ...sa, spi: 0 } },
+    { kind: 'addState', state: { ...sa, spi: 11 } },
+  ];
+  const results = await kernel.apply(ops);
+  t.equal(sent.length, 5, 'four messages of ops plus the update pair, the unencodable op not sent');
+  t.same(
+    results.map((r) => [r.errno, r.message]),
+    [
+      [0, undefined],
+      [17, 'already there'],
+      [0, undefined],
+      [22, results[3]?.message],
+      [0, undefined],
+    ],
+  );
+  t.match(results[3]?.message, /spi 0 is reserved/);
+});
