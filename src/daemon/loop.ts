@@ -313,7 +313,8 @@ export class ReconcileLoop {
     if (onTrie && !this.cidrFallbackLogged) {
       deps.log.warn(
         { remoteCidrs: remoteCidrs.size },
-        'remote-CIDR index not installed (too large for its capacity?): TC programs use the km_nodeinfo LPM trie',
+        'remote-CIDR index not installed (over its capacity, or its install failed: see problems): ' +
+          'TC programs use the km_nodeinfo LPM trie',
       );
     }
     this.cidrFallbackLogged = onTrie;

@@ -39,6 +39,7 @@ import {
   type CidrHeader,
   type CidrIndex,
 } from './cidr-index.js';
+import { parseCidr } from './addr.js';
 import { diffEntries, nodeinfoEntries, peerEntries, type MapChange, type MapEntry } from './map-layout.js';
 import { isErrnoError, nativeBpf, type NativeBpf } from './native-bpf.js';
 import { packageRoot } from '../native/addon.js';
@@ -316,8 +317,9 @@ export class BpfDatapath implements Datapath {
 
   setRemoteCidrs(cidrs: readonly string[]): Promise<MapChange> {
     return this.serial(async () => {
-      const entries = nodeinfoEntries(cidrs); // validates every CIDR before anything is written
-      const index = compileCidrIndex(cidrs);
+      const parsed = cidrs.map((c) => parseCidr(c)); // every CIDR is valid before anything is written
+      const entries = nodeinfoEntries(parsed);
+      const index = compileCidrIndex(parsed);
       const change = await this.replaceMap('km_nodeinfo', entries);
       await this.installCidrIndex(index);
       return change;
@@ -384,10 +386,12 @@ export class BpfDatapath implements Datapath {
   }
 
   cidrIndexUse(): Promise<CidrIndexUse | null> {
-    return this.serial(async () => {
-      const i = await this.installedCidrIndex();
-      return i ? cidrIndexUse(i.nodes, i.records) : null;
-    });
+    return this.serial(() => this.installedCidrIndexUse());
+  }
+
+  private async installedCidrIndexUse(): Promise<CidrIndexUse | null> {
+    const i = await this.installedCidrIndex();
+    return i ? cidrIndexUse(i.nodes, i.records) : null;
   }
 
   setPeers(peers: ReadonlyMap<string, number>): Promise<MapChange> {
@@ -416,7 +420,7 @@ export class BpfDatapath implements Datapath {
       return {
         counters,
         remoteCidrEntries: (await this.bpf.mapDump(s.maps.km_nodeinfo)).length,
-        cidrIndex: await this.installedCidrIndex().then((i) => (i ? cidrIndexUse(i.nodes, i.records) : null)),
+        cidrIndex: await this.installedCidrIndexUse(),
         peers: (await this.bpf.mapDump(s.maps.km_ipsec_peers)).length,
         attachments: (await this.liveAttachments()).length,
       };

@@ -261,8 +261,7 @@ export function encodeCidrPool(index: CidrIndex): Buffer {
   const pool = Buffer.alloc(CIDR_POOL_SIZE);
   encodeCidrHeader(index).copy(pool, 0);
   for (let i = FIRST_NODE; i < index.nodes.length; i++) {
-    const entries = index.nodes[i] as Uint16Array;
-    for (let j = 0; j < 256; j++) pool.writeUInt16LE(entries[j] ?? 0, i * CIDR_NODE_SIZE + j * 2);
+    encodeCidrNode(index.nodes[i] as Uint16Array).copy(pool, i * CIDR_NODE_SIZE);
   }
   for (const [i, r] of index.records.entries())
     encodeCidrRecord(r).copy(pool, CIDR_RECORDS_OFFSET + i * CIDR_RECORD_SIZE);

@@ -15,6 +15,7 @@ import {
   type LoadOptions,
 } from './datapath.js';
 import { cidrIndexUse, compileCidrIndex, fitsCidrIndex, type CidrIndex } from './cidr-index.js';
+import { parseCidr } from './addr.js';
 import { diffEntries, nodeinfoEntries, peerEntries, type MapChange, type MapEntry } from './map-layout.js';
 import { MarkOracle } from './mark-rules.js';
 
@@ -174,11 +175,12 @@ export class FakeDatapath implements Datapath {
   setRemoteCidrs(cidrs: readonly string[]): Promise<MapChange> {
     return settle(() => {
       this.ensureLoaded();
-      const desired = nodeinfoEntries(cidrs);
+      const parsed = cidrs.map((c) => parseCidr(c));
+      const desired = nodeinfoEntries(parsed);
       const { change } = diffEntries(this.cidrEntries, desired);
       this.cidrEntries = desired;
       this.cidrs = [...cidrs];
-      this.index = compileCidrIndex(cidrs);
+      this.index = compileCidrIndex(parsed);
       return change;
     });
   }
@@ -230,7 +232,7 @@ export class FakeDatapath implements Datapath {
   }
 
   /** What BpfDatapath installs: the index of the last CIDRs set, unless it does not fit. */
-  private cidrIndex(): DatapathStats['cidrIndex'] {
+  private cidrIndex(): CidrIndexUse | null {
     return this.index && fitsCidrIndex(this.index)
       ? cidrIndexUse(this.index.nodes.length, this.index.records.length)
       : null;

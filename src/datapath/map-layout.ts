@@ -44,8 +44,8 @@ function u32(value: number): Buffer {
  * leading bytes: the longest matching key K is covered by a family-f CIDR exactly when the address is.
  * Throws (naming the CIDR) on the first invalid one, before anything is computed.
  */
-export function nodeinfoEntries(cidrs: readonly string[]): MapEntry[] {
-  const parsed: ParsedCidr[] = cidrs.map((c) => parseCidr(c));
+export function nodeinfoEntries(cidrs: readonly (string | ParsedCidr)[]): MapEntry[] {
+  const parsed: ParsedCidr[] = cidrs.map((c) => (typeof c === 'string' ? parseCidr(c) : c));
   const byKey = new Map<string, ParsedCidr>();
   for (const c of parsed) byKey.set(nodeinfoKey(c.prefixLen, c.bytes).toString('hex'), c);
   const entries: MapEntry[] = [];
