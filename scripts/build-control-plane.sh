@@ -2,17 +2,20 @@
 # Builds (or takes from its cache) the real Kubernetes control plane the tests run against:
 # kube-apiserver and kube-controller-manager from Debian's `kubernetes` source package (bookworm,
 # v1.20.2 with vendor/), compiled with Debian's golang-1.19, plus Debian's etcd-server (and kubectl from
-# kubernetes-client when none is on PATH). The binaries land in .cache/k8s/<source version>-<recipe>/bin;
-# `.cache/k8s/current` points there. Nothing is downloaded outside Debian's archive: the source comes through a
+# kubernetes-client when none is on PATH). The binaries land in $KMESH_K8S_CACHE/<source version>-<recipe>/bin
+# (default ~/.cache/kmesh-ipsec/k8s: a machine-wide cache outside the checkout, so every clone and CI run on the
+# machine pays the build once); `$KMESH_K8S_CACHE/current` points there. Nothing is downloaded outside Debian's archive: the source comes through a
 # private apt state that adds deb-src entries without touching the system's lists. Safe to run again: a cache
-# hit takes milliseconds. The recipe part of the key is this script's hash, so a changed recipe rebuilds.
+# hit takes milliseconds. The recipe part of the key hashes this script from its "recipe" marker on, so a
+# changed recipe rebuilds.
 # Usage: scripts/build-control-plane.sh [--print-dir]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-CACHE=$ROOT/.cache/k8s
+CACHE=${KMESH_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/kmesh-ipsec/k8s}
+mkdir -p "$CACHE"
 log() { echo "control-plane: $*" >&2; }
-RECIPE=$(sha256sum "$0" | cut -c1-12)
+RECIPE=$(sed -n '/^# ---- recipe ----$/,$p' "$0" | sha256sum | cut -c1-12)
 
 ensure_apt() {
   local missing=() p
@@ -60,6 +63,7 @@ if [[ -x $OUT/bin/kube-apiserver && -x $OUT/bin/kube-controller-manager ]]; then
   exit 0
 fi
 
+# ---- recipe ----
 ensure_apt golang-1.19-go golang-github-modern-go-reflect2-dev dpkg-dev
 # The source package's files are kept (~25 MB) so that a changed recipe does not fetch them again.
 SRC_DIR=$CACHE/src-$KEY
