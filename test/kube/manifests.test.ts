@@ -23,7 +23,7 @@ t.test('deploy manifests on a real API server', controlPlaneSkip(), async (t) =>
       '',
     );
     const res = await cp.request('POST', NODE_INFO_PATH, obj);
-    t.equal(res.status, 201, JSON.stringify(res.body));
+    t.equal(res.status, 201, 'created (201)', { body: res.body });
     const got = (await cp.call('GET', `${NODE_INFO_PATH}/node-a`)) as { spec: unknown };
     t.same(got.spec, obj.spec, 'stored as sent (no field pruned)');
   });
