@@ -60,6 +60,8 @@ function usedBy(events: AuditEvent[], user: string): { used: Set<string>; denied
   return { used, denied };
 }
 
+// A control plane starts in 5–30 s on a loaded two-core machine; every step is a real request.
+t.setTimeout(600_000);
 t.test('daemon Kubernetes source on a real API server, with rbac.yaml only', controlPlaneSkip(), async (t) => {
   const cp = await startControlPlaneForTest(t, { name: 'kmesh-source', audit: true });
   await applyManifests(cp);
@@ -128,7 +130,8 @@ t.test('daemon Kubernetes source on a real API server, with rbac.yaml only', con
   await createPod(cp, 'mesh', 'p3', 'node-1', '10.244.1.11');
   await waitFor('new pod seen', () => source.view().pods.some((p) => p.name === 'p3'));
 
-  const total = (k: 'lists' | 'resumes' | 'gone') => Object.values(source.watchStats()).reduce((a, s) => a + s[k], 0);
+  const total = (k: 'lists' | 'resumes' | 'gone'): number =>
+    Object.values(source.watchStats()).reduce((a, s) => a + s[k], 0);
 
   // Requests before the first restart: none may be refused. (Right after a restart the RBAC authorizer's
   // caches are still filling and a real server refuses briefly: those must be retried, not counted.)
@@ -152,6 +155,8 @@ t.test('daemon Kubernetes source on a real API server, with rbac.yaml only', con
   });
 
   t.test('cut off while the cluster changes and etcd compacts: 410 Gone, relist, nothing missed', async (t) => {
+    // Settled first: every kind watching (not in a backoff after the restart's warm-up refusals).
+    await waitFor('every kind watching', () => Object.values(source.watchStats()).every((w) => w.watching), 60_000);
     const lists = total('lists');
     const gone = total('gone');
     proxy.cut();

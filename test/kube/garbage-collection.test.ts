@@ -48,6 +48,8 @@ function hostNetwork(i: number): HostNetwork {
 
 const KEY = { spi: 1, aeadKeyName: 'rfc4106(gcm(aes))', key: Buffer.alloc(36, 0x5a), icvBits: 128 };
 
+// A control plane starts in 5–30 s on a loaded two-core machine; every step is a real request.
+t.setTimeout(600_000);
 t.test('deleting a Node garbage-collects its KmeshNodeInfo; peers drop its SAs', controlPlaneSkip(), async (t) => {
   const cp = await startControlPlaneForTest(t, { name: 'kmesh-gc', controllerManager: true });
   await applyManifests(cp);

@@ -52,6 +52,8 @@ async function storedSpi(cp: ControlPlane): Promise<number | undefined> {
   return s === undefined ? undefined : decodeIpsecPayload(Buffer.from(s.data.ipSec ?? '', 'base64').toString()).spi;
 }
 
+// A control plane starts in 5–30 s on a loaded two-core machine; every step is a real request.
+t.setTimeout(600_000);
 t.test('kmeshctl secret on a real API server', controlPlaneSkip(), async (t) => {
   const cp = await startControlPlaneForTest(t, { name: 'kmesh-kmeshctl' });
   await applyManifests(cp);

@@ -6,6 +6,8 @@ import { nodeInfoObject } from '../../src/daemon/sources/objects.js';
 import { controlPlaneSkip, startControlPlaneForTest } from '../fixtures/control-plane.js';
 import { applyManifests, kmeshNodeInfo, kubectl, manifest, NODE_INFO_PATH } from '../fixtures/kube-cluster.js';
 
+// A control plane starts in 5–30 s on a loaded two-core machine; every step is a real request.
+t.setTimeout(600_000);
 t.test('deploy manifests on a real API server', controlPlaneSkip(), async (t) => {
   const cp = await startControlPlaneForTest(t, { name: 'kmesh-manifests' });
   t.comment(`kube-apiserver ${cp.binaries.kubeVersion} from ${cp.binaries.source}`);

@@ -157,10 +157,16 @@ export class KubeSource implements ClusterSource {
     return Object.fromEntries(this.reflectors.map((r) => [r.name, r.listCount]));
   }
 
-  /** Per kind: lists, watches resumed from the last resourceVersion, and watches refused as too old (410). */
-  watchStats(): Record<string, { lists: number; resumes: number; gone: number }> {
+  /**
+   * Per kind: lists, watches resumed from the last resourceVersion, watches refused as too old (410), and
+   * whether a watch is open right now.
+   */
+  watchStats(): Record<string, { lists: number; resumes: number; gone: number; watching: boolean }> {
     return Object.fromEntries(
-      this.reflectors.map((r) => [r.name, { lists: r.listCount, resumes: r.resumeCount, gone: r.goneCount }]),
+      this.reflectors.map((r) => [
+        r.name,
+        { lists: r.listCount, resumes: r.resumeCount, gone: r.goneCount, watching: r.watching },
+      ]),
     );
   }
 

@@ -68,6 +68,11 @@ export class Reflector {
     return this.listed;
   }
 
+  /** A watch is open (the server accepted it and has not ended it). */
+  get watching(): boolean {
+    return this.current !== undefined;
+  }
+
   objects(): unknown[] {
     return [...this.items.values()];
   }
