@@ -7,17 +7,13 @@ import t from 'tap';
 
 import { BpfDatapath } from '../../../src/datapath/bpf-datapath.js';
 import { nativeBpf, withFd } from '../../../src/datapath/native-bpf.js';
-import { kernelSkipReason, OBJ_DIR, privateBpffsRoot } from '../../host/lib/kernel.js';
+import { kernelHasTcx, kernelSkipReason, OBJ_DIR, privateBpffsRoot } from '../../host/lib/kernel.js';
 import { markingScenario } from '../../host/lib/marking-scenario.js';
 import { arpFrame, ipFrame, PROTO_ESP } from '../../host/lib/packets.js';
 import { buildTopology, destroyTopology } from '../../host/lib/dp-topology.js';
 
 const skip = kernelSkipReason();
-const [major = 0, minor = 0] = os
-  .release()
-  .split('.')
-  .map((x) => parseInt(x, 10));
-const hasTcx = major > 6 || (major === 6 && minor >= 6);
+const hasTcx = kernelHasTcx();
 const ERRNO_EINVAL = 22;
 
 t.comment(`kernel ${os.release()}: TCX ${hasTcx ? 'available' : 'absent'}`);
