@@ -13,6 +13,7 @@ import { nodeFactsGap, nodeInfoUpToDate } from './sources/objects.js';
 import type { ClusterSource } from './sources/source.js';
 import { emptyStatus, rotationConverged, type DaemonStatus } from './status.js';
 import type { XfrmStat } from './xfrm-stat.js';
+import { firstLine } from '../util/first-line.js';
 
 export interface LoopLogger {
   info(obj: object, msg: string): void;
@@ -200,7 +201,7 @@ export class ReconcileLoop {
       }
       next.xfrmStat = deps.ipsec ? await deps.xfrmStat() : {};
     } catch (err) {
-      fail(`step failed: ${(err as Error).message.split('\n')[0] ?? ''}`);
+      fail(`step failed: ${firstLine(err)}`);
     }
     if (this.keysDirty && deps.ipsec && deps.saveKeys) {
       try {
@@ -276,7 +277,7 @@ export class ReconcileLoop {
       });
       if (result.keysChanged) this.keysDirty = true;
     } catch (err) {
-      const line = (err as Error).message.split('\n')[0] ?? '';
+      const line = firstLine(err);
       fail(line.startsWith('datapath: ') ? line : `xfrm: ${line}`);
       return;
     }
@@ -329,7 +330,7 @@ export class ReconcileLoop {
           await deps.source.publishNodeInfo(info);
           deps.log.info({ spi: info.spi }, 'published KmeshNodeInfo');
         } catch (err) {
-          fail(`publish KmeshNodeInfo: ${(err as Error).message.split('\n')[0] ?? ''}`);
+          fail(`publish KmeshNodeInfo: ${firstLine(err)}`);
         }
       }
     }

@@ -1,6 +1,7 @@
 // List-then-watch cache of one Kubernetes resource kind, restarted on every error: a failed list, a watch
 // that ends (server restart, timeout, 410 Gone, network error) all lead to a fresh list after a backoff, so
 // the cache converges to the server's state no matter what was missed. Calls `onChange` after each update.
+import { firstLine } from '../../util/first-line.js';
 
 export interface ListResult {
   items: unknown[];
@@ -160,7 +161,7 @@ export class Reflector {
 export function errorText(err: unknown): string {
   if (err instanceof Error) {
     const code = (err as { code?: unknown }).code;
-    return typeof code === 'number' ? `HTTP ${code}` : (err.message.split('\n')[0] ?? err.name);
+    return typeof code === 'number' ? `HTTP ${code}` : firstLine(err) || err.name;
   }
   return String(err);
 }
