@@ -9,7 +9,7 @@ import path from 'node:path';
 import { PROGRAM_NAMES, type AttachKind } from './datapath.js';
 import type { BpfFd, NativeBpf } from './native-bpf.js';
 
-export const MAP_NAMES = ['km_nodeinfo', 'km_cidr_index', 'km_ipsec_peers', 'km_ipsec_stats', 'km_tc_attach'] as const;
+const MAP_NAMES = ['km_nodeinfo', 'km_cidr_index', 'km_ipsec_peers', 'km_ipsec_stats', 'km_tc_attach'] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 export const KINDS: readonly AttachKind[] = ['encrypt', 'decrypt'];
 const BPFFS_MOUNT = '/sys/fs/bpf';
@@ -23,7 +23,7 @@ export interface PinDirs {
   tcDir: string;
 }
 
-export function pinDirs(root: string): PinDirs {
+function pinDirs(root: string): PinDirs {
   return { root, mapDir: path.join(root, 'map'), tcDir: path.join(root, 'tc') };
 }
 
@@ -33,7 +33,7 @@ export interface LoadedProgram {
   tag: string;
 }
 
-export async function exists(p: string): Promise<boolean> {
+async function exists(p: string): Promise<boolean> {
   try {
     await fs.lstat(p);
     return true;

@@ -13,7 +13,7 @@ export interface PingResult {
   received: number;
 }
 
-export function parsePing(output: string): { transmitted: number; received: number } {
+function parsePing(output: string): { transmitted: number; received: number } {
   const m = /(\d+) packets transmitted, (\d+) received/.exec(output);
   if (!m) throw new Error(`ping printed no summary: ${output.trim().split('\n').slice(-2).join(' | ')}`);
   return { transmitted: Number(m[1]), received: Number(m[2]) };

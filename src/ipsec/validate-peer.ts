@@ -9,7 +9,7 @@ import type { NodeInfo } from '../model/node.js';
 import { normaliseCidr, parseIp } from './ip-address.js';
 
 /** Kubernetes boot IDs are UUIDs; Kmesh slices 36 bytes and panics on anything shorter. */
-export const BOOT_ID_MIN_LENGTH = 36;
+const BOOT_ID_MIN_LENGTH = 36;
 
 const kmeshNodeInfoShape = z.object({
   metadata: z.object({ name: z.string().min(1, 'is empty') }),

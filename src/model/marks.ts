@@ -11,7 +11,7 @@ export const MARK_TYPE_MASK = 0x000000ff;
 export const MARK_ENCRYPT = 0xe0;
 export const MARK_DECRYPT = 0xd0;
 export const PEER_ID_SHIFT = 16;
-export const PEER_ID_MASK = 0xffff0000;
+const PEER_ID_MASK = 0xffff0000;
 /** Largest per-peer id that fits the mark field; 0 means "no peer". */
 export const PEER_ID_MAX = 0xffff;
 /** Mask covering the type byte and the peer id: what inbound SAs match and what their output-mark rewrites. */

@@ -38,25 +38,25 @@ export const XFRM_MSG_NEWSA = 0x10;
 export const XFRM_MSG_DELSA = 0x11;
 export const XFRM_MSG_GETSA = 0x12;
 export const XFRM_MSG_NEWPOLICY = 0x13;
-export const XFRM_MSG_DELPOLICY = 0x14;
+const XFRM_MSG_DELPOLICY = 0x14;
 export const XFRM_MSG_GETPOLICY = 0x15;
-export const XFRM_MSG_UPDPOLICY = 0x19;
-export const XFRM_MSG_UPDSA = 0x1a;
+const XFRM_MSG_UPDPOLICY = 0x19;
+const XFRM_MSG_UPDSA = 0x1a;
 
-export const XFRMA_TMPL = 5;
-export const XFRMA_POLICY_TYPE = 16;
-export const XFRMA_ALG_AEAD = 18;
-export const XFRMA_MARK = 21;
-export const XFRMA_REPLAY_ESN_VAL = 23;
-export const XFRMA_SET_MARK = 29;
-export const XFRMA_SET_MARK_MASK = 30;
+const XFRMA_TMPL = 5;
+const XFRMA_POLICY_TYPE = 16;
+const XFRMA_ALG_AEAD = 18;
+const XFRMA_MARK = 21;
+const XFRMA_REPLAY_ESN_VAL = 23;
+const XFRMA_SET_MARK = 29;
+const XFRMA_SET_MARK_MASK = 30;
 
-export const XFRM_STATE_ESN = 128;
+const XFRM_STATE_ESN = 128;
 const XFRM_POLICY_TYPE_MAIN = 0;
 const AF_INET = 2;
 const AF_INET6 = 10;
 /** The kernel refuses ESN bitmaps longer than 128 32-bit words (XFRMA_REPLAY_ESN_MAX / 32). */
-export const MAX_REPLAY_WINDOW = 128 * 32;
+const MAX_REPLAY_WINDOW = 128 * 32;
 /** Without ESN, iproute2 keeps windows up to the legacy 32-bit bitmap in xfrm_usersa_info; so do we. */
 const LEGACY_REPLAY_WINDOW_MAX = 32;
 
@@ -272,7 +272,7 @@ export function writeDeleteState(w: NetlinkWriter, id: StateId, seq: number): vo
 }
 
 /** Appends XFRM_MSG_GETSA for one SA; the kernel answers with an XFRM_MSG_NEWSA, then the ack. */
-export function writeGetState(w: NetlinkWriter, id: StateId, seq: number): void {
+function writeGetState(w: NetlinkWriter, id: StateId, seq: number): void {
   writeStateId(w, XFRM_MSG_GETSA, id, seq);
 }
 

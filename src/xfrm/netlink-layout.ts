@@ -5,10 +5,8 @@
 // compares with this file field by field. A nested struct is its own table: the SPI of an SA is at
 // XFRM_USERSA_INFO.id + XFRM_ID.spi.
 
-/** typedef union { __be32 a4; __be32 a6[4]; struct in6_addr in6; } xfrm_address_t; */
-export const XFRM_ADDRESS_BYTES = 16;
-
 /**
+ * xfrm_address_t is a 16-byte union (__be32 a4 | __be32 a6[4] | struct in6_addr); IPv4 uses its first 4 bytes.
  * struct xfrm_selector { xfrm_address_t daddr; xfrm_address_t saddr; __be16 dport, dport_mask, sport, sport_mask;
  * __u16 family; __u8 prefixlen_d, prefixlen_s, proto; int ifindex; __kernel_uid32_t user; };
  */

@@ -11,7 +11,7 @@ import { namespaceFacts, nodeFacts, nodeInfoObject, objectName, podFacts } from 
 import type { ClusterSource, ClusterView, NamespaceFacts, PodFacts, RawNodeInfo } from './source.js';
 import { writeFileAtomic } from '../../util/atomic-write.js';
 
-export const DIR_KINDS = ['nodes', 'namespaces', 'pods', 'kmeshnodeinfos'] as const;
+const DIR_KINDS = ['nodes', 'namespaces', 'pods', 'kmeshnodeinfos'] as const;
 
 interface DirFile {
   rel: string;
@@ -50,7 +50,7 @@ async function readFiles(root: string, sub: string): Promise<DirFile[]> {
 }
 
 /** Builds the view from the directory's files (pure apart from the inputs). */
-export function viewFromFiles(files: Record<(typeof DIR_KINDS)[number], DirFile[]>, nodeName: string): ClusterView {
+function viewFromFiles(files: Record<(typeof DIR_KINDS)[number], DirFile[]>, nodeName: string): ClusterView {
   const problems: string[] = [];
   const parse = (f: DirFile): unknown => {
     try {
