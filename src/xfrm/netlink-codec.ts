@@ -5,6 +5,19 @@
 // truncated struct or attribute) is skipped; shapes we can represent but do not use ourselves (other protocols,
 // transport mode, no AEAD, auth/crypt algorithms) decode with those fields absent.
 import { formatAddress, writeAddress, writeCidr } from './netlink-address.js';
+import type { Family, PolicyDir, XfrmMark, XfrmPolicy, XfrmSelector, XfrmState, XfrmTemplate } from './types.js';
+import {
+  align4,
+  NLA_HDRLEN,
+  NLM_F_ACK,
+  NLM_F_DUMP,
+  NLM_F_REQUEST,
+  NLMSG_HDRLEN,
+  NetlinkWriter,
+  netlinkMessage,
+  parseAttributes,
+  type NetlinkMessage,
+} from './netlink-wire.js';
 import {
   XFRM_ALG_NAME_BYTES,
   XFRM_ALGO_AEAD,
@@ -20,19 +33,6 @@ import {
   XFRM_USERSA_ID,
   XFRM_USERSA_INFO,
 } from './netlink-layout.js';
-import type { Family, PolicyDir, XfrmMark, XfrmPolicy, XfrmSelector, XfrmState, XfrmTemplate } from './types.js';
-import {
-  align4,
-  NLA_HDRLEN,
-  NLM_F_ACK,
-  NLM_F_DUMP,
-  NLM_F_REQUEST,
-  NLMSG_HDRLEN,
-  NetlinkWriter,
-  netlinkMessage,
-  parseAttributes,
-  type NetlinkMessage,
-} from './netlink-wire.js';
 
 export const XFRM_MSG_NEWSA = 0x10;
 export const XFRM_MSG_DELSA = 0x11;

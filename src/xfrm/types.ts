@@ -66,13 +66,7 @@ export interface XfrmPolicy {
   index?: number;
 }
 
-/**
- * One change for the kernel. `updatePolicy` is XFRM_MSG_UPDPOLICY: it replaces the policy with the same direction,
- * selector and mark in place, or adds it when there is none. `updateState` is not an in-place update: the kernel's
- * XFRM_MSG_UPDSA keeps an SA's algorithms and keys, so NetlinkXfrmKernel sends it as a delete and an add in one
- * batch (the SA is briefly absent, a missing old SA is fine). The reconciler never emits it: it deletes and re-adds
- * a changed SA itself.
- */
+/** One change for the kernel. `update` replaces an existing object with the same identity in place. */
 export type XfrmOp =
   | { kind: 'addState' | 'updateState'; state: XfrmState }
   | { kind: 'deleteState'; state: Pick<XfrmState, 'family' | 'dst' | 'spi' | 'proto' | 'mark'> }
