@@ -17,7 +17,7 @@ import {
   isTcxLinkPinName,
   tcxLinkPinName,
   type AttachRecord,
-} from '../../src/datapath/attach-registry.js';
+} from '../../src/datapath/tc-attachments.js';
 
 t.test('addresses parse to network-order bytes', (t) => {
   t.same([...parseAddr('10.244.1.7').bytes], [10, 244, 1, 7]);

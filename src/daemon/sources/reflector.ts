@@ -3,6 +3,7 @@
 // the last resourceVersion seen (events and bookmarks advance it), so no change is missed and nothing is
 // relisted; when the server says that version is gone (410 Expired, after etcd compacted it) or a list fails,
 // list again after a backoff. Calls `onChange` after each update.
+import { firstLine } from '../../util/first-line.js';
 
 export interface ListResult {
   items: unknown[];
@@ -205,7 +206,7 @@ export class Reflector {
 export function errorText(err: unknown): string {
   if (err instanceof Error) {
     const code = (err as { code?: unknown }).code;
-    return typeof code === 'number' ? `HTTP ${code}` : (err.message.split('\n')[0] ?? err.name);
+    return typeof code === 'number' ? `HTTP ${code}` : firstLine(err) || err.name;
   }
   return String(err);
 }
