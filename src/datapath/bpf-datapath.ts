@@ -39,7 +39,7 @@ import {
   type CidrHeader,
   type CidrIndex,
 } from './cidr-index.js';
-import { parseCidr } from './addr.js';
+import { parseCidrStrict } from '../model/ip-address.js';
 import { diffEntries, nodeinfoEntries, peerEntries, type MapChange, type MapEntry } from './map-layout.js';
 import { isErrnoError, nativeBpf, type NativeBpf } from './native-bpf.js';
 import { packageRoot } from '../native/addon.js';
@@ -317,7 +317,7 @@ export class BpfDatapath implements Datapath {
 
   setRemoteCidrs(cidrs: readonly string[]): Promise<MapChange> {
     return this.serial(async () => {
-      const parsed = cidrs.map((c) => parseCidr(c)); // every CIDR is valid before anything is written
+      const parsed = cidrs.map((c) => parseCidrStrict(c)); // every CIDR is valid before anything is written
       const entries = nodeinfoEntries(parsed);
       const index = compileCidrIndex(parsed);
       const change = await this.replaceMap('km_nodeinfo', entries);

@@ -15,7 +15,7 @@ import {
   type LoadOptions,
 } from './datapath.js';
 import { cidrIndexUse, compileCidrIndex, fitsCidrIndex, type CidrIndex } from './cidr-index.js';
-import { parseCidr } from './addr.js';
+import { parseCidrStrict } from '../model/ip-address.js';
 import { diffEntries, nodeinfoEntries, peerEntries, type MapChange, type MapEntry } from './map-layout.js';
 import { MarkOracle } from './mark-rules.js';
 
@@ -175,7 +175,7 @@ export class FakeDatapath implements Datapath {
   setRemoteCidrs(cidrs: readonly string[]): Promise<MapChange> {
     return settle(() => {
       this.ensureLoaded();
-      const parsed = cidrs.map((c) => parseCidr(c));
+      const parsed = cidrs.map((c) => parseCidrStrict(c));
       const desired = nodeinfoEntries(parsed);
       const { change } = diffEntries(this.cidrEntries, desired);
       this.cidrEntries = desired;

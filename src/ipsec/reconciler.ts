@@ -13,10 +13,10 @@
 import { getSystemErrorName } from 'node:util';
 import { MARK_DECRYPT, MARK_TYPE_MASK } from '../model/marks.js';
 import type { XfrmKernel, XfrmOp, XfrmOpResult, XfrmPolicy, XfrmState } from '../xfrm/types.js';
-import { canonicalIp } from './ip-address.js';
+import { canonicalIp } from '../model/ip-address.js';
 import { BLOCK_POLICY_PRIORITY, isOurPolicy, isOurState, KMESH_REQID } from './ownership.js';
 import type { PlannedPolicy, PlannedState } from './planner.js';
-import { describeOp, policiesEqual, policyIdentity, StateIndex, statesEqual } from './xfrm-identity.js';
+import { describeOp, policiesEqual, policyIdentity, StateIndex, statesEqual } from '../xfrm/identity.js';
 
 export interface DesiredXfrm {
   states: readonly PlannedState[];

@@ -5,7 +5,7 @@
 import { z } from 'zod';
 import { SPI_MAX } from '../keys/key-history.js';
 import type { NodeInfo } from '../model/node.js';
-import { normaliseCidr, parseIp } from './ip-address.js';
+import { normaliseCidr, parseIp } from '../model/ip-address.js';
 
 /** Kubernetes boot IDs are UUIDs; Kmesh slices 36 bytes and panics on anything shorter. */
 export const BOOT_ID_MIN_LENGTH = 36;

@@ -8,8 +8,8 @@
 //   (XFRM_MSG_UPDPOLICY semantics); delete of a miss -> ENOENT.
 // Every op handed to apply() counts as one write. Failures can be injected per op.
 
-import { parseCidr, parseIp } from '../ipsec/ip-address.js';
-import { policyIdentity, StateIndex } from '../ipsec/xfrm-identity.js';
+import { parseCidrLenient, parseIp } from '../model/ip-address.js';
+import { policyIdentity, StateIndex } from './identity.js';
 import type { XfrmKernel, XfrmOp, XfrmOpResult, XfrmPolicy, XfrmState } from './types.js';
 
 export const EINVAL = 22;
@@ -63,7 +63,7 @@ function invalidState(s: XfrmState): string | undefined {
 
 function invalidPolicy(p: XfrmPolicy): string | undefined {
   for (const cidr of [p.selector.src, p.selector.dst]) {
-    if (parseCidr(cidr)?.family !== p.selector.family)
+    if (parseCidrLenient(cidr)?.family !== p.selector.family)
       return `selector ${cidr} is not an IPv${p.selector.family} prefix`;
   }
   for (const t of p.templates) {

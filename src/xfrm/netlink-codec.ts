@@ -5,7 +5,8 @@
 // truncated struct or attribute) is skipped; shapes we can represent but do not use ourselves (other protocols,
 // transport mode, no AEAD, auth/crypt algorithms) decode with those fields absent.
 import { formatAddress, writeAddress, writeCidr } from './netlink-address.js';
-import type { Family, PolicyDir, XfrmMark, XfrmPolicy, XfrmSelector, XfrmState, XfrmTemplate } from './types.js';
+import type { Family } from '../model/ip-address.js';
+import type { PolicyDir, XfrmMark, XfrmPolicy, XfrmSelector, XfrmState, XfrmTemplate } from './types.js';
 import {
   align4,
   NLA_HDRLEN,

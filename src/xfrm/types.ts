@@ -1,7 +1,8 @@
 // Plain-data model of the XFRM objects we install: what the planner produces, what the netlink adapter
 // encodes and decodes, and what the reconciler diffs. No behaviour lives here.
 
-export type Family = 4 | 6;
+import type { Family } from '../model/ip-address.js';
+
 export type PolicyDir = 'in' | 'out' | 'fwd';
 
 export interface XfrmMark {

@@ -6,9 +6,9 @@
 import { KeyHistory } from '../../src/keys/key-history.js';
 import { inboundEspMark, MARK_DECRYPT, MARK_ENCRYPT } from '../../src/model/marks.js';
 import type { IpsecKey, NodeInfo } from '../../src/model/node.js';
-import { cidrsOverlap, parseCidr } from '../../src/ipsec/ip-address.js';
+import { cidrsOverlap, parseCidrLenient } from '../../src/model/ip-address.js';
 import { IpsecController, type ControllerOptions, type StepReport } from '../../src/ipsec/node-controller.js';
-import { lookupHits, stateBucket } from '../../src/ipsec/xfrm-identity.js';
+import { lookupHits, stateBucket } from '../../src/xfrm/identity.js';
 import { FakeXfrmKernel } from '../../src/xfrm/fake-kernel.js';
 import type { XfrmPolicy, XfrmState } from '../../src/xfrm/types.js';
 
@@ -34,8 +34,8 @@ export function makeKey(spi: number): IpsecKey {
 }
 
 function containsAddress(cidr: string, ip: string): boolean {
-  const net = parseCidr(cidr);
-  const host = parseCidr(`${ip}/${ip.includes(':') ? 128 : 32}`);
+  const net = parseCidrLenient(cidr);
+  const host = parseCidrLenient(`${ip}/${ip.includes(':') ? 128 : 32}`);
   return net !== undefined && host !== undefined && cidrsOverlap(net, host);
 }
 

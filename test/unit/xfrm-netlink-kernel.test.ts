@@ -13,7 +13,7 @@ import {
   XFRM_MSG_GETSA,
   XFRM_MSG_NEWSA,
 } from '../../src/xfrm/netlink-codec.js';
-import { formatAddress, parseAddress, parseCidr } from '../../src/xfrm/netlink-address.js';
+import { formatAddress, parseAddress, writeCidr } from '../../src/xfrm/netlink-address.js';
 import {
   NLM_F_ACK_TLVS,
   NLM_F_CAPPED,
@@ -241,10 +241,11 @@ t.test('addresses: inet_ntop formatting and strict parsing', (t) => {
   for (const bad of ['1.2.3', '1.2.3.256', '01.2.3.4', '1:2:3:4:5:6:7:8:9', '1::2::3', 'g::1', '', '::1.2.3', ':1']) {
     t.throws(() => parseAddress(bad), /is not an IP address/, `refuses "${bad}"`);
   }
-  t.same(parseCidr('10.244.0.0/16').prefixLen, 16);
-  t.same(parseCidr('fd00::1').prefixLen, 128);
-  t.throws(() => parseCidr('fd00::1/64'), /host bits/);
-  t.throws(() => parseCidr('10.0.0.0/x'), /bad prefix length/);
+  const slot = Buffer.alloc(16);
+  t.match(writeCidr('10.244.0.0/16', slot, 0), { family: 4, prefixLen: 16 });
+  t.match(writeCidr('fd00::1', slot, 0), { family: 6, prefixLen: 128 }, 'a bare address is a host route');
+  t.throws(() => writeCidr('fd00::1/64', slot, 0), /host bits/);
+  t.throws(() => writeCidr('10.0.0.0/x', slot, 0), /bad prefix length/);
   t.end();
 });
 

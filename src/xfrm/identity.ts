@@ -5,8 +5,8 @@
 // - a policy is identified by (dir, selector, mark value, mark mask); its selector is compared byte for byte.
 // Addresses are compared in canonical form. Descriptions never include key bytes.
 
-import { canonicalIp, canonicalSelectorCidr } from './ip-address.js';
-import type { XfrmMark, XfrmOp, XfrmPolicy, XfrmSelector, XfrmState, XfrmTemplate } from '../xfrm/types.js';
+import { canonicalIp, canonicalSelectorCidr } from '../model/ip-address.js';
+import type { XfrmMark, XfrmOp, XfrmPolicy, XfrmSelector, XfrmState, XfrmTemplate } from './types.js';
 
 const NO_MARK: XfrmMark = { value: 0, mask: 0 };
 
