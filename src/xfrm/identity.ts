@@ -92,8 +92,7 @@ function describeMark(mark: XfrmMark | undefined): string {
 /** One line naming the object an op touches (never key material). */
 export function describeOp(op: XfrmOp): string {
   switch (op.kind) {
-    case 'addState':
-    case 'updateState': {
+    case 'addState': {
       const s = op.state;
       return `${op.kind} ${s.src}->${s.dst} spi ${hex(s.spi)} reqid ${hex(s.reqid)}${describeMark(s.mark)}`;
     }

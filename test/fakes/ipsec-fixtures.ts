@@ -9,7 +9,7 @@ import type { IpsecKey, NodeInfo } from '../../src/model/node.js';
 import { cidrsOverlap, parseCidrLenient } from '../../src/model/ip-address.js';
 import { IpsecController, type ControllerOptions, type StepReport } from '../../src/ipsec/node-controller.js';
 import { lookupHits, stateBucket } from '../../src/xfrm/identity.js';
-import { FakeXfrmKernel } from '../../src/xfrm/fake-kernel.js';
+import { FakeXfrmKernel } from './fake-xfrm-kernel.js';
 import type { XfrmPolicy, XfrmState } from '../../src/xfrm/types.js';
 
 export function bootId(n: number, generation = 0): string {

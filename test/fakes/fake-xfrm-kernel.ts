@@ -1,16 +1,15 @@
 // An in-memory XfrmKernel that follows the Linux identity rules, for unit tests of everything above the
 // netlink adapter (reconciler, controller, daemon):
 // - states: lookups hit the newest state in the (family, dst, spi, proto) bucket whose mark matches
-//   ((value&mask) & x.mask == x.value); add -> EEXIST on a hit; delete/update of a miss -> ESRCH (what the
-//   kernel returns for SAs). Like XFRM_MSG_UPDSA, updateState only refreshes the output mark: it never changes
-//   keys, addresses or replay settings, so code that "updates" a key is caught here as it would be on Linux.
+//   ((value&mask) & x.mask == x.value); add -> EEXIST on a hit; delete of a miss -> ESRCH (what the kernel
+//   returns for SAs).
 // - policies: identity (dir, selector, mark value, mark mask); add -> EEXIST; update replaces or inserts
 //   (XFRM_MSG_UPDPOLICY semantics); delete of a miss -> ENOENT.
 // Every op handed to apply() counts as one write. Failures can be injected per op.
 
-import { parseCidrLenient, parseIp } from '../model/ip-address.js';
-import { policyIdentity, StateIndex } from './identity.js';
-import type { XfrmKernel, XfrmOp, XfrmOpResult, XfrmPolicy, XfrmState } from './types.js';
+import { parseCidrLenient, parseIp } from '../../src/model/ip-address.js';
+import { policyIdentity, StateIndex } from '../../src/xfrm/identity.js';
+import type { XfrmKernel, XfrmOp, XfrmOpResult, XfrmPolicy, XfrmState } from '../../src/xfrm/types.js';
 
 export const EINVAL = 22;
 export const EEXIST = 17;
@@ -154,13 +153,6 @@ export class FakeXfrmKernel implements XfrmKernel {
         if (invalid) return fail(EINVAL, invalid);
         if (this.findState(op.state)) return fail(EEXIST);
         this.states.add(cloneState(op.state));
-        return fail(0);
-      }
-      case 'updateState': {
-        const existing = this.findState(op.state);
-        if (!existing) return fail(ESRCH);
-        const om = op.state.outputMark;
-        if (om && (om.value !== 0 || om.mask !== 0)) existing.outputMark = { ...om };
         return fail(0);
       }
       case 'deleteState': {

@@ -2,8 +2,14 @@
 // the incoming mark, the remote pod CIDRs and the peer ids). Used by the fake datapath, and by tests as an
 // independent oracle: it decides "remote" by direct CIDR containment per family, not through the LPM-key
 // encoding the real programs rely on, so a flaw in that encoding shows up as a disagreement.
-import { parseIpStrict, parseCidrStrict, prefixMatches, type Family, type ParsedCidr } from '../model/ip-address.js';
-import { MARK_DECRYPT, MARK_ENCRYPT, MARK_INBOUND_MASK, MARK_TYPE_MASK, PEER_ID_SHIFT } from '../model/marks.js';
+import {
+  parseIpStrict,
+  parseCidrStrict,
+  prefixMatches,
+  type Family,
+  type ParsedCidr,
+} from '../../src/model/ip-address.js';
+import { MARK_DECRYPT, MARK_ENCRYPT, MARK_INBOUND_MASK, MARK_TYPE_MASK, PEER_ID_SHIFT } from '../../src/model/marks.js';
 
 const ETH_P_IP = 0x0800;
 const ETH_P_IPV6 = 0x86dd;

@@ -13,10 +13,16 @@ import {
   type DatapathCounters,
   type DatapathStats,
   type LoadOptions,
-} from './datapath.js';
-import { cidrIndexUse, compileCidrIndex, fitsCidrIndex, type CidrIndex } from './cidr-index.js';
-import { parseCidrStrict } from '../model/ip-address.js';
-import { diffEntries, nodeinfoEntries, peerEntries, type MapChange, type MapEntry } from './map-layout.js';
+} from '../../src/datapath/datapath.js';
+import { cidrIndexUse, compileCidrIndex, fitsCidrIndex, type CidrIndex } from '../../src/datapath/cidr-index.js';
+import { parseCidrStrict } from '../../src/model/ip-address.js';
+import {
+  diffEntries,
+  nodeinfoEntries,
+  peerEntries,
+  type MapChange,
+  type MapEntry,
+} from '../../src/datapath/map-layout.js';
 import { MarkOracle } from './mark-rules.js';
 
 export interface FakeInterface {
