@@ -1,5 +1,6 @@
 // In-memory Datapath for pure unit tests of its users (the daemon): same validation, same errors for bad
-// input and missing interfaces, same idempotence and map-difference results as BpfDatapath, no kernel.
+// input and missing interfaces, same idempotence and map-difference results as BpfDatapath, no kernel;
+// test/fakes/datapath-contract.ts runs one script through both and compares every outcome.
 // It also answers "which mark would this frame get" through the TypeScript statement of the marking rules.
 import {
   COUNTER_NAMES,
@@ -39,6 +40,7 @@ export interface FakeDatapathOptions {
 }
 
 const ENODEV = 19;
+const EINVAL = 22;
 
 /** Runs fn now; its result or its exception becomes the promise's outcome, as with an async kernel call. */
 function settle<T>(fn: () => T): Promise<T> {
@@ -47,12 +49,13 @@ function settle<T>(fn: () => T): Promise<T> {
   });
 }
 
-function noSuchDevice(what: string, netns: string | undefined): Error {
-  const object = netns ? `${what} in netns ${netns}` : what;
-  return Object.assign(new Error(`find interface ${object}: No such device (errno ${ENODEV})`), {
+/** The addon's ErrnoError for `syscall` on an interface (named with its netns when given). */
+function errnoError(syscall: string, name: string, netns: string | undefined, errno: number, text: string): Error {
+  const object = netns ? `${name} in netns ${netns}` : name;
+  return Object.assign(new Error(`${syscall} ${object}: ${text} (errno ${errno})`), {
     code: 'KMESH_ERRNO',
-    errno: ENODEV,
-    syscall: 'find interface',
+    errno,
+    syscall,
     object,
   });
 }
@@ -122,11 +125,16 @@ export class FakeDatapath implements Datapath {
     return Promise.resolve();
   }
 
+  /** As BpfDatapath resolves: a name through the kernel (ENODEV when unknown), an index checked first. */
   private find(iface: string | number, netns: string | undefined): FakeInterface {
-    const found = this.interfaces.find(
-      (x) => (typeof iface === 'number' ? x.ifindex === iface : x.name === iface) && x.netns === netns,
-    );
-    if (!found) throw noSuchDevice(typeof iface === 'number' ? `ifindex ${iface}` : iface, netns);
+    if (typeof iface === 'number') {
+      if (!Number.isInteger(iface) || iface <= 0) throw new Error(`interface index ${iface} is not a positive integer`);
+      const found = this.interfaces.find((x) => x.ifindex === iface && x.netns === netns);
+      if (!found) throw new Error(`no interface with index ${iface}${netns ? ` in netns ${netns}` : ''}`);
+      return found;
+    }
+    const found = this.interfaces.find((x) => x.name === iface && x.netns === netns);
+    if (!found) throw errnoError('find interface', iface, netns, ENODEV, 'No such device');
     return found;
   }
 
@@ -138,13 +146,10 @@ export class FakeDatapath implements Datapath {
       const wanted = opts.mode ?? 'auto';
       const existing = this.attached.get(key);
       if (existing && (wanted === 'auto' || wanted === existing.mode)) return { ...existing };
+      // Another mode was asked for: the old attachment goes first, also when the new one then fails.
+      this.attached.delete(key);
       if (wanted === 'tcx' && !this.tcx) {
-        throw Object.assign(new Error(`attach TCX ingress link to ${dev.name}: Invalid argument (errno 22)`), {
-          code: 'KMESH_ERRNO',
-          errno: 22,
-          syscall: 'attach TCX ingress link to',
-          object: dev.name,
-        });
+        throw errnoError('attach TCX ingress link to', dev.name, opts.netns, EINVAL, 'Invalid argument');
       }
       const mode: AttachMode = wanted === 'auto' ? (this.tcx ? 'tcx' : 'clsact') : wanted;
       const a: Attachment = {
@@ -175,7 +180,10 @@ export class FakeDatapath implements Datapath {
   }
 
   attachments(): Promise<Attachment[]> {
-    return Promise.resolve([...this.attached.values()].map((a) => ({ ...a })));
+    return settle(() => {
+      this.ensureLoaded();
+      return [...this.attached.values()].map((a) => ({ ...a }));
+    });
   }
 
   setRemoteCidrs(cidrs: readonly string[]): Promise<MapChange> {
