@@ -1,6 +1,7 @@
 // The level-triggered reconcile loop. Every trigger (a source change, a key-file change, a timer) leads to
-// one full step computed from current state only: read the view, validate peers, reconcile XFRM, then the
-// datapath (attachments, km_nodeinfo, peer ids), then publish our SPI (only after our inbound SAs for it
+// one full step computed from current state only: read the view once, validate peers, reconcile XFRM, then
+// the datapath from that step's own result (decrypt attachments, km_ipsec_peers = the peer ids the XFRM plan
+// used, km_nodeinfo, encrypt attachments, detaches), then publish our SPI (only after our inbound SAs for it
 // exist), then report. Triggers arriving during a step coalesce into one more step; a failed step is retried
 // with backoff; a periodic resync runs regardless. Nothing here touches the kernel directly.
 import type { IpsecKey, NodeInfo } from '../model/node.js';
@@ -10,7 +11,7 @@ import type { DaemonMetrics } from './metrics.js';
 import { resolvePodInterfaces, underlayInterfaces, type HostNetwork } from './pod-interfaces.js';
 import type { DatapathPort, IpsecPort, IpsecStepResult } from './ports.js';
 import { nodeFactsGap, nodeInfoUpToDate } from './sources/objects.js';
-import type { ClusterSource } from './sources/source.js';
+import type { ClusterSource, ClusterView, NodeFacts } from './sources/source.js';
 import { emptyStatus, rotationConverged, type DaemonStatus } from './status.js';
 import type { XfrmStat } from './xfrm-stat.js';
 
@@ -151,7 +152,7 @@ export class ReconcileLoop {
   private async step(reason: string): Promise<void> {
     const started = this.now();
     const { deps } = this;
-    let view: ReturnType<ClusterSource['view']>;
+    let view: ClusterView;
     try {
       view = deps.source.view();
     } catch (err) {
@@ -195,7 +196,7 @@ export class ReconcileLoop {
         if (gap !== '') {
           problems.push(`node ${deps.nodeName}: ${gap}`);
         } else {
-          await this.ipsecStep(next, node, pods, fail);
+          await this.ipsecStep(next, view, node, pods, fail);
         }
       }
       next.xfrmStat = deps.ipsec ? await deps.xfrmStat() : {};
@@ -239,7 +240,8 @@ export class ReconcileLoop {
 
   private async ipsecStep(
     next: DaemonStatus,
-    node: NonNullable<ReturnType<ClusterSource['view']>['node']>,
+    view: ClusterView,
+    node: NodeFacts,
     pods: ReturnType<typeof managedPods>,
     fail: (line: string) => void,
   ): Promise<void> {
@@ -247,7 +249,6 @@ export class ReconcileLoop {
     const ipsec = deps.ipsec;
     const datapath = deps.datapath;
     if (!ipsec || !datapath) return;
-    const view = deps.source.view();
     // Peers: every other node's KmeshNodeInfo that validates; bad ones are reported and skipped.
     const peers: NodeInfo[] = [];
     let ownPublished: unknown;
@@ -264,20 +265,10 @@ export class ReconcileLoop {
     let result: IpsecStepResult;
     try {
       const publishedSpi = ownPublished === undefined ? 0 : publishedSpiOf(ownPublished);
-      result = await ipsec.step({
-        local,
-        peers,
-        publishedSpi,
-        now: this.now(),
-        onPeerIds: (ids) =>
-          datapath.setPeerIds(ids).catch((err: unknown) => {
-            throw new Error(`datapath: ${(err as Error).message}`);
-          }),
-      });
+      result = await ipsec.step({ local, peers, publishedSpi, now: this.now() });
       if (result.keysChanged) this.keysDirty = true;
     } catch (err) {
-      const line = (err as Error).message.split('\n')[0] ?? '';
-      fail(line.startsWith('datapath: ') ? line : `xfrm: ${line}`);
+      fail(`xfrm: ${(err as Error).message.split('\n')[0] ?? ''}`);
       return;
     }
     for (const e of result.errors) fail(`xfrm: ${e}`);
@@ -294,18 +285,15 @@ export class ReconcileLoop {
     if (underlays.length === 0) fail(`no interface holds the node's InternalIPs ${node.addresses.join(', ')}`);
     const byName = new Map(peers.map((p) => [p.name, p]));
     const remoteCidrs = new Set<string>();
-    const peerIds = new Map<string, number>();
     for (const status of result.peers) {
       const peer = byName.get(status.name);
-      if (!peer) continue;
-      if (status.peerId > 0) for (const a of peer.addresses) peerIds.set(a, status.peerId);
-      if (status.outboundSpi !== undefined) for (const c of peer.podCIDRs) remoteCidrs.add(c);
+      if (peer && status.outboundSpi !== undefined) for (const c of peer.podCIDRs) remoteCidrs.add(c);
     }
     const report = await datapath.sync({
       encrypt: resolved.interfaces.map((i) => ({ name: i.ifname, ifindex: i.ifindex })),
       decrypt: underlays.map((l) => ({ name: l.name, ifindex: l.ifindex })),
       remoteCidrs: [...remoteCidrs].sort(),
-      peerIds,
+      peerIds: result.peerIds,
     });
     next.attachments = report.attachments;
     next.cidrIndex = report.cidrIndex;

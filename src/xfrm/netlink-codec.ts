@@ -6,6 +6,7 @@
 // transport mode, no AEAD, auth/crypt algorithms) decode with those fields absent.
 import { formatAddress, writeAddress, writeCidr } from './netlink-address.js';
 import type { Family } from '../model/ip-address.js';
+import { isValidSpi, SPI_MAX, SPI_MIN } from '../model/ipsec-key.js';
 import type { PolicyDir, XfrmMark, XfrmPolicy, XfrmSelector, XfrmState, XfrmTemplate } from './types.js';
 import {
   align4,
@@ -197,7 +198,7 @@ export function writeState(w: NetlinkWriter, kind: 'add' | 'update', state: Xfrm
     // Selector stays all-zero (family 0): the kernel fills in the SA's family, as with `ip xfrm state add`.
     putAddress(w, info + 56, state.dst, family, 'dst');
     const spi = u32(state.spi, 'spi');
-    if (spi === 0) throw new Error('spi 0 is reserved');
+    if (!isValidSpi(spi)) throw new Error(`spi ${spi} is reserved (an SA's SPI is ${SPI_MIN}..${SPI_MAX})`);
     w.u32be(info + 72, spi);
     w.u8(info + 76, u8(state.proto, 'proto'));
     putAddress(w, info + 80, state.src, family, 'src');

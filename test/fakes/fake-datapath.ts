@@ -60,6 +60,8 @@ function errnoError(syscall: string, name: string, netns: string | undefined, er
   });
 }
 
+const countChange = (c: MapChange): number => c.added + c.changed + c.removed;
+
 export class FakeDatapath implements Datapath {
   private root: string | undefined;
   private readonly interfaces: FakeInterface[];
@@ -73,6 +75,14 @@ export class FakeDatapath implements Datapath {
   private readonly counters = Object.fromEntries(COUNTER_NAMES.map((n) => [n, 0])) as unknown as DatapathCounters;
   private nextProgId = 1;
   private progIds: Record<AttachKind, number> = { encrypt: 0, decrypt: 0 };
+  /**
+   * Kernel writes so far, counted as BpfDatapath makes them: one per map entry added, changed or removed, per
+   * CIDR index swapped in or emptied (an index with the installed fingerprint is no write), per attachment
+   * made or removed. Like FakeXfrmKernel.writes, for "a no-change step writes nothing" tests.
+   */
+  writes = 0;
+  /** Fingerprint of the index in the km_cidr_index slot; undefined = empty slot. */
+  private installedIndex: string | undefined;
 
   constructor(opts: FakeDatapathOptions = {}) {
     this.interfaces = [...(opts.interfaces ?? [])];
@@ -147,7 +157,7 @@ export class FakeDatapath implements Datapath {
       const existing = this.attached.get(key);
       if (existing && (wanted === 'auto' || wanted === existing.mode)) return { ...existing };
       // Another mode was asked for: the old attachment goes first, also when the new one then fails.
-      this.attached.delete(key);
+      if (this.attached.delete(key)) this.writes++;
       if (wanted === 'tcx' && !this.tcx) {
         throw errnoError('attach TCX ingress link to', dev.name, opts.netns, EINVAL, 'Invalid argument');
       }
@@ -161,6 +171,7 @@ export class FakeDatapath implements Datapath {
         progId: this.progIds[kind],
       };
       this.attached.set(key, a);
+      this.writes++;
       return { ...a };
     });
   }
@@ -172,6 +183,7 @@ export class FakeDatapath implements Datapath {
         const same = typeof iface === 'number' ? a.ifindex === iface : a.ifname === iface;
         if (same && a.kind === kind && a.netns === opts.netns) {
           this.attached.delete(k);
+          this.writes++;
           return true;
         }
       }
@@ -195,6 +207,9 @@ export class FakeDatapath implements Datapath {
       this.cidrEntries = desired;
       this.cidrs = [...cidrs];
       this.index = compileCidrIndex(parsed);
+      const wanted = fitsCidrIndex(this.index) ? this.index.fingerprint : undefined;
+      this.writes += countChange(change) + (wanted === this.installedIndex ? 0 : 1);
+      this.installedIndex = wanted;
       return change;
     });
   }
@@ -206,6 +221,7 @@ export class FakeDatapath implements Datapath {
       const { change } = diffEntries(this.peerMapEntries, desired);
       this.peerMapEntries = desired;
       this.peerMap = new Map(peers);
+      this.writes += countChange(change);
       return change;
     });
   }
@@ -253,7 +269,9 @@ export class FakeDatapath implements Datapath {
   }
 
   uninstall(): Promise<void> {
+    this.writes += this.attached.size;
     this.attached.clear();
+    this.installedIndex = undefined;
     this.cidrEntries = [];
     this.peerMapEntries = [];
     this.cidrs = [];
