@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # Starts the Kmesh node daemon the way the Kmesh user guide shows:
 #   ./start_kmesh.sh --mode=dual-engine --enable-bypass=false --enable-ipsec=true
-# Mounts bpffs at the --bpf-fs-path (default /sys/fs/bpf) when it is not mounted yet, then runs
+# Checks the flags first (a bad flag changes nothing on the host), mounts bpffs at the --bpf-fs-path (default
+# /sys/fs/bpf) when it is not mounted yet, then runs
 # kmesh-daemon with every argument unchanged and forwards SIGTERM/SIGINT to it (the daemon leaves the
 # datapath in place on SIGTERM); the script exits with the daemon's exit code.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+# `kmesh-daemon --check-flags` validates exactly what the daemon will parse, and says what is wrong (exit 2).
+case " $* " in
+  *" -h "* | *" --help "* | *" --version "*) exec node "$here/bin/kmesh-daemon.js" "$@" ;;
+esac
+node "$here/bin/kmesh-daemon.js" --check-flags "$@" || exit $?
 
 bpf_fs=/sys/fs/bpf
 prev=''

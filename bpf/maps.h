@@ -1,9 +1,9 @@
 /* BPF maps shared by the Kmesh IPsec TC programs. All are pinned by name under <bpffs root>/map/, so both
  * objects (and a restarted daemon) open the same instances.
  *
- * km_nodeinfo (LPM trie, SPEC A5): key {u32 prefixlen; u8 addr[16]}, address bytes in network order, IPv4 in
- * the first 4 bytes and prefixlen counting only the address's own bits (10.244.1.0/24 -> prefixlen 24), the
- * layout Kmesh itself writes. The value says for which families the prefix lies inside a remote node's pod
+ * km_nodeinfo (LPM trie, named and keyed as Kmesh pins it): key {u32 prefixlen; u8 addr[16]}, address bytes in
+ * network order, IPv4 in the first 4 bytes and prefixlen counting only the address's own bits (10.244.1.0/24 ->
+ * prefixlen 24), the layout Kmesh itself writes. The value says for which families the prefix lies inside a remote node's pod
  * CIDR (KM_NODEINFO_V4 / KM_NODEINFO_V6): because IPv4 and IPv6 share the trie, an IPv6 address can match an
  * IPv4 key with the same leading bytes (2001::/16 and 32.1.0.0/16 are the same key). The userspace writer
  * computes each key's flags as "covered by a remote CIDR of that family", so the longest match always

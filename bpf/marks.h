@@ -1,9 +1,10 @@
 /* Skb mark layout shared by tc_mark_encrypt / tc_mark_decrypt; mirrors src/model/marks.ts number for number.
  *
- *   bits  0-7   IPsec type byte: 0xe0 = "encrypt this", 0xd0 = "was decrypted" (SPEC A5).
+ *   bits  0-7   IPsec type byte: 0xe0 = "encrypt this", 0xd0 = "was decrypted" (Kmesh's values).
  *   bits  8-15  never touched: other datapaths live here (kube-proxy 0x4000 masquerade, 0x8000 drop).
  *   bits 16-31  per-peer id, set by tc_mark_decrypt on ESP from a known peer so that each peer's inbound SA
- *               (which matches id<<16 | 0xd0 under mask 0xffff00ff) is distinct (SPEC B1). The SA's
+ *               (which matches id<<16 | 0xd0 under mask 0xffff00ff) is distinct, so three or more nodes
+ *               work (Kmesh gives every peer the same inbound SA and decrypts only one). The SA's
  *               output-mark rewrites the masked field to plain 0xd0, so the id never outlives decryption.
  *
  * Why overwrite the type byte and not OR it in: OR-ing 0xe0 into a byte that already holds 0xd0 would give

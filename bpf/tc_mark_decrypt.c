@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /* tc_mark_decrypt: TC ingress of the node's underlay interface(s).
  *  - ESP whose outer source is a known peer (km_ipsec_peers) gets id<<16 | 0xd0 in bits 16-31 and 0-7, the
- *    value that peer's own inbound SA matches (SPEC B1); bits 8-15 are kept.
+ *    value that peer's own inbound SA matches, one inbound SA per peer; bits 8-15 are kept.
  *  - ESP from an unknown source is left to XFRM (which finds no SA); a 0xd0 type byte on it is cleared.
  *  - After decryption XFRM re-injects the inner packet on the same device with the SA's output-mark 0xd0.
  *    A non-ESP packet carrying 0xd0 is kept only if its source is in a remote node's pod CIDR (it came out

@@ -1,6 +1,7 @@
 // libbpf bindings, object/map/program level: open+load objects with maps pinned by name (reused when already
-// pinned), pin/get/close fds, object info, map create/freeze/open-by-id/update/delete/lookup/dump,
-// BPF_PROG_TEST_RUN, bpffs mount.
+// pinned), pin and open pinned objects, object info, map create/freeze/open-by-id/update/delete/lookup/dump,
+// BPF_PROG_TEST_RUN, bpffs mount. Every fd comes and goes as a BpfFd (bpf_fd.h); calls with more than two
+// parameters take one option object.
 // Mechanical only: every call marshals arguments, makes the syscall(s) off the JS thread and maps errno to
 // kmesh::ErrnoError. Which objects to load, where to pin and what to write is decided in src/datapath/.
 #include <bpf/bpf.h>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "bpf_async.h"
+#include "bpf_fd.h"
 
 namespace kmesh {
 
@@ -52,10 +54,11 @@ struct NamedFd {
   int fd;
 };
 
-// loadObject(path, mapPinDir) -> Promise<{ programs: {name, fd}[], maps: {name, fd}[] }>
+// loadObject({ path, mapPinDir }) -> Promise<{ programs: {name, fd: BpfFd}[], maps: {name, fd: BpfFd}[] }>
 static Napi::Value LoadObject(const Napi::CallbackInfo& info) {
-  std::string path = ArgStr(info, 0, "object path");
-  std::string pinDir = ArgStr(info, 1, "map pin directory");
+  Napi::Object o = ArgOptions(info, 0, "loadObject options");
+  std::string path = ReqStr(o, "path");
+  std::string pinDir = ReqStr(o, "mapPinDir");
   auto progs = std::make_shared<std::vector<NamedFd>>();
   auto maps = std::make_shared<std::vector<NamedFd>>();
   return RunAsync(
@@ -104,7 +107,7 @@ static Napi::Value LoadObject(const Napi::CallbackInfo& info) {
           for (size_t i = 0; i < v.size(); i++) {
             Napi::Object o = Napi::Object::New(env);
             o.Set("name", v[i].name);
-            o.Set("fd", v[i].fd);
+            o.Set("fd", BpfFd::Wrap(env, v[i].fd));
             a.Set(i, o);
           }
           return a;
@@ -116,19 +119,19 @@ static Napi::Value LoadObject(const Napi::CallbackInfo& info) {
       });
 }
 
-// pinObject(fd, path) -> Promise<void>
+// pinObject(fd: BpfFd, path) -> Promise<void>
 static Napi::Value PinObject(const Napi::CallbackInfo& info) {
-  int fd = ArgI32(info, 0, "fd");
+  FdRef fd = ArgFd(info, 0, "fd");
   std::string path = ArgStr(info, 1, "pin path");
   return RunAsync(
       info.Env(),
       [=](BpfFailure& f) {
-        if (bpf_obj_pin(fd, path.c_str())) f = {errno, "pin", path};
+        if (bpf_obj_pin(fd->get(), path.c_str())) f = {errno, "pin", path};
       },
       [](Napi::Env env) { return env.Undefined(); });
 }
 
-// getPinned(path) -> Promise<fd>
+// getPinned(path) -> Promise<BpfFd>
 static Napi::Value GetPinned(const Napi::CallbackInfo& info) {
   std::string path = ArgStr(info, 0, "pin path");
   auto fd = std::make_shared<int>(-1);
@@ -138,14 +141,7 @@ static Napi::Value GetPinned(const Napi::CallbackInfo& info) {
         *fd = bpf_obj_get(path.c_str());
         if (*fd < 0) f = {errno, "open pinned object", path};
       },
-      [=](Napi::Env env) { return Napi::Number::New(env, *fd); });
-}
-
-// closeFd(fd): synchronous, close(2) never blocks on a BPF fd.
-static Napi::Value CloseFd(const Napi::CallbackInfo& info) {
-  int fd = ArgI32(info, 0, "fd");
-  if (close(fd) != 0) throw ErrnoError(info.Env(), errno, "close", "fd " + std::to_string(fd));
-  return info.Env().Undefined();
+      [=](Napi::Env env) { return BpfFd::Wrap(env, *fd); });
 }
 
 static std::string Hex(const uint8_t* p, size_t n) {
@@ -158,19 +154,19 @@ static std::string Hex(const uint8_t* p, size_t n) {
   return s;
 }
 
-// The kernel's info record of the program/map/link behind argument 0 (an fd); `kind` names it in errors.
+// The kernel's info record of the program/map/link behind argument 0 (a BpfFd); `kind` names it in errors.
 template <typename Info>
 static Info ObjInfoArg(const Napi::CallbackInfo& info, const std::string& kind) {
-  int fd = ArgI32(info, 0, (kind + " fd").c_str());
+  FdRef fd = ArgFd(info, 0, (kind + " fd").c_str());
   Info out = {};
   __u32 len = sizeof(out);
-  if (bpf_obj_get_info_by_fd(fd, &out, &len)) {
-    throw ErrnoError(info.Env(), errno, "get " + kind + " info", "fd " + std::to_string(fd));
+  if (bpf_obj_get_info_by_fd(fd->get(), &out, &len)) {
+    throw ErrnoError(info.Env(), errno, "get " + kind + " info", "fd " + std::to_string(fd->get()));
   }
   return out;
 }
 
-// progInfo(fd) -> { id, name, tag, type }
+// progInfo(fd: BpfFd) -> { id, name, tag, type }
 static Napi::Value ProgInfo(const Napi::CallbackInfo& info) {
   auto pi = ObjInfoArg<bpf_prog_info>(info, "program");
   Napi::Object o = Napi::Object::New(info.Env());
@@ -181,7 +177,7 @@ static Napi::Value ProgInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// mapInfo(fd) -> { id, name, type, keySize, valueSize, maxEntries }
+// mapInfo(fd: BpfFd) -> { id, name, type, keySize, valueSize, maxEntries }
 static Napi::Value MapInfo(const Napi::CallbackInfo& info) {
   auto mi = ObjInfoArg<bpf_map_info>(info, "map");
   Napi::Object o = Napi::Object::New(info.Env());
@@ -194,7 +190,7 @@ static Napi::Value MapInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// linkInfo(fd) -> { id, progId, type, ifindex } (ifindex of a tcx/xdp link, 0 once its device is gone)
+// linkInfo(fd: BpfFd) -> { id, progId, type, ifindex } (ifindex of a tcx/xdp link, 0 once its device is gone)
 static Napi::Value LinkInfo(const Napi::CallbackInfo& info) {
   auto li = ObjInfoArg<bpf_link_info>(info, "link");
   Napi::Object o = Napi::Object::New(info.Env());
@@ -206,10 +202,10 @@ static Napi::Value LinkInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// mapApply(fd, ops: {key: Buffer, value?: Buffer}[]) -> Promise<void>. Applied in order: with a value it is an
+// mapApply(map: BpfFd, ops: {key: Buffer, value?: Buffer}[]) -> Promise<void>. Applied in order: with a value it is an
 // update (BPF_ANY), without one a delete. Stops at the first failure, whose error names the map and the op.
 static Napi::Value MapApply(const Napi::CallbackInfo& info) {
-  int fd = ArgI32(info, 0, "map fd");
+  FdRef map = ArgFd(info, 0, "map");
   if (info.Length() < 2 || !info[1].IsArray()) throw Napi::TypeError::New(info.Env(), "ops must be an array");
   Napi::Array arr = info[1].As<Napi::Array>();
   struct Op {
@@ -240,6 +236,7 @@ static Napi::Value MapApply(const Napi::CallbackInfo& info) {
   return RunAsync(
       info.Env(),
       [=](BpfFailure& f) {
+        int fd = map->get();
         struct bpf_map_info mi = {};
         __u32 len = sizeof(mi);
         if (bpf_obj_get_info_by_fd(fd, &mi, &len)) {
@@ -265,38 +262,39 @@ static Napi::Value MapApply(const Napi::CallbackInfo& info) {
       [](Napi::Env env) { return env.Undefined(); });
 }
 
-// mapCreate(type, name, keySize, valueSize, maxEntries, flags) -> Promise<fd>: a new, unpinned map.
+// mapCreate({ type, name, keySize, valueSize, maxEntries, flags? }) -> Promise<BpfFd>: a new, unpinned map.
 static Napi::Value MapCreate(const Napi::CallbackInfo& info) {
-  int type = ArgI32(info, 0, "map type");
-  std::string name = ArgStr(info, 1, "map name");
-  int keySize = ArgI32(info, 2, "key size");
-  int valueSize = ArgI32(info, 3, "value size");
-  int maxEntries = ArgI32(info, 4, "max entries");
-  int flags = ArgI32(info, 5, "map flags");
+  Napi::Object o = ArgOptions(info, 0, "mapCreate options");
+  uint32_t type = ReqU32(o, "type");
+  std::string name = ReqStr(o, "name");
+  uint32_t keySize = ReqU32(o, "keySize");
+  uint32_t valueSize = ReqU32(o, "valueSize");
+  uint32_t maxEntries = ReqU32(o, "maxEntries");
+  uint32_t flags = OptU32(o, "flags", 0);
   auto fd = std::make_shared<int>(-1);
   return RunAsync(
       info.Env(),
       [=](BpfFailure& f) {
-        LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = static_cast<__u32>(flags));
-        *fd = bpf_map_create(static_cast<enum bpf_map_type>(type), name.c_str(), static_cast<__u32>(keySize),
-                             static_cast<__u32>(valueSize), static_cast<__u32>(maxEntries), &opts);
+        LIBBPF_OPTS(bpf_map_create_opts, opts, .map_flags = flags);
+        *fd = bpf_map_create(static_cast<enum bpf_map_type>(type), name.c_str(), keySize, valueSize, maxEntries,
+                             &opts);
         if (*fd < 0) f = {errno, "create map", name};
       },
-      [=](Napi::Env env) { return Napi::Number::New(env, *fd); });
+      [=](Napi::Env env) { return BpfFd::Wrap(env, *fd); });
 }
 
-// mapFreeze(fd) -> Promise<void>: no more writes to the map through syscalls (programs still read it).
+// mapFreeze(map: BpfFd) -> Promise<void>: no more writes to the map through syscalls (programs still read it).
 static Napi::Value MapFreeze(const Napi::CallbackInfo& info) {
-  int fd = ArgI32(info, 0, "map fd");
+  FdRef map = ArgFd(info, 0, "map");
   return RunAsync(
       info.Env(),
       [=](BpfFailure& f) {
-        if (bpf_map_freeze(fd)) f = {errno, "freeze map", "fd " + std::to_string(fd)};
+        if (bpf_map_freeze(map->get())) f = {errno, "freeze map", "fd " + std::to_string(map->get())};
       },
       [](Napi::Env env) { return env.Undefined(); });
 }
 
-// mapFdById(id) -> Promise<fd>: opens the map with this kernel id (e.g. an inner map found in a map-in-map).
+// mapFdById(id) -> Promise<BpfFd>: opens the map with this kernel id (e.g. an inner map found in a map-in-map).
 static Napi::Value MapFdById(const Napi::CallbackInfo& info) {
   int id = ArgI32(info, 0, "map id");
   auto fd = std::make_shared<int>(-1);
@@ -306,7 +304,7 @@ static Napi::Value MapFdById(const Napi::CallbackInfo& info) {
         *fd = bpf_map_get_fd_by_id(static_cast<__u32>(id));
         if (*fd < 0) f = {errno, "open map by id", std::to_string(id)};
       },
-      [=](Napi::Env env) { return Napi::Number::New(env, *fd); });
+      [=](Napi::Env env) { return BpfFd::Wrap(env, *fd); });
 }
 
 // Worker-thread half of map reads: the map's info and the size of one looked-up value (per-CPU maps: every
@@ -323,15 +321,16 @@ static bool MapValueLayout(int fd, BpfFailure& f, bpf_map_info& mi, size_t& vsiz
   return true;
 }
 
-// mapLookup(fd, key) -> Promise<Buffer | null>. Per-CPU maps return all CPUs' values back to back.
+// mapLookup(map: BpfFd, key) -> Promise<Buffer | null>. Per-CPU maps return all CPUs' values back to back.
 static Napi::Value MapLookup(const Napi::CallbackInfo& info) {
-  int fd = ArgI32(info, 0, "map fd");
+  FdRef map = ArgFd(info, 0, "map");
   std::string key = ArgBytes(info, 1, "key");
   auto value = std::make_shared<std::string>();
   auto found = std::make_shared<bool>(false);
   return RunAsync(
       info.Env(),
       [=](BpfFailure& f) {
+        int fd = map->get();
         struct bpf_map_info mi = {};
         size_t vsize = 0;
         if (!MapValueLayout(fd, f, mi, vsize)) return;
@@ -345,13 +344,15 @@ static Napi::Value MapLookup(const Napi::CallbackInfo& info) {
       [=](Napi::Env env) -> Napi::Value { return *found ? Napi::Value(ToBuffer(env, *value)) : env.Null(); });
 }
 
-// mapDump(fd) -> Promise<{key: Buffer, value: Buffer}[]> (per-CPU values back to back, 8-byte aligned per CPU)
+// mapDump(map: BpfFd) -> Promise<{key: Buffer, value: Buffer}[]> (per-CPU values back to back, 8-byte aligned
+// per CPU)
 static Napi::Value MapDump(const Napi::CallbackInfo& info) {
-  int fd = ArgI32(info, 0, "map fd");
+  FdRef map = ArgFd(info, 0, "map");
   auto entries = std::make_shared<std::vector<std::pair<std::string, std::string>>>();
   return RunAsync(
       info.Env(),
       [=](BpfFailure& f) {
+        int fd = map->get();
         struct bpf_map_info mi = {};
         size_t vsize = 0;
         if (!MapValueLayout(fd, f, mi, vsize)) return;
@@ -384,12 +385,13 @@ static Napi::Value MapDump(const Napi::CallbackInfo& info) {
       });
 }
 
-// testRun(progFd, packet, mark, repeat) -> Promise<{ retval, mark, durationNs, packet }>
+// testRun(prog: BpfFd, { packet, mark?, repeat? }) -> Promise<{ retval, mark, durationNs, packet }>
 static Napi::Value TestRun(const Napi::CallbackInfo& info) {
-  int fd = ArgI32(info, 0, "program fd");
-  std::string packet = ArgBytes(info, 1, "packet");
-  uint32_t mark = ArgU32(info, 2, "mark");
-  uint32_t repeat = ArgU32(info, 3, "repeat");
+  FdRef prog = ArgFd(info, 0, "program");
+  Napi::Object o = ArgOptions(info, 1, "testRun options");
+  std::string packet = ReqBytes(o, "packet");
+  uint32_t mark = OptU32(o, "mark", 0);
+  uint32_t repeat = OptU32(o, "repeat", 1);
   struct Result {
     uint32_t retval = 0, mark = 0, duration = 0;
     std::string out;
@@ -406,8 +408,8 @@ static Napi::Value TestRun(const Napi::CallbackInfo& info) {
                     .data_size_out = static_cast<__u32>(r->out.size()), .ctx_in = &ctx_in, .ctx_out = &ctx_out,
                     .ctx_size_in = sizeof(ctx_in), .ctx_size_out = sizeof(ctx_out),
                     .repeat = static_cast<int>(repeat));
-        if (bpf_prog_test_run_opts(fd, &opts)) {
-          f = {errno, "test-run", "program fd " + std::to_string(fd)};
+        if (bpf_prog_test_run_opts(prog->get(), &opts)) {
+          f = {errno, "test-run", "program fd " + std::to_string(prog->get())};
           return;
         }
         r->retval = opts.retval;
@@ -447,10 +449,10 @@ static Napi::Value MountBpffs(const Napi::CallbackInfo& info) {
 void InitBpf(Napi::Env env, Napi::Object exports) {
   libbpf_set_print(CaptureLibbpf);
   Napi::Object bpf = Napi::Object::New(env);
+  BpfFd::Init(env, bpf);
   bpf.Set("loadObject", Napi::Function::New(env, LoadObject, "loadObject"));
   bpf.Set("pinObject", Napi::Function::New(env, PinObject, "pinObject"));
   bpf.Set("getPinned", Napi::Function::New(env, GetPinned, "getPinned"));
-  bpf.Set("closeFd", Napi::Function::New(env, CloseFd, "closeFd"));
   bpf.Set("progInfo", Napi::Function::New(env, ProgInfo, "progInfo"));
   bpf.Set("mapInfo", Napi::Function::New(env, MapInfo, "mapInfo"));
   bpf.Set("linkInfo", Napi::Function::New(env, LinkInfo, "linkInfo"));

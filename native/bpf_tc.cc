@@ -1,6 +1,7 @@
 // libbpf bindings, interface level: TC ingress attach/query/detach as a clsact cls_bpf filter (any kernel) or
 // as a TCX link (kernel 6.6+), interface name/index lookup; each optionally inside another network namespace
-// (entered on the worker thread only). Mechanical only: the choice of mode, handles, pins and the registry of
+// (entered on the worker thread only). Programs and links are BpfFd objects (bpf_fd.h); calls with more than two
+// parameters take one option object. Mechanical only: the choice of mode, handles, pins and the registry of
 // what is ours live in src/datapath/.
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -11,6 +12,7 @@
 #include <memory>
 
 #include "bpf_async.h"
+#include "bpf_fd.h"
 
 namespace kmesh {
 
@@ -82,18 +84,20 @@ static Napi::Value IfName(const Napi::CallbackInfo& info) {
       });
 }
 
-// clsactAttach(ifindex, progFd, netns, handle, priority, replace, label) -> Promise<{handle, priority, progId}>
+// clsactAttach({ ifindex, prog: BpfFd, netns?, handle?, priority?, replace?, label })
+//   -> Promise<{handle, priority, progId}>
 // Creates the clsact qdisc if missing (an existing one is shared, never replaced), then adds a direct-action
-// cls_bpf filter on ingress. handle/priority 0 let the kernel pick free ones (it never reuses another filter's
-// slot: NLM_F_EXCL); replace=true swaps the program of the filter at exactly (handle, priority).
+// cls_bpf filter on ingress. handle/priority 0 (the default) let the kernel pick free ones (it never reuses another
+// filter's slot: NLM_F_EXCL); replace: true swaps the program of the filter at exactly (handle, priority).
 static Napi::Value ClsactAttach(const Napi::CallbackInfo& info) {
-  uint32_t ifindex = ArgU32(info, 0, "ifindex");
-  int progFd = ArgI32(info, 1, "program fd");
-  std::string netns = ArgStr(info, 2, "netns path");
-  uint32_t handle = ArgU32(info, 3, "handle");
-  uint32_t priority = ArgU32(info, 4, "priority");
-  bool replace = info.Length() > 5 && info[5].ToBoolean().Value();
-  std::string label = ArgStr(info, 6, "label");
+  Napi::Object o = ArgOptions(info, 0, "clsactAttach options");
+  uint32_t ifindex = ReqU32(o, "ifindex");
+  FdRef prog = ReqFd(o, "prog");
+  std::string netns = OptStr(o, "netns", "");
+  uint32_t handle = OptU32(o, "handle", 0);
+  uint32_t priority = OptU32(o, "priority", 0);
+  bool replace = OptBool(o, "replace", false);
+  std::string label = ReqStr(o, "label");
   auto out = std::make_shared<bpf_tc_opts>();
   return RunAsync(
       info.Env(),
@@ -105,7 +109,7 @@ static Napi::Value ClsactAttach(const Napi::CallbackInfo& info) {
             f = {-err, "create clsact qdisc on", Where(label, netns)};
             return;
           }
-          LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = progFd, .flags = replace ? static_cast<__u32>(BPF_TC_F_REPLACE) : 0u,
+          LIBBPF_OPTS(bpf_tc_opts, opts, .prog_fd = prog->get(), .flags = replace ? static_cast<__u32>(BPF_TC_F_REPLACE) : 0u,
                       .handle = handle, .priority = priority);
           err = bpf_tc_attach(&hook, &opts);
           if (err) {
@@ -125,15 +129,16 @@ static Napi::Value ClsactAttach(const Napi::CallbackInfo& info) {
       });
 }
 
-// The (ifindex, handle, priority, netns, label) arguments that name one clsact ingress filter.
+// The { ifindex, handle, priority, netns?, label } object that names one clsact ingress filter.
 struct IngressFilterArgs {
   uint32_t ifindex, handle, priority;
   std::string netns, label;
 };
 
 static IngressFilterArgs ArgIngressFilter(const Napi::CallbackInfo& info) {
-  return {ArgU32(info, 0, "ifindex"), ArgU32(info, 1, "handle"), ArgU32(info, 2, "priority"),
-          ArgStr(info, 3, "netns path"), ArgStr(info, 4, "label")};
+  Napi::Object o = ArgOptions(info, 0, "clsact filter");
+  return {ReqU32(o, "ifindex"), ReqU32(o, "handle"), ReqU32(o, "priority"), OptStr(o, "netns", ""),
+          ReqStr(o, "label")};
 }
 
 // Runs op(hook, opts) (bpf_tc_query or bpf_tc_detach) on the filter `a` names, inside its netns. True when the
@@ -155,7 +160,7 @@ static bool OnIngressFilter(const IngressFilterArgs& a, BpfFailure& f, const cha
   return found;
 }
 
-// clsactQuery(ifindex, handle, priority, netns, label) -> Promise<progId> (0: no such filter / device)
+// clsactQuery(filter) -> Promise<progId> (0: no such filter / device)
 static Napi::Value ClsactQuery(const Napi::CallbackInfo& info) {
   IngressFilterArgs a = ArgIngressFilter(info);
   auto progId = std::make_shared<uint32_t>(0);
@@ -171,7 +176,7 @@ static Napi::Value ClsactQuery(const Napi::CallbackInfo& info) {
       [=](Napi::Env env) { return Napi::Number::New(env, *progId); });
 }
 
-// clsactDetach(ifindex, handle, priority, netns, label) -> Promise<boolean> (false: it was already gone).
+// clsactDetach(filter) -> Promise<boolean> (false: it was already gone).
 // Removes exactly the filter at (handle, priority); the qdisc and other filters stay.
 static Napi::Value ClsactDetach(const Napi::CallbackInfo& info) {
   IngressFilterArgs a = ArgIngressFilter(info);
@@ -191,67 +196,70 @@ static int TcxLinkCreate(int progFd, uint32_t ifindex) {
   return static_cast<int>(syscall(__NR_bpf, BPF_LINK_CREATE, &attr, sizeof(attr)));
 }
 
-// tcxSupported(progFd) -> Promise<boolean>. Probes with an interface index that cannot exist: kernels with TCX
-// answer ENODEV (attach type known, device missing), older ones EINVAL (attach type unknown).
+// tcxSupported(prog: BpfFd) -> Promise<boolean>. Probes with an interface index that cannot exist: kernels with
+// TCX answer ENODEV (attach type known, device missing), older ones EINVAL (attach type unknown).
 static Napi::Value TcxSupported(const Napi::CallbackInfo& info) {
-  int progFd = ArgI32(info, 0, "program fd");
+  FdRef prog = ArgFd(info, 0, "program");
   auto supported = std::make_shared<bool>(false);
   return RunAsync(
       info.Env(),
       [=](BpfFailure& f) {
-        int fd = TcxLinkCreate(progFd, INT_MAX);
+        int fd = TcxLinkCreate(prog->get(), INT_MAX);
         if (fd >= 0) {
           close(fd);
           *supported = true;
         } else if (errno == ENODEV) {
           *supported = true;
         } else if (errno != EINVAL) {
-          f = {errno, "probe TCX support with", "program fd " + std::to_string(progFd)};
+          f = {errno, "probe TCX support with", "program fd " + std::to_string(prog->get())};
         }
       },
       [=](Napi::Env env) { return Napi::Boolean::New(env, *supported); });
 }
 
-// tcxAttach(ifindex, progFd, netns, label) -> Promise<linkFd>: a TCX ingress link placed first on the device.
+// tcxAttach({ ifindex, prog: BpfFd, netns?, label }) -> Promise<BpfFd of the link>: a TCX ingress link placed
+// first on the device.
 static Napi::Value TcxAttach(const Napi::CallbackInfo& info) {
-  uint32_t ifindex = ArgU32(info, 0, "ifindex");
-  int progFd = ArgI32(info, 1, "program fd");
-  std::string netns = ArgStr(info, 2, "netns path");
-  std::string label = ArgStr(info, 3, "label");
+  Napi::Object o = ArgOptions(info, 0, "tcxAttach options");
+  uint32_t ifindex = ReqU32(o, "ifindex");
+  FdRef prog = ReqFd(o, "prog");
+  std::string netns = OptStr(o, "netns", "");
+  std::string label = ReqStr(o, "label");
   auto linkFd = std::make_shared<int>(-1);
   return RunAsync(
       info.Env(),
       [=](BpfFailure& f) {
         InNetns(netns, f, [&] {
-          *linkFd = TcxLinkCreate(progFd, ifindex);
+          *linkFd = TcxLinkCreate(prog->get(), ifindex);
           if (*linkFd < 0) f = {errno, "attach TCX ingress link to", Where(label, netns)};
         });
       },
-      [=](Napi::Env env) { return Napi::Number::New(env, *linkFd); });
+      [=](Napi::Env env) { return BpfFd::Wrap(env, *linkFd); });
 }
 
-// linkUpdate(linkFd, progFd, label) -> Promise<void>: atomically swap the program behind a link.
+// linkUpdate({ link: BpfFd, prog: BpfFd, label }) -> Promise<void>: atomically swap the program behind a link.
 static Napi::Value LinkUpdate(const Napi::CallbackInfo& info) {
-  int linkFd = ArgI32(info, 0, "link fd");
-  int progFd = ArgI32(info, 1, "program fd");
-  std::string label = ArgStr(info, 2, "label");
+  Napi::Object o = ArgOptions(info, 0, "linkUpdate options");
+  FdRef link = ReqFd(o, "link");
+  FdRef prog = ReqFd(o, "prog");
+  std::string label = ReqStr(o, "label");
   return RunAsync(
       info.Env(),
       [=](BpfFailure& f) {
-        if (bpf_link_update(linkFd, progFd, nullptr)) f = {errno, "update program of link", label};
+        if (bpf_link_update(link->get(), prog->get(), nullptr)) f = {errno, "update program of link", label};
       },
       [](Napi::Env env) { return env.Undefined(); });
 }
 
-// linkDetach(linkFd, label) -> Promise<void>: detach now, whoever else still holds the link.
+// linkDetach(link: BpfFd, label) -> Promise<void>: detach now, whoever else still holds the link.
 static Napi::Value LinkDetach(const Napi::CallbackInfo& info) {
-  int linkFd = ArgI32(info, 0, "link fd");
+  FdRef link = ArgFd(info, 0, "link");
   std::string label = ArgStr(info, 1, "label");
   return RunAsync(
       info.Env(),
       [=](BpfFailure& f) {
         // ENOLINK: the link is already defunct (its device went away).
-        if (bpf_link_detach(linkFd) && errno != ENOLINK) f = {errno, "detach link", label};
+        if (bpf_link_detach(link->get()) && errno != ENOLINK) f = {errno, "detach link", label};
       },
       [](Napi::Env env) { return env.Undefined(); });
 }

@@ -1,6 +1,7 @@
 // Native fast path of the XFRM netlink encoder (src/xfrm/netlink-codec.ts stays the reference). Mechanical only:
-// it lays out the same kernel structs the TypeScript codec writes (linux/xfrm.h, x86_64 / little-endian) for the
-// ops a full apply sends by the thousand -- addState (XFRM_MSG_NEWSA), addPolicy / updatePolicy
+// it fills the kernel's own structs (linux/xfrm.h, linux/netlink.h: no offsets written out here) with the values the
+// TypeScript codec writes through its named layout tables (src/xfrm/netlink-layout.ts) for the ops a full apply
+// sends by the thousand -- addState (XFRM_MSG_NEWSA), addPolicy / updatePolicy
 // (XFRM_MSG_NEWPOLICY / XFRM_MSG_UPDPOLICY) with IPv4 addresses -- reading each op's fields once through N-API.
 // It decides nothing: every value a check of the TypeScript codec could refuse, every shape it does not cover
 // (IPv6, other op kinds, an optional field that is neither absent nor an object, more than 8 templates) makes it
@@ -13,9 +14,16 @@
 //   Encodes ops[start..end) in order into out at cursor[0] (message i gets sequence number seqs[i - start]),
 //   advances cursor[0] past each message written, and returns how many ops it encoded: fewer than end - start
 //   when it reached an op it leaves to TypeScript or when out has no room for the next message.
+// JS: xfrmLayout: { [struct name]: { [field]: offsetof, SIZE: sizeof } } for the structs of netlink-layout.ts,
+//   taken from the kernel headers this addon was compiled against (test/unit/xfrm-layout.test.ts compares them).
+#include <arpa/inet.h>
+#include <linux/netlink.h>
+#include <linux/xfrm.h>
 #include <node_api.h>
+#include <sys/socket.h>
 
 #include <cmath>
+#include <cstddef>
 #include <cstdint>
 #include <cstring>
 
@@ -24,23 +32,22 @@
 namespace kmesh {
 namespace {
 
-constexpr uint16_t kNewSa = 0x10;
-constexpr uint16_t kNewPolicy = 0x13;
-constexpr uint16_t kUpdPolicy = 0x19;
-constexpr uint16_t kFlags = 0x1 | 0x4;  // NLM_F_REQUEST | NLM_F_ACK, as the TypeScript codec writes them
-constexpr uint16_t kAttrTmpl = 5;
-constexpr uint16_t kAttrAead = 18;
-constexpr uint16_t kAttrMark = 21;
-constexpr uint16_t kAttrReplayEsn = 23;
-constexpr uint16_t kAttrSetMark = 29;
-constexpr uint16_t kAttrSetMarkMask = 30;
-constexpr uint8_t kStateEsn = 128;
-constexpr uint16_t kAfInet = 2;
-constexpr uint32_t kMaxReplayWindow = 128 * 32;
-constexpr uint32_t kLegacyReplayWindowMax = 32;
+constexpr uint16_t kFlags = NLM_F_REQUEST | NLM_F_ACK;  // as the TypeScript codec writes them
+constexpr uint32_t kMaxReplayWindow = 128 * 32;          // XFRMA_REPLAY_ESN_MAX / 32 words of bitmap
+constexpr uint32_t kLegacyReplayWindowMax = 32;          // the u8 replay_window's bitmap of xfrm_usersa_info
 constexpr size_t kMaxTemplates = 8;
 constexpr size_t kMaxKeyBytes = 512;
-constexpr size_t kMessageMax = 1024;  // > the largest SA (884 bytes) and policy (712 bytes) encoded here
+constexpr size_t kAlgNameBytes = sizeof(xfrm_algo_aead::alg_name);
+constexpr size_t kMarkAttr = NLA_HDRLEN + sizeof(xfrm_mark);
+constexpr size_t kU32Attr = NLA_HDRLEN + sizeof(uint32_t);
+constexpr size_t kEsnAttr = NLA_HDRLEN + sizeof(xfrm_replay_state_esn);
+constexpr size_t kMaxState = NLMSG_HDRLEN + sizeof(xfrm_usersa_info) + NLA_ALIGN(NLA_HDRLEN + sizeof(xfrm_algo_aead) +
+                                                                                  kMaxKeyBytes) +
+                             kEsnAttr + kMarkAttr + 2 * kU32Attr;
+constexpr size_t kMaxPolicy =
+    NLMSG_HDRLEN + sizeof(xfrm_userpolicy_info) + NLA_HDRLEN + kMaxTemplates * sizeof(xfrm_user_tmpl) + kMarkAttr;
+constexpr size_t kMessageMax = 1024;  // NATIVE_ENCODE_ROOM in src/xfrm/netlink-addon.ts
+static_assert(kMaxState <= kMessageMax && kMaxPolicy <= kMessageMax, "a message must fit the room the caller leaves");
 
 // The property names read, created once per call.
 enum Key {
@@ -157,31 +164,61 @@ int ModeCode(const Reader& r, napi_value obj) {
   char buf[16];
   size_t len;
   if (!r.Str(obj, kMode, buf, sizeof(buf), &len)) return -1;
-  if (len == 6 && std::memcmp(buf, "tunnel", 6) == 0) return 1;
-  if (len == 9 && std::memcmp(buf, "transport", 9) == 0) return 0;
+  if (len == 6 && std::memcmp(buf, "tunnel", 6) == 0) return XFRM_MODE_TUNNEL;
+  if (len == 9 && std::memcmp(buf, "transport", 9) == 0) return XFRM_MODE_TRANSPORT;
   return -1;
 }
 
-inline void Put16(uint8_t* p, uint16_t v) { std::memcpy(p, &v, 2); }
-inline void Put32(uint8_t* p, uint32_t v) { std::memcpy(p, &v, 4); }
-inline void Put32be(uint8_t* p, uint32_t v) {
-  p[0] = static_cast<uint8_t>(v >> 24);
-  p[1] = static_cast<uint8_t>(v >> 16);
-  p[2] = static_cast<uint8_t>(v >> 8);
-  p[3] = static_cast<uint8_t>(v);
+// A kernel struct zero-filled, padding included (the bytes must equal the TypeScript codec's).
+template <typename T>
+T Zeroed() {
+  T v;
+  std::memset(&v, 0, sizeof v);
+  return v;
 }
+
+// Copies a filled struct into the message at p; returns the position after it.
+template <typename T>
+uint8_t* Put(uint8_t* p, const T& v) {
+  std::memcpy(p, &v, sizeof v);
+  return p + sizeof v;
+}
+
 inline void Header(uint8_t* m, size_t len, uint16_t type, uint32_t seq) {
-  Put32(m, static_cast<uint32_t>(len));
-  Put16(m + 4, type);
-  Put16(m + 6, kFlags);
-  Put32(m + 8, seq);
+  auto h = Zeroed<nlmsghdr>();
+  h.nlmsg_len = static_cast<uint32_t>(len);
+  h.nlmsg_type = type;
+  h.nlmsg_flags = kFlags;
+  h.nlmsg_seq = seq;
+  Put(m, h);
 }
-inline size_t Attr(uint8_t* p, uint16_t type, size_t len) {
-  Put16(p, static_cast<uint16_t>(len));
-  Put16(p + 2, type);
-  return 4;
+
+// An attribute header for `len` bytes (header included); returns where its payload goes.
+inline uint8_t* Attr(uint8_t* p, uint16_t type, size_t len) {
+  auto a = Zeroed<nlattr>();
+  a.nla_len = static_cast<uint16_t>(len);
+  a.nla_type = type;
+  return Put(p, a);
 }
-inline size_t Align4(size_t n) { return (n + 3) & ~size_t{3}; }
+
+// An attribute holding one struct; returns the position after it.
+template <typename T>
+uint8_t* PutAttr(uint8_t* p, uint16_t type, const T& v) {
+  return Put(Attr(p, type, NLA_HDRLEN + sizeof v), v);
+}
+
+// Lifetime limits "infinite" (bytes and packets, soft and hard) as iproute2 sets them; times stay 0.
+inline void InfiniteLimits(xfrm_lifetime_cfg& lft) {
+  lft.soft_byte_limit = lft.hard_byte_limit = XFRM_INF;
+  lft.soft_packet_limit = lft.hard_packet_limit = XFRM_INF;
+}
+
+inline xfrm_mark MarkOf(uint32_t value, uint32_t mask) {
+  auto m = Zeroed<xfrm_mark>();
+  m.v = value;
+  m.m = mask;
+  return m;
+}
 
 // Optional {value, mask} of u32s.
 bool Mark(const Reader& r, napi_value obj, Key k, bool* present, uint32_t* value, uint32_t* mask) {
@@ -212,7 +249,7 @@ size_t EncodeState(const Reader& r, napi_value state, uint32_t seq, uint8_t* m) 
   if (!Mark(r, state, kOutputMark, &hasOutputMark, &outValue, &outMask)) return 0;
   napi_value aead;
   if (!r.Optional(state, kAead, &aead, &hasAead)) return 0;
-  char name[64];
+  char name[kAlgNameBytes];
   size_t nameLen = 0;
   const uint8_t* key = nullptr;
   size_t keyLen = 0;
@@ -232,47 +269,42 @@ size_t EncodeState(const Reader& r, napi_value state, uint32_t seq, uint8_t* m) 
     if (!r.Uint(aead, kIcvBits, 4294967295.0, &icvBits)) return 0;
   }
   bool useEsnAttr = esn || window > kLegacyReplayWindowMax;
-  size_t aeadLen = hasAead ? 4 + 72 + keyLen : 0;
-  size_t total = 16 + 224 + Align4(aeadLen) + (useEsnAttr ? 4 + 24 : 0) + (hasMark ? 12 : 0) +
-                 (hasOutputMark ? 16 : 0);
-  Header(m, total, kNewSa, seq);
-  uint8_t* info = m + 16;
-  std::memcpy(info + 56, dst, 4);
-  Put32be(info + 72, spi);
-  info[76] = static_cast<uint8_t>(proto);
-  std::memcpy(info + 80, src, 4);
-  std::memset(info + 96, 0xff, 32);  // lifetime limits infinite, as iproute2 sets them
-  Put32(info + 208, reqid);
-  Put16(info + 212, kAfInet);
-  info[214] = static_cast<uint8_t>(mode);
-  info[215] = useEsnAttr ? 0 : static_cast<uint8_t>(window);
-  info[216] = esn ? kStateEsn : 0;
-  uint8_t* p = info + 224;
+  size_t aeadLen = hasAead ? NLA_HDRLEN + sizeof(xfrm_algo_aead) + keyLen : 0;
+  size_t total = NLMSG_HDRLEN + sizeof(xfrm_usersa_info) + NLA_ALIGN(aeadLen) + (useEsnAttr ? kEsnAttr : 0) +
+                 (hasMark ? kMarkAttr : 0) + (hasOutputMark ? 2 * kU32Attr : 0);
+  Header(m, total, XFRM_MSG_NEWSA, seq);
+  // The selector stays all-zero (family 0): the kernel fills in the SA's family, as with `ip xfrm state add`.
+  auto info = Zeroed<xfrm_usersa_info>();
+  std::memcpy(&info.id.daddr.a4, dst, 4);
+  info.id.spi = htonl(spi);
+  info.id.proto = static_cast<uint8_t>(proto);
+  std::memcpy(&info.saddr.a4, src, 4);
+  InfiniteLimits(info.lft);
+  info.reqid = reqid;
+  info.family = AF_INET;
+  info.mode = static_cast<uint8_t>(mode);
+  info.replay_window = useEsnAttr ? 0 : static_cast<uint8_t>(window);
+  info.flags = esn ? XFRM_STATE_ESN : 0;
+  uint8_t* p = Put(m + NLMSG_HDRLEN, info);
   if (hasAead) {
-    uint8_t* data = p + Attr(p, kAttrAead, aeadLen);
-    std::memcpy(data, name, nameLen);
-    Put32(data + 64, static_cast<uint32_t>(keyLen * 8));
-    Put32(data + 68, icvBits);
-    std::memcpy(data + 72, key, keyLen);
-    p += Align4(aeadLen);
+    auto alg = Zeroed<xfrm_algo_aead>();
+    std::memcpy(alg.alg_name, name, nameLen);
+    alg.alg_key_len = static_cast<unsigned>(keyLen * 8);
+    alg.alg_icv_len = icvBits;
+    std::memcpy(Put(Attr(p, XFRMA_ALG_AEAD, aeadLen), alg), key, keyLen);
+    p += NLA_ALIGN(aeadLen);
   }
   if (useEsnAttr) {
-    uint8_t* data = p + Attr(p, kAttrReplayEsn, 4 + 24);
-    Put32(data, (window + 31) / 32);
-    Put32(data + 20, window);
-    p += 4 + 24;
+    // Header only (bitmap length in words, window in packets): the kernel allocates the bitmap itself.
+    auto replay = Zeroed<xfrm_replay_state_esn>();
+    replay.bmp_len = (window + 31) / 32;
+    replay.replay_window = window;
+    p = PutAttr(p, XFRMA_REPLAY_ESN_VAL, replay);
   }
-  if (hasMark) {
-    Attr(p, kAttrMark, 12);
-    Put32(p + 4, markValue);
-    Put32(p + 8, markMask);
-    p += 12;
-  }
+  if (hasMark) p = PutAttr(p, XFRMA_MARK, MarkOf(markValue, markMask));
   if (hasOutputMark) {
-    Attr(p, kAttrSetMark, 8);
-    Put32(p + 4, outValue);
-    Attr(p + 8, kAttrSetMarkMask, 8);
-    Put32(p + 12, outMask);
+    p = PutAttr(p, XFRMA_SET_MARK, outValue);
+    PutAttr(p, XFRMA_SET_MARK_MASK, outMask);
   }
   return total;
 }
@@ -288,12 +320,14 @@ size_t EncodePolicy(const Reader& r, napi_value policy, uint16_t type, uint32_t 
   char buf[16];
   size_t len;
   if (!r.Str(policy, kDir, buf, sizeof(buf), &len)) return 0;
-  int dir = len == 2 && std::memcmp(buf, "in", 2) == 0    ? 0
-            : len == 3 && std::memcmp(buf, "out", 3) == 0 ? 1
-            : len == 3 && std::memcmp(buf, "fwd", 3) == 0 ? 2
+  int dir = len == 2 && std::memcmp(buf, "in", 2) == 0    ? XFRM_POLICY_IN
+            : len == 3 && std::memcmp(buf, "out", 3) == 0 ? XFRM_POLICY_OUT
+            : len == 3 && std::memcmp(buf, "fwd", 3) == 0 ? XFRM_POLICY_FWD
                                                            : -1;
   if (dir < 0 || !r.Str(policy, kAction, buf, sizeof(buf), &len)) return 0;
-  int action = len == 5 && std::memcmp(buf, "allow", 5) == 0 ? 0 : len == 5 && std::memcmp(buf, "block", 5) == 0 ? 1 : -1;
+  int action = len == 5 && std::memcmp(buf, "allow", 5) == 0   ? XFRM_POLICY_ALLOW
+               : len == 5 && std::memcmp(buf, "block", 5) == 0 ? XFRM_POLICY_BLOCK
+                                                                : -1;
   if (action < 0) return 0;
   bool hasMark;
   uint32_t markValue = 0, markMask = 0;
@@ -305,48 +339,50 @@ size_t EncodePolicy(const Reader& r, napi_value policy, uint16_t type, uint32_t 
       napi_get_array_length(r.env, templates, &count) != napi_ok || count > kMaxTemplates) {
     return 0;
   }
-  size_t tmplLen = count > 0 ? 4 + count * 64 : 0;
-  size_t total = 16 + 168 + tmplLen + (hasMark ? 12 : 0);
-  uint8_t* info = m + 16;
-  uint8_t* p = info + 168;
+  size_t tmplLen = count > 0 ? NLA_HDRLEN + count * sizeof(xfrm_user_tmpl) : 0;
+  size_t total = NLMSG_HDRLEN + sizeof(xfrm_userpolicy_info) + tmplLen + (hasMark ? kMarkAttr : 0);
+  uint8_t* p = m + NLMSG_HDRLEN + sizeof(xfrm_userpolicy_info);
   if (count > 0) {
-    p += Attr(p, kAttrTmpl, tmplLen);
-    for (uint32_t i = 0; i < count; ++i, p += 64) {
+    p = Attr(p, XFRMA_TMPL, tmplLen);
+    for (uint32_t i = 0; i < count; ++i) {
       napi_value t;
       napi_valuetype tt = napi_undefined;
       if (napi_get_element(r.env, templates, i, &t) != napi_ok || napi_typeof(r.env, t, &tt) != napi_ok ||
           tt != napi_object) {
         return 0;
       }
+      auto tmpl = Zeroed<xfrm_user_tmpl>();
       uint32_t spi, proto, reqid;
-      if (!Family4(r, t) || !Address4(r, t, kDst, p) || !Address4(r, t, kSrc, p + 28)) return 0;
+      if (!Family4(r, t) || !Address4(r, t, kDst, reinterpret_cast<uint8_t*>(&tmpl.id.daddr.a4)) ||
+          !Address4(r, t, kSrc, reinterpret_cast<uint8_t*>(&tmpl.saddr.a4))) {
+        return 0;
+      }
       if (!r.Uint(t, kSpi, 4294967295.0, &spi) || !r.Uint(t, kProto, 255, &proto)) return 0;
       int mode = ModeCode(r, t);
       if (!r.Uint(t, kReqid, 4294967295.0, &reqid) || mode < 0) return 0;
-      Put32be(p + 16, spi);
-      p[20] = static_cast<uint8_t>(proto);
-      Put16(p + 24, kAfInet);
-      Put32(p + 44, reqid);
-      p[48] = static_cast<uint8_t>(mode);
-      std::memset(p + 52, 0xff, 12);  // any algorithm (aalgos/ealgos/calgos), as iproute2 sets them
+      tmpl.id.spi = htonl(spi);
+      tmpl.id.proto = static_cast<uint8_t>(proto);
+      tmpl.family = AF_INET;
+      tmpl.reqid = reqid;
+      tmpl.mode = static_cast<uint8_t>(mode);
+      tmpl.aalgos = tmpl.ealgos = tmpl.calgos = ~0U;  // any algorithm, as iproute2 sets them
+      p = Put(p, tmpl);
     }
   }
-  if (hasMark) {
-    Attr(p, kAttrMark, 12);
-    Put32(p + 4, markValue);
-    Put32(p + 8, markMask);
-  }
+  if (hasMark) PutAttr(p, XFRMA_MARK, MarkOf(markValue, markMask));
   Header(m, total, type, seq);
-  std::memcpy(info, selDst, 4);
-  std::memcpy(info + 16, selSrc, 4);
-  Put16(info + 40, kAfInet);
-  info[42] = dstLen;
-  info[43] = srcLen;
-  info[44] = static_cast<uint8_t>(selProto);
-  std::memset(info + 56, 0xff, 32);  // lifetime limits infinite
-  Put32(info + 152, priority);
-  info[160] = static_cast<uint8_t>(dir);
-  info[161] = static_cast<uint8_t>(action);
+  auto info = Zeroed<xfrm_userpolicy_info>();
+  std::memcpy(&info.sel.daddr.a4, selDst, 4);
+  std::memcpy(&info.sel.saddr.a4, selSrc, 4);
+  info.sel.family = AF_INET;
+  info.sel.prefixlen_d = dstLen;
+  info.sel.prefixlen_s = srcLen;
+  info.sel.proto = static_cast<uint8_t>(selProto);
+  InfiniteLimits(info.lft);
+  info.priority = priority;
+  info.dir = static_cast<uint8_t>(dir);
+  info.action = static_cast<uint8_t>(action);
+  Put(m + NLMSG_HDRLEN, info);
   return total;
 }
 
@@ -359,10 +395,10 @@ size_t EncodeOp(const Reader& r, napi_value op, uint32_t seq, uint8_t* m) {
     return r.Object(op, kState, &body) ? EncodeState(r, body, seq, m) : 0;
   }
   if (len == 9 && std::memcmp(kind, "addPolicy", 9) == 0) {
-    return r.Object(op, kPolicy, &body) ? EncodePolicy(r, body, kNewPolicy, seq, m) : 0;
+    return r.Object(op, kPolicy, &body) ? EncodePolicy(r, body, XFRM_MSG_NEWPOLICY, seq, m) : 0;
   }
   if (len == 12 && std::memcmp(kind, "updatePolicy", 12) == 0) {
-    return r.Object(op, kPolicy, &body) ? EncodePolicy(r, body, kUpdPolicy, seq, m) : 0;
+    return r.Object(op, kPolicy, &body) ? EncodePolicy(r, body, XFRM_MSG_UPDPOLICY, seq, m) : 0;
   }
   return 0;
 }
@@ -405,7 +441,7 @@ napi_value XfrmEncode(napi_env env, napi_callback_info info) {
   auto* cursor = static_cast<uint32_t*>(cursorData);
   size_t at = cursor[0];
   uint32_t done = 0;
-  uint8_t m[kMessageMax];
+  alignas(8) uint8_t m[kMessageMax];
   constexpr uint32_t kOpsPerScope = 64;  // handles of this many ops live in one handle scope
   napi_handle_scope scope = nullptr;
   for (uint32_t i = start; i < end; ++i) {
@@ -435,8 +471,8 @@ napi_value XfrmEncode(napi_env env, napi_callback_info info) {
       }
       break;
     }
-    std::memcpy(out + at, m, Align4(len));
-    at += Align4(len);
+    std::memcpy(out + at, m, NLMSG_ALIGN(len));
+    at += NLMSG_ALIGN(len);
     ++done;
   }
   if (scope != nullptr) napi_close_handle_scope(env, scope);
@@ -446,12 +482,117 @@ napi_value XfrmEncode(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// offsetof/sizeof of the structs in src/xfrm/netlink-layout.ts, named as there.
+Napi::Object Layout(Napi::Env env) {
+  Napi::Object all = Napi::Object::New(env);
+  Napi::Object s;
+  auto begin = [&](const char* name, size_t size) {
+    s = Napi::Object::New(env);
+    s.Set("SIZE", static_cast<double>(size));
+    all.Set(name, s);
+  };
+  auto field = [&](const char* name, size_t offset) { s.Set(name, static_cast<double>(offset)); };
+#define KMESH_STRUCT(T) begin(#T, sizeof(T))
+#define KMESH_FIELD(T, F) field(#F, offsetof(T, F))
+  KMESH_STRUCT(xfrm_selector);
+  KMESH_FIELD(xfrm_selector, daddr);
+  KMESH_FIELD(xfrm_selector, saddr);
+  KMESH_FIELD(xfrm_selector, dport);
+  KMESH_FIELD(xfrm_selector, dport_mask);
+  KMESH_FIELD(xfrm_selector, sport);
+  KMESH_FIELD(xfrm_selector, sport_mask);
+  KMESH_FIELD(xfrm_selector, family);
+  KMESH_FIELD(xfrm_selector, prefixlen_d);
+  KMESH_FIELD(xfrm_selector, prefixlen_s);
+  KMESH_FIELD(xfrm_selector, proto);
+  KMESH_FIELD(xfrm_selector, ifindex);
+  KMESH_FIELD(xfrm_selector, user);
+  KMESH_STRUCT(xfrm_id);
+  KMESH_FIELD(xfrm_id, daddr);
+  KMESH_FIELD(xfrm_id, spi);
+  KMESH_FIELD(xfrm_id, proto);
+  KMESH_STRUCT(xfrm_lifetime_cfg);
+  KMESH_FIELD(xfrm_lifetime_cfg, soft_byte_limit);
+  KMESH_FIELD(xfrm_lifetime_cfg, hard_byte_limit);
+  KMESH_FIELD(xfrm_lifetime_cfg, soft_packet_limit);
+  KMESH_FIELD(xfrm_lifetime_cfg, hard_packet_limit);
+  KMESH_FIELD(xfrm_lifetime_cfg, soft_add_expires_seconds);
+  KMESH_FIELD(xfrm_lifetime_cfg, hard_add_expires_seconds);
+  KMESH_FIELD(xfrm_lifetime_cfg, soft_use_expires_seconds);
+  KMESH_FIELD(xfrm_lifetime_cfg, hard_use_expires_seconds);
+  KMESH_STRUCT(xfrm_usersa_info);
+  KMESH_FIELD(xfrm_usersa_info, sel);
+  KMESH_FIELD(xfrm_usersa_info, id);
+  KMESH_FIELD(xfrm_usersa_info, saddr);
+  KMESH_FIELD(xfrm_usersa_info, lft);
+  KMESH_FIELD(xfrm_usersa_info, curlft);
+  KMESH_FIELD(xfrm_usersa_info, stats);
+  KMESH_FIELD(xfrm_usersa_info, seq);
+  KMESH_FIELD(xfrm_usersa_info, reqid);
+  KMESH_FIELD(xfrm_usersa_info, family);
+  KMESH_FIELD(xfrm_usersa_info, mode);
+  KMESH_FIELD(xfrm_usersa_info, replay_window);
+  KMESH_FIELD(xfrm_usersa_info, flags);
+  KMESH_STRUCT(xfrm_usersa_id);
+  KMESH_FIELD(xfrm_usersa_id, daddr);
+  KMESH_FIELD(xfrm_usersa_id, spi);
+  KMESH_FIELD(xfrm_usersa_id, family);
+  KMESH_FIELD(xfrm_usersa_id, proto);
+  KMESH_STRUCT(xfrm_userpolicy_info);
+  KMESH_FIELD(xfrm_userpolicy_info, sel);
+  KMESH_FIELD(xfrm_userpolicy_info, lft);
+  KMESH_FIELD(xfrm_userpolicy_info, curlft);
+  KMESH_FIELD(xfrm_userpolicy_info, priority);
+  KMESH_FIELD(xfrm_userpolicy_info, index);
+  KMESH_FIELD(xfrm_userpolicy_info, dir);
+  KMESH_FIELD(xfrm_userpolicy_info, action);
+  KMESH_FIELD(xfrm_userpolicy_info, flags);
+  KMESH_FIELD(xfrm_userpolicy_info, share);
+  KMESH_STRUCT(xfrm_userpolicy_id);
+  KMESH_FIELD(xfrm_userpolicy_id, sel);
+  KMESH_FIELD(xfrm_userpolicy_id, index);
+  KMESH_FIELD(xfrm_userpolicy_id, dir);
+  KMESH_STRUCT(xfrm_user_tmpl);
+  KMESH_FIELD(xfrm_user_tmpl, id);
+  KMESH_FIELD(xfrm_user_tmpl, family);
+  KMESH_FIELD(xfrm_user_tmpl, saddr);
+  KMESH_FIELD(xfrm_user_tmpl, reqid);
+  KMESH_FIELD(xfrm_user_tmpl, mode);
+  KMESH_FIELD(xfrm_user_tmpl, share);
+  KMESH_FIELD(xfrm_user_tmpl, optional);
+  KMESH_FIELD(xfrm_user_tmpl, aalgos);
+  KMESH_FIELD(xfrm_user_tmpl, ealgos);
+  KMESH_FIELD(xfrm_user_tmpl, calgos);
+  KMESH_STRUCT(xfrm_algo_aead);
+  KMESH_FIELD(xfrm_algo_aead, alg_name);
+  KMESH_FIELD(xfrm_algo_aead, alg_key_len);
+  KMESH_FIELD(xfrm_algo_aead, alg_icv_len);
+  KMESH_FIELD(xfrm_algo_aead, alg_key);
+  KMESH_STRUCT(xfrm_replay_state_esn);
+  KMESH_FIELD(xfrm_replay_state_esn, bmp_len);
+  KMESH_FIELD(xfrm_replay_state_esn, oseq);
+  KMESH_FIELD(xfrm_replay_state_esn, seq);
+  KMESH_FIELD(xfrm_replay_state_esn, oseq_hi);
+  KMESH_FIELD(xfrm_replay_state_esn, seq_hi);
+  KMESH_FIELD(xfrm_replay_state_esn, replay_window);
+  KMESH_FIELD(xfrm_replay_state_esn, bmp);
+  KMESH_STRUCT(xfrm_mark);
+  KMESH_FIELD(xfrm_mark, v);
+  KMESH_FIELD(xfrm_mark, m);
+  KMESH_STRUCT(xfrm_userpolicy_type);
+  KMESH_FIELD(xfrm_userpolicy_type, type);
+#undef KMESH_FIELD
+#undef KMESH_STRUCT
+  return all;
+}
+
 }  // namespace
 
 void InitXfrmEncode(Napi::Env env, Napi::Object exports) {
   napi_value fn;
   napi_create_function(env, "xfrmEncode", NAPI_AUTO_LENGTH, XfrmEncode, nullptr, &fn);
   exports.Set("xfrmEncode", Napi::Value(env, fn));
+  exports.Set("xfrmLayout", Layout(env));
 }
 
 }  // namespace kmesh

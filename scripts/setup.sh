@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything a fresh Debian 12 machine (root, Node 20) lacks for building, running and testing
 # this project: apt packages, npm dependencies, the native addon, the BPF objects, the compiled TypeScript,
-# and the guest kernels of the kernel-test VM. Safe to run again: each step skips what is already there.
+# the guest kernels of the kernel-test VM, and the real Kubernetes control plane the tests run against
+# (etcd, kube-apiserver, kube-controller-manager; built once from Debian's source package and cached). Safe to run again: each step skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,4 +32,6 @@ npm run --silent build >/dev/null
 if [ -x test/vm/fetch-kernels.sh ]; then
   test/vm/fetch-kernels.sh
 fi
+
+scripts/build-control-plane.sh
 echo "setup: done"

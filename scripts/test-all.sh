@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# setup built the control plane: a real-control-plane suite that cannot find it must fail, not skip.
+export CI="${CI:-true}"
 exec node scripts/run-tests.mjs "$@"

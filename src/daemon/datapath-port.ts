@@ -4,10 +4,7 @@
 // next, encrypt attachments last; detaches happen after the adds.
 import type { CidrIndexUse, Datapath } from '../datapath/datapath.js';
 import type { Attachment, DatapathDesired, DatapathPort, DatapathReport } from './ports.js';
-
-function firstLine(err: unknown): string {
-  return (err instanceof Error ? err.message : String(err)).split('\n')[0] ?? '';
-}
+import { firstLine } from '../util/first-line.js';
 
 export class DatapathAdapter implements DatapathPort {
   private loaded = false;

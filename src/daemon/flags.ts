@@ -1,5 +1,6 @@
 // Command line of kmesh-daemon: parses argv (plus NODE_NAME from the environment) into a DaemonConfig or a
 // one-line error naming the offending flag. Pure apart from commander's own output, which is captured.
+import fs from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import {
@@ -18,7 +19,7 @@ import {
 
 export type FlagsResult =
   | { kind: 'config'; config: DaemonConfig }
-  /** --help / --version: print `text` to stdout and exit 0. */
+  /** --help / --version / --check-flags: print `text` to stdout and exit 0. */
   | { kind: 'info'; text: string }
   | { kind: 'error'; message: string };
 
@@ -60,12 +61,22 @@ export function parseListenAddress(value: string): ListenAddress | undefined {
   return { host: host === '' ? '0.0.0.0' : host, port };
 }
 
-function nonNegativeInt(flag: string): (value: string) => number {
+/**
+ * Longest duration flag we accept: timers beyond 2^31-1 ms (~24.8 days) fire at once in Node, which would turn
+ * a long resync into a busy loop. A week is far above any sensible value and far below that limit.
+ */
+export const MAX_DURATION_SECONDS = 7 * 24 * 3600;
+
+function durationSeconds(flag: string): (value: string) => number {
   return (value) => {
     if (!/^\d+$/.test(value.trim())) {
       throw new FlagError(`--${flag}: expected a whole number of seconds, got ${JSON.stringify(value)}`);
     }
-    return Number(value.trim());
+    const seconds = Number(value.trim());
+    if (seconds > MAX_DURATION_SECONDS) {
+      throw new FlagError(`--${flag}: ${seconds} s is above the limit of ${MAX_DURATION_SECONDS} s (7 days)`);
+    }
+    return seconds;
   };
 }
 
@@ -101,6 +112,7 @@ interface RawOptions {
   rotationGrace: number;
   resyncInterval: number;
   logLevel: LogLevel;
+  checkFlags?: boolean;
 }
 
 function buildProgram(out: { text: string }): Command {
@@ -160,14 +172,15 @@ function buildProgram(out: { text: string }): Command {
     .addOption(
       new Option('--rotation-grace <seconds>', 'keep old-SPI SAs this long after every peer moved on')
         .default(DEFAULT_ROTATION_GRACE_SECONDS)
-        .argParser(nonNegativeInt('rotation-grace')),
+        .argParser(durationSeconds('rotation-grace')),
     )
     .addOption(
       new Option('--resync-interval <seconds>', 'full reconcile at least this often')
         .default(DEFAULT_RESYNC_SECONDS)
-        .argParser(nonNegativeInt('resync-interval')),
+        .argParser(durationSeconds('resync-interval')),
     )
     .addOption(new Option('--log-level <level>', 'log level').default('info').argParser(oneOf('log-level', LOG_LEVELS)))
+    .addOption(new Option('--check-flags', 'only check the flags (exit 0, or 2 with the reason) and do nothing'))
     .helpOption('-h, --help', 'show this help')
     .allowExcessArguments(false)
     .exitOverride()
@@ -196,7 +209,9 @@ export function parseDaemonFlags(argv: readonly string[], env: NodeJS.ProcessEnv
     throw err;
   }
   try {
-    return { kind: 'config', config: resolve(program, env) };
+    const config = resolve(program, env);
+    if (program.opts<RawOptions>().checkFlags === true) return { kind: 'info', text: '' };
+    return { kind: 'config', config };
   } catch (err) {
     if (err instanceof FlagError) return { kind: 'error', message: err.message };
     throw err;
@@ -229,6 +244,17 @@ function resolve(program: Command, env: NodeJS.ProcessEnv): DaemonConfig {
     throw new FlagError(`--enable-ipsec=true: requires --mode=dual-engine (got --mode=${o.mode})`);
   }
   if (o.resyncInterval < 1) throw new FlagError('--resync-interval: must be at least 1 second');
+  if (o.rotationGrace < o.resyncInterval) {
+    throw new FlagError(
+      `--rotation-grace: ${o.rotationGrace} s is below --resync-interval (${o.resyncInterval} s); a peer that ` +
+        'missed a watch event switches only at its next resync, so old SAs must outlive it',
+    );
+  }
+  if (o.store.kind === 'dir' && !isDirectory(o.store.path)) {
+    throw new FlagError(
+      `--store: directory ${o.store.path} does not exist (create it, or fix the path: kmeshctl --store uses the same)`,
+    );
+  }
   const ipsecKeyFile = path.resolve(
     o.ipsecKeyFile ?? (o.store.kind === 'dir' ? dirStoreKeyFile(o.store.path) : DEFAULT_IPSEC_KEY_FILE),
   );
@@ -250,4 +276,12 @@ function resolve(program: Command, env: NodeJS.ProcessEnv): DaemonConfig {
     resyncSeconds: o.resyncInterval,
     logLevel: o.logLevel,
   };
+}
+
+function isDirectory(dir: string): boolean {
+  try {
+    return fs.statSync(dir).isDirectory();
+  } catch {
+    return false;
+  }
 }

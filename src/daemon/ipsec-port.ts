@@ -10,7 +10,7 @@ import type { XfrmKernel } from '../xfrm/types.js';
 import type { IpsecPort, IpsecStepInput, IpsecStepResult, PeerStatus } from './ports.js';
 
 export interface IpsecAdapterOptions {
-  /** Milliseconds an SPI stays installed after every peer moved past it. */
+  /** Milliseconds an SPI stays installed after this node and every peer moved past it (--rotation-grace). */
   graceMs: number;
 }
 

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { IpsecKey } from '../model/node.js';
+import { firstLine } from '../util/first-line.js';
 
 export type KeyFileEvent =
   | { kind: 'key'; key: IpsecKey }
@@ -165,7 +166,7 @@ export class KeyFileWatcher {
   private report(state: 'invalid', text: string | undefined, reason: string): void {
     this.lastText = text;
     this.lastState = state;
-    const line = reason.split('\n')[0] ?? reason;
+    const line = firstLine(reason);
     this.problem = `${this.file}: ${line}${this.good ? `; SPI ${this.good.spi} stays in force` : ''}`;
     this.onEvent({ kind: 'invalid', reason: line, keptSpi: this.good?.spi });
   }

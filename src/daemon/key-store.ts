@@ -1,7 +1,8 @@
-// Adapter: the key history file under --state-dir (keys.json, mode 0600, atomic rename). It holds key
+// Adapter: the key history file under --state-dir (keys.json, mode 0600, written atomically). It holds key
 // material so a restart can keep serving peers still on an older SPI; it lives on tmpfs (/run) by default.
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import { writeFileAtomic } from '../util/atomic-write.js';
 
 export function keyStatePath(stateDir: string): string {
   return path.join(stateDir, 'keys.json');
@@ -20,11 +21,7 @@ export async function loadKeyState(stateDir: string): Promise<unknown> {
 }
 
 export async function saveKeyState(stateDir: string, saved: unknown): Promise<void> {
-  await fsp.mkdir(stateDir, { recursive: true, mode: 0o700 });
-  const file = keyStatePath(stateDir);
-  const tmp = `${file}.${process.pid}.tmp`;
-  await fsp.writeFile(tmp, JSON.stringify(saved) + '\n', { mode: 0o600 });
-  await fsp.rename(tmp, file);
+  await writeFileAtomic(keyStatePath(stateDir), JSON.stringify(saved) + '\n', { mode: 0o600, dirMode: 0o700 });
 }
 
 export async function removeKeyState(stateDir: string): Promise<boolean> {

@@ -1,9 +1,12 @@
-// The level-triggered reconcile loop. Every trigger (a source change, a key-file change, a timer) leads to
-// one full step computed from current state only: read the view once, validate peers, reconcile XFRM, then
-// the datapath from that step's own result (decrypt attachments, km_ipsec_peers = the peer ids the XFRM plan
-// used, km_nodeinfo, encrypt attachments, detaches), then publish our SPI (only after our inbound SAs for it
-// exist), then report. Triggers arriving during a step coalesce into one more step; a failed step is retried
-// with backoff; a periodic resync runs regardless. Nothing here touches the kernel directly.
+// The level-triggered reconcile loop's domain step: every trigger (a source change, a key-file change, a timer)
+// leads to one full step computed from current state only, in this order: read the cluster view (once: every
+// part of the step sees the same one) and the key file's state; validate the peers; the IPsec step (XFRM
+// reconcile; it returns the peer ids its inbound SAs were planned for); the datapath sync from that result, the
+// one writer of the datapath (decrypt attachments, km_ipsec_peers, km_nodeinfo and its index, encrypt
+// attachments, then detaches); publish our SPI (only once our inbound SAs for it exist); read
+// /proc/net/xfrm_stat; persist the key history when it changed; then report (status, metrics, log, status
+// callback). When steps run (coalescing, retry with backoff, periodic resync) is step-scheduler.ts's job.
+// Nothing here touches the kernel directly.
 import type { IpsecKey, NodeInfo } from '../model/node.js';
 import type { KeyFileEvent } from './key-file-watcher.js';
 import { managedPods } from './managed-pods.js';
@@ -14,6 +17,8 @@ import { nodeFactsGap, nodeInfoUpToDate } from './sources/objects.js';
 import type { ClusterSource, ClusterView, NodeFacts } from './sources/source.js';
 import { emptyStatus, rotationConverged, type DaemonStatus } from './status.js';
 import type { XfrmStat } from './xfrm-stat.js';
+import { StepScheduler } from './step-scheduler.js';
+import { firstLine } from '../util/first-line.js';
 
 export interface LoopLogger {
   info(obj: object, msg: string): void;
@@ -49,21 +54,19 @@ export class ReconcileLoop {
   private status: DaemonStatus;
   /** The "programs ask the trie" warning was logged and still holds (logged once per occurrence). */
   private cidrFallbackLogged = false;
-  private running: Promise<void> | undefined;
-  private dirty = false;
-  private stopped = false;
-  private resyncTimer: NodeJS.Timeout | undefined;
-  private retryTimer: NodeJS.Timeout | undefined;
-  private retryMs: number;
+  private readonly scheduler: StepScheduler;
   private readonly now: () => number;
-  private idleWaiters: (() => void)[] = [];
   private keysDirty = false;
   private rotation: DaemonStatus['rotation'];
 
   constructor(private readonly deps: LoopDeps) {
     this.now = deps.now ?? Date.now;
     this.status = emptyStatus(deps.nodeName, deps.source.description, deps.ipsec !== undefined);
-    this.retryMs = deps.retryMs ?? 500;
+    this.scheduler = new StepScheduler({
+      step: (reason) => this.step(reason),
+      resyncMs: deps.resyncMs,
+      retryMs: deps.retryMs,
+    });
   }
 
   /** Sets where the key in force comes from (the key-file watcher, created after the loop). */
@@ -76,19 +79,12 @@ export class ReconcileLoop {
   }
 
   start(): void {
-    this.stopped = false;
-    const resync = this.deps.resyncMs ?? 30_000;
-    this.resyncTimer = setInterval(() => this.trigger('resync'), resync);
-    this.resyncTimer.unref();
-    this.trigger('start');
+    this.scheduler.start();
   }
 
   /** Stops triggering and waits for a step in progress; leaves the datapath and XFRM state in place. */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    if (this.resyncTimer) clearInterval(this.resyncTimer);
-    if (this.retryTimer) clearTimeout(this.retryTimer);
-    await this.running;
+  stop(): Promise<void> {
+    return this.scheduler.stop();
   }
 
   /** A key-file event: feed the key to the IPsec side (which may refuse it) and reconcile. */
@@ -117,39 +113,16 @@ export class ReconcileLoop {
 
   /** Asks for a step; coalesces with one already pending. */
   trigger(reason: string): void {
-    if (this.stopped) return;
-    this.dirty = true;
-    if (this.running) return;
-    this.running = (async () => {
-      while (this.dirty && !this.stopped) {
-        this.dirty = false;
-        await this.step(reason);
-      }
-    })().finally(() => {
-      this.running = undefined;
-      const waiters = this.idleWaiters;
-      this.idleWaiters = [];
-      for (const w of waiters) w();
-    });
+    this.scheduler.trigger(reason);
   }
 
   /** Resolves when no step is running or pending (tests use it). */
   idle(): Promise<void> {
-    if (!this.running) return Promise.resolve();
-    return new Promise((resolve) => this.idleWaiters.push(resolve));
+    return this.scheduler.idle();
   }
 
-  private scheduleRetry(): void {
-    if (this.retryTimer || this.stopped) return;
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = undefined;
-      this.trigger('retry');
-    }, this.retryMs);
-    this.retryTimer.unref();
-    this.retryMs = Math.min(this.retryMs * 2, 10_000);
-  }
-
-  private async step(reason: string): Promise<void> {
+  /** One full step; resolves false when it had errors (the scheduler retries it). */
+  private async step(reason: string): Promise<boolean> {
     const started = this.now();
     const { deps } = this;
     let view: ClusterView;
@@ -201,7 +174,7 @@ export class ReconcileLoop {
       }
       next.xfrmStat = deps.ipsec ? await deps.xfrmStat() : {};
     } catch (err) {
-      fail(`step failed: ${(err as Error).message.split('\n')[0] ?? ''}`);
+      fail(`step failed: ${firstLine(err)}`);
     }
     if (this.keysDirty && deps.ipsec && deps.saveKeys) {
       try {
@@ -234,8 +207,7 @@ export class ReconcileLoop {
     } catch (err) {
       deps.log.warn({ err: (err as Error).message }, 'cannot publish status');
     }
-    if (outcome.failed) this.scheduleRetry();
-    else this.retryMs = deps.retryMs ?? 500;
+    return !outcome.failed;
   }
 
   private async ipsecStep(
@@ -268,7 +240,7 @@ export class ReconcileLoop {
       result = await ipsec.step({ local, peers, publishedSpi, now: this.now() });
       if (result.keysChanged) this.keysDirty = true;
     } catch (err) {
-      fail(`xfrm: ${(err as Error).message.split('\n')[0] ?? ''}`);
+      fail(`xfrm: ${firstLine(err)}`);
       return;
     }
     for (const e of result.errors) fail(`xfrm: ${e}`);
@@ -317,7 +289,7 @@ export class ReconcileLoop {
           await deps.source.publishNodeInfo(info);
           deps.log.info({ spi: info.spi }, 'published KmeshNodeInfo');
         } catch (err) {
-          fail(`publish KmeshNodeInfo: ${(err as Error).message.split('\n')[0] ?? ''}`);
+          fail(`publish KmeshNodeInfo: ${firstLine(err)}`);
         }
       }
     }

@@ -18,6 +18,7 @@ import { DirSource } from './sources/dir-source.js';
 import type { ClusterSource } from './sources/source.js';
 import { startStatusServer, writeStatusFile } from './status-server.js';
 import { readXfrmStat } from './xfrm-stat.js';
+import { firstLine } from '../util/first-line.js';
 
 export interface MainIo {
   stdout: (text: string) => void;
@@ -84,7 +85,7 @@ export async function main(argv: readonly string[], io: MainIo = defaultIo, env 
     return await run(config, source, log, io.stopSignal ?? signalPromise());
   } catch (err) {
     log.fatal({ err: (err as Error).message }, 'kmesh-daemon failed');
-    io.stderr(`kmesh-daemon: ${(err as Error).message.split('\n')[0] ?? ''}\n`);
+    io.stderr(`kmesh-daemon: ${firstLine(err)}\n`);
     return 1;
   }
 }
@@ -169,20 +170,20 @@ async function uninstall(config: DaemonConfig, source: ClusterSource, log: Logge
   try {
     removed.push(...(await datapath.uninstall()));
   } catch (err) {
-    problems.push(`datapath: ${(err as Error).message.split('\n')[0] ?? ''}`);
+    problems.push(`datapath: ${firstLine(err)}`);
   }
   try {
     const ipsec = await createIpsecPort(config);
     const n = await ipsec.uninstall();
     removed.push(`${n} XFRM states and policies`);
   } catch (err) {
-    problems.push(`xfrm: ${(err as Error).message.split('\n')[0] ?? ''}`);
+    problems.push(`xfrm: ${firstLine(err)}`);
   }
   try {
     await source.deleteNodeInfo();
     removed.push(`KmeshNodeInfo ${config.nodeName}`);
   } catch (err) {
-    problems.push(`KmeshNodeInfo: ${(err as Error).message.split('\n')[0] ?? ''}`);
+    problems.push(`KmeshNodeInfo: ${firstLine(err)}`);
   }
   if (await removeKeyState(config.stateDir)) removed.push('saved key history');
   log.info({ removed, problems }, 'uninstall finished');

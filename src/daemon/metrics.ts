@@ -66,12 +66,14 @@ export class DaemonMetrics {
     help: '1 when the TC programs walk the compiled remote-CIDR index, 0 when they ask the km_nodeinfo trie',
     registers: [this.registry],
   });
-  private readonly xfrm = new Gauge({
-    name: 'kmesh_xfrm_stat',
+  /** Kernel counters only grow (until the namespace is recreated): exported as counters, fed by deltas. */
+  private readonly xfrm = new Counter({
+    name: 'kmesh_xfrm_stat_total',
     help: 'Counters of /proc/net/xfrm_stat in the daemon network namespace',
     labelNames: ['counter'],
     registers: [this.registry],
   });
+  private readonly xfrmSeen = new Map<string, number>();
   private readonly rotationSeconds = new Gauge({
     name: 'kmesh_ipsec_rotation_convergence_seconds',
     help: 'Seconds from seeing the newest key to sending with its SPI to every peer (last rotation)',
@@ -116,7 +118,13 @@ export class DaemonMetrics {
     this.cidrIndexInstalled.set(s.cidrIndex ? 1 : 0);
     this.cidrIndex.set({ kind: 'nodes' }, s.cidrIndex?.nodes ?? 0);
     this.cidrIndex.set({ kind: 'records' }, s.cidrIndex?.records ?? 0);
-    for (const [counter, value] of Object.entries(s.xfrmStat)) this.xfrm.set({ counter }, value);
+    for (const [counter, value] of Object.entries(s.xfrmStat)) {
+      const before = this.xfrmSeen.get(counter);
+      // First sight: the whole value; a value below the last one: the kernel's counter restarted from 0.
+      const delta = before === undefined || value < before ? value : value - before;
+      this.xfrmSeen.set(counter, value);
+      this.xfrm.inc({ counter }, delta);
+    }
     if (s.rotation?.convergedAt !== undefined) {
       this.rotationSeconds.set((s.rotation.convergedAt - s.rotation.seenAt) / 1000);
     }

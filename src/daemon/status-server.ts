@@ -1,21 +1,17 @@
 // Adapter: the daemon's HTTP listener (--metrics-addr) serving Prometheus text on /metrics and the JSON
-// status on /status, and the --status-file writer (atomic rename, so readers never see half a file).
-import fsp from 'node:fs/promises';
+// status on /status, and the --status-file writer (atomic and durable, so readers never see half a file).
 import http from 'node:http';
-import path from 'node:path';
 import type { ListenAddress } from './config.js';
 import type { DaemonMetrics } from './metrics.js';
 import type { DaemonStatus } from './status.js';
+import { writeFileAtomic } from '../util/atomic-write.js';
 
 export function statusJson(status: DaemonStatus): string {
   return JSON.stringify(status, (_k, v: unknown) => (v === undefined ? null : v), 2) + '\n';
 }
 
 export async function writeStatusFile(file: string, status: DaemonStatus): Promise<void> {
-  await fsp.mkdir(path.dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.tmp`;
-  await fsp.writeFile(tmp, statusJson(status));
-  await fsp.rename(tmp, file);
+  await writeFileAtomic(file, statusJson(status), { dirMode: 0o755 });
 }
 
 export async function startStatusServer(

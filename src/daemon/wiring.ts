@@ -8,9 +8,9 @@ import { DatapathAdapter } from './datapath-port.js';
 import { IpsecAdapter } from './ipsec-port.js';
 
 /** Kmesh's pin directory name under the bpffs mount (km_nodeinfo lives in <root>/map/). */
-export const PIN_DIR_NAME = 'bpf_kmesh_workload';
+const PIN_DIR_NAME = 'bpf_kmesh_workload';
 
-export function bpffsRoot(config: Pick<DaemonConfig, 'bpfFsPath'>): string {
+function bpffsRoot(config: Pick<DaemonConfig, 'bpfFsPath'>): string {
   return path.join(config.bpfFsPath, PIN_DIR_NAME);
 }
 

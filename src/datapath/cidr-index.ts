@@ -16,7 +16,7 @@ export const CIDR_INDEX_CAPACITY = 3072;
 export const CIDR_RECORD_CAPACITY = 16384;
 export const CIDR_INDEX_MAGIC = 0x4b4d4332;
 export const CIDR_NODE_SIZE = 512;
-export const CIDR_RECORD_SIZE = 32;
+const CIDR_RECORD_SIZE = 32;
 export const CIDR_INDEX_KEY_SIZE = 4;
 /** Byte offset of the records in the pool (KM_CIDR_RECORDS_OFF): after a 4096-node region. */
 export const CIDR_RECORDS_OFFSET = 4096 * CIDR_NODE_SIZE - CIDR_RECORD_CAPACITY * CIDR_RECORD_SIZE;
@@ -228,14 +228,14 @@ export function decodeCidrHeader(header: Buffer): CidrHeader {
   };
 }
 
-export function encodeCidrNode(entries: Uint16Array): Buffer {
+function encodeCidrNode(entries: Uint16Array): Buffer {
   const b = Buffer.alloc(CIDR_NODE_SIZE);
   for (let i = 0; i < 256; i++) b.writeUInt16LE(entries[i] ?? 0, i * 2);
   return b;
 }
 
 /** struct km_cidr_record: value halves, then mask halves. */
-export function encodeCidrRecord(r: TailRecord): Buffer {
+function encodeCidrRecord(r: TailRecord): Buffer {
   const b = Buffer.alloc(CIDR_RECORD_SIZE);
   writeHalves(b, 0, r.tail);
   writeHalves(b, 16, leadingBits(r.bits));

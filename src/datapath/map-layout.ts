@@ -6,11 +6,11 @@ import { PEER_ID_MAX } from '../model/marks.js';
 
 export const NODEINFO_V4 = 1;
 export const NODEINFO_V6 = 2;
-export const AF_INET = 2;
-export const AF_INET6 = 10;
+const AF_INET = 2;
+const AF_INET6 = 10;
 
-export const NODEINFO_KEY_SIZE = 20;
-export const PEER_KEY_SIZE = 20;
+const NODEINFO_KEY_SIZE = 20;
+const PEER_KEY_SIZE = 20;
 export const ATTACH_KEY_SIZE = 16;
 export const ATTACH_VALUE_SIZE = 144;
 
@@ -20,7 +20,7 @@ export interface MapEntry {
   value: Buffer;
 }
 
-export function familyFlag(family: Family): number {
+function familyFlag(family: Family): number {
   return family === 4 ? NODEINFO_V4 : NODEINFO_V6;
 }
 

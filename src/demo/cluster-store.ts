@@ -6,6 +6,7 @@ import path from 'node:path';
 import { packageRoot } from '../native/addon.js';
 import { run, type RunResult } from './shell.js';
 import type { SimNode } from './netns-cluster.js';
+import { writeFileAtomic } from '../util/atomic-write.js';
 
 export type ObjectKind = 'nodes' | 'namespaces' | 'pods';
 
@@ -51,9 +52,7 @@ export class DirClusterStore implements ClusterStore {
   async put(kind: ObjectKind, obj: Record<string, unknown>): Promise<void> {
     const meta = (obj as Meta).metadata ?? {};
     const file = this.file(kind, kind === 'pods' ? meta.namespace : undefined, meta.name ?? '');
-    await fsp.mkdir(path.dirname(file), { recursive: true });
-    await fsp.writeFile(`${file}.tmp`, JSON.stringify(obj, null, 2) + '\n');
-    await fsp.rename(`${file}.tmp`, file);
+    await writeFileAtomic(file, JSON.stringify(obj, null, 2) + '\n', { dirMode: 0o755 });
   }
 
   async remove(kind: ObjectKind | 'kmeshnodeinfos', namespace: string | undefined, name: string): Promise<void> {

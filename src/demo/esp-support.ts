@@ -1,6 +1,7 @@
 // Can this kernel do ESP with rfc4106(gcm(aes))? Tries to add one SA in a scratch network namespace of our
 // own (kmesh-espchk) and removes the namespace again; returns the kernel's reason when it cannot.
 import { run } from './shell.js';
+import { firstLine } from '../util/first-line.js';
 
 export async function espSupport(): Promise<{ ok: true } | { ok: false; reason: string }> {
   const ns = 'kmesh-espchk';
@@ -29,7 +30,7 @@ export async function espSupport(): Promise<{ ok: true } | { ok: false; reason: 
       `0x${'ab'.repeat(36)}`,
       '128',
     ]);
-    return r.code === 0 ? { ok: true } : { ok: false, reason: r.stderr.trim().split('\n')[0] ?? `ip exited ${r.code}` };
+    return r.code === 0 ? { ok: true } : { ok: false, reason: firstLine(r.stderr.trim()) || `ip exited ${r.code}` };
   } finally {
     await run('ip', ['netns', 'del', ns]);
   }

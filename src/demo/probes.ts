@@ -4,6 +4,7 @@
 import { spawn } from 'node:child_process';
 import { parseXfrmStat, type XfrmStat } from '../daemon/xfrm-stat.js';
 import { runOk } from './shell.js';
+import { firstLine } from '../util/first-line.js';
 
 export interface PingResult {
   from: string;
@@ -12,7 +13,7 @@ export interface PingResult {
   received: number;
 }
 
-export function parsePing(output: string): { transmitted: number; received: number } {
+function parsePing(output: string): { transmitted: number; received: number } {
   const m = /(\d+) packets transmitted, (\d+) received/.exec(output);
   if (!m) throw new Error(`ping printed no summary: ${output.trim().split('\n').slice(-2).join(' | ')}`);
   return { transmitted: Number(m[1]), received: Number(m[2]) };
@@ -78,7 +79,7 @@ export async function capture(netns: string, iface: string, filter: string): Pro
       if (err.includes('listening on')) resolve();
     });
     child.once('error', reject);
-    child.once('exit', (code) => reject(new Error(`tcpdump exited ${code}: ${err.trim().split('\n')[0] ?? ''}`)));
+    child.once('exit', (code) => reject(new Error(`tcpdump exited ${code}: ${firstLine(err.trim())}`)));
   });
   await listening;
   return {

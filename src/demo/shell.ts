@@ -1,6 +1,7 @@
 // Adapter for the demo and the end-to-end suites: runs commands (optionally inside a network namespace via
 // nsenter, which keeps /sys/fs/bpf visible, unlike `ip netns exec`) and returns their output.
 import { spawn } from 'node:child_process';
+import { firstLine } from '../util/first-line.js';
 
 export interface RunResult {
   code: number;
@@ -48,7 +49,7 @@ export async function runOk(
   const r = await run(cmd, args, opts);
   if (r.code !== 0) {
     const where = opts.netns ? ` (netns ${opts.netns})` : '';
-    const why = (r.stderr.trim() || r.stdout.trim()).split('\n')[0] ?? '';
+    const why = firstLine(r.stderr.trim() || r.stdout.trim());
     throw new Error(`${cmd} ${args.join(' ')}${where} exited ${r.code}: ${why}`);
   }
   return r.stdout;

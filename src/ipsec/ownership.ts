@@ -27,7 +27,7 @@ export function isOurState(state: XfrmState, reqid = KMESH_REQID): boolean {
   return type === MARK_ENCRYPT || type === MARK_DECRYPT;
 }
 
-export function isOurBlockPolicy(policy: XfrmPolicy, blockPriority = BLOCK_POLICY_PRIORITY): boolean {
+function isOurBlockPolicy(policy: XfrmPolicy, blockPriority = BLOCK_POLICY_PRIORITY): boolean {
   return (
     policy.action === 'block' &&
     policy.priority === blockPriority &&

@@ -70,7 +70,7 @@ function parseCidrs(texts: readonly string[]): { text: string; cidr: ParsedCidr 
 }
 
 /** Throws a one-line error when the local node description is unusable (nothing is planned then). */
-export function checkLocalNode(local: NodeInfo): void {
+function checkLocalNode(local: NodeInfo): void {
   if (!local.name) throw new Error('local node: name is empty');
   if (!Number.isInteger(local.spi) || local.spi < 0)
     throw new Error(`local node: spi ${local.spi} is not an integer >= 0`);

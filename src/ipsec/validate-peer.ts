@@ -1,6 +1,7 @@
-// Validation of KmeshNodeInfo objects read from the cluster (SPEC §A3): shape via zod, then the semantic
-// checks Kmesh skips (IPs, CIDRs, boot ID length, SPI range). A bad object yields a one-line reason and
-// is skipped by the caller; it never throws and never blocks good peers.
+// Validation of KmeshNodeInfo objects read from the cluster (spec {spi, addresses, bootID, podCIDRS}, all four
+// required; Kmesh leaves status empty): shape via zod, then the semantic checks Kmesh skips (IPs, CIDRs, boot ID
+// length, SPI range). A bad object yields a one-line reason and is skipped by the caller; it never throws and
+// never blocks good peers.
 
 import { z } from 'zod';
 import { SPI_MAX, SPI_MIN } from '../model/ipsec-key.js';
@@ -8,7 +9,7 @@ import type { NodeInfo } from '../model/node.js';
 import { normaliseCidr, parseIp } from '../model/ip-address.js';
 
 /** Kubernetes boot IDs are UUIDs; Kmesh slices 36 bytes and panics on anything shorter. */
-export const BOOT_ID_MIN_LENGTH = 36;
+const BOOT_ID_MIN_LENGTH = 36;
 
 const kmeshNodeInfoShape = z.object({
   metadata: z.object({ name: z.string().min(1, 'is empty') }),

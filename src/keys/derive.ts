@@ -1,4 +1,4 @@
-// Kmesh-compatible per-pair key derivation (SPEC §A4), byte for byte:
+// Kmesh-compatible per-pair key derivation, byte for byte (a mismatch would make a mixed cluster unable to decrypt):
 //   K(src→dst) = SHA-512(PSK ‖ srcIP ‖ dstIP ‖ srcBootID[:36] ‖ dstBootID[:36])[:36]
 // IPs are the textual strings exactly as a node publishes them; boot IDs are their UTF-8 bytes, at most 36
 // of them. Shorter boot IDs are used whole (Kmesh slices blindly and panics; we must not).

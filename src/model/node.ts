@@ -1,6 +1,9 @@
 // Plain data the whole product speaks: a node as published in its KmeshNodeInfo, and an IPsec key version.
 
-/** One node's KmeshNodeInfo spec (SPEC §A3), validated: addresses are InternalIPs, podCIDRs normalised. */
+/**
+ * One node's KmeshNodeInfo (kmesh.net/v1alpha1, namespaced, in kmesh-system, named after the node; spec fields
+ * spi, addresses, bootID and podCIDRS with a capital S), validated: addresses are InternalIPs, podCIDRs normalised.
+ */
 export interface NodeInfo {
   /** metadata.name = the Kubernetes node name. */
   name: string;
@@ -14,7 +17,7 @@ export interface NodeInfo {
   podCIDRs: string[];
 }
 
-/** One version of the pre-shared key, as carried by the kmesh-ipsec Secret (SPEC §A1). */
+/** One version of the pre-shared key, as the Secret kmesh-system/kmesh-ipsec carries it in its data key ipSec. */
 export interface IpsecKey {
   spi: number;
   /** Always "rfc4106(gcm(aes))". */

@@ -53,3 +53,16 @@ export function addonXfrmEncode(): XfrmEncode | null {
   }
   return cachedEncode;
 }
+
+/** offsetof/sizeof of the kernel structs as the addon was compiled (names as in netlink-layout.ts). */
+export type XfrmLayout = Record<string, Record<string, number>>;
+
+/** The addon's struct layout table, or null when the addon cannot be loaded or predates it. */
+export function addonXfrmLayout(): XfrmLayout | null {
+  try {
+    const addon = loadAddon() as { xfrmLayout?: unknown };
+    return typeof addon.xfrmLayout === 'object' && addon.xfrmLayout !== null ? (addon.xfrmLayout as XfrmLayout) : null;
+  } catch {
+    return null;
+  }
+}

@@ -20,42 +20,53 @@ import {
   parseAttributes,
   type NetlinkMessage,
 } from './netlink-wire.js';
+import {
+  XFRM_ALG_NAME_BYTES,
+  XFRM_ALGO_AEAD,
+  XFRM_ID,
+  XFRM_LIFETIME_CFG,
+  XFRM_MARK,
+  XFRM_REPLAY_STATE_ESN,
+  XFRM_SELECTOR,
+  XFRM_USER_TMPL,
+  XFRM_USERPOLICY_ID,
+  XFRM_USERPOLICY_INFO,
+  XFRM_USERPOLICY_TYPE,
+  XFRM_USERSA_ID,
+  XFRM_USERSA_INFO,
+} from './netlink-layout.js';
 
 export const XFRM_MSG_NEWSA = 0x10;
 export const XFRM_MSG_DELSA = 0x11;
 export const XFRM_MSG_GETSA = 0x12;
 export const XFRM_MSG_NEWPOLICY = 0x13;
-export const XFRM_MSG_DELPOLICY = 0x14;
+const XFRM_MSG_DELPOLICY = 0x14;
 export const XFRM_MSG_GETPOLICY = 0x15;
-export const XFRM_MSG_UPDPOLICY = 0x19;
-export const XFRM_MSG_UPDSA = 0x1a;
+const XFRM_MSG_UPDPOLICY = 0x19;
+const XFRM_MSG_UPDSA = 0x1a;
 
-export const XFRMA_TMPL = 5;
-export const XFRMA_POLICY_TYPE = 16;
-export const XFRMA_ALG_AEAD = 18;
-export const XFRMA_MARK = 21;
-export const XFRMA_REPLAY_ESN_VAL = 23;
-export const XFRMA_SET_MARK = 29;
-export const XFRMA_SET_MARK_MASK = 30;
+const XFRMA_TMPL = 5;
+const XFRMA_POLICY_TYPE = 16;
+const XFRMA_ALG_AEAD = 18;
+const XFRMA_MARK = 21;
+const XFRMA_REPLAY_ESN_VAL = 23;
+const XFRMA_SET_MARK = 29;
+const XFRMA_SET_MARK_MASK = 30;
 
-export const XFRM_STATE_ESN = 128;
+const XFRM_STATE_ESN = 128;
 const XFRM_POLICY_TYPE_MAIN = 0;
 const AF_INET = 2;
 const AF_INET6 = 10;
 /** The kernel refuses ESN bitmaps longer than 128 32-bit words (XFRMA_REPLAY_ESN_MAX / 32). */
-export const MAX_REPLAY_WINDOW = 128 * 32;
+const MAX_REPLAY_WINDOW = 128 * 32;
 /** Without ESN, iproute2 keeps windows up to the legacy 32-bit bitmap in xfrm_usersa_info; so do we. */
 const LEGACY_REPLAY_WINDOW_MAX = 32;
 
-// Sizes and offsets from linux/xfrm.h (x86_64, verified with offsetof).
-const USERSA_INFO_BYTES = 224;
-const USERPOLICY_INFO_BYTES = 168;
-const USER_TMPL_BYTES = 64;
-const USERSA_ID_BYTES = 24;
-const USERPOLICY_ID_BYTES = 64;
-const ALGO_AEAD_HDR_BYTES = 72;
-const ALG_NAME_BYTES = 64;
-const REPLAY_ESN_HDR_BYTES = 24;
+/** Length of an attribute carrying one struct xfrm_mark / one __u32. */
+const MARK_ATTR_BYTES = NLA_HDRLEN + XFRM_MARK.SIZE;
+const U32_ATTR_BYTES = NLA_HDRLEN + 4;
+/** Any algorithm allowed in a template (aalgos, ealgos, calgos all ones), as iproute2 sets them. */
+const TMPL_ALGOS_END = XFRM_USER_TMPL.calgos + 4;
 
 const POLICY_DIRS: readonly PolicyDir[] = ['in', 'out', 'fwd'];
 const ACTION_CODES: Record<XfrmPolicy['action'], number> = { allow: 0, block: 1 };
@@ -122,30 +133,30 @@ function fail(w: NetlinkWriter, start: number, label: string, e: unknown): never
 }
 
 /** Lifetime limits "infinite" (bytes and packets, soft and hard) as iproute2 sets them; times stay 0. */
-function putInfiniteLifetime(w: NetlinkWriter, at: number): void {
-  w.fill(at, at + 32, 0xff);
+function putInfiniteLifetime(w: NetlinkWriter, lft: number): void {
+  w.fill(lft + XFRM_LIFETIME_CFG.soft_byte_limit, lft + XFRM_LIFETIME_CFG.soft_add_expires_seconds, 0xff);
 }
 
 function putMarkAttr(w: NetlinkWriter, at: number, type: number, mark: XfrmMark, field: string): number {
-  const data = w.attr(at, type, NLA_HDRLEN + 8);
-  w.u32(data, u32(mark.value, `${field} value`));
-  w.u32(data + 4, u32(mark.mask, `${field} mask`));
-  return at + 12;
+  const data = w.attr(at, type, MARK_ATTR_BYTES);
+  w.u32(data + XFRM_MARK.v, u32(mark.value, `${field} value`));
+  w.u32(data + XFRM_MARK.m, u32(mark.mask, `${field} mask`));
+  return at + MARK_ATTR_BYTES;
 }
 
 function putU32Attr(w: NetlinkWriter, at: number, type: number, value: number): number {
-  w.u32(w.attr(at, type, NLA_HDRLEN + 4), value);
-  return at + 8;
+  w.u32(w.attr(at, type, U32_ATTR_BYTES), value);
+  return at + U32_ATTR_BYTES;
 }
 
-function putSelector(w: NetlinkWriter, at: number, sel: XfrmSelector): void {
-  const family = checkFamily(sel.family, 'selector ');
-  const dstLen = putCidr(w, at, sel.dst, family, 'selector dst');
-  const srcLen = putCidr(w, at + 16, sel.src, family, 'selector src');
-  w.u16(at + 40, familyCode(family));
-  w.u8(at + 42, dstLen);
-  w.u8(at + 43, srcLen);
-  w.u8(at + 44, u8(sel.proto, 'selector proto'));
+function putSelector(w: NetlinkWriter, sel: number, selector: XfrmSelector): void {
+  const family = checkFamily(selector.family, 'selector ');
+  const dstLen = putCidr(w, sel + XFRM_SELECTOR.daddr, selector.dst, family, 'selector dst');
+  const srcLen = putCidr(w, sel + XFRM_SELECTOR.saddr, selector.src, family, 'selector src');
+  w.u16(sel + XFRM_SELECTOR.family, familyCode(family));
+  w.u8(sel + XFRM_SELECTOR.prefixlen_d, dstLen);
+  w.u8(sel + XFRM_SELECTOR.prefixlen_s, srcLen);
+  w.u8(sel + XFRM_SELECTOR.proto, u8(selector.proto, 'selector proto'));
 }
 
 const stateLabel = (s: { dst: string; spi: number }): string => `state dst ${s.dst} spi ${String(s.spi)}`;
@@ -177,52 +188,53 @@ export function writeState(w: NetlinkWriter, kind: 'add' | 'update', state: Xfrm
     let aeadName: Uint8Array | undefined;
     if (aead) {
       aeadName = algorithmNameBytes(aead.name);
-      if (aeadName.length === 0 || aeadName.length >= ALG_NAME_BYTES) {
-        throw new Error(`AEAD name "${aead.name}" must be 1..${ALG_NAME_BYTES - 1} bytes`);
+      if (aeadName.length === 0 || aeadName.length >= XFRM_ALG_NAME_BYTES) {
+        throw new Error(`AEAD name "${aead.name}" must be 1..${XFRM_ALG_NAME_BYTES - 1} bytes`);
       }
       if (aead.key.length === 0 || aead.key.length > 512) {
         throw new Error(`AEAD key of ${aead.key.length} bytes (1..512)`);
       }
-      aeadLen = NLA_HDRLEN + ALGO_AEAD_HDR_BYTES + aead.key.length;
+      aeadLen = NLA_HDRLEN + XFRM_ALGO_AEAD.SIZE + aead.key.length;
     }
     const total =
       NLMSG_HDRLEN +
-      USERSA_INFO_BYTES +
+      XFRM_USERSA_INFO.SIZE +
       align4(aeadLen) +
-      (useEsnAttr ? NLA_HDRLEN + REPLAY_ESN_HDR_BYTES : 0) +
-      (state.mark ? 12 : 0) +
-      (state.outputMark ? 16 : 0);
+      (useEsnAttr ? NLA_HDRLEN + XFRM_REPLAY_STATE_ESN.SIZE : 0) +
+      (state.mark ? MARK_ATTR_BYTES : 0) +
+      (state.outputMark ? 2 * U32_ATTR_BYTES : 0);
     const at = w.reserve(total);
     w.header(at, total, kind === 'add' ? XFRM_MSG_NEWSA : XFRM_MSG_UPDSA, NLM_F_REQUEST | NLM_F_ACK, seq);
     const info = at + NLMSG_HDRLEN;
+    const id = info + XFRM_USERSA_INFO.id;
     // Selector stays all-zero (family 0): the kernel fills in the SA's family, as with `ip xfrm state add`.
-    putAddress(w, info + 56, state.dst, family, 'dst');
+    putAddress(w, id + XFRM_ID.daddr, state.dst, family, 'dst');
     const spi = u32(state.spi, 'spi');
     if (!isValidSpi(spi)) throw new Error(`spi ${spi} is reserved (an SA's SPI is ${SPI_MIN}..${SPI_MAX})`);
-    w.u32be(info + 72, spi);
-    w.u8(info + 76, u8(state.proto, 'proto'));
-    putAddress(w, info + 80, state.src, family, 'src');
-    putInfiniteLifetime(w, info + 96);
-    w.u32(info + 208, u32(state.reqid, 'reqid'));
-    w.u16(info + 212, familyCode(family));
-    w.u8(info + 214, modeCode(state.mode, ''));
-    w.u8(info + 215, useEsnAttr ? 0 : window);
-    w.u8(info + 216, state.esn ? XFRM_STATE_ESN : 0);
-    let off = info + USERSA_INFO_BYTES;
+    w.u32be(id + XFRM_ID.spi, spi);
+    w.u8(id + XFRM_ID.proto, u8(state.proto, 'proto'));
+    putAddress(w, info + XFRM_USERSA_INFO.saddr, state.src, family, 'src');
+    putInfiniteLifetime(w, info + XFRM_USERSA_INFO.lft);
+    w.u32(info + XFRM_USERSA_INFO.reqid, u32(state.reqid, 'reqid'));
+    w.u16(info + XFRM_USERSA_INFO.family, familyCode(family));
+    w.u8(info + XFRM_USERSA_INFO.mode, modeCode(state.mode, ''));
+    w.u8(info + XFRM_USERSA_INFO.replay_window, useEsnAttr ? 0 : window);
+    w.u8(info + XFRM_USERSA_INFO.flags, state.esn ? XFRM_STATE_ESN : 0);
+    let off = info + XFRM_USERSA_INFO.SIZE;
     if (aead && aeadName) {
       const data = w.attr(off, XFRMA_ALG_AEAD, aeadLen);
-      w.copy(data, aeadName);
-      w.u32(data + 64, aead.key.length * 8);
-      w.u32(data + 68, u32(aead.icvBits, 'AEAD ICV bits'));
-      w.copy(data + ALGO_AEAD_HDR_BYTES, aead.key);
+      w.copy(data + XFRM_ALGO_AEAD.alg_name, aeadName);
+      w.u32(data + XFRM_ALGO_AEAD.alg_key_len, aead.key.length * 8);
+      w.u32(data + XFRM_ALGO_AEAD.alg_icv_len, u32(aead.icvBits, 'AEAD ICV bits'));
+      w.copy(data + XFRM_ALGO_AEAD.alg_key, aead.key);
       off += align4(aeadLen);
     }
     if (useEsnAttr) {
       // Header only (bitmap length in words, window in packets): the kernel allocates the bitmap itself.
-      const data = w.attr(off, XFRMA_REPLAY_ESN_VAL, NLA_HDRLEN + REPLAY_ESN_HDR_BYTES);
-      w.u32(data, Math.ceil(window / 32));
-      w.u32(data + 20, window);
-      off = data + REPLAY_ESN_HDR_BYTES;
+      const data = w.attr(off, XFRMA_REPLAY_ESN_VAL, NLA_HDRLEN + XFRM_REPLAY_STATE_ESN.SIZE);
+      w.u32(data + XFRM_REPLAY_STATE_ESN.bmp_len, Math.ceil(window / 32));
+      w.u32(data + XFRM_REPLAY_STATE_ESN.replay_window, window);
+      off = data + XFRM_REPLAY_STATE_ESN.SIZE;
     }
     if (state.mark) off = putMarkAttr(w, off, XFRMA_MARK, state.mark, 'mark');
     if (state.outputMark) {
@@ -241,16 +253,16 @@ function writeStateId(w: NetlinkWriter, type: number, id: StateId, seq: number):
   const start = w.length;
   try {
     const family = checkFamily(id.family, '');
-    const total = NLMSG_HDRLEN + USERSA_ID_BYTES + (id.mark ? 12 : 0);
+    const total = NLMSG_HDRLEN + XFRM_USERSA_ID.SIZE + (id.mark ? MARK_ATTR_BYTES : 0);
     const at = w.reserve(total);
     w.header(at, total, type, NLM_F_REQUEST | NLM_F_ACK, seq);
     const body = at + NLMSG_HDRLEN;
-    putAddress(w, body, id.dst, family, 'dst');
-    w.u32be(body + 16, u32(id.spi, 'spi'));
-    w.u16(body + 20, familyCode(family));
-    w.u8(body + 22, u8(id.proto, 'proto'));
+    putAddress(w, body + XFRM_USERSA_ID.daddr, id.dst, family, 'dst');
+    w.u32be(body + XFRM_USERSA_ID.spi, u32(id.spi, 'spi'));
+    w.u16(body + XFRM_USERSA_ID.family, familyCode(family));
+    w.u8(body + XFRM_USERSA_ID.proto, u8(id.proto, 'proto'));
     // The kernel keys SAs by (dst, spi, proto, mark): an SA with a mark is only found with that mark.
-    if (id.mark) putMarkAttr(w, body + USERSA_ID_BYTES, XFRMA_MARK, id.mark, 'mark');
+    if (id.mark) putMarkAttr(w, body + XFRM_USERSA_ID.SIZE, XFRMA_MARK, id.mark, 'mark');
   } catch (e) {
     fail(w, start, stateLabel(id), e);
   }
@@ -262,22 +274,23 @@ export function writeDeleteState(w: NetlinkWriter, id: StateId, seq: number): vo
 }
 
 /** Appends XFRM_MSG_GETSA for one SA; the kernel answers with an XFRM_MSG_NEWSA, then the ack. */
-export function writeGetState(w: NetlinkWriter, id: StateId, seq: number): void {
+function writeGetState(w: NetlinkWriter, id: StateId, seq: number): void {
   writeStateId(w, XFRM_MSG_GETSA, id, seq);
 }
 
 function putTemplate(w: NetlinkWriter, at: number, t: XfrmTemplate, index: number): void {
   try {
     const family = checkFamily(t.family, '');
-    putAddress(w, at, t.dst, family, 'dst');
-    w.u32be(at + 16, u32(t.spi, 'spi'));
-    w.u8(at + 20, u8(t.proto, 'proto'));
-    w.u16(at + 24, familyCode(family));
-    putAddress(w, at + 28, t.src, family, 'src');
-    w.u32(at + 44, u32(t.reqid, 'reqid'));
-    w.u8(at + 48, modeCode(t.mode, ''));
+    const id = at + XFRM_USER_TMPL.id;
+    putAddress(w, id + XFRM_ID.daddr, t.dst, family, 'dst');
+    w.u32be(id + XFRM_ID.spi, u32(t.spi, 'spi'));
+    w.u8(id + XFRM_ID.proto, u8(t.proto, 'proto'));
+    w.u16(at + XFRM_USER_TMPL.family, familyCode(family));
+    putAddress(w, at + XFRM_USER_TMPL.saddr, t.src, family, 'src');
+    w.u32(at + XFRM_USER_TMPL.reqid, u32(t.reqid, 'reqid'));
+    w.u8(at + XFRM_USER_TMPL.mode, modeCode(t.mode, ''));
     // Any algorithm allowed (aalgos/ealgos/calgos all ones), as iproute2 does; the inbound check needs it.
-    w.fill(at + 52, at + 64, 0xff);
+    w.fill(at + XFRM_USER_TMPL.aalgos, at + TMPL_ALGOS_END, 0xff);
   } catch (e) {
     throw new Error(`template ${index} ${(e as Error).message}`, { cause: e });
   }
@@ -293,24 +306,24 @@ function dirCode(dir: PolicyDir): number {
 export function writePolicy(w: NetlinkWriter, kind: 'add' | 'update', policy: XfrmPolicy, seq: number): void {
   const start = w.length;
   try {
-    const tmplLen = policy.templates.length > 0 ? NLA_HDRLEN + policy.templates.length * USER_TMPL_BYTES : 0;
-    const total = NLMSG_HDRLEN + USERPOLICY_INFO_BYTES + tmplLen + (policy.mark ? 12 : 0);
+    const tmplLen = policy.templates.length > 0 ? NLA_HDRLEN + policy.templates.length * XFRM_USER_TMPL.SIZE : 0;
+    const total = NLMSG_HDRLEN + XFRM_USERPOLICY_INFO.SIZE + tmplLen + (policy.mark ? MARK_ATTR_BYTES : 0);
     const at = w.reserve(total);
     w.header(at, total, kind === 'add' ? XFRM_MSG_NEWPOLICY : XFRM_MSG_UPDPOLICY, NLM_F_REQUEST | NLM_F_ACK, seq);
     const info = at + NLMSG_HDRLEN;
-    putSelector(w, info, policy.selector);
-    putInfiniteLifetime(w, info + 56);
-    w.u32(info + 152, u32(policy.priority, 'priority'));
-    w.u8(info + 160, dirCode(policy.dir));
+    putSelector(w, info + XFRM_USERPOLICY_INFO.sel, policy.selector);
+    putInfiniteLifetime(w, info + XFRM_USERPOLICY_INFO.lft);
+    w.u32(info + XFRM_USERPOLICY_INFO.priority, u32(policy.priority, 'priority'));
+    w.u8(info + XFRM_USERPOLICY_INFO.dir, dirCode(policy.dir));
     const action = (ACTION_CODES as Partial<Record<string, number>>)[policy.action];
     if (action === undefined) throw new Error(`action "${policy.action}" is not allow or block`);
-    w.u8(info + 161, action);
-    let off = info + USERPOLICY_INFO_BYTES;
+    w.u8(info + XFRM_USERPOLICY_INFO.action, action);
+    let off = info + XFRM_USERPOLICY_INFO.SIZE;
     if (tmplLen > 0) {
       off = w.attr(off, XFRMA_TMPL, tmplLen);
       for (let i = 0; i < policy.templates.length; i++) {
         putTemplate(w, off, policy.templates[i] as XfrmTemplate, i);
-        off += USER_TMPL_BYTES;
+        off += XFRM_USER_TMPL.SIZE;
       }
     }
     if (policy.mark) putMarkAttr(w, off, XFRMA_MARK, policy.mark, 'mark');
@@ -323,12 +336,13 @@ export function writePolicy(w: NetlinkWriter, kind: 'add' | 'update', policy: Xf
 export function writeDeletePolicy(w: NetlinkWriter, id: PolicyId, seq: number): void {
   const start = w.length;
   try {
-    const total = NLMSG_HDRLEN + USERPOLICY_ID_BYTES + (id.mark ? 12 : 0);
+    const total = NLMSG_HDRLEN + XFRM_USERPOLICY_ID.SIZE + (id.mark ? MARK_ATTR_BYTES : 0);
     const at = w.reserve(total);
     w.header(at, total, XFRM_MSG_DELPOLICY, NLM_F_REQUEST | NLM_F_ACK, seq);
-    putSelector(w, at + NLMSG_HDRLEN, id.selector);
-    w.u8(at + NLMSG_HDRLEN + 60, dirCode(id.dir));
-    if (id.mark) putMarkAttr(w, at + NLMSG_HDRLEN + USERPOLICY_ID_BYTES, XFRMA_MARK, id.mark, 'mark');
+    const body = at + NLMSG_HDRLEN;
+    putSelector(w, body + XFRM_USERPOLICY_ID.sel, id.selector);
+    w.u8(body + XFRM_USERPOLICY_ID.dir, dirCode(id.dir));
+    if (id.mark) putMarkAttr(w, body + XFRM_USERPOLICY_ID.SIZE, XFRMA_MARK, id.mark, 'mark');
   } catch (e) {
     fail(w, start, policyLabel(id), e);
   }
@@ -365,47 +379,50 @@ export function encodeDumpPolicies(seq: number): Buffer {
 
 function readMark(data: Buffer | undefined): XfrmMark | undefined | null {
   if (data === undefined) return undefined;
-  if (data.length < 8) return null;
-  return { value: data.readUInt32LE(0), mask: data.readUInt32LE(4) };
+  if (data.length < XFRM_MARK.SIZE) return null;
+  return { value: data.readUInt32LE(XFRM_MARK.v), mask: data.readUInt32LE(XFRM_MARK.m) };
 }
 
 /** An XFRM_MSG_NEWSA payload as an XfrmState, or undefined when it is not representable or truncated. */
 export function decodeState(msg: NetlinkMessage): XfrmState | undefined {
   if (msg.type !== XFRM_MSG_NEWSA) return undefined;
   const p = msg.payload;
-  if (p.length < USERSA_INFO_BYTES) return undefined;
-  const family = familyOf(p.readUInt16LE(212));
+  if (p.length < XFRM_USERSA_INFO.SIZE) return undefined;
+  const family = familyOf(p.readUInt16LE(XFRM_USERSA_INFO.family));
   if (family === undefined) return undefined;
-  const attrs = parseAttributes(p, USERSA_INFO_BYTES);
+  const attrs = parseAttributes(p, XFRM_USERSA_INFO.SIZE);
   if (attrs === undefined) return undefined;
-  const flags = p.readUInt8(216);
+  const flags = p.readUInt8(XFRM_USERSA_INFO.flags);
+  const id = XFRM_USERSA_INFO.id;
   const state: XfrmState = {
     family,
-    src: formatAddress(p, 80, family),
-    dst: formatAddress(p, 56, family),
-    spi: p.readUInt32BE(72),
-    proto: p.readUInt8(76),
-    mode: modeOf(p.readUInt8(214)),
-    reqid: p.readUInt32LE(208),
+    src: formatAddress(p, XFRM_USERSA_INFO.saddr, family),
+    dst: formatAddress(p, id + XFRM_ID.daddr, family),
+    spi: p.readUInt32BE(id + XFRM_ID.spi),
+    proto: p.readUInt8(id + XFRM_ID.proto),
+    mode: modeOf(p.readUInt8(XFRM_USERSA_INFO.mode)),
+    reqid: p.readUInt32LE(XFRM_USERSA_INFO.reqid),
     esn: (flags & XFRM_STATE_ESN) !== 0,
-    replayWindow: p.readUInt8(215),
+    replayWindow: p.readUInt8(XFRM_USERSA_INFO.replay_window),
   };
   const aead = attrs.get(XFRMA_ALG_AEAD);
   if (aead !== undefined) {
-    if (aead.length < ALGO_AEAD_HDR_BYTES) return undefined;
-    const keyBytes = Math.ceil(aead.readUInt32LE(64) / 8);
-    if (aead.length < ALGO_AEAD_HDR_BYTES + keyBytes) return undefined;
-    const nameEnd = aead.subarray(0, ALG_NAME_BYTES).indexOf(0);
+    if (aead.length < XFRM_ALGO_AEAD.SIZE) return undefined;
+    const keyBytes = Math.ceil(aead.readUInt32LE(XFRM_ALGO_AEAD.alg_key_len) / 8);
+    const key = XFRM_ALGO_AEAD.alg_key;
+    if (aead.length < key + keyBytes) return undefined;
+    const name = aead.subarray(XFRM_ALGO_AEAD.alg_name, XFRM_ALGO_AEAD.alg_name + XFRM_ALG_NAME_BYTES);
+    const nameEnd = name.indexOf(0);
     state.aead = {
-      name: aead.subarray(0, nameEnd < 0 ? ALG_NAME_BYTES : nameEnd).toString('utf8'),
-      key: Buffer.from(aead.subarray(ALGO_AEAD_HDR_BYTES, ALGO_AEAD_HDR_BYTES + keyBytes)),
-      icvBits: aead.readUInt32LE(68),
+      name: name.subarray(0, nameEnd < 0 ? name.length : nameEnd).toString('utf8'),
+      key: Buffer.from(aead.subarray(key, key + keyBytes)),
+      icvBits: aead.readUInt32LE(XFRM_ALGO_AEAD.alg_icv_len),
     };
   }
   const esn = attrs.get(XFRMA_REPLAY_ESN_VAL);
   if (esn !== undefined) {
-    if (esn.length < REPLAY_ESN_HDR_BYTES) return undefined;
-    state.replayWindow = esn.readUInt32LE(20);
+    if (esn.length < XFRM_REPLAY_STATE_ESN.SIZE) return undefined;
+    state.replayWindow = esn.readUInt32LE(XFRM_REPLAY_STATE_ESN.replay_window);
   }
   const mark = readMark(attrs.get(XFRMA_MARK));
   if (mark === null) return undefined;
@@ -421,16 +438,17 @@ export function decodeState(msg: NetlinkMessage): XfrmState | undefined {
 }
 
 function decodeTemplate(p: Buffer, at: number): XfrmTemplate | undefined {
-  const family = familyOf(p.readUInt16LE(at + 24));
+  const family = familyOf(p.readUInt16LE(at + XFRM_USER_TMPL.family));
   if (family === undefined) return undefined;
+  const id = at + XFRM_USER_TMPL.id;
   return {
     family,
-    src: formatAddress(p, at + 28, family),
-    dst: formatAddress(p, at, family),
-    proto: p.readUInt8(at + 20),
-    mode: modeOf(p.readUInt8(at + 48)),
-    reqid: p.readUInt32LE(at + 44),
-    spi: p.readUInt32BE(at + 16),
+    src: formatAddress(p, at + XFRM_USER_TMPL.saddr, family),
+    dst: formatAddress(p, id + XFRM_ID.daddr, family),
+    proto: p.readUInt8(id + XFRM_ID.proto),
+    mode: modeOf(p.readUInt8(at + XFRM_USER_TMPL.mode)),
+    reqid: p.readUInt32LE(at + XFRM_USER_TMPL.reqid),
+    spi: p.readUInt32BE(id + XFRM_ID.spi),
   };
 }
 
@@ -438,24 +456,30 @@ function decodeTemplate(p: Buffer, at: number): XfrmTemplate | undefined {
 export function decodePolicy(msg: NetlinkMessage): XfrmPolicy | undefined {
   if (msg.type !== XFRM_MSG_NEWPOLICY) return undefined;
   const p = msg.payload;
-  if (p.length < USERPOLICY_INFO_BYTES) return undefined;
-  const family = familyOf(p.readUInt16LE(40));
-  const dir = POLICY_DIRS[p.readUInt8(160)];
-  const actionCode = p.readUInt8(161);
+  if (p.length < XFRM_USERPOLICY_INFO.SIZE) return undefined;
+  const sel = XFRM_USERPOLICY_INFO.sel;
+  const family = familyOf(p.readUInt16LE(sel + XFRM_SELECTOR.family));
+  const dir = POLICY_DIRS[p.readUInt8(XFRM_USERPOLICY_INFO.dir)];
+  const actionCode = p.readUInt8(XFRM_USERPOLICY_INFO.action);
   if (family === undefined || dir === undefined || actionCode > 1) return undefined;
   const maxLen = family === 4 ? 32 : 128;
-  const dstLen = p.readUInt8(42);
-  const srcLen = p.readUInt8(43);
+  const dstLen = p.readUInt8(sel + XFRM_SELECTOR.prefixlen_d);
+  const srcLen = p.readUInt8(sel + XFRM_SELECTOR.prefixlen_s);
   if (dstLen > maxLen || srcLen > maxLen) return undefined;
-  const attrs = parseAttributes(p, USERPOLICY_INFO_BYTES);
+  const attrs = parseAttributes(p, XFRM_USERPOLICY_INFO.SIZE);
   if (attrs === undefined) return undefined;
   const ptype = attrs.get(XFRMA_POLICY_TYPE);
-  if (ptype !== undefined && (ptype.length < 1 || ptype.readUInt8(0) !== XFRM_POLICY_TYPE_MAIN)) return undefined;
+  if (
+    ptype !== undefined &&
+    (ptype.length <= XFRM_USERPOLICY_TYPE.type || ptype.readUInt8(XFRM_USERPOLICY_TYPE.type) !== XFRM_POLICY_TYPE_MAIN)
+  ) {
+    return undefined;
+  }
   const templates: XfrmTemplate[] = [];
   const tmpl = attrs.get(XFRMA_TMPL);
   if (tmpl !== undefined) {
-    if (tmpl.length % USER_TMPL_BYTES !== 0) return undefined;
-    for (let at = 0; at < tmpl.length; at += USER_TMPL_BYTES) {
+    if (tmpl.length % XFRM_USER_TMPL.SIZE !== 0) return undefined;
+    for (let at = 0; at < tmpl.length; at += XFRM_USER_TMPL.SIZE) {
       const t = decodeTemplate(tmpl, at);
       if (t === undefined) return undefined;
       templates.push(t);
@@ -465,14 +489,14 @@ export function decodePolicy(msg: NetlinkMessage): XfrmPolicy | undefined {
     dir,
     selector: {
       family,
-      src: `${formatAddress(p, 16, family)}/${srcLen}`,
-      dst: `${formatAddress(p, 0, family)}/${dstLen}`,
-      proto: p.readUInt8(44),
+      src: `${formatAddress(p, sel + XFRM_SELECTOR.saddr, family)}/${srcLen}`,
+      dst: `${formatAddress(p, sel + XFRM_SELECTOR.daddr, family)}/${dstLen}`,
+      proto: p.readUInt8(sel + XFRM_SELECTOR.proto),
     },
-    priority: p.readUInt32LE(152),
+    priority: p.readUInt32LE(XFRM_USERPOLICY_INFO.priority),
     action: actionCode === 1 ? 'block' : 'allow',
     templates,
-    index: p.readUInt32LE(156),
+    index: p.readUInt32LE(XFRM_USERPOLICY_INFO.index),
   };
   const mark = readMark(attrs.get(XFRMA_MARK));
   if (mark === null) return undefined;

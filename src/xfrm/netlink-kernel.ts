@@ -40,7 +40,7 @@ const EINVAL = 22;
 const EIO = 5;
 const ESRCH = 3;
 const EPROTO = 71;
-export const DEFAULT_BATCH_SIZE = 5000;
+const DEFAULT_BATCH_SIZE = 5000;
 const MAX_BATCH_SIZE = 10000;
 const NETNS_NAME = /^[A-Za-z0-9_.-]+$/;
 

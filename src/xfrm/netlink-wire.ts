@@ -9,7 +9,6 @@ export const NLMSG_ERROR = 2;
 export const NLMSG_DONE = 3;
 
 export const NLM_F_REQUEST = 0x1;
-export const NLM_F_MULTI = 0x2;
 export const NLM_F_ACK = 0x4;
 export const NLM_F_DUMP = 0x300;
 /** On an NLMSG_ERROR: the echoed request was cut to its header (NETLINK_CAP_ACK). */
@@ -17,7 +16,7 @@ export const NLM_F_CAPPED = 0x100;
 /** On an NLMSG_ERROR: extended-ack TLVs follow. */
 export const NLM_F_ACK_TLVS = 0x200;
 
-export const NLMSGERR_ATTR_MSG = 1;
+const NLMSGERR_ATTR_MSG = 1;
 const EPROTO = 71;
 const NLMSGERR_HDRLEN = 4 + NLMSG_HDRLEN;
 
@@ -197,12 +196,6 @@ export function netlinkAttr(type: number, data: Buffer): Buffer {
   out.writeUInt16LE(type, 2);
   data.copy(out, NLA_HDRLEN);
   return out;
-}
-
-export function u32Attr(type: number, value: number): Buffer {
-  const data = Buffer.alloc(4);
-  data.writeUInt32LE(value >>> 0, 0);
-  return netlinkAttr(type, data);
 }
 
 export interface NetlinkMessage {

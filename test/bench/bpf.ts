@@ -12,7 +12,7 @@ import path from 'node:path';
 
 import { parseIpStrict, parseCidrStrict, prefixMatches } from '../../src/model/ip-address.js';
 import { BpfDatapath } from '../../src/datapath/bpf-datapath.js';
-import { nativeBpf, type NativeBpf } from '../../src/datapath/native-bpf.js';
+import { nativeBpf, withFd, type BpfFd, type NativeBpf } from '../../src/datapath/native-bpf.js';
 import { packageRoot } from '../../src/native/addon.js';
 import { rng } from '../fakes/cidr-samples.js';
 import { ipFrame } from '../host/lib/packets.js';
@@ -84,7 +84,7 @@ interface Figures {
   cases: { name: string; ns: number }[];
 }
 
-async function measure(bpf: NativeBpf, dp: BpfDatapath, noopFd: number, layout: Layout): Promise<Figures> {
+async function measure(bpf: NativeBpf, dp: BpfDatapath, noop: BpfFd, layout: Layout): Promise<Figures> {
   const cases = [
     { name: 'IPv4 hit', frame: ipFrame('192.0.2.5', layout.v4Hit), hit: true },
     { name: 'IPv4 miss', frame: ipFrame('192.0.2.5', layout.v4Miss), hit: false },
@@ -94,7 +94,7 @@ async function measure(bpf: NativeBpf, dp: BpfDatapath, noopFd: number, layout: 
   const noopRuns: number[] = [];
   const runs = cases.map(() => [] as number[]);
   for (let r = 0; r < ROUNDS; r++) {
-    noopRuns.push((await bpf.testRun(noopFd, cases[0]!.frame, 0, REPEAT)).durationNs);
+    noopRuns.push((await bpf.testRun(noop, { packet: cases[0]!.frame, repeat: REPEAT })).durationNs);
     for (const [i, c] of cases.entries()) {
       const out = await dp.testRun('tc_mark_encrypt', c.frame, { repeat: REPEAT });
       if ((out.mark === 0xe0) !== c.hit) throw new Error(`${layout.name} ${c.name}: mark ${out.mark}`);
@@ -105,12 +105,9 @@ async function measure(bpf: NativeBpf, dp: BpfDatapath, noopFd: number, layout: 
 }
 
 async function emptyIndexSlot(bpf: NativeBpf, root: string): Promise<void> {
-  const fd = await bpf.getPinned(path.join(root, 'map', 'km_cidr_index'));
-  try {
-    await bpf.mapApply(fd, [{ key: Buffer.alloc(4) }]);
-  } finally {
-    bpf.closeFd(fd);
-  }
+  await withFd(bpf.getPinned(path.join(root, 'map', 'km_cidr_index')), (outer) =>
+    bpf.mapApply(outer, [{ key: Buffer.alloc(4) }]),
+  );
 }
 
 async function main(): Promise<void> {
@@ -119,12 +116,12 @@ async function main(): Promise<void> {
   const objDir = path.join(packageRoot(), 'build', 'bpf');
   const bpf = nativeBpf();
   const dp = new BpfDatapath(bpf);
-  let noopFd = -1;
+  let noop: BpfFd | undefined;
   try {
     await dp.load({ bpffsRoot: root, objDir });
-    const noop = await bpf.loadObject(path.join(objDir, 'tc_noop.o'), path.join(root, 'map'));
-    noopFd = noop.programs[0]!.fd;
-    for (const m of noop.maps) bpf.closeFd(m.fd);
+    const loaded = await bpf.loadObject({ path: path.join(objDir, 'tc_noop.o'), mapPinDir: path.join(root, 'map') });
+    noop = loaded.programs[0]!.fd;
+    for (const m of loaded.maps) m.fd.close();
 
     console.log(`tc_mark_encrypt vs tc_noop, 1000 remote CIDRs per layout, ${ROUNDS} rounds x ${REPEAT} runs`);
     let worst = 0;
@@ -133,10 +130,10 @@ async function main(): Promise<void> {
       await dp.setRemoteCidrs(layout.cidrs);
       const index = (await dp.stats()).cidrIndex;
       if (!index) throw new Error(`${layout.name}: setRemoteCidrs installed no km_cidr_index`);
-      const deployed = await measure(bpf, dp, noopFd, layout);
+      const deployed = await measure(bpf, dp, noop, layout);
       await emptyIndexSlot(bpf, root);
       if ((await dp.stats()).cidrIndex) throw new Error('km_cidr_index slot did not empty');
-      const lpm = await measure(bpf, dp, noopFd, layout);
+      const lpm = await measure(bpf, dp, noop, layout);
       console.log(
         `# ${layout.name} layout: as deployed, km_cidr_index (${index.nodes}/${index.nodeCapacity} nodes, ${index.records}/${index.recordCapacity} tails) ` +
           `| km_nodeinfo LPM fallback`,
@@ -159,7 +156,7 @@ async function main(): Promise<void> {
         `target <= ${TARGET_NS} ns: ${worst <= TARGET_NS ? 'met' : 'NOT met'}`,
     );
   } finally {
-    if (noopFd >= 0) bpf.closeFd(noopFd);
+    noop?.close();
     await dp.uninstall().catch(() => undefined);
     rmSync(root, { recursive: true, force: true });
   }

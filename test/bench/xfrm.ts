@@ -41,7 +41,7 @@ const markArgs = (word: string, m: XfrmMark): string => `${word} ${hexNum(m.valu
 const PROTO_NAMES: Record<number, string> = { 50: 'esp', 51: 'ah', 108: 'comp' };
 
 /** One `ip xfrm state add` line (batch syntax, no leading "ip") for an SA. */
-export function ipStateLine(s: XfrmState): string {
+function ipStateLine(s: XfrmState): string {
   const parts = [
     'xfrm state add',
     `src ${s.src} dst ${s.dst} proto ${PROTO_NAMES[s.proto] ?? String(s.proto)} spi ${hexNum(s.spi)}`,
@@ -56,7 +56,7 @@ export function ipStateLine(s: XfrmState): string {
 }
 
 /** One `ip xfrm policy add` line for a policy. */
-export function ipPolicyLine(p: XfrmPolicy): string {
+function ipPolicyLine(p: XfrmPolicy): string {
   const parts = [`xfrm policy add src ${p.selector.src} dst ${p.selector.dst}`];
   if (p.selector.proto !== 0) parts.push(`proto ${p.selector.proto}`);
   parts.push(`dir ${p.dir}`);
@@ -72,7 +72,7 @@ export function ipPolicyLine(p: XfrmPolicy): string {
 }
 
 /** The local node and N peers of a cluster (IPv4 underlay 198.18.0.0/15 and pod CIDRs 10.x.y.0/24). */
-export function benchCluster(peers: number): { local: NodeInfo; peers: NodeInfo[]; keys: KeyHistory } {
+function benchCluster(peers: number): { local: NodeInfo; peers: NodeInfo[]; keys: KeyHistory } {
   const node = (i: number): NodeInfo => ({
     name: `bench-node-${String(i).padStart(5, '0')}`,
     spi: 1,
@@ -204,7 +204,7 @@ async function round(
   );
 }
 
-export function resultLine(n: number, f: RoundFigures): string {
+function resultLine(n: number, f: RoundFigures): string {
   const ratio = f.oursMs / f.ipBatchMs;
   return (
     `xfrm N=${n}: ours ${f.oursMs.toFixed(1)}, ip -batch ${f.ipBatchMs.toFixed(1)}, ratio ${ratio.toFixed(3)}, ` +

@@ -4,7 +4,7 @@
 
 import type { XfrmAead, XfrmPolicy, XfrmState, XfrmTemplate } from '../../src/xfrm/types.js';
 
-export const REQID = 0x6b6d;
+const REQID = 0x6b6d;
 export const AEAD_NAME = 'rfc4106(gcm(aes))';
 
 /** A 36-byte AEAD key (32 key + 4 salt) filled with one byte. */

@@ -13,7 +13,7 @@ import {
   compileCidrIndex,
   encodeCidrPool,
 } from '../../src/datapath/cidr-index.js';
-import { nativeBpf } from '../../src/datapath/native-bpf.js';
+import { nativeBpf, withFd } from '../../src/datapath/native-bpf.js';
 import { ipFrame } from './lib/packets.js';
 import { addrText, cidrText, probe, randomCidr, rng } from '../fakes/cidr-samples.js';
 import { kernelSkipReason, OBJ_DIR, privateBpffsRoot, run } from './lib/kernel.js';
@@ -24,13 +24,10 @@ const bpf = skip ? undefined : nativeBpf();
 
 /** The inner map id in the km_cidr_index slot, or 0 when it is empty. */
 async function slotMapId(): Promise<number> {
-  const fd = await bpf!.getPinned(`${root}/map/km_cidr_index`);
-  try {
+  return withFd(bpf!.getPinned(`${root}/map/km_cidr_index`), async (fd) => {
     const v = await bpf!.mapLookup(fd, Buffer.alloc(4));
     return v ? v.readUInt32LE(0) : 0;
-  } finally {
-    bpf!.closeFd(fd);
-  }
+  });
 }
 
 function emptySlotWithBpftool(): void {
@@ -39,7 +36,7 @@ function emptySlotWithBpftool(): void {
 
 async function mapExists(id: number): Promise<boolean> {
   try {
-    bpf!.closeFd(await bpf!.mapFdById(id));
+    (await bpf!.mapFdById(id)).close();
     return true;
   } catch {
     return false;
@@ -96,16 +93,13 @@ t.test('remote-CIDR index in the kernel', { skip }, async (t) => {
     const compiled = compileCidrIndex(cidrs);
     t.same(s.cidrIndex, cidrIndexUse(compiled.nodes.length, compiled.records.length), 'stats read the header');
 
-    const innerFd = await bpf!.mapFdById(first);
-    try {
-      await t.rejects(
-        bpf!.mapApply(innerFd, [{ key: Buffer.alloc(4), value: Buffer.alloc(CIDR_POOL_SIZE) }]),
+    await withFd(bpf!.mapFdById(first), (inner) =>
+      t.rejects(
+        bpf!.mapApply(inner, [{ key: Buffer.alloc(4), value: Buffer.alloc(CIDR_POOL_SIZE) }]),
         { code: 'KMESH_ERRNO', errno: 1 },
         'the installed index is frozen against syscall writes (EPERM)',
-      );
-    } finally {
-      bpf!.closeFd(innerFd);
-    }
+      ),
+    );
     const shown = JSON.parse(run('bpftool', ['-j', 'map', 'show', 'id', String(first)])) as { frozen?: number };
     t.equal(shown.frozen, 1, 'bpftool shows it frozen');
 
@@ -147,17 +141,19 @@ t.test('remote-CIDR index in the kernel', { skip }, async (t) => {
     await dp.setRemoteCidrs(['10.244.5.0/24']);
     // Swap in, by hand, an index compiled for other CIDRs than km_nodeinfo holds: the programs must follow it.
     const other = compileCidrIndex(['10.99.0.0/16']);
-    const fd = await bpf!.mapCreate(2, 'kmt_cidr_pool', 4, CIDR_POOL_SIZE, 1, 0);
-    const outer = await bpf!.getPinned(`${root}/map/km_cidr_index`);
-    try {
-      await bpf!.mapApply(fd, [{ key: Buffer.alloc(4), value: encodeCidrPool(other) }]);
+    const pool = await bpf!.mapCreate({
+      type: 2,
+      name: 'kmt_cidr_pool',
+      keySize: 4,
+      valueSize: CIDR_POOL_SIZE,
+      maxEntries: 1,
+    });
+    await withFd(bpf!.getPinned(`${root}/map/km_cidr_index`), async (outer) => {
+      await bpf!.mapApply(pool, [{ key: Buffer.alloc(4), value: encodeCidrPool(other) }]);
       const value = Buffer.alloc(4);
-      value.writeUInt32LE(fd, 0);
+      value.writeUInt32LE(pool.fd, 0);
       await bpf!.mapApply(outer, [{ key: Buffer.alloc(4), value }]);
-    } finally {
-      bpf!.closeFd(fd);
-      bpf!.closeFd(outer);
-    }
+    }).finally(() => pool.close());
     const mark = async (dst: string) => (await dp.testRun('tc_mark_encrypt', ipFrame('10.0.0.1', dst))).mark;
     t.equal(await mark('10.99.3.3'), 0xe0, 'the index answers');
     t.equal(await mark('10.244.5.3'), 0, 'km_nodeinfo is not asked while an index is installed');

@@ -134,7 +134,7 @@ export function oracleStates(netns?: string): XfrmState[] {
 }
 
 /** JSON with object keys sorted and Buffers as hex, so equal objects give equal text whatever their key order. */
-export function stableJson(value: unknown): string {
+function stableJson(value: unknown): string {
   if (Buffer.isBuffer(value)) return JSON.stringify(value.toString('hex'));
   if (Array.isArray(value)) return `[${value.map(stableJson).join(',')}]`;
   if (value !== null && typeof value === 'object') {

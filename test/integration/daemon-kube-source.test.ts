@@ -147,11 +147,33 @@ t.test('kube source: sync, publish, watch, resume', async (t) => {
   await until('new pod seen', () => source.view().pods.some((p) => p.name === 'p3'));
 
   // An API error on the watch, a compaction, and a server restart: the source relists and catches up.
-  const lists = () => Object.values(source.listCounts()).reduce((a, b) => a + b, 0);
-  const before = lists();
-  api.compactHistory();
+  const total = (k: 'lists' | 'resumes' | 'gone') => Object.values(source.watchStats()).reduce((a, s) => a + s[k], 0);
+  const before = { lists: total('lists'), resumes: total('resumes') };
+  // Ended watches resume from the last resourceVersion; compacted history (410) makes a kind relist.
+  api.put('pods', {
+    metadata: { name: 'p4', namespace: 'default' },
+    spec: { nodeName: 'node-1' },
+    status: { podIP: '10.244.1.12' },
+  });
+  await until('p4 seen', () => source.view().pods.some((p) => p.name === 'p4'));
+  api.put('namespaces', { metadata: { name: 'extra' } });
+  await until('namespace seen', () => source.view().namespaces.some((n) => n.name === 'extra'));
   api.closeWatches();
-  await until('relist after closed watches', () => lists() >= before + 4);
+  await until('watches resumed without relisting', () => total('resumes') >= before.resumes + 4);
+  t.equal(total('lists'), before.lists, 'a closed watch is resumed, not relisted');
+  api.put('pods', {
+    metadata: { name: 'p5', namespace: 'default' },
+    spec: { nodeName: 'node-1' },
+    status: { podIP: '10.244.1.13' },
+  });
+  api.compactHistory();
+  api.put('namespaces', { metadata: { name: 'extra2' } });
+  api.closeWatches();
+  await until('relist after 410', () => total('gone') >= 1 && total('lists') > before.lists);
+  await until('changes around the compaction seen', () => {
+    const v = source.view();
+    return v.pods.some((p) => p.name === 'p5') && v.namespaces.some((n) => n.name === 'extra2');
+  });
   api.failNext({ method: 'GET', path: /kmeshnodeinfos/, status: 500, times: 2 });
   api.closeWatches();
   await api.stop();

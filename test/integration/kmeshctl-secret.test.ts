@@ -1,5 +1,6 @@
 // kmeshctl secret create/get/delete driven in-process through the real @kubernetes/client-node against the fake
-// API server (HTTPS, bearer tokens): every flow of SPEC §A1-A2 and every error, including concurrent rotations.
+// API server (HTTPS, bearer tokens): create (random or --key, SPI 1 then +1 per rotation, the older --key alias),
+// get (text and JSON), delete, and every error, including concurrent rotations.
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
@@ -24,7 +25,7 @@ t.test('create on a fresh cluster makes the Opaque Secret with SPI 1 and a rando
   t.not(key.key.toString('hex'), '0'.repeat(72));
 });
 
-t.test('create --key stores exactly the SPEC example payload', async (t) => {
+t.test('create --key stores exactly the documented Kmesh example payload', async (t) => {
   const { api, run } = await startCluster(t);
   t.equal((await run('secret', 'create', '--key', SPEC_HEX)).code, 0);
   t.equal(secretPayload(api), SPEC_PAYLOAD);

@@ -47,10 +47,11 @@ t.test('boolean flags accept Go forms', (t) => {
 });
 
 t.test('directory store: key file defaults into the store', (t) => {
-  const c = config(['--store', 'dir:/tmp/kstore/', '--enable-ipsec=true']);
-  t.same(c.store, { kind: 'dir', path: '/tmp/kstore' });
-  t.equal(c.ipsecKeyFile, '/tmp/kstore/kmesh-ipsec/ipSec');
-  const explicit = config(['--store=dir:/tmp/kstore', '--enable-ipsec', '--ipsec-key-file=/x/ipSec']);
+  const kstore = t.testdir();
+  const c = config(['--store', `dir:${kstore}/`, '--enable-ipsec=true']);
+  t.same(c.store, { kind: 'dir', path: kstore });
+  t.equal(c.ipsecKeyFile, `${kstore}/kmesh-ipsec/ipSec`);
+  const explicit = config([`--store=dir:${kstore}`, '--enable-ipsec', '--ipsec-key-file=/x/ipSec']);
   t.equal(explicit.ipsecKeyFile, '/x/ipSec');
   t.end();
 });
@@ -63,7 +64,7 @@ t.test('every other flag', (t) => {
     '--metrics-addr=127.0.0.1:15020',
     '--status-file=/tmp/s.json',
     '--state-dir=/tmp/state',
-    '--rotation-grace=5',
+    '--rotation-grace=9',
     '--resync-interval=7',
     '--log-level=debug',
   ]);
@@ -73,7 +74,7 @@ t.test('every other flag', (t) => {
   t.same(c.metricsAddr, { host: '127.0.0.1', port: 15020 });
   t.equal(c.statusFile, '/tmp/s.json');
   t.equal(c.stateDir, '/tmp/state');
-  t.equal(c.rotationGraceSeconds, 5);
+  t.equal(c.rotationGraceSeconds, 9);
   t.equal(c.resyncSeconds, 7);
   t.equal(c.logLevel, 'debug');
   t.same(config(['--metrics-addr=:9090']).metricsAddr, { host: '0.0.0.0', port: 9090 });
@@ -84,7 +85,7 @@ t.test('every other flag', (t) => {
 
 t.test('uninstall command', (t) => {
   t.equal(config(['uninstall']).command, 'uninstall');
-  t.equal(config(['uninstall', '--store=dir:/tmp/s']).command, 'uninstall');
+  t.equal(config(['uninstall', `--store=dir:${t.testdir()}`]).command, 'uninstall');
   t.equal(config(['uninstall', '--ipsec-key-file=/k/ipSec']).command, 'uninstall', 'uninstall accepts the run flags');
   t.match(error(['remove']), /unknown command "remove"/);
   t.end();
@@ -130,5 +131,32 @@ t.test('--help and --version print and succeed', (t) => {
   }
   const version = parseDaemonFlags(['--version'], env);
   t.same(version, { kind: 'info', text: '0.1.0\n' });
+  t.end();
+});
+
+t.test('durations are bounded: no timer overflow, no grace shorter than a resync', (t) => {
+  // Node fires timers above 2^31-1 ms at once: 3,000,000 s would make the daemon reconcile in a busy loop.
+  t.match(error(['--resync-interval=3000000']), /^--resync-interval: 3000000 s is above the limit of 604800 s/);
+  t.match(error(['--rotation-grace=2147484']), /^--rotation-grace: 2147484 s is above the limit/);
+  t.equal(config(['--resync-interval=604800', '--rotation-grace=604800']).resyncSeconds, 604800);
+  t.match(error(['--rotation-grace=0']), /^--rotation-grace: 0 s is below --resync-interval \(30 s\)/);
+  t.match(error(['--rotation-grace=20', '--resync-interval=30']), /^--rotation-grace: 20 s is below/);
+  t.equal(config(['--rotation-grace=30', '--resync-interval=30']).rotationGraceSeconds, 30);
+  t.end();
+});
+
+t.test('a directory store that does not exist is refused, not created', (t) => {
+  const missing = `${t.testdir()}/no-such-store`;
+  t.equal(
+    error([`--store=dir:${missing}`]),
+    `--store: directory ${missing} does not exist (create it, or fix the path: kmeshctl --store uses the same)`,
+  );
+  t.end();
+});
+
+t.test('--check-flags validates and does nothing else', (t) => {
+  t.same(parseDaemonFlags(['--check-flags', '--enable-ipsec=true'], env), { kind: 'info', text: '' });
+  const bad = parseDaemonFlags(['--check-flags', '--mode=turbo'], env);
+  t.equal(bad.kind, 'error');
   t.end();
 });

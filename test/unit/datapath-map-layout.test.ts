@@ -16,7 +16,7 @@ import {
   isTcxLinkPinName,
   tcxLinkPinName,
   type AttachRecord,
-} from '../../src/datapath/attach-registry.js';
+} from '../../src/datapath/tc-attachments.js';
 
 t.test('km_nodeinfo keys use the Kmesh layout: prefixlen of the address bits, IPv4 in the first 4 bytes', (t) => {
   const [e] = nodeinfoEntries(['10.244.1.0/24']);

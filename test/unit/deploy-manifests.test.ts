@@ -47,7 +47,7 @@ function violations(schema: Any, value: unknown, where = ''): string[] {
   return out;
 }
 
-t.test('CRD: kmeshnodeinfos.kmesh.net v1alpha1, namespaced, schema of SPEC A3', (t) => {
+t.test('CRD: kmeshnodeinfos.kmesh.net v1alpha1, namespaced, spec {spi, addresses, bootID, podCIDRS} required', (t) => {
   const [crd] = load('crd.yaml');
   t.equal(crd.kind, 'CustomResourceDefinition');
   t.equal(crd.metadata.name, 'kmeshnodeinfos.kmesh.net');

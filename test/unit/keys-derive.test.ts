@@ -6,7 +6,7 @@ const PSK = Buffer.from('2dc9410d7cd6b324461bf16db518646594276c5362c30fc476ebca3
 const BOOT_A = '550e8400-e29b-41d4-a716-446655440000';
 const BOOT_B = '550e8400-e29b-41d4-a716-446655440001';
 
-t.test('SPEC §A4 vector: K(172.18.0.2 -> 172.18.0.3)', (t) => {
+t.test('Kmesh test vector: K(172.18.0.2 -> 172.18.0.3)', (t) => {
   const key = derivePairKey(PSK, { ip: '172.18.0.2', bootID: BOOT_A }, { ip: '172.18.0.3', bootID: BOOT_B });
   t.equal(key.toString('hex'), '23c6445db18e51646058b124a5e11c9066fa100ed51094ac264f1f81ed1f38b0981b8767');
   t.equal(key.length, 36);

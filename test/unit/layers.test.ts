@@ -1,7 +1,8 @@
 // The import directions of src/: every top-level folder is a layer, and a module may import only from its own
 // folder or from a lower layer. The order follows what the code is:
 //
-//   0  model                    plain data and pure values every layer speaks (nodes, keys, marks, addresses)
+//   0  model, util              plain data and pure values every layer speaks (nodes, keys, marks, addresses);
+//                               domain-free helpers (atomic file write, an error's first line)
 //   1  native, keys             the addon loader; key derivation and key history
 //   2  xfrm, datapath, kube     one kernel or API surface each: XFRM (vocabulary, identity rules, netlink),
 //                               the BPF datapath, the Kubernetes client
@@ -22,6 +23,7 @@ import ts from 'typescript';
 
 const LAYERS: Record<string, number> = {
   model: 0,
+  util: 0,
   native: 1,
   keys: 1,
   xfrm: 2,

@@ -12,14 +12,14 @@ const SPEC_KEY = Buffer.from('2dc9410d7cd6b324461bf16db518646594276c5362c30fc476
 const SPEC_PAYLOAD =
   '{"spi":1,"aeadKeyName":"rfc4106(gcm(aes))","aeadKey":"LclBDXzWsyRGG/FttRhkZZQnbFNiww/EduvKPxo5S27URiFh","length":128}';
 
-t.test('encoding matches the SPEC example byte for byte (field order, padded base64)', (t) => {
+t.test('encoding matches the documented Kmesh example byte for byte (field order, padded base64)', (t) => {
   const text = encodeIpsecPayload({ spi: 1, aeadKeyName: AEAD_KEY_NAME, key: SPEC_KEY, icvBits: ICV_BITS });
   t.equal(text, SPEC_PAYLOAD);
   t.same(Buffer.from(text), Buffer.from(SPEC_PAYLOAD, 'utf8'));
   t.end();
 });
 
-t.test('decoding the SPEC example gives the key back, from text or bytes', (t) => {
+t.test('decoding the documented Kmesh example gives the key back, from text or bytes', (t) => {
   const key = decodeIpsecPayload(SPEC_PAYLOAD);
   t.equal(key.spi, 1);
   t.equal(key.aeadKeyName, 'rfc4106(gcm(aes))');

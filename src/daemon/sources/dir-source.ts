@@ -2,15 +2,16 @@
 // same objects a cluster would, as JSON files: nodes/<name>.json (Node), namespaces/<name>.json,
 // pods/**/<name>.json (Pod), kmeshnodeinfos/<name>.json (KmeshNodeInfo). Several daemons (one per
 // simulated node) share one directory; each writes only its own kmeshnodeinfos/<node>.json, atomically
-// (temp file + rename). Changes are seen through fs.watch and a periodic rescan (no event can be lost).
+// (temp file, fsync, rename). Changes are seen through fs.watch and a periodic rescan (no event can be lost).
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { NodeInfo } from '../../model/node.js';
 import { namespaceFacts, nodeFacts, nodeInfoObject, objectName, podFacts } from './objects.js';
 import type { ClusterSource, ClusterView, NamespaceFacts, PodFacts, RawNodeInfo } from './source.js';
+import { writeFileAtomic } from '../../util/atomic-write.js';
 
-export const DIR_KINDS = ['nodes', 'namespaces', 'pods', 'kmeshnodeinfos'] as const;
+const DIR_KINDS = ['nodes', 'namespaces', 'pods', 'kmeshnodeinfos'] as const;
 
 interface DirFile {
   rel: string;
@@ -49,7 +50,7 @@ async function readFiles(root: string, sub: string): Promise<DirFile[]> {
 }
 
 /** Builds the view from the directory's files (pure apart from the inputs). */
-export function viewFromFiles(files: Record<(typeof DIR_KINDS)[number], DirFile[]>, nodeName: string): ClusterView {
+function viewFromFiles(files: Record<(typeof DIR_KINDS)[number], DirFile[]>, nodeName: string): ClusterView {
   const problems: string[] = [];
   const parse = (f: DirFile): unknown => {
     try {
@@ -212,11 +213,8 @@ export class DirSource implements ClusterSource {
   }
 
   async publishNodeInfo(info: NodeInfo): Promise<void> {
-    const file = this.ownFile();
-    await fsp.mkdir(path.dirname(file), { recursive: true });
-    const tmp = path.join(path.dirname(file), `.${this.nodeName}.json.${process.pid}.tmp`);
-    await fsp.writeFile(tmp, JSON.stringify(nodeInfoObject(info, this.current.node?.uid ?? ''), null, 2) + '\n');
-    await fsp.rename(tmp, file);
+    const json = JSON.stringify(nodeInfoObject(info, this.current.node?.uid ?? ''), null, 2) + '\n';
+    await writeFileAtomic(this.ownFile(), json, { dirMode: 0o755 });
     await this.rescan();
   }
 

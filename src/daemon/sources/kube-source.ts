@@ -23,7 +23,7 @@ import type { ClusterSource, ClusterView, NamespaceFacts, PodFacts, RawNodeInfo 
 
 /** Every (apiGroup, resource, verb) this source uses; deploy/rbac.yaml must grant these and nothing more. */
 export const KUBE_SOURCE_API_CALLS: readonly { group: string; resource: string; verbs: readonly string[] }[] = [
-  { group: '', resource: 'nodes', verbs: ['get', 'list', 'watch'] },
+  { group: '', resource: 'nodes', verbs: ['list', 'watch'] },
   { group: '', resource: 'pods', verbs: ['list', 'watch'] },
   { group: '', resource: 'namespaces', verbs: ['list', 'watch'] },
   {
@@ -152,9 +152,22 @@ export class KubeSource implements ClusterSource {
     return Promise.resolve();
   }
 
-  /** How many times each kind has been listed (a relist follows every watch failure). */
+  /** How many times each kind has been listed (the first list, then a relist after each 410 or API error). */
   listCounts(): Record<string, number> {
     return Object.fromEntries(this.reflectors.map((r) => [r.name, r.listCount]));
+  }
+
+  /**
+   * Per kind: lists, watches resumed from the last resourceVersion, watches refused as too old (410), and
+   * whether a watch is open right now.
+   */
+  watchStats(): Record<string, { lists: number; resumes: number; gone: number; watching: boolean }> {
+    return Object.fromEntries(
+      this.reflectors.map((r) => [
+        r.name,
+        { lists: r.listCount, resumes: r.resumeCount, gone: r.goneCount, watching: r.watching },
+      ]),
+    );
   }
 
   view(): ClusterView {

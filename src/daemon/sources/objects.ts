@@ -1,5 +1,6 @@
 // Pure conversions between Kubernetes-shaped JSON objects (as the API server or the directory store holds
-// them) and the facts the daemon uses, plus the KmeshNodeInfo object this node publishes (SPEC §A3).
+// them) and the facts the daemon uses, plus the KmeshNodeInfo object this node publishes (kmesh.net/v1alpha1 in
+// kmesh-system, named after the node, spec {spi, addresses, bootID, podCIDRS}).
 import type { NodeInfo } from '../../model/node.js';
 import { KMESH_NAMESPACE } from '../config.js';
 import type { NamespaceFacts, NodeFacts, PodFacts } from './source.js';

@@ -1,6 +1,9 @@
-// List-then-watch cache of one Kubernetes resource kind, restarted on every error: a failed list, a watch
-// that ends (server restart, timeout, 410 Gone, network error) all lead to a fresh list after a backoff, so
-// the cache converges to the server's state no matter what was missed. Calls `onChange` after each update.
+// List-then-watch cache of one Kubernetes resource kind, as client-go's reflector keeps one: list, then watch
+// from the list's resourceVersion; when a watch ends (server timeout, restart, network error) watch again from
+// the last resourceVersion seen (events and bookmarks advance it), so no change is missed and nothing is
+// relisted; when the server says that version is gone (410 Expired, after etcd compacted it) or a list fails,
+// list again after a backoff. Calls `onChange` after each update.
+import { firstLine } from '../../util/first-line.js';
 
 export interface ListResult {
   items: unknown[];
@@ -44,6 +47,12 @@ export class Reflector {
   private readonly maxBackoffMs: number;
   /** Number of (re)lists done; tests read it to see restarts. */
   listCount = 0;
+  /** Watches resumed from the last resourceVersion without a relist. */
+  resumeCount = 0;
+  /** Watches the server refused as too old (410): each led to a relist. */
+  goneCount = 0;
+  /** The last resourceVersion seen (list, event or bookmark): where a resumed watch starts. */
+  private lastRv = '';
 
   constructor(
     readonly name: string,
@@ -58,6 +67,11 @@ export class Reflector {
 
   get synced(): boolean {
     return this.listed;
+  }
+
+  /** A watch is open (the server accepted it and has not ended it). */
+  get watching(): boolean {
+    return this.current !== undefined;
   }
 
   objects(): unknown[] {
@@ -80,16 +94,15 @@ export class Reflector {
     return this.stopped;
   }
 
-  private retry(reason: string): void {
+  private retry(reason: string, next: () => Promise<void>): void {
     if (this.stopped) return;
-    this.options.onError?.(`${this.name}: ${reason}; relisting in ${this.backoffMs} ms`);
-    this.retryTimer = setTimeout(() => void this.cycle(), this.backoffMs);
+    this.options.onError?.(`${this.name}: ${reason}; retrying in ${this.backoffMs} ms`);
+    this.retryTimer = setTimeout(() => void next(), this.backoffMs);
     this.backoffMs = Math.min(this.backoffMs * 2, this.maxBackoffMs);
   }
 
   private async cycle(): Promise<void> {
     if (this.stopped) return;
-    let rv: string;
     try {
       const listed = await this.ops.list();
       if (this.isStopped()) return;
@@ -97,18 +110,36 @@ export class Reflector {
       this.items.clear();
       for (const obj of listed.items) this.put(obj);
       this.listed = true;
-      rv = listed.resourceVersion;
+      this.lastRv = listed.resourceVersion;
       this.onChange();
     } catch (err) {
-      this.retry(`list failed (${errorText(err)})`);
+      this.retry(`list failed (${errorText(err)}), relisting`, () => this.cycle());
       return;
     }
+    await this.watchFrom();
+  }
+
+  /** Watches from lastRv; a watch that ends is resumed from there, a 410 leads to a relist. */
+  private async watchFrom(): Promise<void> {
+    if (this.stopped) return;
+    let gone = false;
+    let sawEvent = false;
+    const relist = () => {
+      this.goneCount += 1;
+      this.options.onError?.(`${this.name}: resourceVersion ${this.lastRv} is gone (410), relisting`);
+      void this.cycle();
+    };
     try {
-      let sawEvent = false;
       this.current = await this.ops.watch(
-        rv,
+        this.lastRv,
         (event) => {
-          if (this.stopped) return;
+          if (this.stopped || gone) return;
+          if (event.type === 'ERROR') {
+            // 410 Expired: the version we watch from was compacted away. Anything else: end and resume.
+            gone = statusCode(event.object) === 410;
+            this.current?.abort();
+            return;
+          }
           if (!sawEvent) {
             sawEvent = true;
             this.backoffMs = this.minBackoffMs;
@@ -118,14 +149,31 @@ export class Reflector {
         (err) => {
           this.current = undefined;
           if (this.stopped) return;
-          if (err) this.retry(`watch ended (${errorText(err)})`);
-          else this.retry('watch closed by the server');
+          if (gone) return relist();
+          if (!err || isAbort(err)) return void this.resume();
+          this.watchFailed('watch ended', err, relist);
         },
       );
       if (this.isStopped()) this.current.abort();
     } catch (err) {
-      this.retry(`watch failed (${errorText(err)})`);
+      this.watchFailed('watch failed', err, relist);
     }
+  }
+
+  /**
+   * As client-go decides: 410 relists at once; any other answer from the server (403, 5xx, 504 "too large
+   * resource version") relists after a backoff; a network failure (no answer) resumes the watch after one.
+   */
+  private watchFailed(what: string, err: unknown, relist: () => void): void {
+    const code = statusCode(err);
+    if (code === 410) return relist();
+    if (code !== undefined) this.retry(`${what} (${errorText(err)}), relisting`, () => this.cycle());
+    else this.retry(`${what} (${errorText(err)}), resuming from ${this.lastRv}`, () => this.resume());
+  }
+
+  private resume(): Promise<void> {
+    this.resumeCount += 1;
+    return this.watchFrom();
   }
 
   private put(obj: unknown): void {
@@ -136,6 +184,8 @@ export class Reflector {
   }
 
   private apply(event: WatchEvent): void {
+    const rv = resourceVersionOf(event.object);
+    if (rv !== undefined) this.lastRv = rv;
     switch (event.type) {
       case 'ADDED':
       case 'MODIFIED':
@@ -146,10 +196,6 @@ export class Reflector {
         if (key !== undefined) this.items.delete(key);
         break;
       }
-      case 'ERROR':
-        // 410 Gone and friends: the watch is over; force a relist.
-        this.current?.abort();
-        return;
       default:
         return; // BOOKMARK: nothing to cache.
     }
@@ -160,7 +206,25 @@ export class Reflector {
 export function errorText(err: unknown): string {
   if (err instanceof Error) {
     const code = (err as { code?: unknown }).code;
-    return typeof code === 'number' ? `HTTP ${code}` : (err.message.split('\n')[0] ?? err.name);
+    return typeof code === 'number' ? `HTTP ${code}` : firstLine(err) || err.name;
   }
   return String(err);
+}
+
+function resourceVersionOf(obj: unknown): string | undefined {
+  const rv = (obj as { metadata?: { resourceVersion?: unknown } } | null)?.metadata?.resourceVersion;
+  return typeof rv === 'string' && rv !== '' ? rv : undefined;
+}
+
+/** The HTTP status in a watch failure or an ERROR event's Status object (`code`), if any. */
+function statusCode(x: unknown): number | undefined {
+  if (typeof x !== 'object' || x === null) return undefined;
+  const o = x as { code?: unknown; statusCode?: unknown };
+  if (typeof o.code === 'number') return o.code;
+  if (typeof o.statusCode === 'number') return o.statusCode;
+  return undefined;
+}
+
+function isAbort(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { name?: unknown }).name === 'AbortError';
 }

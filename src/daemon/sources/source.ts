@@ -4,7 +4,10 @@
 // level-triggered, so a coalesced or repeated notification is harmless and none carries data.
 import type { NodeInfo } from '../../model/node.js';
 
-/** What this node's own Node object says (SPEC §A3: InternalIPs, boot ID, pod CIDRs). */
+/**
+ * What this node's own Node object says: status.addresses of type InternalIP, status.nodeInfo.bootID and
+ * spec.podCIDRs (the values its KmeshNodeInfo publishes).
+ */
 export interface NodeFacts {
   name: string;
   /** Node UID, for the ownerReference of our KmeshNodeInfo ('' when the store has none). */

@@ -1,7 +1,6 @@
 // Runs the datapath contract script (test/fakes/datapath-contract.ts) through BpfDatapath on two veths (a0, a1)
 // in a namespace of ours (kmt-dp-<tag>-*) and through FakeDatapath told about the same interfaces and whether
-// this kernel has TCX (6.6+). Used by the host test and by the VM datapath suite; cleans up after itself.
-import os from 'node:os';
+// this kernel has TCX (kernelHasTcx). Used by the host test and by the VM datapath suite; cleans up after itself.
 import { BpfDatapath } from '../../../src/datapath/bpf-datapath.js';
 import {
   DATAPATH_STEPS,
@@ -10,13 +9,7 @@ import {
   type ContractOutcome,
 } from '../../fakes/datapath-contract.js';
 import { FakeDatapath } from '../../fakes/fake-datapath.js';
-import { addNetns, delNetns, netnsPath, OBJ_DIR, privateBpffsRoot, run, sh } from './kernel.js';
-
-/** Whether this kernel has TCX links (Linux 6.6+). */
-export function kernelHasTcx(release = os.release()): boolean {
-  const [major = 0, minor = 0] = release.split('.').map((x) => parseInt(x, 10));
-  return major > 6 || (major === 6 && minor >= 6);
-}
+import { addNetns, delNetns, kernelHasTcx, netnsPath, OBJ_DIR, privateBpffsRoot, run, sh } from './kernel.js';
 
 export interface ContractRuns {
   tcx: boolean;

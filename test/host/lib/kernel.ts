@@ -1,8 +1,9 @@
-// Helpers for datapath tests that touch the kernel: a skip reason when they cannot run, a private bpffs root
-// per test file, running commands (optionally inside one of our netns through nsenter, which keeps
+// Helpers for datapath tests that touch the kernel: a skip reason when they cannot run (no root, nothing built,
+// or a kernel older than a feature needs), a private bpffs root per test file, running commands (optionally inside one of our netns through nsenter, which keeps
 // /sys/fs/bpf visible), and netns creation/removal limited to names we chose (prefix kmt-dp-).
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -19,6 +20,25 @@ export function kernelSkipReason(): string | false {
     return 'native addon missing: run npm run build';
   }
   return false;
+}
+
+/** Whether the running kernel is at least major.minor (from its release string, e.g. "6.1.0-57-amd64"). */
+export function kernelAtLeast(major: number, minor: number, release = os.release()): boolean {
+  const [maj = 0, min = 0] = release.split('.').map((x) => parseInt(x, 10));
+  return maj > major || (maj === major && min >= minor);
+}
+
+/** TCX links (BPF_TCX_INGRESS) arrived in Linux 6.6. */
+export const TCX_KERNEL = { major: 6, minor: 6 } as const;
+
+/** Whether this kernel has TCX links; older ones get clsact filters. */
+export function kernelHasTcx(): boolean {
+  return kernelAtLeast(TCX_KERNEL.major, TCX_KERNEL.minor);
+}
+
+/** A skip reason naming the feature and the kernel it needs, or false when this kernel is new enough. */
+export function requireKernel(major: number, minor: number, feature: string): string | false {
+  return kernelAtLeast(major, minor) ? false : `${feature} needs kernel ${major}.${minor}+, this is ${os.release()}`;
 }
 
 /** A bpffs root no one else uses, under /sys/fs/bpf (mounted by BpfDatapath.load when absent). */

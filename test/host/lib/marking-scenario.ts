@@ -8,7 +8,7 @@ import type { Test } from 'tap';
 
 import { BpfDatapath } from '../../../src/datapath/bpf-datapath.js';
 import type { AttachMode } from '../../../src/datapath/datapath.js';
-import { nativeBpf } from '../../../src/datapath/native-bpf.js';
+import { nativeBpf, type BpfFd } from '../../../src/datapath/native-bpf.js';
 import { buildTopology, destroyTopology } from './dp-topology.js';
 import { compileBpf, OBJ_DIR, REPO_ROOT, run, sendFrame, sendPacket } from './kernel.js';
 import { installCounters, readCounters } from './nft-counters.js';
@@ -33,9 +33,9 @@ export async function markingScenario(t: Test, opts: ScenarioOptions): Promise<v
   const tmp = opts.tmpDir ?? `/tmp/${prefix}`;
   const bpf = nativeBpf();
   const topo = buildTopology(prefix);
-  let otherLinkFd = -1;
+  let otherLink: BpfFd | undefined;
   t.teardown(() => {
-    if (otherLinkFd >= 0) bpf.closeFd(otherLinkFd);
+    otherLink?.close();
     destroyTopology(topo);
     rmSync(root, { recursive: true, force: true });
     rmSync(tmp, { recursive: true, force: true });
@@ -62,14 +62,14 @@ export async function markingScenario(t: Test, opts: ScenarioOptions): Promise<v
   // (ours took an automatic priority) or a TCX link put in front of ours. Loaded through our addon rather than
   // the tc CLI, which would create its own directories under /sys/fs/bpf.
   const otherObj = compileBpf(path.join(REPO_ROOT, 'test/host/lib/other_tool.bpf.c'), tmp);
-  const other = await bpf.loadObject(otherObj, path.join(root, 'map'));
-  const otherProg = other.programs[0]!;
+  const other = await bpf.loadObject({ path: otherObj, mapPinDir: path.join(root, 'map') });
+  const otherProg = other.programs[0]!.fd;
   if (mode === 'clsact') {
-    await bpf.clsactAttach(dec.ifindex, otherProg.fd, netns, 0x77, 1, false, 'kmtu0');
+    await bpf.clsactAttach({ ifindex: dec.ifindex, prog: otherProg, netns, handle: 0x77, priority: 1, label: 'kmtu0' });
   } else {
-    otherLinkFd = await bpf.tcxAttach(dec.ifindex, otherProg.fd, netns, 'kmtu0');
+    otherLink = await bpf.tcxAttach({ ifindex: dec.ifindex, prog: otherProg, netns, label: 'kmtu0' });
   }
-  bpf.closeFd(otherProg.fd);
+  for (const o of [...other.programs, ...other.maps]) o.fd.close();
 
   installCounters(
     topo.node,
@@ -144,7 +144,7 @@ export async function markingScenario(t: Test, opts: ScenarioOptions): Promise<v
     t.match(filters, /kmt_other_tool/, "the other tool's filter survives");
     t.notMatch(filters, /tc_mark_decrypt/, 'ours is gone');
   } else {
-    t.equal(bpf.linkInfo(otherLinkFd).ifindex, dec.ifindex, "the other tool's TCX link survives");
+    t.equal(bpf.linkInfo(otherLink!).ifindex, dec.ifindex, "the other tool's TCX link survives");
   }
   sendPacket(topo.remote, '198.18.0.2', '198.18.0.1', PROTO_ESP, N);
   sendPacket(topo.remote, '10.55.0.1', '198.18.0.1', PROTO_UDP, N);

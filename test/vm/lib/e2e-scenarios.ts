@@ -133,7 +133,7 @@ export async function runScenarios(setup: ScenarioSetup, c: Checker): Promise<vo
     podsPerNode: 2,
     podNamespace: (n) => (n === 0 ? 'default' : 'plain'),
   });
-  const daemons = new DaemonRunner({ workDir: setup.workDir, store, rotationGraceSeconds: 3 });
+  const daemons = new DaemonRunner({ workDir: setup.workDir, store, rotationGraceSeconds: 5 });
   const [n1, n2, n3] = cluster.nodes as [SimNode, SimNode, SimNode];
   const statuses = (nodes = cluster.nodes): Promise<(DaemonStatus | undefined)[]> =>
     Promise.all(nodes.map((n) => daemons.status(n)));

@@ -21,8 +21,8 @@ import { execOk } from './netns.js';
 import type { NodePlan, TopologyPlan } from './topology.js';
 
 export const AEAD_ALGO = 'rfc4106(gcm(aes))';
-export const AEAD_KEY_BYTES = 36;
-export const AEAD_ICV_BITS = 128;
+const AEAD_KEY_BYTES = 36;
+const AEAD_ICV_BITS = 128;
 const REQID = 1;
 
 const hex = (n: number): string => `0x${n.toString(16)}`;

@@ -10,7 +10,7 @@ export interface ExecResult {
 }
 
 /** The argv that runs `argv` in `netns` (or as is when netns is undefined: the caller's namespace). */
-export function inNetns(netns: string | undefined, argv: readonly string[]): string[] {
+function inNetns(netns: string | undefined, argv: readonly string[]): string[] {
   return netns === undefined ? [...argv] : ['nsenter', `--net=/run/netns/${netns}`, '--', ...argv];
 }
 

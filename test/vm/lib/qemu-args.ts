@@ -17,7 +17,7 @@ export interface QemuArgsInput {
 export const QEMU_BINARY = 'qemu-system-x86_64';
 
 /** A qemu -virtfs option value may not contain a comma unless doubled; qemu's own escaping. */
-export function qemuOptionValue(value: string): string {
+function qemuOptionValue(value: string): string {
   return value.replaceAll(',', ',,');
 }
 

@@ -22,10 +22,9 @@ export * from './capture.js';
 export * from './xfrm-stat.js';
 export * from './traffic.js';
 
-export const UNDERLAY_CIDR = '198.18.0.0/24';
 export const UNDERLAY_BRIDGE = 'br0';
-export const NODE_UNDERLAY_DEV = 'eth0';
-export const POD_DEV = 'eth0';
+const NODE_UNDERLAY_DEV = 'eth0';
+const POD_DEV = 'eth0';
 
 export interface TopologyOptions {
   /** Name prefix of every namespace, e.g. `kmt-esp-`: lowercase letters, digits, '-' (at most 20). */

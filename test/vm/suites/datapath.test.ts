@@ -6,19 +6,15 @@ import os from 'node:os';
 import t from 'tap';
 
 import { BpfDatapath } from '../../../src/datapath/bpf-datapath.js';
-import { nativeBpf } from '../../../src/datapath/native-bpf.js';
-import { kernelSkipReason, OBJ_DIR, privateBpffsRoot } from '../../host/lib/kernel.js';
+import { nativeBpf, withFd } from '../../../src/datapath/native-bpf.js';
+import { kernelHasTcx, kernelSkipReason, OBJ_DIR, privateBpffsRoot } from '../../host/lib/kernel.js';
 import { markingScenario } from '../../host/lib/marking-scenario.js';
 import { arpFrame, ipFrame, PROTO_ESP } from '../../host/lib/packets.js';
 import { buildTopology, destroyTopology } from '../../host/lib/dp-topology.js';
 import { runDatapathContract } from '../../host/lib/datapath-contract-run.js';
 
 const skip = kernelSkipReason();
-const [major = 0, minor = 0] = os
-  .release()
-  .split('.')
-  .map((x) => parseInt(x, 10));
-const hasTcx = major > 6 || (major === 6 && minor >= 6);
+const hasTcx = kernelHasTcx();
 const ERRNO_EINVAL = 22;
 
 t.comment(`kernel ${os.release()}: TCX ${hasTcx ? 'available' : 'absent'}`);
@@ -45,12 +41,9 @@ t.test('programs load through this kernel’s verifier and mark in test-run', { 
 
   // The answers above came from the compiled CIDR index; without it the km_nodeinfo trie gives the same.
   t.match((await dp.stats()).cidrIndex, { nodes: Number, records: Number }, 'the CIDR index is installed');
-  const outer = await nativeBpf().getPinned(`${root}/map/km_cidr_index`);
-  try {
-    await nativeBpf().mapApply(outer, [{ key: Buffer.alloc(4) }]);
-  } finally {
-    nativeBpf().closeFd(outer);
-  }
+  await withFd(nativeBpf().getPinned(`${root}/map/km_cidr_index`), (outer) =>
+    nativeBpf().mapApply(outer, [{ key: Buffer.alloc(4) }]),
+  );
   t.equal((await dp.stats()).cidrIndex, null, 'slot emptied: the trie answers');
   t.equal(await enc(ipFrame('10.244.0.5', '10.244.1.9')), 0xe0, 'IPv4 hit through km_nodeinfo');
   t.equal(await enc(ipFrame('10.244.0.5', '10.244.2.9')), 0, 'IPv4 miss through km_nodeinfo');

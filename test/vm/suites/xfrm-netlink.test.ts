@@ -21,7 +21,7 @@ const inbound = (peer: number, spi: number, k: number): XfrmState =>
 const ours: XfrmState[] = [
   makeOutboundSa({ dst: '198.18.0.2' }),
   makeOutboundSa({ dst: '198.18.0.3', aead: aead(0x12) }),
-  // Two peers' inbound SAs with the same (dst, SPI): distinct because of the per-peer mark (SPEC §B1).
+  // Two peers' inbound SAs with the same (dst, SPI): distinct because of the per-peer id in their marks.
   inbound(2, 1, 0x21),
   inbound(3, 1, 0x31),
   makeOutboundSa({ family: 6, src: 'fd00:198:18::1', dst: 'fd00:198:18::2', aead: aead(0x61) }),

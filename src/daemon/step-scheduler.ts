@@ -1,0 +1,109 @@
+// When the reconcile loop runs a step, apart from what a step does (the split controller-runtime makes between
+// its work queue and a reconciler). A trigger asks for a step; triggers arriving while a step runs coalesce
+// into one more step after it; steps never overlap. A failed step is retried after a backoff that doubles up
+// to a cap and starts over after a success. A resync timer asks for a step at least every resyncMs whatever
+// else happens. stop() ends all triggering and waits for the step in progress. Timers never keep the process
+// alive on their own.
+
+/** A handle of a scheduled callback: cancellable, and never keeping the process alive. */
+export interface TimerHandle {
+  cancel(): void;
+}
+
+/** The clock the scheduler waits on; tests drive a fake one. */
+export interface SchedulerTimers {
+  after(ms: number, fn: () => void): TimerHandle;
+  every(ms: number, fn: () => void): TimerHandle;
+}
+
+const realTimers: SchedulerTimers = {
+  after(ms, fn) {
+    const t = setTimeout(fn, ms).unref();
+    return { cancel: () => clearTimeout(t) };
+  },
+  every(ms, fn) {
+    const t = setInterval(fn, ms).unref();
+    return { cancel: () => clearInterval(t) };
+  },
+};
+
+export interface StepSchedulerOptions {
+  /** Runs one step; resolves true when it succeeded, false to be retried after the backoff. */
+  step: (reason: string) => Promise<boolean>;
+  /** Longest time between two steps; default 30 s. */
+  resyncMs?: number;
+  /** First retry delay after a failed step; default 500 ms. */
+  retryMs?: number;
+  /** Cap of the doubling retry delay; default 10 s. */
+  maxRetryMs?: number;
+  timers?: SchedulerTimers;
+}
+
+export class StepScheduler {
+  private running: Promise<void> | undefined;
+  private dirty = false;
+  private stopped = false;
+  private resyncTimer: TimerHandle | undefined;
+  private retryTimer: TimerHandle | undefined;
+  private retryMs: number;
+  private idleWaiters: (() => void)[] = [];
+  private readonly timers: SchedulerTimers;
+
+  constructor(private readonly options: StepSchedulerOptions) {
+    this.retryMs = options.retryMs ?? 500;
+    this.timers = options.timers ?? realTimers;
+  }
+
+  /** Starts the resync timer and asks for the first step. */
+  start(): void {
+    this.stopped = false;
+    this.resyncTimer?.cancel();
+    this.resyncTimer = this.timers.every(this.options.resyncMs ?? 30_000, () => this.trigger('resync'));
+    this.trigger('start');
+  }
+
+  /** Stops triggering and waits for a step in progress. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.resyncTimer?.cancel();
+    this.retryTimer?.cancel();
+    this.resyncTimer = undefined;
+    this.retryTimer = undefined;
+    await this.running;
+  }
+
+  /** Asks for a step; coalesces with one already pending. */
+  trigger(reason: string): void {
+    if (this.stopped) return;
+    this.dirty = true;
+    if (this.running) return;
+    this.running = (async () => {
+      while (this.dirty && !this.stopped) {
+        this.dirty = false;
+        const ok = await this.options.step(reason).catch(() => false);
+        if (ok) this.retryMs = this.options.retryMs ?? 500;
+        else this.scheduleRetry();
+      }
+    })().finally(() => {
+      this.running = undefined;
+      const waiters = this.idleWaiters;
+      this.idleWaiters = [];
+      for (const w of waiters) w();
+    });
+  }
+
+  /** Resolves when no step is running or pending. */
+  idle(): Promise<void> {
+    if (!this.running) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  private scheduleRetry(): void {
+    if (this.retryTimer || this.stopped) return;
+    this.retryTimer = this.timers.after(this.retryMs, () => {
+      this.retryTimer = undefined;
+      this.trigger('retry');
+    });
+    this.retryMs = Math.min(this.retryMs * 2, this.options.maxRetryMs ?? 10_000);
+  }
+}

@@ -1,0 +1,145 @@
+// The loaded BPF objects of the datapath: opens tc_mark_encrypt.o and tc_mark_decrypt.o with their maps pinned by
+// name under <root>/map (an earlier process's pinned maps, and their contents, are reused), and pins each program
+// under <root>/tc, adopting the pinned program when its code is unchanged. Owns the fds of both programs and of
+// every map the datapath uses; fds the objects hold beyond those are closed at once. Also makes sure the root is
+// on a BPF filesystem (mounting /sys/fs/bpf when that is where it belongs and nothing is mounted there).
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+
+import { PROGRAM_NAMES, type AttachKind } from './datapath.js';
+import type { BpfFd, NativeBpf } from './native-bpf.js';
+
+const MAP_NAMES = ['km_nodeinfo', 'km_cidr_index', 'km_ipsec_peers', 'km_ipsec_stats', 'km_tc_attach'] as const;
+export type MapName = (typeof MAP_NAMES)[number];
+export const KINDS: readonly AttachKind[] = ['encrypt', 'decrypt'];
+const BPFFS_MOUNT = '/sys/fs/bpf';
+
+/** Where the pins of one datapath live. */
+export interface PinDirs {
+  root: string;
+  /** <root>/map: maps by name. */
+  mapDir: string;
+  /** <root>/tc: programs by name and TCX links. */
+  tcDir: string;
+}
+
+function pinDirs(root: string): PinDirs {
+  return { root, mapDir: path.join(root, 'map'), tcDir: path.join(root, 'tc') };
+}
+
+export interface LoadedProgram {
+  fd: BpfFd;
+  id: number;
+  tag: string;
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await fs.lstat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export async function unlinkIfPresent(p: string): Promise<void> {
+  await fs.rm(p, { force: true });
+}
+
+async function ensureBpffs(bpf: NativeBpf, root: string): Promise<void> {
+  let probe = root;
+  while (!(await exists(probe))) probe = path.dirname(probe);
+  if (bpf.isBpffs(probe)) return;
+  if ((root === BPFFS_MOUNT || root.startsWith(`${BPFFS_MOUNT}/`)) && probe === BPFFS_MOUNT) {
+    await bpf.mountBpffs(BPFFS_MOUNT);
+    return;
+  }
+  throw new Error(`bpffs root ${root} is not on a BPF filesystem (mount one with: mount -t bpf bpf <dir>)`);
+}
+
+export class BpfPrograms {
+  private constructor(
+    readonly dirs: PinDirs,
+    readonly progs: Readonly<Record<AttachKind, LoadedProgram>>,
+    readonly maps: Readonly<Record<MapName, BpfFd>>,
+    /** Kinds whose pinned program was replaced by different code: their attachments must follow. */
+    readonly upgraded: readonly AttachKind[],
+  ) {}
+
+  /** Loads both objects under `root` (a bpffs directory, created when missing) from `objDir`. */
+  static async load(bpf: NativeBpf, root: string, objDir: string): Promise<BpfPrograms> {
+    await ensureBpffs(bpf, root);
+    const dirs = pinDirs(root);
+    await fs.mkdir(dirs.mapDir, { recursive: true });
+    await fs.mkdir(dirs.tcDir, { recursive: true });
+
+    const maps: Partial<Record<MapName, BpfFd>> = {};
+    const progs: Partial<Record<AttachKind, LoadedProgram>> = {};
+    const upgraded: AttachKind[] = [];
+    const opened: BpfFd[] = [];
+    try {
+      for (const kind of KINDS) {
+        const progName = PROGRAM_NAMES[kind];
+        const objPath = path.join(objDir, `${progName}.o`);
+        const obj = await bpf.loadObject({ path: objPath, mapPinDir: dirs.mapDir });
+        opened.push(...obj.programs.map((p) => p.fd), ...obj.maps.map((m) => m.fd));
+        for (const m of obj.maps) {
+          if ((MAP_NAMES as readonly string[]).includes(m.name)) maps[m.name as MapName] ??= m.fd;
+        }
+        const fresh = obj.programs.find((p) => p.name === progName);
+        if (!fresh) throw new Error(`${objPath} has no program named ${progName}`);
+        const freshInfo = bpf.progInfo(fresh.fd);
+        const pinPath = path.join(dirs.tcDir, progName);
+        let chosen: LoadedProgram = { fd: fresh.fd, id: freshInfo.id, tag: freshInfo.tag };
+        if (await exists(pinPath)) {
+          const pinnedFd = await bpf.getPinned(pinPath);
+          opened.push(pinnedFd);
+          const pinned = bpf.progInfo(pinnedFd);
+          if (pinned.tag === freshInfo.tag && pinned.name === progName) {
+            chosen = { fd: pinnedFd, id: pinned.id, tag: pinned.tag };
+          } else {
+            // Different code in the object file than in the pinned program: the new one takes over the pin and,
+            // after loading, every attachment of the old one.
+            await unlinkIfPresent(pinPath);
+            await bpf.pinObject(fresh.fd, pinPath);
+            upgraded.push(kind);
+          }
+        } else {
+          await bpf.pinObject(fresh.fd, pinPath);
+        }
+        progs[kind] = chosen;
+      }
+      for (const name of MAP_NAMES) {
+        if (maps[name] === undefined) throw new Error(`the BPF objects in ${objDir} define no map ${name}`);
+      }
+    } catch (e) {
+      for (const fd of opened) fd.close();
+      throw e;
+    }
+    const keep = new Set<BpfFd>([...Object.values(maps), ...Object.values(progs).map((p) => p.fd)]);
+    for (const fd of opened) if (!keep.has(fd)) fd.close();
+    return new BpfPrograms(dirs, progs as Record<AttachKind, LoadedProgram>, maps as Record<MapName, BpfFd>, upgraded);
+  }
+
+  /** Kernel ids of the loaded programs. */
+  ids(): Record<AttachKind, number> {
+    return { encrypt: this.progs.encrypt.id, decrypt: this.progs.decrypt.id };
+  }
+
+  /** Whether a program id is one of ours. */
+  isOurs(progId: number): boolean {
+    return KINDS.some((k) => this.progs[k].id === progId);
+  }
+
+  /** Removes the program and map pins (attachments hold their programs on their own). */
+  async unpin(): Promise<void> {
+    for (const kind of KINDS) await unlinkIfPresent(path.join(this.dirs.tcDir, PROGRAM_NAMES[kind]));
+    for (const name of MAP_NAMES) await unlinkIfPresent(path.join(this.dirs.mapDir, name));
+  }
+
+  /** Closes every fd this instance owns (idempotent); pins and attachments stay. */
+  close(): void {
+    for (const fd of Object.values(this.maps)) fd.close();
+    for (const kind of KINDS) this.progs[kind].fd.close();
+  }
+}
