@@ -54,7 +54,7 @@ t.test('a status maps onto the gauges', async (t) => {
   t.equal(sample(text, 'kmesh_ipsec_cidr_index_installed'), 1);
   t.equal(sample(text, 'kmesh_ipsec_cidr_index_entries{kind="nodes"}'), 5);
   t.equal(sample(text, 'kmesh_ipsec_cidr_index_entries{kind="records"}'), 1);
-  t.equal(sample(text, 'kmesh_xfrm_stat{counter="XfrmInNoStates"}'), 4);
+  t.equal(sample(text, 'kmesh_xfrm_stat_total{counter="XfrmInNoStates"}'), 4);
   t.equal(sample(text, 'kmesh_ipsec_rotation_convergence_seconds'), 2.5);
   t.equal(sample(text, 'kmesh_daemon_problems'), 3, 'problems + invalid peers + the key file problem');
 });
