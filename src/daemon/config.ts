@@ -1,5 +1,6 @@
 // The node daemon's validated configuration: what the command line (and NODE_NAME) resolve to. Plain data;
 // flags.ts builds it, everything else reads it.
+import { DEFAULT_ROTATION_GRACE_MS } from '../ipsec/rotation.js';
 
 /** Where the cluster objects (Node, namespaces, pods, KmeshNodeInfo) and the secret come from. */
 export type StoreConfig = { kind: 'kubernetes' } | { kind: 'dir'; path: string };
@@ -45,7 +46,8 @@ export interface DaemonConfig {
 export const DEFAULT_IPSEC_KEY_FILE = '/kmesh/kmesh-ipsec/ipSec';
 export const DEFAULT_BPF_FS_PATH = '/sys/fs/bpf';
 export const DEFAULT_STATE_DIR = '/run/kmesh-ipsec';
-export const DEFAULT_ROTATION_GRACE_SECONDS = 60;
+/** --rotation-grace default: the rotation protocol's own (60 s, above the 30 s resync). */
+export const DEFAULT_ROTATION_GRACE_SECONDS = DEFAULT_ROTATION_GRACE_MS / 1000;
 export const DEFAULT_RESYNC_SECONDS = 30;
 /** Namespace holding the KmeshNodeInfo objects and the secret. */
 export const KMESH_NAMESPACE = 'kmesh-system';

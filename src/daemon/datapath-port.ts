@@ -20,11 +20,6 @@ export class DatapathAdapter implements DatapathPort {
     this.loaded = true;
   }
 
-  async setPeerIds(peerIds: Map<string, number>): Promise<void> {
-    await this.ensureLoaded();
-    await this.dp.setPeers(peerIds);
-  }
-
   async sync(desired: DatapathDesired): Promise<DatapathReport> {
     const errors: string[] = [];
     await this.ensureLoaded();

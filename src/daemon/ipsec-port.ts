@@ -1,7 +1,7 @@
-// IpsecPort over the IPsec controller (src/ipsec/node-controller.ts): keeps the key history (refusing a new
-// key under a used SPI), runs one controller step per reconcile, maps its report onto the loop's per-peer
-// status, and removes every XFRM object of ours on uninstall (a reconcile to the empty plan, which touches
-// only objects our ownership rules claim).
+// IpsecPort over the IPsec controller (src/ipsec/node-controller.ts), which owns the key history: keys go
+// straight to it, each reconcile is one controller step, and its report is mapped onto the loop's per-peer
+// status and the peer ids for the datapath. Uninstall removes every XFRM object of ours (a reconcile to the
+// empty plan, which touches only objects our ownership rules claim).
 import { KeyHistory } from '../keys/key-history.js';
 import type { IpsecKey } from '../model/node.js';
 import { IpsecController, type StepReport } from '../ipsec/node-controller.js';
@@ -15,24 +15,19 @@ export interface IpsecAdapterOptions {
 }
 
 export class IpsecAdapter implements IpsecPort {
-  private history = KeyHistory.empty();
   private readonly controller: IpsecController;
   private lastReport: StepReport | undefined;
-  private peerIdsHook: IpsecStepInput['onPeerIds'];
 
   constructor(
     private readonly kernel: XfrmKernel,
     options: IpsecAdapterOptions,
   ) {
-    this.controller = new IpsecController(kernel, {
-      graceMs: options.graceMs,
-      onPeerIds: (ids) => this.peerIdsHook?.(new Map(ids.map((i) => [i.address, i.peerId]))),
-    });
+    this.controller = new IpsecController(kernel, { graceMs: options.graceMs });
   }
 
   addKey(key: IpsecKey): string | undefined {
     try {
-      this.history = this.history.with(key);
+      this.controller.addKey(key);
       return undefined;
     } catch (err) {
       return (err as Error).message;
@@ -40,11 +35,11 @@ export class IpsecAdapter implements IpsecPort {
   }
 
   keySpis(): number[] {
-    return this.history.spis();
+    return this.controller.keys.spis();
   }
 
   async step(input: IpsecStepInput): Promise<IpsecStepResult> {
-    if (this.history.size === 0) {
+    if (this.controller.keys.size === 0) {
       // No key yet: nothing of ours should exist beyond what an earlier run left for peers still using it,
       // and we cannot derive anything; report the peers without touching the kernel.
       return {
@@ -58,24 +53,17 @@ export class IpsecAdapter implements IpsecPort {
           peerId: 0,
           error: 'no IPsec key yet (create the secret: kmeshctl secret create)',
         })),
+        peerIds: new Map(),
         changes: 0,
         errors: [],
       };
     }
-    this.peerIdsHook = input.onPeerIds;
-    const stepKeys = this.history;
     const report = await this.controller.step({
       local: { ...input.local, spi: input.publishedSpi },
       peers: input.peers,
-      keys: stepKeys,
       now: input.now,
     });
     this.lastReport = report;
-    const keysChanged = report.keys.spis().join(',') !== stepKeys.spis().join(',');
-    // The step may have retired SPIs; keys added while it was in flight (a key-file event) are kept.
-    let next = report.keys;
-    for (const key of this.history.keys()) if (!stepKeys.has(key.spi)) next = next.with(key);
-    this.history = next;
     const peers: PeerStatus[] = report.peers.map((p) => ({
       name: p.name,
       advertisedSpi: p.advertisedSpi,
@@ -85,7 +73,14 @@ export class IpsecAdapter implements IpsecPort {
       error: [...p.reasons, ...p.issues.map((i) => `${i.code}: ${i.what}: ${i.message}`)].join('; '),
     }));
     const errors = report.nodeWide.issues.map((i) => `${i.code}: ${i.what}: ${i.message}`);
-    return { advertiseSpi: report.advertiseSpi, keysChanged, peers, changes: report.writes, errors };
+    return {
+      advertiseSpi: report.advertiseSpi,
+      keysChanged: report.retiredSpis.length > 0,
+      peers,
+      peerIds: new Map(report.peerAddressIds.map((p) => [p.address, p.peerId])),
+      changes: report.writes,
+      errors,
+    };
   }
 
   /** Retirements still waiting for their grace period (for status). */
@@ -94,13 +89,11 @@ export class IpsecAdapter implements IpsecPort {
   }
 
   exportKeys(): unknown {
-    return this.history.toJSON();
+    return this.controller.keys.toJSON();
   }
 
   importKeys(saved: unknown): void {
-    let merged = KeyHistory.fromJSON(saved);
-    for (const key of this.history.keys()) merged = merged.with(key);
-    this.history = merged;
+    for (const key of KeyHistory.fromJSON(saved).keys()) this.controller.addKey(key);
   }
 
   async uninstall(): Promise<number> {

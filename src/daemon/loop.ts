@@ -1,11 +1,12 @@
 // The level-triggered reconcile loop's domain step: every trigger (a source change, a key-file change, a timer)
-// leads to one full step computed from current state only, in this order: read the cluster view and the key
-// file's state; validate the peers; the IPsec step (it hands the datapath the peer ids of the underlay
-// addresses, km_ipsec_peers, before any XFRM change, then reconciles XFRM); the datapath sync (decrypt
-// attachments, km_ipsec_peers, km_nodeinfo and its index, encrypt attachments, then detaches); publish our
-// SPI (only once our inbound SAs for it exist); read /proc/net/xfrm_stat; persist the key history when it
-// changed; then report (status, metrics, log, status callback). When steps run (coalescing, retry with
-// backoff, periodic resync) is step-scheduler.ts's job. Nothing here touches the kernel directly.
+// leads to one full step computed from current state only, in this order: read the cluster view (once: every
+// part of the step sees the same one) and the key file's state; validate the peers; the IPsec step (XFRM
+// reconcile; it returns the peer ids its inbound SAs were planned for); the datapath sync from that result, the
+// one writer of the datapath (decrypt attachments, km_ipsec_peers, km_nodeinfo and its index, encrypt
+// attachments, then detaches); publish our SPI (only once our inbound SAs for it exist); read
+// /proc/net/xfrm_stat; persist the key history when it changed; then report (status, metrics, log, status
+// callback). When steps run (coalescing, retry with backoff, periodic resync) is step-scheduler.ts's job.
+// Nothing here touches the kernel directly.
 import type { IpsecKey, NodeInfo } from '../model/node.js';
 import type { KeyFileEvent } from './key-file-watcher.js';
 import { managedPods } from './managed-pods.js';
@@ -13,7 +14,7 @@ import type { DaemonMetrics } from './metrics.js';
 import { resolvePodInterfaces, underlayInterfaces, type HostNetwork } from './pod-interfaces.js';
 import type { DatapathPort, IpsecPort, IpsecStepResult } from './ports.js';
 import { nodeFactsGap, nodeInfoUpToDate } from './sources/objects.js';
-import type { ClusterSource } from './sources/source.js';
+import type { ClusterSource, ClusterView, NodeFacts } from './sources/source.js';
 import { emptyStatus, rotationConverged, type DaemonStatus } from './status.js';
 import type { XfrmStat } from './xfrm-stat.js';
 import { StepScheduler } from './step-scheduler.js';
@@ -124,7 +125,7 @@ export class ReconcileLoop {
   private async step(reason: string): Promise<boolean> {
     const started = this.now();
     const { deps } = this;
-    let view: ReturnType<ClusterSource['view']>;
+    let view: ClusterView;
     try {
       view = deps.source.view();
     } catch (err) {
@@ -168,7 +169,7 @@ export class ReconcileLoop {
         if (gap !== '') {
           problems.push(`node ${deps.nodeName}: ${gap}`);
         } else {
-          await this.ipsecStep(next, node, pods, fail);
+          await this.ipsecStep(next, view, node, pods, fail);
         }
       }
       next.xfrmStat = deps.ipsec ? await deps.xfrmStat() : {};
@@ -211,7 +212,8 @@ export class ReconcileLoop {
 
   private async ipsecStep(
     next: DaemonStatus,
-    node: NonNullable<ReturnType<ClusterSource['view']>['node']>,
+    view: ClusterView,
+    node: NodeFacts,
     pods: ReturnType<typeof managedPods>,
     fail: (line: string) => void,
   ): Promise<void> {
@@ -219,7 +221,6 @@ export class ReconcileLoop {
     const ipsec = deps.ipsec;
     const datapath = deps.datapath;
     if (!ipsec || !datapath) return;
-    const view = deps.source.view();
     // Peers: every other node's KmeshNodeInfo that validates; bad ones are reported and skipped.
     const peers: NodeInfo[] = [];
     let ownPublished: unknown;
@@ -236,20 +237,10 @@ export class ReconcileLoop {
     let result: IpsecStepResult;
     try {
       const publishedSpi = ownPublished === undefined ? 0 : publishedSpiOf(ownPublished);
-      result = await ipsec.step({
-        local,
-        peers,
-        publishedSpi,
-        now: this.now(),
-        onPeerIds: (ids) =>
-          datapath.setPeerIds(ids).catch((err: unknown) => {
-            throw new Error(`datapath: ${(err as Error).message}`);
-          }),
-      });
+      result = await ipsec.step({ local, peers, publishedSpi, now: this.now() });
       if (result.keysChanged) this.keysDirty = true;
     } catch (err) {
-      const line = firstLine(err);
-      fail(line.startsWith('datapath: ') ? line : `xfrm: ${line}`);
+      fail(`xfrm: ${firstLine(err)}`);
       return;
     }
     for (const e of result.errors) fail(`xfrm: ${e}`);
@@ -266,18 +257,15 @@ export class ReconcileLoop {
     if (underlays.length === 0) fail(`no interface holds the node's InternalIPs ${node.addresses.join(', ')}`);
     const byName = new Map(peers.map((p) => [p.name, p]));
     const remoteCidrs = new Set<string>();
-    const peerIds = new Map<string, number>();
     for (const status of result.peers) {
       const peer = byName.get(status.name);
-      if (!peer) continue;
-      if (status.peerId > 0) for (const a of peer.addresses) peerIds.set(a, status.peerId);
-      if (status.outboundSpi !== undefined) for (const c of peer.podCIDRs) remoteCidrs.add(c);
+      if (peer && status.outboundSpi !== undefined) for (const c of peer.podCIDRs) remoteCidrs.add(c);
     }
     const report = await datapath.sync({
       encrypt: resolved.interfaces.map((i) => ({ name: i.ifname, ifindex: i.ifindex })),
       decrypt: underlays.map((l) => ({ name: l.name, ifindex: l.ifindex })),
       remoteCidrs: [...remoteCidrs].sort(),
-      peerIds,
+      peerIds: result.peerIds,
     });
     next.attachments = report.attachments;
     next.cidrIndex = report.cidrIndex;

@@ -28,14 +28,17 @@ export interface IpsecStepInput {
   /** SPI currently published in our KmeshNodeInfo (0 before the first publish). */
   publishedSpi: number;
   now: number;
-  /** Called with underlay address -> peer id before any XFRM change (the decrypt program must know new ids first). */
-  onPeerIds?: (ids: Map<string, number>) => Promise<void>;
 }
 
 export interface IpsecStepResult {
   /** SPI to publish: undefined until our inbound SAs for a key exist. */
   advertiseSpi: number | undefined;
   peers: PeerStatus[];
+  /**
+   * Underlay address -> peer id for km_ipsec_peers: exactly the addresses this step's inbound SAs were planned
+   * for (the first address of each family both nodes have), so the decrypt mark and the SAs follow one rule.
+   */
+  peerIds: Map<string, number>;
   /** The key history changed (an SPI was retired): persist it again. */
   keysChanged: boolean;
   /** Kernel operations applied in this step. */
@@ -69,7 +72,7 @@ export interface DatapathDesired {
   decrypt: InterfaceRef[];
   /** Pod CIDRs of remote Kmesh nodes we can encrypt to (km_nodeinfo). */
   remoteCidrs: string[];
-  /** Underlay IP of each peer -> its peer id (for the inbound ESP mark). */
+  /** Underlay IP of each peer -> its peer id (for the inbound ESP mark): the IPsec step's own peerIds. */
   peerIds: Map<string, number>;
 }
 
@@ -86,8 +89,7 @@ export interface DatapathReport {
 }
 
 export interface DatapathPort {
-  /** Makes km_ipsec_peers hold exactly these underlay address -> peer id pairs (loads the datapath if needed). */
-  setPeerIds(peerIds: Map<string, number>): Promise<void>;
+  /** The one writer of the datapath's attachments and maps (km_ipsec_peers, km_nodeinfo) during a run. */
   sync(desired: DatapathDesired): Promise<DatapathReport>;
   /** Detaches every program and removes every pin this node owns; returns what was removed. */
   uninstall(): Promise<string[]>;

@@ -5,7 +5,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 
-import { parseCidr } from './addr.js';
+import { parseCidrStrict } from '../model/ip-address.js';
 import { BpfPrograms, KINDS, type MapName } from './bpf-programs.js';
 import { compileCidrIndex } from './cidr-index.js';
 import { CidrIndexSlot } from './cidr-index-slot.js';
@@ -111,7 +111,7 @@ export class BpfDatapath implements Datapath {
   setRemoteCidrs(cidrs: readonly string[]): Promise<MapChange> {
     return this.serial(async () => {
       const { cidrIndex } = this.loaded();
-      const parsed = cidrs.map((c) => parseCidr(c)); // every CIDR is valid before anything is written
+      const parsed = cidrs.map((c) => parseCidrStrict(c)); // every CIDR is valid before anything is written
       const index = compileCidrIndex(parsed);
       const change = await this.replaceMap('km_nodeinfo', nodeinfoEntries(parsed));
       await cidrIndex.install(index);

@@ -7,7 +7,7 @@
 // same bytes and fingerprint.
 import { createHash } from 'node:crypto';
 
-import { parseCidr, type Family, type ParsedCidr } from './addr.js';
+import { parseCidrStrict, type Family, type ParsedCidr } from '../model/ip-address.js';
 import type { CidrIndexUse } from './datapath.js';
 
 /** Nodes per pool (KM_CIDR_NODES): node 0 is the header, node 1 is never used (1 means "remote"). */
@@ -152,7 +152,7 @@ function familyRoot(t: Tables, prefixes: readonly Prefix[]): FamilyRoot | undefi
  * invalid CIDR. The result may exceed the pool's capacity: check `fitsCidrIndex` before installing.
  */
 export function compileCidrIndex(cidrs: readonly (string | ParsedCidr)[]): CidrIndex {
-  const parsed = cidrs.map((c) => (typeof c === 'string' ? parseCidr(c) : c));
+  const parsed = cidrs.map((c) => (typeof c === 'string' ? parseCidrStrict(c) : c));
   const of = (family: Family): Prefix[] =>
     parsed.filter((c) => c.family === family).map((c) => ({ bytes: c.bytes, prefixLen: c.prefixLen }));
   const t = new Tables();

@@ -1,6 +1,7 @@
 // The datapath as the daemon sees it: load the TC programs (or adopt the pinned ones), attach them to
 // interfaces, fill their maps, read counters, remove everything ours. Implemented over libbpf by
-// BpfDatapath (bpf-datapath.ts) and in memory by FakeDatapath (fake-datapath.ts) for pure unit tests.
+// BpfDatapath (bpf-datapath.ts); test/fakes/fake-datapath.ts holds an in-memory double for unit tests, kept
+// equal to it by test/host/datapath-contract.test.ts.
 import type { MapChange } from './map-layout.js';
 
 export type { MapChange } from './map-layout.js';

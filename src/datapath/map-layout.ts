@@ -1,7 +1,7 @@
 // Byte layouts of the datapath's BPF maps (bpf/maps.h) and the pure computation of their desired contents.
 // km_nodeinfo keys follow Kmesh (prefixlen counts the address's own bits, IPv4 in the first 4 bytes); the
 // value carries per-family flags so that IPv4 and IPv6 prefixes sharing leading bytes cannot be confused.
-import { parseAddr, parseCidr, prefixMatches, type Family, type ParsedCidr } from './addr.js';
+import { parseIpStrict, parseCidrStrict, prefixMatches, type Family, type ParsedCidr } from '../model/ip-address.js';
 import { PEER_ID_MAX } from '../model/marks.js';
 
 export const NODEINFO_V4 = 1;
@@ -45,7 +45,7 @@ function u32(value: number): Buffer {
  * Throws (naming the CIDR) on the first invalid one, before anything is computed.
  */
 export function nodeinfoEntries(cidrs: readonly (string | ParsedCidr)[]): MapEntry[] {
-  const parsed: ParsedCidr[] = cidrs.map((c) => (typeof c === 'string' ? parseCidr(c) : c));
+  const parsed: ParsedCidr[] = cidrs.map((c) => (typeof c === 'string' ? parseCidrStrict(c) : c));
   const byKey = new Map<string, ParsedCidr>();
   for (const c of parsed) byKey.set(nodeinfoKey(c.prefixLen, c.bytes).toString('hex'), c);
   const entries: MapEntry[] = [];
@@ -60,7 +60,7 @@ export function nodeinfoEntries(cidrs: readonly (string | ParsedCidr)[]): MapEnt
 }
 
 export function peerKey(address: string): Buffer {
-  const a = parseAddr(address);
+  const a = parseIpStrict(address);
   const key = Buffer.alloc(PEER_KEY_SIZE);
   a.bytes.copy(key, 0);
   key.writeUInt32LE(a.family === 4 ? AF_INET : AF_INET6, 16);

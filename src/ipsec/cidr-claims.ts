@@ -3,7 +3,7 @@
 // the candidate") and at every shorter length (for "the candidate contains an existing claim"), so a
 // lookup costs O(prefix length) instead of O(claims).
 
-import type { ParsedCidr } from './ip-address.js';
+import type { ParsedCidr } from '../model/ip-address.js';
 
 export interface CidrClaim {
   owner: string;
@@ -26,9 +26,9 @@ export class CidrClaims {
   private readonly inside = new Map<string, CidrClaim>();
 
   add(cidr: ParsedCidr, claim: CidrClaim): void {
-    const own = maskedKey(cidr, cidr.prefixLength);
+    const own = maskedKey(cidr, cidr.prefixLen);
     if (!this.exact.has(own)) this.exact.set(own, claim);
-    for (let length = 0; length <= cidr.prefixLength; length++) {
+    for (let length = 0; length <= cidr.prefixLen; length++) {
       const key = maskedKey(cidr, length);
       if (!this.inside.has(key)) this.inside.set(key, claim);
     }
@@ -36,9 +36,9 @@ export class CidrClaims {
 
   /** A claim sharing at least one address with `cidr`, if any. */
   findOverlap(cidr: ParsedCidr): CidrClaim | undefined {
-    const inner = this.inside.get(maskedKey(cidr, cidr.prefixLength));
+    const inner = this.inside.get(maskedKey(cidr, cidr.prefixLen));
     if (inner) return inner;
-    for (let length = 0; length < cidr.prefixLength; length++) {
+    for (let length = 0; length < cidr.prefixLen; length++) {
       const outer = this.exact.get(maskedKey(cidr, length));
       if (outer) return outer;
     }

@@ -1,18 +1,19 @@
 // One entry point that glues screening, peer ids, the rotation protocol, the planner and the reconciler
-// for a node. It holds what must survive between steps (peer-id allocation, retirement clocks, retired
-// SPIs); everything else is recomputed each step from its inputs (level-triggered). On the first step it
-// recovers peer ids from the kernel's SAs, so a restarted daemon adopts its state with zero writes.
+// for a node. It owns what must survive between steps: the key history (the one copy: keys are added here,
+// read here, and retired here when the rotation protocol says so), the peer-id allocation and the
+// retirement clocks; everything else is recomputed each step from its inputs (level-triggered). On the first
+// step it recovers peer ids from the kernel's SAs, so a restarted daemon adopts its state with zero writes.
 //
 // Caller contract (the daemon):
+//   - addKey() every key version read from the secret (and, at start, the persisted ones);
 //   - pass `local.spi` = the SPI currently published in our KmeshNodeInfo, or leave it out and the
 //     controller assumes the one it last returned was published;
 //   - publish `report.advertiseSpi` when defined (inbound SAs for it are present for every current peer);
-//   - persist `report.keys` (retired SPIs removed) and pass it back as `keys` next time;
-//   - write `report.peerAddressIds` (or use `onPeerIds`, called before the kernel is touched) into the
-//     decrypt program's peer map.
+//   - persist `keys` after a step that retired SPIs (`report.retiredSpis`);
+//   - write `report.peerAddressIds` into the decrypt program's peer map (the addresses its inbound SAs are for).
 
-import type { KeyHistory } from '../keys/key-history.js';
-import type { NodeInfo } from '../model/node.js';
+import { KeyHistory } from '../keys/key-history.js';
+import type { IpsecKey, NodeInfo } from '../model/node.js';
 import type { XfrmKernel } from '../xfrm/types.js';
 import { allocatePeerIds, recoverPeerIds } from './peer-ids.js';
 import { screenPeers } from './peer-screen.js';
@@ -21,19 +22,16 @@ import { reconcile, type OwnerOutcome, type ReconcileIssue } from './reconciler.
 import {
   chooseAdvertisedSpi,
   chooseSendSpi,
+  DEFAULT_ROTATION_GRACE_MS,
   EMPTY_RETIREMENT,
   planRetirement,
   type PendingRetirement,
   type RetirementState,
 } from './rotation.js';
 
-export const DEFAULT_GRACE_MS = 120_000;
-
 export interface ControllerOptions extends PlannerOptions {
-  /** How long an SPI stays installed after everyone moved past it. */
+  /** Milliseconds an SPI stays installed after everyone moved past it (default DEFAULT_ROTATION_GRACE_MS). */
   graceMs: number;
-  /** Receives underlay address -> peer id before any XFRM change of the step. */
-  onPeerIds?: (ids: readonly { address: string; peerId: number }[]) => void | Promise<void>;
 }
 
 export interface StepInput {
@@ -41,7 +39,6 @@ export interface StepInput {
   local: Omit<NodeInfo, 'spi'> & { spi?: number };
   /** Validated peers (parseNodeInfo); may include the local node, which is ignored. */
   peers: readonly NodeInfo[];
-  keys: KeyHistory;
   /** Milliseconds on any monotonic clock. */
   now: number;
 }
@@ -66,9 +63,9 @@ export interface PeerStatus {
 export interface StepReport {
   /** SPI to publish in our KmeshNodeInfo; undefined: publish nothing new yet. */
   advertiseSpi: number | undefined;
-  /** Key history without retired SPIs: persist it. */
-  keys: KeyHistory;
+  /** SPIs whose SAs this step planned (the key history when the step began, minus those it retired). */
   heldSpis: number[];
+  /** SPIs this step removed from the key history: persist the history again. */
   retiredSpis: number[];
   pendingRetirements: PendingRetirement[];
   peers: PeerStatus[];
@@ -87,12 +84,26 @@ export class IpsecController {
   private readonly opts: ControllerOptions;
   private peerIds: Map<string, number> | undefined;
   private retirement: RetirementState = EMPTY_RETIREMENT;
-  private retired = new Set<number>();
   private lastAdvertised: number | undefined;
+  private history = KeyHistory.empty();
 
   constructor(kernel: XfrmKernel, opts: Partial<ControllerOptions> = {}) {
     this.kernel = kernel;
-    this.opts = { ...DEFAULT_PLANNER_OPTIONS, graceMs: DEFAULT_GRACE_MS, ...opts };
+    this.opts = { ...DEFAULT_PLANNER_OPTIONS, graceMs: DEFAULT_ROTATION_GRACE_MS, ...opts };
+  }
+
+  /**
+   * Adds a key version (from the secret, or persisted by an earlier run). Re-adding a held key changes nothing;
+   * throws a one-line error for an invalid key or a different key under an SPI already held. A key added while
+   * a step is in flight is planned by the next step.
+   */
+  addKey(key: IpsecKey): void {
+    this.history = this.history.with(key);
+  }
+
+  /** The key history: every key version still held (persist it; it holds key material). */
+  get keys(): KeyHistory {
+    return this.history;
   }
 
   /** Current peer-id allocation (name -> id). */
@@ -119,9 +130,7 @@ export class IpsecController {
     );
     this.peerIds = allocation.ids;
 
-    const inputSpis = new Set(input.keys.spis());
-    this.retired = new Set([...this.retired].filter((spi) => inputSpis.has(spi)));
-    const history = input.keys.without(this.retired);
+    const history = this.history;
     const held = history.spis();
     const localAdvertised = published;
     const sendSpis = accepted.flatMap((p) => {
@@ -137,11 +146,11 @@ export class IpsecController {
       graceMs: this.opts.graceMs,
     });
     this.retirement = decision.state;
-    for (const spi of decision.retire) this.retired.add(spi);
+    // Retired SPIs leave the one history now; keys added since the step began stay for the next step.
+    this.history = this.history.without(decision.retire);
     const keys = history.without(decision.retire);
 
     const plan = planScreened({ local, accepted, rejected, keys, peerIds: allocation.ids, options: this.opts });
-    if (this.opts.onPeerIds) await this.opts.onPeerIds(plan.peerAddressIds);
     const result = await reconcile(this.kernel, plan, {
       reqid: this.opts.reqid,
       blockPriority: this.opts.blockPriority,
@@ -185,7 +194,6 @@ export class IpsecController {
 
     return {
       advertiseSpi,
-      keys,
       heldSpis: keySpis,
       retiredSpis: decision.retire,
       pendingRetirements: decision.pending,

@@ -6,7 +6,7 @@
 
 import { MARK_DECRYPT, MARK_INBOUND_MASK, MARK_TYPE_MASK, PEER_ID_MAX, PEER_ID_SHIFT } from '../model/marks.js';
 import type { XfrmState } from '../xfrm/types.js';
-import { canonicalIp } from './ip-address.js';
+import { canonicalIp } from '../model/ip-address.js';
 import { isOurState, KMESH_REQID } from './ownership.js';
 
 export interface PeerIdAllocation {

@@ -5,9 +5,15 @@
 // depend on list order and the first claimant of an address or CIDR keeps it.
 
 import type { NodeInfo } from '../model/node.js';
-import type { Family } from '../xfrm/types.js';
 import { CidrClaims } from './cidr-claims.js';
-import { canonicalIp, normaliseCidr, parseCidr, parseIp, type ParsedCidr } from './ip-address.js';
+import {
+  canonicalIp,
+  normaliseCidr,
+  parseCidrLenient,
+  parseIp,
+  type Family,
+  type ParsedCidr,
+} from '../model/ip-address.js';
 
 /** One encrypted path between the local node and a peer in one address family. */
 export interface Tunnel {
@@ -55,7 +61,7 @@ function familyView(addresses: readonly string[], cidrs: readonly { text: string
 function parseCidrs(texts: readonly string[]): { text: string; cidr: ParsedCidr }[] | string {
   const out: { text: string; cidr: ParsedCidr }[] = [];
   for (const text of texts) {
-    const parsed = parseCidr(text);
+    const parsed = parseCidrLenient(text);
     if (!parsed) return `pod CIDR ${JSON.stringify(text)} is not a CIDR`;
     const normal = normaliseCidr(text) ?? text;
     out.push({ text: normal, cidr: parsed });
@@ -73,7 +79,7 @@ function checkLocalNode(local: NodeInfo): void {
     if (!parseIp(a)) throw new Error(`local node: address ${JSON.stringify(a)} is not an IP address`);
   if (!local.bootID) throw new Error('local node: boot ID is empty');
   for (const c of local.podCIDRs)
-    if (!parseCidr(c)) throw new Error(`local node: pod CIDR ${JSON.stringify(c)} is not a CIDR`);
+    if (!parseCidrLenient(c)) throw new Error(`local node: pod CIDR ${JSON.stringify(c)} is not a CIDR`);
 }
 
 /** Semantic problems of a peer on its own (callers normally ran parseNodeInfo already). */

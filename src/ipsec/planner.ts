@@ -12,8 +12,8 @@ import { derivePairKey } from '../keys/derive.js';
 import type { KeyHistory } from '../keys/key-history.js';
 import { inboundEspMark, MARK_DECRYPT, MARK_ENCRYPT, MARK_INBOUND_MASK, MARK_TYPE_MASK } from '../model/marks.js';
 import type { IpsecKey, NodeInfo } from '../model/node.js';
-import type { Family, XfrmPolicy, XfrmState, XfrmTemplate } from '../xfrm/types.js';
-import { anyCidr, parseCidr, parseIp } from './ip-address.js';
+import { anyCidr, parseCidrLenient, parseIp, type Family } from '../model/ip-address.js';
+import type { XfrmPolicy, XfrmState, XfrmTemplate } from '../xfrm/types.js';
 import {
   BLOCK_POLICY_PRIORITY,
   DEFAULT_REPLAY_WINDOW,
@@ -23,7 +23,7 @@ import {
 } from './ownership.js';
 import { screenPeers, type PeerRejection, type ScreenedPeer, type Tunnel } from './peer-screen.js';
 import { chooseSendSpi } from './rotation.js';
-import { lookupMark, policyIdentity, stateBucket } from './xfrm-identity.js';
+import { lookupMark, policyIdentity, stateBucket } from '../xfrm/identity.js';
 
 export interface PlannerOptions {
   reqid: number;
@@ -111,7 +111,7 @@ function localFamilies(local: NodeInfo): Family[] {
     if (f) families.add(f);
   }
   for (const c of local.podCIDRs) {
-    const f = parseCidr(c)?.family;
+    const f = parseCidrLenient(c)?.family;
     if (f) families.add(f);
   }
   return [...families].sort();

@@ -13,7 +13,7 @@ import {
   type ReconcileOptions,
   type XfrmDiff,
 } from './xfrm-diff.js';
-import { describeOp } from './xfrm-identity.js';
+import { describeOp } from '../xfrm/identity.js';
 
 export type { DesiredXfrm, ReconcileIssue, ReconcileOptions } from './xfrm-diff.js';
 

@@ -8,6 +8,14 @@
 // - retire: an SPI older than our newest once we and every peer advertise something newer, nothing is sent
 //   with it, and that has held continuously for the grace period. A restart restarts the clock (late, never early).
 
+/**
+ * Default grace period: how long an old SPI stays after the retirement condition first held. It must exceed
+ * the time a peer takes to see our new KmeshNodeInfo; a peer that missed a watch event sees it at its next
+ * full resync (the daemon's default --resync-interval is 30 s), so 60 s leaves that and a margin. The daemon's
+ * --rotation-grace default is this value.
+ */
+export const DEFAULT_ROTATION_GRACE_MS = 60_000;
+
 /** Time the retirement condition first held, per SPI. */
 export interface RetirementState {
   supersededSince: ReadonlyMap<number, number>;

@@ -4,9 +4,9 @@
 // never blocks good peers.
 
 import { z } from 'zod';
-import { SPI_MAX } from '../keys/key-history.js';
+import { SPI_MAX, SPI_MIN } from '../model/ipsec-key.js';
 import type { NodeInfo } from '../model/node.js';
-import { normaliseCidr, parseIp } from './ip-address.js';
+import { normaliseCidr, parseIp } from '../model/ip-address.js';
 
 /** Kubernetes boot IDs are UUIDs; Kmesh slices 36 bytes and panics on anything shorter. */
 const BOOT_ID_MIN_LENGTH = 36;
@@ -14,7 +14,11 @@ const BOOT_ID_MIN_LENGTH = 36;
 const kmeshNodeInfoShape = z.object({
   metadata: z.object({ name: z.string().min(1, 'is empty') }),
   spec: z.object({
-    spi: z.number().int('is not an integer').min(1, 'must be at least 1').max(SPI_MAX, `must be at most ${SPI_MAX}`),
+    spi: z
+      .number()
+      .int('is not an integer')
+      .min(SPI_MIN, `must be at least ${SPI_MIN}`)
+      .max(SPI_MAX, `must be at most ${SPI_MAX}`),
     addresses: z.array(z.string()).min(1, 'is empty'),
     bootID: z.string(),
     podCIDRS: z.array(z.string()).min(1, 'is empty'),

@@ -12,10 +12,10 @@
 // objects) is decided by the apply half (reconciler.ts).
 import { MARK_DECRYPT, MARK_TYPE_MASK } from '../model/marks.js';
 import type { XfrmOp, XfrmPolicy, XfrmState } from '../xfrm/types.js';
-import { canonicalIp } from './ip-address.js';
+import { canonicalIp } from '../model/ip-address.js';
 import { BLOCK_POLICY_PRIORITY, isOurPolicy, isOurState, KMESH_REQID } from './ownership.js';
 import type { PlannedPolicy, PlannedState } from './planner.js';
-import { describeOp, policiesEqual, policyIdentity, StateIndex, statesEqual } from './xfrm-identity.js';
+import { describeOp, policiesEqual, policyIdentity, StateIndex, statesEqual } from '../xfrm/identity.js';
 
 export interface DesiredXfrm {
   states: readonly PlannedState[];

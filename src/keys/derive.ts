@@ -4,9 +4,8 @@
 // of them. Shorter boot IDs are used whole (Kmesh slices blindly and panics; we must not).
 
 import { createHash } from 'node:crypto';
+import { AEAD_KEY_BYTES } from '../model/ipsec-key.js';
 
-/** Bytes of a derived key: 32-byte AES-256 key + 4-byte GCM salt. */
-export const DERIVED_KEY_BYTES = 36;
 /** At most this many bytes of each boot ID enter the hash. */
 export const BOOT_ID_BYTES = 36;
 
@@ -39,5 +38,5 @@ export function derivePairKey(psk: Buffer, src: KeyEndpoint, dst: KeyEndpoint): 
     .update(bootIdBytes(src.bootID))
     .update(bootIdBytes(dst.bootID))
     .digest();
-  return digest.subarray(0, DERIVED_KEY_BYTES);
+  return digest.subarray(0, AEAD_KEY_BYTES);
 }

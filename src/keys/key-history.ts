@@ -3,14 +3,8 @@
 // current key is the one with the highest SPI. The daemon persists the history (toJSON/fromJSON, key
 // bytes as base64) so a restart keeps the old SPIs peers may still be using (Kmesh forgets them).
 
+import { ipsecKeyProblem } from '../model/ipsec-key.js';
 import type { IpsecKey } from '../model/node.js';
-
-export const AEAD_RFC4106_GCM_AES = 'rfc4106(gcm(aes))';
-/** 32-byte AES-256 key + 4-byte salt. */
-export const AEAD_KEY_BYTES = 36;
-/** ICV lengths the kernel's rfc4106 accepts, in bits. */
-export const AEAD_ICV_BITS = [64, 96, 128] as const;
-export const SPI_MAX = 0xffffffff;
 
 const JSON_FORMAT_VERSION = 1;
 
@@ -20,24 +14,10 @@ export interface KeyHistoryJson {
   keys: { spi: number; aeadKeyName: string; aeadKey: string; length: number }[];
 }
 
-/** Throws a one-line error when the key is not something we can install. */
+/** Throws a one-line error when the key breaks the model's key invariants (src/model/ipsec-key.ts). */
 export function validateIpsecKey(key: IpsecKey): void {
-  if (!Number.isInteger(key.spi) || key.spi < 1 || key.spi > SPI_MAX) {
-    throw new Error(`IPsec key SPI ${String(key.spi)} is not an integer in 1..${SPI_MAX}`);
-  }
-  if (key.aeadKeyName !== AEAD_RFC4106_GCM_AES) {
-    throw new Error(
-      `IPsec key SPI ${key.spi}: algorithm "${key.aeadKeyName}" is not supported (only ${AEAD_RFC4106_GCM_AES})`,
-    );
-  }
-  if (!Buffer.isBuffer(key.key) || key.key.length !== AEAD_KEY_BYTES) {
-    throw new Error(`IPsec key SPI ${key.spi}: key must be ${AEAD_KEY_BYTES} bytes, got ${String(key.key.length)}`);
-  }
-  if (!(AEAD_ICV_BITS as readonly number[]).includes(key.icvBits)) {
-    throw new Error(
-      `IPsec key SPI ${key.spi}: ICV length ${key.icvBits} bits is not one of ${AEAD_ICV_BITS.join(', ')}`,
-    );
-  }
+  const problem = ipsecKeyProblem(key);
+  if (problem !== undefined) throw new Error(`IPsec key ${problem}`);
 }
 
 function copyKey(key: IpsecKey): IpsecKey {

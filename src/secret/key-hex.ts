@@ -1,8 +1,9 @@
 // Parses the pre-shared key a user types as hex (`kmeshctl secret create --key HEX`) into its 36 bytes.
 // Whitespace anywhere is ignored, so the output of `xxd -p -c 64` (which may wrap across lines) is accepted.
 
-/** rfc4106(gcm(aes)) key material: 32-byte AES-256 key followed by the 4-byte GCM salt. */
-export const KEY_BYTES = 36;
+// rfc4106(gcm(aes)) key material (32-byte AES-256 key + 4-byte GCM salt): the model's AEAD_KEY_BYTES.
+import { AEAD_KEY_BYTES as KEY_BYTES } from '../model/ipsec-key.js';
+export { KEY_BYTES };
 
 /** The key text was not 36 bytes of hex; the message says what was wrong. */
 export class InvalidKeyError extends Error {

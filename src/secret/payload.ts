@@ -4,12 +4,9 @@ import { z } from 'zod';
 import type { IpsecKey } from '../model/node.js';
 import { KEY_BYTES } from './key-hex.js';
 
-/** The only AEAD algorithm Kmesh supports. */
-export const AEAD_KEY_NAME = 'rfc4106(gcm(aes))';
-/** ICV length in bits that Kmesh writes (and the only one we accept). */
-export const ICV_BITS = 128;
-/** Largest SPI: the ESP header field is 32 bits. */
-export const MAX_SPI = 0xffffffff;
+// The key invariants are the model's (src/model/ipsec-key.ts), shared with the key history and the codec.
+import { AEAD_KEY_NAME, ICV_BITS, SPI_MAX as MAX_SPI } from '../model/ipsec-key.js';
+export { AEAD_KEY_NAME, ICV_BITS, MAX_SPI };
 
 /** The payload is not a valid ipSec document; the message names the field and the problem. */
 export class IpsecPayloadError extends Error {

@@ -1,17 +1,10 @@
 // Textual IPv4/IPv6 addresses and CIDRs <-> the 16-byte xfrm_address_t of the XFRM netlink structs (IPv4 in
-// the first 4 bytes, network order), parsed by src/model/ip-bytes.ts and cached. Formatting follows glibc's
-// inet_ntop, so decoded text matches `ip xfrm`.
-import { hasHostBits, writeIpBytes } from '../model/ip-bytes.js';
-import type { Family } from './types.js';
+// the first 4 bytes, network order), parsed by src/model/ip-address.ts and cached. Formatting follows glibc's
+// inet_ntop, so decoded text matches `ip xfrm`. A selector CIDR here may be a bare address (a host route) but
+// must not have host bits set, as the kernel compares selectors byte for byte.
+import { hasHostBits, writeIpBytes, type Family } from '../model/ip-address.js';
 
 export const XFRM_ADDRESS_BYTES = 16;
-
-export interface ParsedCidr {
-  family: Family;
-  /** 16 bytes, host bits zero. */
-  bytes: Buffer;
-  prefixLen: number;
-}
 
 interface Parsed {
   family: Family;
@@ -113,13 +106,6 @@ export function writeCidr(
   checkFamily(text, parsed.family, family);
   out.set(parsed.bytes, at);
   return parsed;
-}
-
-/** Parses "addr/len" (or a bare address = host route); host bits must be zero. */
-export function parseCidr(text: string, family?: Family): ParsedCidr {
-  const parsed = parseCidrText(text);
-  checkFamily(text, parsed.family, family);
-  return { family: parsed.family, bytes: Buffer.from(parsed.bytes), prefixLen: parsed.prefixLen };
 }
 
 /** Formats the first 4 (IPv4) or 16 (IPv6) bytes of `bytes` from `offset` like inet_ntop. */

@@ -5,7 +5,9 @@
 // truncated struct or attribute) is skipped; shapes we can represent but do not use ourselves (other protocols,
 // transport mode, no AEAD, auth/crypt algorithms) decode with those fields absent.
 import { formatAddress, writeAddress, writeCidr } from './netlink-address.js';
-import type { Family, PolicyDir, XfrmMark, XfrmPolicy, XfrmSelector, XfrmState, XfrmTemplate } from './types.js';
+import type { Family } from '../model/ip-address.js';
+import { isValidSpi, SPI_MAX, SPI_MIN } from '../model/ipsec-key.js';
+import type { PolicyDir, XfrmMark, XfrmPolicy, XfrmSelector, XfrmState, XfrmTemplate } from './types.js';
 import {
   align4,
   NLA_HDRLEN,
@@ -208,7 +210,7 @@ export function writeState(w: NetlinkWriter, kind: 'add' | 'update', state: Xfrm
     // Selector stays all-zero (family 0): the kernel fills in the SA's family, as with `ip xfrm state add`.
     putAddress(w, id + XFRM_ID.daddr, state.dst, family, 'dst');
     const spi = u32(state.spi, 'spi');
-    if (spi === 0) throw new Error('spi 0 is reserved');
+    if (!isValidSpi(spi)) throw new Error(`spi ${spi} is reserved (an SA's SPI is ${SPI_MIN}..${SPI_MAX})`);
     w.u32be(id + XFRM_ID.spi, spi);
     w.u8(id + XFRM_ID.proto, u8(state.proto, 'proto'));
     putAddress(w, info + XFRM_USERSA_INFO.saddr, state.src, family, 'src');

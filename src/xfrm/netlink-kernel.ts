@@ -81,23 +81,11 @@ function describeAck(ack: NetlinkAck): string {
 }
 
 const NO_REPLY: NetlinkAck = { errno: EPROTO, message: 'no reply from the kernel' };
-const OK: NetlinkAck = { errno: 0 };
 
 /** The sequence number after `seq` (wrapping before 2^32, never 0). */
 function seqAfter(seq: number): number {
   return seq >= 0xfffffff0 ? 1 : seq + 1;
 }
-
-/**
- * Replace = delete then add in the same batch: the kernel's XFRM_MSG_UPDSA keeps an SA's algorithms and keys
- * (it only refreshes lifetimes, selector and output-mark), so a changed key needs a new SA. A missing old SA
- * (ESRCH) is fine; the add decides the outcome unless the delete failed for another reason.
- */
-const replaceOutcome = (del: NetlinkAck, add: NetlinkAck): NetlinkAck => {
-  if (add.errno === 0) return add;
-  if (del.errno !== 0 && del.errno !== ESRCH) return del;
-  return add;
-};
 
 export class NetlinkXfrmKernel implements XfrmKernel {
   readonly netnsPath: string;
@@ -182,32 +170,25 @@ export class NetlinkXfrmKernel implements XfrmKernel {
     return found;
   }
 
-  /**
-   * Appends the op's messages to `w`, numbered from `first` (an updateState is two messages, delete then add,
-   * the add numbered seqAfter(first)); throws (leaving `w` as it was) when the op cannot be encoded.
-   */
-  private writeOp(w: NetlinkWriter, op: XfrmOp, first: number): void {
+  /** Appends the op's message to `w` with sequence number `seq`; throws (leaving `w` as it was) when it cannot. */
+  private writeOp(w: NetlinkWriter, op: XfrmOp, seq: number): void {
     const start = w.length;
     try {
       switch (op.kind) {
         case 'addState':
-          writeState(w, 'add', op.state, first);
-          break;
-        case 'updateState':
-          writeDeleteState(w, op.state, first);
-          writeState(w, 'add', op.state, seqAfter(first));
+          writeState(w, 'add', op.state, seq);
           break;
         case 'deleteState':
-          writeDeleteState(w, op.state, first);
+          writeDeleteState(w, op.state, seq);
           break;
         case 'addPolicy':
-          writePolicy(w, 'add', op.policy, first);
+          writePolicy(w, 'add', op.policy, seq);
           break;
         case 'updatePolicy':
-          writePolicy(w, 'update', op.policy, first);
+          writePolicy(w, 'update', op.policy, seq);
           break;
         case 'deletePolicy':
-          writeDeletePolicy(w, op.policy, first);
+          writeDeletePolicy(w, op.policy, seq);
           break;
       }
     } catch (e) {
@@ -222,10 +203,7 @@ export class NetlinkXfrmKernel implements XfrmKernel {
    */
   private encodeBatch(w: NetlinkWriter, batch: readonly XfrmOp[]): (number | Error)[] {
     const seqs = new Uint32Array(batch.length);
-    for (let i = 0; i < batch.length; i++) {
-      seqs[i] = this.nextSeq();
-      if ((batch[i] as XfrmOp).kind === 'updateState') this.nextSeq();
-    }
+    for (let i = 0; i < batch.length; i++) seqs[i] = this.nextSeq();
     const encoded = new Array<number | Error>(batch.length);
     const native: XfrmEncode | null = this.nativeEncode ? addonXfrmEncode() : null;
     const cursor = new Uint32Array(1);
@@ -265,17 +243,10 @@ export class NetlinkXfrmKernel implements XfrmKernel {
       }
       const writer = new NetlinkWriter(batch.length * 512);
       const encoded = this.encodeBatch(writer, batch);
-      // Messages in request order: an op's first message index (an updateState has two), -1 if not encoded.
-      const firstMessage = new Int32Array(batch.length);
+      // Messages in request order: an op's message index, -1 if it was not encoded.
+      const messageOf = new Int32Array(batch.length);
       let messages = 0;
-      for (let i = 0; i < batch.length; i++) {
-        if (encoded[i] instanceof Error) {
-          firstMessage[i] = -1;
-        } else {
-          firstMessage[i] = messages;
-          messages += (batch[i] as XfrmOp).kind === 'updateState' ? 2 : 1;
-        }
-      }
+      for (let i = 0; i < batch.length; i++) messageOf[i] = encoded[i] instanceof Error ? -1 : messages++;
       // Per message 0 or the kernel's errno, filled by a transport that can (the addon); -1 = unknown, read from
       // the reply's acks instead (injected transports, dump entries).
       const errnos = new Int32Array(messages).fill(-1);
@@ -291,22 +262,17 @@ export class NetlinkXfrmKernel implements XfrmKernel {
       for (let i = 0; i < batch.length; i++) {
         const op = batch[i] as XfrmOp;
         const enc = encoded[i];
-        const m = firstMessage[i] as number;
+        const m = messageOf[i] as number;
         if (enc instanceof Error) {
           results.push({ op, errno: EINVAL, message: enc.message });
         } else if (failure || enc === undefined) {
           results.push(transportResult(op, failure ?? new Error('not encoded'), 'outcome unknown'));
-        } else if (errnos[m] === 0 && (op.kind !== 'updateState' || errnos[m + 1] === 0)) {
+        } else if (errnos[m] === 0) {
           results.push({ op, errno: 0 });
         } else {
           // A message the transport reported as succeeded has no ack in the reply; the others are read from it.
-          const ackOf = (message: number, seq: number): NetlinkAck => {
-            if (errnos[message] === 0) return OK;
-            acks ??= readAcks(reply ?? Buffer.alloc(0));
-            return acks.get(seq) ?? NO_REPLY;
-          };
-          const firstAck = ackOf(m, enc);
-          const ack = op.kind === 'updateState' ? replaceOutcome(firstAck, ackOf(m + 1, seqAfter(enc))) : firstAck;
+          acks ??= readAcks(reply ?? Buffer.alloc(0));
+          const ack = acks.get(enc) ?? NO_REPLY;
           results.push(
             ack.message === undefined ? { op, errno: ack.errno } : { op, errno: ack.errno, message: ack.message },
           );

@@ -1,7 +1,8 @@
 // Plain-data model of the XFRM objects we install: what the planner produces, what the netlink adapter
 // encodes and decodes, and what the reconciler diffs. No behaviour lives here.
 
-export type Family = 4 | 6;
+import type { Family } from '../model/ip-address.js';
+
 export type PolicyDir = 'in' | 'out' | 'fwd';
 
 export interface XfrmMark {
@@ -66,9 +67,19 @@ export interface XfrmPolicy {
   index?: number;
 }
 
-/** One change for the kernel. `update` replaces an existing object with the same identity in place. */
+/**
+ * One change for the kernel, one netlink message each (the CLI equivalent in brackets):
+ * - addState (`ip xfrm state add`): XFRM_MSG_NEWSA; EEXIST when a lookup with its (dst, spi, proto, mark)
+ *   already hits a state.
+ * - deleteState (`ip xfrm state delete`): XFRM_MSG_DELSA for the state that lookup hits; ESRCH when none.
+ * - addPolicy (`ip xfrm policy add`): XFRM_MSG_NEWPOLICY; EEXIST when one with its identity exists.
+ * - updatePolicy (`ip xfrm policy update`): XFRM_MSG_UPDPOLICY; replaces the policy with its identity (dir,
+ *   selector, mark) or inserts it.
+ * - deletePolicy (`ip xfrm policy delete`): XFRM_MSG_DELPOLICY; ENOENT when none has its identity.
+ * There is no state update: XFRM_MSG_UPDSA cannot change an SA's key, so a changed SA is deleted and added.
+ */
 export type XfrmOp =
-  | { kind: 'addState' | 'updateState'; state: XfrmState }
+  | { kind: 'addState'; state: XfrmState }
   | { kind: 'deleteState'; state: Pick<XfrmState, 'family' | 'dst' | 'spi' | 'proto' | 'mark'> }
   | { kind: 'addPolicy' | 'updatePolicy'; policy: XfrmPolicy }
   | { kind: 'deletePolicy'; policy: Pick<XfrmPolicy, 'dir' | 'selector' | 'mark'> };

@@ -10,7 +10,7 @@
 import { rmSync } from 'node:fs';
 import path from 'node:path';
 
-import { parseAddr, parseCidr, prefixMatches } from '../../src/datapath/addr.js';
+import { parseIpStrict, parseCidrStrict, prefixMatches } from '../../src/model/ip-address.js';
 import { BpfDatapath } from '../../src/datapath/bpf-datapath.js';
 import { nativeBpf, withFd, type BpfFd, type NativeBpf } from '../../src/datapath/native-bpf.js';
 import { packageRoot } from '../../src/native/addon.js';
@@ -60,9 +60,9 @@ function scatteredLayout(): Layout {
   const group = (): string => rnd(0x10000).toString(16);
   while (v6.size < 200) v6.add(`fd${rnd(256).toString(16).padStart(2, '0')}:${group()}:${group()}:${group()}::/64`);
   const cidrs = [...v4, ...v6];
-  const parsed = cidrs.map((c) => parseCidr(c));
+  const parsed = cidrs.map((c) => parseCidrStrict(c));
   const inside = (a: string): boolean => {
-    const p = parseAddr(a);
+    const p = parseIpStrict(a);
     return parsed.some((c) => c.family === p.family && prefixMatches(c.bytes, p.bytes, c.prefixLen));
   };
   const [a, b, c] = [...v4][0]!.split('.');

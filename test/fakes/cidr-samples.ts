@@ -1,7 +1,7 @@
 // Random CIDR sets and probe addresses for the remote-CIDR index tests (pure, unit and kernel alike): a seeded
 // generator, networks whose bytes come from a small alphabet so that sets nest and share prefixes, addresses
 // just inside or just outside one of them, and the text forms the datapath takes.
-import type { Family, ParsedCidr } from '../../src/datapath/addr.js';
+import type { Family, ParsedCidr } from '../../src/model/ip-address.js';
 
 /** A seeded generator of integers in [0, n). */
 export function rng(seed: number): (n: number) => number {

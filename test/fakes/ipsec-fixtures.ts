@@ -6,10 +6,10 @@
 import { KeyHistory } from '../../src/keys/key-history.js';
 import { inboundEspMark, MARK_DECRYPT, MARK_ENCRYPT } from '../../src/model/marks.js';
 import type { IpsecKey, NodeInfo } from '../../src/model/node.js';
-import { cidrsOverlap, parseCidr } from '../../src/ipsec/ip-address.js';
+import { cidrsOverlap, parseCidrLenient } from '../../src/model/ip-address.js';
 import { IpsecController, type ControllerOptions, type StepReport } from '../../src/ipsec/node-controller.js';
-import { lookupHits, stateBucket } from '../../src/ipsec/xfrm-identity.js';
-import { FakeXfrmKernel } from '../../src/xfrm/fake-kernel.js';
+import { lookupHits, stateBucket } from '../../src/xfrm/identity.js';
+import { FakeXfrmKernel } from './fake-xfrm-kernel.js';
 import type { XfrmPolicy, XfrmState } from '../../src/xfrm/types.js';
 
 export function bootId(n: number, generation = 0): string {
@@ -34,8 +34,8 @@ export function makeKey(spi: number): IpsecKey {
 }
 
 function containsAddress(cidr: string, ip: string): boolean {
-  const net = parseCidr(cidr);
-  const host = parseCidr(`${ip}/${ip.includes(':') ? 128 : 32}`);
+  const net = parseCidrLenient(cidr);
+  const host = parseCidrLenient(`${ip}/${ip.includes(':') ? 128 : 32}`);
   return net !== undefined && host !== undefined && cidrsOverlap(net, host);
 }
 
@@ -60,8 +60,8 @@ function bestPolicy(
 export interface SimNode {
   info: NodeInfo;
   kernel: FakeXfrmKernel;
+  /** Owns the node's key history (giveKey adds to it, restart restores it from `persisted`). */
   controller: IpsecController;
-  keys: KeyHistory;
   /** What this node's KmeshNodeInfo says (undefined until first publish). */
   published: NodeInfo | undefined;
   /** The JSON the daemon would persist. */
@@ -124,13 +124,18 @@ export class SimCluster {
     const node: SimNode = {
       info,
       kernel,
-      controller: new IpsecController(kernel, this.options),
-      keys,
+      controller: this.controllerWith(kernel, keys),
       published: undefined,
       persisted: keys.toJSON(),
     };
     this.nodes.set(info.name, node);
     return node;
+  }
+
+  private controllerWith(kernel: FakeXfrmKernel, keys: KeyHistory): IpsecController {
+    const controller = new IpsecController(kernel, this.options);
+    for (const key of keys.keys()) controller.addKey(key);
+    return controller;
   }
 
   get(name: string): SimNode {
@@ -146,15 +151,15 @@ export class SimCluster {
   /** Delivers a new key version to one node (its secret file changed). */
   giveKey(name: string, spi: number): void {
     const node = this.get(name);
-    node.keys = node.keys.with(makeKey(spi));
-    node.persisted = node.keys.toJSON();
+    node.controller.addKey(makeKey(spi));
+    node.persisted = node.controller.keys.toJSON();
   }
 
   /** The daemon of `name` restarts: new controller, key history read back from its persisted file. */
   restart(name: string): void {
     const node = this.get(name);
-    node.controller = new IpsecController(node.kernel, this.options);
-    node.keys = KeyHistory.fromJSON(JSON.parse(JSON.stringify(node.persisted)));
+    const saved = KeyHistory.fromJSON(JSON.parse(JSON.stringify(node.persisted)));
+    node.controller = this.controllerWith(node.kernel, saved);
   }
 
   /** The machine of `name` reboots: empty kernel, new boot ID, new controller, history from its file. */
@@ -172,12 +177,10 @@ export class SimCluster {
     const report = await node.controller.step({
       local: { ...node.info, spi: node.published?.spi ?? 0 },
       peers,
-      keys: node.keys,
       now: this.now,
     });
     node.last = report;
-    node.keys = report.keys;
-    node.persisted = report.keys.toJSON();
+    node.persisted = node.controller.keys.toJSON();
     if (report.advertiseSpi !== undefined) node.published = { ...node.info, spi: report.advertiseSpi };
     return report;
   }

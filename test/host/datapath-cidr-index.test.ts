@@ -5,7 +5,7 @@
 // the trie answers; a restarted process adopts the installed index.
 import t from 'tap';
 import { BpfDatapath } from '../../src/datapath/bpf-datapath.js';
-import { prefixMatches, type Family, type ParsedCidr } from '../../src/datapath/addr.js';
+import { prefixMatches, type Family, type ParsedCidr } from '../../src/model/ip-address.js';
 import {
   CIDR_INDEX_CAPACITY,
   CIDR_POOL_SIZE,

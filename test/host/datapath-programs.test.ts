@@ -3,7 +3,7 @@
 // and bpftool finding the names. Runs as root with a private bpffs root; removes it afterwards.
 import t from 'tap';
 import { BpfDatapath } from '../../src/datapath/bpf-datapath.js';
-import { MarkOracle } from '../../src/datapath/mark-rules.js';
+import { MarkOracle } from '../fakes/mark-rules.js';
 import { arpFrame, ipFrame, PROTO_ESP, PROTO_UDP, truncated } from './lib/packets.js';
 import { kernelSkipReason, OBJ_DIR, privateBpffsRoot, run } from './lib/kernel.js';
 

@@ -5,7 +5,7 @@
 // (ownerReference) and the surviving daemon removes that node's SAs and policies.
 import path from 'node:path';
 import t from 'tap';
-import { FakeDatapath } from '../../src/datapath/fake-datapath.js';
+import { FakeDatapath } from '../fakes/fake-datapath.js';
 import { DatapathAdapter } from '../../src/daemon/datapath-port.js';
 import { IpsecAdapter } from '../../src/daemon/ipsec-port.js';
 import { ReconcileLoop, type LoopLogger } from '../../src/daemon/loop.js';
@@ -13,7 +13,7 @@ import type { HostNetwork } from '../../src/daemon/pod-interfaces.js';
 import { KubeSource } from '../../src/daemon/sources/kube-source.js';
 import { parseNodeInfo } from '../../src/ipsec/validate-peer.js';
 import { loadKubeConfig } from '../../src/kube/client.js';
-import { FakeXfrmKernel } from '../../src/xfrm/fake-kernel.js';
+import { FakeXfrmKernel } from '../fakes/fake-xfrm-kernel.js';
 import { controlPlaneSkip, startControlPlaneForTest } from '../fixtures/control-plane.js';
 import {
   applyManifests,

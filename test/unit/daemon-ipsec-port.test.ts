@@ -2,7 +2,7 @@
 import t from 'tap';
 import { IpsecAdapter } from '../../src/daemon/ipsec-port.js';
 import type { IpsecKey, NodeInfo } from '../../src/model/node.js';
-import { FakeXfrmKernel } from '../../src/xfrm/fake-kernel.js';
+import { FakeXfrmKernel } from '../fakes/fake-xfrm-kernel.js';
 import type { XfrmState } from '../../src/xfrm/types.js';
 
 function key(spi: number, fill: number): IpsecKey {

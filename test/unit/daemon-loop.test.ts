@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import t, { type Test } from 'tap';
-import { FakeDatapath } from '../../src/datapath/fake-datapath.js';
+import { FakeDatapath } from '../fakes/fake-datapath.js';
 import { DatapathAdapter } from '../../src/daemon/datapath-port.js';
 import { IpsecAdapter } from '../../src/daemon/ipsec-port.js';
 import { ReconcileLoop, type LoopLogger } from '../../src/daemon/loop.js';
@@ -13,7 +13,7 @@ import type { HostNetwork } from '../../src/daemon/pod-interfaces.js';
 import { DirSource } from '../../src/daemon/sources/dir-source.js';
 import { parseNodeInfo } from '../../src/ipsec/validate-peer.js';
 import type { IpsecKey } from '../../src/model/node.js';
-import { FakeXfrmKernel } from '../../src/xfrm/fake-kernel.js';
+import { FakeXfrmKernel } from '../fakes/fake-xfrm-kernel.js';
 import type { XfrmState } from '../../src/xfrm/types.js';
 
 const NAMES = ['node-1', 'node-2', 'node-3'];

@@ -3,7 +3,13 @@
 // duplicates do not matter, identical nodes are shared), the shared-prefix skip, capacity, and the header bytes
 // bpf/cidr_index.h reads.
 import t from 'tap';
-import { parseAddr, parseCidr, prefixMatches, type Family, type ParsedCidr } from '../../src/datapath/addr.js';
+import {
+  parseIpStrict,
+  parseCidrStrict,
+  prefixMatches,
+  type Family,
+  type ParsedCidr,
+} from '../../src/model/ip-address.js';
 import {
   CIDR_INDEX_CAPACITY,
   CIDR_RECORD_CAPACITY,
@@ -49,31 +55,31 @@ t.test('the index walk answers exactly "inside a CIDR of this family"', (t) => {
 t.test('families never answer for each other', (t) => {
   // 32.1.0.0/16 and 2001::/16 have the same leading bytes.
   const index = compileCidrIndex(['32.1.0.0/16', 'fd00:1::/64']);
-  t.equal(lookupCidrIndex(index, 4, parseAddr('32.1.5.9').bytes), true);
-  t.equal(lookupCidrIndex(index, 6, parseAddr('2001::1').bytes), false, 'IPv6 2001:: is not 32.1.0.0/16');
-  t.equal(lookupCidrIndex(index, 6, parseAddr('fd00:1::7').bytes), true);
-  t.equal(lookupCidrIndex(index, 4, parseAddr('253.0.0.1').bytes), false, 'IPv4 fd.00.. is not fd00:1::/64');
+  t.equal(lookupCidrIndex(index, 4, parseIpStrict('32.1.5.9').bytes), true);
+  t.equal(lookupCidrIndex(index, 6, parseIpStrict('2001::1').bytes), false, 'IPv6 2001:: is not 32.1.0.0/16');
+  t.equal(lookupCidrIndex(index, 6, parseIpStrict('fd00:1::7').bytes), true);
+  t.equal(lookupCidrIndex(index, 4, parseIpStrict('253.0.0.1').bytes), false, 'IPv4 fd.00.. is not fd00:1::/64');
   t.equal(index.v4?.skip, 1, 'IPv4: only the first byte is shared by a /16');
   t.end();
 });
 
 t.test('edge prefixes: /0, host routes, empty sets', (t) => {
   const all = compileCidrIndex(['0.0.0.0/0']);
-  t.equal(lookupCidrIndex(all, 4, parseAddr('1.2.3.4').bytes), true);
-  t.equal(lookupCidrIndex(all, 6, parseAddr('::1').bytes), false);
+  t.equal(lookupCidrIndex(all, 4, parseIpStrict('1.2.3.4').bytes), true);
+  t.equal(lookupCidrIndex(all, 6, parseIpStrict('::1').bytes), false);
   t.same(all.v4, { root: 2, skip: 0, prefix: Buffer.alloc(0) }, 'a /0 is one all-remote node');
   const hosts = compileCidrIndex(['10.1.2.3/32', 'fd00::5/128']);
-  t.equal(lookupCidrIndex(hosts, 4, parseAddr('10.1.2.3').bytes), true);
-  t.equal(lookupCidrIndex(hosts, 4, parseAddr('10.1.2.4').bytes), false);
-  t.equal(lookupCidrIndex(hosts, 6, parseAddr('fd00::5').bytes), true);
-  t.equal(lookupCidrIndex(hosts, 6, parseAddr('fd00::4').bytes), false);
+  t.equal(lookupCidrIndex(hosts, 4, parseIpStrict('10.1.2.3').bytes), true);
+  t.equal(lookupCidrIndex(hosts, 4, parseIpStrict('10.1.2.4').bytes), false);
+  t.equal(lookupCidrIndex(hosts, 6, parseIpStrict('fd00::5').bytes), true);
+  t.equal(lookupCidrIndex(hosts, 6, parseIpStrict('fd00::4').bytes), false);
   t.equal(hosts.v4?.skip, 3, 'a /32 skips three bytes and branches on the last');
   t.equal(hosts.v6?.skip, 15);
   const none = compileCidrIndex([]);
   t.equal(none.v4, undefined);
   t.equal(none.v6, undefined);
   t.equal(none.nodes.length, 2, 'header and the reserved node only');
-  t.equal(lookupCidrIndex(none, 4, parseAddr('10.0.0.1').bytes), false);
+  t.equal(lookupCidrIndex(none, 4, parseIpStrict('10.0.0.1').bytes), false);
   t.end();
 });
 
@@ -217,6 +223,6 @@ t.test('tail record bytes', (t) => {
 t.test('an invalid CIDR is refused by name', (t) => {
   t.throws(() => compileCidrIndex(['10.0.0.0/8', '10.0.0.1/8']), /CIDR "10.0.0.1\/8" has host bits set/);
   t.throws(() => compileCidrIndex(['nonsense']), /CIDR "nonsense" has no \/prefix length/);
-  t.doesNotThrow(() => compileCidrIndex([parseCidr('fd00::/8')]));
+  t.doesNotThrow(() => compileCidrIndex([parseCidrStrict('fd00::/8')]));
   t.end();
 });

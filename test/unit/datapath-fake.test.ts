@@ -2,8 +2,8 @@
 // the marking rules (MarkOracle) on frames.
 import { createHash } from 'node:crypto';
 import t from 'tap';
-import { FakeDatapath } from '../../src/datapath/fake-datapath.js';
-import { MarkOracle, parseFrame } from '../../src/datapath/mark-rules.js';
+import { FakeDatapath } from '../fakes/fake-datapath.js';
+import { MarkOracle, parseFrame } from '../fakes/mark-rules.js';
 import { arpFrame, ipFrame, PROTO_ESP, truncated } from '../host/lib/packets.js';
 
 const ifaces = [

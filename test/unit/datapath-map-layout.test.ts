@@ -1,6 +1,5 @@
-// Pure tests of the datapath's address parsing, map layouts, family flags, diffs and attach records.
+// Pure tests of the datapath's map layouts, family flags, diffs and attach records.
 import t from 'tap';
-import { parseAddr, parseCidr } from '../../src/datapath/addr.js';
 import {
   diffEntries,
   nodeinfoEntries,
@@ -18,32 +17,6 @@ import {
   tcxLinkPinName,
   type AttachRecord,
 } from '../../src/datapath/tc-attachments.js';
-
-t.test('addresses parse to network-order bytes', (t) => {
-  t.same([...parseAddr('10.244.1.7').bytes], [10, 244, 1, 7]);
-  t.equal(parseAddr('fd00:10:244:1::5').bytes.toString('hex'), 'fd000010024400010000000000000005');
-  t.equal(parseAddr('::').bytes.toString('hex'), '0'.repeat(32));
-  t.equal(parseAddr('::ffff:192.0.2.1').bytes.toString('hex'), '00000000000000000000ffffc0000201');
-  t.equal(parseAddr('2001:db8::1:2:3:4').bytes.toString('hex'), '20010db8000000000001000200030004');
-  t.equal(parseAddr('1:2:3:4:5:6:7:8').bytes.toString('hex'), '00010002000300040005000600070008');
-  t.throws(() => parseAddr('10.0.0.256'), /"10.0.0.256" is not an IPv4 or IPv6 address/);
-  t.throws(() => parseAddr('fe80::1%eth0'), /is not an IPv4 or IPv6 address/);
-  t.end();
-});
-
-t.test('CIDRs are validated with one-line errors naming them', (t) => {
-  t.match(parseCidr('10.244.1.0/24'), { family: 4, prefixLen: 24 });
-  t.match(parseCidr('fd00:1::/64'), { family: 6, prefixLen: 64 });
-  t.match(parseCidr('0.0.0.0/0'), { prefixLen: 0 });
-  t.throws(() => parseCidr('10.244.1.0'), /CIDR "10.244.1.0" has no \/prefix length/);
-  t.throws(() => parseCidr('10.244.1.0/33'), /prefix length outside 0..32/);
-  t.throws(() => parseCidr('fd00::/129'), /prefix length outside 0..128/);
-  t.throws(() => parseCidr('10.244.1.0/x'), /prefix length/);
-  t.throws(() => parseCidr('10.244.1.5/24'), /host bits set beyond \/24/);
-  t.throws(() => parseCidr('fd00::1/64'), /host bits set/);
-  t.throws(() => parseCidr('nope/8'), /does not start with an IPv4 or IPv6 address/);
-  t.end();
-});
 
 t.test('km_nodeinfo keys use the Kmesh layout: prefixlen of the address bits, IPv4 in the first 4 bytes', (t) => {
   const [e] = nodeinfoEntries(['10.244.1.0/24']);

@@ -3,8 +3,10 @@ import type { Test } from 'tap';
 import { KMESH_REQID } from '../../src/ipsec/ownership.js';
 import { IpsecController } from '../../src/ipsec/node-controller.js';
 import { removeOwned } from '../../src/ipsec/reconciler.js';
+import { DEFAULT_RESYNC_SECONDS, DEFAULT_ROTATION_GRACE_SECONDS } from '../../src/daemon/config.js';
+import { DEFAULT_ROTATION_GRACE_MS } from '../../src/ipsec/rotation.js';
 import { KeyHistory } from '../../src/keys/key-history.js';
-import { FakeXfrmKernel } from '../../src/xfrm/fake-kernel.js';
+import { FakeXfrmKernel } from '../fakes/fake-xfrm-kernel.js';
 import type { XfrmPolicy, XfrmState } from '../../src/xfrm/types.js';
 import { makeKey, makeNode, SimCluster } from '../fakes/ipsec-fixtures.js';
 
@@ -99,7 +101,8 @@ t.test(
     await stepChecked(t, c, names(c));
     for (const n of names(c)) {
       t.same(c.spisInKernel(n), [2], `${n}: no SPI 1 SA left`);
-      t.same(c.get(n).keys.spis(), [2], `${n}: SPI 1 pruned from the persisted history`);
+      t.same(c.get(n).controller.keys.spis(), [2], `${n}: SPI 1 retired from the key history`);
+      t.same(KeyHistory.fromJSON(c.get(n).persisted).spis(), [2], `${n}: and from what the daemon persists`);
       t.same(c.get(n).last!.retiredSpis, [1]);
     }
     const again = await c.stepAll();
@@ -236,10 +239,10 @@ t.test('restart without a published SPI passed in still adopts with zero writes'
   const c = await converged(2);
   const node = c.get('node-01');
   const fresh = new IpsecController(node.kernel, { graceMs: 1000 });
+  for (const key of node.controller.keys.keys()) fresh.addKey(key);
   const r = await fresh.step({
     local: { ...node.info, spi: undefined },
     peers: [c.get('node-02').published!],
-    keys: node.keys,
     now: 5,
   });
   t.equal(r.writes, 0);
@@ -260,7 +263,6 @@ t.test('peer reboot: new boot ID -> its SAs are replaced (delete + add, never a 
   const newInbound = a.kernel.listStates().find((s) => s.src === '198.18.0.2')!;
   t.not(newInbound.aead!.key.toString('hex'), oldInbound.aead!.key.toString('hex'), 'key re-derived');
   const ops = a.kernel.received.slice(seen).map((o) => o.kind);
-  t.notOk(ops.includes('updateState'));
   t.same(ops.filter((k) => k === 'deleteState').length, 2, 'in + out SA deleted');
   t.same(ops.filter((k) => k === 'addState').length, 2, 'in + out SA added');
 });
@@ -406,16 +408,15 @@ t.test(
   async (t) => {
     const kernel = new FakeXfrmKernel();
     const ctl = new IpsecController(kernel);
-    const keys = KeyHistory.of([makeKey(1)]);
+    ctl.addKey(makeKey(1));
     await t.rejects(
-      ctl.step({ local: { ...makeNode(1), addresses: ['nope'] }, peers: [], keys, now: 0 }),
+      ctl.step({ local: { ...makeNode(1), addresses: ['nope'] }, peers: [], now: 0 }),
       /local node: address "nope"/,
     );
     t.equal(kernel.writes + kernel.dumpCalls, 0);
     const r = await ctl.step({
       local: makeNode(1),
       peers: [makeNode(2), makeNode(3, { podCIDRs: ['10.244.2.0/25'] }), makeNode(4, { spi: 0 }), makeNode(1)],
-      keys,
       now: 0,
     });
     t.same(
@@ -432,12 +433,7 @@ t.test(
 
 t.test('no key yet: only the block policy, nothing advertised', async (t) => {
   const kernel = new FakeXfrmKernel();
-  const r = await new IpsecController(kernel).step({
-    local: makeNode(1),
-    peers: [makeNode(2)],
-    keys: KeyHistory.empty(),
-    now: 0,
-  });
+  const r = await new IpsecController(kernel).step({ local: makeNode(1), peers: [makeNode(2)], now: 0 });
   t.equal(r.advertiseSpi, undefined);
   t.same(
     r.peers.map((p) => p.reasons),
@@ -450,20 +446,61 @@ t.test('no key yet: only the block policy, nothing advertised', async (t) => {
   t.equal(kernel.listStates().length, 0);
 });
 
-t.test('onPeerIds runs before the kernel is changed', async (t) => {
-  const kernel = new FakeXfrmKernel();
-  let writesSeen = -1;
-  let ids: unknown;
-  const ctl = new IpsecController(kernel, {
-    onPeerIds: (list) => {
-      writesSeen = kernel.writes;
-      ids = list;
-    },
-  });
-  await ctl.step({ local: makeNode(1), peers: [makeNode(2), makeNode(3)], keys: KeyHistory.of([makeKey(1)]), now: 0 });
-  t.equal(writesSeen, 0);
-  t.same(ids, [
+t.test('peer ids name the addresses the inbound SAs are for: the first of each family both nodes have', async (t) => {
+  const ctl = new IpsecController(new FakeXfrmKernel());
+  ctl.addKey(makeKey(1));
+  const dualStack = makeNode(2, { addresses: ['198.18.0.2', '198.18.1.2', 'fd00:198:18::2'] });
+  const r = await ctl.step({ local: makeNode(1), peers: [dualStack, makeNode(3)], now: 0 });
+  t.same(r.peerAddressIds, [
     { address: '198.18.0.2', peerId: 1 },
     { address: '198.18.0.3', peerId: 2 },
   ]);
+});
+
+t.test('the controller owns the key history: one copy, added to, read and retired in one place', async (t) => {
+  const kernel = new FakeXfrmKernel();
+  const ctl = new IpsecController(kernel, { graceMs: 100 });
+  ctl.addKey(makeKey(1));
+  ctl.addKey(makeKey(1));
+  t.throws(() => ctl.addKey({ ...makeKey(1), key: Buffer.alloc(36, 0xee) }), /SPI 1 is already in use/);
+  const peer = makeNode(2);
+  let r = await ctl.step({ local: makeNode(1), peers: [peer], now: 0 });
+  t.equal(r.advertiseSpi, 1);
+  ctl.addKey(makeKey(2));
+  t.same(ctl.keys.spis(), [1, 2], 'a new key is held at once');
+  r = await ctl.step({ local: { ...makeNode(1), spi: 1 }, peers: [peer], now: 10 });
+  t.equal(r.advertiseSpi, 2, 'and planned by the next step');
+  const gated = ctl.step({ local: { ...makeNode(1), spi: 2 }, peers: [{ ...peer, spi: 2 }], now: 20 });
+  ctl.addKey(makeKey(3));
+  r = await gated;
+  t.same(r.heldSpis, [1, 2], 'a key added while a step runs is not in that step');
+  r = await ctl.step({ local: { ...makeNode(1), spi: 2 }, peers: [{ ...peer, spi: 3 }], now: 30 });
+  t.same(r.heldSpis, [1, 2, 3], 'nor lost by it: the next step plans it');
+  r = await ctl.step({ local: { ...makeNode(1), spi: 3 }, peers: [{ ...peer, spi: 3 }], now: 200 });
+  t.same(r.retiredSpis, [1], 'SPI 1 unused since t=20');
+  t.same(ctl.keys.spis(), [2, 3], 'retired SPIs leave the one history');
+  r = await ctl.step({ local: { ...makeNode(1), spi: 3 }, peers: [{ ...peer, spi: 3 }], now: 300 });
+  t.same(r.retiredSpis, [2], 'SPI 2 unused since t=200');
+  t.same(ctl.keys.spis(), [3]);
+  t.same([...new Set(kernel.listStates().map((s) => s.spi))], [3]);
+});
+
+t.test('the default grace is the daemon default, 60 s, above the 30 s resync', async (t) => {
+  t.equal(DEFAULT_ROTATION_GRACE_SECONDS * 1000, DEFAULT_ROTATION_GRACE_MS);
+  t.ok(DEFAULT_ROTATION_GRACE_SECONDS > DEFAULT_RESYNC_SECONDS, 'grace > resync');
+  const c = new SimCluster({});
+  for (let i = 1; i <= 2; i++) c.add(makeNode(i));
+  await c.stepAll();
+  await c.stepAll();
+  for (const n of names(c)) c.giveKey(n, 2);
+  c.now = 1_000;
+  await c.stepAll();
+  await c.stepAll();
+  t.same(c.spisInKernel('node-01'), [1, 2], 'both SPIs held while the grace runs');
+  c.now = 1_000 + 59_000;
+  await c.stepAll();
+  t.same(c.spisInKernel('node-01'), [1, 2], 'still held after 59 s');
+  c.now = 1_000 + 61_000;
+  await c.stepAll();
+  t.same(c.spisInKernel('node-01'), [2], 'retired after 60 s');
 });

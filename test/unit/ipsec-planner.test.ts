@@ -5,7 +5,7 @@ import { KeyHistory } from '../../src/keys/key-history.js';
 import type { NodeInfo } from '../../src/model/node.js';
 import { BLOCK_POLICY_PRIORITY, KMESH_REQID, PEER_POLICY_PRIORITY } from '../../src/ipsec/ownership.js';
 import { planXfrm, type XfrmPlan } from '../../src/ipsec/planner.js';
-import { lookupMark, policyIdentity, stateBucket } from '../../src/ipsec/xfrm-identity.js';
+import { lookupMark, policyIdentity, stateBucket } from '../../src/xfrm/identity.js';
 import { makeKey, makeNode } from '../fakes/ipsec-fixtures.js';
 
 const keys1 = KeyHistory.of([makeKey(1)]);

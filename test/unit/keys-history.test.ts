@@ -22,7 +22,6 @@ t.test('same SPI with a different PSK is refused; re-adding the same key is a no
   const h = KeyHistory.of([key(1)]);
   t.equal(h.with(key(1)), h, 'identical key returns the same history');
   t.throws(() => h.with(key(1, 0xaa)), /SPI 1 is already in use with a different key/);
-  t.throws(() => h.with({ ...key(1), icvBits: 96 }), /different key/);
   t.same(h.spis(), [1], 'history unchanged after a refusal');
   t.end();
 });
@@ -53,7 +52,8 @@ t.test('invalid keys are refused with one-line errors', (t) => {
   t.throws(() => KeyHistory.of([{ ...key(1), spi: 1.5 }]), /SPI 1.5/);
   t.throws(() => KeyHistory.of([{ ...key(1), aeadKeyName: 'cbc(aes)' }]), /not supported/);
   t.throws(() => KeyHistory.of([{ ...key(1), key: Buffer.alloc(32) }]), /must be 36 bytes, got 32/);
-  t.throws(() => KeyHistory.of([{ ...key(1), icvBits: 100 }]), /ICV length 100/);
+  t.throws(() => KeyHistory.of([{ ...key(1), icvBits: 100 }]), /ICV length 100 bits is not 128/);
+  t.throws(() => KeyHistory.of([{ ...key(1), icvBits: 96 }]), /ICV length 96 bits is not 128/);
   t.end();
 });
 

@@ -8,7 +8,7 @@ import { KeyHistory } from '../../src/keys/key-history.js';
 import type { NodeInfo } from '../../src/model/node.js';
 import { planXfrm } from '../../src/ipsec/planner.js';
 import { diffXfrm, type KernelXfrm, type XfrmDiff } from '../../src/ipsec/xfrm-diff.js';
-import { describeOp } from '../../src/ipsec/xfrm-identity.js';
+import { describeOp } from '../../src/xfrm/identity.js';
 import { addonXfrmEncode, NATIVE_ENCODE_ROOM } from '../../src/xfrm/netlink-addon.js';
 import type { XfrmOp } from '../../src/xfrm/types.js';
 import { makeKey, makeNode } from '../fakes/ipsec-fixtures.js';

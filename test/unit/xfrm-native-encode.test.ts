@@ -58,7 +58,7 @@ function variations(): XfrmOp[] {
     { ...base, outputMark: { value: 0xffffffff, mask: 0 } },
   ];
   for (const s of [...sas, ...(odd as XfrmState[])]) ops.push({ kind: 'addState', state: s });
-  ops.push({ kind: 'updateState', state: base }, { kind: 'deleteState', state: base });
+  ops.push({ kind: 'deleteState', state: base });
   const out = makeOutPolicy();
   const policies: unknown[] = [
     out,

@@ -1,6 +1,6 @@
 // Unit tests of the netlink XFRM adapter against a scripted transport (no kernel): batching, per-op results from
-// acks (errno + extack text), the SA replace protocol behind updateState, encoder errors, transport failures,
-// dumps and gets; plus the address and ack-reading helpers it is built on.
+// acks (errno + extack text), encoder errors, transport failures, dumps and gets; plus the address and
+// ack-reading helpers it is built on.
 import t from 'tap';
 import { NetlinkXfrmKernel, netnsPath } from '../../src/xfrm/netlink-kernel.js';
 import {
@@ -8,12 +8,11 @@ import {
   encodeState,
   writePolicy,
   writeState,
-  XFRM_MSG_DELSA,
   XFRM_MSG_GETPOLICY,
   XFRM_MSG_GETSA,
   XFRM_MSG_NEWSA,
 } from '../../src/xfrm/netlink-codec.js';
-import { formatAddress, parseAddress, parseCidr } from '../../src/xfrm/netlink-address.js';
+import { formatAddress, parseAddress, writeCidr } from '../../src/xfrm/netlink-address.js';
 import {
   NLM_F_ACK_TLVS,
   NLM_F_CAPPED,
@@ -102,24 +101,6 @@ t.test('per-op results in order, with errno and extack text; encoder errors neve
   t.equal(calls.length, 1, 'one transport call');
   t.equal(calls[0]?.messages.length, 4, 'the invalid op was not sent');
   t.equal(calls[0]?.netns, '/run/netns/kmt-x');
-});
-
-t.test('updateState replaces the SA: delete + add in the same batch', async (t) => {
-  const cases: [number, number, number][] = [
-    [0, 0, 0], // replaced
-    [3, 0, 0], // ESRCH: there was none, now there is
-    [1, 17, 1], // delete refused (EPERM): that is the reason
-    [3, 22, 22], // add refused: that is the reason
-  ];
-  for (const [delErr, addErr, want] of cases) {
-    const { calls, transact } = scripted((m) => [ack(m.seq, m.type === XFRM_MSG_DELSA ? delErr : addErr)]);
-    const [result] = await new NetlinkXfrmKernel({ transact }).apply([{ kind: 'updateState', state }]);
-    t.equal(result?.errno, want, `delete ${delErr}, add ${addErr} -> ${want}`);
-    t.same(
-      calls[0]?.messages.map((m) => m.type),
-      [XFRM_MSG_DELSA, XFRM_MSG_NEWSA],
-    );
-  }
 });
 
 t.test('batches of batchSize; a transport failure marks its batch unknown and later ones unsent', async (t) => {
@@ -241,10 +222,11 @@ t.test('addresses: inet_ntop formatting and strict parsing', (t) => {
   for (const bad of ['1.2.3', '1.2.3.256', '01.2.3.4', '1:2:3:4:5:6:7:8:9', '1::2::3', 'g::1', '', '::1.2.3', ':1']) {
     t.throws(() => parseAddress(bad), /is not an IP address/, `refuses "${bad}"`);
   }
-  t.same(parseCidr('10.244.0.0/16').prefixLen, 16);
-  t.same(parseCidr('fd00::1').prefixLen, 128);
-  t.throws(() => parseCidr('fd00::1/64'), /host bits/);
-  t.throws(() => parseCidr('10.0.0.0/x'), /bad prefix length/);
+  const slot = Buffer.alloc(16);
+  t.match(writeCidr('10.244.0.0/16', slot, 0), { family: 4, prefixLen: 16 });
+  t.match(writeCidr('fd00::1', slot, 0), { family: 6, prefixLen: 128 }, 'a bare address is a host route');
+  t.throws(() => writeCidr('fd00::1/64', slot, 0), /host bits/);
+  t.throws(() => writeCidr('10.0.0.0/x', slot, 0), /bad prefix length/);
   t.end();
 });
 
@@ -257,7 +239,7 @@ t.test('apply: a transport that reports per-message errnos needs no success acks
     t.equal(errnos?.length, messages.length, 'one entry per message');
     const replies: Buffer[] = [];
     messages.forEach((m, i) => {
-      // Message 1 fails with text; the updateState's delete (message 2) finds nothing; the rest succeed silently.
+      // Message 1 fails with text; the delete (message 2) finds nothing; the rest succeed silently.
       const errno = i === 1 ? 17 : i === 2 ? 3 : 0;
       if (errnos) errnos[i] = errno;
       if (errno !== 0) replies.push(ack(m.seq, errno, i === 1 ? 'already there' : undefined));
@@ -269,18 +251,18 @@ t.test('apply: a transport that reports per-message errnos needs no success acks
   const ops: XfrmOp[] = [
     { kind: 'addState', state: sa },
     { kind: 'addState', state: { ...sa, spi: 9 } },
-    { kind: 'updateState', state: { ...sa, spi: 10 } },
+    { kind: 'deleteState', state: { ...sa, spi: 10 } },
     { kind: 'addState', state: { ...sa, spi: 0 } },
     { kind: 'addState', state: { ...sa, spi: 11 } },
   ];
   const results = await kernel.apply(ops);
-  t.equal(sent.length, 5, 'four messages of ops plus the update pair, the unencodable op not sent');
+  t.equal(sent.length, 4, 'one message per op, the unencodable op not sent');
   t.same(
     results.map((r) => [r.errno, r.message]),
     [
       [0, undefined],
       [17, 'already there'],
-      [0, undefined],
+      [3, undefined],
       [22, results[3]?.message],
       [0, undefined],
     ],

@@ -1,6 +1,6 @@
 // Builds Ethernet frames for BPF_PROG_TEST_RUN and the benchmark: IPv4/IPv6 with a chosen protocol, ARP,
 // and truncated variants. Checksums are left zero: the programs never look at them.
-import { parseAddr } from '../../../src/datapath/addr.js';
+import { parseIpStrict } from '../../../src/model/ip-address.js';
 
 export const PROTO_UDP = 17;
 export const PROTO_ESP = 50;
@@ -15,8 +15,8 @@ function ethernet(ethertype: number, payload: Buffer): Buffer {
 
 /** An IPv4 or IPv6 frame (family taken from the addresses) carrying `payloadLen` zero bytes. */
 export function ipFrame(src: string, dst: string, proto = PROTO_UDP, payloadLen = 16): Buffer {
-  const s = parseAddr(src);
-  const d = parseAddr(dst);
+  const s = parseIpStrict(src);
+  const d = parseIpStrict(dst);
   if (s.family !== d.family) throw new Error(`mixed families ${src} -> ${dst}`);
   const payload = Buffer.alloc(payloadLen);
   if (s.family === 4) {

@@ -11,6 +11,7 @@ import { kernelHasTcx, kernelSkipReason, OBJ_DIR, privateBpffsRoot } from '../..
 import { markingScenario } from '../../host/lib/marking-scenario.js';
 import { arpFrame, ipFrame, PROTO_ESP } from '../../host/lib/packets.js';
 import { buildTopology, destroyTopology } from '../../host/lib/dp-topology.js';
+import { runDatapathContract } from '../../host/lib/datapath-contract-run.js';
 
 const skip = kernelSkipReason();
 const hasTcx = kernelHasTcx();
@@ -72,3 +73,8 @@ t.test('TCX where the kernel has it, a clear error where it does not', { skip },
 t.test('marks on real traffic', { skip }, (t) =>
   markingScenario(t, { tag: 'vm', mode: 'auto', expectMode: hasTcx ? 'tcx' : 'clsact' }),
 );
+
+t.test('the fake datapath agrees with this kernel call by call (contract)', { skip }, async (t) => {
+  const { real, fake } = await runDatapathContract('vmct');
+  for (const [i, step] of real.entries()) t.same(fake[i], step, step.what);
+});

@@ -10,7 +10,7 @@ import t from 'tap';
 import { kmeshctlPath, type ClusterStore, type ObjectKind } from '../../../src/demo/cluster-store.js';
 import { espSupport } from '../../../src/demo/esp-support.js';
 import type { SimNode } from '../../../src/demo/netns-cluster.js';
-import { runScenarios } from '../../../src/demo/scenarios.js';
+import { runScenarios } from '../lib/e2e-scenarios.js';
 import { run, runOk, type RunResult } from '../../../src/demo/shell.js';
 import { FakeApiServer } from '../../fixtures/fake-apiserver.js';
 import { writeKubeconfig } from '../../fixtures/kubeconfig.js';

@@ -10,7 +10,6 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { IpsecController, type StepReport } from '../../../src/ipsec/node-controller.js';
-import { KeyHistory } from '../../../src/keys/key-history.js';
 import { MARK_DECRYPT, MARK_ENCRYPT, PEER_ID_SHIFT } from '../../../src/model/marks.js';
 import type { IpsecKey, NodeInfo } from '../../../src/model/node.js';
 import { NetlinkXfrmKernel } from '../../../src/xfrm/netlink-kernel.js';
@@ -160,7 +159,7 @@ if (missing !== undefined && inVm) {
         },
         controller: new IpsecController(new NetlinkXfrmKernel({ netns: plan.netns }), { graceMs: GRACE_MS }),
       }));
-      let keys = KeyHistory.of([key(1, 0x31)]);
+      for (const node of nodes) node.controller.addKey(key(1, 0x31));
       let clock = 0;
       /** One control round: every node steps once against the others' published SPIs, then publishes its own. */
       const round = async (): Promise<StepReport[]> => {
@@ -168,7 +167,7 @@ if (missing !== undefined && inVm) {
         const reports: StepReport[] = [];
         for (const node of nodes) {
           const peers = nodes.filter((n) => n !== node).map((n) => n.info);
-          const report = await node.controller.step({ local: node.info, peers, keys, now: clock });
+          const report = await node.controller.step({ local: node.info, peers, now: clock });
           node.last = report;
           reports.push(report);
           const failures = report.peers.flatMap((p) => p.issues.filter((i) => i.code !== 'DEFERRED'));
@@ -244,7 +243,7 @@ if (missing !== undefined && inVm) {
             }),
           ),
         );
-        keys = keys.with(key(2, 0x32));
+        for (const node of nodes) node.controller.addKey(key(2, 0x32));
         const history: string[] = [];
         for (let r = 0; r < 12; r++) {
           await round();

@@ -2,8 +2,14 @@
 // the incoming mark, the remote pod CIDRs and the peer ids). Used by the fake datapath, and by tests as an
 // independent oracle: it decides "remote" by direct CIDR containment per family, not through the LPM-key
 // encoding the real programs rely on, so a flaw in that encoding shows up as a disagreement.
-import { parseAddr, parseCidr, prefixMatches, type Family, type ParsedCidr } from './addr.js';
-import { MARK_DECRYPT, MARK_ENCRYPT, MARK_INBOUND_MASK, MARK_TYPE_MASK, PEER_ID_SHIFT } from '../model/marks.js';
+import {
+  parseIpStrict,
+  parseCidrStrict,
+  prefixMatches,
+  type Family,
+  type ParsedCidr,
+} from '../../src/model/ip-address.js';
+import { MARK_DECRYPT, MARK_ENCRYPT, MARK_INBOUND_MASK, MARK_TYPE_MASK, PEER_ID_SHIFT } from '../../src/model/marks.js';
 
 const ETH_P_IP = 0x0800;
 const ETH_P_IPV6 = 0x86dd;
@@ -41,9 +47,9 @@ export class MarkOracle {
   private readonly peerIds = new Map<string, number>();
 
   constructor(tables: MarkTables) {
-    this.cidrs = tables.remoteCidrs.map((c) => parseCidr(c));
+    this.cidrs = tables.remoteCidrs.map((c) => parseCidrStrict(c));
     for (const [address, id] of tables.peers) {
-      const a = parseAddr(address);
+      const a = parseIpStrict(address);
       this.peerIds.set(`${a.family}/${a.bytes.toString('hex')}`, id);
     }
   }

@@ -2,12 +2,12 @@
 // once and run by the VM suites against both stores (directory and Kubernetes). Each check goes through a
 // Checker, so the tap suites turn them into assertions. Pods: pod 0 of every node is in the labelled
 // namespace "default", pod 1 in the unlabelled namespace "plain".
-import type { DaemonStatus } from '../daemon/status.js';
-import type { ClusterStore } from './cluster-store.js';
-import { allOnSpi, DaemonRunner } from './daemons.js';
-import { NetnsCluster, nth, podOf, type SimNode } from './netns-cluster.js';
-import { capture, espPackets, ping, xfrmErrorDelta, xfrmStat } from './probes.js';
-import { run, runOk, sleep, waitFor } from './shell.js';
+import type { DaemonStatus } from '../../../src/daemon/status.js';
+import type { ClusterStore } from '../../../src/demo/cluster-store.js';
+import { allOnSpi, DaemonRunner } from '../../../src/demo/daemons.js';
+import { NetnsCluster, nth, podOf, type SimNode } from '../../../src/demo/netns-cluster.js';
+import { capture, espPackets, ping, xfrmErrorDelta, xfrmStat } from '../../../src/demo/probes.js';
+import { run, runOk, sleep, waitFor } from '../../../src/demo/shell.js';
 
 export interface Checker {
   ok(cond: boolean, what: string, extra?: unknown): void;

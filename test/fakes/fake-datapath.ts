@@ -1,5 +1,6 @@
 // In-memory Datapath for pure unit tests of its users (the daemon): same validation, same errors for bad
-// input and missing interfaces, same idempotence and map-difference results as BpfDatapath, no kernel.
+// input and missing interfaces, same idempotence and map-difference results as BpfDatapath, no kernel;
+// test/fakes/datapath-contract.ts runs one script through both and compares every outcome.
 // It also answers "which mark would this frame get" through the TypeScript statement of the marking rules.
 import {
   COUNTER_NAMES,
@@ -13,10 +14,16 @@ import {
   type DatapathCounters,
   type DatapathStats,
   type LoadOptions,
-} from './datapath.js';
-import { cidrIndexUse, compileCidrIndex, fitsCidrIndex, type CidrIndex } from './cidr-index.js';
-import { parseCidr } from './addr.js';
-import { diffEntries, nodeinfoEntries, peerEntries, type MapChange, type MapEntry } from './map-layout.js';
+} from '../../src/datapath/datapath.js';
+import { cidrIndexUse, compileCidrIndex, fitsCidrIndex, type CidrIndex } from '../../src/datapath/cidr-index.js';
+import { parseCidrStrict } from '../../src/model/ip-address.js';
+import {
+  diffEntries,
+  nodeinfoEntries,
+  peerEntries,
+  type MapChange,
+  type MapEntry,
+} from '../../src/datapath/map-layout.js';
 import { MarkOracle } from './mark-rules.js';
 
 export interface FakeInterface {
@@ -33,6 +40,7 @@ export interface FakeDatapathOptions {
 }
 
 const ENODEV = 19;
+const EINVAL = 22;
 
 /** Runs fn now; its result or its exception becomes the promise's outcome, as with an async kernel call. */
 function settle<T>(fn: () => T): Promise<T> {
@@ -41,15 +49,18 @@ function settle<T>(fn: () => T): Promise<T> {
   });
 }
 
-function noSuchDevice(what: string, netns: string | undefined): Error {
-  const object = netns ? `${what} in netns ${netns}` : what;
-  return Object.assign(new Error(`find interface ${object}: No such device (errno ${ENODEV})`), {
+/** The addon's ErrnoError for `syscall` on an interface (named with its netns when given). */
+function errnoError(syscall: string, name: string, netns: string | undefined, errno: number, text: string): Error {
+  const object = netns ? `${name} in netns ${netns}` : name;
+  return Object.assign(new Error(`${syscall} ${object}: ${text} (errno ${errno})`), {
     code: 'KMESH_ERRNO',
-    errno: ENODEV,
-    syscall: 'find interface',
+    errno,
+    syscall,
     object,
   });
 }
+
+const countChange = (c: MapChange): number => c.added + c.changed + c.removed;
 
 export class FakeDatapath implements Datapath {
   private root: string | undefined;
@@ -64,6 +75,14 @@ export class FakeDatapath implements Datapath {
   private readonly counters = Object.fromEntries(COUNTER_NAMES.map((n) => [n, 0])) as unknown as DatapathCounters;
   private nextProgId = 1;
   private progIds: Record<AttachKind, number> = { encrypt: 0, decrypt: 0 };
+  /**
+   * Kernel writes so far, counted as BpfDatapath makes them: one per map entry added, changed or removed, per
+   * CIDR index swapped in or emptied (an index with the installed fingerprint is no write), per attachment
+   * made or removed. Like FakeXfrmKernel.writes, for "a no-change step writes nothing" tests.
+   */
+  writes = 0;
+  /** Fingerprint of the index in the km_cidr_index slot; undefined = empty slot. */
+  private installedIndex: string | undefined;
 
   constructor(opts: FakeDatapathOptions = {}) {
     this.interfaces = [...(opts.interfaces ?? [])];
@@ -116,11 +135,16 @@ export class FakeDatapath implements Datapath {
     return Promise.resolve();
   }
 
+  /** As BpfDatapath resolves: a name through the kernel (ENODEV when unknown), an index checked first. */
   private find(iface: string | number, netns: string | undefined): FakeInterface {
-    const found = this.interfaces.find(
-      (x) => (typeof iface === 'number' ? x.ifindex === iface : x.name === iface) && x.netns === netns,
-    );
-    if (!found) throw noSuchDevice(typeof iface === 'number' ? `ifindex ${iface}` : iface, netns);
+    if (typeof iface === 'number') {
+      if (!Number.isInteger(iface) || iface <= 0) throw new Error(`interface index ${iface} is not a positive integer`);
+      const found = this.interfaces.find((x) => x.ifindex === iface && x.netns === netns);
+      if (!found) throw new Error(`no interface with index ${iface}${netns ? ` in netns ${netns}` : ''}`);
+      return found;
+    }
+    const found = this.interfaces.find((x) => x.name === iface && x.netns === netns);
+    if (!found) throw errnoError('find interface', iface, netns, ENODEV, 'No such device');
     return found;
   }
 
@@ -132,13 +156,10 @@ export class FakeDatapath implements Datapath {
       const wanted = opts.mode ?? 'auto';
       const existing = this.attached.get(key);
       if (existing && (wanted === 'auto' || wanted === existing.mode)) return { ...existing };
+      // Another mode was asked for: the old attachment goes first, also when the new one then fails.
+      if (this.attached.delete(key)) this.writes++;
       if (wanted === 'tcx' && !this.tcx) {
-        throw Object.assign(new Error(`attach TCX ingress link to ${dev.name}: Invalid argument (errno 22)`), {
-          code: 'KMESH_ERRNO',
-          errno: 22,
-          syscall: 'attach TCX ingress link to',
-          object: dev.name,
-        });
+        throw errnoError('attach TCX ingress link to', dev.name, opts.netns, EINVAL, 'Invalid argument');
       }
       const mode: AttachMode = wanted === 'auto' ? (this.tcx ? 'tcx' : 'clsact') : wanted;
       const a: Attachment = {
@@ -150,6 +171,7 @@ export class FakeDatapath implements Datapath {
         progId: this.progIds[kind],
       };
       this.attached.set(key, a);
+      this.writes++;
       return { ...a };
     });
   }
@@ -161,6 +183,7 @@ export class FakeDatapath implements Datapath {
         const same = typeof iface === 'number' ? a.ifindex === iface : a.ifname === iface;
         if (same && a.kind === kind && a.netns === opts.netns) {
           this.attached.delete(k);
+          this.writes++;
           return true;
         }
       }
@@ -169,18 +192,24 @@ export class FakeDatapath implements Datapath {
   }
 
   attachments(): Promise<Attachment[]> {
-    return Promise.resolve([...this.attached.values()].map((a) => ({ ...a })));
+    return settle(() => {
+      this.ensureLoaded();
+      return [...this.attached.values()].map((a) => ({ ...a }));
+    });
   }
 
   setRemoteCidrs(cidrs: readonly string[]): Promise<MapChange> {
     return settle(() => {
       this.ensureLoaded();
-      const parsed = cidrs.map((c) => parseCidr(c));
+      const parsed = cidrs.map((c) => parseCidrStrict(c));
       const desired = nodeinfoEntries(parsed);
       const { change } = diffEntries(this.cidrEntries, desired);
       this.cidrEntries = desired;
       this.cidrs = [...cidrs];
       this.index = compileCidrIndex(parsed);
+      const wanted = fitsCidrIndex(this.index) ? this.index.fingerprint : undefined;
+      this.writes += countChange(change) + (wanted === this.installedIndex ? 0 : 1);
+      this.installedIndex = wanted;
       return change;
     });
   }
@@ -192,6 +221,7 @@ export class FakeDatapath implements Datapath {
       const { change } = diffEntries(this.peerMapEntries, desired);
       this.peerMapEntries = desired;
       this.peerMap = new Map(peers);
+      this.writes += countChange(change);
       return change;
     });
   }
@@ -239,7 +269,9 @@ export class FakeDatapath implements Datapath {
   }
 
   uninstall(): Promise<void> {
+    this.writes += this.attached.size;
     this.attached.clear();
+    this.installedIndex = undefined;
     this.cidrEntries = [];
     this.peerMapEntries = [];
     this.cidrs = [];

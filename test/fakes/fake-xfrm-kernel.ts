@@ -1,24 +1,32 @@
-// An in-memory XfrmKernel that follows the Linux identity rules, for unit tests of everything above the
-// netlink adapter (reconciler, controller, daemon):
+// An in-memory XfrmKernel standing in for NetlinkXfrmKernel in unit tests of everything above it (reconciler,
+// controller, daemon). test/fakes/xfrm-contract.ts runs one op script through both and compares every result
+// and dump (host: policies; VM: states too). It follows what the adapter and the kernel behind it do:
+// - refusals: an op the adapter's codec cannot encode -> EINVAL with the codec's text (checked by encoding it);
+//   an AEAD the kernel has no entry for (name, ICV length) -> ENOSYS; a key rfc4106 cannot take -> EINVAL.
+// - marks are stored with the value masked (v & m), for states and policies.
 // - states: lookups hit the newest state in the (family, dst, spi, proto) bucket whose mark matches
-//   ((value&mask) & x.mask == x.value); add -> EEXIST on a hit; delete/update of a miss -> ESRCH (what the
-//   kernel returns for SAs). Like XFRM_MSG_UPDSA, updateState only refreshes the output mark: it never changes
-//   keys, addresses or replay settings, so code that "updates" a key is caught here as it would be on Linux.
-// - policies: identity (dir, selector, mark value, mark mask); add -> EEXIST; update replaces or inserts
-//   (XFRM_MSG_UPDPOLICY semantics); delete of a miss -> ENOENT.
+//   ((value&mask) & x.mask == x.value); add -> EEXIST on a hit; delete of a miss -> ESRCH (what the kernel
+//   returns for SAs).
+// - policies: identity (dir, selector, mark value & mask, mark mask), the mark stored masked; add -> EEXIST;
+//   update replaces or inserts (XFRM_MSG_UPDPOLICY semantics); delete compares the given mark unmasked, a
+//   miss -> ENOENT.
 // Every op handed to apply() counts as one write. Failures can be injected per op.
 
-import { parseCidr, parseIp } from '../ipsec/ip-address.js';
-import { policyIdentity, StateIndex } from '../ipsec/xfrm-identity.js';
-import type { XfrmKernel, XfrmOp, XfrmOpResult, XfrmPolicy, XfrmState } from './types.js';
+import { encodeDeletePolicy, encodeDeleteState, encodePolicy, encodeState } from '../../src/xfrm/netlink-codec.js';
+import { policyIdentity, StateIndex, storedMark } from '../../src/xfrm/identity.js';
+import type { XfrmKernel, XfrmOp, XfrmOpResult, XfrmPolicy, XfrmState } from '../../src/xfrm/types.js';
 
 export const EINVAL = 22;
 export const EEXIST = 17;
 export const ENOENT = 2;
 export const ESRCH = 3;
 
+export const ENOSYS = 38;
+
 /** rfc4106 key lengths the kernel accepts: AES-128/192/256 key + 4-byte salt. */
 const RFC4106_KEY_BYTES = [20, 28, 36];
+/** ICV lengths the kernel has an rfc4106 entry for (net/xfrm/xfrm_algo.c), in bits. */
+const RFC4106_ICV_BITS = [64, 96, 128];
 
 interface InjectedFailure {
   match: (op: XfrmOp) => boolean;
@@ -45,32 +53,42 @@ function clonePolicy(p: XfrmPolicy): XfrmPolicy {
   };
 }
 
-function invalidState(s: XfrmState): string | undefined {
-  for (const [what, addr] of [
-    ['source', s.src],
-    ['destination', s.dst],
-  ] as const) {
-    if (parseIp(addr)?.family !== s.family) return `${what} address ${addr} is not an IPv${s.family} address`;
+/**
+ * Why NetlinkXfrmKernel would not send this op: its codec's refusal (bad address or family, host bits in a
+ * selector, SPI 0, an unknown mode or direction, ...), which the adapter reports as EINVAL with this text.
+ */
+function codecRefusal(op: XfrmOp): string | undefined {
+  try {
+    switch (op.kind) {
+      case 'addState':
+        encodeState('add', op.state, 1);
+        break;
+      case 'deleteState':
+        encodeDeleteState(op.state, 1);
+        break;
+      case 'addPolicy':
+      case 'updatePolicy':
+        encodePolicy(op.kind === 'addPolicy' ? 'add' : 'update', op.policy, 1);
+        break;
+      case 'deletePolicy':
+        encodeDeletePolicy(op.policy, 1);
+        break;
+    }
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
   }
-  if (s.aead) {
-    if (s.aead.name !== 'rfc4106(gcm(aes))') return 'Requested AEAD algorithm not found';
-    if (!RFC4106_KEY_BYTES.includes(s.aead.key.length)) return 'Invalid key length';
-    if (![64, 96, 128].includes(s.aead.icvBits)) return 'Invalid ICV length';
-  }
-  if (s.esn && s.replayWindow <= 0) return 'ESN requires a replay window';
-  return undefined;
 }
 
-function invalidPolicy(p: XfrmPolicy): string | undefined {
-  for (const cidr of [p.selector.src, p.selector.dst]) {
-    if (parseCidr(cidr)?.family !== p.selector.family)
-      return `selector ${cidr} is not an IPv${p.selector.family} prefix`;
-  }
-  for (const t of p.templates) {
-    if (parseIp(t.src)?.family !== t.family || parseIp(t.dst)?.family !== t.family) {
-      return `template addresses ${t.src}->${t.dst} are not IPv${t.family}`;
+/** What the kernel refuses of a well-formed SA: an AEAD it has no entry for, a key it cannot set, ESN without a window. */
+function kernelRefusal(s: XfrmState): { errno: number; message: string } | undefined {
+  if (s.aead) {
+    if (s.aead.name !== 'rfc4106(gcm(aes))' || !RFC4106_ICV_BITS.includes(s.aead.icvBits)) {
+      return { errno: ENOSYS, message: 'Requested AEAD algorithm not found' };
     }
+    if (!RFC4106_KEY_BYTES.includes(s.aead.key.length)) return { errno: EINVAL, message: 'Invalid key length' };
   }
+  if (s.esn && s.replayWindow <= 0) return { errno: EINVAL, message: 'ESN requires a replay window' };
   return undefined;
 }
 
@@ -89,12 +107,12 @@ export class FakeXfrmKernel implements XfrmKernel {
 
   /** Installs a state without counting a write (a foreign tool's, or left by an earlier run); throws on a collision. */
   seedState(state: XfrmState): void {
-    const result = this.execute({ kind: 'addState', state });
+    const result = this.execute({ kind: 'addState', state }, 'seed');
     if (result.errno !== 0) throw new Error(`seedState: errno ${result.errno} ${result.message ?? ''}`);
   }
 
   seedPolicy(policy: XfrmPolicy): void {
-    const result = this.execute({ kind: 'addPolicy', policy });
+    const result = this.execute({ kind: 'addPolicy', policy }, 'seed');
     if (result.errno !== 0) throw new Error(`seedPolicy: errno ${result.errno} ${result.message ?? ''}`);
   }
 
@@ -136,7 +154,7 @@ export class FakeXfrmKernel implements XfrmKernel {
         failure.remaining--;
         return { op, errno: failure.errno, ...(failure.message ? { message: failure.message } : {}) };
       }
-      return this.execute(op);
+      return this.execute(op, 'adapter');
     });
     return Promise.resolve(results);
   }
@@ -146,21 +164,22 @@ export class FakeXfrmKernel implements XfrmKernel {
     return this.states.hits(s)[0];
   }
 
-  private execute(op: XfrmOp): XfrmOpResult {
+  /**
+   * One op as the kernel would take it. Through the adapter, what its codec cannot encode never gets there;
+   * a seed is another tool's object, which may be of a shape we never write (any mode, host bits, ...).
+   */
+  private execute(op: XfrmOp, from: 'adapter' | 'seed'): XfrmOpResult {
     const fail = (errno: number, message?: string): XfrmOpResult => ({ op, errno, ...(message ? { message } : {}) });
+    const refused = from === 'adapter' ? codecRefusal(op) : undefined;
+    if (refused !== undefined) return fail(EINVAL, refused);
     switch (op.kind) {
       case 'addState': {
-        const invalid = invalidState(op.state);
-        if (invalid) return fail(EINVAL, invalid);
+        const invalid = kernelRefusal(op.state);
+        if (invalid) return fail(invalid.errno, invalid.message);
         if (this.findState(op.state)) return fail(EEXIST);
-        this.states.add(cloneState(op.state));
-        return fail(0);
-      }
-      case 'updateState': {
-        const existing = this.findState(op.state);
-        if (!existing) return fail(ESRCH);
-        const om = op.state.outputMark;
-        if (om && (om.value !== 0 || om.mask !== 0)) existing.outputMark = { ...om };
+        const stored = cloneState(op.state);
+        if (op.state.mark) stored.mark = storedMark(op.state.mark);
+        this.states.add(stored);
         return fail(0);
       }
       case 'deleteState': {
@@ -171,14 +190,17 @@ export class FakeXfrmKernel implements XfrmKernel {
       }
       case 'addPolicy':
       case 'updatePolicy': {
-        const invalid = invalidPolicy(op.policy);
-        if (invalid) return fail(EINVAL, invalid);
         const id = policyIdentity(op.policy);
         if (op.kind === 'addPolicy' && this.policies.has(id)) return fail(EEXIST);
-        this.policies.set(id, { ...clonePolicy(op.policy), index: this.nextPolicyIndex++ });
+        const stored = { ...clonePolicy(op.policy), index: this.nextPolicyIndex++ };
+        if (op.policy.mark) stored.mark = storedMark(op.policy.mark);
+        this.policies.set(id, stored);
         return fail(0);
       }
       case 'deletePolicy': {
+        // The lookup compares the given mark as is with the stored (masked) one.
+        const m = op.policy.mark;
+        if (m && (m.value & m.mask) >>> 0 !== m.value >>> 0) return fail(ENOENT);
         if (!this.policies.delete(policyIdentity(op.policy))) return fail(ENOENT);
         return fail(0);
       }

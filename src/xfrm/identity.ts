@@ -1,12 +1,14 @@
 // How the kernel tells XFRM objects apart, and how we compare their contents. Shared by the reconciler
 // and the fake kernel so both follow the same rules:
+// - a mark is stored with its value masked: adding 0x1e0/0xff stores (and dumps) 0xe0/0xff, for states and
+//   policies alike (checked in the VM by test/fakes/xfrm-contract.ts).
 // - a state lives in a bucket (family, dst, spi, proto); a lookup with mark M hits state x in that bucket
 //   when (M & x.mark.mask) == x.mark.value. Adding x collides with any state its own value&mask hits.
-// - a policy is identified by (dir, selector, mark value, mark mask); its selector is compared byte for byte.
+// - a policy is identified by (dir, selector, stored mark); its selector is compared byte for byte.
 // Addresses are compared in canonical form. Descriptions never include key bytes.
 
-import { canonicalIp, canonicalSelectorCidr } from './ip-address.js';
-import type { XfrmMark, XfrmOp, XfrmPolicy, XfrmSelector, XfrmState, XfrmTemplate } from '../xfrm/types.js';
+import { canonicalIp, canonicalSelectorCidr } from '../model/ip-address.js';
+import type { XfrmMark, XfrmOp, XfrmPolicy, XfrmSelector, XfrmState, XfrmTemplate } from './types.js';
 
 const NO_MARK: XfrmMark = { value: 0, mask: 0 };
 
@@ -20,13 +22,19 @@ export function lookupMark(mark: XfrmMark | undefined): number {
   return (m.value & m.mask) >>> 0;
 }
 
+/** A mark as the kernel stores it (state or policy): the value masked; no mark = 0/0. */
+export function storedMark(mark: XfrmMark | undefined): XfrmMark {
+  const m = markOf(mark);
+  return { value: (m.value & m.mask) >>> 0, mask: m.mask };
+}
+
 export function stateBucket(s: Pick<XfrmState, 'family' | 'dst' | 'spi' | 'proto'>): string {
   return `${s.family}|${canonicalIp(s.dst)}|${s.spi >>> 0}|${s.proto}`;
 }
 
 /** Does a kernel lookup with `mark` (already value&mask) hit `state` (same bucket assumed)? */
 export function lookupHits(mark: number, state: Pick<XfrmState, 'mark'>): boolean {
-  const m = markOf(state.mark);
+  const m = storedMark(state.mark);
   return (mark & m.mask) >>> 0 === m.value;
 }
 
@@ -35,13 +43,13 @@ export function selectorKey(sel: XfrmSelector): string {
 }
 
 export function policyIdentity(p: Pick<XfrmPolicy, 'dir' | 'selector' | 'mark'>): string {
-  const m = markOf(p.mark);
+  const m = storedMark(p.mark);
   return `${p.dir}|${selectorKey(p.selector)}|${m.value}/${m.mask}`;
 }
 
 function sameMark(a: XfrmMark | undefined, b: XfrmMark | undefined): boolean {
-  const ma = markOf(a);
-  const mb = markOf(b);
+  const ma = storedMark(a);
+  const mb = storedMark(b);
   return ma.value === mb.value && ma.mask === mb.mask;
 }
 
@@ -92,8 +100,7 @@ function describeMark(mark: XfrmMark | undefined): string {
 /** One line naming the object an op touches (never key material). */
 export function describeOp(op: XfrmOp): string {
   switch (op.kind) {
-    case 'addState':
-    case 'updateState': {
+    case 'addState': {
       const s = op.state;
       return `${op.kind} ${s.src}->${s.dst} spi ${hex(s.spi)} reqid ${hex(s.reqid)}${describeMark(s.mark)}`;
     }
@@ -124,7 +131,7 @@ export class StateIndex<T extends StateKey> {
   private nextOrder = 0;
 
   add(state: T): void {
-    const m = markOf(state.mark);
+    const m = storedMark(state.mark);
     let byMask = this.buckets.get(stateBucket(state));
     if (!byMask) {
       byMask = new Map();
@@ -142,7 +149,7 @@ export class StateIndex<T extends StateKey> {
   }
 
   remove(state: T): void {
-    const m = markOf(state.mark);
+    const m = storedMark(state.mark);
     const byMask = this.buckets.get(stateBucket(state));
     const byValue = byMask?.get(m.mask);
     const list = byValue?.get(m.value);

@@ -1,0 +1,163 @@
+// The model's IP address and CIDR values: one syntax, canonical text, the strict and the lenient CIDR
+// contracts and overlap.
+import t from 'tap';
+import {
+  canonicalIp,
+  canonicalSelectorCidr,
+  cidrsOverlap,
+  formatIp,
+  ipFamily,
+  normaliseCidr,
+  parseCidrLenient,
+  parseCidrStrict,
+  parseIp,
+  parseIpStrict,
+} from '../../src/model/ip-address.js';
+
+t.test('one address syntax', (t) => {
+  for (const good of [
+    '0.0.0.0',
+    '255.255.255.255',
+    '10.0.0.1',
+    '::',
+    '::1',
+    'fd00::1',
+    'FD00:0:0:0:0:0:0:1',
+    '::ffff:1.2.3.4',
+    '1:2:3:4:5:6:7:8',
+  ]) {
+    t.ok(parseIp(good), good);
+  }
+  for (const bad of [
+    '',
+    '1.2.3',
+    '1.2.3.4.5',
+    '01.2.3.4',
+    '256.1.1.1',
+    '1.2.3.-1',
+    'a.b.c.d',
+    ':::',
+    '1::2::3',
+    '12345::',
+    'fe80::1%eth0',
+    '1:2:3:4:5:6:7:8:9',
+    '1:2:3:4:5:6:7::8',
+    '1.2.3.4::',
+    '1.2.3.4::1',
+    ' 1.2.3.4',
+    '1.2.3.4/32',
+  ]) {
+    t.equal(parseIp(bad), undefined, JSON.stringify(bad));
+  }
+  t.equal(ipFamily('10.0.0.1'), 4);
+  t.equal(ipFamily('::1'), 6);
+  t.equal(ipFamily('x'), undefined);
+  t.end();
+});
+
+t.test('canonical text (RFC 5952)', (t) => {
+  t.equal(canonicalIp('FD00:0000:0:0:0:0:0:0001'), 'fd00::1');
+  t.equal(canonicalIp('1:0:0:2:0:0:0:3'), '1:0:0:2::3', 'longest zero run compressed');
+  t.equal(canonicalIp('1:0:0:2:2:0:0:3'), '1::2:2:0:0:3', 'first of equal runs');
+  t.equal(canonicalIp('1:0:2:3:4:5:6:7'), '1:0:2:3:4:5:6:7', 'a single zero group is not compressed');
+  t.equal(canonicalIp('::ffff:1.2.3.4'), '::ffff:102:304');
+  t.equal(canonicalIp('::'), '::');
+  t.equal(canonicalIp('10.0.0.1'), '10.0.0.1');
+  t.equal(canonicalIp('junk'), 'junk', 'unparseable text is compared as is');
+  t.equal(formatIp(new Uint8Array(16)), '::');
+  t.end();
+});
+
+t.test('addresses parse to network-order bytes', (t) => {
+  t.same([...parseIpStrict('10.244.1.7').bytes], [10, 244, 1, 7]);
+  t.equal(parseIpStrict('fd00:10:244:1::5').bytes.toString('hex'), 'fd000010024400010000000000000005');
+  t.equal(parseIpStrict('::').bytes.toString('hex'), '0'.repeat(32));
+  t.equal(parseIpStrict('::ffff:192.0.2.1').bytes.toString('hex'), '00000000000000000000ffffc0000201');
+  t.equal(parseIpStrict('2001:db8::1:2:3:4').bytes.toString('hex'), '20010db8000000000001000200030004');
+  t.equal(parseIpStrict('1:2:3:4:5:6:7:8').bytes.toString('hex'), '00010002000300040005000600070008');
+  t.throws(() => parseIpStrict('10.0.0.256'), /"10.0.0.256" is not an IPv4 or IPv6 address/);
+  t.throws(() => parseIpStrict('fe80::1%eth0'), /is not an IPv4 or IPv6 address/);
+  t.end();
+});
+
+t.test('CIDRs are validated with one-line errors naming them', (t) => {
+  t.match(parseCidrStrict('10.244.1.0/24'), { family: 4, prefixLen: 24 });
+  t.match(parseCidrStrict('fd00:1::/64'), { family: 6, prefixLen: 64 });
+  t.match(parseCidrStrict('0.0.0.0/0'), { prefixLen: 0 });
+  t.throws(() => parseCidrStrict('10.244.1.0'), /CIDR "10.244.1.0" has no \/prefix length/);
+  t.throws(() => parseCidrStrict('10.244.1.0/33'), /prefix length outside 0..32/);
+  t.throws(() => parseCidrStrict('fd00::/129'), /prefix length outside 0..128/);
+  t.throws(() => parseCidrStrict('10.244.1.0/x'), /prefix length/);
+  t.throws(() => parseCidrStrict('10.244.1.5/24'), /host bits set beyond \/24/);
+  t.throws(() => parseCidrStrict('fd00::1/64'), /host bits set/);
+  t.throws(() => parseCidrStrict('nope/8'), /does not start with an IPv4 or IPv6 address/);
+  t.end();
+});
+
+t.test('strict and lenient CIDRs: same syntax; strict also refuses host bits and throws naming the text', (t) => {
+  const inputs = [
+    '10.244.1.0/24',
+    '10.244.1.7/24',
+    '0.0.0.0/0',
+    '10.0.0.1/0',
+    '192.0.2.7/32',
+    'fd00::/8',
+    'fd00::1/64',
+    'FD00:10::/32',
+    '::/0',
+    '::1/128',
+    '10.0.0.0',
+    '10.0.0.0/33',
+    '10.0.0.0/024',
+    '10.0.0.0/',
+    '::/129',
+    'x/8',
+    '10.0.0.0/-1',
+    ' 10.0.0.0/8',
+  ];
+  for (const text of inputs) {
+    const lenient = parseCidrLenient(text);
+    let strict: ReturnType<typeof parseCidrStrict> | Error;
+    try {
+      strict = parseCidrStrict(text);
+    } catch (err) {
+      strict = err as Error;
+    }
+    const network = lenient !== undefined && normaliseCidr(text) === canonicalSelectorCidr(text);
+    if (strict instanceof Error) {
+      t.notOk(network, `${text}: strict refuses only what lenient refuses or what has host bits`);
+      t.match(strict.message, `CIDR "${text}"`, `${text}: the error names the text`);
+    } else {
+      t.ok(network, `${text}: strict accepts a network`);
+      t.same(strict, lenient, `${text}: both give the same value`);
+    }
+  }
+  t.end();
+});
+
+t.test('CIDRs: parse, normalise, selector form keeps host bits', (t) => {
+  t.match(parseCidrLenient('10.244.1.0/24'), { family: 4, prefixLen: 24 });
+  for (const bad of ['10.0.0.0', '10.0.0.0/33', '10.0.0.0/', '10.0.0.0/024', '::/129', 'x/8', '10.0.0.0/-1']) {
+    t.equal(parseCidrLenient(bad), undefined, bad);
+  }
+  t.equal(normaliseCidr('10.244.1.77/24'), '10.244.1.0/24');
+  t.equal(normaliseCidr('10.244.1.77/0'), '0.0.0.0/0');
+  t.equal(normaliseCidr('FD00:10:244:1:ffff::/64'), 'fd00:10:244:1::/64');
+  t.equal(normaliseCidr('10.1.2.3/30'), '10.1.2.0/30');
+  t.equal(normaliseCidr('bad'), undefined);
+  t.equal(canonicalSelectorCidr('10.244.1.77/24'), '10.244.1.77/24');
+  t.equal(canonicalSelectorCidr('FD00::0/64'), 'fd00::/64');
+  t.end();
+});
+
+t.test('overlap: one contains the other, same family only', (t) => {
+  const c = (s: string) => parseCidrLenient(s)!;
+  t.ok(cidrsOverlap(c('10.0.0.0/8'), c('10.244.1.0/24')));
+  t.ok(cidrsOverlap(c('10.244.1.0/24'), c('10.0.0.0/8')));
+  t.ok(cidrsOverlap(c('10.244.1.0/24'), c('10.244.1.0/24')));
+  t.notOk(cidrsOverlap(c('10.244.1.0/24'), c('10.244.2.0/24')));
+  t.notOk(cidrsOverlap(c('10.244.1.0/25'), c('10.244.1.128/25')));
+  t.ok(cidrsOverlap(c('0.0.0.0/0'), c('192.0.2.0/24')));
+  t.notOk(cidrsOverlap(c('::/0'), c('10.0.0.0/8')));
+  t.end();
+});
