@@ -61,9 +61,19 @@ const shell = values.shell === true;
 if (shell && positionals.length > 0) die('give either --shell or a command, not both');
 if (!shell && positionals.length === 0) die('no command given (put it after --), or use --shell');
 if (values['control-plane'] === true) {
-  const missing = vmControlPlaneAvailable().missing;
+  let missing: string | undefined;
+  try {
+    missing = vmControlPlaneAvailable().missing;
+  } catch (err) {
+    missing = (err as Error).message;
+  }
   if (missing !== undefined) die(`--control-plane: ${missing}`);
-  controlPlane = await startVmControlPlane({ validForS: timeoutS ?? 24 * 3600 });
+  try {
+    controlPlane = await startVmControlPlane({ validForS: timeoutS ?? 24 * 3600 });
+  } catch (err) {
+    process.stderr.write(`vm: the control plane did not start: ${(err as Error).message}\n`);
+    process.exit(125);
+  }
   process.stderr.write(
     `vm: control plane ${controlPlane.cp.server} (logs ${controlPlane.cp.dir}) ready in ` +
       `${(controlPlane.startMs / 1000).toFixed(1)} s; the guest reaches it at ` +
