@@ -27,11 +27,12 @@ export interface VmControlPlane {
   stop(keep: boolean): Promise<void>;
 }
 
-/** The busybox with the `nc` applet (busybox-static, installed by scripts/setup.sh for the initramfs). */
-function busybox(): string {
-  const found = ['/usr/bin/busybox', '/bin/busybox'].find((p) => existsSync(p));
-  if (found === undefined) throw new Error('no busybox for the guest forward: install busybox-static');
-  return found;
+/** The guest forward's per-connection relay to host loopback `port`: busybox's `nc` (busybox-static is
+ * installed by scripts/setup.sh for the initramfs). */
+export function loopbackRelayCommand(port: number): string {
+  const busybox = ['/usr/bin/busybox', '/bin/busybox'].find((p) => existsSync(p));
+  if (busybox === undefined) throw new Error('no busybox for the guest forward: install busybox-static');
+  return `${busybox} nc 127.0.0.1 ${port}`;
 }
 
 /**
@@ -59,7 +60,7 @@ export function noControlPlaneEnv(reason: string): Record<string, string> {
 
 /** Starts a control plane for one VM boot whose token must stay valid for `validForS` seconds. */
 export async function startVmControlPlane(options: { validForS: number; name?: string }): Promise<VmControlPlane> {
-  const relay = `${busybox()} nc 127.0.0.1`;
+  loopbackRelayCommand(0); // fail before starting anything when there is no busybox
   const t0 = Date.now();
   const cp = await ControlPlane.start({
     controllerManager: true,
@@ -89,7 +90,7 @@ export async function startVmControlPlane(options: { validForS: number; name?: s
     };
     return {
       cp,
-      guestForward: { guestIp: GUEST_API.ip, guestPort: GUEST_API.port, relayCommand: `${relay} ${cp.port}` },
+      guestForward: { guestIp: GUEST_API.ip, guestPort: GUEST_API.port, relayCommand: loopbackRelayCommand(cp.port) },
       files: { [FACTS_FILE]: `${JSON.stringify(facts, null, 2)}\n` },
       env: { [FACTS_ENV]: path.posix.join(GUEST_XFER, FACTS_FILE) },
       startMs,
