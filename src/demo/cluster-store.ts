@@ -12,6 +12,12 @@ export type ObjectKind = 'nodes' | 'namespaces' | 'pods';
 
 export interface ClusterStore {
   readonly description: string;
+  /**
+   * True when deleting a Node makes the store itself remove that node's KmeshNodeInfo (a cluster whose
+   * garbage collector follows the ownerReference the daemon sets); the scenarios then delete only the Node.
+   * Absent or false: the scenarios remove both, as an operator would.
+   */
+  readonly collectsGarbage?: boolean;
   /** Daemon flags selecting this store for `node` (and its key file). */
   daemonFlags(node: SimNode): string[];
   put(kind: ObjectKind, obj: Record<string, unknown>): Promise<void>;

@@ -8,6 +8,10 @@
 // KMESH_VM_SUITE_TIMEOUT_S (every suite; default 900 for e2e-* suites, 300 for the others), KMESH_VM_JOBS (VMs at a time, default 2: each has one vCPU,
 // so two use both cores here), KMESH_VM_NODE_OPTIONS (node flags in the guest, default --max-lazy:
 // under TCG, compiling less code up front measured faster), KMESH_VM_MEMORY_MB (default 1024).
+// Suites in NEEDS_CONTROL_PLANE (e2e-kube) get a real Kubernetes control plane: when one of them is selected,
+// every kernel's boot gets its own, started on the host before the boot and stopped (by PID) after it, reached
+// by the guest through qemu's restricted user network (lib/control-plane-host.ts); its logs are kept when a
+// suite needing it failed. Binaries: KUBEBUILDER_ASSETS, else .cache/k8s/current/bin.
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { parseKernelList, VM_KERNELS, type VmKernel } from './lib/kernels.js';
@@ -22,7 +26,17 @@ import {
   ZERO_COUNTS,
   type TapCounts,
 } from './lib/suite-run.js';
+import {
+  noControlPlaneEnv,
+  startVmControlPlane,
+  vmControlPlaneAvailable,
+  type VmControlPlane,
+} from './lib/control-plane-host.js';
 import { killActiveVms, runInVm, VmRunError } from './runner.js';
+
+/** Suites that run against a real control plane on the host. */
+const NEEDS_CONTROL_PLANE = ['e2e-kube'];
+const activeControlPlanes = new Set<VmControlPlane>();
 
 const root = repoRoot();
 const suitesDir = path.join(root, 'test', 'vm', 'suites');
@@ -65,7 +79,9 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   process.on(signal, () => {
     killActiveVms();
     process.stdout.write(`run-suites: ${signal}, VMs killed\n`);
-    process.exit(130);
+    // Control planes stop by PID, logs kept; their watchdog would also kill them once this process is gone.
+    const stops = Promise.all([...activeControlPlanes].map((c) => c.stop(true).catch(() => undefined)));
+    void Promise.race([stops, new Promise((r) => setTimeout(r, 10_000))]).then(() => process.exit(130));
   });
 }
 
@@ -101,6 +117,15 @@ const suites = names.map((name) => ({
   timeoutS: suiteTimeoutFor(name, timeoutOverride),
 }));
 const bootTimeoutMs = (120 + suites.reduce((sum, s) => sum + s.timeoutS + 45, 0)) * 1000;
+const needsControlPlane = names.some((n) => NEEDS_CONTROL_PLANE.includes(n));
+let controlPlaneMissing: string | undefined;
+if (needsControlPlane) {
+  try {
+    controlPlaneMissing = vmControlPlaneAvailable().missing;
+  } catch (err) {
+    failRun((err as Error).message);
+  }
+}
 const started = Date.now();
 const report: string[] = [];
 
@@ -126,6 +151,28 @@ async function runKernel(kernel: VmKernel): Promise<{ counts: TapCounts; lines: 
   const t0 = Date.now();
   const printer = linePrinter(`[${kernel}] `);
   printer.write(`# VM kernel ${kernel}: suites ${names.join(', ')}\n`);
+  let controlPlane: VmControlPlane | undefined;
+  let controlPlaneEnv: Record<string, string> = {};
+  if (needsControlPlane && controlPlaneMissing !== undefined) {
+    printer.write(`# no control plane: ${controlPlaneMissing}\n`);
+    controlPlaneEnv = noControlPlaneEnv(controlPlaneMissing);
+  } else if (needsControlPlane) {
+    try {
+      controlPlane = await startVmControlPlane({ validForS: bootTimeoutMs / 1000, name: `kmesh-vm-cp-${kernel}` });
+    } catch (err) {
+      printer.write(`not ok - kernel ${kernel}: the control plane did not start: ${(err as Error).message}\n`);
+      printer.flush();
+      const fail = { total: 1, pass: 0, fail: 1, skip: 0 };
+      return { counts: fail, lines: [`not ok - kernel ${kernel}: the control plane did not start`] };
+    }
+    activeControlPlanes.add(controlPlane);
+    const { cp, startMs, manifestsMs } = controlPlane;
+    printer.write(
+      `# control plane (kube-apiserver ${cp.binaries.kubeVersion}, ${cp.binaries.source}) on ${cp.server}: ` +
+        `ready in ${(startMs / 1000).toFixed(1)} s, manifests + token ${(manifestsMs / 1000).toFixed(1)} s; ` +
+        `the guest reaches it at ${controlPlane.guestForward.guestIp}:${controlPlane.guestForward.guestPort}\n`,
+    );
+  }
   let output: string;
   let detail: string;
   try {
@@ -134,11 +181,19 @@ async function runKernel(kernel: VmKernel): Promise<{ counts: TapCounts; lines: 
       command: suiteLoopCommand(suites, nodeOptions),
       timeoutMs: bootTimeoutMs,
       onOutput: (text) => printer.write(text),
+      env: { ...controlPlaneEnv, ...controlPlane?.env },
+      ...(controlPlane ? { guestForward: controlPlane.guestForward, files: controlPlane.files } : {}),
     });
     output = result.output;
     detail = `${result.release}, console log ${result.consoleLog}`;
   } catch (err) {
-    if (!(err instanceof VmRunError)) throw err;
+    if (!(err instanceof VmRunError)) {
+      if (controlPlane !== undefined) {
+        await controlPlane.stop(true);
+        activeControlPlanes.delete(controlPlane);
+      }
+      throw err;
+    }
     output = err.output;
     detail = `VM failure: ${err.message}`;
     printer.write(`\nnot ok - kernel ${kernel}: ${err.message}\n`);
@@ -146,7 +201,16 @@ async function runKernel(kernel: VmKernel): Promise<{ counts: TapCounts; lines: 
   printer.flush();
   const lines: string[] = [];
   let counts = ZERO_COUNTS;
-  for (const outcome of suiteOutcomes(suites, output)) {
+  const outcomes = suiteOutcomes(suites, output);
+  if (controlPlane !== undefined) {
+    const failed = outcomes.some(
+      (o) => NEEDS_CONTROL_PLANE.includes(o.name) && (o.problem !== undefined || o.counts.fail > 0),
+    );
+    await controlPlane.stop(failed);
+    activeControlPlanes.delete(controlPlane);
+    if (failed) lines.push(`# kernel ${kernel}: control plane logs kept in ${controlPlane.cp.dir}`);
+  }
+  for (const outcome of outcomes) {
     let suiteCounts = outcome.counts;
     if (outcome.problem !== undefined) {
       suiteCounts = addCounts(suiteCounts, { total: 1, pass: 0, fail: 1, skip: 0 });

@@ -4,6 +4,8 @@
 // results directory the guest wrote to ($KMESH_VM_RESULTS). Every run is bounded by a timeout; qemu is
 // ended by its PID (and dies with this process through PR_SET_PDEATHSIG), so nothing is left behind.
 // Each run keeps its files in .cache/vm/runs/<id>/ (console.log, output.log, qemu.log, xfer/).
+// The guest has no network device unless `guestForward` asks for one forwarded address on host loopback
+// (used to reach a control plane on the host, see lib/control-plane-host.ts).
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import {
   createWriteStream,
@@ -20,7 +22,7 @@ import path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import { kernelArtifacts, type KernelArtifacts, type VmKernel } from './lib/kernels.js';
 import { guestCommandScript } from './lib/guest-command.js';
-import { QEMU_BINARY, qemuArgs } from './lib/qemu-args.js';
+import { GUEST_NIC, QEMU_BINARY, qemuArgs, type GuestForward } from './lib/qemu-args.js';
 import { guestScriptsDir, repoRoot, vmCacheDir } from './lib/paths.js';
 
 export type { VmKernel } from './lib/kernels.js';
@@ -39,6 +41,11 @@ export interface RunInVmOptions {
   memoryMb?: number;
   /** Receives the command's output as it arrives. */
   onOutput?: (text: string) => void;
+  /** Gives the guest a NIC (GUEST_NIC, brought up by prepare.sh) whose only reachable address is this
+   * forward to the host (qemu's restricted user network); without it the guest has no network device. */
+  guestForward?: GuestForward;
+  /** Files put on the xfer share before boot: name -> content; the guest reads them in /run/kmesh-vm/. */
+  files?: Readonly<Record<string, string>>;
 }
 
 export interface VmRunResult {
@@ -147,7 +154,13 @@ interface PreparedRun {
 }
 
 function prepareRun(
-  options: { kernel: VmKernel; env?: Readonly<Record<string, string>>; cwd?: string },
+  options: {
+    kernel: VmKernel;
+    env?: Readonly<Record<string, string>>;
+    cwd?: string;
+    guestForward?: GuestForward;
+    files?: Readonly<Record<string, string>>;
+  },
   command: string | undefined,
 ): PreparedRun {
   const root = repoRoot();
@@ -160,6 +173,12 @@ function prepareRun(
   const xferDir = path.join(runDir, 'xfer');
   const resultsDir = path.join(xferDir, 'results');
   mkdirSync(resultsDir, { recursive: true });
+  for (const [name, content] of Object.entries(options.files ?? {})) {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name) || name === 'command.sh' || name === 'exit-code') {
+      throw new Error(`invalid xfer file name '${name}'`);
+    }
+    writeFileSync(path.join(xferDir, name), content, { mode: 0o600 });
+  }
   const env: Record<string, string> = {
     PATH: '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
     HOME: '/root',
@@ -170,6 +189,7 @@ function prepareRun(
     KMESH_VM_KERNEL_DIR: kernel.dir,
     KMESH_VM_RESULTS: GUEST_RESULTS,
     ...(process.env.CI !== undefined ? { CI: process.env.CI } : {}),
+    ...(options.guestForward ? { KMESH_VM_NIC_NAME: GUEST_NIC.name, KMESH_VM_NIC_CIDR: GUEST_NIC.cidr } : {}),
     ...options.env,
   };
   const terminal =
@@ -223,6 +243,7 @@ export async function runInVm(options: RunInVmOptions): Promise<VmRunResult> {
     mode: 'run',
     consoleLog: run.consoleLog,
     memoryMb: options.memoryMb ?? defaultMemoryMb(),
+    ...(options.guestForward ? { guestForward: options.guestForward } : {}),
   });
   const [bin, argv] = qemuCommand(args);
   const started = Date.now();
@@ -320,6 +341,8 @@ export async function runInVm(options: RunInVmOptions): Promise<VmRunResult> {
 export interface VmShellOptions {
   kernel: VmKernel;
   env?: Readonly<Record<string, string>>;
+  guestForward?: GuestForward;
+  files?: Readonly<Record<string, string>>;
   cwd?: string;
   memoryMb?: number;
   /** Optional bound for the session; none by default. */
@@ -336,6 +359,7 @@ export async function openVmShell(options: VmShellOptions): Promise<number> {
     mode: 'shell',
     consoleLog: run.consoleLog,
     memoryMb: options.memoryMb ?? defaultMemoryMb(),
+    ...(options.guestForward ? { guestForward: options.guestForward } : {}),
   });
   const [bin, argv] = qemuCommand(args);
   const child = spawn(bin, argv, { stdio: 'inherit' });

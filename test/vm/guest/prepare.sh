@@ -2,6 +2,9 @@
 # Makes the guest kernel's modules visible to the host's modprobe, loads what the datapath tests use
 # (a missing module is not an error: the test that needs it reports it), mounts bpffs and debugfs, and
 # brings up loopback. Expects KMESH_VM_KERNEL_DIR (the unpacked kernel directory in the host cache).
+# With KMESH_VM_NIC_NAME and KMESH_VM_NIC_CIDR (a run with a guest forward), also brings up the virtio NIC
+# of qemu's user network under that name and address in the guest's root network namespace; failing that is
+# a setup failure (the run's command needs the forward).
 kmesh_vm_kver=$(uname -r)
 if [ ! -d "/usr/lib/modules/$kmesh_vm_kver/kernel" ]; then
   mkdir -p "/usr/lib/modules/$kmesh_vm_kver"
@@ -19,5 +22,26 @@ done
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 mountpoint -q /sys/kernel/debug || mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null || true
 ip link set lo up
+if [ -n "${KMESH_VM_NIC_NAME:-}" ]; then
+  modprobe -q virtio_net 2>/dev/null || true
+  kmesh_vm_nic=
+  for kmesh_vm_dev in /sys/class/net/*; do
+    if [ "$(basename "$(readlink "$kmesh_vm_dev/device/driver" 2>/dev/null)")" = virtio_net ]; then
+      kmesh_vm_nic=$(basename "$kmesh_vm_dev")
+      break
+    fi
+  done
+  if [ -z "$kmesh_vm_nic" ]; then
+    echo "kmesh-vm: setup failed: no virtio_net interface for the guest forward" >/dev/console
+    exit 125
+  fi
+  if [ "$kmesh_vm_nic" != "$KMESH_VM_NIC_NAME" ]; then
+    ip link set dev "$kmesh_vm_nic" name "$KMESH_VM_NIC_NAME"
+  fi
+  if ! ip addr add "$KMESH_VM_NIC_CIDR" dev "$KMESH_VM_NIC_NAME" || ! ip link set "$KMESH_VM_NIC_NAME" up; then
+    echo "kmesh-vm: setup failed: could not configure $KMESH_VM_NIC_NAME ($KMESH_VM_NIC_CIDR)" >/dev/console
+    exit 125
+  fi
+fi
 hostname kmesh-vm 2>/dev/null || true
-unset kmesh_vm_kver kmesh_vm_mod
+unset kmesh_vm_kver kmesh_vm_mod kmesh_vm_nic kmesh_vm_dev

@@ -339,7 +339,22 @@ export async function runScenarios(setup: ScenarioSetup, c: Checker): Promise<vo
     // A node removed -> its SAs and policies gone on the others.
     await daemons.stop(n3);
     await store.remove('nodes', undefined, n3.name);
-    await store.remove('kmeshnodeinfos', undefined, n3.name);
+    if (store.collectsGarbage === true) {
+      let collected = true;
+      try {
+        await waitFor(
+          'the KmeshNodeInfo of node-3 collected',
+          async () => !(await store.nodeInfos()).has(n3.name),
+          120_000,
+          500,
+        );
+      } catch {
+        collected = false;
+      }
+      c.ok(collected, 'deleting the Node garbage-collected its KmeshNodeInfo (ownerReference)');
+    } else {
+      await store.remove('kmeshnodeinfos', undefined, n3.name);
+    }
     let removed = false;
     try {
       await waitFor(

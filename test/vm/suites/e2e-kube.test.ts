@@ -1,7 +1,13 @@
-// End-to-end in the kernel-test VM with the Kubernetes store: the same scenarios as e2e-dir, but the
-// cluster objects live in the test fake API server (reached by the daemons in their node namespaces
-// through a TCP relay on the underlay), kmeshctl writes the Secret through the API, and a simulated
-// kubelet projects it into each node's secret directory with the atomic `..data` symlink swap.
+// End-to-end in the kernel-test VM with the Kubernetes store, against a real control plane: etcd,
+// kube-apiserver and kube-controller-manager run on the host (started by run-suites.ts, see
+// test/vm/lib/control-plane-host.ts), deploy/crd.yaml and deploy/rbac.yaml applied; the guest reaches the API
+// at 10.0.2.100:6443 through qemu's restricted user network. The same scenarios as e2e-dir run here:
+// this suite registers Nodes, Pods and Namespaces as a kubelet would (admin token), the daemons in the node
+// namespaces reach the API through a TCP relay on the underlay (198.18.0.254:6443, also in the serving
+// certificate, so TLS is verified) with the token of the ServiceAccount bound only by deploy/rbac.yaml,
+// kmeshctl writes the Secret through the API with an admin kubeconfig, a simulated kubelet projects the Secret
+// read back from the API into each node's secret directory with the atomic `..data` symlink swap, and a
+// deleted Node's KmeshNodeInfo is removed by Kubernetes' garbage collector (ownerReference), not by the test.
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import net from 'node:net';
@@ -12,22 +18,33 @@ import { espSupport } from '../../../src/demo/esp-support.js';
 import type { SimNode } from '../../../src/demo/netns-cluster.js';
 import { runScenarios } from '../lib/e2e-scenarios.js';
 import { run, runOk, type RunResult } from '../../../src/demo/shell.js';
-import { FakeApiServer } from '../../fixtures/fake-apiserver.js';
 import { writeKubeconfig } from '../../fixtures/kubeconfig.js';
-import { repoRoot } from '../lib/paths.js';
+import { KubeApi } from '../lib/kube-api.js';
+import { GUEST_API, NODE_RELAY_IP, readGuestKubeFacts, type GuestKubeFacts } from '../lib/vm-kube.js';
 
-const RELAY_IP = '198.18.0.254';
+const NODE_INFOS = '/apis/kmesh.net/v1alpha1/namespaces/kmesh-system/kmeshnodeinfos';
 
-class KubeClusterStore implements ClusterStore {
-  readonly description = 'kubernetes (fake API server)';
+interface Obj {
+  metadata?: { name?: string; namespace?: string; labels?: Record<string, string> };
+  spec?: Record<string, unknown>;
+  status?: Record<string, unknown>;
+}
+
+class RealKubeClusterStore implements ClusterStore {
+  readonly description: string;
+  readonly collectsGarbage: boolean;
   private version = 0;
 
   constructor(
-    private readonly api: FakeApiServer,
+    private readonly api: KubeApi,
+    facts: GuestKubeFacts,
     private readonly work: string,
-    private readonly localKubeconfig: string,
-    private readonly nodeKubeconfig: string,
-  ) {}
+    private readonly adminKubeconfig: string,
+    private readonly daemonKubeconfig: string,
+  ) {
+    this.description = `kube-apiserver ${facts.kubeVersion} on the host`;
+    this.collectsGarbage = facts.controllerManager;
+  }
 
   secretDir(node: SimNode): string {
     return path.join(this.work, node.name, 'kmesh-ipsec');
@@ -36,36 +53,67 @@ class KubeClusterStore implements ClusterStore {
   daemonFlags(node: SimNode): string[] {
     return [
       '--store=kubernetes',
-      `--kubeconfig=${this.nodeKubeconfig}`,
+      `--kubeconfig=${this.daemonKubeconfig}`,
       `--ipsec-key-file=${path.join(this.secretDir(node), 'ipSec')}`,
     ];
   }
 
-  put(kind: ObjectKind, obj: Record<string, unknown>): Promise<void> {
-    this.api.put(kind, obj);
-    return Promise.resolve();
+  /** Writes the object as its owner would: spec and metadata, then the status subresource (a kubelet's part). */
+  async put(kind: ObjectKind, obj: Record<string, unknown>): Promise<void> {
+    const o = obj as Obj;
+    const name = o.metadata?.name ?? '';
+    if (kind === 'namespaces') {
+      await this.api.createOrPatch('/api/v1/namespaces', name, obj);
+      return;
+    }
+    let collection = '/api/v1/nodes';
+    let body: Record<string, unknown> = { ...obj };
+    if (kind === 'pods') {
+      const ns = o.metadata?.namespace ?? 'default';
+      await this.api.call('POST', '/api/v1/namespaces', { metadata: { name: ns } }, { also: [409] });
+      collection = `/api/v1/namespaces/${ns}/pods`;
+      body = {
+        ...obj,
+        spec: {
+          ...o.spec,
+          containers: [{ name: 'app', image: 'registry.invalid/app:1' }],
+          // No kubelet heartbeats these Nodes: the controller-manager taints them unreachable after its grace
+          // period, and would evict pods without this toleration (as a DaemonSet's pods have) minutes later.
+          tolerations: [{ operator: 'Exists', effect: 'NoExecute' }],
+        },
+      };
+    }
+    await this.api.createOrPatch(collection, name, body);
+    if (o.status !== undefined) await this.api.patch(`${collection}/${name}/status`, { status: o.status });
   }
 
-  remove(kind: ObjectKind | 'kmeshnodeinfos', namespace: string | undefined, name: string): Promise<void> {
-    this.api.remove(kind, kind === 'kmeshnodeinfos' ? 'kmesh-system' : namespace, name);
-    return Promise.resolve();
+  async remove(kind: ObjectKind | 'kmeshnodeinfos', namespace: string | undefined, name: string): Promise<void> {
+    const urlPath =
+      kind === 'kmeshnodeinfos'
+        ? `${NODE_INFOS}/${name}`
+        : kind === 'pods'
+          ? `/api/v1/namespaces/${namespace ?? 'default'}/pods/${name}`
+          : `/api/v1/${kind}/${name}`;
+    await this.api.call('DELETE', urlPath, undefined, { also: [404] });
   }
 
-  nodeInfos(): Promise<Map<string, unknown>> {
-    return Promise.resolve(
-      new Map(this.api.list('kmeshnodeinfos', 'kmesh-system').map((o) => [o.metadata?.name ?? '', o])),
-    );
+  async nodeInfos(): Promise<Map<string, unknown>> {
+    const list = (await this.api.call('GET', NODE_INFOS)).body as { items?: Obj[] };
+    return new Map((list.items ?? []).map((o) => [o.metadata?.name ?? '', o]));
   }
 
   kmeshctl(args: readonly string[]): Promise<RunResult> {
-    return run('node', [kmeshctlPath(), `--kubeconfig=${this.localKubeconfig}`, ...args]);
+    return run('node', [kmeshctlPath(), `--kubeconfig=${this.adminKubeconfig}`, ...args]);
   }
 
-  /** The kubelet's projection: new timestamped dir, `..data` swapped atomically, `ipSec -> ..data/ipSec`. */
+  /** The kubelet's projection of the Secret read from the API: new timestamped dir, `..data` swapped
+   * atomically, `ipSec -> ..data/ipSec`. */
   async syncSecret(): Promise<void> {
-    const secret = this.api.get('secrets', 'kmesh-system', 'kmesh-ipsec') as { data?: { ipSec?: string } } | undefined;
-    const data = secret?.data?.ipSec;
-    if (data === undefined) throw new Error('no kmesh-ipsec Secret in the API server');
+    const res = await this.api.call('GET', '/api/v1/namespaces/kmesh-system/secrets/kmesh-ipsec', undefined, {
+      also: [404],
+    });
+    const data = (res.body as { data?: { ipSec?: string } }).data?.ipSec;
+    if (res.status === 404 || data === undefined) throw new Error('no kmesh-ipsec Secret in the API server');
     const payload = Buffer.from(data, 'base64');
     this.version += 1;
     for (const name of ['node-1', 'node-2', 'node-3']) {
@@ -83,39 +131,63 @@ class KubeClusterStore implements ClusterStore {
   }
 }
 
+/** Relays TCP from `listenIp:port` (the underlay, reachable from the node namespaces) to the API server. */
+function apiRelay(listenIp: string, port: number, upstreamIp: string, upstreamPort: number) {
+  const open = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(upstreamPort, upstreamIp);
+    for (const s of [client, upstream]) {
+      open.add(s);
+      s.once('close', () => open.delete(s));
+    }
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+    client.pipe(upstream).pipe(client);
+  });
+  return {
+    listen: () => new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, listenIp, resolve)),
+    close: async () => {
+      // Watches stay open: end every relayed connection, or close() would wait for them forever.
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      for (const s of open) s.destroy();
+      await closed;
+    },
+  };
+}
+
 const esp = process.getuid?.() === 0 ? await espSupport() : { ok: false as const, reason: 'not root' };
-const skip = esp.ok
-  ? {}
-  : { skip: `kernel cannot run ESP here (${esp.reason}); this suite runs in the kernel-test VM` };
+const facts = readGuestKubeFacts();
+if ('missing' in facts && process.env.CI === 'true' && esp.ok) {
+  throw new Error(`CI=true but e2e-kube has no control plane: ${facts.missing}`);
+}
+const skip = !esp.ok
+  ? { skip: `kernel cannot run ESP here (${esp.reason}); this suite runs in the kernel-test VM` }
+  : 'missing' in facts
+    ? { skip: facts.missing }
+    : {};
 {
-  t.test('daemon end to end, Kubernetes store', skip, async (t) => {
+  t.test('daemon end to end, Kubernetes store (real control plane)', skip, async (t) => {
+    if ('missing' in facts) return;
     const work = t.testdir();
-    // The fixture reads its TLS files next to its own module; compiled to dist/ they are not there.
-    const compiledTls = path.join(repoRoot(), 'dist', 'test', 'fixtures', 'tls');
-    if (!fs.existsSync(compiledTls)) fs.symlinkSync(path.join(repoRoot(), 'test', 'fixtures', 'tls'), compiledTls);
-    const api = new FakeApiServer();
-    await api.start();
-    t.teardown(() => api.stop());
-    const local = api.writeKubeconfig(path.join(work, 'kubeconfig.local'));
-    const remote = writeKubeconfig(path.join(work, 'kubeconfig.nodes'), {
-      server: `https://${RELAY_IP}:${api.port}`,
-      token: 'test-token',
-      caData: null,
-      // The relay address is not in the test certificate's SANs; the API server is our own fixture.
-      skipTLSVerify: true,
+    const api = new KubeApi(facts.server, facts.caPem, facts.adminToken);
+    t.teardown(() => api.close());
+    const version = (await api.call('GET', '/version')).body as { gitVersion?: string };
+    t.comment(`API server ${version.gitVersion ?? '?'} at ${facts.server}`);
+    const admin = writeKubeconfig(path.join(work, 'kubeconfig.admin'), {
+      server: facts.server,
+      token: facts.adminToken,
+      caData: facts.caPem,
+      context: 'admin',
     });
-    const relayed = new Set<net.Socket>();
-    const relay = net.createServer((client) => {
-      const upstream = net.connect(api.port, '127.0.0.1');
-      for (const s of [client, upstream]) {
-        relayed.add(s);
-        s.once('close', () => relayed.delete(s));
-      }
-      client.on('error', () => upstream.destroy());
-      upstream.on('error', () => client.destroy());
-      client.pipe(upstream).pipe(client);
+    const daemons = writeKubeconfig(path.join(work, 'kubeconfig.daemon'), {
+      server: `https://${NODE_RELAY_IP}:${GUEST_API.port}`,
+      token: facts.daemonToken,
+      caData: facts.caPem,
+      context: 'kmesh-ipsec-daemon',
+      namespace: 'kmesh-system',
     });
-    const store = new KubeClusterStore(api, work, local, remote);
+    const relay = apiRelay(NODE_RELAY_IP, GUEST_API.port, GUEST_API.ip, GUEST_API.port);
+    const store = new RealKubeClusterStore(api, facts, work, admin, daemons);
     await runScenarios(
       {
         prefix: 'kmk',
@@ -135,15 +207,12 @@ const skip = esp.ok
             cluster.underlayNetns,
           ]);
           await runOk('ip', ['-n', cluster.underlayNetns, 'link', 'set', 'api', 'master', 'br0', 'up']);
-          await runOk('ip', ['addr', 'add', `${RELAY_IP}/24`, 'dev', 'kmk-api']);
+          await runOk('ip', ['addr', 'add', `${NODE_RELAY_IP}/24`, 'dev', 'kmk-api']);
           await runOk('ip', ['link', 'set', 'kmk-api', 'up']);
-          await new Promise<void>((resolve) => relay.listen(api.port, RELAY_IP, resolve));
+          await relay.listen();
         },
         beforeDestroy: async () => {
-          // Watches stay open: end every relayed connection, or close() would wait for them forever.
-          const closed = new Promise<void>((resolve) => relay.close(() => resolve()));
-          for (const s of relayed) s.destroy();
-          await closed;
+          await relay.close();
           await run('ip', ['link', 'del', 'kmk-api']);
         },
       },

@@ -1,9 +1,12 @@
 // Host unit tests of the VM harness's pure parts: kernel.env parsing, the qemu command line, the guest
 // command script, suite selection and output accounting, XFRM counter checks, loss counting, topology
-// plans and ping parsing.
+// plans and ping parsing, the guest forward of the user network and the control plane facts the guest reads.
+import fs from 'node:fs';
+import path from 'node:path';
 import t from 'tap';
 import { parseKernelEnv, parseKernelList } from '../lib/kernels.js';
-import { qemuArgs } from '../lib/qemu-args.js';
+import { qemuArgs, userNic } from '../lib/qemu-args.js';
+import { CERT_IPS, FACTS_ENV, GUEST_API, NODE_RELAY_IP, readGuestKubeFacts, SKIP_ENV } from '../lib/vm-kube.js';
 import { guestCommandScript, shellQuote } from '../lib/guest-command.js';
 import { parseTapSummary, selectSuites, suiteLoopCommand, suiteOutcomes, suiteTimeoutFor } from '../lib/suite-run.js';
 import { assertXfrmCountersUnchanged, parseXfrmStat, xfrmCounterChanges } from '../lib/xfrm-stat.js';
@@ -57,6 +60,53 @@ t.test('qemu command line', (t) => {
   t.ok(shell.includes('-nographic'));
   t.match(shell[shell.indexOf('-append') + 1]!, /KMESH_VM_MODE=shell/);
   t.throws(() => qemuArgs({ ...base, mode: 'run', memoryMb: 100 }), /at least 256 MiB, got 100/);
+  t.equal(run[run.indexOf('-nic') + 1], 'none', 'no network device without a guest forward');
+  t.end();
+});
+
+t.test('guest forward: one restricted user-mode NIC, a relay command per connection', (t) => {
+  const base = {
+    vmlinuz: '/k/vmlinuz',
+    initramfs: '/k/initrd',
+    xferDir: '/r/x',
+    consoleLog: '/r/console.log',
+    memoryMb: 1024,
+    mode: 'run' as const,
+  };
+  const fwd = { guestIp: '10.0.2.100', guestPort: 6443, relayCommand: '/usr/bin/busybox nc 127.0.0.1 41234' };
+  const args = qemuArgs({ ...base, guestForward: fwd });
+  t.equal(
+    args[args.indexOf('-nic') + 1],
+    'user,model=virtio-net-pci,restrict=on,ipv6=off,guestfwd=tcp:10.0.2.100:6443-cmd:/usr/bin/busybox nc 127.0.0.1 41234',
+  );
+  t.equal(args.filter((a) => a === '-nic').length, 1, 'one NIC');
+  t.throws(() => userNic({ ...fwd, guestIp: 'api.local' }), /must be IPv4, got 'api\.local'/);
+  t.throws(() => userNic({ ...fwd, guestPort: 70000 }), /port must be 1-65535, got 70000/);
+  t.throws(() => userNic({ ...fwd, relayCommand: 'nc a,b' }), /without commas or quotes/);
+  t.ok(
+    CERT_IPS.includes(GUEST_API.ip) && CERT_IPS.includes(NODE_RELAY_IP),
+    'the certificate covers both API addresses',
+  );
+  t.end();
+});
+
+t.test('control plane facts in the guest', (t) => {
+  t.match(readGuestKubeFacts({}), { missing: /npm run test:vm/ });
+  t.same(readGuestKubeFacts({ [SKIP_ENV]: 'no kube-apiserver' }), { missing: 'no kube-apiserver' });
+  const dir = t.testdir();
+  const facts = {
+    server: 'https://10.0.2.100:6443',
+    caPem: 'PEM',
+    adminToken: 'a',
+    daemonToken: 'd',
+    kubeVersion: '1.20.2',
+    controllerManager: true,
+  };
+  const file = path.join(dir, 'kube.json');
+  fs.writeFileSync(file, JSON.stringify(facts));
+  t.same(readGuestKubeFacts({ [FACTS_ENV]: file }), facts);
+  fs.writeFileSync(file, JSON.stringify({ ...facts, daemonToken: '' }));
+  t.throws(() => readGuestKubeFacts({ [FACTS_ENV]: file }), /no daemonToken/);
   t.end();
 });
 
