@@ -1,9 +1,9 @@
-// A small JSON client for the Kubernetes REST API over node:http(s), for callers that need a handful of requests
-// and must start fast (kmeshctl). Connection and credentials come from @kubernetes/client-node's KubeConfig
+// A small JSON client for the Kubernetes REST API over node:http(s), for callers that must start fast (kmeshctl,
+// the daemon's Kubernetes source): requests with a deadline, and raw streams for watches (kube/watch.ts). Connection and credentials come from @kubernetes/client-node's KubeConfig
 // (applyToHTTPSOptions: CA, client certificates, bearer tokens, exec/oidc/file auth plugins, proxies), so every
 // kubeconfig the generated client accepts works here too; only the request itself is ours.
 //
-// Each request has a deadline (--timeout): connecting, TLS, the answer and any retries all fit in it. What the
+// Each request has a deadline (kmeshctl's --timeout): connecting, TLS, the answer and any retries all fit in it. What the
 // server says is worth retrying is retried within that deadline: 429 Too Many Requests when it carries a
 // Retry-After (the API server sends one for max-in-flight and while its watch cache (re)initializes), and 503
 // Service Unavailable (after Retry-After, or a short growing pause). Errors are KubeApiError (HTTP status and the
@@ -78,10 +78,18 @@ function parseBody(text: string, contentType: string | undefined): unknown {
 export class KubeRestClient {
   private readonly base: URL;
   private readonly sleep: (ms: number) => Promise<void>;
+  /** Connections kept open between requests (one TLS handshake, not one per request); unset behind a proxy. */
+  private readonly agent: http.Agent | undefined;
 
   constructor(private readonly options: KubeRestOptions) {
     this.base = new URL(options.server);
     this.sleep = options.sleep ?? defaultSleep;
+    // The proxy agents client-node makes for a proxy-url are used as they come; otherwise our own keep-alive
+    // agent, which gets the same TLS settings with each request. Idle kept sockets do not hold the process.
+    if (!options.config.getCurrentCluster()?.proxyUrl) {
+      this.agent =
+        this.base.protocol === 'http:' ? new http.Agent({ keepAlive: true }) : new https.Agent({ keepAlive: true });
+    }
   }
 
   /** `path` is the API path (`/api/v1/...`), optionally with a query string. Resolves to the parsed JSON answer. */
@@ -113,6 +121,37 @@ export class KubeRestClient {
   }
 
   private async attempt(method: KubeMethod, path: string, payload: string | undefined, deadline: number) {
+    const signal = AbortSignal.timeout(Math.max(1, deadline - Date.now()));
+    const res = await this.send(method, path, payload, signal);
+    return new Promise<Answer>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (chunk: Buffer) => chunks.push(chunk));
+      res.on('error', reject);
+      res.on('end', () => {
+        resolve({
+          status: res.statusCode ?? 0,
+          body: parseBody(Buffer.concat(chunks).toString('utf8'), res.headers['content-type']),
+          retryAfterMs: retryAfterMs(res.headers['retry-after']),
+        });
+      });
+    });
+  }
+
+  /**
+   * A GET whose answer is read as a stream (a watch): resolves with the response as soon as its headers arrive,
+   * whatever the status. No deadline and no retries: `signal` ends it.
+   */
+  stream(path: string, signal: AbortSignal): Promise<http.IncomingMessage> {
+    return this.send('GET', path, undefined, signal);
+  }
+
+  /** Sends one request with the kubeconfig's connection settings and credentials; resolves at the response. */
+  private async send(
+    method: KubeMethod,
+    path: string,
+    payload: string | undefined,
+    signal: AbortSignal,
+  ): Promise<http.IncomingMessage> {
     // Credentials are applied per request: an exec or oidc plugin refreshes an expired token here.
     const options: https.RequestOptions = {};
     await this.options.config.applyToHTTPSOptions(options);
@@ -126,21 +165,10 @@ export class KubeRestClient {
       headers['Content-Type'] = 'application/json';
       headers['Content-Length'] = Buffer.byteLength(payload);
     }
-    const send = url.protocol === 'http:' ? http.request : https.request;
-    const signal = AbortSignal.timeout(Math.max(1, deadline - Date.now()));
-    return new Promise<Answer>((resolve, reject) => {
-      const req = send(url, { ...options, method, headers, signal }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (chunk: Buffer) => chunks.push(chunk));
-        res.on('error', reject);
-        res.on('end', () => {
-          resolve({
-            status: res.statusCode ?? 0,
-            body: parseBody(Buffer.concat(chunks).toString('utf8'), res.headers['content-type']),
-            retryAfterMs: retryAfterMs(res.headers['retry-after']),
-          });
-        });
-      });
+    const request = url.protocol === 'http:' ? http.request : https.request;
+    const agent = this.agent ?? options.agent;
+    return new Promise((resolve, reject) => {
+      const req = request(url, { ...options, agent, method, headers, signal }, resolve);
       req.on('error', reject);
       req.end(payload);
     });
