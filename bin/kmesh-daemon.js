@@ -3,20 +3,22 @@
 // makes it), through bin/load-bundle.js with its V8 code cache (written a few seconds after start, once the
 // daemon has compiled what it runs). Exits as soon as main returns, so no lingering watch connection can keep a
 // stopped daemon alive.
-import { fileURLToPath } from 'node:url';
-import { BundleMissingError, loadBundle } from './load-bundle.js';
+'use strict';
+const path = require('node:path');
+const { BundleMissingError, loadBundle } = require('./load-bundle.js');
 
 const CACHE_AFTER_MS = 5000;
 
 let bundle;
 try {
-  bundle = loadBundle(fileURLToPath(new URL('../dist/src/daemon/kmesh-daemon.bundle.cjs', import.meta.url)));
+  bundle = loadBundle(path.join(__dirname, '..', 'dist', 'src', 'daemon', 'kmesh-daemon.bundle.cjs'));
 } catch (err) {
   if (!(err instanceof BundleMissingError)) throw err;
   process.stderr.write('kmesh-daemon: not built (dist/ is missing): run "npm run build" first\n');
   process.exit(1);
 }
 setTimeout(bundle.saveCache, CACHE_AFTER_MS).unref();
-const code = await bundle.exports.main(process.argv.slice(2));
-bundle.saveCache();
-process.exit(code);
+bundle.exports.main(process.argv.slice(2)).then((code) => {
+  bundle.saveCache();
+  process.exit(code);
+});

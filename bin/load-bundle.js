@@ -2,17 +2,19 @@
 // beside it (FILE.v8cache), so that V8 does not compile the bundle again on every start. saveCache() writes the
 // cache when there was none or V8 refused it (another Node version); call it once the process has done its work,
 // so the cache also holds the functions that work compiled. A directory that is not writable only means no cache.
-import fs from 'node:fs';
-import { createRequire } from 'node:module';
-import path from 'node:path';
-import vm from 'node:vm';
+// bin/ is CommonJS (bin/package.json): a CommonJS main module starts without Node's ES module loader.
+'use strict';
+const fs = require('node:fs');
+const { createRequire } = require('node:module');
+const path = require('node:path');
+const vm = require('node:vm');
 
-export class BundleMissingError extends Error {
+class BundleMissingError extends Error {
   name = 'BundleMissingError';
 }
 
 /** Loads `file` and returns its exports and a function that writes its code cache if needed. */
-export function loadBundle(file) {
+function loadBundle(file) {
   let source;
   try {
     source = fs.readFileSync(file, 'utf8');
@@ -56,3 +58,5 @@ export function loadBundle(file) {
   };
   return { exports: cjsModule.exports, saveCache };
 }
+
+module.exports = { BundleMissingError, loadBundle };
