@@ -255,12 +255,21 @@ async function bench(options: Options): Promise<void> {
         rss: median(xs.map((s) => s.rssMiB)),
       };
     };
+    // Each round's two runs share that moment's load: the median of the per-round ratios drifts less than the
+    // ratio of the medians when other work comes and goes (printed beside it; the last line keeps the latter).
+    const pairedRatio = (tool: Tool, reference: Tool | undefined): string => {
+      const xs = samples.get(tool) ?? [];
+      const ys = reference === undefined || reference === tool ? [] : (samples.get(reference) ?? []);
+      if (ys.length === 0) return '';
+      return `, per-round ratio to ${reference?.label ?? ''} ${median(xs.map((x, i) => x.wallS / (ys[i]?.wallS ?? NaN))).toFixed(2)}x`;
+    };
     for (const group of groups) {
+      const reference = group.tools.find((tool) => tool.label === 'kubectl');
       for (const tool of group.tools) {
         const s = stats(tool);
         say(
           `  ${group.name.padEnd(23)} ${tool.label.padEnd(22)} median ${s.wall.toFixed(3)} s ` +
-            `(${s.min.toFixed(3)}..${s.max.toFixed(3)}), peak RSS ${s.rss.toFixed(1)} MiB`,
+            `(${s.min.toFixed(3)}..${s.max.toFixed(3)}), peak RSS ${s.rss.toFixed(1)} MiB${pairedRatio(tool, reference)}`,
         );
       }
     }
