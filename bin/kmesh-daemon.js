@@ -1,6 +1,24 @@
 #!/usr/bin/env node
-// kmesh-daemon executable: runs the compiled node daemon (dist/src/daemon/main.js; `npm run build` produces it).
-// Exits as soon as main returns, so no lingering watch connection can keep a stopped daemon alive.
-import { main } from '../dist/src/daemon/main.js';
+// kmesh-daemon executable: runs the bundled daemon, dist/src/daemon/kmesh-daemon.bundle.cjs (`npm run build`
+// makes it), through bin/load-bundle.js with its V8 code cache (written a few seconds after start, once the
+// daemon has compiled what it runs). Exits as soon as main returns, so no lingering watch connection can keep a
+// stopped daemon alive.
+'use strict';
+const path = require('node:path');
+const { BundleMissingError, loadBundle } = require('./load-bundle.js');
 
-process.exit(await main(process.argv.slice(2)));
+const CACHE_AFTER_MS = 5000;
+
+let bundle;
+try {
+  bundle = loadBundle(path.join(__dirname, '..', 'dist', 'src', 'daemon', 'kmesh-daemon.bundle.cjs'));
+} catch (err) {
+  if (!(err instanceof BundleMissingError)) throw err;
+  process.stderr.write('kmesh-daemon: not built (dist/ is missing): run "npm run build" first\n');
+  process.exit(1);
+}
+setTimeout(bundle.saveCache, CACHE_AFTER_MS).unref();
+bundle.exports.main(process.argv.slice(2)).then((code) => {
+  bundle.saveCache();
+  process.exit(code);
+});

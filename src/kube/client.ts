@@ -1,16 +1,11 @@
-// Kubernetes connection basics shared by kmeshctl and the daemon: loading the kubeconfig (explicit file, $KUBECONFIG,
-// ~/.kube/config, or the in-cluster service account, in that order), per-request timeouts, and turning client
-// failures (connection refused, TLS, 401/403/404/409, timeouts) into one-line messages saying what to do.
+// Loading the Kubernetes client configuration, shared by kmeshctl and the daemon: explicit file, $KUBECONFIG (merged),
+// ~/.kube/config, or the in-cluster service account, in that order, then --context. The KubeConfig class comes from
+// @kubernetes/client-node's config module alone (with its auth plugins: exec, oidc, azure, gcp, file tokens), not
+// from the package index, which would load every generated API and model. One-line messages for every mistake.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { ApiException, KubeConfig, Observable } from '@kubernetes/client-node';
-import type {
-  ConfigurationOptions,
-  ObservableMiddleware,
-  RequestContext,
-  ResponseContext,
-} from '@kubernetes/client-node';
+import { KubeConfig } from '@kubernetes/client-node/dist/config.js';
 
 /** Where the in-cluster service account is mounted (relative to a root, `/` in a pod). */
 export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
@@ -164,129 +159,4 @@ function withEnv(env: NodeJS.ProcessEnv, fn: () => void): void {
       else process.env[k] = value;
     });
   }
-}
-
-/**
- * Per-call options that abort a request (connect, TLS handshake and response) after `timeoutMs`. Pass as the last
- * argument of any generated API call: `api.readNamespacedSecret({ name, namespace }, requestTimeout(10_000))`.
- */
-export function requestTimeout(timeoutMs: number): ConfigurationOptions {
-  const middleware: ObservableMiddleware = {
-    pre: (context: RequestContext) => {
-      context.setSignal(AbortSignal.timeout(timeoutMs));
-      return new Observable(Promise.resolve(context));
-    },
-    post: (response: ResponseContext) => new Observable(Promise.resolve(response)),
-  };
-  return { middleware: [middleware], middlewareMergeStrategy: 'append' };
-}
-
-/** HTTP status of a failed API call (ApiException, or a watch's `statusCode`), if it got that far. */
-export function kubeErrorStatus(err: unknown): number | undefined {
-  if (err instanceof ApiException) return err.code;
-  if (typeof err === 'object' && err !== null) {
-    const status = (err as { statusCode?: unknown; code?: unknown }).statusCode;
-    if (typeof status === 'number') return status;
-  }
-  return undefined;
-}
-
-/** The `message` of the Kubernetes Status object in an error response, if there is one. */
-export function kubeStatusMessage(err: unknown): string | undefined {
-  if (!(err instanceof ApiException)) return undefined;
-  let body: unknown = err.body;
-  if (typeof body === 'string') {
-    const text = body;
-    try {
-      body = JSON.parse(text);
-    } catch {
-      return text.trim() === '' ? undefined : firstLine(text);
-    }
-  }
-  if (typeof body === 'object' && body !== null) {
-    const message = (body as { message?: unknown }).message;
-    if (typeof message === 'string' && message !== '') return firstLine(message);
-  }
-  return undefined;
-}
-
-const TLS_CODES = new Set([
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'CERT_HAS_EXPIRED',
-  'CERT_NOT_YET_VALID',
-  'CERT_SIGNATURE_FAILURE',
-  'CERT_UNTRUSTED',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-  'EPROTO',
-  'ERR_SSL_WRONG_VERSION_NUMBER',
-]);
-
-/** The errno-style code of a network failure, looking through node-fetch's FetchError wrapper. */
-function networkCode(err: unknown): string | undefined {
-  if (typeof err !== 'object' || err === null) return undefined;
-  const e = err as { code?: unknown; errno?: unknown; name?: unknown; type?: unknown; cause?: unknown };
-  if (e.name === 'AbortError' || e.type === 'aborted' || e.name === 'TimeoutError') return 'TIMEOUT';
-  if (typeof e.code === 'string') return e.code;
-  if (typeof e.errno === 'string') return e.errno;
-  return e.cause === undefined ? undefined : networkCode(e.cause);
-}
-
-/**
- * One line explaining a failed API call to `server` while doing `action` (e.g. `read Secret kmesh-system/kmesh-ipsec`),
- * with what to do about it. Never includes a stack trace.
- */
-export function describeKubeError(err: unknown, server: string, action: string): string {
-  const status = kubeErrorStatus(err);
-  if (status !== undefined) {
-    const detail = kubeStatusMessage(err);
-    const says = detail ? `: ${detail}` : '';
-    switch (status) {
-      case 401:
-        return (
-          `cannot ${action}: the API server at ${server} rejected the credentials (401 Unauthorized); ` +
-          'refresh the token or certificate in your kubeconfig, or pick another --context'
-        );
-      case 403:
-        return `cannot ${action}: permission denied (403 Forbidden)${says}; ask for RBAC access or use another --context`;
-      case 404:
-        return `cannot ${action}: not found (404)${says}`;
-      case 409:
-        return `cannot ${action}: conflict (409)${says}; someone else changed it, try again`;
-      case 410:
-        return `cannot ${action}: the requested version is gone (410)${says}`;
-      case 422:
-        return `cannot ${action}: the API server refused the object (422 Invalid)${says}`;
-      case 429:
-        return `cannot ${action}: the API server is overloaded (429 Too Many Requests)${says}; try again shortly`;
-      default:
-        return status >= 500
-          ? `cannot ${action}: the API server at ${server} failed (${status})${says}; try again, check the control plane`
-          : `cannot ${action}: the API server answered ${status}${says}`;
-    }
-  }
-  const code = networkCode(err);
-  if (code === 'ECONNREFUSED') {
-    return `cannot ${action}: connection to the API server at ${server} refused; is the cluster running and is the server address in your kubeconfig right?`;
-  }
-  if (code === 'ENOTFOUND' || code === 'EAI_AGAIN') {
-    return `cannot ${action}: cannot resolve the API server host of ${server}; check the server address in your kubeconfig`;
-  }
-  if (code === 'TIMEOUT' || code === 'ETIMEDOUT' || code === 'EHOSTUNREACH' || code === 'ENETUNREACH') {
-    return `cannot ${action}: the API server at ${server} did not answer in time; check the network path and the server address`;
-  }
-  if (code === 'ECONNRESET' || code === 'EPIPE') {
-    return `cannot ${action}: the API server at ${server} dropped the connection; try again`;
-  }
-  if (code !== undefined && (TLS_CODES.has(code) || code.startsWith('ERR_TLS') || code.startsWith('ERR_SSL'))) {
-    return (
-      `cannot ${action}: TLS verification of the API server at ${server} failed (${code}); ` +
-      'check certificate-authority(-data) and the server name in your kubeconfig'
-    );
-  }
-  const message = err instanceof Error ? firstLine(err.message) : String(err);
-  return `cannot ${action}: ${message || 'unknown error'}${code ? ` (${code})` : ''}`;
 }

@@ -30,6 +30,17 @@ const defaultBackoff = (attempt: number) =>
   new Promise<void>((resolve) => setTimeout(resolve, Math.random() * 10 * Math.min(attempt, 10)));
 
 /**
+ * The Secret and the advertised SPIs, asked for at the same time (one round trip instead of two). When both fail,
+ * the Secret's error is the one reported, as when they were asked one after the other.
+ */
+async function readState(store: SecretStore): Promise<{ current: StoredSecret | undefined; advertised: number[] }> {
+  const [current, advertised] = await Promise.allSettled([store.read(), store.advertisedSpis()]);
+  if (current.status === 'rejected') throw current.reason;
+  if (advertised.status === 'rejected') throw advertised.reason;
+  return { current: current.value, advertised: advertised.value };
+}
+
+/**
  * Stores `key` as the next key version: SPI 1 on a fresh cluster, else above the current Secret's SPI and every SPI
  * a KmeshNodeInfo still advertises. Replaces a malformed Secret (going above its SPI if it still has one).
  */
@@ -42,8 +53,7 @@ export async function createOrRotateSecret(
   const backoff = options.backoff ?? defaultBackoff;
   for (let attempt = 1; attempt <= maxAttempts; attempt += 1) {
     if (attempt > 1) await backoff(attempt);
-    const current = await store.read();
-    const advertised = await store.advertisedSpis();
+    const { current, advertised } = await readState(store);
     let previousSpi: number | undefined;
     let malformed = false;
     if (current !== undefined) {

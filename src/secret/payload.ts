@@ -1,6 +1,7 @@
 // The `ipSec` payload of the kmesh-ipsec Secret (SPEC §A1), both ways: IpsecKey -> the exact JSON text Kmesh
 // writes, and JSON text (from the Secret or the file the kubelet projects) -> a validated IpsecKey.
-import { z } from 'zod';
+// Validation is plain code rather than a schema library: kmeshctl loads this module on every run, and a
+// four-field check is not worth the startup cost of one.
 import type { IpsecKey } from '../model/node.js';
 import { KEY_BYTES } from './key-hex.js';
 
@@ -28,28 +29,47 @@ export function encodeIpsecPayload(key: IpsecKey): string {
 
 const STRICT_BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
-// Messages never quote the key material itself.
-const payloadSchema = z.object({
-  spi: z
-    .number({ error: 'must be a number' })
-    .int({ error: 'must be an integer' })
-    .min(1, { error: 'must be at least 1' })
-    .max(MAX_SPI, { error: `must be at most ${MAX_SPI}` }),
-  aeadKeyName: z.literal(AEAD_KEY_NAME, { error: `must be "${AEAD_KEY_NAME}", the only supported algorithm` }),
-  aeadKey: z.string({ error: 'must be a base64 string' }).transform((text, ctx) => {
-    if (!STRICT_BASE64.test(text)) {
-      ctx.addIssue({ code: 'custom', message: 'is not valid padded base64' });
-      return z.NEVER;
-    }
-    const bytes = Buffer.from(text, 'base64');
-    if (bytes.length !== KEY_BYTES) {
-      ctx.addIssue({ code: 'custom', message: `decodes to ${bytes.length} bytes, need ${KEY_BYTES}` });
-      return z.NEVER;
-    }
-    return bytes;
-  }),
-  length: z.literal(ICV_BITS, { error: `must be ${ICV_BITS} (ICV bits)` }),
-});
+/** One field's check: the problems with `value` (empty when valid). Messages never quote key material. */
+type FieldCheck = (value: unknown) => string[];
+
+function checkSpi(value: unknown): string[] {
+  if (typeof value !== 'number' || !Number.isFinite(value)) return ['must be a number'];
+  if (!Number.isInteger(value)) return ['must be an integer'];
+  const problems: string[] = [];
+  // A whole number beyond 2^53 is not exact either; the range problems are still worth naming next to it.
+  if (!Number.isSafeInteger(value)) problems.push('must be an integer');
+  if (value < 1) problems.push('must be at least 1');
+  if (value > MAX_SPI) problems.push(`must be at most ${MAX_SPI}`);
+  return problems;
+}
+
+function checkAeadKeyName(value: unknown): string[] {
+  return value === AEAD_KEY_NAME ? [] : [`must be "${AEAD_KEY_NAME}", the only supported algorithm`];
+}
+
+/** The key bytes of a valid aeadKey. */
+function aeadKeyBytes(text: string): Buffer {
+  return Buffer.from(text, 'base64');
+}
+
+function checkAeadKey(value: unknown): string[] {
+  if (typeof value !== 'string') return ['must be a base64 string'];
+  if (!STRICT_BASE64.test(value)) return ['is not valid padded base64'];
+  const length = aeadKeyBytes(value).length;
+  return length === KEY_BYTES ? [] : [`decodes to ${length} bytes, need ${KEY_BYTES}`];
+}
+
+function checkLength(value: unknown): string[] {
+  return value === ICV_BITS ? [] : [`must be ${ICV_BITS} (ICV bits)`];
+}
+
+/** The fields in the order their problems are reported. */
+const FIELDS: [name: string, check: FieldCheck][] = [
+  ['spi', checkSpi],
+  ['aeadKeyName', checkAeadKeyName],
+  ['aeadKey', checkAeadKey],
+  ['length', checkLength],
+];
 
 /**
  * Decodes and validates an `ipSec` payload (JSON text, as stored in the Secret after Kubernetes' own base64 layer
@@ -68,18 +88,18 @@ export function decodeIpsecPayload(text: string | Uint8Array): IpsecKey {
   if (typeof document !== 'object' || document === null || Array.isArray(document)) {
     throw new IpsecPayloadError('payload is not a JSON object');
   }
-  const parsed = payloadSchema.safeParse(document);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) => {
-      const field = issue.path.map(String).join('.');
-      const top = issue.path[0];
-      const missing = typeof top === 'string' && !(top in document);
-      return missing ? `${field} is missing` : `${field} ${issue.message}`;
-    });
-    throw new IpsecPayloadError(problems.join('; '));
-  }
-  const { spi, aeadKeyName, aeadKey, length } = parsed.data;
-  return { spi, aeadKeyName, key: aeadKey, icvBits: length };
+  const fields = document as Record<string, unknown>;
+  const problems = FIELDS.flatMap(([name, check]) => {
+    if (!(name in fields)) return [`${name} is missing`];
+    return check(fields[name]).map((problem) => `${name} ${problem}`);
+  });
+  if (problems.length > 0) throw new IpsecPayloadError(problems.join('; '));
+  return {
+    spi: fields.spi as number,
+    aeadKeyName: AEAD_KEY_NAME,
+    key: aeadKeyBytes(fields.aeadKey as string),
+    icvBits: ICV_BITS,
+  };
 }
 
 /**

@@ -1,9 +1,10 @@
 // SecretStore on the Kubernetes API: the Opaque Secret `kmesh-ipsec` (data key `ipSec`, base64 of the JSON payload)
 // and the KmeshNodeInfo custom resources (kmesh.net/v1alpha1, plural kmeshnodeinfos) in one namespace.
 // Replace is a PUT carrying the resourceVersion that was read, so the API server refuses (409) a stale write.
-import { CoreV1Api, CustomObjectsApi, V1ObjectMeta, V1Secret } from '@kubernetes/client-node';
-import type { ConfigurationOptions, KubeConfig } from '@kubernetes/client-node';
-import { describeKubeError, kubeErrorStatus, kubeStatusMessage, requestTimeout } from '../kube/client.js';
+// Requests go through the small REST client (kube/rest.ts), which starts far faster than the generated APIs.
+import type { KubeConfig } from '@kubernetes/client-node/dist/config.js';
+import { describeKubeError, kubeErrorStatus, kubeStatusMessage } from '../kube/errors.js';
+import { KubeRestClient } from '../kube/rest.js';
 import { advertisedSpi } from './rotation.js';
 import { SECRET_DATA_KEY, SECRET_NAME, StoreConflictError, StoreError } from './store.js';
 import type { SecretStore, StoredSecret } from './store.js';
@@ -16,26 +17,46 @@ export interface KubernetesStoreOptions {
   /** API server URL, for messages. */
   server: string;
   namespace: string;
-  /** Abort each API request after this long (default 15 s). */
+  /** Deadline of each API request, retries of 429/503 included (default 15 s). */
   timeoutMs?: number;
+}
+
+/** The parts of a Secret object we read; everything else is carried through a replace unchanged. */
+interface SecretObject {
+  apiVersion?: string;
+  kind?: string;
+  metadata?: { name?: string; namespace?: string; resourceVersion?: string; creationTimestamp?: string } & Record<
+    string,
+    unknown
+  >;
+  type?: string;
+  data?: Record<string, string>;
+  stringData?: unknown;
+  [field: string]: unknown;
 }
 
 export class KubernetesSecretStore implements SecretStore {
   readonly location: string;
-  private readonly core: CoreV1Api;
-  private readonly custom: CustomObjectsApi;
+  private readonly api: KubeRestClient;
   private readonly namespace: string;
   private readonly server: string;
-  private readonly options: ConfigurationOptions;
+  private readonly secretsPath: string;
+  private readonly nodeInfosPath: string;
   /** The objects behind the StoredSecrets we handed out, so a replace keeps labels, annotations and type. */
-  private readonly objects = new WeakMap<StoredSecret, V1Secret>();
+  private readonly objects = new WeakMap<StoredSecret, SecretObject>();
 
   constructor(options: KubernetesStoreOptions) {
-    this.core = options.config.makeApiClient(CoreV1Api);
-    this.custom = options.config.makeApiClient(CustomObjectsApi);
+    this.api = new KubeRestClient({
+      config: options.config,
+      server: options.server,
+      timeoutMs: options.timeoutMs ?? 15_000,
+    });
     this.namespace = options.namespace;
     this.server = options.server;
-    this.options = requestTimeout(options.timeoutMs ?? 15_000);
+    const ns = encodeURIComponent(options.namespace);
+    this.secretsPath = `/api/v1/namespaces/${ns}/secrets`;
+    const { group, version, plural } = KMESH_NODE_INFO;
+    this.nodeInfosPath = `/apis/${group}/${version}/namespaces/${ns}/${plural}`;
     this.location = `Secret ${options.namespace}/${SECRET_NAME}`;
   }
 
@@ -43,14 +64,16 @@ export class KubernetesSecretStore implements SecretStore {
     throw new StoreError(describeKubeError(err, this.server, action));
   }
 
-  private toStored(secret: V1Secret): StoredSecret {
+  private toStored(answer: unknown): StoredSecret {
+    const secret = (typeof answer === 'object' && answer !== null ? answer : {}) as SecretObject;
     const encoded = secret.data?.[SECRET_DATA_KEY];
+    const created = secret.metadata?.creationTimestamp;
     const stored: StoredSecret = {
       name: secret.metadata?.name ?? SECRET_NAME,
       namespace: secret.metadata?.namespace ?? this.namespace,
-      payload: encoded === undefined ? undefined : Buffer.from(encoded, 'base64').toString('utf8'),
+      payload: typeof encoded === 'string' ? Buffer.from(encoded, 'base64').toString('utf8') : undefined,
       version: secret.metadata?.resourceVersion ?? '',
-      creationTime: secret.metadata?.creationTimestamp,
+      creationTime: created === undefined ? undefined : new Date(created),
     };
     this.objects.set(stored, secret);
     return stored;
@@ -60,19 +83,24 @@ export class KubernetesSecretStore implements SecretStore {
    * The Secret to write: the object we read (so labels, annotations and other data keys survive) with the new
    * payload and, for a replace, the resourceVersion that makes the API server refuse a stale write.
    */
-  private secretBody(previous: V1Secret | undefined, payload: string, resourceVersion: string | undefined): V1Secret {
-    const body = Object.assign(new V1Secret(), previous);
-    body.apiVersion = 'v1';
-    body.kind = 'Secret';
-    body.metadata = Object.assign(new V1ObjectMeta(), previous?.metadata, {
-      name: SECRET_NAME,
-      namespace: this.namespace,
-      resourceVersion,
-    });
-    body.type = previous?.type ?? 'Opaque';
-    body.data = Object.assign({}, previous?.data, {
-      [SECRET_DATA_KEY]: Buffer.from(payload, 'utf8').toString('base64'),
-    });
+  private secretBody(
+    previous: SecretObject | undefined,
+    payload: string,
+    resourceVersion: string | undefined,
+  ): SecretObject {
+    const body: SecretObject = {
+      ...previous,
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: {
+        ...previous?.metadata,
+        name: SECRET_NAME,
+        namespace: this.namespace,
+        ...(resourceVersion === undefined ? {} : { resourceVersion }),
+      },
+      type: previous?.type ?? 'Opaque',
+      data: { ...previous?.data, [SECRET_DATA_KEY]: Buffer.from(payload, 'utf8').toString('base64') },
+    };
     delete body.stringData;
     return body;
   }
@@ -84,11 +112,7 @@ export class KubernetesSecretStore implements SecretStore {
 
   async read(): Promise<StoredSecret | undefined> {
     try {
-      const secret = await this.core.readNamespacedSecret(
-        { name: SECRET_NAME, namespace: this.namespace },
-        this.options,
-      );
-      return this.toStored(secret);
+      return this.toStored(await this.api.request('GET', `${this.secretsPath}/${SECRET_NAME}`));
     } catch (err) {
       if (kubeErrorStatus(err) === 404) return undefined;
       return this.fail(err, `read ${this.location}`);
@@ -98,7 +122,7 @@ export class KubernetesSecretStore implements SecretStore {
   async create(payload: string): Promise<StoredSecret> {
     const body = this.secretBody(undefined, payload, undefined);
     try {
-      return this.toStored(await this.core.createNamespacedSecret({ namespace: this.namespace, body }, this.options));
+      return this.toStored(await this.api.request('POST', this.secretsPath, body));
     } catch (err) {
       if (kubeErrorStatus(err) === 409) throw new StoreConflictError(`${this.location} was created meanwhile`);
       if (this.namespaceMissing(err)) {
@@ -114,9 +138,7 @@ export class KubernetesSecretStore implements SecretStore {
   async replace(current: StoredSecret, payload: string): Promise<StoredSecret> {
     const body = this.secretBody(this.objects.get(current), payload, current.version);
     try {
-      return this.toStored(
-        await this.core.replaceNamespacedSecret({ name: SECRET_NAME, namespace: this.namespace, body }, this.options),
-      );
+      return this.toStored(await this.api.request('PUT', `${this.secretsPath}/${SECRET_NAME}`, body));
     } catch (err) {
       const status = kubeErrorStatus(err);
       if (status === 409) throw new StoreConflictError(`${this.location} changed meanwhile`);
@@ -127,7 +149,7 @@ export class KubernetesSecretStore implements SecretStore {
 
   async delete(): Promise<boolean> {
     try {
-      await this.core.deleteNamespacedSecret({ name: SECRET_NAME, namespace: this.namespace }, this.options);
+      await this.api.request('DELETE', `${this.secretsPath}/${SECRET_NAME}`);
       return true;
     } catch (err) {
       if (kubeErrorStatus(err) === 404) return false;
@@ -138,16 +160,13 @@ export class KubernetesSecretStore implements SecretStore {
   async advertisedSpis(): Promise<number[]> {
     let list: unknown;
     try {
-      list = await this.custom.listNamespacedCustomObject(
-        { ...KMESH_NODE_INFO, namespace: this.namespace },
-        this.options,
-      );
+      list = await this.api.request('GET', this.nodeInfosPath);
     } catch (err) {
       // No KmeshNodeInfo CRD installed yet (or no such namespace): no node advertises anything.
       if (kubeErrorStatus(err) === 404) return [];
       return this.fail(err, `list KmeshNodeInfo objects in namespace ${this.namespace}`);
     }
-    const items = (list as { items?: unknown }).items;
+    const items = (list as { items?: unknown } | undefined)?.items;
     return Array.isArray(items) ? items.flatMap(advertisedSpi) : [];
   }
 }

@@ -342,3 +342,14 @@ t.test('injected failures: status codes for a number of requests, then normal se
   t.same((await core.listNode()).items, []);
   t.match(api.requests.at(-1), { method: 'GET', path: '/api/v1/nodes', user: 'kmesh-admin', status: 200 });
 });
+
+t.test('injected delay: a held-back request is answered normally, and processed after later ones', async (t) => {
+  const { custom, api } = await client(t);
+  api.delayNext({ method: 'POST', path: '/kmeshnodeinfos', delayMs: 300 });
+  const first = custom.createNamespacedCustomObject({ ...KNI, body: nodeInfo('first', 1) });
+  await until(() => api.requests.some((r) => r.method === 'POST'), 'the first POST to arrive');
+  await custom.createNamespacedCustomObject({ ...KNI, body: nodeInfo('second', 1) });
+  t.match(await first, { metadata: { name: 'first' } }, 'answered normally');
+  const rv = (name: string) => Number(api.get('kmeshnodeinfos', 'kmesh-system', name)?.metadata?.resourceVersion);
+  t.ok(rv('first') > rv('second'), 'the held-back create was processed after the later one');
+});

@@ -1,16 +1,18 @@
-// The installed entry point bin/kmeshctl.js as a real process: exit codes, one-line errors with no stack trace,
-// and concurrent creates from separate processes (API server and dir store). Builds dist/ when it is stale.
+// The installed entry point bin/kmeshctl.js as a real process (the bundle and its V8 code cache): exit codes, one-line
+// errors with no stack trace, and concurrent creates from separate processes (API server and dir store). Builds
+// dist/ and the bundle when they are stale.
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { decodeIpsecPayload } from '../../src/secret/payload.js';
-import { secretPayload, startCluster } from '../fixtures/kmeshctl-harness.js';
+import { secretPayload, startCluster, TOKEN } from '../fixtures/kmeshctl-harness.js';
+import { kubeconfigDocument } from '../fixtures/kubeconfig.js';
 
 const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const BIN = path.join(REPO, 'bin', 'kmeshctl.js');
-const BUILT = path.join(REPO, 'dist', 'src', 'cli', 'kmeshctl.js');
+const BUILT = path.join(REPO, 'dist', 'src', 'cli', 'kmeshctl.bundle.cjs');
 
 function newestSource(): number {
   let newest = 0;
@@ -25,6 +27,7 @@ function newestSource(): number {
 if (!fs.existsSync(BUILT) || fs.statSync(BUILT).mtimeMs < newestSource()) {
   // tsc emits even when another part of the tree has type errors; what matters is that our output is fresh.
   spawnSync('npx', ['tsc', '-p', 'tsconfig.build.json'], { cwd: REPO, stdio: 'ignore' });
+  spawnSync(process.execPath, ['scripts/bundle.mjs'], { cwd: REPO, stdio: 'ignore' });
 }
 const built = fs.existsSync(BUILT) && fs.statSync(BUILT).mtimeMs >= newestSource();
 
@@ -58,6 +61,49 @@ t.test('bin/kmeshctl.js as a process', { skip: !built && 'could not build dist/ 
       stdout: 'IPsec secret created (SPI 1)\n',
       stderr: '',
     });
+  });
+
+  t.test('the V8 code cache is written by a run without one, used, and replaced when V8 refuses it', async (t) => {
+    const cache = `${BUILT}.v8cache`;
+    const get = () => runProcess(['--kubeconfig', kubeconfig, 'secret', 'get', '-o', 'json'], home);
+    fs.rmSync(cache, { force: true });
+    const first = await get();
+    t.equal(first.code, 0);
+    t.equal((JSON.parse(first.stdout) as { spi: number }).spi, 1);
+    t.ok(fs.existsSync(cache), 'the run wrote the cache');
+    const written = fs.readFileSync(cache);
+    t.same(await get(), first, 'same result with the cache');
+    t.same(fs.readFileSync(cache), written, 'an accepted cache is left alone');
+    fs.writeFileSync(cache, 'not a V8 code cache');
+    t.same(await get(), first, 'same result with a cache V8 refuses');
+    t.not(fs.readFileSync(cache).toString(), 'not a V8 code cache', 'the refused cache was replaced');
+  });
+
+  t.test('an exec credential plugin in the kubeconfig supplies the token', async (t) => {
+    const plugin = path.join(dir, 'credential-plugin.cjs');
+    const status = { token: TOKEN, expirationTimestamp: new Date(Date.now() + 3_600_000).toISOString() };
+    const credential = { apiVersion: 'client.authentication.k8s.io/v1', kind: 'ExecCredential', status };
+    fs.writeFileSync(plugin, `process.stdout.write(${JSON.stringify(JSON.stringify(credential))});\n`);
+    const document = kubeconfigDocument({ server: api.url, token: 'unused', caData: api.caPem });
+    document.users = [
+      {
+        name: 'fake-user',
+        user: {
+          exec: {
+            apiVersion: 'client.authentication.k8s.io/v1',
+            command: process.execPath,
+            args: [plugin],
+            interactiveMode: 'Never',
+          },
+        },
+      },
+    ];
+    const execConfig = path.join(dir, 'kubeconfig-exec');
+    fs.writeFileSync(execConfig, JSON.stringify(document));
+    const result = await runProcess(['--kubeconfig', execConfig, 'secret', 'get', '-o', 'json'], home);
+    t.equal(result.stderr, '');
+    t.equal(result.code, 0);
+    t.equal((JSON.parse(result.stdout) as { name: string }).name, 'kmesh-ipsec');
   });
 
   t.test('errors are one line, no stack trace, with the right exit code', async (t) => {

@@ -198,6 +198,8 @@ t.test('a cluster without the KmeshNodeInfo CRD starts at SPI 1', async (t) => {
 t.test('two creates at the same moment end two SPIs higher with distinct SPIs', async (t) => {
   const { api, run } = await startCluster(t);
   await run('secret', 'create');
+  // The first write to arrive is held back, so the other create reads the same version and writes first.
+  api.delayNext({ method: 'PUT', delayMs: 500 });
   const [a, b] = await Promise.all([run('secret', 'create'), run('secret', 'create')]);
   t.equal(a.code, 0);
   t.equal(b.code, 0);

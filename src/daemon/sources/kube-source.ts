@@ -2,8 +2,13 @@
 // kmesh-system, the pods scheduled on this node and all namespaces (list + watch each, restarted after any
 // API error or server restart), and publishes this node's KmeshNodeInfo with an ownerReference to the Node
 // so the object is garbage-collected with the node. API calls made here are exactly what deploy/rbac.yaml
-// grants (KUBE_SOURCE_API_CALLS lists them for the manifest tests).
-import { ApiException, CoreV1Api, CustomObjectsApi, KubeConfig, Watch } from '@kubernetes/client-node';
+// grants (KUBE_SOURCE_API_CALLS lists them for the manifest tests). Requests and watches go through the small
+// HTTPS client (kube/rest.ts, kube/watch.ts) with @kubernetes/client-node's KubeConfig for connection and
+// credentials: the generated APIs took over a second to load, most of the daemon's start-to-synced time.
+import type { KubeConfig } from '@kubernetes/client-node/dist/config.js';
+import { kubeErrorStatus } from '../../kube/errors.js';
+import { KubeRestClient } from '../../kube/rest.js';
+import { watch } from '../../kube/watch.js';
 import type { NodeInfo } from '../../model/node.js';
 import { KMESH_NAMESPACE } from '../config.js';
 import {
@@ -35,6 +40,15 @@ export const KUBE_SOURCE_API_CALLS: readonly { group: string; resource: string; 
 
 /** Seconds after which the server ends a watch (we then relist): bounds how stale a silent connection can get. */
 const WATCH_TIMEOUT_SECONDS = 300;
+/** Deadline of a list or a write (429/503 answers are retried within it; the reflector retries the rest). */
+const REQUEST_TIMEOUT_MS = 60_000;
+
+const NODE_INFOS_PATH = `/apis/${KMESH_NODE_INFO_GROUP}/${KMESH_NODE_INFO_VERSION}/namespaces/${KMESH_NAMESPACE}/${KMESH_NODE_INFO_PLURAL}`;
+
+function withQuery(path: string, query: Record<string, string>): string {
+  const params = new URLSearchParams(query).toString();
+  return params === '' ? path : `${path}?${params}`;
+}
 
 function metaKey(obj: unknown): string | undefined {
   const name = objectName(obj);
@@ -56,9 +70,7 @@ export interface KubeSourceOptions {
 
 export class KubeSource implements ClusterSource {
   readonly description = 'kubernetes';
-  private readonly core: CoreV1Api;
-  private readonly custom: CustomObjectsApi;
-  private readonly watcher: Watch;
+  private readonly api: KubeRestClient;
   private readonly reflectors: Reflector[] = [];
   private nodeR!: Reflector;
   private infoR!: Reflector;
@@ -70,24 +82,20 @@ export class KubeSource implements ClusterSource {
     private readonly nodeName: string,
     private readonly options: KubeSourceOptions = {},
   ) {
-    this.core = kc.makeApiClient(CoreV1Api);
-    this.custom = kc.makeApiClient(CustomObjectsApi);
-    this.watcher = new Watch(kc);
+    const server = kc.getCurrentCluster()?.server;
+    if (!server) throw new Error('the kubeconfig names no API server for its current context');
+    this.api = new KubeRestClient({ config: kc, server, timeoutMs: REQUEST_TIMEOUT_MS });
   }
 
-  private watchOps(
-    path: string,
-    query: Record<string, string>,
-    list: () => Promise<unknown>,
-    keep?: (obj: unknown) => boolean,
-  ): ReflectorOps {
+  private watchOps(path: string, query: Record<string, string>, keep?: (obj: unknown) => boolean): ReflectorOps {
     return {
-      list: async () => listResult(await list()),
-      watch: async (resourceVersion, onEvent: (e: WatchEvent) => void, onDone) =>
-        this.watcher.watch(
+      list: async () => listResult(await this.api.request('GET', withQuery(path, query))),
+      watch: (resourceVersion, onEvent: (e: WatchEvent) => void, onDone) =>
+        watch(
+          this.api,
           path,
           { ...query, resourceVersion, allowWatchBookmarks: true, timeoutSeconds: WATCH_TIMEOUT_SECONDS },
-          (type: string, object: unknown) => onEvent({ type, object }),
+          (type, object) => onEvent({ type, object }),
           onDone,
         ),
       key: metaKey,
@@ -105,48 +113,22 @@ export class KubeSource implements ClusterSource {
     };
     this.nodeR = new Reflector(
       'nodes',
-      this.watchOps(
-        '/api/v1/nodes',
-        { fieldSelector: nodeSelector },
-        () => this.core.listNode({ fieldSelector: nodeSelector }),
-        (o) => objectName(o) === this.nodeName,
-      ),
+      this.watchOps('/api/v1/nodes', { fieldSelector: nodeSelector }, (o) => objectName(o) === this.nodeName),
       onChange,
       opts,
     );
-    this.infoR = new Reflector(
-      'kmeshnodeinfos',
-      this.watchOps(
-        `/apis/${KMESH_NODE_INFO_GROUP}/${KMESH_NODE_INFO_VERSION}/namespaces/${KMESH_NAMESPACE}/${KMESH_NODE_INFO_PLURAL}`,
-        {},
-        () =>
-          this.custom.listNamespacedCustomObject({
-            group: KMESH_NODE_INFO_GROUP,
-            version: KMESH_NODE_INFO_VERSION,
-            namespace: KMESH_NAMESPACE,
-            plural: KMESH_NODE_INFO_PLURAL,
-          }),
-      ),
-      onChange,
-      opts,
-    );
+    this.infoR = new Reflector('kmeshnodeinfos', this.watchOps(NODE_INFOS_PATH, {}), onChange, opts);
     this.podR = new Reflector(
       'pods',
       this.watchOps(
         '/api/v1/pods',
         { fieldSelector: podSelector },
-        () => this.core.listPodForAllNamespaces({ fieldSelector: podSelector }),
         (o) => (o as { spec?: { nodeName?: string } }).spec?.nodeName === this.nodeName,
       ),
       onChange,
       opts,
     );
-    this.nsR = new Reflector(
-      'namespaces',
-      this.watchOps('/api/v1/namespaces', {}, () => this.core.listNamespace()),
-      onChange,
-      opts,
-    );
+    this.nsR = new Reflector('namespaces', this.watchOps('/api/v1/namespaces', {}), onChange, opts);
     this.reflectors.push(this.nodeR, this.infoR, this.podR, this.nsR);
     for (const r of this.reflectors) r.start();
     return Promise.resolve();
@@ -207,14 +189,8 @@ export class KubeSource implements ClusterSource {
     return { node, nodeInfos, pods, namespaces, problems, synced: this.reflectors.every((r) => r.synced) };
   }
 
-  private ref(name: string) {
-    return {
-      group: KMESH_NODE_INFO_GROUP,
-      version: KMESH_NODE_INFO_VERSION,
-      namespace: KMESH_NAMESPACE,
-      plural: KMESH_NODE_INFO_PLURAL,
-      name,
-    };
+  private nodeInfoPath(name: string): string {
+    return `${NODE_INFOS_PATH}/${encodeURIComponent(name)}`;
   }
 
   async publishNodeInfo(info: NodeInfo): Promise<void> {
@@ -223,14 +199,13 @@ export class KubeSource implements ClusterSource {
     for (let attempt = 0; ; attempt++) {
       let existing: unknown;
       try {
-        existing = await this.custom.getNamespacedCustomObject(this.ref(info.name));
+        existing = await this.api.request('GET', this.nodeInfoPath(info.name));
       } catch (err) {
-        if (!(err instanceof ApiException) || err.code !== 404) throw apiError('get KmeshNodeInfo', err);
+        if (kubeErrorStatus(err) !== 404) throw apiError('get KmeshNodeInfo', err);
       }
       try {
         if (existing === undefined) {
-          const { group, version, namespace, plural } = this.ref(info.name);
-          await this.custom.createNamespacedCustomObject({ group, version, namespace, plural, body: desired });
+          await this.api.request('POST', NODE_INFOS_PATH, desired);
         } else {
           const meta = (existing as { metadata?: { resourceVersion?: string; ownerReferences?: unknown } }).metadata;
           const ownerOk =
@@ -242,12 +217,12 @@ export class KubeSource implements ClusterSource {
             ...desired,
             metadata: { ...(desired.metadata as object), resourceVersion: meta?.resourceVersion },
           };
-          await this.custom.replaceNamespacedCustomObject({ ...this.ref(info.name), body });
+          await this.api.request('PUT', this.nodeInfoPath(info.name), body);
         }
         return;
       } catch (err) {
         // 409: someone else wrote in between (or it appeared): read again and retry a few times.
-        if (err instanceof ApiException && err.code === 409 && attempt < 3) continue;
+        if (kubeErrorStatus(err) === 409 && attempt < 3) continue;
         throw apiError('write KmeshNodeInfo', err);
       }
     }
@@ -255,9 +230,9 @@ export class KubeSource implements ClusterSource {
 
   async deleteNodeInfo(): Promise<void> {
     try {
-      await this.custom.deleteNamespacedCustomObject(this.ref(this.nodeName));
+      await this.api.request('DELETE', this.nodeInfoPath(this.nodeName));
     } catch (err) {
-      if (err instanceof ApiException && err.code === 404) return;
+      if (kubeErrorStatus(err) === 404) return;
       throw apiError('delete KmeshNodeInfo', err);
     }
   }
