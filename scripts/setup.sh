@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev iproute2 tcpdump iptables nftables iputils-ping
-  make g++ python3 xxd)
+  make g++ python3 xxd time)
 APT_NO_RECOMMENDS=(qemu-system-x86 busybox-static cpio kmod)
 
 missing=()
