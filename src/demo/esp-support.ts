@@ -2,6 +2,7 @@
 // own (kmesh-espchk) and removes the namespace again; returns the kernel's reason when it cannot.
 import { run } from './shell.js';
 import { firstLine } from '../util/first-line.js';
+import { AEAD_KEY_BYTES, AEAD_KEY_NAME, ICV_BITS } from '../model/ipsec-key.js';
 
 export async function espSupport(): Promise<{ ok: true } | { ok: false; reason: string }> {
   const ns = 'kmesh-espchk';
@@ -26,9 +27,9 @@ export async function espSupport(): Promise<{ ok: true } | { ok: false; reason: 
       'mode',
       'tunnel',
       'aead',
-      'rfc4106(gcm(aes))',
-      `0x${'ab'.repeat(36)}`,
-      '128',
+      AEAD_KEY_NAME,
+      `0x${'ab'.repeat(AEAD_KEY_BYTES)}`,
+      String(ICV_BITS),
     ]);
     return r.code === 0 ? { ok: true } : { ok: false, reason: firstLine(r.stderr.trim()) || `ip exited ${r.code}` };
   } finally {
