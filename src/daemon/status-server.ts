@@ -11,7 +11,8 @@ export function statusJson(status: DaemonStatus): string {
 }
 
 export async function writeStatusFile(file: string, status: DaemonStatus): Promise<void> {
-  await writeFileAtomic(file, statusJson(status), { dirMode: 0o755 });
+  // 0600: the status names peers, SPIs and problems; nothing in it is for other users of the node.
+  await writeFileAtomic(file, statusJson(status), { mode: 0o600, dirMode: 0o755 });
 }
 
 export async function startStatusServer(

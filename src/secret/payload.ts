@@ -82,8 +82,15 @@ export function decodeIpsecPayload(text: string | Uint8Array): IpsecKey {
   let document: unknown;
   try {
     document = JSON.parse(source);
-  } catch (err) {
-    throw new IpsecPayloadError(`payload is not JSON (${(err as Error).message})`);
+  } catch {
+    // JSON.parse's message quotes the text around the error: with a bare key pasted into the Secret that is key
+    // material, so it is never passed on.
+    throw new IpsecPayloadError(
+      looksLikeBareKey(source)
+        ? 'payload is not JSON: it looks like a bare key (hex or base64); the secret must hold the JSON ' +
+            'document that kmeshctl secret create writes'
+        : 'payload is not JSON',
+    );
   }
   if (typeof document !== 'object' || document === null || Array.isArray(document)) {
     throw new IpsecPayloadError('payload is not a JSON object');
@@ -100,6 +107,14 @@ export function decodeIpsecPayload(text: string | Uint8Array): IpsecKey {
     key: aeadKeyBytes(fields.aeadKey as string),
     icvBits: ICV_BITS,
   };
+}
+
+/** Hex or base64 long enough to be a key (36 bytes are 72 hex digits, 48 base64 characters). */
+function looksLikeBareKey(source: string): boolean {
+  const text = source.replace(/\s+/g, '');
+  return (
+    (/^[0-9a-fA-F]+$/.test(text) && text.length >= 32) || (/^[A-Za-z0-9+/]+={0,2}$/.test(text) && text.length >= 24)
+  );
 }
 
 /**

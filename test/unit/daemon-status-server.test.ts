@@ -74,4 +74,5 @@ t.test('the status file holds the same JSON, in a directory it creates', async (
   await writeStatusFile(file, { ...status, steps: 4 });
   t.match(JSON.parse(await fs.readFile(file, 'utf8')), { steps: 4 });
   t.same(await fs.readdir(path.dirname(file)), ['status.json'], 'no temporary file left');
+  t.equal((await fs.stat(file)).mode & 0o777, 0o600, 'readable by root only');
 });
