@@ -216,14 +216,52 @@ function oneLine(err: unknown): string {
   return text.split('\n', 1)[0] ?? '';
 }
 
+/** The command did what it was asked, but its output could not be written (e.g. stdout on a full disk). */
+export const EXIT_OUTPUT_FAILED = 3;
+
+/**
+ * Standard output as a writer that never crashes the process: writes are tracked, a reader that went away (EPIPE,
+ * `kmeshctl --help | head -1`) is not an error, and any other failure is reported once settled().
+ */
+function stdoutWriter(): { write: (text: string) => void; settled: () => Promise<string | undefined> } {
+  const pending: Promise<string | undefined>[] = [];
+  process.stdout.on('error', () => undefined); // reported through the write callbacks below
+  return {
+    write: (text) => {
+      pending.push(
+        new Promise((resolve) => {
+          process.stdout.write(text, (err?: NodeJS.ErrnoException | null) => {
+            if (!err || err.code === 'EPIPE') resolve(undefined);
+            else resolve(err.code ?? err.message);
+          });
+        }),
+      );
+    },
+    settled: async () => (await Promise.all(pending)).find((failure) => failure !== undefined),
+  };
+}
+
 /** Runs kmeshctl with `argv` (without the node and script names); resolves to the exit code. */
 export async function main(argv: string[], io: Partial<CliIo> = {}): Promise<number> {
+  const out = io.stdout === undefined ? stdoutWriter() : undefined;
   const fullIo: CliIo = {
-    stdout: io.stdout ?? ((text) => process.stdout.write(text)),
+    stdout: io.stdout ?? out?.write ?? (() => undefined),
     stderr: io.stderr ?? ((text) => process.stderr.write(text)),
     env: io.env ?? process.env,
     ...(io.inClusterRoot === undefined ? {} : { inClusterRoot: io.inClusterRoot }),
   };
+  const code = await run(argv, fullIo);
+  const failure = await out?.settled();
+  if (failure === undefined) return code;
+  fullIo.stderr(
+    code === EXIT_OK
+      ? `error: cannot write the result to standard output (${failure}); the command itself succeeded\n`
+      : `error: cannot write to standard output (${failure})\n`,
+  );
+  return code === EXIT_OK ? EXIT_OUTPUT_FAILED : code;
+}
+
+async function run(argv: string[], fullIo: CliIo): Promise<number> {
   const result = { code: EXIT_OK };
   const program = buildProgram(fullIo, result);
   try {
