@@ -1,5 +1,6 @@
-// The `ipSec` payload of the kmesh-ipsec Secret (SPEC §A1), both ways: IpsecKey -> the exact JSON text Kmesh
-// writes, and JSON text (from the Secret or the file the kubelet projects) -> a validated IpsecKey.
+// The `ipSec` payload of the Opaque Secret kmesh-system/kmesh-ipsec, both ways: IpsecKey -> the exact JSON
+// text Kmesh writes (`{"spi":N,"aeadKeyName":"rfc4106(gcm(aes))","aeadKey":"<base64 of 36 bytes>","length":128}`,
+// keys in that order), and JSON text (from the Secret or the file the kubelet projects) -> a validated IpsecKey.
 // Validation is plain code rather than a schema library: kmeshctl loads this module on every run, and a
 // four-field check is not worth the startup cost of one.
 import type { IpsecKey } from '../model/node.js';

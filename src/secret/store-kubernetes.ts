@@ -9,7 +9,7 @@ import { advertisedSpi } from './rotation.js';
 import { SECRET_DATA_KEY, SECRET_NAME, StoreConflictError, StoreError } from './store.js';
 import type { SecretStore, StoredSecret } from './store.js';
 
-/** The KmeshNodeInfo custom resource (SPEC §A3). */
+/** The KmeshNodeInfo custom resource: kmesh.net/v1alpha1, plural kmeshnodeinfos, namespaced (one per node). */
 export const KMESH_NODE_INFO = { group: 'kmesh.net', version: 'v1alpha1', plural: 'kmeshnodeinfos' } as const;
 
 export interface KubernetesStoreOptions {
