@@ -8,6 +8,7 @@
 import { createHash, randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { writeFileAtomic } from '../util/atomic-write.js';
 import { advertisedSpi } from './rotation.js';
 import { DEFAULT_NAMESPACE, SECRET_DATA_KEY, SECRET_NAME, StoreConflictError, StoreError } from './store.js';
 import type { SecretStore, StoredSecret } from './store.js';
@@ -158,35 +159,6 @@ export class DirSecretStore implements SecretStore {
     }
   }
 
-  /** Writes `content` to `target` atomically with `mode`: temp file in the same directory, fsync, rename. */
-  private async writeAtomic(target: string, content: string, mode: number): Promise<void> {
-    const dir = path.dirname(target);
-    const temp = path.join(dir, `.${path.basename(target)}.${process.pid}.${randomUUID()}.tmp`);
-    const handle = await fs.open(temp, 'wx', mode);
-    try {
-      await handle.chmod(mode);
-      await handle.writeFile(content);
-      await handle.sync();
-    } catch (err) {
-      await handle.close();
-      await fs.unlink(temp).catch(() => undefined);
-      throw err;
-    }
-    await handle.close();
-    try {
-      await fs.rename(temp, target);
-    } catch (err) {
-      await fs.unlink(temp).catch(() => undefined);
-      throw err;
-    }
-    const dirHandle = await fs.open(dir, 'r');
-    try {
-      await dirHandle.sync();
-    } finally {
-      await dirHandle.close();
-    }
-  }
-
   private async readPayload(): Promise<string | undefined> {
     try {
       return await fs.readFile(this.payloadPath, 'utf8');
@@ -228,8 +200,8 @@ export class DirSecretStore implements SecretStore {
       try {
         await fs.mkdir(this.secretDir, { recursive: true, mode: 0o700 });
         const meta = JSON.stringify({ creationTimestamp: new Date().toISOString() }) + '\n';
-        await this.writeAtomic(this.metaPath, meta, 0o600);
-        await this.writeAtomic(this.payloadPath, payload, 0o600);
+        await writeFileAtomic(this.metaPath, meta, { mode: 0o600 });
+        await writeFileAtomic(this.payloadPath, payload, { mode: 0o600 });
       } catch (err) {
         this.ioError(err, `write ${this.payloadPath}`);
       }
@@ -244,7 +216,7 @@ export class DirSecretStore implements SecretStore {
       if (onDisk === undefined) throw new StoreConflictError(`${this.payloadPath} was deleted meanwhile`);
       if (contentVersion(onDisk) !== current.version) throw new StoreConflictError(`${this.payloadPath} changed`);
       try {
-        await this.writeAtomic(this.payloadPath, payload, 0o600);
+        await writeFileAtomic(this.payloadPath, payload, { mode: 0o600 });
       } catch (err) {
         this.ioError(err, `write ${this.payloadPath}`);
       }
