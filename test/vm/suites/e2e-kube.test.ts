@@ -19,7 +19,7 @@ import type { SimNode } from '../../../src/demo/netns-cluster.js';
 import { runScenarios } from '../lib/e2e-scenarios.js';
 import { run, runOk, type RunResult } from '../../../src/demo/shell.js';
 import { writeKubeconfig } from '../../fixtures/kubeconfig.js';
-import { KubeApi } from '../lib/kube-api.js';
+import { KubeApi } from '../../fixtures/kube-api.js';
 import { GUEST_API, NODE_RELAY_IP, readGuestKubeFacts, type GuestKubeFacts } from '../lib/vm-kube.js';
 
 const NODE_INFOS = '/apis/kmesh.net/v1alpha1/namespaces/kmesh-system/kmeshnodeinfos';
