@@ -4,8 +4,11 @@
 // test/vm/suites/xfrm-contract.test.ts runs every step in the VM. The steps cover what the reconciler relies on:
 // identities and collisions (marks, masks, the wildcard state), deletes by lookup, replace/insert of policies,
 // and what each refuses (the codec before sending, the kernel after).
+import type { Test } from 'tap';
+import { NetlinkXfrmKernel } from '../../src/xfrm/netlink-kernel.js';
 import type { XfrmKernel, XfrmOp, XfrmPolicy, XfrmState } from '../../src/xfrm/types.js';
 import { canonical } from '../host/xfrm-oracle.js';
+import { FakeXfrmKernel } from './fake-xfrm-kernel.js';
 import {
   aead,
   aeadKey,
@@ -174,4 +177,23 @@ export async function cleanupOps(kernel: XfrmKernel): Promise<XfrmOp[]> {
     ...(await kernel.dumpPolicies()).map((policy): XfrmOp => ({ kind: 'deletePolicy', policy })),
     ...(await kernel.dumpStates()).map((state): XfrmOp => ({ kind: 'deleteState', state })),
   ];
+}
+
+/**
+ * Runs the steps through NetlinkXfrmKernel in `netns` (empty, ours) and through a fresh FakeXfrmKernel, and
+ * asserts they agree step by step; first that the run is worth comparing (a refusal, and some `kept` left).
+ */
+export async function checkXfrmContract(
+  t: Test,
+  netns: string,
+  steps: readonly ScriptStep[],
+  kept: 'states' | 'policies',
+): Promise<void> {
+  const real = await runScript(new NetlinkXfrmKernel({ netns }), steps);
+  const fake = await runScript(new FakeXfrmKernel(), steps);
+  t.ok(
+    real.some((s) => s.errnos.some((e) => e !== 0)) && real.some((s) => s[kept].length > 0),
+    `the script exercises refusals and leaves ${kept} to compare`,
+  );
+  for (const [i, step] of real.entries()) t.same(fake[i], step, step.what);
 }
