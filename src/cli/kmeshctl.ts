@@ -2,13 +2,13 @@
 // (Kubernetes API or a local directory), runs create/get/delete and turns every failure into one line on stderr
 // and an exit code: 0 success, 1 the operation failed, 2 the command line or the key was wrong.
 import { randomBytes } from 'node:crypto';
-import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { createOrRotateSecret, deleteSecret, readSecret } from '../secret/commands.js';
 import type { CreateOutcome } from '../secret/commands.js';
 import { InvalidKeyError, KEY_BYTES, parseHexKey } from '../secret/key-hex.js';
 import { DirSecretStore } from '../secret/store-dir.js';
-import { DEFAULT_NAMESPACE } from '../secret/store.js';
+import { KMESH_NAMESPACE } from '../model/kmesh-names.js';
+import { parseStoreLocation, type StoreLocation } from '../model/store-location.js';
 import type { SecretStore } from '../secret/store.js';
 import { formatSecretJson, formatSecretText, secretView } from '../secret/view.js';
 
@@ -38,13 +38,12 @@ interface GlobalOptions {
   timeout?: string;
 }
 
-type StoreChoice = { kind: 'kubernetes' } | { kind: 'dir'; root: string };
-
-function parseStore(value: string | undefined): StoreChoice {
-  if (value === undefined || value === 'kubernetes') return { kind: 'kubernetes' };
-  if (value.startsWith('dir:') && value.length > 'dir:'.length)
-    return { kind: 'dir', root: path.resolve(value.slice(4)) };
-  throw new UsageError(`--store must be "kubernetes" or "dir:PATH", got "${value}"`);
+function parseStore(value: string | undefined): StoreLocation {
+  try {
+    return parseStoreLocation(value ?? 'kubernetes');
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
 }
 
 function parseTimeout(value: string | undefined): number {
@@ -69,7 +68,7 @@ async function openStore(options: GlobalOptions, io: CliIo): Promise<SecretStore
     }
     return new DirSecretStore({ root: choice.root });
   }
-  const namespace = options.namespace ?? DEFAULT_NAMESPACE;
+  const namespace = options.namespace ?? KMESH_NAMESPACE;
   if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(namespace)) {
     throw new UsageError(`--namespace "${namespace}" is not a valid Kubernetes namespace name`);
   }
@@ -145,7 +144,7 @@ function buildProgram(io: CliIo, result: { code: number }): Command {
     .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
     .option('--kubeconfig <file>', 'kubeconfig file (default: $KUBECONFIG, ~/.kube/config, in-cluster)')
     .option('--context <name>', 'kubeconfig context to use (default: its current-context)')
-    .option('-n, --namespace <name>', `namespace of the Secret and KmeshNodeInfos (default: ${DEFAULT_NAMESPACE})`)
+    .option('-n, --namespace <name>', `namespace of the Secret and KmeshNodeInfos (default: ${KMESH_NAMESPACE})`)
     .option('--store <store>', 'where the secret lives: kubernetes | dir:PATH (default: kubernetes)')
     .option('--timeout <seconds>', 'give up on an API request after this long (default: 15)')
     .addHelpText('after', GLOBAL_HELP);

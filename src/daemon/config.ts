@@ -1,9 +1,10 @@
 // The node daemon's validated configuration: what the command line (and NODE_NAME) resolve to. Plain data;
 // flags.ts builds it, everything else reads it.
 import { DEFAULT_ROTATION_GRACE_MS } from '../ipsec/rotation.js';
+import type { StoreLocation } from '../model/store-location.js';
 
 /** Where the cluster objects (Node, namespaces, pods, KmeshNodeInfo) and the secret come from. */
-export type StoreConfig = { kind: 'kubernetes' } | { kind: 'dir'; path: string };
+export type StoreConfig = StoreLocation;
 
 export type DaemonMode = 'dual-engine' | 'kernel-native';
 
@@ -43,19 +44,11 @@ export interface DaemonConfig {
   logLevel: LogLevel;
 }
 
-export const DEFAULT_IPSEC_KEY_FILE = '/kmesh/kmesh-ipsec/ipSec';
 export const DEFAULT_BPF_FS_PATH = '/sys/fs/bpf';
 export const DEFAULT_STATE_DIR = '/run/kmesh-ipsec';
 /** --rotation-grace default: the rotation protocol's own (60 s, above the 30 s resync). */
 export const DEFAULT_ROTATION_GRACE_SECONDS = DEFAULT_ROTATION_GRACE_MS / 1000;
 export const DEFAULT_RESYNC_SECONDS = 30;
-/** Namespace holding the KmeshNodeInfo objects and the secret. */
-export const KMESH_NAMESPACE = 'kmesh-system';
 /** Label (on a namespace or a pod) that puts pods under Kmesh management. */
 export const DATAPLANE_MODE_LABEL = 'istio.io/dataplane-mode';
 export const DATAPLANE_MODE_KMESH = 'Kmesh';
-
-/** The key file of the directory store, where `kmeshctl --store dir:PATH` writes the secret. */
-export function dirStoreKeyFile(dir: string): string {
-  return `${dir.replace(/\/+$/, '')}/kmesh-ipsec/ipSec`;
-}

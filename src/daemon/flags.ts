@@ -5,17 +5,17 @@ import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import {
   DEFAULT_BPF_FS_PATH,
-  DEFAULT_IPSEC_KEY_FILE,
   DEFAULT_RESYNC_SECONDS,
   DEFAULT_ROTATION_GRACE_SECONDS,
   DEFAULT_STATE_DIR,
-  dirStoreKeyFile,
   type DaemonConfig,
   type DaemonMode,
   type ListenAddress,
   type LogLevel,
   type StoreConfig,
 } from './config.js';
+import { DEFAULT_IPSEC_KEY_FILE, dirStoreKeyFile } from '../model/kmesh-names.js';
+import { parseStoreLocation } from '../model/store-location.js';
 
 export type FlagsResult =
   | { kind: 'config'; config: DaemonConfig }
@@ -40,13 +40,11 @@ function parseBool(flag: string): (value: string | undefined) => boolean {
 }
 
 export function parseStore(value: string): StoreConfig {
-  if (value === 'kubernetes') return { kind: 'kubernetes' };
-  if (value.startsWith('dir:')) {
-    const dir = value.slice('dir:'.length);
-    if (dir === '') throw new FlagError('--store: dir: needs a path, e.g. --store dir:/var/lib/kmesh-store');
-    return { kind: 'dir', path: path.resolve(dir) };
+  try {
+    return parseStoreLocation(value);
+  } catch (err) {
+    throw new FlagError((err as Error).message);
   }
-  throw new FlagError(`--store: expected "kubernetes" or "dir:PATH", got ${JSON.stringify(value)}`);
 }
 
 /** `HOST:PORT`, `:PORT` (all addresses) or `[v6]:PORT`; empty = no listener. */
@@ -250,13 +248,13 @@ function resolve(program: Command, env: NodeJS.ProcessEnv): DaemonConfig {
         'missed a watch event switches only at its next resync, so old SAs must outlive it',
     );
   }
-  if (o.store.kind === 'dir' && !isDirectory(o.store.path)) {
+  if (o.store.kind === 'dir' && !isDirectory(o.store.root)) {
     throw new FlagError(
-      `--store: directory ${o.store.path} does not exist (create it, or fix the path: kmeshctl --store uses the same)`,
+      `--store: directory ${o.store.root} does not exist (create it, or fix the path: kmeshctl --store uses the same)`,
     );
   }
   const ipsecKeyFile = path.resolve(
-    o.ipsecKeyFile ?? (o.store.kind === 'dir' ? dirStoreKeyFile(o.store.path) : DEFAULT_IPSEC_KEY_FILE),
+    o.ipsecKeyFile ?? (o.store.kind === 'dir' ? dirStoreKeyFile(o.store.root) : DEFAULT_IPSEC_KEY_FILE),
   );
   return {
     command: commandArg === 'uninstall' ? 'uninstall' : 'run',

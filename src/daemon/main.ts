@@ -43,7 +43,7 @@ function makeLogger(config: DaemonConfig): Logger {
 
 /** The Kubernetes client is imported only for --store kubernetes (it takes a while to load, more so in a VM). */
 async function makeSource(config: DaemonConfig, log: Logger): Promise<ClusterSource> {
-  if (config.store.kind === 'dir') return new DirSource(config.store.path, config.nodeName);
+  if (config.store.kind === 'dir') return new DirSource(config.store.root, config.nodeName);
   const { loadKubeConfig } = await import('../kube/client.js');
   const { KubeSource } = await import('./sources/kube-source.js');
   const loaded = loadKubeConfig({ kubeconfig: config.kubeconfig });

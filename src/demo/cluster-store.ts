@@ -7,6 +7,7 @@ import { packageRoot } from '../native/addon.js';
 import { run, type RunResult } from './shell.js';
 import type { SimNode } from './netns-cluster.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
+import { DIR_STORE_NODE_INFOS } from '../model/kmesh-names.js';
 
 export type ObjectKind = 'nodes' | 'namespaces' | 'pods';
 
@@ -69,7 +70,7 @@ export class DirClusterStore implements ClusterStore {
     const out = new Map<string, unknown>();
     let files: string[];
     try {
-      files = await fsp.readdir(path.join(this.dir, 'kmeshnodeinfos'));
+      files = await fsp.readdir(path.join(this.dir, DIR_STORE_NODE_INFOS));
     } catch {
       return out;
     }
@@ -77,7 +78,7 @@ export class DirClusterStore implements ClusterStore {
       try {
         out.set(
           f.replace(/\.json$/, ''),
-          JSON.parse(await fsp.readFile(path.join(this.dir, 'kmeshnodeinfos', f), 'utf8')),
+          JSON.parse(await fsp.readFile(path.join(this.dir, DIR_STORE_NODE_INFOS, f), 'utf8')),
         );
       } catch {
         // being replaced right now

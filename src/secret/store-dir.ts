@@ -8,13 +8,16 @@
 import { createHash, randomUUID } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import {
+  DIR_STORE_NODE_INFOS,
+  IPSEC_SECRET_DATA_KEY,
+  IPSEC_SECRET_NAME,
+  KMESH_NAMESPACE,
+} from '../model/kmesh-names.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { advertisedSpi } from './rotation.js';
-import { DEFAULT_NAMESPACE, SECRET_DATA_KEY, SECRET_NAME, StoreConflictError, StoreError } from './store.js';
+import { StoreConflictError, StoreError } from './store.js';
 import type { SecretStore, StoredSecret } from './store.js';
-
-/** Directory (under the store root) holding KmeshNodeInfo objects as JSON files. */
-export const NODE_INFO_DIR = 'kmeshnodeinfos';
 
 export interface DirStoreOptions {
   /** The store root (`--store dir:ROOT`). Must exist. */
@@ -53,10 +56,10 @@ export class DirSecretStore implements SecretStore {
 
   constructor(options: DirStoreOptions) {
     this.root = path.resolve(options.root);
-    this.secretDir = path.join(this.root, SECRET_NAME);
-    this.payloadPath = path.join(this.secretDir, SECRET_DATA_KEY);
-    this.metaPath = path.join(this.root, `.${SECRET_NAME}.meta.json`);
-    this.lockPath = path.join(this.root, `.${SECRET_NAME}.lock`);
+    this.secretDir = path.join(this.root, IPSEC_SECRET_NAME);
+    this.payloadPath = path.join(this.secretDir, IPSEC_SECRET_DATA_KEY);
+    this.metaPath = path.join(this.root, `.${IPSEC_SECRET_NAME}.meta.json`);
+    this.lockPath = path.join(this.root, `.${IPSEC_SECRET_NAME}.lock`);
     this.lockTimeoutMs = options.lockTimeoutMs ?? 10_000;
     this.location = this.payloadPath;
   }
@@ -179,8 +182,8 @@ export class DirSecretStore implements SecretStore {
       );
     }
     return {
-      name: SECRET_NAME,
-      namespace: DEFAULT_NAMESPACE,
+      name: IPSEC_SECRET_NAME,
+      namespace: KMESH_NAMESPACE,
       payload,
       version: contentVersion(payload),
       creationTime,
@@ -241,7 +244,7 @@ export class DirSecretStore implements SecretStore {
 
   async advertisedSpis(): Promise<number[]> {
     await this.checkRoot();
-    const dir = path.join(this.root, NODE_INFO_DIR);
+    const dir = path.join(this.root, DIR_STORE_NODE_INFOS);
     let names: string[];
     try {
       names = await fs.readdir(dir);

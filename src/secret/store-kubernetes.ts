@@ -6,11 +6,9 @@ import type { KubeConfig } from '@kubernetes/client-node/dist/config.js';
 import { describeKubeError, kubeErrorStatus, kubeStatusMessage } from '../kube/errors.js';
 import { KubeRestClient } from '../kube/rest.js';
 import { advertisedSpi } from './rotation.js';
-import { SECRET_DATA_KEY, SECRET_NAME, StoreConflictError, StoreError } from './store.js';
+import { IPSEC_SECRET_DATA_KEY, IPSEC_SECRET_NAME, KMESH_NODE_INFO } from '../model/kmesh-names.js';
+import { StoreConflictError, StoreError } from './store.js';
 import type { SecretStore, StoredSecret } from './store.js';
-
-/** The KmeshNodeInfo custom resource: kmesh.net/v1alpha1, plural kmeshnodeinfos, namespaced (one per node). */
-export const KMESH_NODE_INFO = { group: 'kmesh.net', version: 'v1alpha1', plural: 'kmeshnodeinfos' } as const;
 
 export interface KubernetesStoreOptions {
   config: KubeConfig;
@@ -57,7 +55,7 @@ export class KubernetesSecretStore implements SecretStore {
     this.secretsPath = `/api/v1/namespaces/${ns}/secrets`;
     const { group, version, plural } = KMESH_NODE_INFO;
     this.nodeInfosPath = `/apis/${group}/${version}/namespaces/${ns}/${plural}`;
-    this.location = `Secret ${options.namespace}/${SECRET_NAME}`;
+    this.location = `Secret ${options.namespace}/${IPSEC_SECRET_NAME}`;
   }
 
   private fail(err: unknown, action: string): never {
@@ -66,10 +64,10 @@ export class KubernetesSecretStore implements SecretStore {
 
   private toStored(answer: unknown): StoredSecret {
     const secret = (typeof answer === 'object' && answer !== null ? answer : {}) as SecretObject;
-    const encoded = secret.data?.[SECRET_DATA_KEY];
+    const encoded = secret.data?.[IPSEC_SECRET_DATA_KEY];
     const created = secret.metadata?.creationTimestamp;
     const stored: StoredSecret = {
-      name: secret.metadata?.name ?? SECRET_NAME,
+      name: secret.metadata?.name ?? IPSEC_SECRET_NAME,
       namespace: secret.metadata?.namespace ?? this.namespace,
       payload: typeof encoded === 'string' ? Buffer.from(encoded, 'base64').toString('utf8') : undefined,
       version: secret.metadata?.resourceVersion ?? '',
@@ -94,12 +92,12 @@ export class KubernetesSecretStore implements SecretStore {
       kind: 'Secret',
       metadata: {
         ...previous?.metadata,
-        name: SECRET_NAME,
+        name: IPSEC_SECRET_NAME,
         namespace: this.namespace,
         ...(resourceVersion === undefined ? {} : { resourceVersion }),
       },
       type: previous?.type ?? 'Opaque',
-      data: { ...previous?.data, [SECRET_DATA_KEY]: Buffer.from(payload, 'utf8').toString('base64') },
+      data: { ...previous?.data, [IPSEC_SECRET_DATA_KEY]: Buffer.from(payload, 'utf8').toString('base64') },
     };
     delete body.stringData;
     return body;
@@ -112,7 +110,7 @@ export class KubernetesSecretStore implements SecretStore {
 
   async read(): Promise<StoredSecret | undefined> {
     try {
-      return this.toStored(await this.api.request('GET', `${this.secretsPath}/${SECRET_NAME}`));
+      return this.toStored(await this.api.request('GET', `${this.secretsPath}/${IPSEC_SECRET_NAME}`));
     } catch (err) {
       if (kubeErrorStatus(err) === 404) return undefined;
       return this.fail(err, `read ${this.location}`);
@@ -138,7 +136,7 @@ export class KubernetesSecretStore implements SecretStore {
   async replace(current: StoredSecret, payload: string): Promise<StoredSecret> {
     const body = this.secretBody(this.objects.get(current), payload, current.version);
     try {
-      return this.toStored(await this.api.request('PUT', `${this.secretsPath}/${SECRET_NAME}`, body));
+      return this.toStored(await this.api.request('PUT', `${this.secretsPath}/${IPSEC_SECRET_NAME}`, body));
     } catch (err) {
       const status = kubeErrorStatus(err);
       if (status === 409) throw new StoreConflictError(`${this.location} changed meanwhile`);
@@ -149,7 +147,7 @@ export class KubernetesSecretStore implements SecretStore {
 
   async delete(): Promise<boolean> {
     try {
-      await this.api.request('DELETE', `${this.secretsPath}/${SECRET_NAME}`);
+      await this.api.request('DELETE', `${this.secretsPath}/${IPSEC_SECRET_NAME}`);
       return true;
     } catch (err) {
       if (kubeErrorStatus(err) === 404) return false;

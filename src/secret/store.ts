@@ -2,13 +2,6 @@
 // Kubernetes API (store-kubernetes.ts) and a local directory with the daemon's file layout (store-dir.ts).
 // Writes are optimistic: `replace` succeeds only if the Secret still has the version that was read.
 
-/** Name of the Secret (and of the directory in the dir store). */
-export const SECRET_NAME = 'kmesh-ipsec';
-/** The Secret's data key / the file name the daemon reads. */
-export const SECRET_DATA_KEY = 'ipSec';
-/** Namespace Kmesh uses for the Secret and the KmeshNodeInfo objects. */
-export const DEFAULT_NAMESPACE = 'kmesh-system';
-
 /** The Secret as read from a store. */
 export interface StoredSecret {
   name: string;

@@ -448,7 +448,7 @@ t.test('usage mistakes exit 2 with one line; --help helps', async (t) => {
       ['secret', 'get', '-o', 'yaml'],
       /^error: option '-o, --output <format>' argument 'yaml' is invalid\. Allowed choices are text, json\.\n$/,
     ],
-    [['--store', 'etcd', 'secret', 'get'], /^error: --store must be "kubernetes" or "dir:PATH", got "etcd"\n$/],
+    [['--store', 'etcd', 'secret', 'get'], /^error: --store: expected "kubernetes" or "dir:PATH", got "etcd"\n$/],
     [
       ['--store', 'dir:/tmp/x', 'secret', 'get'],
       /^error: --kubeconfig only apply to --store kubernetes; the dir store has a fixed layout under \/tmp\/x\n$/,

@@ -49,7 +49,7 @@ t.test('boolean flags accept Go forms', (t) => {
 t.test('directory store: key file defaults into the store', (t) => {
   const kstore = t.testdir();
   const c = config(['--store', `dir:${kstore}/`, '--enable-ipsec=true']);
-  t.same(c.store, { kind: 'dir', path: kstore });
+  t.same(c.store, { kind: 'dir', root: kstore });
   t.equal(c.ipsecKeyFile, `${kstore}/kmesh-ipsec/ipSec`);
   const explicit = config([`--store=dir:${kstore}`, '--enable-ipsec', '--ipsec-key-file=/x/ipSec']);
   t.equal(explicit.ipsecKeyFile, '/x/ipSec');

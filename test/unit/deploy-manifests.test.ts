@@ -6,12 +6,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadAllYaml } from '@kubernetes/client-node';
 import t from 'tap';
-import {
-  DEFAULT_BPF_FS_PATH,
-  DEFAULT_IPSEC_KEY_FILE,
-  DEFAULT_STATE_DIR,
-  KMESH_NAMESPACE,
-} from '../../src/daemon/config.js';
+import { DEFAULT_BPF_FS_PATH, DEFAULT_STATE_DIR } from '../../src/daemon/config.js';
+import { DEFAULT_IPSEC_KEY_FILE, KMESH_NAMESPACE } from '../../src/model/kmesh-names.js';
 import { parseDaemonFlags } from '../../src/daemon/flags.js';
 import { KUBE_SOURCE_API_CALLS } from '../../src/daemon/sources/kube-source.js';
 import { nodeInfoObject } from '../../src/daemon/sources/objects.js';

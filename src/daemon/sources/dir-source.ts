@@ -10,8 +10,9 @@ import type { NodeInfo } from '../../model/node.js';
 import { namespaceFacts, nodeFacts, nodeInfoObject, objectName, podFacts } from './objects.js';
 import type { ClusterSource, ClusterView, NamespaceFacts, PodFacts, RawNodeInfo } from './source.js';
 import { writeFileAtomic } from '../../util/atomic-write.js';
+import { DIR_STORE_NODE_INFOS } from '../../model/kmesh-names.js';
 
-const DIR_KINDS = ['nodes', 'namespaces', 'pods', 'kmeshnodeinfos'] as const;
+const DIR_KINDS = ['nodes', 'namespaces', 'pods', DIR_STORE_NODE_INFOS] as const;
 
 interface DirFile {
   rel: string;
@@ -136,7 +137,7 @@ export class DirSource implements ClusterSource {
 
   async start(onChange: () => void): Promise<void> {
     this.onChange = onChange;
-    await fsp.mkdir(path.join(this.root, 'kmeshnodeinfos'), { recursive: true });
+    await fsp.mkdir(path.join(this.root, DIR_STORE_NODE_INFOS), { recursive: true });
     this.watchDirs();
     await this.rescan();
     this.timer = setInterval(() => {
@@ -209,7 +210,7 @@ export class DirSource implements ClusterSource {
   }
 
   private ownFile(): string {
-    return path.join(this.root, 'kmeshnodeinfos', `${this.nodeName}.json`);
+    return path.join(this.root, DIR_STORE_NODE_INFOS, `${this.nodeName}.json`);
   }
 
   async publishNodeInfo(info: NodeInfo): Promise<void> {

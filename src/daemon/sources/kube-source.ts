@@ -10,11 +10,8 @@ import { kubeErrorStatus } from '../../kube/errors.js';
 import { KubeRestClient } from '../../kube/rest.js';
 import { watch } from '../../kube/watch.js';
 import type { NodeInfo } from '../../model/node.js';
-import { KMESH_NAMESPACE } from '../config.js';
+import { KMESH_NAMESPACE, KMESH_NODE_INFO } from '../../model/kmesh-names.js';
 import {
-  KMESH_NODE_INFO_GROUP,
-  KMESH_NODE_INFO_PLURAL,
-  KMESH_NODE_INFO_VERSION,
   namespaceFacts,
   nodeFacts,
   nodeInfoObject,
@@ -32,8 +29,8 @@ export const KUBE_SOURCE_API_CALLS: readonly { group: string; resource: string; 
   { group: '', resource: 'pods', verbs: ['list', 'watch'] },
   { group: '', resource: 'namespaces', verbs: ['list', 'watch'] },
   {
-    group: KMESH_NODE_INFO_GROUP,
-    resource: KMESH_NODE_INFO_PLURAL,
+    group: KMESH_NODE_INFO.group,
+    resource: KMESH_NODE_INFO.plural,
     verbs: ['get', 'list', 'watch', 'create', 'update', 'delete'],
   },
 ];
@@ -43,7 +40,7 @@ const WATCH_TIMEOUT_SECONDS = 300;
 /** Deadline of a list or a write (429/503 answers are retried within it; the reflector retries the rest). */
 const REQUEST_TIMEOUT_MS = 60_000;
 
-const NODE_INFOS_PATH = `/apis/${KMESH_NODE_INFO_GROUP}/${KMESH_NODE_INFO_VERSION}/namespaces/${KMESH_NAMESPACE}/${KMESH_NODE_INFO_PLURAL}`;
+const NODE_INFOS_PATH = `/apis/${KMESH_NODE_INFO.group}/${KMESH_NODE_INFO.version}/namespaces/${KMESH_NAMESPACE}/${KMESH_NODE_INFO.plural}`;
 
 function withQuery(path: string, query: Record<string, string>): string {
   const params = new URLSearchParams(query).toString();

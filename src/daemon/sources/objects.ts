@@ -2,14 +2,8 @@
 // them) and the facts the daemon uses, plus the KmeshNodeInfo object this node publishes (kmesh.net/v1alpha1 in
 // kmesh-system, named after the node, spec {spi, addresses, bootID, podCIDRS}).
 import type { NodeInfo } from '../../model/node.js';
-import { KMESH_NAMESPACE } from '../config.js';
+import { KMESH_NAMESPACE, KMESH_NODE_INFO } from '../../model/kmesh-names.js';
 import type { NamespaceFacts, NodeFacts, PodFacts } from './source.js';
-
-export const KMESH_NODE_INFO_API_VERSION = 'kmesh.net/v1alpha1';
-export const KMESH_NODE_INFO_KIND = 'KmeshNodeInfo';
-export const KMESH_NODE_INFO_GROUP = 'kmesh.net';
-export const KMESH_NODE_INFO_VERSION = 'v1alpha1';
-export const KMESH_NODE_INFO_PLURAL = 'kmeshnodeinfos';
 
 type Json = Record<string, unknown>;
 
@@ -113,8 +107,8 @@ export function nodeInfoObject(info: NodeInfo, nodeUid: string): Json {
     metadata.ownerReferences = [{ apiVersion: 'v1', kind: 'Node', name: info.name, uid: nodeUid }];
   }
   return {
-    apiVersion: KMESH_NODE_INFO_API_VERSION,
-    kind: KMESH_NODE_INFO_KIND,
+    apiVersion: KMESH_NODE_INFO.apiVersion,
+    kind: KMESH_NODE_INFO.kind,
     metadata,
     spec: nodeInfoSpec(info),
   };
