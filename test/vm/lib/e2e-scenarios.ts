@@ -8,6 +8,7 @@ import { allOnSpi, DaemonRunner } from '../../../src/demo/daemons.js';
 import { NetnsCluster, nth, podOf, type SimNode } from '../../../src/demo/netns-cluster.js';
 import { capture, espPackets, ping, xfrmErrorDelta, xfrmStat } from '../../../src/demo/probes.js';
 import { run, runOk, sleep, waitFor } from '../../../src/demo/shell.js';
+import { foreignPolicyArgs, foreignStateArgs } from './foreign-xfrm.js';
 
 export interface Checker {
   ok(cond: boolean, what: string, extra?: unknown): void;
@@ -25,6 +26,7 @@ export interface ScenarioSetup {
 }
 
 const FOREIGN_REQID = '0x4242';
+const FOREIGN = { reqid: FOREIGN_REQID, spi: '0x4242', keyByte: '42', policyDst: '192.0.2.0/24' };
 const FOREIGN_TC_PREF = '4242';
 
 function inboundKey(states: string, from: string, to: string, spi: number): string | undefined {
@@ -52,53 +54,8 @@ async function foreignSnapshot(node: SimNode): Promise<string> {
 }
 
 async function addForeign(node: SimNode): Promise<void> {
-  await runOk('ip', [
-    '-n',
-    node.netns,
-    'xfrm',
-    'state',
-    'add',
-    'src',
-    '192.0.2.1',
-    'dst',
-    '192.0.2.2',
-    'proto',
-    'esp',
-    'spi',
-    '0x4242',
-    'reqid',
-    FOREIGN_REQID,
-    'mode',
-    'tunnel',
-    'aead',
-    'rfc4106(gcm(aes))',
-    `0x${'42'.repeat(36)}`,
-    '128',
-  ]);
-  await runOk('ip', [
-    '-n',
-    node.netns,
-    'xfrm',
-    'policy',
-    'add',
-    'src',
-    '192.0.2.0/24',
-    'dst',
-    '192.0.2.0/24',
-    'dir',
-    'out',
-    'tmpl',
-    'src',
-    '192.0.2.1',
-    'dst',
-    '192.0.2.2',
-    'proto',
-    'esp',
-    'reqid',
-    FOREIGN_REQID,
-    'mode',
-    'tunnel',
-  ]);
+  await runOk('ip', ['-n', node.netns, 'xfrm', 'state', 'add', ...foreignStateArgs(FOREIGN)]);
+  await runOk('ip', ['-n', node.netns, 'xfrm', 'policy', 'add', ...foreignPolicyArgs(FOREIGN)]);
   await runOk('tc', ['-n', node.netns, 'qdisc', 'add', 'dev', 'eth0', 'clsact']);
   // `continue` hands packets on to the next filter, as a cooperating tool's filter does (under clsact, a
   // terminal verdict from a filter ahead of ours would keep tc_mark_decrypt from ever seeing the ESP).

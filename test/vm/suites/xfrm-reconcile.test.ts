@@ -30,6 +30,7 @@ import {
   type Topology,
   type XfrmStat,
 } from '../lib/topology.js';
+import { foreignPolicyArgs, foreignStateArgs } from '../lib/foreign-xfrm.js';
 
 const inVm = process.env.KMESH_VM === '1';
 const resultsDir = process.env.KMESH_VM_RESULTS;
@@ -84,45 +85,7 @@ async function installMarks(node: SimNode, all: SimNode[], peerIds: readonly { a
   await execOk(undefined, ['tc', '-n', node.plan.netns, '-batch', '-'], { input: `${lines.join('\n')}\n` });
 }
 
-const FOREIGN_STATE = [
-  'src',
-  '192.0.2.1',
-  'dst',
-  '192.0.2.2',
-  'proto',
-  'esp',
-  'spi',
-  '0x999',
-  'reqid',
-  '7',
-  'mode',
-  'tunnel',
-  'aead',
-  'rfc4106(gcm(aes))',
-  `0x${'77'.repeat(36)}`,
-  '128',
-];
-const FOREIGN_POLICY = [
-  'src',
-  '192.0.2.0/24',
-  'dst',
-  '192.0.2.128/25',
-  'dir',
-  'out',
-  'priority',
-  '5',
-  'tmpl',
-  'src',
-  '192.0.2.1',
-  'dst',
-  '192.0.2.2',
-  'proto',
-  'esp',
-  'reqid',
-  '7',
-  'mode',
-  'tunnel',
-];
+const FOREIGN = { reqid: '7', spi: '0x999', keyByte: '77', policyDst: '192.0.2.128/25', priority: '5' };
 
 const missing = await missingPrerequisite();
 if (missing !== undefined && inVm) {
@@ -139,8 +102,8 @@ if (missing !== undefined && inVm) {
         if (resultsDir === undefined) rmSync(dir, { recursive: true, force: true });
       });
       for (const n of topo.plan.nodes) {
-        await execOk(n.netns, ['ip', 'xfrm', 'state', 'add', ...FOREIGN_STATE]);
-        await execOk(n.netns, ['ip', 'xfrm', 'policy', 'add', ...FOREIGN_POLICY]);
+        await execOk(n.netns, ['ip', 'xfrm', 'state', 'add', ...foreignStateArgs(FOREIGN)]);
+        await execOk(n.netns, ['ip', 'xfrm', 'policy', 'add', ...foreignPolicyArgs(FOREIGN)]);
       }
       const foreignOf = (ns: string) => ({
         states: canonical(oracleStates(ns).filter((s) => s.reqid === 7)),
