@@ -1,8 +1,8 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S -u NODE_EXTRA_CA_CERTS KMESH_NODE_EXTRA_CA_CERTS=${NODE_EXTRA_CA_CERTS} node
 // kmesh-daemon executable: runs the bundled daemon, dist/src/daemon/kmesh-daemon.bundle.cjs (`npm run build`
 // makes it), through bin/load-bundle.js with its V8 code cache (written a few seconds after start, once the
 // daemon has compiled what it runs). Exits as soon as main returns, so no lingering watch connection can keep a
-// stopped daemon alive.
+// stopped daemon alive. The first line moves NODE_EXTRA_CA_CERTS aside as bin/kmeshctl.js does (see there).
 'use strict';
 const path = require('node:path');
 const { BundleMissingError, loadBundle } = require('./load-bundle.js');

@@ -11,6 +11,7 @@
 import http from 'node:http';
 import https from 'node:https';
 import type { KubeConfig } from '@kubernetes/client-node/dist/config.js';
+import { applyDeferredExtraCa } from './node-extra-ca.js';
 
 /** The API server answered with an error status (after any retries). */
 export class KubeApiError extends Error {
@@ -155,6 +156,7 @@ export class KubeRestClient {
     // Credentials are applied per request: an exec or oidc plugin refreshes an expired token here.
     const options: https.RequestOptions = {};
     await this.options.config.applyToHTTPSOptions(options);
+    applyDeferredExtraCa(options);
     const url = this.url(path);
     // applyToHTTPSOptions sets headers as an object (Authorization, Impersonate-User), never as a raw array.
     const headers: http.OutgoingHttpHeaders = {

@@ -99,7 +99,7 @@ async function daemonToSynced(bin: string, kubeconfig: string, env: NodeJS.Proce
     '--log-level=warn',
   ];
   const started = process.hrtime.bigint();
-  const child = spawn(process.execPath, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(args[0]!, args.slice(1), { env, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -166,12 +166,20 @@ async function bench(options: Options): Promise<void> {
     await createNode(cp, NODE_NAME, '198.18.0.1', '10.244.1.0/24');
     const home = path.join(work, 'home');
     await fsp.mkdir(home);
-    const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: home, KUBECONFIG: cp.kubeconfig };
+    // A user's shell environment, reduced to what either tool reads (NODE_EXTRA_CA_CERTS when this machine sets it).
+    const extraCa = process.env.NODE_EXTRA_CA_CERTS;
+    const env = {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      HOME: home,
+      KUBECONFIG: cp.kubeconfig,
+      ...(extraCa === undefined ? {} : { NODE_EXTRA_CA_CERTS: extraCa }),
+    };
     const node = process.execPath;
+    // The executable itself, as a user runs it (its first line decides how Node starts).
     const kmeshctl =
       (bin: string, ...args: string[]) =>
       async () =>
-        (await measure(node, [bin, ...args], env, work)).sample;
+        (await measure(bin, args, env, work)).sample;
     const kubectl =
       (...args: string[]) =>
       async () =>

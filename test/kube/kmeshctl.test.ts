@@ -3,6 +3,7 @@
 // SPIs, no SPI reuse after a delete while nodes still advertise the old one, a missing namespace, and a user
 // without RBAC rights getting one forbidden line while nothing changes.
 import { execFile } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import t from 'tap';
@@ -161,5 +162,46 @@ t.test('kmeshctl secret on a real API server', controlPlaneSkip(), async (t) => 
       '--as=system:serviceaccount:kmesh-system:kmesh-ipsec-daemon',
     ]);
     t.equal(can.stdout.trim(), 'no');
+  });
+
+  // bin/kmeshctl.js starts Node without NODE_EXTRA_CA_CERTS (Node 20 parses that file at every start) and puts
+  // it back for a kubeconfig that names no CA (src/kube/node-extra-ca.ts): trust must be what Node's own is.
+  t.test('run as an executable, a kubeconfig without a CA still trusts NODE_EXTRA_CA_CERTS', async (t) => {
+    t.equal((await admin('secret', 'create')).code, 0);
+    const doc = JSON.parse(fs.readFileSync(cp.kubeconfig, 'utf8')) as {
+      clusters: { cluster: Record<string, unknown> }[];
+    };
+    for (const c of doc.clusters) delete c.cluster['certificate-authority-data'];
+    const noCa = path.join(t.testdir(), 'no-ca.kubeconfig');
+    fs.writeFileSync(noCa, JSON.stringify(doc), { mode: 0o600 });
+    const bin = path.join(repoRootDir(), 'bin', 'kmeshctl.js');
+    const get = async (command: string, args: string[], extra: NodeJS.ProcessEnv): Promise<Run> => {
+      try {
+        const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: '/nonexistent', ...extra };
+        const { stdout, stderr } = await exec(
+          command,
+          [...args, `--kubeconfig=${noCa}`, 'secret', 'get', '-o', 'json'],
+          {
+            env,
+          },
+        );
+        return { code: 0, stdout, stderr };
+      } catch (err) {
+        const e = err as { code?: number; stdout?: string; stderr?: string };
+        return { code: typeof e.code === 'number' ? e.code : -1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+      }
+    };
+    const direct = await get(bin, [], { NODE_EXTRA_CA_CERTS: cp.caFile });
+    t.equal(direct.code, 0, direct.stderr);
+    t.equal((JSON.parse(direct.stdout) as { name: string }).name, 'kmesh-ipsec');
+    const viaNode = await get('node', [bin], { NODE_EXTRA_CA_CERTS: cp.caFile });
+    t.equal(viaNode.code, 0, viaNode.stderr);
+    const untrusted = await get(bin, [], {});
+    t.equal(untrusted.code, 1);
+    t.match(untrusted.stderr, /^error: .*certificate/);
+    t.equal(untrusted.stderr.trim().split('\n').length, 1, 'one line');
+    const missing = await get(bin, [], { NODE_EXTRA_CA_CERTS: '/nonexistent/ca.pem' });
+    t.equal(missing.code, 1);
+    t.match(missing.stderr, /NODE_EXTRA_CA_CERTS: cannot read \/nonexistent\/ca\.pem/);
   });
 });
