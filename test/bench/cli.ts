@@ -10,6 +10,7 @@
 // that fill both tools' caches (kubectl's discovery cache, kmeshctl's V8 code cache). Wall time is spawn to exit
 // as this process sees it; peak RSS is the child's own maximum resident set size (ru_maxrss, through GNU time
 // -f %M); for the daemon, VmHWM from /proc when it reports synced. Medians are printed; the last line sums up.
+// CPU (user + system, GNU time's 10 ms steps) is averaged: it moves far less with other load than wall time.
 // Prints figures only; nothing here asserts on time.
 //
 // Usage: node dist/test/bench/cli.js [--rounds N] [--warmup N] [--compare DIR]
@@ -32,6 +33,8 @@ const NODE_NAME = 'bench-node';
 interface Sample {
   wallS: number;
   rssMiB: number;
+  /** User + system CPU of the process (GNU time, 10 ms steps: compare means over many rounds); NaN for the daemon. */
+  cpuS: number;
 }
 
 interface Options {
@@ -67,7 +70,7 @@ async function measure(command: string, args: readonly string[], env: NodeJS.Pro
   const started = process.hrtime.bigint();
   const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>(
     (resolve, reject) => {
-      const child = spawn(TIME, ['-f', '%M', '-o', rssFile, command, ...args], { env });
+      const child = spawn(TIME, ['-f', '%M %U %S', '-o', rssFile, command, ...args], { env });
       let out = '';
       let err = '';
       child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -80,9 +83,11 @@ async function measure(command: string, args: readonly string[], env: NodeJS.Pro
   const lines = (await fsp.readFile(rssFile, 'utf8')).trim().split('\n');
   await fsp.rm(rssFile, { force: true });
   if (code !== 0) throw new Error(`${command} ${args.join(' ')} exited ${String(code)}: ${stderr.trim()}`);
-  const kb = Number(lines.at(-1));
-  if (!Number.isFinite(kb)) throw new Error(`GNU time gave no peak RSS for ${command}: ${lines.join(' | ')}`);
-  return { sample: { wallS, rssMiB: kb / 1024 }, stdout };
+  const [kb, user, system] = (lines.at(-1) ?? '').split(' ').map(Number);
+  if (!Number.isFinite(kb) || !Number.isFinite(user) || !Number.isFinite(system)) {
+    throw new Error(`GNU time gave no peak RSS and CPU for ${command}: ${lines.join(' | ')}`);
+  }
+  return { sample: { wallS, rssMiB: (kb ?? NaN) / 1024, cpuS: (user ?? NaN) + (system ?? NaN) }, stdout };
 }
 
 /** kmesh-daemon from spawn to a status file that says synced; its VmHWM then; stopped with SIGTERM (by PID). */
@@ -116,7 +121,7 @@ async function daemonToSynced(bin: string, kubeconfig: string, env: NodeJS.Proce
     const wallS = Number(process.hrtime.bigint() - started) / 1e9;
     const status = await fsp.readFile(`/proc/${String(pid)}/status`, 'utf8');
     const kb = Number(/VmHWM:\s+(\d+) kB/.exec(status)?.[1] ?? NaN);
-    return { wallS, rssMiB: kb / 1024 };
+    return { wallS, rssMiB: kb / 1024, cpuS: NaN };
   } finally {
     child.kill('SIGTERM');
     await exited;
@@ -252,7 +257,10 @@ async function bench(options: Options): Promise<void> {
           .map((l) => l.toFixed(1))
           .join(' ')}; ${String(options.rounds)} rounds after ${String(options.warmup)} warm-up, interleaved`,
     );
-    say('wall: spawn to exit (daemon: to synced); peak RSS: ru_maxrss by GNU time (daemon: VmHWM at synced)');
+    say(
+      'wall: spawn to exit (daemon: to synced); peak RSS: ru_maxrss by GNU time (daemon: VmHWM at synced); ' +
+        'CPU: user + system by GNU time, mean over the rounds',
+    );
     const stats = (tool: Tool) => {
       const xs = samples.get(tool) ?? [];
       const walls = xs.map((s) => s.wallS);
@@ -261,6 +269,7 @@ async function bench(options: Options): Promise<void> {
         min: Math.min(...walls),
         max: Math.max(...walls),
         rss: median(xs.map((s) => s.rssMiB)),
+        cpu: xs.reduce((sum, s) => sum + s.cpuS, 0) / xs.length,
       };
     };
     // Each round's two runs share that moment's load: the median of the per-round ratios drifts less than the
@@ -277,7 +286,8 @@ async function bench(options: Options): Promise<void> {
         const s = stats(tool);
         say(
           `  ${group.name.padEnd(23)} ${tool.label.padEnd(22)} median ${s.wall.toFixed(3)} s ` +
-            `(${s.min.toFixed(3)}..${s.max.toFixed(3)}), peak RSS ${s.rss.toFixed(1)} MiB${pairedRatio(tool, reference)}`,
+            `(${s.min.toFixed(3)}..${s.max.toFixed(3)}), peak RSS ${s.rss.toFixed(1)} MiB` +
+            `${Number.isNaN(s.cpu) ? '' : `, CPU mean ${(s.cpu * 1000).toFixed(0)} ms`}${pairedRatio(tool, reference)}`,
         );
       }
     }
@@ -287,7 +297,7 @@ async function bench(options: Options): Promise<void> {
       return (
         `${group.name}: kmeshctl ${a.wall.toFixed(3)} s / kubectl ${b.wall.toFixed(3)} s = ` +
         `${(a.wall / b.wall).toFixed(2)}x wall; peak RSS ${a.rss.toFixed(0)} / ${b.rss.toFixed(0)} MiB = ` +
-        `${(a.rss / b.rss).toFixed(2)}x`
+        `${(a.rss / b.rss).toFixed(2)}x; CPU ${(a.cpu / b.cpu).toFixed(2)}x`
       );
     };
     const [getGroup, createGroup, daemonGroup] = groups;
