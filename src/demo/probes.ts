@@ -96,7 +96,7 @@ export async function capture(netns: string, iface: string, filter: string): Pro
 export function espPackets(lines: readonly string[]): { src: string; dst: string; spi: number; line: string }[] {
   const out: { src: string; dst: string; spi: number; line: string }[] = [];
   for (const line of lines) {
-    const m = /IP (\S+) > (\S+): ESP\(spi=0x([0-9a-f]{8})/.exec(line);
+    const m = /IP6? (\S+) > (\S+): ESP\(spi=0x([0-9a-f]{8})/.exec(line);
     if (m) out.push({ src: m[1] ?? '', dst: (m[2] ?? '').replace(/:$/, ''), spi: parseInt(m[3] ?? '0', 16), line });
   }
   return out;
