@@ -274,7 +274,7 @@ export class ReconcileLoop {
       level: 'error',
       msg: `own Node object unusable: ${gap}`,
       fields: { node: deps.nodeName, source: deps.source.description },
-      clearedMsg: 'own Node object usable again',
+      clearedMsg: `own Node object problem gone: ${gap}`,
     });
   }
 

@@ -106,7 +106,8 @@ export interface FakeXfrmKernelOptions {
 }
 
 export class FakeXfrmKernel implements XfrmKernel {
-  private readonly crypto: 'full' | 'none';
+  /** What the kernel's crypto can do; tests may change it (e.g. the missing modules got loaded). */
+  crypto: 'full' | 'none';
   /** Lookups return the newest hit first, as the kernel's hash chains put new states at the head. */
   private states = new StateIndex<XfrmState>();
   /** By identity, in insertion order. */

@@ -1,0 +1,288 @@
+// Failures are loud (the reconcile loop over the fake XFRM kernel and fake datapath, one node and one peer in a
+// directory store): a kernel that refuses every SA (as this machine's kernel does: no AEAD) makes the step
+// "partial", not ready (/status 503), with each refused object logged once with its errno and the kernel's text,
+// no outbound SPI claimed, and "not advertising because ..." in status and log; when the kernel accepts again,
+// each clears with one line. An own Node object that is missing or has no InternalIP is logged once per change,
+// a problem, a metric and not ready.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import t, { type Test } from 'tap';
+import { FakeDatapath } from '../fakes/fake-datapath.js';
+import { FakeXfrmKernel, NO_AEAD_REFUSAL } from '../fakes/fake-xfrm-kernel.js';
+import { DatapathAdapter } from '../../src/daemon/datapath-port.js';
+import { IpsecAdapter } from '../../src/daemon/ipsec-port.js';
+import { ReconcileLoop, type LoopLogger } from '../../src/daemon/loop.js';
+import { DaemonMetrics } from '../../src/daemon/metrics.js';
+import type { HostNetwork } from '../../src/daemon/pod-interfaces.js';
+import { DirSource } from '../../src/daemon/sources/dir-source.js';
+import { parseNodeInfo } from '../../src/ipsec/validate-peer.js';
+
+const BOOT = (i: number) => `550e8400-e29b-41d4-a716-4466554400${String(i).padStart(2, '0')}`;
+const KEY = { spi: 1, aeadKeyName: 'rfc4106(gcm(aes))', key: Buffer.alloc(36, 0x5a), icvBits: 128 };
+
+function writeJson(file: string, obj: unknown): void {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.writeFileSync(file + '.tmp', JSON.stringify(obj));
+  fs.renameSync(file + '.tmp', file);
+}
+
+function nodeObject(i: number, addresses = [`198.18.0.${i}`]) {
+  return {
+    apiVersion: 'v1',
+    kind: 'Node',
+    metadata: { name: `node-${i}`, uid: `uid-${i}` },
+    spec: { podCIDRs: [`10.244.${i}.0/24`] },
+    status: { addresses: addresses.map((a) => ({ type: 'InternalIP', address: a })), nodeInfo: { bootID: BOOT(i) } },
+  };
+}
+
+const HOST: HostNetwork = {
+  links: [{ ifindex: 2, name: 'eth0', kind: '', addresses: ['198.18.0.1'] }],
+  routes: [{ dst: '198.18.0.0/24', dev: 'eth0', family: 4 }],
+  neighbours: [],
+  fdb: [],
+};
+
+export interface LogLine {
+  level: 'info' | 'warn' | 'error';
+  obj: Record<string, unknown>;
+  msg: string;
+}
+
+function recorder(): LoopLogger & { lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  const at = (level: LogLine['level']) => (obj: object, msg: string) => {
+    lines.push({ level, obj: obj as Record<string, unknown>, msg });
+  };
+  return { lines, info: at('info'), warn: at('warn'), error: at('error'), debug: () => undefined };
+}
+
+/** Our node-1 and a peer node-2 that already publishes SPI 1; node-1's loop with its own kernel and logger. */
+async function setup(t: Test, kernel: FakeXfrmKernel, ownNode: unknown = nodeObject(1)) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kmesh-loud-'));
+  writeJson(path.join(dir, 'nodes/node-1.json'), ownNode);
+  writeJson(path.join(dir, 'nodes/node-2.json'), nodeObject(2));
+  writeJson(path.join(dir, 'kmeshnodeinfos/node-2.json'), {
+    apiVersion: 'kmesh.net/v1alpha1',
+    kind: 'KmeshNodeInfo',
+    metadata: { name: 'node-2', namespace: 'kmesh-system' },
+    spec: { spi: 1, addresses: ['198.18.0.2'], bootID: BOOT(2), podCIDRS: ['10.244.2.0/24'] },
+  });
+  let clock = 1_000_000;
+  const source = new DirSource(dir, 'node-1', { pollMs: 60_000 });
+  const log = recorder();
+  const metrics = new DaemonMetrics();
+  const loop = new ReconcileLoop({
+    nodeName: 'node-1',
+    source,
+    ipsec: new IpsecAdapter(kernel, { graceMs: 10_000 }),
+    datapath: new DatapathAdapter(new FakeDatapath({ interfaces: [{ name: 'eth0', ifindex: 2 }] }), '/sys/fs/bpf/x'),
+    parseNodeInfo,
+    hostNetwork: () => Promise.resolve(HOST),
+    xfrmStat: () => Promise.resolve({}),
+    log,
+    metrics,
+    now: () => clock,
+    resyncMs: 3_600_000,
+    retryMs: 3_600_000,
+  });
+  t.teardown(async () => {
+    await loop.stop();
+    await source.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  await source.start(() => loop.trigger('change'));
+  loop.start();
+  await loop.idle();
+  /** `n` resyncs, `ms` apart. */
+  const resync = async (n: number, ms = 30_000): Promise<void> => {
+    for (let i = 0; i < n; i++) {
+      clock += ms;
+      await source.rescan();
+      loop.trigger('resync');
+      await loop.idle();
+    }
+  };
+  const metric = async (name: string): Promise<number | undefined> => {
+    const line = (await metrics.text()).split('\n').find((l) => l.startsWith(`${name} `));
+    return line === undefined ? undefined : Number(line.slice(name.length + 1));
+  };
+  const published = () => fs.existsSync(path.join(dir, 'kmeshnodeinfos/node-1.json'));
+  return { dir, loop, log, resync, metric, published, advance: (ms: number) => (clock += ms) };
+}
+
+const refusedLines = (lines: LogLine[]) => lines.filter((l) => l.msg === 'XFRM operation refused by the kernel');
+
+t.test('a kernel that refuses every SA: partial, not ready, each object logged once, no SPI claimed', async (t) => {
+  const kernel = new FakeXfrmKernel({ crypto: 'none' });
+  const s = await setup(t, kernel);
+  s.loop.keyEvent({ kind: 'key', key: KEY });
+  await s.loop.idle();
+  await s.resync(5);
+
+  const status = s.loop.currentStatus();
+  t.equal(status.lastStepResult, 'partial', 'the step is not ok');
+  t.equal(status.ready, false, 'not ready: /status answers 503');
+  t.match(status.notReady, [/^2 XFRM operations failed \(node-2\); first: node-2: addState .*ENOSYS \(errno 38\)/]);
+  t.same(
+    status.xfrmFailures.map((f) => [f.peer, f.errno, f.code, f.message]),
+    [
+      ['node-2', 38, 'ENOSYS', 'Requested AEAD algorithm not found'],
+      ['node-2', 38, 'ENOSYS', 'Requested AEAD algorithm not found'],
+    ],
+  );
+  t.match(status.problems, [
+    /^xfrm: node-2: addState 198\.18\.0\.2->198\.18\.0\.1 spi 0x1 .*: ENOSYS \(errno 38\): Requested AEAD algorithm not found$/,
+    /^xfrm: node-2: addState 198\.18\.0\.1->198\.18\.0\.2 spi 0x1 .*: ENOSYS \(errno 38\): Requested AEAD algorithm not found$/,
+  ]);
+  t.equal(status.peers[0]?.outboundSpi, undefined, 'no outbound SPI: the kernel holds no SA');
+  t.equal(status.peers[0]?.plannedSendSpi, 1, 'planned with SPI 1');
+  t.equal(status.advertisedSpi, undefined);
+  t.equal(
+    status.notAdvertising,
+    'SPI 1 not advertised yet: inbound SAs missing for node-2 (ENOSYS: Requested AEAD algorithm not found)',
+  );
+  t.notOk(s.published(), 'no KmeshNodeInfo published');
+
+  t.equal(await s.metric('kmesh_ipsec_peer_outbound_spi{peer="node-2"}'), 0, 'the metric claims no SA');
+  t.equal(await s.metric('kmesh_daemon_reconcile_total{result="partial"}'), 6, 'the key step and 5 resyncs: partial');
+  t.equal(
+    await s.metric('kmesh_daemon_reconcile_total{result="ok"}'),
+    status.steps - 6,
+    'only the steps before the key were ok',
+  );
+  t.equal(await s.metric('kmesh_daemon_ready'), 0);
+  t.equal(await s.metric('kmesh_xfrm_failed_operations'), 2);
+  t.equal(await s.metric('kmesh_ipsec_advertise_pending'), 1);
+  t.ok(((await s.metric('kmesh_daemon_problems')) ?? 0) >= 2, 'problems counted');
+
+  const refused = refusedLines(s.log.lines);
+  t.equal(refused.length, 2, 'each refused object logged once over 6 steps, not at every resync');
+  for (const line of refused) {
+    t.equal(line.level, 'error');
+    t.match(line.obj, {
+      peer: 'node-2',
+      object: /^addState 198\.18\.0\.[12]->198\.18\.0\.[12] spi 0x1 reqid 0x6b6d mark /,
+      errno: 38,
+      code: 'ENOSYS',
+      kernel: 'Requested AEAD algorithm not found',
+    });
+  }
+  t.notOk(
+    s.log.lines.some((l) => l.msg === 'xfrm reconciled'),
+    'never "xfrm reconciled" while operations fail',
+  );
+  const partly = s.log.lines.filter((l) => l.msg === 'xfrm partly reconciled');
+  t.same(
+    partly.map((l) => l.obj),
+    [{ changes: 3, failed: 2 }],
+    'the first step applied the block, in and fwd policies; failed SAs are not changes; later steps change nothing',
+  );
+  t.equal(
+    s.log.lines.filter((l) => l.msg.startsWith('not advertising our SPI: SPI 1 not advertised yet')).length,
+    1,
+    '"not advertising because" logged once',
+  );
+  t.equal(s.log.lines.filter((l) => l.msg === 'not ready (/status answers 503)').length, 1);
+  t.notOk(
+    s.log.lines.some((l) => JSON.stringify(l).includes('5a5a5a')),
+    'no key bytes in any log line',
+  );
+
+  // Persisting for longer than the reminder interval: one reminder per object, then quiet again.
+  s.advance(10 * 60_000);
+  await s.resync(3);
+  const reminders = s.log.lines.filter((l) => l.msg === 'XFRM operation refused by the kernel (still)');
+  t.equal(reminders.length, 2, 'one reminder per object after 10 minutes');
+  t.ok(reminders.every((l) => typeof l.obj.sinceSeconds === 'number' && l.obj.sinceSeconds >= 600));
+
+  // The kernel accepts SAs again: everything clears with one line each, ready, advertised, published.
+  kernel.crypto = 'full';
+  const before = s.log.lines.length;
+  await s.resync(2);
+  const after = s.log.lines.slice(before);
+  t.equal(after.filter((l) => l.msg === 'XFRM operation no longer failing').length, 2);
+  t.ok(after.some((l) => l.msg === 'advertising the newest SPI again'));
+  t.ok(after.some((l) => l.msg === 'ready: able to encrypt (/status answers 200)'));
+  t.ok(after.some((l) => l.msg === 'xfrm reconciled' && (l.obj as { changes: number }).changes === 3));
+  const healed = s.loop.currentStatus();
+  t.match(healed, { lastStepResult: 'ok', ready: true, notReady: [], notAdvertising: '', advertisedSpi: 1 });
+  t.same(healed.xfrmFailures, []);
+  t.equal(healed.peers[0]?.outboundSpi, 1);
+  t.ok(s.published(), 'KmeshNodeInfo published');
+  t.equal(await s.metric('kmesh_ipsec_peer_outbound_spi{peer="node-2"}'), 1);
+  t.equal(await s.metric('kmesh_daemon_ready'), 1);
+  t.equal(await s.metric('kmesh_xfrm_failed_operations'), 0);
+  t.equal(await s.metric('kmesh_ipsec_advertise_pending'), 0);
+});
+
+t.test('a failure injected with the refusal of a kernel without AEAD is reported the same way', async (t) => {
+  const kernel = new FakeXfrmKernel();
+  kernel.injectFailure((op) => op.kind === 'addState' && op.state.dst === '198.18.0.2', NO_AEAD_REFUSAL.errno, {
+    message: NO_AEAD_REFUSAL.message,
+  });
+  const s = await setup(t, kernel);
+  s.loop.keyEvent({ kind: 'key', key: KEY });
+  await s.loop.idle();
+  await s.resync(2);
+  const status = s.loop.currentStatus();
+  t.equal(status.xfrmFailures.length, 1, 'only the outbound SA failed');
+  t.equal(status.peers[0]?.outboundSpi, undefined, 'no outbound SPI claimed');
+  t.same(status.peers[0]?.inboundSpis, [1], 'the inbound SA is held');
+  t.equal(status.advertisedSpi, 1, 'inbound SAs exist: SPI 1 advertised');
+  t.equal(status.notAdvertising, '');
+  t.equal(status.ready, false, 'cannot encrypt to node-2: not ready');
+  t.equal(refusedLines(s.log.lines).length, 1);
+});
+
+t.test('own Node object without an InternalIP, then missing, then fixed: logged once per change', async (t) => {
+  const kernel = new FakeXfrmKernel();
+  const s = await setup(t, kernel, nodeObject(1, []));
+  s.loop.keyEvent({ kind: 'key', key: KEY });
+  await s.loop.idle();
+  await s.resync(4);
+  let status = s.loop.currentStatus();
+  t.equal(status.nodeProblem, 'no InternalIP in status.addresses');
+  t.match(status.problems, ['node node-1: no InternalIP in status.addresses']);
+  t.same(status.notReady, ['node node-1: no InternalIP in status.addresses']);
+  t.equal(status.ready, false);
+  t.equal(status.notAdvertising, 'own Node object unusable: no InternalIP in status.addresses');
+  t.equal(await s.metric('kmesh_daemon_node_problem'), 1);
+  t.equal(await s.metric('kmesh_daemon_ready'), 0);
+  const unusable = () => s.log.lines.filter((l) => l.msg.startsWith('own Node object unusable'));
+  t.equal(unusable().length, 1, 'logged once over 6 steps');
+  t.match(unusable()[0], { level: 'error', obj: { node: 'node-1' } });
+
+  fs.rmSync(path.join(s.dir, 'nodes/node-1.json'));
+  await s.resync(3);
+  status = s.loop.currentStatus();
+  t.match(status.nodeProblem, /^not found in dir:/);
+  t.equal(unusable().length, 2, 'the change is logged once');
+  t.match(unusable()[1]!.msg, /own Node object unusable: not found in dir:/);
+  t.equal(await s.metric('kmesh_daemon_node_problem'), 1);
+
+  writeJson(path.join(s.dir, 'nodes/node-1.json'), nodeObject(1));
+  await s.resync(2);
+  status = s.loop.currentStatus();
+  t.match(status, { nodeProblem: '', ready: true, notReady: [], advertisedSpi: 1, lastStepResult: 'ok' });
+  const gone = s.log.lines.filter((l) => l.msg.startsWith('own Node object problem gone')).map((l) => l.msg);
+  t.equal(gone.length, 2);
+  t.match(
+    gone,
+    [/: no InternalIP in status\.addresses$/, /: not found in dir:/],
+    'each problem is logged as gone once, when it went',
+  );
+  t.equal(await s.metric('kmesh_daemon_node_problem'), 0);
+  t.equal(await s.metric('kmesh_daemon_ready'), 1);
+});
+
+t.test('no key: not ready, and not advertising because there is no key', async (t) => {
+  const s = await setup(t, new FakeXfrmKernel());
+  await s.resync(2);
+  const status = s.loop.currentStatus();
+  t.match(status, { ready: false, lastStepResult: 'ok' });
+  t.same(status.notReady, ['no IPsec key (create the secret: kmeshctl secret create)']);
+  t.equal(status.notAdvertising, 'no IPsec key (create the secret: kmeshctl secret create)');
+  t.equal(s.log.lines.filter((l) => l.msg.startsWith('not advertising our SPI: no IPsec key')).length, 1);
+});
