@@ -68,10 +68,11 @@ export class ConditionLog {
       }
     });
     const moreDue = due.slice(this.maxLines).map((d) => d.condition);
-    if (moreDue.length > 0) {
+    const firstMore = moreDue[0];
+    if (firstMore !== undefined) {
       const level = moreDue.some((c) => c.level === 'error') ? 'error' : 'warn';
       this.log[level](
-        { more: moreDue.length, next: moreDue[0]!.msg },
+        { more: moreDue.length, next: firstMore.msg },
         `and ${moreDue.length} more like it (see /status)`,
       );
     }

@@ -198,7 +198,7 @@ export class ReconcileLoop {
       } else {
         const gap =
           node === undefined
-            ? `not found in ${deps.source.description}`
+            ? `missing or unreadable in ${deps.source.description}`
             : deps.ipsec && deps.datapath
               ? nodeFactsGap(node)
               : '';
@@ -218,6 +218,24 @@ export class ReconcileLoop {
       } catch (err) {
         fail(`cannot save key history: ${(err as Error).message}`, 'partial', false);
       }
+    }
+    for (const line of view.problems) {
+      outcome.conditions.push({
+        key: `source:${line}`,
+        level: 'warn',
+        msg: line,
+        fields: {},
+        clearedMsg: `resolved: ${line}`,
+      });
+    }
+    for (const line of next.invalidPeers) {
+      outcome.conditions.push({
+        key: `peer:${line}`,
+        level: 'warn',
+        msg: `invalid peer KmeshNodeInfo skipped: ${line}`,
+        fields: {},
+        clearedMsg: `peer KmeshNodeInfo no longer invalid: ${line}`,
+      });
     }
     if (next.notAdvertising !== '') {
       outcome.conditions.push({
@@ -281,7 +299,7 @@ export class ReconcileLoop {
   /** Logs readiness when it flips (with the reasons), not at every step. */
   private logReadiness(before: DaemonStatus, next: DaemonStatus): void {
     if (next.ready === before.ready && before.steps > 0) return;
-    if (next.ready) this.deps.log.info({}, 'ready: able to encrypt (/status answers 200)');
+    if (next.ready) this.deps.log.info({}, 'ready (/status answers 200)');
     else this.deps.log.warn({ reasons: next.notReady }, 'not ready (/status answers 503)');
   }
 
@@ -300,7 +318,7 @@ export class ReconcileLoop {
     }
     const peers = [...new Set(failures.map((f) => f.peer ?? 'node-wide'))];
     const count = `${failures.length} XFRM operation${failures.length === 1 ? '' : 's'} failed`;
-    outcome.notReady.push(`${count} (${peers.join(', ')}); first: ${lines[0]!}`);
+    outcome.notReady.push(`${count} (${peers.join(', ')}); first: ${lines[0] ?? ''}`);
     for (const f of failures) {
       outcome.conditions.push({
         key: `xfrm:${f.peer ?? ''}|${f.object}|${f.errno ?? f.code}`,

@@ -33,7 +33,7 @@ const refused = (object: string, errno = 38): Condition => ({
   clearedMsg: 'XFRM operation no longer failing',
 });
 
-t.test('appears once, quiet while it persists, a reminder per interval, one line when it clears', async (t) => {
+t.test('appears once, quiet while it persists, a reminder per interval, one line when it clears', (t) => {
   const log = recorder();
   const conditions = new ConditionLog(log, { repeatMs: 60_000 });
   conditions.update([refused('sa-1')], 0);
@@ -59,9 +59,10 @@ t.test('appears once, quiet while it persists, a reminder per interval, one line
   conditions.update([], 100_000);
   t.same(log.take(), [], 'cleared once');
   t.same(conditions.keys(), []);
+  t.end();
 });
 
-t.test('the same object with another errno is another condition; duplicates in one update count once', async (t) => {
+t.test('the same object with another errno is another condition; duplicates in one update count once', (t) => {
   const log = recorder();
   const conditions = new ConditionLog(log);
   conditions.update([refused('sa-1', 38), refused('sa-1', 38)], 0);
@@ -74,9 +75,10 @@ t.test('the same object with another errno is another condition; duplicates in o
       ['XFRM operation no longer failing', 38],
     ],
   );
+  t.end();
 });
 
-t.test('many at once: the first lines, then one summary; the rest count as logged', async (t) => {
+t.test('many at once: the first lines, then one summary; the rest count as logged', (t) => {
   const log = recorder();
   const conditions = new ConditionLog(log, { maxLinesPerUpdate: 3, repeatMs: 60_000 });
   const many = Array.from({ length: 100 }, (_, i) => refused(`sa-${i}`));
@@ -95,4 +97,5 @@ t.test('many at once: the first lines, then one summary; the rest count as logge
   t.equal(cleared.length, 4);
   t.match(cleared[3], { level: 'info', msg: 'and 97 more cleared' });
   t.same(conditions.keys(), []);
+  t.end();
 });

@@ -102,7 +102,7 @@ t.test('a kernel that refuses every SA: partial, not ready, each object logged o
   const after = s.log.lines.slice(before);
   t.equal(after.filter((l) => l.msg === 'XFRM operation no longer failing').length, 2);
   t.ok(after.some((l) => l.msg === 'advertising the newest SPI again'));
-  t.ok(after.some((l) => l.msg === 'ready: able to encrypt (/status answers 200)'));
+  t.ok(after.some((l) => l.msg === 'ready (/status answers 200)'));
   t.ok(after.some((l) => l.msg === 'xfrm reconciled' && (l.obj as { changes: number }).changes === 3));
   const healed = s.loop.currentStatus();
   t.match(healed, { lastStepResult: 'ok', ready: true, notReady: [], notAdvertising: '', advertisedSpi: 1 });
@@ -134,7 +134,7 @@ t.test('a failure injected with the refusal of a kernel without AEAD is reported
   t.equal(refusedLines(s.log.lines).length, 1);
 });
 
-t.test('own Node object without an InternalIP, then missing, then fixed: logged once per change', async (t) => {
+t.test('own Node object without an InternalIP, then malformed, missing, fixed: logged once per change', async (t) => {
   const kernel = new FakeXfrmKernel();
   const s = await setup(t, kernel, nodeObject(1, []));
   s.loop.keyEvent({ kind: 'key', key: KEY });
@@ -152,13 +152,20 @@ t.test('own Node object without an InternalIP, then missing, then fixed: logged 
   t.equal(unusable().length, 1, 'logged once over 6 steps');
   t.match(unusable()[0], { level: 'error', obj: { node: 'node-1' } });
 
-  fs.rmSync(path.join(s.dir, 'nodes/node-1.json'));
+  fs.writeFileSync(path.join(s.dir, 'nodes/node-1.json'), '{"metadata": {"name": "node-1"');
   await s.resync(3);
   status = s.loop.currentStatus();
-  t.match(status.nodeProblem, /^not found in dir:/);
+  t.match(status.nodeProblem, /^missing or unreadable in dir:/);
+  t.ok(
+    status.problems.some((p) => p.startsWith('nodes/node-1.json: invalid JSON')),
+    'the source says what is wrong with the file',
+  );
   t.equal(unusable().length, 2, 'the change is logged once');
-  t.match(unusable()[1]!.msg, /own Node object unusable: not found in dir:/);
+  t.match(unusable()[1]!.msg, /own Node object unusable: missing or unreadable in dir:/);
   t.equal(await s.metric('kmesh_daemon_node_problem'), 1);
+  fs.rmSync(path.join(s.dir, 'nodes/node-1.json'));
+  await s.resync(2);
+  t.equal(unusable().length, 2, 'malformed, then missing: the same condition, not logged again');
 
   writeJson(path.join(s.dir, 'nodes/node-1.json'), nodeObject(1));
   await s.resync(2);
@@ -168,7 +175,7 @@ t.test('own Node object without an InternalIP, then missing, then fixed: logged 
   t.equal(gone.length, 2);
   t.match(
     gone,
-    [/: no InternalIP in status\.addresses$/, /: not found in dir:/],
+    [/: no InternalIP in status\.addresses$/, /: missing or unreadable in dir:/],
     'each problem is logged as gone once, when it went',
   );
   t.equal(await s.metric('kmesh_daemon_node_problem'), 0);
@@ -183,4 +190,29 @@ t.test('no key: not ready, and not advertising because there is no key', async (
   t.same(status.notReady, ['no IPsec key (create the secret: kmeshctl secret create)']);
   t.equal(status.notAdvertising, 'no IPsec key (create the secret: kmeshctl secret create)');
   t.equal(s.log.lines.filter((l) => l.msg.startsWith('not advertising our SPI: no IPsec key')).length, 1);
+});
+
+t.test('an invalid peer object and an unreadable source file are logged once, and once when they go', async (t) => {
+  const s = await setup(t, new FakeXfrmKernel());
+  s.loop.keyEvent({ kind: 'key', key: KEY });
+  await s.loop.idle();
+  writeJson(path.join(s.dir, 'kmeshnodeinfos/node-9.json'), {
+    metadata: { name: 'node-9' },
+    spec: { spi: 1, addresses: ['not-an-ip'], bootID: 'x', podCIDRS: ['10.244.9.0/24'] },
+  });
+  fs.mkdirSync(path.join(s.dir, 'pods'), { recursive: true });
+  fs.writeFileSync(path.join(s.dir, 'pods/broken.json'), '{');
+  await s.resync(4);
+  const status = s.loop.currentStatus();
+  t.match(status, { ready: true, lastStepResult: 'ok' }, 'neither makes this node unable to encrypt');
+  const invalid = s.log.lines.filter((l) => l.msg.startsWith('invalid peer KmeshNodeInfo skipped: '));
+  t.equal(invalid.length, 1);
+  t.match(invalid[0]!.msg, /node-9.*not-an-ip/);
+  const broken = s.log.lines.filter((l) => l.msg.startsWith('pods/broken.json: invalid JSON'));
+  t.equal(broken.length, 1);
+  fs.rmSync(path.join(s.dir, 'kmeshnodeinfos/node-9.json'));
+  fs.rmSync(path.join(s.dir, 'pods/broken.json'));
+  await s.resync(2);
+  t.equal(s.log.lines.filter((l) => l.msg.startsWith('peer KmeshNodeInfo no longer invalid: ')).length, 1);
+  t.equal(s.log.lines.filter((l) => l.msg.startsWith('resolved: pods/broken.json: invalid JSON')).length, 1);
 });
