@@ -1,13 +1,14 @@
 // Logs conditions that hold across reconcile steps (a refused XFRM operation, an unusable own Node, "not
 // advertising because ...") when they change instead of at every step: a line when a condition first holds, a
 // reminder while it persists (at most once per repeat interval), and a line when it clears. A condition is
-// identified by its key (e.g. object + errno); its message and fields are what the log line says. One step can
+// identified by its key (e.g. object + errno); its message and fields are what the log line says, and a new
+// message under the same key (the reason changed) is logged as it appears, without a cleared line. One step can
 // bring or clear many conditions at once (every peer's SAs refused): past a limit per step the rest are counted
 // in one summary line (they count as logged; /status lists them all).
 import type { LoopLogger } from './loop.js';
 
 export interface Condition {
-  /** Identity: the same key in consecutive steps is the same condition (logged once). */
+  /** Identity: the same key and msg in consecutive steps is the same condition (logged once). */
   key: string;
   level: 'warn' | 'error';
   /** The log message while it holds. */
@@ -52,7 +53,9 @@ export class ConditionLog {
     const due: { condition: Condition; before: Held | undefined }[] = [];
     for (const condition of current) {
       if (next.has(condition.key)) continue;
-      const before = this.held.get(condition.key);
+      const held = this.held.get(condition.key);
+      // The same condition saying something else (another reason) is logged as a new one.
+      const before = held !== undefined && held.condition.msg === condition.msg ? held : undefined;
       if (before !== undefined && now - before.lastLogged < this.repeatMs) {
         next.set(condition.key, { ...before, condition });
         continue;

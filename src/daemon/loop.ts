@@ -239,7 +239,7 @@ export class ReconcileLoop {
     }
     if (next.notAdvertising !== '') {
       outcome.conditions.push({
-        key: `advertise:${next.notAdvertising}`,
+        key: 'advertise',
         level: 'warn',
         msg: `not advertising our SPI: ${next.notAdvertising}`,
         fields: { advertisedSpi: next.advertisedSpi ?? null },
@@ -288,11 +288,11 @@ export class ReconcileLoop {
     outcome.notReady.push(line);
     if (deps.ipsec) next.notAdvertising = `own Node object unusable: ${gap}`;
     outcome.conditions.push({
-      key: `node:${gap}`,
+      key: 'node',
       level: 'error',
       msg: `own Node object unusable: ${gap}`,
       fields: { node: deps.nodeName, source: deps.source.description },
-      clearedMsg: `own Node object problem gone: ${gap}`,
+      clearedMsg: 'own Node object usable again',
     });
   }
 

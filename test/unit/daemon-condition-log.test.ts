@@ -99,3 +99,25 @@ t.test('many at once: the first lines, then one summary; the rest count as logge
   t.same(conditions.keys(), []);
   t.end();
 });
+
+t.test('the same key with another message: logged as it changes, no cleared line in between', (t) => {
+  const log = recorder();
+  const conditions = new ConditionLog(log);
+  const node = (msg: string): Condition => ({
+    key: 'node',
+    level: 'error',
+    msg,
+    fields: {},
+    clearedMsg: 'usable again',
+  });
+  conditions.update([node('no InternalIP')], 0);
+  conditions.update([node('no InternalIP')], 1_000);
+  conditions.update([node('missing')], 2_000);
+  conditions.update([node('missing')], 3_000);
+  conditions.update([], 4_000);
+  t.same(
+    log.take().map((l) => l.msg),
+    ['no InternalIP', 'missing', 'usable again'],
+  );
+  t.end();
+});

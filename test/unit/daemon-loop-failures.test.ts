@@ -171,12 +171,10 @@ t.test('own Node object without an InternalIP, then malformed, missing, fixed: l
   await s.resync(2);
   status = s.loop.currentStatus();
   t.match(status, { nodeProblem: '', ready: true, notReady: [], advertisedSpi: 1, lastStepResult: 'ok' });
-  const gone = s.log.lines.filter((l) => l.msg.startsWith('own Node object problem gone')).map((l) => l.msg);
-  t.equal(gone.length, 2);
-  t.match(
-    gone,
-    [/: no InternalIP in status\.addresses$/, /: missing or unreadable in dir:/],
-    'each problem is logged as gone once, when it went',
+  t.same(
+    s.log.lines.filter((l) => l.msg.startsWith('own Node object usable again')).map((l) => l.obj.node),
+    ['node-1'],
+    'one line when it is usable again (none when the reason changed)',
   );
   t.equal(await s.metric('kmesh_daemon_node_problem'), 0);
   t.equal(await s.metric('kmesh_daemon_ready'), 1);
