@@ -214,3 +214,22 @@ t.test('an invalid peer object and an unreadable source file are logged once, an
   t.equal(s.log.lines.filter((l) => l.msg.startsWith('peer KmeshNodeInfo no longer invalid: ')).length, 1);
   t.equal(s.log.lines.filter((l) => l.msg.startsWith('resolved: pods/broken.json: invalid JSON')).length, 1);
 });
+
+t.test('publishing fails: the SPI is not claimed as advertised, the reason is shown, not ready', async (t) => {
+  const s = await setup(t, new FakeXfrmKernel());
+  s.source.publishNodeInfo = () => Promise.reject(new Error('kmeshnodeinfos "node-1" is forbidden'));
+  s.loop.keyEvent({ kind: 'key', key: KEY });
+  await s.loop.idle();
+  await s.resync(2);
+  const status = s.loop.currentStatus();
+  t.match(status, {
+    advertisedSpi: undefined,
+    notAdvertising: 'cannot publish KmeshNodeInfo: kmeshnodeinfos "node-1" is forbidden',
+    ready: false,
+    lastStepResult: 'partial',
+  });
+  t.same(status.notReady, ['publish KmeshNodeInfo: kmeshnodeinfos "node-1" is forbidden']);
+  t.equal(await s.metric('kmesh_ipsec_advertised_spi'), 0);
+  t.equal(await s.metric('kmesh_daemon_reconcile_total{result="partial"}'), 3);
+  t.equal(s.log.lines.filter((l) => l.msg === 'publish KmeshNodeInfo: kmeshnodeinfos "node-1" is forbidden').length, 1);
+});
