@@ -5,9 +5,9 @@
 import { KeyHistory } from '../keys/key-history.js';
 import type { IpsecKey } from '../model/node.js';
 import { IpsecController, type StepReport } from '../ipsec/node-controller.js';
-import { reconcile } from '../ipsec/reconciler.js';
+import { reconcile, type ReconcileIssue } from '../ipsec/reconciler.js';
 import type { XfrmKernel } from '../xfrm/types.js';
-import type { IpsecPort, IpsecStepInput, IpsecStepResult, PeerStatus } from './ports.js';
+import type { IpsecPort, IpsecStepInput, IpsecStepResult, PeerStatus, XfrmFailure } from './ports.js';
 
 export interface IpsecAdapterOptions {
   /** Milliseconds an SPI stays installed after this node and every peer moved past it (--rotation-grace). */
@@ -49,13 +49,15 @@ export class IpsecAdapter implements IpsecPort {
           name: p.name,
           advertisedSpi: p.spi,
           outboundSpi: undefined,
+          plannedSendSpi: undefined,
           inboundSpis: [],
           peerId: 0,
           error: 'no IPsec key yet (create the secret: kmeshctl secret create)',
         })),
         peerIds: new Map(),
         changes: 0,
-        errors: [],
+        advertiseWait: '',
+        failures: [],
       };
     }
     const report = await this.controller.step({
@@ -67,19 +69,24 @@ export class IpsecAdapter implements IpsecPort {
     const peers: PeerStatus[] = report.peers.map((p) => ({
       name: p.name,
       advertisedSpi: p.advertisedSpi,
-      outboundSpi: p.planned ? p.sendSpi : undefined,
+      outboundSpi: p.outboundInstalled ? p.sendSpi : undefined,
+      plannedSendSpi: p.planned ? p.sendSpi : undefined,
       inboundSpis: p.inboundSpis,
       peerId: p.peerId ?? 0,
       error: [...p.reasons, ...p.issues.map((i) => `${i.code}: ${i.what}: ${i.message}`)].join('; '),
     }));
-    const errors = report.nodeWide.issues.map((i) => `${i.code}: ${i.what}: ${i.message}`);
+    const failures = [
+      ...failuresOf(null, report.nodeWide.issues),
+      ...report.peers.flatMap((p) => failuresOf(p.name, p.issues)),
+    ];
     return {
       advertiseSpi: report.advertiseSpi,
       keysChanged: report.retiredSpis.length > 0,
       peers,
       peerIds: new Map(report.peerAddressIds.map((p) => [p.address, p.peerId])),
-      changes: report.writes,
-      errors,
+      changes: report.writes - report.failed,
+      advertiseWait: advertiseWait(report),
+      failures,
     };
   }
 
@@ -100,4 +107,31 @@ export class IpsecAdapter implements IpsecPort {
     const report = await reconcile(this.kernel, { states: [], policies: [] });
     return report.writes;
   }
+}
+
+/** The failures among a reconcile's issues: all but DEFERRED (held back because of another failure, listed too). */
+function failuresOf(peer: string | null, issues: readonly ReconcileIssue[]): XfrmFailure[] {
+  return issues
+    .filter((i) => i.code !== 'DEFERRED')
+    .map((i) => ({ peer, object: i.what, errno: i.errno, code: i.code, message: i.message }));
+}
+
+/** How many peers the advertise-wait line names before "and N more". */
+const WAIT_PEERS_NAMED = 3;
+
+/**
+ * Why the newest held SPI is not the one to advertise: the planned peers whose inbound SAs for it are missing,
+ * each with its first failure. '' when it is advertised (or there is no key).
+ */
+function advertiseWait(report: StepReport): string {
+  const newest = report.heldSpis[report.heldSpis.length - 1];
+  if (newest === undefined || report.advertiseSpi === newest) return '';
+  const missing = report.peers.filter((p) => p.planned && !p.inboundSpis.includes(newest));
+  if (missing.length === 0) return `SPI ${newest} not advertised yet`;
+  const named = missing.slice(0, WAIT_PEERS_NAMED).map((p) => {
+    const cause = p.issues.find((i) => i.code !== 'DEFERRED');
+    return cause ? `${p.name} (${cause.code}: ${cause.message})` : p.name;
+  });
+  const more = missing.length > named.length ? ` and ${missing.length - named.length} more` : '';
+  return `SPI ${newest} not advertised yet: inbound SAs missing for ${named.join(', ')}${more}`;
 }

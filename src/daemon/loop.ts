@@ -5,17 +5,21 @@
 // one writer of the datapath (decrypt attachments, km_ipsec_peers, km_nodeinfo and its index, encrypt
 // attachments, then detaches); publish our SPI (only once our inbound SAs for it exist); read
 // /proc/net/xfrm_stat; persist the key history when it changed; then report (status, metrics, log, status
-// callback). When steps run (coalescing, retry with backoff, periodic resync) is step-scheduler.ts's job.
+// callback). The report says what failed and is loud about it: the step's result (ok / partial / error),
+// readiness with its reasons, why our SPI is not advertised, and each refused XFRM operation with the kernel's
+// errno and text; conditions that persist are logged when they appear and clear (condition-log.ts), not at
+// every step. When steps run (coalescing, retry with backoff, periodic resync) is step-scheduler.ts's job.
 // Nothing here touches the kernel directly.
 import type { IpsecKey, NodeInfo } from '../model/node.js';
 import type { KeyFileEvent } from './key-file-watcher.js';
 import { managedPods } from './managed-pods.js';
 import type { DaemonMetrics } from './metrics.js';
 import { resolvePodInterfaces, underlayInterfaces, type HostNetwork } from './pod-interfaces.js';
-import type { DatapathPort, IpsecPort, IpsecStepResult } from './ports.js';
+import type { DatapathPort, IpsecPort, IpsecStepResult, XfrmFailure } from './ports.js';
+import { ConditionLog, type Condition } from './condition-log.js';
 import { nodeFactsGap, nodeInfoUpToDate } from './sources/objects.js';
 import type { ClusterSource, ClusterView, NodeFacts } from './sources/source.js';
-import { emptyStatus, rotationConverged, type DaemonStatus } from './status.js';
+import { emptyStatus, rotationConverged, type DaemonStatus, type StepResult } from './status.js';
 import type { XfrmStat } from './xfrm-stat.js';
 import { StepScheduler } from './step-scheduler.js';
 import { firstLine } from '../util/first-line.js';
@@ -48,6 +52,18 @@ export interface LoopDeps {
   now?: () => number;
   resyncMs?: number;
   retryMs?: number;
+  /** Reminder interval of a condition that persists (default 10 minutes; see condition-log.ts). */
+  conditionRepeatMs?: number;
+}
+
+/** XFRM failures listed one by one in `problems` before "and N more" (xfrmFailures has them all). */
+const XFRM_PROBLEM_LINES = 10;
+
+/** Everything a step learns on the way that its report needs (problems, readiness, conditions to log). */
+interface StepOutcome {
+  result: StepResult;
+  notReady: string[];
+  conditions: Condition[];
 }
 
 export class ReconcileLoop {
@@ -58,10 +74,12 @@ export class ReconcileLoop {
   private readonly now: () => number;
   private keysDirty = false;
   private rotation: DaemonStatus['rotation'];
+  private readonly conditions: ConditionLog;
 
   constructor(private readonly deps: LoopDeps) {
     this.now = deps.now ?? Date.now;
     this.status = emptyStatus(deps.nodeName, deps.source.description, deps.ipsec !== undefined);
+    this.conditions = new ConditionLog(deps.log, { repeatMs: deps.conditionRepeatMs });
     this.scheduler = new StepScheduler({
       step: (reason) => this.step(reason),
       resyncMs: deps.resyncMs,
@@ -121,7 +139,7 @@ export class ReconcileLoop {
     return this.scheduler.idle();
   }
 
-  /** One full step; resolves false when it had errors (the scheduler retries it). */
+  /** One full step; resolves false when it was not ok (the scheduler retries it). */
   private async step(reason: string): Promise<boolean> {
     const started = this.now();
     const { deps } = this;
@@ -146,11 +164,23 @@ export class ReconcileLoop {
       problems,
       invalidPeers: [],
       rotation: this.rotation,
+      nodeProblem: '',
+      notAdvertising: '',
+      xfrmFailures: [],
     };
-    const outcome = { failed: false };
-    const fail = (line: string): void => {
-      outcome.failed = true;
+    const outcome: StepOutcome = { result: 'ok', notReady: [], conditions: [] };
+    /** Something failed; `result` says whether the step went on (partial) or a part could not run (error). */
+    const fail = (line: string, result: 'partial' | 'error' = 'partial', affectsReady = true): void => {
+      if (outcome.result !== 'error') outcome.result = result;
       problems.push(line);
+      if (affectsReady) outcome.notReady.push(line);
+      outcome.conditions.push({
+        key: `problem:${line}`,
+        level: 'warn',
+        msg: line,
+        fields: {},
+        clearedMsg: `resolved: ${line}`,
+      });
     };
     try {
       // Managed pods and where they are.
@@ -161,33 +191,70 @@ export class ReconcileLoop {
       next.keySpi = keyStatus?.spi;
       next.keyProblem = keyStatus?.problem ?? '';
       if (!view.synced) {
-        problems.push(`waiting for the first listing from ${deps.source.description}`);
-      } else if (node === undefined) {
-        problems.push(`node ${deps.nodeName} not found in ${deps.source.description}`);
-      } else if (deps.ipsec && deps.datapath) {
-        const gap = nodeFactsGap(node);
-        if (gap !== '') {
-          problems.push(`node ${deps.nodeName}: ${gap}`);
-        } else {
-          await this.ipsecStep(next, view, node, pods, fail);
+        const line = `waiting for the first listing from ${deps.source.description}`;
+        problems.push(line);
+        outcome.notReady.push(line);
+        next.notAdvertising = deps.ipsec ? line : '';
+      } else {
+        const gap =
+          node === undefined
+            ? `missing or unreadable in ${deps.source.description}`
+            : deps.ipsec && deps.datapath
+              ? nodeFactsGap(node)
+              : '';
+        if (gap !== '') this.nodeUnusable(next, outcome, gap);
+        else if (node !== undefined && deps.ipsec && deps.datapath) {
+          await this.ipsecStep(next, view, node, pods, fail, outcome);
         }
       }
       next.xfrmStat = deps.ipsec ? await deps.xfrmStat() : {};
     } catch (err) {
-      fail(`step failed: ${firstLine(err)}`);
+      fail(`step failed: ${firstLine(err)}`, 'error');
     }
     if (this.keysDirty && deps.ipsec && deps.saveKeys) {
       try {
         await deps.saveKeys(deps.ipsec.exportKeys());
         this.keysDirty = false;
       } catch (err) {
-        fail(`cannot save key history: ${(err as Error).message}`);
+        fail(`cannot save key history: ${(err as Error).message}`, 'partial', false);
       }
+    }
+    for (const line of view.problems) {
+      outcome.conditions.push({
+        key: `source:${line}`,
+        level: 'warn',
+        msg: line,
+        fields: {},
+        clearedMsg: `resolved: ${line}`,
+      });
+    }
+    for (const line of next.invalidPeers) {
+      outcome.conditions.push({
+        key: `peer:${line}`,
+        level: 'warn',
+        msg: `invalid peer KmeshNodeInfo skipped: ${line}`,
+        fields: {},
+        clearedMsg: `peer KmeshNodeInfo no longer invalid: ${line}`,
+      });
+    }
+    if (next.notAdvertising !== '') {
+      outcome.conditions.push({
+        key: 'advertise',
+        level: 'warn',
+        msg: `not advertising our SPI: ${next.notAdvertising}`,
+        fields: { advertisedSpi: next.advertisedSpi ?? null },
+        clearedMsg: 'advertising the newest SPI again',
+      });
     }
     next.lastStepAt = this.now();
     next.lastStepMs = next.lastStepAt - started;
+    next.lastStepResult = outcome.result;
+    next.notReady = outcome.notReady;
+    next.ready = outcome.notReady.length === 0;
+    this.logReadiness(this.status, next);
+    this.conditions.update(outcome.conditions, next.lastStepAt);
     this.status = next;
-    deps.metrics?.steps.inc({ result: outcome.failed ? 'error' : 'ok' });
+    deps.metrics?.steps.inc({ result: outcome.result });
     deps.metrics?.stepSeconds.observe(next.lastStepMs / 1000);
     deps.metrics?.update(next);
     const summary = {
@@ -199,15 +266,71 @@ export class ReconcileLoop {
       managedPods: next.managedPods.length,
       attachments: next.attachments.length,
       problems,
+      result: outcome.result,
+      ready: next.ready,
     };
-    if (outcome.failed) deps.log.warn(summary, 'reconcile step had errors');
-    else deps.log.debug(summary, 'reconcile step');
+    // What is wrong was logged by the condition log when it began; the per-step summary is debug only.
+    deps.log.debug(summary, 'reconcile step');
     try {
       await deps.onStatus?.(next);
     } catch (err) {
       deps.log.warn({ err: (err as Error).message }, 'cannot publish status');
     }
-    return !outcome.failed;
+    return outcome.result === 'ok';
+  }
+
+  /** The own Node object is missing or lacks what IPsec needs: a problem, not ready, logged once per change. */
+  private nodeUnusable(next: DaemonStatus, outcome: StepOutcome, gap: string): void {
+    const { deps } = this;
+    const line = `node ${deps.nodeName}: ${gap}`;
+    next.nodeProblem = gap;
+    next.problems.push(line);
+    outcome.notReady.push(line);
+    if (deps.ipsec) next.notAdvertising = `own Node object unusable: ${gap}`;
+    outcome.conditions.push({
+      key: 'node',
+      level: 'error',
+      msg: `own Node object unusable: ${gap}`,
+      fields: { node: deps.nodeName, source: deps.source.description },
+      clearedMsg: 'own Node object usable again',
+    });
+  }
+
+  /** Logs readiness when it flips (with the reasons), not at every step. */
+  private logReadiness(before: DaemonStatus, next: DaemonStatus): void {
+    if (next.ready === before.ready && before.steps > 0) return;
+    if (next.ready) this.deps.log.info({}, 'ready (/status answers 200)');
+    else this.deps.log.warn({ reasons: next.notReady }, 'not ready (/status answers 503)');
+  }
+
+  /** Reports the XFRM operations that failed: status, problem lines, readiness and one condition each. */
+  private xfrmFailed(next: DaemonStatus, outcome: StepOutcome, failures: XfrmFailure[]): void {
+    if (failures.length === 0) return;
+    if (outcome.result === 'ok') outcome.result = 'partial';
+    next.xfrmFailures = failures;
+    const lines = failures.map(
+      (f) =>
+        `${f.peer ?? 'node-wide'}: ${f.object}: ${f.code}${f.errno === undefined ? '' : ` (errno ${f.errno})`}: ${f.message}`,
+    );
+    next.problems.push(...lines.slice(0, XFRM_PROBLEM_LINES).map((l) => `xfrm: ${l}`));
+    if (lines.length > XFRM_PROBLEM_LINES) {
+      next.problems.push(`xfrm: and ${lines.length - XFRM_PROBLEM_LINES} more failed operations (see xfrmFailures)`);
+    }
+    const peers = [...new Set(failures.map((f) => f.peer ?? 'node-wide'))];
+    const count = `${failures.length} XFRM operation${failures.length === 1 ? '' : 's'} failed`;
+    outcome.notReady.push(`${count} (${peers.join(', ')}); first: ${lines[0] ?? ''}`);
+    for (const f of failures) {
+      outcome.conditions.push({
+        key: `xfrm:${f.peer ?? ''}|${f.object}|${f.errno ?? f.code}`,
+        level: 'error',
+        msg:
+          f.errno === undefined
+            ? 'XFRM object not written: a foreign object is in the way'
+            : 'XFRM operation refused by the kernel',
+        fields: { peer: f.peer, object: f.object, errno: f.errno ?? null, code: f.code, kernel: f.message },
+        clearedMsg: 'XFRM operation no longer failing',
+      });
+    }
   }
 
   private async ipsecStep(
@@ -215,7 +338,8 @@ export class ReconcileLoop {
     view: ClusterView,
     node: NodeFacts,
     pods: ReturnType<typeof managedPods>,
-    fail: (line: string) => void,
+    fail: (line: string, result?: 'partial' | 'error') => void,
+    outcome: StepOutcome,
   ): Promise<void> {
     const { deps } = this;
     const ipsec = deps.ipsec;
@@ -240,13 +364,27 @@ export class ReconcileLoop {
       result = await ipsec.step({ local, peers, publishedSpi, now: this.now() });
       if (result.keysChanged) this.keysDirty = true;
     } catch (err) {
-      fail(`xfrm: ${firstLine(err)}`);
+      fail(`xfrm: ${firstLine(err)}`, 'error');
+      next.notAdvertising = `the XFRM step failed: ${firstLine(err)}`;
       return;
     }
-    for (const e of result.errors) fail(`xfrm: ${e}`);
+    this.xfrmFailed(next, outcome, result.failures);
     next.peers = result.peers;
     next.keySpis = ipsec.keySpis();
-    if (result.changes > 0) deps.log.info({ changes: result.changes }, 'xfrm reconciled');
+    if (next.keySpis.length === 0) {
+      const line = 'no IPsec key (create the secret: kmeshctl secret create)';
+      outcome.notReady.push(line);
+      next.notAdvertising = line;
+    } else {
+      next.notAdvertising = result.advertiseWait;
+    }
+    // Only what the kernel accepted counts as a change; refusals are logged per object by the condition log.
+    if (result.changes > 0) {
+      deps.log.info(
+        { changes: result.changes, failed: result.failures.length },
+        result.failures.length === 0 ? 'xfrm reconciled' : 'xfrm partly reconciled',
+      );
+    }
 
     // Datapath: programs on pod veths and underlays, km_nodeinfo = pod CIDRs of peers we can encrypt to.
     const ipv6 = pods.some((p) => p.podIPs.some((ip) => ip.includes(':')));
@@ -258,8 +396,10 @@ export class ReconcileLoop {
     const byName = new Map(peers.map((p) => [p.name, p]));
     const remoteCidrs = new Set<string>();
     for (const status of result.peers) {
+      // Planned, installed or not: while an outbound SA is missing, marked packets meet the block policy
+      // (dropped, never sent in clear).
       const peer = byName.get(status.name);
-      if (peer && status.outboundSpi !== undefined) for (const c of peer.podCIDRs) remoteCidrs.add(c);
+      if (peer && status.plannedSendSpi !== undefined) for (const c of peer.podCIDRs) remoteCidrs.add(c);
     }
     const report = await datapath.sync({
       encrypt: resolved.interfaces.map((i) => ({ name: i.ifname, ifindex: i.ifindex })),
@@ -290,6 +430,10 @@ export class ReconcileLoop {
           deps.log.info({ spi: info.spi }, 'published KmeshNodeInfo');
         } catch (err) {
           fail(`publish KmeshNodeInfo: ${firstLine(err)}`);
+          // What peers see is still the object as it was.
+          const published = ownPublished === undefined ? 0 : publishedSpiOf(ownPublished);
+          next.advertisedSpi = published > 0 ? published : undefined;
+          if (next.notAdvertising === '') next.notAdvertising = `cannot publish KmeshNodeInfo: ${firstLine(err)}`;
         }
       }
     }

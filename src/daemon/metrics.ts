@@ -1,5 +1,6 @@
 // Prometheus metrics of the daemon (prom-client, own registry): per-peer SPIs and readiness, XFRM error
-// counters, reconcile results and durations, rotation convergence. `update` maps a DaemonStatus onto them.
+// counters, reconcile results and durations, rotation convergence, readiness and what keeps it from being ready
+// (own Node unusable, refused XFRM operations, SPI not advertised). `update` maps a DaemonStatus onto them.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { DaemonStatus } from './status.js';
 
@@ -23,7 +24,7 @@ export class DaemonMetrics {
   });
   private readonly peerOutbound = new Gauge({
     name: 'kmesh_ipsec_peer_outbound_spi',
-    help: 'SPI this node encrypts to the peer with (0 = no outbound SA)',
+    help: 'SPI of the outbound SAs to the peer the kernel holds (0 = none: not planned, or the kernel refused them)',
     labelNames: ['peer'],
     registers: [this.registry],
   });
@@ -84,9 +85,29 @@ export class DaemonMetrics {
     help: 'Current problems (see /status)',
     registers: [this.registry],
   });
+  private readonly ready = new Gauge({
+    name: 'kmesh_daemon_ready',
+    help: '1 when the node can do its job (/status answers 200), 0 when not (503; /status notReady says why)',
+    registers: [this.registry],
+  });
+  private readonly nodeProblem = new Gauge({
+    name: 'kmesh_daemon_node_problem',
+    help: '1 when the own Node object is missing or unusable (no InternalIP, boot ID, ...; /status nodeProblem)',
+    registers: [this.registry],
+  });
+  private readonly xfrmFailures = new Gauge({
+    name: 'kmesh_xfrm_failed_operations',
+    help: 'XFRM operations of the last reconcile step that failed (refused by the kernel, or a foreign object in the way)',
+    registers: [this.registry],
+  });
+  private readonly advertisePending = new Gauge({
+    name: 'kmesh_ipsec_advertise_pending',
+    help: '1 when the newest key SPI is not advertised in our KmeshNodeInfo (/status notAdvertising says why)',
+    registers: [this.registry],
+  });
   readonly steps = new Counter({
     name: 'kmesh_daemon_reconcile_total',
-    help: 'Reconcile steps by result',
+    help: 'Reconcile steps by result: ok, partial (some operations failed, the rest applied), error (a part could not run)',
     labelNames: ['result'],
     registers: [this.registry],
   });
@@ -129,6 +150,10 @@ export class DaemonMetrics {
       this.rotationSeconds.set((s.rotation.convergedAt - s.rotation.seenAt) / 1000);
     }
     this.problems.set(s.problems.length + s.invalidPeers.length + (s.keyProblem === '' ? 0 : 1));
+    this.ready.set(s.ready ? 1 : 0);
+    this.nodeProblem.set(s.nodeProblem === '' ? 0 : 1);
+    this.xfrmFailures.set(s.xfrmFailures.length);
+    this.advertisePending.set(s.notAdvertising === '' ? 0 : 1);
   }
 
   text(): Promise<string> {

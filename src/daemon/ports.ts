@@ -11,8 +11,13 @@ export interface PeerStatus {
   name: string;
   /** SPI the peer advertises in its KmeshNodeInfo. */
   advertisedSpi: number;
-  /** SPI we encrypt to it with; undefined = no outbound SA yet (its pod CIDRs stay out of km_nodeinfo). */
+  /** SPI we encrypt to it with: its outbound SAs are in the kernel (undefined = none the kernel holds). */
   outboundSpi: number | undefined;
+  /**
+   * SPI its outbound SAs and out policies are planned with, installed or not; undefined = nothing planned (no
+   * key, or the peer is skipped), and then its pod CIDRs stay out of km_nodeinfo.
+   */
+  plannedSendSpi: number | undefined;
   /** SPIs we hold inbound SAs for from this peer. */
   inboundSpis: number[];
   /** Per-peer id in the mark of its inbound ESP (bits 16-31); 0 = none assigned. */
@@ -41,9 +46,26 @@ export interface IpsecStepResult {
   peerIds: Map<string, number>;
   /** The key history changed (an SPI was retired): persist it again. */
   keysChanged: boolean;
-  /** Kernel operations applied in this step. */
+  /** Kernel operations this step applied successfully. */
   changes: number;
-  errors: string[];
+  /** Why the newest key's SPI is not advertised ('' when it is, or when there is no key). */
+  advertiseWait: string;
+  /** What went wrong in this step: refused kernel operations and planned objects in a foreign object's way. */
+  failures: XfrmFailure[];
+}
+
+/** One XFRM operation that failed (or could not be attempted), with what the kernel said. No key material. */
+export interface XfrmFailure {
+  /** Peer the object serves; null for node-wide objects (block policies, stale objects of no current peer). */
+  peer: string | null;
+  /** The object, e.g. "addState 198.18.0.1->198.18.0.2 spi 0x1 reqid 0x6b6d mark 0xe0/0xff". */
+  object: string;
+  /** The kernel's errno; undefined when the kernel was not asked (CONFLICT: a foreign object is in the way). */
+  errno: number | undefined;
+  /** Errno name (ENOSYS, EEXIST, ...) or CONFLICT. */
+  code: string;
+  /** The kernel's extended-ack text, or why the object was not written. */
+  message: string;
 }
 
 export interface IpsecPort {

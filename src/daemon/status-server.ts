@@ -1,5 +1,6 @@
 // Adapter: the daemon's HTTP listener (--metrics-addr) serving Prometheus text on /metrics and the JSON
-// status on /status, and the --status-file writer (atomic and durable, so readers never see half a file).
+// status on /status (200 when the status says ready, else 503: the DaemonSet's readiness probe), and the
+// --status-file writer (atomic and durable, so readers never see half a file).
 import http from 'node:http';
 import type { ListenAddress } from './config.js';
 import type { DaemonMetrics } from './metrics.js';
@@ -31,7 +32,7 @@ export async function startStatusServer(
       );
     } else if (url === '/status' || url === '/') {
       const s = status();
-      res.writeHead(s.synced ? 200 : 503, { 'content-type': 'application/json' }).end(statusJson(s));
+      res.writeHead(s.ready ? 200 : 503, { 'content-type': 'application/json' }).end(statusJson(s));
     } else {
       res.writeHead(404).end();
     }

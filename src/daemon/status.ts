@@ -1,7 +1,7 @@
 // The daemon's status after each reconcile step, as served on /status and written to --status-file. Plain
 // data; never contains key material (SPIs only).
 import type { CidrIndexUse } from '../datapath/datapath.js';
-import type { Attachment, PeerStatus } from './ports.js';
+import type { Attachment, PeerStatus, XfrmFailure } from './ports.js';
 import type { XfrmStat } from './xfrm-stat.js';
 
 export interface RotationStatus {
@@ -12,6 +12,15 @@ export interface RotationStatus {
   /** When every peer was reached with this SPI (ms since epoch), once it happened. */
   convergedAt: number | undefined;
 }
+
+/**
+ * What a reconcile step came to (label of kmesh_daemon_reconcile_total): ok = nothing failed (a step that has
+ * nothing it can do yet, e.g. no key, is ok); partial = it ran to the end but some operations failed (the kernel
+ * refused XFRM operations, a planned object collides with a foreign one, datapath errors, publishing or saving
+ * failed) and the rest were applied; error = a part of it could not run at all (the cluster view unreadable,
+ * the XFRM dump or step threw). A step that is not ok is retried with backoff.
+ */
+export type StepResult = 'ok' | 'partial' | 'error';
 
 export interface DaemonStatus {
   node: string;
@@ -45,6 +54,21 @@ export interface DaemonStatus {
   rotation: RotationStatus | undefined;
   /** Everything else that is wrong right now, one line each. */
   problems: string[];
+  /** Result of the last step. */
+  lastStepResult: StepResult;
+  /**
+   * The node can do its job: synced, and with IPsec its own Node usable, a key held, every XFRM operation of
+   * the last step accepted and the datapath in place. /status answers 200 when true, else 503.
+   */
+  ready: boolean;
+  /** Why not ready, one line each ([] when ready). */
+  notReady: string[];
+  /** Why the own Node object cannot be used (missing, no InternalIP, no boot ID, ...); '' when it can. */
+  nodeProblem: string;
+  /** Why the newest key's SPI is not (yet) advertised in our KmeshNodeInfo; '' when it is, or IPsec is off. */
+  notAdvertising: string;
+  /** XFRM operations of the last step that failed, with the kernel's errno and text. */
+  xfrmFailures: XfrmFailure[];
 }
 
 export function emptyStatus(node: string, store: string, ipsecEnabled: boolean): DaemonStatus {
@@ -69,6 +93,12 @@ export function emptyStatus(node: string, store: string, ipsecEnabled: boolean):
     xfrmStat: {},
     rotation: undefined,
     problems: [],
+    lastStepResult: 'ok',
+    ready: false,
+    notReady: ['no reconcile step yet'],
+    nodeProblem: '',
+    notAdvertising: '',
+    xfrmFailures: [],
   };
 }
 

@@ -54,6 +54,8 @@ export interface PeerStatus {
   sendSpi?: number;
   /** SPIs whose inbound SAs from this peer are all present. */
   inboundSpis: number[];
+  /** The outbound SAs for `sendSpi` are all in the kernel (false when nothing is planned or one is missing). */
+  outboundInstalled: boolean;
   /** Why the peer is skipped, or notes (e.g. lagging peer). */
   reasons: string[];
   /** Kernel errors, conflicts and deferred changes for this peer. */
@@ -158,12 +160,17 @@ export class IpsecController {
 
     const keySpis = keys.spis();
     const inboundByOwner = new Map<string, PlannedState[]>();
+    const outboundByOwner = new Map<string, PlannedState[]>();
     for (const s of plan.states) {
-      if (s.direction !== 'inbound') continue;
-      const list = inboundByOwner.get(s.owner);
+      const byOwner = s.direction === 'inbound' ? inboundByOwner : outboundByOwner;
+      const list = byOwner.get(s.owner);
       if (list) list.push(s);
-      else inboundByOwner.set(s.owner, [s]);
+      else byOwner.set(s.owner, [s]);
     }
+    const outboundInstalled = (name: string, spi: number | undefined): boolean => {
+      const forSpi = (outboundByOwner.get(name) ?? []).filter((s) => s.state.spi === spi);
+      return forSpi.length > 0 && forSpi.every((s) => !result.missingStates.has(s));
+    };
     const inboundSpisOf = (name: string): number[] => {
       const inbound = inboundByOwner.get(name) ?? [];
       return keySpis.filter((spi) => {
@@ -182,6 +189,7 @@ export class IpsecController {
         advertisedSpi: p.advertisedSpi,
         ...(p.sendSpi !== undefined ? { sendSpi: p.sendSpi } : {}),
         inboundSpis,
+        outboundInstalled: p.planned && outboundInstalled(p.name, p.sendSpi),
         reasons: p.reasons,
         issues: outcome?.issues ?? [],
       };

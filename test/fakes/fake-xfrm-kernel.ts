@@ -10,7 +10,9 @@
 // - policies: identity (dir, selector, mark value & mask, mark mask), the mark stored masked; add -> EEXIST;
 //   update replaces or inserts (XFRM_MSG_UPDPOLICY semantics); delete compares the given mark unmasked, a
 //   miss -> ENOENT.
-// Every op handed to apply() counts as one write. Failures can be injected per op.
+// Every op handed to apply() counts as one write. Failures can be injected per op, and `{ crypto: 'none' }`
+// stands for a kernel without ESP/AEAD support (this project's host kernel): every SA it is asked to add is
+// refused as that kernel refuses it (test/host/xfrm-no-esp.test.ts checks both give the same errno and text).
 
 import { encodeDeletePolicy, encodeDeleteState, encodePolicy, encodeState } from '../../src/xfrm/netlink-codec.js';
 import { policyIdentity, StateIndex, storedMark } from '../../src/xfrm/identity.js';
@@ -92,7 +94,20 @@ function kernelRefusal(s: XfrmState): { errno: number; message: string } | undef
   return undefined;
 }
 
+/** The kernel's answer to an SA when it has no AEAD algorithm at all (no ESP, no GCM in /proc/crypto). */
+export const NO_AEAD_REFUSAL = { errno: ENOSYS, message: 'Requested AEAD algorithm not found' } as const;
+
+export interface FakeXfrmKernelOptions {
+  /**
+   * 'full' (default): the crypto of the VM's kernels; 'none': no AEAD algorithm, so every SA add carrying one
+   * that passes the codec is refused with NO_AEAD_REFUSAL (before any other check of the kernel's).
+   */
+  crypto?: 'full' | 'none';
+}
+
 export class FakeXfrmKernel implements XfrmKernel {
+  /** What the kernel's crypto can do; tests may change it (e.g. the missing modules got loaded). */
+  crypto: 'full' | 'none';
   /** Lookups return the newest hit first, as the kernel's hash chains put new states at the head. */
   private states = new StateIndex<XfrmState>();
   /** By identity, in insertion order. */
@@ -104,6 +119,10 @@ export class FakeXfrmKernel implements XfrmKernel {
   writes = 0;
   applyCalls = 0;
   dumpCalls = 0;
+
+  constructor(options: FakeXfrmKernelOptions = {}) {
+    this.crypto = options.crypto ?? 'full';
+  }
 
   /** Installs a state without counting a write (a foreign tool's, or left by an earlier run); throws on a collision. */
   seedState(state: XfrmState): void {
@@ -174,6 +193,9 @@ export class FakeXfrmKernel implements XfrmKernel {
     if (refused !== undefined) return fail(EINVAL, refused);
     switch (op.kind) {
       case 'addState': {
+        if (from === 'adapter' && this.crypto === 'none' && op.state.aead) {
+          return fail(NO_AEAD_REFUSAL.errno, NO_AEAD_REFUSAL.message);
+        }
         const invalid = kernelRefusal(op.state);
         if (invalid) return fail(invalid.errno, invalid.message);
         if (this.findState(op.state)) return fail(EEXIST);

@@ -21,8 +21,24 @@ t.test('a status maps onto the gauges', async (t) => {
       keySpi: 3,
       advertisedSpi: 2,
       peers: [
-        { name: 'node-02', advertisedSpi: 2, outboundSpi: 2, inboundSpis: [1, 2], peerId: 1, error: '' },
-        { name: 'node-03', advertisedSpi: 1, outboundSpi: undefined, inboundSpis: [], peerId: 2, error: 'no SA' },
+        {
+          name: 'node-02',
+          advertisedSpi: 2,
+          outboundSpi: 2,
+          plannedSendSpi: 2,
+          inboundSpis: [1, 2],
+          peerId: 1,
+          error: '',
+        },
+        {
+          name: 'node-03',
+          advertisedSpi: 1,
+          outboundSpi: undefined,
+          plannedSendSpi: 1,
+          inboundSpis: [],
+          peerId: 2,
+          error: 'no SA',
+        },
       ],
       invalidPeers: ['node-09: bad CIDR'],
       managedPods: ['default/a', 'default/b'],
@@ -61,7 +77,15 @@ t.test('a status maps onto the gauges', async (t) => {
 
 t.test('the next update drops peers that went away and reports the trie fallback', async (t) => {
   const m = new DaemonMetrics();
-  const peer = { name: 'node-02', advertisedSpi: 1, outboundSpi: 1, inboundSpis: [1], peerId: 1, error: '' };
+  const peer = {
+    name: 'node-02',
+    advertisedSpi: 1,
+    outboundSpi: 1,
+    plannedSendSpi: 1,
+    inboundSpis: [1],
+    peerId: 1,
+    error: '',
+  };
   m.update(status({ peers: [peer], cidrIndex: { nodes: 1, nodeCapacity: 3072, records: 0, recordCapacity: 16384 } }));
   m.update(status({ peers: [], cidrIndex: null, rotation: { spi: 2, seenAt: 0, convergedAt: undefined } }));
   const text = await m.text();

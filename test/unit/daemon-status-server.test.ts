@@ -1,5 +1,5 @@
 // The daemon's HTTP listener and status file (src/daemon/status-server.ts), over a real socket on 127.0.0.1 and a
-// temporary directory: /status (200 once synced, 503 before, undefined fields as null), /metrics in the Prometheus
+// temporary directory: /status (200 when ready, 503 when not, undefined fields as null), /metrics in the Prometheus
 // text format, the other methods and paths, a metrics failure, a port already in use, and the status file.
 import { promises as fs } from 'node:fs';
 import type http from 'node:http';
@@ -19,7 +19,7 @@ async function serve(t: Test, status: () => DaemonStatus, metrics = new DaemonMe
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
-t.test('/status is the JSON status, 503 until the first listing', async (t) => {
+t.test('/status is the JSON status, 503 while not ready, 200 when ready', async (t) => {
   let current = emptyStatus('node-01', 'dir:/srv', true);
   const base = await serve(t, () => current);
   const before = await fetch(`${base}/status`);
@@ -27,10 +27,14 @@ t.test('/status is the JSON status, 503 until the first listing', async (t) => {
   t.equal(before.headers.get('content-type'), 'application/json');
   const body = (await before.json()) as Record<string, unknown>;
   t.match(body, { node: 'node-01', synced: false, keySpi: null, rotation: null }, 'undefined fields are null');
-  current = { ...current, synced: true, keySpi: 2 };
+  current = { ...current, synced: true, keySpi: 2, ready: false, notReady: ['1 XFRM operation failed'] };
+  const refused = await fetch(`${base}/status`);
+  t.equal(refused.status, 503, 'synced is not enough: not ready is 503 (the readiness probe fails)');
+  t.match(await refused.json(), { synced: true, ready: false, notReady: ['1 XFRM operation failed'] });
+  current = { ...current, ready: true, notReady: [] };
   const after = await fetch(`${base}/`);
   t.equal(after.status, 200, '/ is /status');
-  t.match(await after.json(), { synced: true, keySpi: 2 });
+  t.match(await after.json(), { synced: true, keySpi: 2, ready: true });
 });
 
 t.test('/metrics is the Prometheus text of the daemon metrics', async (t) => {

@@ -145,6 +145,15 @@ export async function runScenarios(setup: ScenarioSetup, c: Checker): Promise<vo
       (await statuses()).every((s) => s?.advertisedSpi == null),
       'nothing advertised before a secret exists',
     );
+    c.ok(
+      (await statuses()).every(
+        (s) =>
+          s?.ready === false &&
+          s.notReady.some((r) => r.startsWith('no IPsec key')) &&
+          s.notAdvertising.startsWith('no IPsec key'),
+      ),
+      'not ready and not advertising before a secret exists, and the status says why',
+    );
     const created = await store.kmeshctl(['secret', 'create']);
     c.ok(created.code === 0, `kmeshctl secret create: ${created.stdout.trim()}${created.stderr.trim()}`);
     await store.syncSecret();
@@ -158,7 +167,19 @@ export async function runScenarios(setup: ScenarioSetup, c: Checker): Promise<vo
       60_000,
       300,
     );
+    let readyError = '';
+    await waitFor(
+      'every daemon ready',
+      async () => (await statuses()).every((s) => s?.ready === true),
+      60_000,
+      300,
+    ).catch((err: unknown) => void (readyError = (err as Error).message));
     const st = await statuses();
+    c.ok(
+      readyError === '' && st.every((s) => s?.ready === true && s.xfrmFailures.length === 0 && s.notAdvertising === ''),
+      'every daemon ready (/status 200), no XFRM failure, nothing keeps its SPI from being advertised',
+      st.map((s) => ({ ready: s?.ready, notReady: s?.notReady, failures: s?.xfrmFailures })),
+    );
     c.ok(
       st.every((s) => s?.attachments.some((a) => a.program === 'decrypt' && a.ifname === 'eth0') === true),
       'tc_mark_decrypt on every underlay',
