@@ -4,6 +4,7 @@
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
+import { MAX_DURATION_SECONDS } from '../daemon/flags.js';
 import { createOrRotateSecret, deleteSecret, readSecret } from '../secret/commands.js';
 import type { CreateOutcome } from '../secret/commands.js';
 import { InvalidKeyError, KEY_BYTES, parseHexKey } from '../secret/key-hex.js';
@@ -47,13 +48,17 @@ function parseStore(value: string | undefined): StoreChoice {
   throw new UsageError(`--store must be "kubernetes" or "dir:PATH", got "${value}"`);
 }
 
+/** --timeout in ms; bounded as the daemon's duration flags are (Node's timers overflow past 2^31-1 ms). */
 function parseTimeout(value: string | undefined): number {
   if (value === undefined) return 15_000;
   const seconds = Number(value);
-  if (!Number.isFinite(seconds) || seconds <= 0) {
+  if (value.trim() === '' || !Number.isFinite(seconds) || seconds <= 0) {
     throw new UsageError(`--timeout must be a positive number of seconds, got "${value}"`);
   }
-  return Math.round(seconds * 1000);
+  if (seconds > MAX_DURATION_SECONDS) {
+    throw new UsageError(`--timeout: ${value} s is above the limit of ${MAX_DURATION_SECONDS} s (7 days)`);
+  }
+  return Math.max(1, Math.round(seconds * 1000));
 }
 
 /** Opens the chosen store. The Kubernetes client is loaded only when needed (it takes a second to import). */
@@ -67,7 +72,7 @@ async function openStore(options: GlobalOptions, io: CliIo): Promise<SecretStore
         `--${kubeOnly.join(', --')} only apply to --store kubernetes; the dir store has a fixed layout under ${choice.root}`,
       );
     }
-    return new DirSecretStore({ root: choice.root });
+    return new DirSecretStore({ root: choice.root, lockTimeoutMs: timeoutMs });
   }
   const namespace = options.namespace ?? DEFAULT_NAMESPACE;
   if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(namespace)) {
