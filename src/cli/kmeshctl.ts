@@ -14,6 +14,7 @@ import { DirSecretStore } from '../secret/store-dir.js';
 import { DEFAULT_NAMESPACE } from '../secret/store.js';
 import type { SecretStore } from '../secret/store.js';
 import { formatSecretJson, formatSecretText, secretView } from '../secret/view.js';
+import { shellWord } from '../util/shell-word.js';
 
 /** Where the CLI reads its environment and writes its output (tests pass their own). */
 export interface CliIo {
@@ -61,11 +62,6 @@ function parseTimeout(value: string | undefined): number {
     throw new UsageError(`--timeout: ${value} s is above the limit of ${MAX_DURATION_SECONDS} s (7 days)`);
   }
   return Math.max(1, Math.round(seconds * 1000));
-}
-
-/** A word as the shell reads it back (quoted when it holds anything but safe characters). */
-function shellWord(word: string): string {
-  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
 }
 
 /** The kmeshctl command line that reaches the same store, for recovery hints (`kmeshctl --store dir:/x`). */
