@@ -106,6 +106,7 @@ interface RawOptions {
   nodeName?: string;
   kubeconfig?: string;
   bpfFsPath: string;
+  allowPrivateBpffs: boolean;
   metricsAddr?: ListenAddress;
   statusFile?: string;
   stateDir: string;
@@ -156,6 +157,14 @@ function buildProgram(out: { text: string }): Command {
       new Option('--bpf-fs-path <path>', "bpffs directory for this node's pins")
         .default(DEFAULT_BPF_FS_PATH)
         .argParser(nonEmpty('bpf-fs-path')),
+    )
+    .addOption(
+      new Option(
+        '--allow-private-bpffs [bool]',
+        'run even if the bpffs at --bpf-fs-path is private to this mount namespace (pins die with it)',
+      )
+        .default(false)
+        .argParser(parseBool('allow-private-bpffs')),
     )
     .addOption(
       new Option(
@@ -268,6 +277,7 @@ function resolve(program: Command, env: NodeJS.ProcessEnv): DaemonConfig {
     nodeName,
     kubeconfig: o.kubeconfig,
     bpfFsPath: path.resolve(o.bpfFsPath),
+    allowPrivateBpffs: o.allowPrivateBpffs,
     // commander keeps '' when the parser maps it to undefined: both mean "no listener".
     metricsAddr: typeof o.metricsAddr === 'object' ? o.metricsAddr : undefined,
     statusFile: o.statusFile === undefined || o.statusFile === '' ? undefined : path.resolve(o.statusFile),
