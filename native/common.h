@@ -25,5 +25,6 @@ inline Napi::Error ErrnoError(Napi::Env env, int err, const std::string& op, con
 void InitBpf(Napi::Env env, Napi::Object exports);
 void InitXfrm(Napi::Env env, Napi::Object exports);
 void InitXfrmEncode(Napi::Env env, Napi::Object exports);
+void InitFileLock(Napi::Env env, Napi::Object exports);
 
 }  // namespace kmesh

@@ -2,8 +2,11 @@
 // (Kubernetes API or a local directory), runs create/get/delete and turns every failure into one line on stderr
 // and an exit code: 0 success, 1 the operation failed, 2 the command line or the key was wrong.
 import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
-import { createOrRotateSecret, deleteSecret, readSecret } from '../secret/commands.js';
+import { packageRoot } from '../native/addon.js';
+import { createOrRotateSecret, deleteSecret, readSecret, SameKeyError } from '../secret/commands.js';
 import type { CreateOutcome } from '../secret/commands.js';
 import { InvalidKeyError, KEY_BYTES, parseHexKey } from '../secret/key-hex.js';
 import { DirSecretStore } from '../secret/store-dir.js';
@@ -11,6 +14,8 @@ import { KMESH_NAMESPACE } from '../model/kmesh-names.js';
 import { parseStoreLocation, type StoreLocation } from '../model/store-location.js';
 import type { SecretStore } from '../secret/store.js';
 import { formatSecretJson, formatSecretText, secretView } from '../secret/view.js';
+import { MAX_DURATION_SECONDS } from '../util/duration-limit.js';
+import { shellWord } from '../util/shell-word.js';
 
 /** Where the CLI reads its environment and writes its output (tests pass their own). */
 export interface CliIo {
@@ -46,13 +51,40 @@ function parseStore(value: string | undefined): StoreLocation {
   }
 }
 
+/** --timeout in ms; bounded as the daemon's duration flags are (Node's timers overflow past 2^31-1 ms). */
 function parseTimeout(value: string | undefined): number {
   if (value === undefined) return 15_000;
   const seconds = Number(value);
-  if (!Number.isFinite(seconds) || seconds <= 0) {
+  if (value.trim() === '' || !Number.isFinite(seconds) || seconds <= 0) {
     throw new UsageError(`--timeout must be a positive number of seconds, got "${value}"`);
   }
-  return Math.round(seconds * 1000);
+  if (seconds > MAX_DURATION_SECONDS) {
+    throw new UsageError(`--timeout: ${value} s is above the limit of ${MAX_DURATION_SECONDS} s (7 days)`);
+  }
+  return Math.max(1, Math.round(seconds * 1000));
+}
+
+/** The kmeshctl command line that reaches the same store, for recovery hints (`kmeshctl --store dir:/x`). */
+function kmeshctlCommand(options: GlobalOptions): string {
+  const words = ['kmeshctl'];
+  const choice = parseStore(options.store);
+  if (choice.kind === 'dir') words.push('--store', `dir:${choice.root}`);
+  if (options.kubeconfig !== undefined) words.push('--kubeconfig', options.kubeconfig);
+  if (options.context !== undefined) words.push('--context', options.context);
+  if (options.namespace !== undefined) words.push('-n', options.namespace);
+  return words.map(shellWord).join(' ');
+}
+
+/** The package's version (package.json beside src/ or dist/). */
+function packageVersion(): string {
+  try {
+    const manifest = JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as {
+      version?: unknown;
+    };
+    return typeof manifest.version === 'string' ? manifest.version : 'unknown';
+  } catch {
+    return 'unknown';
+  }
 }
 
 /** Opens the chosen store. The Kubernetes client is loaded only when needed (it takes a second to import). */
@@ -66,7 +98,7 @@ async function openStore(options: GlobalOptions, io: CliIo): Promise<SecretStore
         `--${kubeOnly.join(', --')} only apply to --store kubernetes; the dir store has a fixed layout under ${choice.root}`,
       );
     }
-    return new DirSecretStore({ root: choice.root });
+    return new DirSecretStore({ root: choice.root, lockTimeoutMs: timeoutMs });
   }
   const namespace = options.namespace ?? KMESH_NAMESPACE;
   if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(namespace)) {
@@ -115,13 +147,19 @@ function describeOutcome(outcome: CreateOutcome): string {
 }
 
 const GLOBAL_HELP = `
+Examples:
+  kmeshctl secret create                         # create the IPsec key, or rotate it (SPI + 1)
+  kmeshctl secret get -o json | jq .spi
+  kmeshctl --store dir:/var/lib/kmesh secret create
+  kmeshctl help secret create                    # help of one command (same as: secret create --help)
+
 Stores:
   --store kubernetes   (default) the Secret kmesh-system/kmesh-ipsec via the Kubernetes API; the kubeconfig is
                        --kubeconfig, else $KUBECONFIG, else ~/.kube/config, else the in-cluster service account
   --store dir:PATH     no cluster: the payload lives in PATH/kmesh-ipsec/ipSec (the file the daemon reads) and
                        node SPIs are read from PATH/kmeshnodeinfos/*.json
 
-Exit codes: 0 success, 1 the operation failed, 2 bad command line or key.`;
+Exit codes: 0 success, 1 the operation failed, 2 bad command line or key, 3 done but its output was lost.`;
 
 const SECRET_HELP = `
 Examples:
@@ -137,6 +175,36 @@ Examples:
 The key is 36 bytes as 72 hex digits (32-byte AES-256 key + 4-byte salt, rfc4106(gcm(aes))); whitespace and
 line breaks inside it are ignored. Every create on an existing secret rotates the key and raises the SPI by one.`;
 
+const CREATE_HELP = `
+Examples:
+  kmeshctl secret create                         # random 36-byte key; SPI 1, or a rotation to SPI+1
+  kmeshctl secret create --key=$(echo -n "{36-character user-defined key here}" | xxd -p -c 64)
+  kmeshctl secret create -k "$(head -c 36 /dev/urandom | xxd -p -c 64)"
+  kmeshctl --store dir:/var/lib/kmesh secret create
+
+The key is 36 bytes as 72 hex digits (32-byte AES-256 key + 4-byte salt); whitespace inside it is ignored. Refused
+(exit 2, nothing changed): the key already in force (the same key under a new SPI would repeat AES-GCM nonces) and
+an AES key of all zeros.`;
+
+const GET_HELP = `
+Examples:
+  kmeshctl secret get                            # name, namespace, creation time, the config with the key in hex
+  kmeshctl secret get -o json | jq .spi
+  kmeshctl --store dir:/var/lib/kmesh secret get`;
+
+const DELETE_HELP = `
+Examples:
+  kmeshctl secret delete
+  kmeshctl --store dir:/var/lib/kmesh secret delete
+
+After a delete, the next create continues above every SPI a KmeshNodeInfo still advertises.`;
+
+/** `get` and `delete` take no arguments (as `create` takes none but the words of a wrapped --key). */
+function refuseArguments(subcommand: string, command: Command): void {
+  const [extra] = command.args;
+  if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}": "secret ${subcommand}" takes none`);
+}
+
 function buildProgram(io: CliIo, result: { code: number }): Command {
   const program = new Command('kmeshctl')
     .description('Manage Kmesh node-to-node IPsec (ESP, rfc4106(gcm(aes))).')
@@ -146,15 +214,34 @@ function buildProgram(io: CliIo, result: { code: number }): Command {
     .option('--context <name>', 'kubeconfig context to use (default: its current-context)')
     .option('-n, --namespace <name>', `namespace of the Secret and KmeshNodeInfos (default: ${KMESH_NAMESPACE})`)
     .option('--store <store>', 'where the secret lives: kubernetes | dir:PATH (default: kubernetes)')
-    .option('--timeout <seconds>', 'give up on an API request after this long (default: 15)')
+    .option('--timeout <seconds>', "give up on an API request, or the dir store's lock, after this long (default: 15)")
+    .version(`kmeshctl ${packageVersion()}`, '-V, --version', 'show the version')
+    .helpCommand(false)
     .addHelpText('after', GLOBAL_HELP);
   const globals = () => program.opts<GlobalOptions>();
+
+  program
+    .command('help')
+    .argument('[command...]', 'e.g. "secret create"')
+    .description('Show the help of kmeshctl or of one of its commands')
+    .action((names: string[]) => {
+      let target: Command = program;
+      for (const [i, name] of names.entries()) {
+        const next = target.commands.find((c) => c.name() === name && c.name() !== 'help');
+        if (next === undefined) {
+          throw new UsageError(`no help for "${names.slice(0, i + 1).join(' ')}": no such command`);
+        }
+        target = next;
+      }
+      target.outputHelp();
+    });
 
   const secret = program
     .command('secret')
     .description('Manage the IPsec pre-shared key (Secret kmesh-ipsec, data key ipSec)')
     .option('-k, --key <hex>', 'with no subcommand: same as "secret create --key"')
     .allowExcessArguments()
+    .helpCommand(true) // `secret help create` (the top level has its own `help`, for any depth)
     .addHelpText('after', SECRET_HELP)
     .action(async (options: { key?: string }, command: Command) => {
       const [extra] = command.args;
@@ -171,7 +258,12 @@ function buildProgram(io: CliIo, result: { code: number }): Command {
   async function runCreate(keyText: string | undefined) {
     const key = keyArgument(keyText);
     const store = await openStore(globals(), io);
-    io.stdout(describeOutcome(await createOrRotateSecret(store, key)) + '\n');
+    try {
+      io.stdout(describeOutcome(await createOrRotateSecret(store, key)) + '\n');
+    } catch (err) {
+      if (err instanceof SameKeyError) throw new UsageError(`invalid --key: ${err.message}; nothing was changed`);
+      throw err;
+    }
   }
   function refuseKey(subcommand: string) {
     if (secretKey() !== undefined)
@@ -183,16 +275,19 @@ function buildProgram(io: CliIo, result: { code: number }): Command {
     .description('Create the secret with a new key, or rotate the key (SPI + 1) if it exists')
     .option('-k, --key <hex>', '36-byte key as hex (default: random from the OS CSPRNG)')
     .allowExcessArguments()
+    .addHelpText('after', CREATE_HELP)
     .action((_options: unknown, command: Command) => runCreate(joinKeyParts(secretKey(), command.args)));
 
   secret
     .command('get')
     .description('Show the current key and configuration (key in hex)')
     .addOption(new Option('-o, --output <format>', 'output format').choices(['text', 'json']).default('text'))
-    .action(async (options: { output: 'text' | 'json' }) => {
+    .addHelpText('after', GET_HELP)
+    .action(async (options: { output: 'text' | 'json' }, command: Command) => {
+      refuseArguments('get', command);
       refuseKey('get');
       const store = await openStore(globals(), io);
-      const { secret: stored, key } = await readSecret(store);
+      const { secret: stored, key } = await readSecret(store, kmeshctlCommand(globals()));
       const view = secretView(stored, key);
       io.stdout(options.output === 'json' ? formatSecretJson(view) : formatSecretText(view));
     });
@@ -200,7 +295,9 @@ function buildProgram(io: CliIo, result: { code: number }): Command {
   secret
     .command('delete')
     .description('Delete the secret (the next create continues above every SPI still in use)')
-    .action(async () => {
+    .addHelpText('after', DELETE_HELP)
+    .action(async (_options: unknown, command: Command) => {
+      refuseArguments('delete', command);
       refuseKey('delete');
       const store = await openStore(globals(), io);
       await deleteSecret(store);
@@ -270,6 +367,7 @@ async function run(argv: string[], fullIo: CliIo): Promise<number> {
     if (err instanceof CommanderError) {
       // Commander already printed its message (or the help).
       if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') return EXIT_OK;
+      if (err.code === 'commander.help' && err.exitCode === 0) return EXIT_OK; // `secret help create`
       return EXIT_USAGE;
     }
     if (err instanceof UsageError) {

@@ -31,6 +31,8 @@ export interface DaemonConfig {
   kubeconfig: string | undefined;
   /** bpffs directory under which this node's pins live. */
   bpfFsPath: string;
+  /** Run even when that bpffs is private to our mount namespace (pins then die with it; see bpffs-scope.ts). */
+  allowPrivateBpffs: boolean;
   /** Prometheus /metrics and JSON /status listener; undefined = no listener. */
   metricsAddr: ListenAddress | undefined;
   /** File rewritten with the JSON status after every reconcile step; undefined = none. */

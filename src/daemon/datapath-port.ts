@@ -2,9 +2,21 @@
 // then each sync makes attachments, km_ipsec_peers and km_nodeinfo match the desired state by difference.
 // Order within a sync never opens a plaintext window: decrypt attachments and peer ids first, remote CIDRs
 // next, encrypt attachments last; detaches happen after the adds.
+import fs from 'node:fs/promises';
 import type { CidrIndexUse, Datapath } from '../datapath/datapath.js';
 import type { Attachment, DatapathDesired, DatapathPort, DatapathReport } from './ports.js';
 import { firstLine } from '../util/first-line.js';
+
+/** Pinned objects (anything but directories) under `root`; undefined when `root` does not exist. */
+async function countPins(root: string): Promise<number | undefined> {
+  try {
+    const entries = await fs.readdir(root, { recursive: true, withFileTypes: true });
+    return entries.filter((e) => !e.isDirectory()).length;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
 
 export class DatapathAdapter implements DatapathPort {
   private loaded = false;
@@ -75,7 +87,13 @@ export class DatapathAdapter implements DatapathPort {
     return { attachments, cidrIndex, errors };
   }
 
+  /**
+   * Detaches our TC programs and removes our pins; returns what was there. Without a pin directory nothing of
+   * ours exists on this bpffs: nothing is loaded, and no directory (not even a missing --bpf-fs-path) is made.
+   */
   async uninstall(): Promise<string[]> {
+    const pins = await countPins(this.bpffsRoot);
+    if (pins === undefined) return [];
     try {
       await this.dp.load({ bpffsRoot: this.bpffsRoot });
     } catch {
@@ -83,6 +101,6 @@ export class DatapathAdapter implements DatapathPort {
     }
     const removed = (await this.dp.attachments()).map((a) => `tc_mark_${a.kind} on ${a.ifname}`);
     await this.dp.uninstall();
-    return [...removed, `pins under ${this.bpffsRoot}`];
+    return [...removed, ...(pins > 0 ? [`${pins} pins under ${this.bpffsRoot}`] : [])];
   }
 }

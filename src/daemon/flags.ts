@@ -16,6 +16,7 @@ import {
 } from './config.js';
 import { DEFAULT_IPSEC_KEY_FILE, dirStoreKeyFile } from '../model/kmesh-names.js';
 import { parseStoreLocation } from '../model/store-location.js';
+import { MAX_DURATION_SECONDS } from '../util/duration-limit.js';
 
 export type FlagsResult =
   | { kind: 'config'; config: DaemonConfig }
@@ -59,12 +60,6 @@ export function parseListenAddress(value: string): ListenAddress | undefined {
   return { host: host === '' ? '0.0.0.0' : host, port };
 }
 
-/**
- * Longest duration flag we accept: timers beyond 2^31-1 ms (~24.8 days) fire at once in Node, which would turn
- * a long resync into a busy loop. A week is far above any sensible value and far below that limit.
- */
-export const MAX_DURATION_SECONDS = 7 * 24 * 3600;
-
 function durationSeconds(flag: string): (value: string) => number {
   return (value) => {
     if (!/^\d+$/.test(value.trim())) {
@@ -104,6 +99,7 @@ interface RawOptions {
   nodeName?: string;
   kubeconfig?: string;
   bpfFsPath: string;
+  allowPrivateBpffs: boolean;
   metricsAddr?: ListenAddress;
   statusFile?: string;
   stateDir: string;
@@ -154,6 +150,14 @@ function buildProgram(out: { text: string }): Command {
       new Option('--bpf-fs-path <path>', "bpffs directory for this node's pins")
         .default(DEFAULT_BPF_FS_PATH)
         .argParser(nonEmpty('bpf-fs-path')),
+    )
+    .addOption(
+      new Option(
+        '--allow-private-bpffs [bool]',
+        'run even if the bpffs at --bpf-fs-path is private to this mount namespace (pins die with it)',
+      )
+        .default(false)
+        .argParser(parseBool('allow-private-bpffs')),
     )
     .addOption(
       new Option(
@@ -266,6 +270,7 @@ function resolve(program: Command, env: NodeJS.ProcessEnv): DaemonConfig {
     nodeName,
     kubeconfig: o.kubeconfig,
     bpfFsPath: path.resolve(o.bpfFsPath),
+    allowPrivateBpffs: o.allowPrivateBpffs,
     // commander keeps '' when the parser maps it to undefined: both mean "no listener".
     metricsAddr: typeof o.metricsAddr === 'object' ? o.metricsAddr : undefined,
     statusFile: o.statusFile === undefined || o.statusFile === '' ? undefined : path.resolve(o.statusFile),

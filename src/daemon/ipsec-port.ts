@@ -12,17 +12,21 @@ import type { IpsecPort, IpsecStepInput, IpsecStepResult, PeerStatus, XfrmFailur
 export interface IpsecAdapterOptions {
   /** Milliseconds an SPI stays installed after this node and every peer moved past it (--rotation-grace). */
   graceMs: number;
+  /** The command that creates the secret where this daemon reads it (default `kmeshctl secret create`). */
+  createSecretCommand?: string;
 }
 
 export class IpsecAdapter implements IpsecPort {
   private readonly controller: IpsecController;
   private lastReport: StepReport | undefined;
+  private readonly createSecretCommand: string;
 
   constructor(
     private readonly kernel: XfrmKernel,
     options: IpsecAdapterOptions,
   ) {
     this.controller = new IpsecController(kernel, { graceMs: options.graceMs });
+    this.createSecretCommand = options.createSecretCommand ?? 'kmeshctl secret create';
   }
 
   addKey(key: IpsecKey): string | undefined {
@@ -52,7 +56,7 @@ export class IpsecAdapter implements IpsecPort {
           plannedSendSpi: undefined,
           inboundSpis: [],
           peerId: 0,
-          error: 'no IPsec key yet (create the secret: kmeshctl secret create)',
+          error: `no IPsec key yet (create the secret: ${this.createSecretCommand})`,
         })),
         peerIds: new Map(),
         changes: 0,

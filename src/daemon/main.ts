@@ -18,6 +18,8 @@ import { DirSource } from './sources/dir-source.js';
 import type { ClusterSource } from './sources/source.js';
 import { startStatusServer, writeStatusFile } from './status-server.js';
 import { readXfrmStat } from './xfrm-stat.js';
+import { privateBpffsMessage, readBpffsScope } from './bpffs-scope.js';
+import { formatUninstall, runUninstall } from './uninstall.js';
 import { firstLine } from '../util/first-line.js';
 
 export interface MainIo {
@@ -32,13 +34,15 @@ const defaultIo: MainIo = {
   stderr: (t) => process.stderr.write(t),
 };
 
+/** JSON logs on stdout; `uninstall` logs to stderr, so that its stdout holds only the human summary. */
 function makeLogger(config: DaemonConfig): Logger {
-  return pino({
+  const options = {
     level: config.logLevel,
     base: { node: config.nodeName },
     // Belt and braces: no key material ever reaches a log line, even by accident.
     redact: { paths: ['key', '*.key', 'aeadKey', '*.aeadKey', 'psk', '*.psk'], censor: '[redacted]' },
-  });
+  };
+  return config.command === 'uninstall' ? pino(options, pino.destination({ dest: 2, sync: true })) : pino(options);
 }
 
 /** The Kubernetes client is imported only for --store kubernetes (it takes a while to load, more so in a VM). */
@@ -73,6 +77,7 @@ export async function main(argv: readonly string[], io: MainIo = defaultIo, env 
   }
   const config = parsed.config;
   const log = makeLogger(config);
+  if (config.command === 'uninstall') return uninstall(config, log, io);
   let source: ClusterSource;
   try {
     source = await makeSource(config, log);
@@ -81,7 +86,6 @@ export async function main(argv: readonly string[], io: MainIo = defaultIo, env 
     return 1;
   }
   try {
-    if (config.command === 'uninstall') return await uninstall(config, source, log, io);
     return await run(config, source, log, io.stopSignal ?? signalPromise());
   } catch (err) {
     log.fatal({ err: (err as Error).message }, 'kmesh-daemon failed');
@@ -90,7 +94,25 @@ export async function main(argv: readonly string[], io: MainIo = defaultIo, env 
   }
 }
 
+/**
+ * Refuses a bpffs private to our mount namespace (pins there die with it: the datapath would not survive a
+ * stop), or warns when --allow-private-bpffs accepts that. Returns the refusal, if any.
+ */
+async function checkBpffs(config: DaemonConfig, log: Logger): Promise<string | undefined> {
+  const scope = await readBpffsScope(config.bpfFsPath);
+  if (scope.kind === 'unknown') log.debug({ reason: scope.reason }, 'cannot tell whether the bpffs is shared');
+  if (scope.kind !== 'private') return undefined;
+  const message = privateBpffsMessage(config.bpfFsPath, scope.mountPoint);
+  if (!config.allowPrivateBpffs) return `${message}, or pass --allow-private-bpffs=true to accept that`;
+  log.warn({ bpfFsPath: config.bpfFsPath, mountPoint: scope.mountPoint }, `${message} (--allow-private-bpffs)`);
+  return undefined;
+}
+
 async function run(config: DaemonConfig, source: ClusterSource, log: Logger, stop: Promise<string>): Promise<number> {
+  if (config.enableIpsec) {
+    const refusal = await checkBpffs(config, log);
+    if (refusal !== undefined) throw new Error(refusal);
+  }
   const metrics = new DaemonMetrics();
   const ipsec = config.enableIpsec ? await createIpsecPort(config) : undefined;
   const datapath = config.enableIpsec ? createDatapathPort(config) : undefined;
@@ -163,31 +185,19 @@ async function run(config: DaemonConfig, source: ClusterSource, log: Logger, sto
   return 0;
 }
 
-async function uninstall(config: DaemonConfig, source: ClusterSource, log: Logger, io: MainIo): Promise<number> {
-  const problems: string[] = [];
-  const removed: string[] = [];
-  const datapath = createDatapathPort(config);
-  try {
-    removed.push(...(await datapath.uninstall()));
-  } catch (err) {
-    problems.push(`datapath: ${firstLine(err)}`);
-  }
-  try {
-    const ipsec = await createIpsecPort(config);
-    const n = await ipsec.uninstall();
-    removed.push(`${n} XFRM states and policies`);
-  } catch (err) {
-    problems.push(`xfrm: ${firstLine(err)}`);
-  }
-  try {
-    await source.deleteNodeInfo();
-    removed.push(`KmeshNodeInfo ${config.nodeName}`);
-  } catch (err) {
-    problems.push(`KmeshNodeInfo: ${firstLine(err)}`);
-  }
-  if (await removeKeyState(config.stateDir)) removed.push('saved key history');
-  log.info({ removed, problems }, 'uninstall finished');
-  io.stdout(`removed: ${removed.join('; ') || 'nothing'}\n`);
-  for (const p of problems) io.stderr(`kmesh-daemon uninstall: ${p}\n`);
-  return problems.length === 0 ? 0 : 1;
+async function uninstall(config: DaemonConfig, log: Logger, io: MainIo): Promise<number> {
+  const report = await runUninstall({
+    bpfFsPath: config.bpfFsPath,
+    nodeName: config.nodeName,
+    bpffsScope: () => readBpffsScope(config.bpfFsPath),
+    datapath: () => createDatapathPort(config).uninstall(),
+    xfrm: async () => (await createIpsecPort(config)).uninstall(),
+    nodeInfo: async () => (await makeSource(config, log)).deleteNodeInfo(),
+    keyState: () => removeKeyState(config.stateDir),
+  });
+  log.info(report, 'uninstall finished');
+  const text = formatUninstall(report);
+  io.stdout(text.stdout);
+  io.stderr(text.stderr);
+  return report.problems.length === 0 ? 0 : 1;
 }

@@ -3,6 +3,8 @@
 import path from 'node:path';
 import { BpfDatapath } from '../datapath/bpf-datapath.js';
 import { NetlinkXfrmKernel } from '../xfrm/netlink-kernel.js';
+import { shellWord } from '../util/shell-word.js';
+import { dirStoreKeyFile } from '../model/kmesh-names.js';
 import type { DaemonConfig } from './config.js';
 import { DatapathAdapter } from './datapath-port.js';
 import { IpsecAdapter } from './ipsec-port.js';
@@ -14,8 +16,24 @@ function bpffsRoot(config: Pick<DaemonConfig, 'bpfFsPath'>): string {
   return path.join(config.bpfFsPath, PIN_DIR_NAME);
 }
 
+/**
+ * How to create the secret this daemon reads, for the status of a node that has no key yet: with a dir store and
+ * its key file, kmeshctl needs the same --store.
+ */
+export function createSecretCommand(config: Pick<DaemonConfig, 'store' | 'ipsecKeyFile'>): string {
+  if (config.store.kind === 'dir' && config.ipsecKeyFile === dirStoreKeyFile(config.store.root)) {
+    return `kmeshctl --store ${shellWord(`dir:${config.store.root}`)} secret create`;
+  }
+  return 'kmeshctl secret create';
+}
+
 export function createIpsecPort(config: DaemonConfig): Promise<IpsecAdapter> {
-  return Promise.resolve(new IpsecAdapter(new NetlinkXfrmKernel(), { graceMs: config.rotationGraceSeconds * 1000 }));
+  return Promise.resolve(
+    new IpsecAdapter(new NetlinkXfrmKernel(), {
+      graceMs: config.rotationGraceSeconds * 1000,
+      createSecretCommand: createSecretCommand(config),
+    }),
+  );
 }
 
 export function createDatapathPort(config: DaemonConfig): DatapathAdapter {

@@ -13,6 +13,11 @@ import { nextSpi } from './rotation.js';
 import { StoreConflictError, StoreError } from './store.js';
 import type { SecretStore, StoredSecret } from './store.js';
 
+/** `create --key` named the key already in force: rotating to it would reuse it under a new SPI. Nothing changed. */
+export class SameKeyError extends Error {
+  override readonly name = 'SameKeyError';
+}
+
 export type CreateOutcome =
   /** No Secret existed (or only a malformed one with no usable SPI). */
   | { kind: 'created'; spi: number; replacedMalformed: boolean }
@@ -43,6 +48,8 @@ async function readState(store: SecretStore): Promise<{ current: StoredSecret | 
 /**
  * Stores `key` as the next key version: SPI 1 on a fresh cluster, else above the current Secret's SPI and every SPI
  * a KmeshNodeInfo still advertises. Replaces a malformed Secret (going above its SPI if it still has one).
+ * SameKeyError when `key` is the key already in force: Kmesh derives every SA key from the PSK and the node pair
+ * alone, so the new SAs would use the old ones' keys with sequence numbers (and so GCM IVs) starting over.
  */
 export async function createOrRotateSecret(
   store: SecretStore,
@@ -55,15 +62,22 @@ export async function createOrRotateSecret(
     if (attempt > 1) await backoff(attempt);
     const { current, advertised } = await readState(store);
     let previousSpi: number | undefined;
+    let decodedKey: Buffer | undefined;
     let malformed = false;
     if (current !== undefined) {
       try {
-        previousSpi = decodeIpsecPayload(current.payload ?? '').spi;
+        ({ spi: previousSpi, key: decodedKey } = decodeIpsecPayload(current.payload ?? ''));
       } catch (err) {
         if (!(err instanceof IpsecPayloadError)) throw err;
         malformed = true;
         previousSpi = current.payload === undefined ? undefined : salvageSpi(current.payload);
       }
+    }
+    if (previousSpi !== undefined && decodedKey?.equals(key) === true) {
+      throw new SameKeyError(
+        `it is the key already in force (SPI ${previousSpi}); a rotation must change the key (the same key under ` +
+          'a new SPI restarts ESP sequence numbers, so AES-GCM nonces repeat)',
+      );
     }
     const spi = nextSpi(previousSpi, advertised);
     const payload = encodeIpsecPayload({ spi, aeadKeyName: AEAD_KEY_NAME, key, icvBits: ICV_BITS });
@@ -92,13 +106,18 @@ export interface SecretWithKey {
   key: IpsecKey;
 }
 
-/** Reads and decodes the Secret; StoreError if there is none or it is malformed (saying how to fix it). */
-export async function readSecret(store: SecretStore): Promise<SecretWithKey> {
+/**
+ * Reads and decodes the Secret; StoreError if there is none or it is malformed, saying how to fix it with
+ * `kmeshctl`: the command line that reaches this store (e.g. `kmeshctl --store dir:/srv/kmesh`).
+ */
+export async function readSecret(store: SecretStore, kmeshctl = 'kmeshctl'): Promise<SecretWithKey> {
   const secret = await store.read();
   if (secret === undefined) {
-    throw new StoreError(`no IPsec secret: ${store.location} does not exist; create one with: kmeshctl secret create`);
+    throw new StoreError(
+      `no IPsec secret: ${store.location} does not exist; create one with: ${kmeshctl} secret create`,
+    );
   }
-  const fix = 'replace it with: kmeshctl secret create';
+  const fix = `replace it with: ${kmeshctl} secret create`;
   if (secret.payload === undefined) {
     throw new StoreError(`${store.location} is malformed: it has no "ipSec" data key; ${fix}`);
   }

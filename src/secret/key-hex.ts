@@ -1,9 +1,13 @@
 // Parses the pre-shared key a user types as hex (`kmeshctl secret create --key HEX`) into its 36 bytes.
-// Whitespace anywhere is ignored, so the output of `xxd -p -c 64` (which may wrap across lines) is accepted.
+// Whitespace anywhere is ignored, so the output of `xxd -p -c 64` (which may wrap across lines) is accepted. An
+// all-zero AES key (`head -c 36 /dev/zero | xxd -p`, a forgotten placeholder) is refused.
 
 // rfc4106(gcm(aes)) key material (32-byte AES-256 key + 4-byte GCM salt): the model's AEAD_KEY_BYTES.
 import { AEAD_KEY_BYTES as KEY_BYTES } from '../model/ipsec-key.js';
 export { KEY_BYTES };
+
+/** The AES-256 part of the key; the last 4 bytes are the GCM salt. */
+const AES_KEY_BYTES = 32;
 
 /** The key text was not 36 bytes of hex; the message says what was wrong. */
 export class InvalidKeyError extends Error {
@@ -22,7 +26,7 @@ function showChar(ch: string): string {
 /**
  * Decodes a hex key (case-insensitive, whitespace and line breaks allowed anywhere) to exactly KEY_BYTES bytes.
  * Throws InvalidKeyError naming the problem: empty, a non-hex character (and its 1-based position in the input),
- * an odd number of digits, or the wrong byte count.
+ * an odd number of digits, the wrong byte count, or an AES key of all zeros (a placeholder, never a secret).
  */
 export function parseHexKey(text: string): Buffer {
   let digits = '';
@@ -50,5 +54,12 @@ export function parseHexKey(text: string): Buffer {
         '32-byte AES-256 key + 4-byte salt',
     );
   }
-  return Buffer.from(digits, 'hex');
+  const key = Buffer.from(digits, 'hex');
+  if (key.subarray(0, AES_KEY_BYTES).every((byte) => byte === 0)) {
+    throw new InvalidKeyError(
+      `key's AES-256 part (its first ${AES_KEY_BYTES} bytes) is all zeros, which anyone can guess: ` +
+        'give a random key, or omit --key for one from the OS CSPRNG',
+    );
+  }
+  return key;
 }

@@ -2,10 +2,10 @@
 //   ROOT/kmesh-ipsec/ipSec          the payload JSON, exactly what the kubelet would project; mode 0600
 //   ROOT/kmeshnodeinfos/*.json      full KmeshNodeInfo objects (apiVersion, kind, metadata, spec)
 //   ROOT/.kmesh-ipsec.meta.json     {"creationTimestamp": ...} of the current secret (kmeshctl's own bookkeeping)
-//   ROOT/.kmesh-ipsec.lock          held (O_EXCL) while a command reads-compares-writes; removed afterwards
+//   ROOT/.kmesh-ipsec.lock          flock'ed while a command reads-compares-writes (dir-lock.ts); removed afterwards
 // The payload is replaced atomically (write a temp file, fsync, rename). The version of a secret is a hash of its
 // content, compared under the lock, so concurrent commands behave like optimistic writes against the API server.
-import { createHash, randomUUID } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import {
@@ -15,6 +15,7 @@ import {
   KMESH_NAMESPACE,
 } from '../model/kmesh-names.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
+import { acquireDirLock } from './dir-lock.js';
 import { advertisedSpi } from './rotation.js';
 import { StoreConflictError, StoreError } from './store.js';
 import type { SecretStore, StoredSecret } from './store.js';
@@ -22,7 +23,7 @@ import type { SecretStore, StoredSecret } from './store.js';
 export interface DirStoreOptions {
   /** The store root (`--store dir:ROOT`). Must exist. */
   root: string;
-  /** Give up waiting for the lock after this long (default 10 s). */
+  /** Give up waiting for another writer's lock after this long (default 15 s, kmeshctl passes --timeout). */
   lockTimeoutMs?: number;
 }
 
@@ -33,17 +34,6 @@ function errnoCode(err: unknown): string | undefined {
 function contentVersion(content: string): string {
   return createHash('sha256').update(content).digest('hex').slice(0, 24);
 }
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return errnoCode(err) !== 'ESRCH';
-  }
-}
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export class DirSecretStore implements SecretStore {
   readonly location: string;
@@ -60,7 +50,7 @@ export class DirSecretStore implements SecretStore {
     this.payloadPath = path.join(this.secretDir, IPSEC_SECRET_DATA_KEY);
     this.metaPath = path.join(this.root, `.${IPSEC_SECRET_NAME}.meta.json`);
     this.lockPath = path.join(this.root, `.${IPSEC_SECRET_NAME}.lock`);
-    this.lockTimeoutMs = options.lockTimeoutMs ?? 10_000;
+    this.lockTimeoutMs = options.lockTimeoutMs ?? 15_000;
     this.location = this.payloadPath;
   }
 
@@ -82,73 +72,14 @@ export class DirSecretStore implements SecretStore {
     throw new StoreError(`cannot ${action}: ${(err as Error).message}`);
   }
 
-  /** Runs `fn` holding the store's lock file; a lock left by a dead process is broken. */
+  /** Runs `fn` holding the store's lock (dir-lock.ts: flock, released by the kernel if we die). */
   private async locked<T>(fn: () => Promise<T>): Promise<T> {
-    const token = `${process.pid} ${randomUUID()}\n`;
-    const deadline = Date.now() + this.lockTimeoutMs;
-    for (;;) {
-      try {
-        const handle = await fs.open(this.lockPath, 'wx', 0o600);
-        try {
-          await handle.writeFile(token);
-        } finally {
-          await handle.close();
-        }
-        break;
-      } catch (err) {
-        if (errnoCode(err) !== 'EEXIST') this.ioError(err, `create lock file ${this.lockPath}`);
-      }
-      const holder = await this.lockHolder();
-      if (holder.stale) {
-        await this.breakLock(holder.content);
-        continue;
-      }
-      if (Date.now() > deadline) {
-        throw new StoreError(
-          `${this.lockPath} is held by ${holder.pid ? `process ${holder.pid}` : 'another process'}; ` +
-            'if no kmeshctl is running, delete that file and retry',
-        );
-      }
-      await sleep(5 + Math.random() * 20);
-    }
+    const lock = await acquireDirLock(this.lockPath, { timeoutMs: this.lockTimeoutMs });
     try {
       return await fn();
     } finally {
-      try {
-        if ((await fs.readFile(this.lockPath, 'utf8')) === token) await fs.unlink(this.lockPath);
-      } catch {
-        // Lock already gone: nothing to release.
-      }
+      await lock.release();
     }
-  }
-
-  /** Who holds the lock, and whether they are gone (dead pid, or an empty lock file older than 5 s). */
-  private async lockHolder(): Promise<{ content: string; pid: number | undefined; stale: boolean }> {
-    try {
-      const content = await fs.readFile(this.lockPath, 'utf8');
-      const pid = Number.parseInt(content.split(' ', 1)[0] ?? '', 10);
-      if (Number.isInteger(pid) && pid > 0) return { content, pid, stale: !processAlive(pid) };
-      const { mtimeMs } = await fs.stat(this.lockPath);
-      return { content, pid: undefined, stale: Date.now() - mtimeMs > 5_000 };
-    } catch {
-      return { content: '', pid: undefined, stale: false }; // released meanwhile: just retry
-    }
-  }
-
-  /** Removes a stale lock without ever removing a live one that replaced it meanwhile. */
-  private async breakLock(staleContent: string): Promise<void> {
-    const aside = `${this.lockPath}.stale.${process.pid}.${randomUUID()}`;
-    try {
-      await fs.rename(this.lockPath, aside);
-    } catch {
-      return; // someone else broke or released it
-    }
-    const moved = await fs.readFile(aside, 'utf8').catch(() => '');
-    if (moved !== staleContent) {
-      // We moved a fresh lock: put it back (fails only if a third process took the lock, which then holds it).
-      await fs.link(aside, this.lockPath).catch(() => undefined);
-    }
-    await fs.unlink(aside).catch(() => undefined);
   }
 
   private async readMeta(): Promise<Date | undefined> {

@@ -189,8 +189,8 @@ t.test('kube source: sync, publish, watch, resume', async (t) => {
     'one line each',
   );
 
-  await source.deleteNodeInfo();
+  t.equal(await source.deleteNodeInfo(), true, 'there was one to delete');
   t.equal(api.get('kmeshnodeinfos', 'kmesh-system', 'node-1'), undefined);
-  await source.deleteNodeInfo();
+  t.equal(await source.deleteNodeInfo(), false, 'absent: nothing deleted, no error');
   t.same(rbac.denied, [], 'every call the source made is allowed by deploy/rbac.yaml');
 });

@@ -46,7 +46,7 @@ t.test('create, rotate, get, delete in a directory', async (t) => {
   t.same(await run('secret', 'get'), {
     code: 1,
     stdout: '',
-    stderr: `error: no IPsec secret: ${file} does not exist; create one with: kmeshctl secret create\n`,
+    stderr: `error: no IPsec secret: ${file} does not exist; create one with: kmeshctl --store dir:${root} secret create\n`,
   });
   t.same(fs.readdirSync(root).sort(), ['kmesh-ipsec'], 'no lock or bookkeeping left behind');
 });
@@ -60,13 +60,13 @@ t.test('after delete, SPIs continue above those in kmeshnodeinfos/*.json', async
 });
 
 t.test('a malformed file is reported by get and replaced by create', async (t) => {
-  const { file, run } = dirStore(t);
+  const { root, file, run } = dirStore(t);
   fs.mkdirSync(path.dirname(file));
   fs.writeFileSync(file, '{"spi":3,"aeadKeyName":"rfc4106(gcm(aes))","aeadKey":"AAAA","length":128}');
   t.same(await run('secret', 'get'), {
     code: 1,
     stdout: '',
-    stderr: `error: ${file} is malformed: aeadKey decodes to 3 bytes, need 36; replace it with: kmeshctl secret create\n`,
+    stderr: `error: ${file} is malformed: aeadKey decodes to 3 bytes, need 36; replace it with: kmeshctl --store dir:${root} secret create\n`,
   });
   t.same(await run('secret', 'create'), { code: 0, stdout: 'IPsec key rotated (SPI 3 -> 4)\n', stderr: '' });
 });

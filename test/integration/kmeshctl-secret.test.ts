@@ -104,13 +104,19 @@ t.test('get shows the configuration with the key in hex, as text or as pure JSON
 });
 
 t.test('get of a missing or malformed secret fails with one line saying what to do', async (t) => {
-  const { api, run } = await startCluster(t);
-  t.same(await run('secret', 'get'), {
+  const { api, run, kubeconfig, env } = await startCluster(t);
+  t.same(await kmeshctl(['secret', 'get'], { ...env, KUBECONFIG: kubeconfig }), {
     code: 1,
     stdout: '',
     stderr:
       'error: no IPsec secret: Secret kmesh-system/kmesh-ipsec does not exist; create one with: kmeshctl secret create\n',
   });
+  const fix = `kmeshctl --kubeconfig ${kubeconfig} secret create`;
+  t.equal(
+    (await run('secret', 'get')).stderr,
+    `error: no IPsec secret: Secret kmesh-system/kmesh-ipsec does not exist; create one with: ${fix}\n`,
+    'the hint carries the flags that chose the store',
+  );
   const bad = (ipSec: string | undefined) =>
     api.put('secrets', {
       metadata: { name: 'kmesh-ipsec', namespace: 'kmesh-system' },
@@ -123,17 +129,17 @@ t.test('get of a missing or malformed secret fails with one line saying what to 
     stdout: '',
     stderr:
       'error: Secret kmesh-system/kmesh-ipsec is malformed: aeadKey decodes to 3 bytes, need 36; ' +
-      'replace it with: kmeshctl secret create\n',
+      `replace it with: ${fix}\n`,
   });
   bad('not json');
-  t.match(
+  t.equal(
     (await run('secret', 'get')).stderr,
-    /^error: Secret kmesh-system\/kmesh-ipsec is malformed: payload is not JSON; replace it with: kmeshctl secret create\n$/,
+    `error: Secret kmesh-system/kmesh-ipsec is malformed: payload is not JSON; replace it with: ${fix}\n`,
   );
   bad(undefined);
   t.same(
     (await run('secret', 'get')).stderr,
-    'error: Secret kmesh-system/kmesh-ipsec is malformed: it has no "ipSec" data key; replace it with: kmeshctl secret create\n',
+    `error: Secret kmesh-system/kmesh-ipsec is malformed: it has no "ipSec" data key; replace it with: ${fix}\n`,
   );
 });
 

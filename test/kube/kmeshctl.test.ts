@@ -86,6 +86,10 @@ t.test('kmeshctl secret on a real API server', controlPlaneSkip(), async (t) => 
     t.same(r, { code: 0, stdout: 'IPsec key rotated (SPI 2 -> 3)\n', stderr: '' });
     const s = await secret(cp);
     t.equal(Buffer.from(s?.data.ipSec ?? '', 'base64').toString(), KEY_PAYLOAD, 'Kmesh payload byte for byte');
+    const again = await admin('secret', 'create', `--key=${KEY_HEX}`);
+    t.equal(again.code, 2, 'rotating to the key in force is refused');
+    t.match(again.stderr, /^error: invalid --key: it is the key already in force \(SPI 3\); .*nothing was changed\n$/);
+    t.equal((await secret(cp))?.metadata.resourceVersion, s?.metadata.resourceVersion, 'the Secret is untouched');
   });
 
   t.test('get prints the config; -o json is one object for scripts', async (t) => {

@@ -68,9 +68,10 @@ class StillSource implements ClusterSource {
     return Promise.resolve();
   }
 
-  deleteNodeInfo(): Promise<void> {
+  deleteNodeInfo(): Promise<boolean> {
+    const existed = this.own !== undefined;
     this.own = undefined;
-    return Promise.resolve();
+    return Promise.resolve(existed);
   }
 
   stop(): Promise<void> {

@@ -1,6 +1,7 @@
 // The daemon's IPsec adapter: a key that arrives while a step is in flight must survive that step.
 import t from 'tap';
 import { IpsecAdapter } from '../../src/daemon/ipsec-port.js';
+import { createSecretCommand } from '../../src/daemon/wiring.js';
 import type { IpsecKey, NodeInfo } from '../../src/model/node.js';
 import { FakeXfrmKernel } from '../fakes/fake-xfrm-kernel.js';
 import type { XfrmState } from '../../src/xfrm/types.js';
@@ -66,5 +67,43 @@ t.test('a key added during a step is not lost when the step returns its key hist
   t.ok(
     next.peers.every((p) => p.inboundSpis.includes(2)),
     'the next step installs inbound SAs for SPI 2',
+  );
+});
+
+t.test('without a key, every peer says how to create the secret where this daemon reads it', async (t) => {
+  const plain = await new IpsecAdapter(new FakeXfrmKernel(), { graceMs: 1000 }).step({
+    local,
+    peers: [peer],
+    publishedSpi: 0,
+    now: 0,
+  });
+  t.same(
+    plain.peers.map((p) => p.error),
+    ['no IPsec key yet (create the secret: kmeshctl secret create)'],
+  );
+  const dirConfig = {
+    store: { kind: 'dir' as const, root: '/srv/my store' },
+    ipsecKeyFile: '/srv/my store/kmesh-ipsec/ipSec',
+  };
+  const command = createSecretCommand(dirConfig);
+  t.equal(command, "kmeshctl --store 'dir:/srv/my store' secret create");
+  const dir = await new IpsecAdapter(new FakeXfrmKernel(), { graceMs: 1000, createSecretCommand: command }).step({
+    local,
+    peers: [peer],
+    publishedSpi: 0,
+    now: 0,
+  });
+  t.same(
+    dir.peers.map((p) => p.error),
+    [`no IPsec key yet (create the secret: ${command})`],
+  );
+  t.equal(
+    createSecretCommand({ store: { kind: 'dir', root: '/srv/k' }, ipsecKeyFile: '/etc/other/ipSec' }),
+    'kmeshctl secret create',
+    'a key file of its own: the dir store is not where it comes from',
+  );
+  t.equal(
+    createSecretCommand({ store: { kind: 'kubernetes' }, ipsecKeyFile: '/kmesh/kmesh-ipsec/ipSec' }),
+    'kmeshctl secret create',
   );
 });

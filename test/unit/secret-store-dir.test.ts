@@ -1,13 +1,24 @@
-// The directory store on its own: atomic 0600 writes, content-hash versions, the lock (contention, stale locks).
+// The directory store on its own: atomic 0600 writes, content-hash versions, the flock (contention, waiting for a
+// live holder whatever its PID, a lock file nobody holds, a lock file unlinked under a waiter).
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
+import { loadAddon } from '../../src/native/addon.js';
 import { DirSecretStore } from '../../src/secret/store-dir.js';
 import { StoreConflictError, StoreError } from '../../src/secret/store.js';
 
 const PAYLOAD_1 = '{"spi":1}';
 const PAYLOAD_2 = '{"spi":2}';
+
+/** Opens `lockPath`, flocks it (another open file than the store's, so they conflict) and writes `content`. */
+function holdLock(lockPath: string, content: string): number {
+  const fd = fs.openSync(lockPath, 'w', 0o600);
+  const { fileLock } = loadAddon() as { fileLock: { flockTry: (fd: number) => boolean } };
+  if (!fileLock.flockTry(fd)) throw new Error(`${lockPath} already locked`);
+  fs.writeSync(fd, content);
+  return fd;
+}
 
 t.test('create writes ROOT/kmesh-ipsec/ipSec with mode 0600 and no temp files left', async (t) => {
   const root = t.testdir();
@@ -77,26 +88,60 @@ t.test('a missing store directory is an error that says to create it', async (t)
   await t.rejects(new DirSecretStore({ root: file }).read(), { message: `store path ${file} is not a directory` });
 });
 
-t.test('a lock held by a live process makes writers wait, then give up with a clear message', async (t) => {
-  const root = t.testdir({ '.kmesh-ipsec.lock': `${process.pid} someone-else\n` });
+t.test('a lock held through another open file makes writers wait, then give up with a clear message', async (t) => {
+  const root = t.testdir();
+  const lockPath = path.join(root, '.kmesh-ipsec.lock');
+  const holder = holdLock(lockPath, '4242\n');
   const store = new DirSecretStore({ root, lockTimeoutMs: 200 });
   await t.rejects(store.create(PAYLOAD_1), {
-    message: `${path.join(root, '.kmesh-ipsec.lock')} is held by process ${process.pid}; if no kmeshctl is running, delete that file and retry`,
+    message:
+      `${lockPath} is still locked by another process (PID 4242 in its PID namespace) after 0.2 s; another ` +
+      `kmeshctl is writing, or a process holds the lock: find it with "fuser -v ${lockPath}", or raise --timeout`,
   });
   t.equal(await store.read(), undefined, 'nothing written');
   // Released while we wait: the writer proceeds.
   const waiting = new DirSecretStore({ root, lockTimeoutMs: 5000 }).create(PAYLOAD_1);
-  setTimeout(() => fs.unlinkSync(path.join(root, '.kmesh-ipsec.lock')), 100);
+  setTimeout(() => fs.closeSync(holder), 100);
   t.equal((await waiting).payload, PAYLOAD_1);
+  t.same(fs.readdirSync(root).sort(), ['.kmesh-ipsec.meta.json', 'kmesh-ipsec'], 'lock file removed on release');
 });
 
-t.test('a lock left by a dead process is broken', async (t) => {
+t.test('a lock file nobody holds (left by a crash or an older kmeshctl) is simply taken', async (t) => {
   const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).stdout.toString();
   const root = t.testdir({ '.kmesh-ipsec.lock': `${dead} crashed\n` });
   const store = new DirSecretStore({ root, lockTimeoutMs: 1000 });
   t.equal((await store.create(PAYLOAD_1)).payload, PAYLOAD_1);
-  t.notOk(fs.existsSync(path.join(root, '.kmesh-ipsec.lock')));
   t.same(fs.readdirSync(root).sort(), ['.kmesh-ipsec.meta.json', 'kmesh-ipsec']);
+});
+
+t.test('a live holder whose PID means nothing here (another PID namespace) is waited for, not broken', async (t) => {
+  const root = t.testdir();
+  const lockPath = path.join(root, '.kmesh-ipsec.lock');
+  const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).stdout.toString();
+  const holder = holdLock(lockPath, `${dead}\n`);
+  const store = new DirSecretStore({ root, lockTimeoutMs: 400 });
+  await t.rejects(store.create(PAYLOAD_1), StoreError);
+  t.equal(await store.read(), undefined, 'the holder was not overrun');
+  fs.closeSync(holder);
+  t.equal((await store.create(PAYLOAD_1)).payload, PAYLOAD_1);
+});
+
+t.test('a writer that locked a file its holder unlinked meanwhile retries on the new one', async (t) => {
+  const root = t.testdir();
+  const lockPath = path.join(root, '.kmesh-ipsec.lock');
+  const holder = holdLock(lockPath, '1\n');
+  const first = await new DirSecretStore({ root }).read();
+  t.equal(first, undefined);
+  const a = new DirSecretStore({ root, lockTimeoutMs: 5000 }).create(PAYLOAD_1);
+  const b = new DirSecretStore({ root, lockTimeoutMs: 5000 }).create(PAYLOAD_1);
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  fs.unlinkSync(lockPath); // as a releasing holder does, before closing
+  fs.closeSync(holder);
+  const results = await Promise.allSettled([a, b]);
+  t.same(results.map((r) => r.status).sort(), ['fulfilled', 'rejected'], 'one creates, the other sees it exists');
+  const rejected = results.find((r) => r.status === 'rejected');
+  t.ok(rejected?.status === 'rejected' && rejected.reason instanceof StoreConflictError);
+  t.notOk(fs.existsSync(lockPath));
 });
 
 t.test('concurrent replaces of one version: exactly one wins', async (t) => {

@@ -219,9 +219,16 @@ export class DirSource implements ClusterSource {
     await this.rescan();
   }
 
-  async deleteNodeInfo(): Promise<void> {
-    await fsp.rm(this.ownFile(), { force: true });
+  async deleteNodeInfo(): Promise<boolean> {
+    let existed = true;
+    try {
+      await fsp.rm(this.ownFile());
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      existed = false;
+    }
     await this.rescan();
+    return existed;
   }
 
   async stop(): Promise<void> {

@@ -225,11 +225,12 @@ export class KubeSource implements ClusterSource {
     }
   }
 
-  async deleteNodeInfo(): Promise<void> {
+  async deleteNodeInfo(): Promise<boolean> {
     try {
       await this.api.request('DELETE', this.nodeInfoPath(this.nodeName));
+      return true;
     } catch (err) {
-      if (kubeErrorStatus(err) === 404) return;
+      if (kubeErrorStatus(err) === 404) return false;
       throw apiError('delete KmeshNodeInfo', err);
     }
   }

@@ -61,7 +61,7 @@ export interface ClusterSource {
   view(): ClusterView;
   /** Creates or replaces this node's KmeshNodeInfo (spec from `info`, owned by the Node object). */
   publishNodeInfo(info: NodeInfo): Promise<void>;
-  /** Removes this node's KmeshNodeInfo; absent is fine. */
-  deleteNodeInfo(): Promise<void>;
+  /** Removes this node's KmeshNodeInfo; absent is fine. True if there was one to remove. */
+  deleteNodeInfo(): Promise<boolean>;
   stop(): Promise<void>;
 }
