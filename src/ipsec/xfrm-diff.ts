@@ -15,7 +15,7 @@ import type { XfrmOp, XfrmPolicy, XfrmState } from '../xfrm/types.js';
 import { canonicalIp } from '../model/ip-address.js';
 import { BLOCK_POLICY_PRIORITY, isOurPolicy, isOurState, KMESH_REQID } from './ownership.js';
 import type { PlannedPolicy, PlannedState } from './planner.js';
-import { describeOp, policiesEqual, policyIdentity, StateIndex, statesEqual } from '../xfrm/identity.js';
+import { describeOp, policiesEqual, PolicyIndex, StateIndex, statesEqual } from '../xfrm/identity.js';
 
 export interface DesiredXfrm {
   states: readonly PlannedState[];
@@ -162,19 +162,14 @@ function diffPolicies(
   desired: DesiredXfrm,
 ): { block: DiffOp[]; inFwd: DiffOp[]; out: DiffOp[] } {
   const { claimedPolicies, diff } = pass;
-  const byIdentity = new Map<string, XfrmPolicy[]>();
-  for (const p of kernel.policies) {
-    const id = policyIdentity(p);
-    const list = byIdentity.get(id);
-    if (list) list.push(p);
-    else byIdentity.set(id, [p]);
-  }
+  const byIdentity = new PolicyIndex<XfrmPolicy>();
+  for (const p of kernel.policies) byIdentity.add(p);
   const block: DiffOp[] = [];
   const inFwd: DiffOp[] = [];
   const out: DiffOp[] = [];
   for (const pp of desired.policies) {
     // An empty table (a first apply) needs no identity strings.
-    const same = byIdentity.size === 0 ? undefined : byIdentity.get(policyIdentity(pp.policy));
+    const same = byIdentity.size === 0 ? undefined : byIdentity.get(pp.policy);
     const target = pp.role === 'block' ? block : pp.role === 'out' ? out : inFwd;
     const add: DiffOp = { op: { kind: 'addPolicy', policy: pp.policy }, owner: pp.owner, brings: pp };
     if (same === undefined) {
