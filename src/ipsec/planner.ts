@@ -8,11 +8,11 @@
 // plus one catch-all block policy per local family for encrypt-marked packets no peer policy claims.
 // All SAs are ESP tunnel mode, rfc4106(gcm(aes)), ESN with a replay window, reqid KMESH_REQID.
 
-import { derivePairKey } from '../keys/derive.js';
+import { derivePairKeyCached } from '../keys/derive.js';
 import type { KeyHistory } from '../keys/key-history.js';
 import { inboundEspMark, MARK_DECRYPT, MARK_ENCRYPT, MARK_INBOUND_MASK, MARK_TYPE_MASK } from '../model/marks.js';
 import type { IpsecKey, NodeInfo } from '../model/node.js';
-import { anyCidr, parseCidrLenient, parseIp, type Family } from '../model/ip-address.js';
+import { anyCidr, canonicalIp, parseCidrLenient, parseIp, type Family } from '../model/ip-address.js';
 import type { XfrmPolicy, XfrmState, XfrmTemplate } from '../xfrm/types.js';
 import {
   BLOCK_POLICY_PRIORITY,
@@ -23,7 +23,7 @@ import {
 } from './ownership.js';
 import { screenPeers, type PeerRejection, type ScreenedPeer, type Tunnel } from './peer-screen.js';
 import { chooseSendSpi } from './rotation.js';
-import { lookupMark, policyIdentity, stateBucket } from '../xfrm/identity.js';
+import { lookupMark, policyIdentity, PolicyIndex, stateBucket } from '../xfrm/identity.js';
 
 export interface PlannerOptions {
   reqid: number;
@@ -188,40 +188,57 @@ function planTunnel(
   const { family, localAddress, peerAddress } = tunnel;
   const localEnd = { ip: localAddress, bootID: local.bootID };
   const peerEnd = { ip: peerAddress, bootID: peer.bootID };
-  const common = {
-    family,
-    proto: IPPROTO_ESP,
-    mode: 'tunnel' as const,
-    reqid: opts.reqid,
-    esn: true,
-    replayWindow: opts.replayWindow,
+  // Every SA is written out as one literal of the same shape (no spread of shared fields): thousands of them
+  // per plan, and a literal builds each in one allocation with one hidden class.
+  const sa = (
+    src: string,
+    dst: string,
+    key: IpsecKey,
+    aeadKey: Buffer,
+    mark: XfrmState['mark'],
+    outputMark: XfrmState['outputMark'],
+  ): XfrmState => {
+    const state: XfrmState = {
+      family,
+      src,
+      dst,
+      spi: key.spi,
+      proto: IPPROTO_ESP,
+      mode: 'tunnel',
+      reqid: opts.reqid,
+      aead: { name: key.aeadKeyName, key: aeadKey, icvBits: key.icvBits },
+      mark,
+      esn: true,
+      replayWindow: opts.replayWindow,
+    };
+    if (outputMark) state.outputMark = outputMark;
+    return state;
   };
   let sendState: PlannedState | undefined;
   for (const key of keys) {
     const outbound: PlannedState = {
       owner: peer.name,
       direction: 'outbound',
-      state: {
-        ...common,
-        src: localAddress,
-        dst: peerAddress,
-        spi: key.spi,
-        aead: { name: key.aeadKeyName, key: derivePairKey(key.key, localEnd, peerEnd), icvBits: key.icvBits },
-        mark: { ...ENCRYPT_MARK },
-      },
+      state: sa(
+        localAddress,
+        peerAddress,
+        key,
+        derivePairKeyCached(key.key, localEnd, peerEnd),
+        { ...ENCRYPT_MARK },
+        undefined,
+      ),
     };
     const inbound: PlannedState = {
       owner: peer.name,
       direction: 'inbound',
-      state: {
-        ...common,
-        src: peerAddress,
-        dst: localAddress,
-        spi: key.spi,
-        aead: { name: key.aeadKeyName, key: derivePairKey(key.key, peerEnd, localEnd), icvBits: key.icvBits },
-        mark: { value: inboundEspMark(peerId), mask: MARK_INBOUND_MASK },
-        outputMark: { value: MARK_DECRYPT, mask: MARK_INBOUND_MASK },
-      },
+      state: sa(
+        peerAddress,
+        localAddress,
+        key,
+        derivePairKeyCached(key.key, peerEnd, localEnd),
+        { value: inboundEspMark(peerId), mask: MARK_INBOUND_MASK },
+        { value: MARK_DECRYPT, mask: MARK_INBOUND_MASK },
+      ),
     };
     states.push(inbound, outbound);
     if (key.spi === sendSpi) sendState = outbound;
@@ -269,18 +286,31 @@ function planTunnel(
   }
 }
 
-/** Guards the invariant the design rests on: no two planned objects share a kernel identity. */
+/**
+ * Guards the invariant the design rests on: no two planned objects share a kernel identity (a state's bucket and
+ * lookup mark, a policy's policyIdentity). Found through nested maps of canonical addresses and numbers, not
+ * identity strings: the identity text is only built for the error.
+ */
 function assertDistinct(states: readonly PlannedState[], policies: readonly PlannedPolicy[]): void {
-  const stateIds = new Set<string>();
+  // canonical dst -> spi -> lookup mark -> (family, proto) pairs seen
+  const stateIds = new Map<string, Map<number, Map<number, { family: number; proto: number }[]>>>();
   for (const { state } of states) {
-    const id = `${stateBucket(state)}|${lookupMark(state.mark)}`;
-    if (stateIds.has(id)) throw new Error(`planner produced two states with identity ${id}`);
-    stateIds.add(id);
+    const dst = canonicalIp(state.dst);
+    let bySpi = stateIds.get(dst);
+    if (!bySpi) stateIds.set(dst, (bySpi = new Map()));
+    let byMark = bySpi.get(state.spi >>> 0);
+    if (!byMark) bySpi.set(state.spi >>> 0, (byMark = new Map()));
+    const mark = lookupMark(state.mark);
+    let seen = byMark.get(mark);
+    if (!seen) byMark.set(mark, (seen = []));
+    if (seen.some((x) => x.family === state.family && x.proto === state.proto)) {
+      throw new Error(`planner produced two states with identity ${stateBucket(state)}|${mark}`);
+    }
+    seen.push({ family: state.family, proto: state.proto });
   }
-  const policyIds = new Set<string>();
+  const policyIds = new PolicyIndex<XfrmPolicy>();
   for (const { policy } of policies) {
-    const id = policyIdentity(policy);
-    if (policyIds.has(id)) throw new Error(`planner produced two policies with identity ${id}`);
-    policyIds.add(id);
+    if (policyIds.get(policy)) throw new Error(`planner produced two policies with identity ${policyIdentity(policy)}`);
+    policyIds.add(policy);
   }
 }

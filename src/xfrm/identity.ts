@@ -49,19 +49,34 @@ export function policyIdentity(p: Pick<XfrmPolicy, 'dir' | 'selector' | 'mark'>)
 
 type PolicyKey = Pick<XfrmPolicy, 'dir' | 'selector' | 'mark'>;
 
+// Equal texts are equal canonical forms: the common case (the planner's text against the decoder's) then
+// costs one short string comparison instead of two memo lookups.
+function sameIp(a: string, b: string): boolean {
+  return a === b || canonicalIp(a) === canonicalIp(b);
+}
+
+function sameSelectorCidr(a: string, b: string): boolean {
+  return a === b || canonicalSelectorCidr(a) === canonicalSelectorCidr(b);
+}
+
+/** The parts of policyIdentity besides the selector's addresses: direction, family, proto, stored mark. */
+function sameIdentityFields(a: PolicyKey, b: PolicyKey): boolean {
+  if (a.dir !== b.dir || a.selector.family !== b.selector.family || a.selector.proto !== b.selector.proto) return false;
+  const ma = a.mark;
+  const mb = b.mark;
+  if (((ma?.value ?? 0) & (ma?.mask ?? 0)) >>> 0 !== ((mb?.value ?? 0) & (mb?.mask ?? 0)) >>> 0) return false;
+  return (ma?.mask ?? 0) >>> 0 === (mb?.mask ?? 0) >>> 0;
+}
+
 /**
  * policyIdentity(a) === policyIdentity(b), field by field: no identity strings built (a diff of thousands of
  * policies would otherwise build, flatten and hash two fresh strings per comparison).
  */
 export function samePolicyIdentity(a: PolicyKey, b: PolicyKey): boolean {
-  if (a.dir !== b.dir || a.selector.family !== b.selector.family || a.selector.proto !== b.selector.proto) return false;
-  const ma = a.mark;
-  const mb = b.mark;
-  if (((ma?.value ?? 0) & (ma?.mask ?? 0)) >>> 0 !== ((mb?.value ?? 0) & (mb?.mask ?? 0)) >>> 0) return false;
-  if ((ma?.mask ?? 0) >>> 0 !== (mb?.mask ?? 0) >>> 0) return false;
   return (
-    canonicalSelectorCidr(a.selector.dst) === canonicalSelectorCidr(b.selector.dst) &&
-    canonicalSelectorCidr(a.selector.src) === canonicalSelectorCidr(b.selector.src)
+    sameIdentityFields(a, b) &&
+    sameSelectorCidr(a.selector.dst, b.selector.dst) &&
+    sameSelectorCidr(a.selector.src, b.selector.src)
   );
 }
 
@@ -93,8 +108,9 @@ export class PolicyIndex<T extends PolicyKey> {
       bySrc.set(src, groups);
     }
     this.count++;
+    // Same canonical addresses within a group list: the other fields decide.
     for (const group of groups) {
-      if (samePolicyIdentity(group[0] as T, policy)) {
+      if (sameIdentityFields(group[0] as T, policy)) {
         group.push(policy);
         return;
       }
@@ -108,7 +124,7 @@ export class PolicyIndex<T extends PolicyKey> {
       .get(canonicalSelectorCidr(key.selector.dst))
       ?.get(canonicalSelectorCidr(key.selector.src));
     if (!groups) return undefined;
-    for (const group of groups) if (samePolicyIdentity(group[0] as T, key)) return group;
+    for (const group of groups) if (sameIdentityFields(group[0] as T, key)) return group;
     return undefined;
   }
 }
@@ -121,8 +137,10 @@ function sameMark(a: XfrmMark | undefined, b: XfrmMark | undefined): boolean {
 
 /** Full content equality of two states (identity fields, addresses, mode, reqid, AEAD incl. key bytes, marks, ESN). */
 export function statesEqual(a: XfrmState, b: XfrmState): boolean {
-  if (stateBucket(a) !== stateBucket(b)) return false;
-  if (canonicalIp(a.src) !== canonicalIp(b.src) || a.mode !== b.mode || a.reqid !== b.reqid) return false;
+  // stateBucket(a) === stateBucket(b), without building the two strings.
+  if (a.family !== b.family || a.spi >>> 0 !== b.spi >>> 0 || a.proto !== b.proto || !sameIp(a.dst, b.dst))
+    return false;
+  if (!sameIp(a.src, b.src) || a.mode !== b.mode || a.reqid !== b.reqid) return false;
   if (!sameMark(a.mark, b.mark) || !sameMark(a.outputMark, b.outputMark)) return false;
   if (a.esn !== b.esn || a.replayWindow !== b.replayWindow) return false;
   if (!a.aead || !b.aead) return a.aead === b.aead;
@@ -132,8 +150,8 @@ export function statesEqual(a: XfrmState, b: XfrmState): boolean {
 function templatesEqual(a: XfrmTemplate, b: XfrmTemplate): boolean {
   return (
     a.family === b.family &&
-    canonicalIp(a.src) === canonicalIp(b.src) &&
-    canonicalIp(a.dst) === canonicalIp(b.dst) &&
+    sameIp(a.src, b.src) &&
+    sameIp(a.dst, b.dst) &&
     a.proto === b.proto &&
     a.mode === b.mode &&
     a.reqid === b.reqid &&
