@@ -293,13 +293,14 @@ function planTunnel(
  */
 function assertDistinct(states: readonly PlannedState[], policies: readonly PlannedPolicy[]): void {
   // canonical dst -> spi -> lookup mark -> (family, proto) pairs seen
-  const stateIds = new Map<string, Map<number, Map<number, { family: number; proto: number }[]>>>();
+  type Seen = { family: number; proto: number }[];
+  const stateIds = new Map<string, Map<number, Map<number, Seen>>>();
   for (const { state } of states) {
     const dst = canonicalIp(state.dst);
     let bySpi = stateIds.get(dst);
-    if (!bySpi) stateIds.set(dst, (bySpi = new Map()));
+    if (!bySpi) stateIds.set(dst, (bySpi = new Map<number, Map<number, Seen>>()));
     let byMark = bySpi.get(state.spi >>> 0);
-    if (!byMark) bySpi.set(state.spi >>> 0, (byMark = new Map()));
+    if (!byMark) bySpi.set(state.spi >>> 0, (byMark = new Map<number, Seen>()));
     const mark = lookupMark(state.mark);
     let seen = byMark.get(mark);
     if (!seen) byMark.set(mark, (seen = []));
