@@ -1,5 +1,6 @@
 // The CIDR claims index of peer screening: it must find exactly the overlaps the pairwise test finds.
 import t from 'tap';
+import { rng } from '../fakes/cidr-samples.js';
 import { CidrClaims, type CidrClaim } from '../../src/ipsec/cidr-claims.js';
 import { cidrsOverlap, clearHostBits, parseCidrLenient, type ParsedCidr } from '../../src/model/ip-address.js';
 
@@ -54,8 +55,7 @@ t.test('CidrClaims returns the claim the plain index returns: first claimant ins
     }
   }
   // A deterministic spread of nested and disjoint CIDRs of both families, host bits included.
-  let seed = 7;
-  const next = (n: number): number => (seed = (seed * 1103515245 + 12345) % 2147483648) % n;
+  const next = rng(7);
   const texts: string[] = [];
   for (let i = 0; i < 400; i++) {
     if (i % 4 === 3) texts.push(`fd00:${next(4).toString(16)}:${next(3).toString(16)}::${next(9)}/${next(129)}`);
