@@ -9,7 +9,8 @@
 //   4. rotation: the key for SPI 2 arrives, then every peer advertises SPI 2 as 5,000 KmeshNodeInfo updates
 //      spread over --spread-ms (default 3000): time from the first update to the step that reflects all of them
 //      (every peer sent to with SPI 2), and how many steps it took (coalescing keeps it small).
-// The last line sums it up. Figures only; nothing here asserts on time.
+// Before the bench's own files are written, the RSS of the process with everything loaded is printed as the
+// baseline. The last line sums it up. Figures only; nothing here asserts on time.
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import os from 'node:os';
@@ -135,6 +136,8 @@ async function bench(peers: number, spreadMs: number): Promise<void> {
     });
   const allOn = (spi: number) => (s: DaemonStatus) =>
     s.peers.length === peers && s.peers.every((p) => p.outboundSpi === spi) && s.advertisedSpi === spi;
+  gc();
+  const rssBefore = process.memoryUsage().rss;
   try {
     for (const sub of ['nodes', 'namespaces', 'kmeshnodeinfos']) await fsp.mkdir(path.join(dir, sub));
     await writeJson(path.join(dir, 'nodes', `${LOCAL}.json`), {
@@ -146,7 +149,10 @@ async function bench(peers: number, spreadMs: number): Promise<void> {
     });
     for (let i = 1; i <= peers; i++)
       await writeJson(path.join(dir, 'kmeshnodeinfos', `${peerName(i)}.json`), nodeInfo(i, 1));
-    say(`# ${peers} peers in ${dir} (directory source, fake XFRM kernel and datapath); node ${process.version}`);
+    say(
+      `# ${peers} peers in ${dir} (directory source, fake XFRM kernel and datapath); node ${process.version}; ` +
+        `RSS before the start ${mib(rssBefore)}`,
+    );
 
     // 1. Start and the first key.
     let t0 = performance.now();
@@ -163,7 +169,8 @@ async function bench(peers: number, spreadMs: number): Promise<void> {
     const mem = process.memoryUsage();
     const fakeShare = await fakeKernelShare(kernel);
     say(
-      `memory: RSS ${mib(mem.rss)}, V8 heap used ${mib(mem.heapUsed)}, external ${mib(mem.external)}; ` +
+      `memory: RSS ${mib(mem.rss)}, V8 heap used ${mib(mem.heapUsed)} of ${mib(mem.heapTotal)} committed, ` +
+        `external ${mib(mem.external)}, array buffers ${mib(mem.arrayBuffers)}; ` +
         `the fake kernel's ${kernel.listStates().length} SAs + ${kernel.listPolicies().length} policies ~${mib(fakeShare)} of it; ` +
         `RSS less that: ${mib(mem.rss - fakeShare)}`,
     );
