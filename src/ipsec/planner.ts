@@ -165,13 +165,7 @@ export function planScreened(input: ScreenedPlanInput): XfrmPlan {
     plan.planned = true;
     for (const tunnel of tunnels) {
       peerAddressIds.push({ address: tunnel.peerAddress, peerId });
-      const id = tunnelPlanId(local, peer, peerId, tunnel, keys, send.spi, opts);
-      let planned = lastTunnelPlans.get(id) ?? tunnelPlans.get(id);
-      if (planned === undefined) {
-        planned = { states: [], policies: [] };
-        planTunnel(local, peer, peerId, tunnel, keys, send.spi, opts, planned.states, planned.policies);
-      }
-      tunnelPlans.set(id, planned);
+      const planned = planTunnelMemo(local, peer, peerId, tunnel, keys, send.spi, opts);
       for (const x of planned.states) states.push(x);
       for (const x of planned.policies) policies.push(x);
     }
@@ -184,35 +178,33 @@ export function planScreened(input: ScreenedPlanInput): XfrmPlan {
   return { states, policies, peers, peerAddressIds };
 }
 
-// The objects planned for each tunnel by the last plan, by everything planTunnel reads (tunnelPlanId). Every
+// The objects planned for each tunnel by the last plan, with everything planTunnel read to plan them. Every
 // daemon step replans every peer although a step changes few of them; at 5,000 peers rebuilding ~25,000 objects
 // per step was most of the planning time. A plan reuses the previous plan's objects for tunnels whose inputs
-// are unchanged (planned objects are never written to after planning), and keeps only the entries it used, so
-// the memo holds nothing the last plan does not hold already. Any miss simply plans afresh.
+// are unchanged (planned objects are never written to after planning; PSK buffers are compared as objects, as
+// they are never changed in place), and keeps only the entries it used, so the memo holds nothing the last plan
+// does not hold already. Any miss simply plans afresh.
 interface TunnelPlan {
+  local: NodeInfo;
+  peer: NodeInfo;
+  peerId: number;
+  tunnel: Tunnel;
+  keys: readonly IpsecKey[];
+  sendSpi: number;
+  opts: PlannerOptions;
   states: PlannedState[];
   policies: PlannedPolicy[];
 }
-let lastTunnelPlans = new Map<string, TunnelPlan>();
-let tunnelPlans = new Map<string, TunnelPlan>();
+/** By peer name; one entry per tunnel (address family) of that peer. */
+let lastTunnelPlans = new Map<string, TunnelPlan[]>();
+let tunnelPlans = new Map<string, TunnelPlan[]>();
 
-// PSK buffers by object: key bytes never enter the memo's keys. A PSK is never changed in place.
-const pskIds = new WeakMap<Buffer, number>();
-let nextPskId = 1;
-function pskId(psk: Buffer): number {
-  let id = pskIds.get(psk);
-  if (id === undefined) {
-    id = nextPskId++;
-    pskIds.set(psk, id);
-  }
-  return id;
-}
+const sameTexts = (a: readonly string[], b: readonly string[]): boolean =>
+  a.length === b.length && a.every((x, i) => x === b[i]);
 
-/** Free text with its length in front, so that no content can shift the fields after it. */
-const field = (text: string): string => `${text.length}:${text}`;
-
-/** Everything planTunnel reads, as one unambiguous string. */
-function tunnelPlanId(
+/** Were `p`'s objects planned from these inputs (everything planTunnel reads)? */
+function plannedFrom(
+  p: TunnelPlan,
   local: NodeInfo,
   peer: NodeInfo,
   peerId: number,
@@ -220,13 +212,51 @@ function tunnelPlanId(
   keys: readonly IpsecKey[],
   sendSpi: number,
   opts: PlannerOptions,
-): string {
-  let id =
-    `${field(peer.name)}${field(peer.bootID)}${field(local.bootID)}${peerId}|${sendSpi}|${opts.reqid}|` +
-    `${opts.replayWindow}|${opts.peerPriority}|${tunnel.family}|${field(tunnel.localAddress)}` +
-    `${field(tunnel.peerAddress)}${field(tunnel.localCidrs.join(' '))}${field(tunnel.peerCidrs.join(' '))}`;
-  for (const k of keys) id += `${k.spi}|${field(k.aeadKeyName)}${k.icvBits}|${pskId(k.key)}|`;
-  return id;
+): boolean {
+  const t = p.tunnel;
+  return (
+    p.peerId === peerId &&
+    p.sendSpi === sendSpi &&
+    p.peer.name === peer.name &&
+    p.peer.bootID === peer.bootID &&
+    p.local.bootID === local.bootID &&
+    p.opts.reqid === opts.reqid &&
+    p.opts.replayWindow === opts.replayWindow &&
+    p.opts.peerPriority === opts.peerPriority &&
+    t.family === tunnel.family &&
+    t.localAddress === tunnel.localAddress &&
+    t.peerAddress === tunnel.peerAddress &&
+    sameTexts(t.localCidrs, tunnel.localCidrs) &&
+    sameTexts(t.peerCidrs, tunnel.peerCidrs) &&
+    p.keys.length === keys.length &&
+    p.keys.every((k, i) => {
+      const o = keys[i] as IpsecKey;
+      return k.spi === o.spi && k.key === o.key && k.aeadKeyName === o.aeadKeyName && k.icvBits === o.icvBits;
+    })
+  );
+}
+
+/** The tunnel's planned objects: the previous plan's when planned from the same inputs, else planned now. */
+function planTunnelMemo(
+  local: NodeInfo,
+  peer: NodeInfo,
+  peerId: number,
+  tunnel: Tunnel,
+  keys: readonly IpsecKey[],
+  sendSpi: number,
+  opts: PlannerOptions,
+): TunnelPlan {
+  const from = (list: TunnelPlan[] | undefined): TunnelPlan | undefined =>
+    list?.find((p) => plannedFrom(p, local, peer, peerId, tunnel, keys, sendSpi, opts));
+  let planned = from(lastTunnelPlans.get(peer.name)) ?? from(tunnelPlans.get(peer.name));
+  if (planned === undefined) {
+    planned = { local, peer, peerId, tunnel, keys, sendSpi, opts, states: [], policies: [] };
+    planTunnel(local, peer, peerId, tunnel, keys, sendSpi, opts, planned.states, planned.policies);
+  }
+  const used = tunnelPlans.get(peer.name);
+  if (used) used.push(planned);
+  else tunnelPlans.set(peer.name, [planned]);
+  return planned;
 }
 
 function planTunnel(
