@@ -1,7 +1,7 @@
 // Byte layouts of the datapath's BPF maps (bpf/maps.h) and the pure computation of their desired contents.
 // km_nodeinfo keys follow Kmesh (prefixlen counts the address's own bits, IPv4 in the first 4 bytes); the
 // value carries per-family flags so that IPv4 and IPv6 prefixes sharing leading bytes cannot be confused.
-import { parseIpStrict, parseCidrStrict, prefixMatches, type Family, type ParsedCidr } from '../model/ip-address.js';
+import { parseIpStrict, parseCidrStrict, type Family, type ParsedCidr } from '../model/ip-address.js';
 import { PEER_ID_MAX } from '../model/marks.js';
 
 export const NODEINFO_V4 = 1;
@@ -48,15 +48,38 @@ export function nodeinfoEntries(cidrs: readonly (string | ParsedCidr)[]): MapEnt
   const parsed: ParsedCidr[] = cidrs.map((c) => (typeof c === 'string' ? parseCidrStrict(c) : c));
   const byKey = new Map<string, ParsedCidr>();
   for (const c of parsed) byKey.set(nodeinfoKey(c.prefixLen, c.bytes).toString('hex'), c);
+  // CIDR c covers key k exactly when c.prefixLen <= k.prefixLen and their first c.prefixLen bits agree
+  // (prefixMatches; the family does not enter). So the families covering each (length, leading bits) are
+  // collected once, and each key asks only at the few distinct lengths: linear in the CIDRs instead of one
+  // comparison per (key, CIDR) pair, 10^8 of them for 10,000 CIDRs.
+  const covering = new Map<string, number>();
+  const lengths = new Set<number>();
+  for (const c of parsed) {
+    const id = leadingBits(c.bytes, c.prefixLen);
+    covering.set(id, (covering.get(id) ?? 0) | familyFlag(c.family));
+    lengths.add(c.prefixLen);
+  }
+  const ascending = [...lengths].sort((a, b) => a - b);
   const entries: MapEntry[] = [];
   for (const k of byKey.values()) {
     let flags = 0;
-    for (const c of parsed) {
-      if (c.prefixLen <= k.prefixLen && prefixMatches(c.bytes, k.bytes, c.prefixLen)) flags |= familyFlag(c.family);
+    for (const length of ascending) {
+      if (length > k.prefixLen) break;
+      flags |= covering.get(leadingBits(k.bytes, length)) ?? 0;
     }
     entries.push({ key: nodeinfoKey(k.prefixLen, k.bytes), value: u32(flags) });
   }
   return entries;
+}
+
+/** "length/hex of the first `length` bits" (the rest of the last byte cleared): equal iff prefixMatches. */
+function leadingBits(bytes: Uint8Array, length: number): string {
+  let id = `${length}/`;
+  const whole = length >> 3;
+  for (let i = 0; i < whole; i++) id += ((bytes[i] ?? 0) | 0x100).toString(16);
+  const rest = length & 7;
+  if (rest !== 0) id += (((bytes[whole] ?? 0) & ((0xff00 >> rest) & 0xff)) | 0x100).toString(16);
+  return id;
 }
 
 export function peerKey(address: string): Buffer {

@@ -8,7 +8,7 @@ import type { NodeInfo } from '../model/node.js';
 import { CidrClaims } from './cidr-claims.js';
 import {
   canonicalIp,
-  normaliseCidr,
+  normalisedCidrText,
   parseCidrLenient,
   parseIp,
   type Family,
@@ -63,7 +63,7 @@ function parseCidrs(texts: readonly string[]): { text: string; cidr: ParsedCidr 
   for (const text of texts) {
     const parsed = parseCidrLenient(text);
     if (!parsed) return `pod CIDR ${JSON.stringify(text)} is not a CIDR`;
-    const normal = normaliseCidr(text) ?? text;
+    const normal = normalisedCidrText(parsed);
     out.push({ text: normal, cidr: parsed });
   }
   return out;
@@ -94,6 +94,15 @@ function peerProblem(peer: NodeInfo): string | undefined {
 interface Claims {
   addresses: Map<string, string>;
   cidrs: CidrClaims;
+}
+
+/** The first item whose claim lookup finds an owner, with that owner (a loop: this runs for every peer). */
+function firstClash<I, O>(items: readonly I[], owner: (item: I) => O | undefined): { item: I; other: O } | undefined {
+  for (const item of items) {
+    const other = owner(item);
+    if (other) return { item, other };
+  }
+  return undefined;
 }
 
 export function screenPeers(
@@ -136,18 +145,14 @@ export function screenPeers(
       continue;
     }
     const node: NodeInfo = { ...raw, podCIDRs: parsedCidrs.map((c) => c.text) };
-    const addressClash = node.addresses
-      .map((a) => [a, claims.addresses.get(canonicalIp(a))] as const)
-      .find(([, owner]) => owner);
+    const addressClash = firstClash(node.addresses, (a) => claims.addresses.get(canonicalIp(a)));
     if (addressClash) {
-      reject(`underlay address ${addressClash[0]} is also used by ${String(addressClash[1])}`);
+      reject(`underlay address ${addressClash.item} is also used by ${addressClash.other}`);
       continue;
     }
-    const cidrClash = parsedCidrs
-      .map(({ text, cidr }) => ({ text, other: claims.cidrs.findOverlap(cidr) }))
-      .find((x) => x.other);
-    if (cidrClash?.other) {
-      reject(`pod CIDR ${cidrClash.text} overlaps ${cidrClash.other.text} of ${cidrClash.other.owner}`);
+    const cidrClash = firstClash(parsedCidrs, (c) => claims.cidrs.findOverlap(c.cidr));
+    if (cidrClash) {
+      reject(`pod CIDR ${cidrClash.item.text} overlaps ${cidrClash.other.text} of ${cidrClash.other.owner}`);
       continue;
     }
 

@@ -15,7 +15,7 @@ import type { XfrmOp, XfrmPolicy, XfrmState } from '../xfrm/types.js';
 import { canonicalIp } from '../model/ip-address.js';
 import { BLOCK_POLICY_PRIORITY, isOurPolicy, isOurState, KMESH_REQID } from './ownership.js';
 import type { PlannedPolicy, PlannedState } from './planner.js';
-import { describeOp, policiesEqual, policyIdentity, StateIndex, statesEqual } from '../xfrm/identity.js';
+import { describeOp, policiesEqual, PolicyIndex, StateIndex, statesEqual } from '../xfrm/identity.js';
 
 export interface DesiredXfrm {
   states: readonly PlannedState[];
@@ -120,10 +120,10 @@ function diffStates(pass: Pass, kernel: KernelXfrm, desired: DesiredXfrm): { inb
   for (const ps of desired.states) {
     const hits = kernelSpis.has(ps.state.spi >>> 0) ? index.hits(ps.state) : [];
     const target = ps.direction === 'inbound' ? inbound : outbound;
-    const add: DiffOp = { op: { kind: 'addState', state: ps.state }, owner: ps.owner, brings: ps };
+    const add = (): DiffOp => ({ op: { kind: 'addState', state: ps.state }, owner: ps.owner, brings: ps });
     if (hits.length === 0) {
       // New SA (the common case on a first apply): nothing in the kernel to compare, claim or delete.
-      target.push(add);
+      target.push(add());
       continue;
     }
     const foreignHit = hits.find((x) => !pass.ourState(x));
@@ -133,7 +133,7 @@ function diffStates(pass: Pass, kernel: KernelXfrm, desired: DesiredXfrm): { inb
       diff.issues.push({
         owner: ps.owner,
         issue: {
-          what: describeOp(add.op),
+          what: describeOp(add().op),
           code: 'CONFLICT',
           message: `a foreign XFRM state (reqid ${hex(foreignHit.reqid)}) holds this dst/spi/mark; left alone`,
         },
@@ -150,7 +150,7 @@ function diffStates(pass: Pass, kernel: KernelXfrm, desired: DesiredXfrm): { inb
       claimedStates.add(x);
       target.push({ op: stateDeleteOp(x), owner: ps.owner });
     }
-    target.push(add);
+    target.push(add());
   }
   return { inbound, outbound };
 }
@@ -162,23 +162,18 @@ function diffPolicies(
   desired: DesiredXfrm,
 ): { block: DiffOp[]; inFwd: DiffOp[]; out: DiffOp[] } {
   const { claimedPolicies, diff } = pass;
-  const byIdentity = new Map<string, XfrmPolicy[]>();
-  for (const p of kernel.policies) {
-    const id = policyIdentity(p);
-    const list = byIdentity.get(id);
-    if (list) list.push(p);
-    else byIdentity.set(id, [p]);
-  }
+  const byIdentity = new PolicyIndex<XfrmPolicy>();
+  for (const p of kernel.policies) byIdentity.add(p);
   const block: DiffOp[] = [];
   const inFwd: DiffOp[] = [];
   const out: DiffOp[] = [];
   for (const pp of desired.policies) {
     // An empty table (a first apply) needs no identity strings.
-    const same = byIdentity.size === 0 ? undefined : byIdentity.get(policyIdentity(pp.policy));
+    const same = byIdentity.size === 0 ? undefined : byIdentity.get(pp.policy);
     const target = pp.role === 'block' ? block : pp.role === 'out' ? out : inFwd;
-    const add: DiffOp = { op: { kind: 'addPolicy', policy: pp.policy }, owner: pp.owner, brings: pp };
+    const add = (): DiffOp => ({ op: { kind: 'addPolicy', policy: pp.policy }, owner: pp.owner, brings: pp });
     if (same === undefined) {
-      target.push(add);
+      target.push(add());
       continue;
     }
     for (const p of same) claimedPolicies.add(p);
@@ -188,7 +183,7 @@ function diffPolicies(
       diff.issues.push({
         owner: pp.owner,
         issue: {
-          what: describeOp(add.op),
+          what: describeOp(add().op),
           code: 'CONFLICT',
           message: 'a foreign XFRM policy has this direction/selector/mark; left alone',
         },
@@ -265,11 +260,10 @@ export function diffXfrm(kernel: KernelXfrm, desired: DesiredXfrm, options: Reco
     blockedStates: [],
     blockedPolicies: [],
     issues: [],
-    foreign: {
-      states: kernel.states.filter((s) => !ourState(s)).length,
-      policies: kernel.policies.filter((p) => !ourPolicy(p)).length,
-    },
+    foreign: { states: 0, policies: 0 },
   };
+  for (const s of kernel.states) if (!ourState(s)) diff.foreign.states++;
+  for (const p of kernel.policies) if (!ourPolicy(p)) diff.foreign.policies++;
   const index = new StateIndex<XfrmState>();
   for (const s of kernel.states) index.add(s);
   const pass: Pass = { ourState, ourPolicy, index, claimedStates: new Set(), claimedPolicies: new Set(), diff };

@@ -40,3 +40,30 @@ export function derivePairKey(psk: Buffer, src: KeyEndpoint, dst: KeyEndpoint): 
     .digest();
   return digest.subarray(0, AEAD_KEY_BYTES);
 }
+
+// Derived keys of the PSKs in use, by PSK buffer (a PSK is never changed in place: KeyHistory holds them as
+// read) and endpoint pair. A node's plan derives two keys per peer and held SPI on every step although they only
+// change with a peer's address or boot ID or a new PSK: at 5,000 peers that is 10,000 SHA-512 runs (and buffers)
+// per step. Bounded per PSK; a PSK dropped from the history takes its entries with it (WeakMap). The buffers
+// handed out are shared between plans and must not be written to.
+const PAIR_KEY_CACHE_LIMIT = 1 << 17;
+const pairKeyCache = new WeakMap<Buffer, Map<string, Buffer>>();
+
+/** derivePairKey, remembered: the same PSK buffer and endpoints give the same (shared, read-only) buffer. */
+export function derivePairKeyCached(psk: Buffer, src: KeyEndpoint, dst: KeyEndpoint): Buffer {
+  let byEnds = pairKeyCache.get(psk);
+  if (byEnds === undefined) {
+    byEnds = new Map();
+    pairKeyCache.set(psk, byEnds);
+  }
+  // Unambiguous: a planned IP is a parsed address (no newline), and the source boot ID's length fixes where
+  // it ends, whatever the boot IDs contain.
+  const id = `${src.ip}\n${dst.ip}\n${src.bootID.length}\n${src.bootID}\n${dst.bootID}`;
+  let key = byEnds.get(id);
+  if (key === undefined) {
+    key = derivePairKey(psk, src, dst);
+    if (byEnds.size >= PAIR_KEY_CACHE_LIMIT) byEnds.clear();
+    byEnds.set(id, key);
+  }
+  return key;
+}

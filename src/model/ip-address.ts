@@ -218,19 +218,32 @@ function memo(cache: Map<string, string>, text: string, compute: (text: string) 
   return value;
 }
 
+// The compute functions of the memoised forms, defined once: an arrow function per call would be allocated
+// on every lookup, thousands of times per reconcile.
+function computeCanonicalIp(t: string): string {
+  const parsed = parseIp(t);
+  return parsed ? formatIp(parsed.bytes) : t;
+}
+
+function computeSelectorCidr(t: string): string {
+  const cidr = parseCidrLenient(t);
+  return cidr ? `${formatIp(cidr.bytes)}/${cidr.prefixLen}` : t;
+}
+
 /** Canonical text of an address, or the input unchanged when it does not parse (foreign junk stays comparable). */
 export function canonicalIp(text: string): string {
-  return memo(canonicalIpCache, text, (t) => {
-    const parsed = parseIp(t);
-    return parsed ? formatIp(parsed.bytes) : t;
-  });
+  return memo(canonicalIpCache, text, computeCanonicalIp);
 }
 
 /** "10.244.1.7/24" -> "10.244.1.0/24", IPv6 in canonical text; undefined when not a CIDR. */
 export function normaliseCidr(text: string): string | undefined {
   const cidr = parseCidrLenient(text);
-  if (!cidr) return undefined;
-  return `${formatIp(clearHostBits(Buffer.from(cidr.bytes), cidr.prefixLen))}/${cidr.prefixLen}`;
+  return cidr ? normalisedCidrText(cidr) : undefined;
+}
+
+/** normaliseCidr of a CIDR parsed already (its bytes are not changed). */
+export function normalisedCidrText(cidr: ParsedCidr): string {
+  return `${formatIp(clearHostBits(new Uint8Array(cidr.bytes), cidr.prefixLen))}/${cidr.prefixLen}`;
 }
 
 /**
@@ -238,10 +251,7 @@ export function normaliseCidr(text: string): string | undefined {
  * byte for byte, so "10.0.0.1/24" and "10.0.0.0/24" are different selectors. Unparseable input is returned as is.
  */
 export function canonicalSelectorCidr(text: string): string {
-  return memo(canonicalCidrCache, text, (t) => {
-    const cidr = parseCidrLenient(t);
-    return cidr ? `${formatIp(cidr.bytes)}/${cidr.prefixLen}` : t;
-  });
+  return memo(canonicalCidrCache, text, computeSelectorCidr);
 }
 
 /** True when two CIDRs of the same family share at least one address (one contains the other). */

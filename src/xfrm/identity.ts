@@ -47,6 +47,88 @@ export function policyIdentity(p: Pick<XfrmPolicy, 'dir' | 'selector' | 'mark'>)
   return `${p.dir}|${selectorKey(p.selector)}|${m.value}/${m.mask}`;
 }
 
+type PolicyKey = Pick<XfrmPolicy, 'dir' | 'selector' | 'mark'>;
+
+// Equal texts are equal canonical forms: the common case (the planner's text against the decoder's) then
+// costs one short string comparison instead of two memo lookups.
+function sameIp(a: string, b: string): boolean {
+  return a === b || canonicalIp(a) === canonicalIp(b);
+}
+
+function sameSelectorCidr(a: string, b: string): boolean {
+  return a === b || canonicalSelectorCidr(a) === canonicalSelectorCidr(b);
+}
+
+/** The parts of policyIdentity besides the selector's addresses: direction, family, proto, stored mark. */
+function sameIdentityFields(a: PolicyKey, b: PolicyKey): boolean {
+  if (a.dir !== b.dir || a.selector.family !== b.selector.family || a.selector.proto !== b.selector.proto) return false;
+  const ma = a.mark;
+  const mb = b.mark;
+  if (((ma?.value ?? 0) & (ma?.mask ?? 0)) >>> 0 !== ((mb?.value ?? 0) & (mb?.mask ?? 0)) >>> 0) return false;
+  return (ma?.mask ?? 0) >>> 0 === (mb?.mask ?? 0) >>> 0;
+}
+
+/**
+ * policyIdentity(a) === policyIdentity(b), field by field: no identity strings built (a diff of thousands of
+ * policies would otherwise build, flatten and hash two fresh strings per comparison).
+ */
+export function samePolicyIdentity(a: PolicyKey, b: PolicyKey): boolean {
+  return (
+    sameIdentityFields(a, b) &&
+    sameSelectorCidr(a.selector.dst, b.selector.dst) &&
+    sameSelectorCidr(a.selector.src, b.selector.src)
+  );
+}
+
+/**
+ * Policies grouped by kernel identity (policyIdentity), found without building identity strings: by canonical
+ * selector destination, then source (both memoised strings whose hashes V8 keeps), then the few fields left.
+ * get() answers what a Map keyed by policyIdentity would, the group in insertion order.
+ */
+export class PolicyIndex<T extends PolicyKey> {
+  private readonly byDst = new Map<string, Map<string, T[][]>>();
+  private count = 0;
+
+  /** Number of policies added. */
+  get size(): number {
+    return this.count;
+  }
+
+  add(policy: T): void {
+    const dst = canonicalSelectorCidr(policy.selector.dst);
+    const src = canonicalSelectorCidr(policy.selector.src);
+    let bySrc = this.byDst.get(dst);
+    if (!bySrc) {
+      bySrc = new Map();
+      this.byDst.set(dst, bySrc);
+    }
+    let groups = bySrc.get(src);
+    if (!groups) {
+      groups = [];
+      bySrc.set(src, groups);
+    }
+    this.count++;
+    // Same canonical addresses within a group list: the other fields decide.
+    for (const group of groups) {
+      if (sameIdentityFields(group[0] as T, policy)) {
+        group.push(policy);
+        return;
+      }
+    }
+    groups.push([policy]);
+  }
+
+  /** The policies with the identity of `key`, oldest first; undefined when there are none. */
+  get(key: PolicyKey): readonly T[] | undefined {
+    const groups = this.byDst
+      .get(canonicalSelectorCidr(key.selector.dst))
+      ?.get(canonicalSelectorCidr(key.selector.src));
+    if (!groups) return undefined;
+    for (const group of groups) if (sameIdentityFields(group[0] as T, key)) return group;
+    return undefined;
+  }
+}
+
 function sameMark(a: XfrmMark | undefined, b: XfrmMark | undefined): boolean {
   const ma = storedMark(a);
   const mb = storedMark(b);
@@ -55,8 +137,10 @@ function sameMark(a: XfrmMark | undefined, b: XfrmMark | undefined): boolean {
 
 /** Full content equality of two states (identity fields, addresses, mode, reqid, AEAD incl. key bytes, marks, ESN). */
 export function statesEqual(a: XfrmState, b: XfrmState): boolean {
-  if (stateBucket(a) !== stateBucket(b)) return false;
-  if (canonicalIp(a.src) !== canonicalIp(b.src) || a.mode !== b.mode || a.reqid !== b.reqid) return false;
+  // stateBucket(a) === stateBucket(b), without building the two strings.
+  if (a.family !== b.family || a.spi >>> 0 !== b.spi >>> 0 || a.proto !== b.proto || !sameIp(a.dst, b.dst))
+    return false;
+  if (!sameIp(a.src, b.src) || a.mode !== b.mode || a.reqid !== b.reqid) return false;
   if (!sameMark(a.mark, b.mark) || !sameMark(a.outputMark, b.outputMark)) return false;
   if (a.esn !== b.esn || a.replayWindow !== b.replayWindow) return false;
   if (!a.aead || !b.aead) return a.aead === b.aead;
@@ -66,8 +150,8 @@ export function statesEqual(a: XfrmState, b: XfrmState): boolean {
 function templatesEqual(a: XfrmTemplate, b: XfrmTemplate): boolean {
   return (
     a.family === b.family &&
-    canonicalIp(a.src) === canonicalIp(b.src) &&
-    canonicalIp(a.dst) === canonicalIp(b.dst) &&
+    sameIp(a.src, b.src) &&
+    sameIp(a.dst, b.dst) &&
     a.proto === b.proto &&
     a.mode === b.mode &&
     a.reqid === b.reqid &&
@@ -78,7 +162,7 @@ function templatesEqual(a: XfrmTemplate, b: XfrmTemplate): boolean {
 /** Full content equality of two policies (identity, priority, action, templates in order); the kernel index is ignored. */
 export function policiesEqual(a: XfrmPolicy, b: XfrmPolicy): boolean {
   return (
-    policyIdentity(a) === policyIdentity(b) &&
+    samePolicyIdentity(a, b) &&
     a.priority === b.priority &&
     a.action === b.action &&
     a.templates.length === b.templates.length &&
@@ -119,24 +203,51 @@ export function describeOp(op: XfrmOp): string {
 
 type StateKey = Pick<XfrmState, 'family' | 'dst' | 'spi' | 'proto' | 'mark'>;
 
+/** One (family, dst, spi, proto) bucket: states by mark mask, then by stored mark value. */
+interface StateBucket<T> {
+  family: number;
+  proto: number;
+  byMask: Map<number, Map<number, T[]>>;
+}
+
 /**
  * States indexed the way the kernel finds them, without scanning whole buckets: all inbound SAs of a node
  * share one (dst, spi, proto) bucket, so a linear scan per lookup would be quadratic in the peer count.
  * Within a bucket, states are grouped by mark mask and then by mark value, so a lookup with mark M only
- * probes value M & mask for each distinct mask (normally one or two).
+ * probes value M & mask for each distinct mask (normally one or two). Buckets are found by canonical dst (a
+ * memoised string whose hash V8 keeps) and SPI, then family and proto, not by a stateBucket() string: a
+ * reconcile of thousands of SAs would otherwise build and hash a fresh string per lookup.
  */
 export class StateIndex<T extends StateKey> {
-  private readonly buckets = new Map<string, Map<number, Map<number, T[]>>>();
+  private readonly buckets = new Map<string, Map<number, StateBucket<T>[]>>();
   private readonly order = new Map<T, number>();
   private nextOrder = 0;
 
+  private bucket(key: StateKey, create: boolean): StateBucket<T> | undefined {
+    const dst = canonicalIp(key.dst);
+    const spi = key.spi >>> 0;
+    let bySpi = this.buckets.get(dst);
+    if (!bySpi) {
+      if (!create) return undefined;
+      bySpi = new Map();
+      this.buckets.set(dst, bySpi);
+    }
+    let list = bySpi.get(spi);
+    if (!list) {
+      if (!create) return undefined;
+      list = [];
+      bySpi.set(spi, list);
+    }
+    for (const b of list) if (b.family === key.family && b.proto === key.proto) return b;
+    if (!create) return undefined;
+    const b: StateBucket<T> = { family: key.family, proto: key.proto, byMask: new Map() };
+    list.push(b);
+    return b;
+  }
+
   add(state: T): void {
     const m = storedMark(state.mark);
-    let byMask = this.buckets.get(stateBucket(state));
-    if (!byMask) {
-      byMask = new Map();
-      this.buckets.set(stateBucket(state), byMask);
-    }
+    const { byMask } = this.bucket(state, true) as StateBucket<T>;
     let byValue = byMask.get(m.mask);
     if (!byValue) {
       byValue = new Map();
@@ -150,29 +261,39 @@ export class StateIndex<T extends StateKey> {
 
   remove(state: T): void {
     const m = storedMark(state.mark);
-    const byMask = this.buckets.get(stateBucket(state));
-    const byValue = byMask?.get(m.mask);
+    const bucket = this.bucket(state, false);
+    const byValue = bucket?.byMask.get(m.mask);
     const list = byValue?.get(m.value);
-    if (!byMask || !byValue || !list) return;
+    if (!bucket || !byValue || !list) return;
     const i = list.indexOf(state);
     if (i < 0) return;
     list.splice(i, 1);
     this.order.delete(state);
     if (list.length === 0) byValue.delete(m.value);
-    if (byValue.size === 0) byMask.delete(m.mask);
-    if (byMask.size === 0) this.buckets.delete(stateBucket(state));
+    if (byValue.size === 0) bucket.byMask.delete(m.mask);
+    if (bucket.byMask.size > 0) return;
+    const dst = canonicalIp(state.dst);
+    const bySpi = this.buckets.get(dst);
+    const buckets = bySpi?.get(state.spi >>> 0);
+    if (!bySpi || !buckets) return;
+    buckets.splice(buckets.indexOf(bucket), 1);
+    if (buckets.length === 0) bySpi.delete(state.spi >>> 0);
+    if (bySpi.size === 0) this.buckets.delete(dst);
   }
 
   /** States a kernel lookup for `key` (its bucket, its mark value&mask) would hit, newest first. */
   hits(key: StateKey): T[] {
-    const byMask = this.buckets.get(stateBucket(key));
-    if (!byMask) return [];
+    const bucket = this.bucket(key, false);
+    if (!bucket) return [];
     const mark = lookupMark(key.mark);
-    const found: T[] = [];
-    for (const [mask, byValue] of byMask) {
+    let found: T[] | undefined;
+    for (const [mask, byValue] of bucket.byMask) {
       const list = byValue.get((mark & mask) >>> 0);
-      if (list) found.push(...list);
+      if (!list) continue;
+      if (found) found.push(...list);
+      else found = [...list];
     }
+    if (!found) return [];
     return found.length > 1 ? found.sort((a, b) => (this.order.get(b) ?? 0) - (this.order.get(a) ?? 0)) : found;
   }
 

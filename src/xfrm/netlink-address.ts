@@ -108,11 +108,27 @@ export function writeCidr(
   return parsed;
 }
 
+// Decoded IPv4 texts by value (address, or address * 64 + prefix length for a CIDR): a dump of thousands of
+// objects repeats the same few thousand addresses, and handing out one flat string per value spares the
+// allocation of a new one per object and lets every later Map lookup reuse its cached hash. Bounded like the
+// caches above.
+const ipv4Texts = new Map<number, string>();
+const ipv4CidrTexts = new Map<number, string>();
+
+function ipv4Text(bytes: Buffer, offset: number): string {
+  const value = bytes.readUInt32BE(offset);
+  let text = ipv4Texts.get(value);
+  if (text === undefined) {
+    if (ipv4Texts.size >= CACHE_LIMIT) ipv4Texts.clear();
+    text = `${bytes[offset]}.${bytes[offset + 1]}.${bytes[offset + 2]}.${bytes[offset + 3]}`;
+    ipv4Texts.set(value, text);
+  }
+  return text;
+}
+
 /** Formats the first 4 (IPv4) or 16 (IPv6) bytes of `bytes` from `offset` like inet_ntop. */
 export function formatAddress(bytes: Buffer, offset: number, family: Family): string {
-  if (family === 4) {
-    return `${bytes[offset]}.${bytes[offset + 1]}.${bytes[offset + 2]}.${bytes[offset + 3]}`;
-  }
+  if (family === 4) return ipv4Text(bytes, offset);
   const words: number[] = [];
   for (let i = 0; i < 8; i++) words.push(bytes.readUInt16BE(offset + i * 2));
   // Longest run (first on ties) of at least two zero words collapses to "::".
@@ -150,6 +166,17 @@ export function formatAddress(bytes: Buffer, offset: number, family: Family): st
   return out;
 }
 
+/** formatAddress + "/prefixLen". */
 export function formatCidr(bytes: Buffer, offset: number, family: Family, prefixLen: number): string {
-  return `${formatAddress(bytes, offset, family)}/${prefixLen}`;
+  if (family !== 4 || !Number.isInteger(prefixLen) || prefixLen < 0 || prefixLen > 63) {
+    return `${formatAddress(bytes, offset, family)}/${prefixLen}`;
+  }
+  const value = bytes.readUInt32BE(offset) * 64 + prefixLen;
+  let text = ipv4CidrTexts.get(value);
+  if (text === undefined) {
+    if (ipv4CidrTexts.size >= CACHE_LIMIT) ipv4CidrTexts.clear();
+    text = `${ipv4Text(bytes, offset)}/${prefixLen}`;
+    ipv4CidrTexts.set(value, text);
+  }
+  return text;
 }

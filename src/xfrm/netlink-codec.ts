@@ -4,7 +4,7 @@
 // never throws: an object of a shape we cannot represent (unknown family, direction or action, sub-policy type,
 // truncated struct or attribute) is skipped; shapes we can represent but do not use ourselves (other protocols,
 // transport mode, no AEAD, auth/crypt algorithms) decode with those fields absent.
-import { formatAddress, writeAddress, writeCidr } from './netlink-address.js';
+import { formatAddress, formatCidr, writeAddress, writeCidr } from './netlink-address.js';
 import type { Family } from '../model/ip-address.js';
 import { isValidSpi, SPI_MAX, SPI_MIN } from '../model/ipsec-key.js';
 import type { PolicyDir, XfrmMark, XfrmPolicy, XfrmSelector, XfrmState, XfrmTemplate } from './types.js';
@@ -489,8 +489,8 @@ export function decodePolicy(msg: NetlinkMessage): XfrmPolicy | undefined {
     dir,
     selector: {
       family,
-      src: `${formatAddress(p, sel + XFRM_SELECTOR.saddr, family)}/${srcLen}`,
-      dst: `${formatAddress(p, sel + XFRM_SELECTOR.daddr, family)}/${dstLen}`,
+      src: formatCidr(p, sel + XFRM_SELECTOR.saddr, family, srcLen),
+      dst: formatCidr(p, sel + XFRM_SELECTOR.daddr, family, dstLen),
       proto: p.readUInt8(sel + XFRM_SELECTOR.proto),
     },
     priority: p.readUInt32LE(XFRM_USERPOLICY_INFO.priority),

@@ -1,12 +1,13 @@
-// npm run bench:bpf — nanoseconds per packet of tc_mark_encrypt (IPv4/IPv6, hit/miss) with 1,000 remote
-// CIDRs, next to an empty TC program (tc_noop) measured in the same run, through BPF_PROG_TEST_RUN (the kernel
+// npm run bench:bpf — nanoseconds per packet of tc_mark_encrypt (IPv4/IPv6, hit/miss) with 1,000 and 10,000
+// remote CIDRs, next to an empty TC program (tc_noop) measured in the same run, through BPF_PROG_TEST_RUN (the kernel
 // times `repeat` runs and reports the mean). Two CIDR layouts: "cluster" (per-node slices of one cluster range,
 // as Kubernetes allocates them) and "scattered" (unrelated /24s and /64s, so the index shares little and walks
 // its deepest paths). Misses are chosen to fail as deep as possible. Each layout is measured as deployed (the
 // compiled km_cidr_index that setRemoteCidrs installs) and on the km_nodeinfo LPM-trie fallback (index slot
 // emptied), for comparison. Figures are medians of several rounds, interleaved so that machine noise hits every
 // program alike. The last line gives the deployed path's worst marginal cost over the no-op (both layouts) and
-// the ratio. Needs root. Target: <= 25 ns.
+// the ratio, for 1,000 CIDRs (target <= 25 ns) and for 10,000 (the same layouts ten times larger; target
+// <= 10 ns). Needs root.
 import { rmSync } from 'node:fs';
 import path from 'node:path';
 
@@ -20,6 +21,8 @@ import { ipFrame } from '../host/lib/packets.js';
 const ROUNDS = Number(process.env.KMESH_BENCH_ROUNDS ?? 7);
 const REPEAT = Number(process.env.KMESH_BENCH_REPEAT ?? 200_000);
 const TARGET_NS = 25;
+/** Issue 15: the 10,000-CIDR layouts' worst marginal cost. */
+const TARGET_10K_NS = 10;
 
 interface Layout {
   name: string;
@@ -36,29 +39,36 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)] ?? NaN;
 }
 
-/** 800 IPv4 /24 and 200 IPv6 /64 slices of one cluster range each, as a large cluster would have. */
-function clusterLayout(): Layout {
+/**
+ * 80 % IPv4 /24 and 20 % IPv6 /64 slices of one cluster range each, as a large cluster would have: 1,000 CIDRs
+ * (800 + 200) or 10,000 (8,000 + 2,000, the CIDRs of a 5,000-node dual-stack cluster and then some).
+ */
+function clusterLayout(total = 1000): Layout {
+  const v4 = (total * 4) / 5;
+  const lastV4 = v4 - 1;
   return {
-    name: 'cluster',
+    name: total === 1000 ? 'cluster' : `cluster ${total}`,
     cidrs: [
-      ...Array.from({ length: 800 }, (_, i) => `10.${64 + (i >> 8)}.${i & 255}.0/24`),
-      ...Array.from({ length: 200 }, (_, i) => `fd00:10:${(i + 1).toString(16)}::/64`),
+      ...Array.from({ length: v4 }, (_, i) => `10.${64 + (i >> 8)}.${i & 255}.0/24`),
+      ...Array.from({ length: total - v4 }, (_, i) => `fd00:10:${(i + 1).toString(16)}::/64`),
     ],
     v4Hit: '10.66.17.9',
-    v4Miss: '10.67.200.9', // 10.67.0-31 are remote: fails at the third byte
+    // The last remote /16 holds 10.x.0-(lastV4 & 255): fails at the third byte.
+    v4Miss: `10.${64 + (lastV4 >> 8)}.200.9`,
     v6Hit: 'fd00:10:a7::9',
     v6Miss: 'fd00:10:a7:1::9', // fails at the eighth byte, the last of the /64
   };
 }
 
-/** 800 IPv4 /24 anywhere in 1-223.x.x and 200 IPv6 /64 anywhere in fd00::/8, from a fixed seed. */
-function scatteredLayout(): Layout {
+/** 80 % IPv4 /24 anywhere in 1-223.x.x and 20 % IPv6 /64 anywhere in fd00::/8, from a fixed seed. */
+function scatteredLayout(total = 1000): Layout {
   const rnd = rng(2026);
   const v4 = new Set<string>();
-  while (v4.size < 800) v4.add(`${1 + rnd(223)}.${rnd(256)}.${rnd(256)}.0/24`);
+  while (v4.size < (total * 4) / 5) v4.add(`${1 + rnd(223)}.${rnd(256)}.${rnd(256)}.0/24`);
   const v6 = new Set<string>();
   const group = (): string => rnd(0x10000).toString(16);
-  while (v6.size < 200) v6.add(`fd${rnd(256).toString(16).padStart(2, '0')}:${group()}:${group()}:${group()}::/64`);
+  while (v6.size < total / 5)
+    v6.add(`fd${rnd(256).toString(16).padStart(2, '0')}:${group()}:${group()}:${group()}::/64`);
   const cidrs = [...v4, ...v6];
   const parsed = cidrs.map((c) => parseCidrStrict(c));
   const inside = (a: string): boolean => {
@@ -76,7 +86,8 @@ function scatteredLayout(): Layout {
   groups[3] = (parseInt(groups[3]!, 16) ^ 1).toString(16); // differs in the /64's last bit
   const v6Miss = `${groups.join(':')}::9`;
   if (inside(v6Miss) || !v4Miss) throw new Error('scattered layout: no deep miss found');
-  return { name: 'scattered', cidrs, v4Hit: `${a}.${b}.${c}.9`, v4Miss, v6Hit: `${v6First}::9`, v6Miss };
+  const name = total === 1000 ? 'scattered' : `scattered ${total}`;
+  return { name, cidrs, v4Hit: `${a}.${b}.${c}.9`, v4Miss, v6Hit: `${v6First}::9`, v6Miss };
 }
 
 interface Figures {
@@ -123,26 +134,37 @@ async function main(): Promise<void> {
     noop = loaded.programs[0]!.fd;
     for (const m of loaded.maps) m.fd.close();
 
-    console.log(`tc_mark_encrypt vs tc_noop, 1000 remote CIDRs per layout, ${ROUNDS} rounds x ${REPEAT} runs`);
-    let worst = 0;
-    let worstBase = 0;
-    for (const layout of [clusterLayout(), scatteredLayout()]) {
+    console.log(
+      `tc_mark_encrypt vs tc_noop, 1000 remote CIDRs per layout, then 10,000; ${ROUNDS} rounds x ${REPEAT} runs`,
+    );
+    // Worst marginal cost over the no-op (and that no-op) per size: 1,000 CIDRs, 10,000 CIDRs.
+    const worst = new Map<number, { extra: number; base: number }>();
+    for (const [size, layout] of [
+      [1000, clusterLayout()],
+      [1000, scatteredLayout()],
+      [10000, clusterLayout(10000)],
+      [10000, scatteredLayout(10000)],
+    ] as const) {
+      // From empty: km_nodeinfo (16,384 entries) takes a new set's additions before the old set's removals,
+      // and two disjoint 10,000-CIDR sets do not fit at once (a real cluster changes a few CIDRs at a time).
+      await dp.setRemoteCidrs([]);
       await dp.setRemoteCidrs(layout.cidrs);
       const index = (await dp.stats()).cidrIndex;
-      if (!index) throw new Error(`${layout.name}: setRemoteCidrs installed no km_cidr_index`);
+      // An index over capacity is not installed: the programs then ask the trie, and the daemon's status
+      // (cidrIndex null) and metric (kmesh_ipsec_cidr_index_installed 0) say so. Measured as it is.
       const deployed = await measure(bpf, dp, noop, layout);
       await emptyIndexSlot(bpf, root);
       if ((await dp.stats()).cidrIndex) throw new Error('km_cidr_index slot did not empty');
       const lpm = await measure(bpf, dp, noop, layout);
-      console.log(
-        `# ${layout.name} layout: as deployed, km_cidr_index (${index.nodes}/${index.nodeCapacity} nodes, ${index.records}/${index.recordCapacity} tails) ` +
-          `| km_nodeinfo LPM fallback`,
-      );
+      const asDeployed = index
+        ? `km_cidr_index (${index.nodes}/${index.nodeCapacity} nodes, ${index.records}/${index.recordCapacity} tails)`
+        : 'NO km_cidr_index (over its capacity: the trie answers; status cidrIndex null, metric kmesh_ipsec_cidr_index_installed 0)';
+      console.log(`# ${layout.name} layout: as deployed, ${asDeployed} | km_nodeinfo LPM fallback`);
       console.log(`${'  tc_noop (baseline)'.padEnd(22)} ${deployed.base.toFixed(0).padStart(4)} ns/packet`);
       for (const [i, c] of deployed.cases.entries()) {
         const trie = lpm.cases[i]!.ns;
         const extra = c.ns - deployed.base;
-        if (extra > worst) [worst, worstBase] = [extra, deployed.base];
+        if (extra > (worst.get(size)?.extra ?? -Infinity)) worst.set(size, { extra, base: deployed.base });
         console.log(
           `  ${`encrypt ${c.name}`.padEnd(20)} ${c.ns.toFixed(0).padStart(4)} ns/packet  (+${extra.toFixed(0)} ns)`.padEnd(
             52,
@@ -150,11 +172,15 @@ async function main(): Promise<void> {
         );
       }
     }
-    const ratio = (worstBase + worst) / worstBase;
-    console.log(
-      `marginal cost over no-op: ${worst.toFixed(0)} ns/packet at worst (ratio ${ratio.toFixed(2)}x the no-op); ` +
-        `target <= ${TARGET_NS} ns: ${worst <= TARGET_NS ? 'met' : 'NOT met'}`,
-    );
+    const summary = (size: number, target: number): string => {
+      const w = worst.get(size)!;
+      const ratio = (w.base + w.extra) / w.base;
+      return (
+        `${size} CIDRs: ${w.extra.toFixed(0)} ns/packet at worst (ratio ${ratio.toFixed(2)}x the no-op); ` +
+        `target <= ${target} ns: ${w.extra <= target ? 'met' : 'NOT met'}`
+      );
+    };
+    console.log(`marginal cost over no-op: ${summary(1000, TARGET_NS)} | ${summary(10000, TARGET_10K_NS)}`);
   } finally {
     noop?.close();
     await dp.uninstall().catch(() => undefined);

@@ -34,6 +34,13 @@ interface RoundFigures {
   noopMs: number;
   noopWrites: number;
   objects: number;
+  /** A replan of the same cluster, as every daemon step makes (warm: the code and the caches have run). */
+  planMs: number;
+  /** One peer changed (new pod CIDR; in the full variant a new boot ID too): replan + reconcile. */
+  stepMs: number;
+  stepWrites: number;
+  /** Part of stepMs spent in apply() (the writes themselves). */
+  stepApplyMs: number;
 }
 
 const hexNum = (n: number): string => `0x${(n >>> 0).toString(16)}`;
@@ -153,8 +160,30 @@ class TimedKernel implements XfrmKernel {
  * One round in two fresh namespaces. Who goes first alternates between rounds (`oursFirst`), and both namespaces
  * are emptied in the foreground before they are deleted, so no round pays for the previous one's teardown.
  */
+/** The plan for a cluster (screening, peer ids, planner), as the controller computes it on every step. */
+function planCluster(cluster: ReturnType<typeof benchCluster>): XfrmPlan {
+  return planXfrm({
+    local: cluster.local,
+    peers: cluster.peers,
+    keys: cluster.keys,
+    peerIds: allocatePeerIds(
+      new Map(),
+      cluster.peers.map((p) => p.name),
+    ).ids,
+  });
+}
+
+/** The cluster with peer `i` changed: a new pod CIDR (10.255.x.0/24, unused) and boot ID (so new SA keys). */
+function withOnePeerChanged(cluster: ReturnType<typeof benchCluster>, i: number): ReturnType<typeof benchCluster> {
+  const peers = cluster.peers.map((p, k) =>
+    k === i ? { ...p, bootID: `${p.bootID.slice(0, -4)}beef`, podCIDRs: [`10.255.${k & 0xff}.0/24`] } : p,
+  );
+  return { ...cluster, peers };
+}
+
 async function round(
   variant: Variant,
+  cluster: ReturnType<typeof benchCluster>,
   desired: DesiredXfrm,
   batchFile: string,
   tag: string,
@@ -194,36 +223,54 @@ async function round(
         if (canon(ourStates) !== canon(baseStates)) throw new Error('ip -batch and ours installed different SAs');
         objects += ourStates.length;
       }
+      // A replan of the unchanged cluster (what a daemon step computes before its reconcile), then a step in
+      // which one peer changed: replan + reconcile, counting its writes and their time.
+      t0 = performance.now();
+      planCluster(cluster);
+      const planMs = performance.now() - t0;
+      const changed = withOnePeerChanged(cluster, Math.floor(cluster.peers.length / 2));
+      const stepKernel = new TimedKernel(kernel);
+      t0 = performance.now();
+      const step = await reconcile(stepKernel, desiredOf(planCluster(changed), variant));
+      const stepMs = performance.now() - t0;
+      if (step.failed > 0) throw new Error(`one-peer step failed for ${step.failed} ops`);
       // These are the benchmark's own namespaces: empty them now rather than in the kernel's deferred cleanup.
       for (const ns of [oursNs, baseNs]) {
         ip(['-n', ns, 'xfrm', 'policy', 'flush']);
         ip(['-n', ns, 'xfrm', 'state', 'flush']);
       }
-      return { oursMs, applyMs: timed.applyMs, ipBatchMs, noopMs, noopWrites: noop.writes, objects };
+      return {
+        oursMs,
+        applyMs: timed.applyMs,
+        ipBatchMs,
+        noopMs,
+        noopWrites: noop.writes,
+        objects,
+        planMs,
+        stepMs,
+        stepWrites: step.writes,
+        stepApplyMs: stepKernel.applyMs,
+      };
     }),
   );
 }
 
 function resultLine(n: number, f: RoundFigures): string {
   const ratio = f.oursMs / f.ipBatchMs;
+  const ofFull = (ms: number): string => `${(ms / f.oursMs).toFixed(2)}x`;
   return (
     `xfrm N=${n}: ours ${f.oursMs.toFixed(1)}, ip -batch ${f.ipBatchMs.toFixed(1)}, ratio ${ratio.toFixed(3)}, ` +
-    `no-op reconcile ${f.noopMs.toFixed(1)} ${f.noopWrites} writes`
+    `no-op reconcile ${f.noopMs.toFixed(1)} ${f.noopWrites} writes (${ofFull(f.noopMs)} full), ` +
+    `plan ${f.planMs.toFixed(1)} (${ofFull(f.planMs)} full), ` +
+    `one-peer step ${f.stepMs.toFixed(1)} ${f.stepWrites} writes (${ofFull(f.stepMs)} full; its writes ` +
+    `${f.stepApplyMs.toFixed(1)} = ${ofFull(f.stepApplyMs)})`
   );
 }
 
 async function runVariant(variant: Variant, peers: number, rounds: number): Promise<string> {
   const cluster = benchCluster(peers);
   let t0 = performance.now();
-  const plan = planXfrm({
-    local: cluster.local,
-    peers: cluster.peers,
-    keys: cluster.keys,
-    peerIds: allocatePeerIds(
-      new Map(),
-      cluster.peers.map((p) => p.name),
-    ).ids,
-  });
+  const plan = planCluster(cluster);
   const planMs = performance.now() - t0;
   // The native addon is loaded here, with the rest of our code (the imports above), not inside round 1: the
   // daemon loads it at startup (createDatapathPort builds the BPF datapath over it) before its first XFRM step,
@@ -237,13 +284,13 @@ async function runVariant(variant: Variant, peers: number, rounds: number): Prom
   writeFileSync(batchFile, `${batchLines(desired).join('\n')}\n`);
   console.log(
     `# ${variant} variant: ${peers} peers, ${desired.states.length} SAs + ${desired.policies.length} policies ` +
-      `(planned in ${planMs.toFixed(1)} ms, not counted below); kernel ${release()}, ${ip(['-V']).trim()}, node ${process.version}`,
+      `(first plan, cold, in ${planMs.toFixed(1)} ms, not counted below); kernel ${release()}, ${ip(['-V']).trim()}, node ${process.version}`,
   );
   const all: RoundFigures[] = [];
   try {
     for (let r = 0; r < rounds; r++) {
       t0 = performance.now();
-      const f = await round(variant, desired, batchFile, `${process.pid}-${r}`, r % 2 === 0);
+      const f = await round(variant, cluster, desired, batchFile, `${process.pid}-${r}`, r % 2 === 0);
       all.push(f);
       console.log(
         `#   round ${r + 1}: ${resultLine(peers, f)} (apply calls ${f.applyMs.toFixed(1)} ms of ours; ` +
@@ -257,10 +304,14 @@ async function runVariant(variant: Variant, peers: number, rounds: number): Prom
   const byRatio = [...all].sort((x, y) => x.oursMs / x.ipBatchMs - y.oursMs / y.ipBatchMs);
   const summary = byRatio[Math.floor(byRatio.length / 2)] as RoundFigures;
   const noopWrites = Math.max(...all.map((f) => f.noopWrites));
+  const stepWrites = Math.max(...all.map((f) => f.stepWrites));
   console.log(
-    `# ${variant} variant: the round with the median ratio of ${rounds}; no-op writes are the max over all rounds:`,
+    `# cold first plan ${planMs.toFixed(1)} ms = ${(planMs / summary.oursMs).toFixed(2)}x the full apply below`,
   );
-  return resultLine(peers, { ...summary, noopWrites });
+  console.log(
+    `# ${variant} variant: the round with the median ratio of ${rounds}; no-op and one-peer writes are the max over all rounds:`,
+  );
+  return resultLine(peers, { ...summary, noopWrites, stepWrites });
 }
 
 async function runFullInVm(kernel: string, peers: number, rounds: number): Promise<string | undefined> {

@@ -1,5 +1,6 @@
 // Pure tests of the datapath's map layouts, family flags, diffs and attach records.
 import t from 'tap';
+import { rng } from '../fakes/cidr-samples.js';
 import {
   diffEntries,
   nodeinfoEntries,
@@ -9,6 +10,7 @@ import {
   peerEntries,
   peerKey,
 } from '../../src/datapath/map-layout.js';
+import { clearHostBits, formatIp, parseCidrStrict, prefixMatches } from '../../src/model/ip-address.js';
 import {
   decodeAttachRecord,
   encodeAttachKey,
@@ -115,3 +117,51 @@ t.test('attach records round-trip through the km_tc_attach layout', (t) => {
   t.notOk(isTcxLinkPinName('tc_mark_encrypt'));
   t.end();
 });
+
+t.test(
+  'nodeinfoEntries: the flags of the pairwise definition, for nested and shared-prefix CIDRs of both families',
+  (t) => {
+    // The definition: key k gets the family flag of every CIDR c with c.prefixLen <= k.prefixLen whose first
+    // c.prefixLen bits equal k's (families mixed: an IPv4 and an IPv6 prefix may share leading bytes).
+    const reference = (texts: string[]): Map<string, number> => {
+      const parsed = texts.map((x) => parseCidrStrict(x));
+      const out = new Map<string, number>();
+      for (const k of parsed) {
+        let flags = 0;
+        for (const c of parsed)
+          if (c.prefixLen <= k.prefixLen && prefixMatches(c.bytes, k.bytes, c.prefixLen))
+            flags |= c.family === 4 ? NODEINFO_V4 : NODEINFO_V6;
+        out.set(nodeinfoKey(k.prefixLen, k.bytes).toString('hex'), flags);
+      }
+      return out;
+    };
+    const next = rng(11);
+    const texts = new Set<string>(['32.1.0.0/16', '2001::/16', '2001:db8::/32', '32.0.0.0/8', '0.0.0.0/0']);
+    while (texts.size < 600) {
+      const len = [8, 12, 16, 20, 24, 31, 32][next(7)]!;
+      const v4 = parseCidrStrict(`${[10, 32, 192][next(3)]}.${next(4)}.${next(8)}.${next(256)}/32`).bytes;
+      clearHostBits(v4, len);
+      texts.add(`${Array.from(v4).join('.')}/${len}`);
+      if (next(3) === 0) {
+        const v6len = [16, 20, 48, 64, 127][next(5)]!;
+        const v6 = parseCidrStrict(
+          `${['2001', '2000', '200a', 'fd00'][next(4)]}:db8:${next(4).toString(16)}::${next(9)}/128`,
+        ).bytes;
+        clearHostBits(v6, v6len);
+        texts.add(`${formatIp(v6)}/${v6len}`);
+      }
+    }
+    const list = [...texts];
+    const got = nodeinfoEntries(list);
+    const expected = reference(list);
+    t.equal(got.length, expected.size, 'one entry per distinct key');
+    let mixed = 0;
+    for (const e of got) {
+      const flags = e.value.readUInt32LE(0);
+      t.equal(flags, expected.get(e.key.toString('hex')), e.key.toString('hex'));
+      if (flags === (NODEINFO_V4 | NODEINFO_V6)) mixed++;
+    }
+    t.ok(mixed > 0, `keys covered by both families occur (${mixed})`);
+    t.end();
+  },
+);

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { createHash } from 'node:crypto';
-import { bootIdBytes, derivePairKey } from '../../src/keys/derive.js';
+import { bootIdBytes, derivePairKey, derivePairKeyCached } from '../../src/keys/derive.js';
 
 const PSK = Buffer.from('2dc9410d7cd6b324461bf16db518646594276c5362c30fc476ebca3f1a394b6ed4462161', 'hex');
 const BOOT_A = '550e8400-e29b-41d4-a716-446655440000';
@@ -45,5 +45,33 @@ t.test('empty inputs are refused with a clear error', (t) => {
   t.throws(() => derivePairKey(Buffer.alloc(0), ok, ok), /pre-shared key is empty/);
   t.throws(() => derivePairKey(PSK, { ip: '', bootID: BOOT_A }, ok), /source IP is empty/);
   t.throws(() => derivePairKey(PSK, ok, { ip: '10.0.0.2', bootID: '' }), /boot ID of 10\.0\.0\.2 is empty/);
+  t.end();
+});
+
+t.test('derivePairKeyCached: the same bytes as derivePairKey, one buffer per PSK buffer and endpoints', (t) => {
+  const psk = Buffer.alloc(36, 0x5a);
+  const otherPsk = Buffer.alloc(36, 0x5b);
+  const ends = [
+    { ip: '198.18.0.1', bootID: 'a' },
+    { ip: '198.18.0.2', bootID: 'a' },
+    { ip: 'fd00::2', bootID: '550e8400-e29b-41d4-a716-446655440000-and-more' },
+    // boot IDs that would read alike if the cache key only joined the fields with newlines
+    { ip: '198.18.0.3', bootID: 'x\ny' },
+    { ip: '198.18.0.3', bootID: 'x' },
+  ];
+  const dst = { ip: '198.18.0.9', bootID: 'y\nz' };
+  const dst2 = { ip: '198.18.0.9', bootID: 'z' };
+  for (const src of ends)
+    for (const d of [dst, dst2])
+      for (const k of [psk, otherPsk]) {
+        const first = derivePairKeyCached(k, src, d);
+        t.same(
+          first,
+          derivePairKey(k, src, d),
+          `${src.ip} ${JSON.stringify(src.bootID)} -> ${JSON.stringify(d.bootID)}`,
+        );
+        t.equal(derivePairKeyCached(k, src, d), first, 'the remembered buffer');
+      }
+  t.throws(() => derivePairKeyCached(psk, { ip: '198.18.0.1', bootID: '' }, dst), /boot ID of 198\.18\.0\.1 is empty/);
   t.end();
 });

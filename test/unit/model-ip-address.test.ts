@@ -8,6 +8,7 @@ import {
   formatIp,
   ipFamily,
   normaliseCidr,
+  normalisedCidrText,
   parseCidrLenient,
   parseCidrStrict,
   parseIp,
@@ -159,5 +160,15 @@ t.test('overlap: one contains the other, same family only', (t) => {
   t.notOk(cidrsOverlap(c('10.244.1.0/25'), c('10.244.1.128/25')));
   t.ok(cidrsOverlap(c('0.0.0.0/0'), c('192.0.2.0/24')));
   t.notOk(cidrsOverlap(c('::/0'), c('10.0.0.0/8')));
+  t.end();
+});
+
+t.test('normalisedCidrText: normaliseCidr of a parsed CIDR, leaving its bytes as they were', (t) => {
+  for (const text of ['10.244.1.77/24', '10.244.1.0/24', '0.0.0.0/0', '1.2.3.4/32', 'fd00::1:2/64', 'FD00:0::1/127']) {
+    const parsed = parseCidrLenient(text)!;
+    const before = Buffer.from(parsed.bytes);
+    t.equal(normalisedCidrText(parsed), normaliseCidr(text), text);
+    t.same(Buffer.from(parsed.bytes), before, `${text}: bytes unchanged`);
+  }
   t.end();
 });

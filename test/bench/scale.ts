@@ -1,0 +1,283 @@
+// `npm run bench:scale` (issue 15 item 2): one node daemon among 5,000 simulated peers (default; --peers N), above
+// the kernel adapters: the directory source (real files, fs.watch and its rescan), validation, the IPsec
+// controller and the reconcile loop with its real scheduler, over the in-memory XFRM kernel and datapath of
+// test/fakes (the kernel is not the subject here: bench:xfrm measures it). Prints:
+//   1. start: time from the first key to the step in which every peer is reached with SPI 1, and its steps;
+//   2. memory: RSS and V8 heap after that (this process also holds the fake kernel's copy of every SA and
+//      policy, which a real daemon leaves to the kernel: their share is estimated by building them apart);
+//   3. a no-change step (the 30 s resync) and a step after one peer changed;
+//   4. rotation: the key for SPI 2 arrives, then every peer advertises SPI 2 as 5,000 KmeshNodeInfo updates
+//      spread over --spread-ms (default 3000): time from the first update to the step that reflects all of them
+//      (every peer sent to with SPI 2), and how many steps it took (coalescing keeps it small).
+// Before the bench's own files are written, the RSS of the process with everything loaded is printed as the
+// baseline. The last line sums it up. Figures only; nothing here asserts on time.
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { DatapathAdapter } from '../../src/daemon/datapath-port.js';
+import { IpsecAdapter } from '../../src/daemon/ipsec-port.js';
+import { ReconcileLoop, type LoopLogger } from '../../src/daemon/loop.js';
+import { DaemonMetrics } from '../../src/daemon/metrics.js';
+import type { HostNetwork } from '../../src/daemon/pod-interfaces.js';
+import { DirSource } from '../../src/daemon/sources/dir-source.js';
+import type { DaemonStatus } from '../../src/daemon/status.js';
+import { parseNodeInfo } from '../../src/ipsec/validate-peer.js';
+import type { IpsecKey } from '../../src/model/node.js';
+import { FakeDatapath } from '../fakes/fake-datapath.js';
+import { FakeXfrmKernel } from '../fakes/fake-xfrm-kernel.js';
+
+const say = (s: string): void => void process.stdout.write(`${s}\n`);
+const LOCAL = 'scale-node-00000';
+const peerName = (i: number): string => `scale-node-${String(i).padStart(5, '0')}`;
+/** Underlay 198.18.0.0/15 and pod CIDRs 10.x.y.0/24 for node i (0 = the local node). */
+const underlay = (i: number): string => `198.${18 + (i >> 16)}.${(i >> 8) & 0xff}.${i & 0xff}`;
+const podCidr = (i: number): string => `10.${(i >> 8) & 0xff}.${i & 0xff}.0/24`;
+const bootOf = (i: number, gen = 0): string =>
+  `550e8400-e29b-41d4-a716-${String(gen).padStart(4, '0')}${String(i).padStart(8, '0')}`;
+
+function key(spi: number): IpsecKey {
+  return { spi, aeadKeyName: 'rfc4106(gcm(aes))', key: Buffer.alloc(36, 0x40 + spi), icvBits: 128 };
+}
+
+function nodeInfo(i: number, spi: number, gen = 0): object {
+  return {
+    apiVersion: 'kmesh.net/v1alpha1',
+    kind: 'KmeshNodeInfo',
+    metadata: { name: peerName(i), namespace: 'kmesh-system' },
+    spec: { spi, addresses: [underlay(i)], bootID: bootOf(i, gen), podCIDRS: [podCidr(i)] },
+  };
+}
+
+async function writeJson(file: string, obj: object): Promise<void> {
+  await fsp.writeFile(`${file}.tmp`, JSON.stringify(obj));
+  await fsp.rename(`${file}.tmp`, file);
+}
+
+const hostNetwork: HostNetwork = {
+  links: [{ ifindex: 2, name: 'eth0', kind: '', addresses: [underlay(0)] }],
+  routes: [{ dst: '198.18.0.0/15', dev: 'eth0', family: 4 }],
+  neighbours: [],
+  fdb: [],
+};
+
+const quiet: LoopLogger = {
+  info: () => undefined,
+  warn: () => undefined,
+  error: (_o, m) => say(`# daemon error: ${m}`),
+  debug: () => undefined,
+};
+
+const mib = (bytes: number): string => `${(bytes / (1 << 20)).toFixed(1)} MiB`;
+
+function gc(): void {
+  (runInNewContext('gc') as () => void)();
+}
+
+interface StepRecord {
+  at: number;
+  ms: number;
+  steps: number;
+  status: DaemonStatus;
+}
+
+async function bench(peers: number, spreadMs: number): Promise<void> {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'kmesh-scale-'));
+  const steps: StepRecord[] = [];
+  let waiter:
+    { test: (s: DaemonStatus) => boolean; resolve: (r: StepRecord) => void; reject: (e: Error) => void } | undefined;
+  const source = new DirSource(dir, LOCAL);
+  const kernel = new FakeXfrmKernel();
+  const dp = new FakeDatapath({ interfaces: [{ name: 'eth0', ifindex: 2 }] });
+  const ipsec = new IpsecAdapter(kernel, { graceMs: 60_000 });
+  const loop = new ReconcileLoop({
+    nodeName: LOCAL,
+    source,
+    ipsec,
+    datapath: new DatapathAdapter(dp, `/sys/fs/bpf/${LOCAL}`),
+    parseNodeInfo,
+    hostNetwork: () => Promise.resolve(hostNetwork),
+    xfrmStat: () => Promise.resolve({}),
+    log: quiet,
+    metrics: new DaemonMetrics(),
+    onStatus: (status) => {
+      const record = { at: performance.now(), ms: status.lastStepMs, steps: status.steps, status };
+      steps.push(record);
+      if (process.env.KMESH_SCALE_DEBUG)
+        say(
+          `# step ${status.steps}: ${status.peers.length} peers, advertised ${String(status.advertisedSpi)}, invalid ${status.invalidPeers.slice(0, 2).join('; ')}, problems ${status.problems.slice(0, 3).join('; ')}`,
+        );
+      if (waiter && status.invalidPeers.length > 0) {
+        waiter.reject(new Error(`a simulated peer is invalid: ${status.invalidPeers[0]}`));
+        waiter = undefined;
+      } else if (waiter?.test(status)) {
+        waiter.resolve(record);
+        waiter = undefined;
+      }
+    },
+  });
+  const until = (what: string, test: (s: DaemonStatus) => boolean, timeoutMs = 600_000): Promise<StepRecord> =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no step reached ${what} within ${timeoutMs} ms`)), timeoutMs);
+      waiter = {
+        test,
+        resolve: (r) => {
+          clearTimeout(timer);
+          resolve(r);
+        },
+        reject: (e) => {
+          clearTimeout(timer);
+          reject(e);
+        },
+      };
+    });
+  const allOn = (spi: number) => (s: DaemonStatus) =>
+    s.peers.length === peers && s.peers.every((p) => p.outboundSpi === spi) && s.advertisedSpi === spi;
+  gc();
+  const rssBefore = process.memoryUsage().rss;
+  try {
+    for (const sub of ['nodes', 'namespaces', 'kmeshnodeinfos']) await fsp.mkdir(path.join(dir, sub));
+    await writeJson(path.join(dir, 'nodes', `${LOCAL}.json`), {
+      apiVersion: 'v1',
+      kind: 'Node',
+      metadata: { name: LOCAL, uid: 'uid-0' },
+      spec: { podCIDRs: [podCidr(0)] },
+      status: { addresses: [{ type: 'InternalIP', address: underlay(0) }], nodeInfo: { bootID: bootOf(0) } },
+    });
+    for (let i = 1; i <= peers; i++)
+      await writeJson(path.join(dir, 'kmeshnodeinfos', `${peerName(i)}.json`), nodeInfo(i, 1));
+    say(
+      `# ${peers} peers in ${dir} (directory source, fake XFRM kernel and datapath); node ${process.version}; ` +
+        `RSS before the start ${mib(rssBefore)}`,
+    );
+
+    // 1. Start and the first key.
+    let t0 = performance.now();
+    await source.start(() => loop.trigger('change'));
+    loop.start();
+    loop.keyEvent({ kind: 'key', key: key(1) });
+    const started = await until('SPI 1 to every peer', allOn(1));
+    const startMs = started.at - t0;
+    say(`start: first key -> every peer on SPI 1 in ${(startMs / 1000).toFixed(2)} s, ${started.steps} steps`);
+
+    // 2. Memory once settled.
+    await loop.idle();
+    gc();
+    const mem = process.memoryUsage();
+    const fakeShare = await fakeKernelShare(kernel);
+    say(
+      `memory: RSS ${mib(mem.rss)}, V8 heap used ${mib(mem.heapUsed)} of ${mib(mem.heapTotal)} committed, ` +
+        `external ${mib(mem.external)}, array buffers ${mib(mem.arrayBuffers)}; ` +
+        `the fake kernel's ${kernel.listStates().length} SAs + ${kernel.listPolicies().length} policies ~${mib(fakeShare)} of it; ` +
+        `RSS less that: ${mib(mem.rss - fakeShare)}`,
+    );
+
+    // 3. A no-change step (what every resync pays) and a step after one peer changed.
+    let before = steps.length;
+    const writes0 = kernel.writes;
+    loop.trigger('resync');
+    await loop.idle();
+    const noop = steps.at(-1) as StepRecord;
+    say(`no-change step: ${noop.ms} ms, ${kernel.writes - writes0} XFRM writes (${steps.length - before} step)`);
+    const changed = Math.floor(peers / 2);
+    const writes1 = kernel.writes;
+    before = steps.length;
+    t0 = performance.now();
+    await writeJson(path.join(dir, 'kmeshnodeinfos', `${peerName(changed)}.json`), nodeInfo(changed, 1, 1));
+    const onePeer = await until(`the new boot ID of ${peerName(changed)}`, () => true);
+    await loop.idle();
+    say(
+      `one peer changed (new boot ID): ${(onePeer.at - t0).toFixed(0)} ms from the write to its step ` +
+        `(step ${onePeer.ms} ms), ${kernel.writes - writes1} XFRM writes, ${steps.length - before} step(s)`,
+    );
+
+    // 4. Rotation.
+    loop.keyEvent({ kind: 'key', key: key(2) });
+    await loop.idle();
+    const firstRotationStep = steps.length;
+    t0 = performance.now();
+    const batches = 50;
+    const perBatch = Math.ceil(peers / batches);
+    const reached = until('SPI 2 to every peer', allOn(2));
+    for (let b = 0; b < batches; b++) {
+      const writes: Promise<void>[] = [];
+      for (let i = b * perBatch + 1; i <= Math.min(peers, (b + 1) * perBatch); i++) {
+        writes.push(
+          writeJson(path.join(dir, 'kmeshnodeinfos', `${peerName(i)}.json`), nodeInfo(i, 2, i === changed ? 1 : 0)),
+        );
+      }
+      await Promise.all(writes);
+      await new Promise((r) => setTimeout(r, spreadMs / batches));
+    }
+    const writtenMs = performance.now() - t0;
+    const done = await reached;
+    const rotationSteps = steps.slice(firstRotationStep).filter((s) => s.at <= done.at);
+    const longest = Math.max(...rotationSteps.map((s) => s.ms));
+    const rotationMs = done.at - t0;
+    say(
+      `rotation: ${peers} updates written in ${(writtenMs / 1000).toFixed(2)} s; first update -> every peer on SPI 2 ` +
+        `in ${(rotationMs / 1000).toFixed(2)} s (${((rotationMs - writtenMs) / 1000).toFixed(2)} s after the last update), ` +
+        `${rotationSteps.length} steps (longest ${longest} ms)`,
+    );
+    await loop.idle();
+    gc();
+    const end = process.memoryUsage();
+    say(
+      `scale N=${peers}: RSS ${mib(end.rss)} (${mib(end.rss - fakeShare)} without the fake kernel's objects), ` +
+        `start ${(startMs / 1000).toFixed(2)} s, no-change step ${noop.ms} ms, rotation ${(rotationMs / 1000).toFixed(2)} s ` +
+        `in ${rotationSteps.length} steps`,
+    );
+  } finally {
+    await loop.stop();
+    await source.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Bytes of V8 heap the fake kernel's objects take: measured by dropping copies of them built the same way
+ * (deep clones of every state and policy, as the fake kernel stores them).
+ */
+async function fakeKernelShare(kernel: FakeXfrmKernel): Promise<number> {
+  gc();
+  const base = process.memoryUsage();
+  const copies = [
+    kernel
+      .listStates()
+      .map((s) => ({ ...s, ...(s.aead ? { aead: { ...s.aead, key: Buffer.from(s.aead.key) } } : {}) })),
+    kernel
+      .listPolicies()
+      .map((p) => ({ ...p, selector: { ...p.selector }, templates: p.templates.map((t) => ({ ...t })) })),
+  ];
+  await new Promise((r) => setImmediate(r));
+  gc();
+  const withCopies = process.memoryUsage();
+  const bytes = withCopies.heapUsed - base.heapUsed + (withCopies.external - base.external);
+  copies.length = 0;
+  return Math.max(0, bytes);
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: { peers: { type: 'string', default: '5000' }, 'spread-ms': { type: 'string', default: '3000' } },
+  });
+  const peers = Number(values.peers);
+  const spreadMs = Number(values['spread-ms']);
+  if (!Number.isInteger(peers) || peers < 1 || peers > 60000)
+    throw new Error(`--peers ${values.peers} is not 1..60000`);
+  if (!Number.isFinite(spreadMs) || spreadMs < 0) throw new Error(`--spread-ms ${values['spread-ms']} is not >= 0`);
+  setFlagsFromString('--expose-gc');
+  await bench(peers, spreadMs);
+  return 0;
+}
+
+main().then(
+  (code) => (process.exitCode = code),
+  (e: unknown) => {
+    console.error(`scale bench: ${e instanceof Error ? e.message : String(e)}`);
+    process.exitCode = 1;
+  },
+);

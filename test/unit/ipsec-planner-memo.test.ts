@@ -1,0 +1,78 @@
+// The planner reuses the previous plan's objects for tunnels whose inputs did not change (src/ipsec/planner.ts,
+// tunnelPlanId). Whatever was planned before, a plan must equal the plan of the same input from an empty memo:
+// for each input the planner reads, a variant that differs in that input alone (and plans other SAs or policies) is planned
+// right after the base and the base right after it, and both must equal their plans from an empty memo (so a
+// field missing from the memo's key shows as a failure here).
+import t from 'tap';
+import { KeyHistory } from '../../src/keys/key-history.js';
+import type { IpsecKey, NodeInfo } from '../../src/model/node.js';
+import { planXfrm, type PlanInput, type XfrmPlan } from '../../src/ipsec/planner.js';
+import { makeKey, makeNode } from '../fakes/ipsec-fixtures.js';
+
+const local = makeNode(1, { addresses: ['198.18.0.1', 'fd00::1'], podCIDRs: ['10.244.1.0/24', 'fd00:10:1::/64'] });
+const peers = [2, 3, 4].map((i) =>
+  makeNode(i, { addresses: [`198.18.0.${i}`, `fd00::${i}`], podCIDRs: [`10.244.${i}.0/24`, `fd00:10:${i}::/64`] }),
+);
+const ids = (over: Record<string, number> = {}): Map<string, number> =>
+  new Map(peers.map((p, i) => [p.name, over[p.name] ?? i + 1]));
+const key2 = makeKey(2);
+
+const base: PlanInput = { local, peers, keys: KeyHistory.of([makeKey(1)]), peerIds: ids() };
+
+const withPeer = (i: number, over: Partial<NodeInfo>): NodeInfo[] =>
+  peers.map((p, k) => (k === i ? { ...p, ...over } : p));
+const sameBytesOtherBuffer = (k: IpsecKey): IpsecKey => ({ ...k, key: Buffer.from(k.key) });
+const otherBytes = (k: IpsecKey): IpsecKey => ({ ...k, key: Buffer.alloc(36, 0x77) });
+
+const variants: [string, PlanInput][] = [
+  ['a peer boot ID', { ...base, peers: withPeer(1, { bootID: 'changed-boot-id' }) }],
+  ['the local boot ID', { ...base, local: { ...local, bootID: 'changed-local-boot' } }],
+  ['a peer id', { ...base, peerIds: ids({ 'node-03': 9 }) }],
+  ['a peer address', { ...base, peers: withPeer(1, { addresses: ['198.18.0.33', 'fd00::3'] }) }],
+  ['a peer pod CIDR', { ...base, peers: withPeer(1, { podCIDRs: ['10.244.33.0/24', 'fd00:10:3::/64'] }) }],
+  ['the local pod CIDRs', { ...base, local: { ...local, podCIDRs: ['10.244.11.0/24', 'fd00:10:1::/64'] } }],
+  ['the local address', { ...base, local: { ...local, addresses: ['198.18.0.111', 'fd00::1'] } }],
+  [
+    'the send SPI (peer on SPI 2, both held)',
+    { ...base, keys: KeyHistory.of([makeKey(1), key2]), peers: withPeer(1, { spi: 2 }) },
+  ],
+  ['a second held key', { ...base, keys: KeyHistory.of([makeKey(1), key2]) }],
+  ['the key bytes', { ...base, keys: KeyHistory.of([otherBytes(makeKey(1))]) }],
+  ['the reqid', { ...base, options: { reqid: 0x1234 } }],
+  ['the replay window', { ...base, options: { replayWindow: 64 } }],
+  ['the peer priority', { ...base, options: { peerPriority: 7 } }],
+];
+
+/** The plan of `input` from an empty memo: a plan for no peers keeps no tunnel of the previous one. */
+function cold(input: PlanInput): XfrmPlan {
+  planXfrm({ ...input, peers: [] });
+  return planXfrm(input);
+}
+
+t.test('a plan right after another equals the plan from an empty memo, for a change of each input', (t) => {
+  const expected = cold(base);
+  for (const [what, variant] of variants) {
+    const fresh = cold(variant);
+    t.notSame(
+      [fresh.states, fresh.policies],
+      [expected.states, expected.policies],
+      `${what}: the variant plans other SAs or policies`,
+    );
+    planXfrm(base);
+    t.same(planXfrm(variant), fresh, `${what}: planned right after the base`);
+    t.same(planXfrm(base), expected, `${what}: the base planned right after the variant`);
+  }
+  t.end();
+});
+
+t.test('an equal PSK in another buffer plans equal objects; unchanged tunnels reuse the objects', (t) => {
+  const first = planXfrm(base);
+  const again = planXfrm(base);
+  t.equal(again.states[0], first.states[0], 'an unchanged tunnel: the very objects of the previous plan');
+  const copied = planXfrm({ ...base, keys: KeyHistory.of([sameBytesOtherBuffer(makeKey(1))]) });
+  t.same(copied, first);
+  t.not(copied.states[0], first.states[0], 'another PSK buffer: planned afresh');
+  const oneChanged = planXfrm({ ...base, peers: withPeer(2, { bootID: 'changed' }) });
+  t.equal(oneChanged.states.filter((s) => first.states.includes(s)).length, 0, 'the previous plan was the copy');
+  t.end();
+});
