@@ -7,15 +7,18 @@ import {
   DEFAULT_BPF_FS_PATH,
   DEFAULT_IPSEC_KEY_FILE,
   DEFAULT_RESYNC_SECONDS,
+  DEFAULT_ROTATION_ACK_TIMEOUT_SECONDS,
   DEFAULT_ROTATION_GRACE_SECONDS,
   DEFAULT_STATE_DIR,
   dirStoreKeyFile,
+  RETIREMENT_RULES,
   type DaemonConfig,
   type DaemonMode,
   type ListenAddress,
   type LogLevel,
   type StoreConfig,
 } from './config.js';
+import type { RetirementRule } from '../ipsec/rotation.js';
 
 export type FlagsResult =
   | { kind: 'config'; config: DaemonConfig }
@@ -110,6 +113,8 @@ interface RawOptions {
   statusFile?: string;
   stateDir: string;
   rotationGrace: number;
+  rotationRetirement: RetirementRule;
+  rotationAckTimeout: number;
   resyncInterval: number;
   logLevel: LogLevel;
   checkFlags?: boolean;
@@ -173,6 +178,22 @@ function buildProgram(out: { text: string }): Command {
       new Option('--rotation-grace <seconds>', 'keep old-SPI SAs this long after every peer moved on')
         .default(DEFAULT_ROTATION_GRACE_SECONDS)
         .argParser(durationSeconds('rotation-grace')),
+    )
+    .addOption(
+      new Option(
+        '--rotation-retirement <rule>',
+        'acknowledged: remove an old SPI once every peer reports it no longer sends with it; timer: the grace alone',
+      )
+        .default('acknowledged')
+        .argParser(oneOf('rotation-retirement', RETIREMENT_RULES)),
+    )
+    .addOption(
+      new Option(
+        '--rotation-ack-timeout <seconds>',
+        'longest wait for a peer that still reports sending with an old SPI (a dead node not yet removed)',
+      )
+        .default(DEFAULT_ROTATION_ACK_TIMEOUT_SECONDS)
+        .argParser(durationSeconds('rotation-ack-timeout')),
     )
     .addOption(
       new Option('--resync-interval <seconds>', 'full reconcile at least this often')
@@ -250,6 +271,16 @@ function resolve(program: Command, env: NodeJS.ProcessEnv): DaemonConfig {
         'missed a watch event switches only at its next resync, so old SAs must outlive it',
     );
   }
+  // Not given: at least the grace period (a long --rotation-grace raises it).
+  const ackTimeout = given('rotationAckTimeout')
+    ? o.rotationAckTimeout
+    : Math.max(o.rotationAckTimeout, o.rotationGrace);
+  if (ackTimeout < o.rotationGrace) {
+    throw new FlagError(
+      `--rotation-ack-timeout: ${ackTimeout} s is below --rotation-grace (${o.rotationGrace} s); ` +
+        'waiting for a lagging peer must last at least as long as the grace period',
+    );
+  }
   if (o.store.kind === 'dir' && !isDirectory(o.store.path)) {
     throw new FlagError(
       `--store: directory ${o.store.path} does not exist (create it, or fix the path: kmeshctl --store uses the same)`,
@@ -273,6 +304,8 @@ function resolve(program: Command, env: NodeJS.ProcessEnv): DaemonConfig {
     statusFile: o.statusFile === undefined || o.statusFile === '' ? undefined : path.resolve(o.statusFile),
     stateDir: path.resolve(o.stateDir),
     rotationGraceSeconds: o.rotationGrace,
+    rotationRetirement: o.rotationRetirement,
+    rotationAckTimeoutSeconds: ackTimeout,
     resyncSeconds: o.resyncInterval,
     logLevel: o.logLevel,
   };

@@ -5,6 +5,7 @@
 import { KeyHistory } from '../keys/key-history.js';
 import type { IpsecKey } from '../model/node.js';
 import { IpsecController, type StepReport } from '../ipsec/node-controller.js';
+import type { RetirementRule } from '../ipsec/rotation.js';
 import { reconcile } from '../ipsec/reconciler.js';
 import type { XfrmKernel } from '../xfrm/types.js';
 import type { IpsecPort, IpsecStepInput, IpsecStepResult, PeerStatus } from './ports.js';
@@ -12,6 +13,11 @@ import type { IpsecPort, IpsecStepInput, IpsecStepResult, PeerStatus } from './p
 export interface IpsecAdapterOptions {
   /** Milliseconds an SPI stays installed after this node and every peer moved past it (--rotation-grace). */
   graceMs: number;
+  /** --rotation-retirement: 'acknowledged' (default) or 'timer' (the old grace-only rule). */
+  retirementRule?: RetirementRule;
+  /** --rotation-ack-timeout in ms: longest wait for a peer still reporting an old SPI. */
+  ackTimeoutMs?: number;
+  ackFloorMs?: number;
 }
 
 export class IpsecAdapter implements IpsecPort {
@@ -22,7 +28,12 @@ export class IpsecAdapter implements IpsecPort {
     private readonly kernel: XfrmKernel,
     options: IpsecAdapterOptions,
   ) {
-    this.controller = new IpsecController(kernel, { graceMs: options.graceMs });
+    this.controller = new IpsecController(kernel, {
+      graceMs: options.graceMs,
+      ...(options.retirementRule !== undefined ? { retirementRule: options.retirementRule } : {}),
+      ...(options.ackTimeoutMs !== undefined ? { ackTimeoutMs: options.ackTimeoutMs } : {}),
+      ...(options.ackFloorMs !== undefined ? { ackFloorMs: options.ackFloorMs } : {}),
+    });
   }
 
   addKey(key: IpsecKey): string | undefined {
@@ -62,6 +73,7 @@ export class IpsecAdapter implements IpsecPort {
       local: { ...input.local, spi: input.publishedSpi },
       peers: input.peers,
       now: input.now,
+      ...(input.peerReports !== undefined ? { peerReports: input.peerReports } : {}),
     });
     this.lastReport = report;
     const peers: PeerStatus[] = report.peers.map((p) => ({
@@ -80,6 +92,18 @@ export class IpsecAdapter implements IpsecPort {
       peerIds: new Map(report.peerAddressIds.map((p) => [p.address, p.peerId])),
       changes: report.writes,
       errors,
+      pendingRetirements: report.pendingRetirements.map((p) => ({
+        spi: p.spi,
+        retireAt: p.retireAt,
+        waitingFor:
+          p.waitingFor === undefined
+            ? ''
+            : 'peers' in p.waitingFor
+              ? `${p.waitingFor.peers.join(', ')} still ${p.waitingFor.peers.length === 1 ? 'sends' : 'send'} with it`
+              : p.waitingFor.clock === 'grace'
+                ? 'grace period'
+                : 'acknowledgement floor',
+      })),
     };
   }
 

@@ -28,6 +28,8 @@ export interface IpsecStepInput {
   /** SPI currently published in our KmeshNodeInfo (0 before the first publish). */
   publishedSpi: number;
   now: number;
+  /** Per peer, the SPIs its KmeshNodeInfo status reports sending with (absent: it reports nothing). */
+  peerReports?: ReadonlyMap<string, readonly number[]>;
 }
 
 export interface IpsecStepResult {
@@ -44,6 +46,16 @@ export interface IpsecStepResult {
   /** Kernel operations applied in this step. */
   changes: number;
   errors: string[];
+  /** Old SPIs superseded everywhere and what each still waits for (peers still sending with it, or a clock). */
+  pendingRetirements?: PendingRetirementStatus[];
+}
+
+export interface PendingRetirementStatus {
+  spi: number;
+  /** e.g. "node-3 still sends with it", "grace period", "acknowledgement floor". */
+  waitingFor: string;
+  /** When it goes at the latest (ms, the step clock). */
+  retireAt: number;
 }
 
 export interface IpsecPort {

@@ -15,7 +15,13 @@ function bpffsRoot(config: Pick<DaemonConfig, 'bpfFsPath'>): string {
 }
 
 export function createIpsecPort(config: DaemonConfig): Promise<IpsecAdapter> {
-  return Promise.resolve(new IpsecAdapter(new NetlinkXfrmKernel(), { graceMs: config.rotationGraceSeconds * 1000 }));
+  return Promise.resolve(
+    new IpsecAdapter(new NetlinkXfrmKernel(), {
+      graceMs: config.rotationGraceSeconds * 1000,
+      retirementRule: config.rotationRetirement,
+      ackTimeoutMs: config.rotationAckTimeoutSeconds * 1000,
+    }),
+  );
 }
 
 export function createDatapathPort(config: DaemonConfig): DatapathAdapter {

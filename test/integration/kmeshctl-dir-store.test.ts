@@ -59,6 +59,18 @@ t.test('after delete, SPIs continue above those in kmeshnodeinfos/*.json', async
   t.same(await run('secret', 'create'), { code: 0, stdout: 'IPsec secret created (SPI 7)\n', stderr: '' });
 });
 
+t.test('create, create, delete, create: never an SPI a node holds but has not advertised', async (t) => {
+  const { root, run } = dirStore(t);
+  t.equal((await run('secret', 'create')).code, 0);
+  t.equal((await run('secret', 'create')).code, 0);
+  // The node took SPI 2 (installed its SAs) but has not advertised it yet: only its status says so.
+  fs.mkdirSync(path.join(root, 'kmeshnodeinfos'));
+  const lagging = { ...nodeInfo('node-a', 1), status: { heldSpis: [1, 2], highestSpi: 2, sendSpis: [1] } };
+  fs.writeFileSync(path.join(root, 'kmeshnodeinfos', 'node-a.json'), JSON.stringify(lagging));
+  t.equal((await run('secret', 'delete')).code, 0);
+  t.same(await run('secret', 'create'), { code: 0, stdout: 'IPsec secret created (SPI 3)\n', stderr: '' });
+});
+
 t.test('a malformed file is reported by get and replaced by create', async (t) => {
   const { file, run } = dirStore(t);
   fs.mkdirSync(path.dirname(file));
