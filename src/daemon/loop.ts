@@ -273,6 +273,9 @@ export class ReconcileLoop {
     next.peers = result.peers;
     next.keySpis = ipsec.keySpis();
     next.pendingRetirements = result.pendingRetirements ?? [];
+    // An old SPI whose floor or grace period ends before the next resync: step again right then.
+    const due = Math.min(...next.pendingRetirements.map((p) => p.retireAt));
+    if (Number.isFinite(due)) this.scheduler.wakeIn(due - this.now() + 10);
     next.peerReports = Object.fromEntries(peerReports);
     if (result.changes > 0) deps.log.info({ changes: result.changes }, 'xfrm reconciled');
 
