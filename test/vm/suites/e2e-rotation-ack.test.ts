@@ -75,6 +75,11 @@ async function frozenRotation(work: string, prefix: string, rule: 'acknowledged'
 
     const pairs = cluster.nodes.flatMap((a) => cluster.nodes.filter((b) => b !== a).map((b) => [a, b] as const));
     const before = await Promise.all(cluster.nodes.map((n) => xfrmStat(n.netns)));
+    const phase = async (what: string): Promise<void> => {
+      const now = await Promise.all(cluster.nodes.map((n) => xfrmStat(n.netns)));
+      const d = cluster.nodes.map((_, i) => xfrmErrorDelta(nth(before, i), nth(now, i)));
+      log.push(`${what}: XFRM error deltas ${JSON.stringify(d)}`);
+    };
     const count = Math.round((FREEZE_MS + 40_000) / 100);
     const traffic: Promise<PingResult[]> = Promise.all(
       pairs.map(([a, b]) => ping(podOf(a, 0).netns, podOf(b, 0).ip, count, 0.1)),
@@ -84,6 +89,7 @@ async function frozenRotation(work: string, prefix: string, rule: 'acknowledged'
     const rotated = await store.kmeshctl(['secret', 'create']);
     log.push(`rotation: ${rotated.stdout.trim()}${rotated.stderr.trim()}`);
     await waitFor('every node to advertise SPI 2', () => advertising(2, cluster.nodes), 120_000, 300);
+    await phase('every node advertises SPI 2 (node-3 frozen)');
     const frozenAt = Date.now();
     let waitingForNode3 = false;
     let keptDuringFreeze = true;
@@ -98,6 +104,7 @@ async function frozenRotation(work: string, prefix: string, rule: 'acknowledged'
       const states = await runOk('ip', ['-n', n.netns, 'xfrm', 'state']);
       if (!inboundSpi1From(states, n3.underlayIp, n.underlayIp)) keptDuringFreeze = false;
     }
+    await phase('end of the freeze');
     const st3 = await daemons.status(n3);
     log.push(`end of freeze: node-3 sends with ${JSON.stringify(st3?.keyReport?.sendSpis)}`);
     await store.thaw();
@@ -116,10 +123,13 @@ async function frozenRotation(work: string, prefix: string, rule: 'acknowledged'
         250,
       );
       goneAfterThawMs = Date.now() - thawedAt;
+      await phase('SPI 1 gone everywhere');
     } catch (err) {
       log.push((err as Error).message);
     }
     const pings = await traffic;
+    await phase('traffic done');
+    log.push(`lost per pair: ${pings.map((p) => `${p.from}->${p.to} ${p.transmitted - p.received}`).join(', ')}`);
     const after = await Promise.all(cluster.nodes.map((n) => xfrmStat(n.netns)));
     const final = await store.kmeshctl(['ipsec', 'status']);
     log.push(final.stdout.trim());
