@@ -74,6 +74,23 @@ async function frozenRotation(work: string, prefix: string, rule: 'acknowledged'
     if (converged.code !== 0) throw new Error(`not converged on SPI 1: ${converged.stderr}`);
 
     const pairs = cluster.nodes.flatMap((a) => cluster.nodes.filter((b) => b !== a).map((b) => [a, b] as const));
+    // Warm-up as the e2e suites do: programs attached and every pair answering before the counters are read.
+    await waitFor(
+      'encrypt attachments',
+      async () =>
+        (await statuses()).every((s) => s?.attachments.some((a) => a.program === 'encrypt' && a.ifname === 'vp0')),
+      60_000,
+      300,
+    );
+    await waitFor(
+      'every pair answering',
+      async () =>
+        (await Promise.all(pairs.map(([a, b]) => ping(podOf(a, 0).netns, podOf(b, 0).ip, 2, 0.2)))).every(
+          (p) => p.received === p.transmitted,
+        ),
+      60_000,
+      500,
+    );
     const before = await Promise.all(cluster.nodes.map((n) => xfrmStat(n.netns)));
     const phase = async (what: string): Promise<void> => {
       const now = await Promise.all(cluster.nodes.map((n) => xfrmStat(n.netns)));
