@@ -168,6 +168,9 @@ async function main(): Promise<number> {
         command: 'node dist/test/bench/daemon.js --in-vm',
         timeoutMs: 30 * 60_000,
         memoryMb: 1536,
+        ...(process.env.KMESH_BENCH_RETIREMENT !== undefined
+          ? { env: { KMESH_BENCH_RETIREMENT: process.env.KMESH_BENCH_RETIREMENT } }
+          : {}),
         onOutput: (t) => process.stdout.write(t),
       });
       return r.exitCode;
