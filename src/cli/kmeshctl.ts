@@ -16,6 +16,7 @@ import type { SecretStore } from '../secret/store.js';
 import { formatSecretJson, formatSecretText, secretView } from '../secret/view.js';
 import { MAX_DURATION_SECONDS } from '../util/duration-limit.js';
 import { shellWord } from '../util/shell-word.js';
+import { addIpsecCommand } from './ipsec-status.js';
 
 /** Where the CLI reads its environment and writes its output (tests pass their own). */
 export interface CliIo {
@@ -303,6 +304,18 @@ function buildProgram(io: CliIo, result: { code: number }): Command {
       await deleteSecret(store);
       io.stdout(`IPsec secret deleted (${store.location})\n`);
     });
+
+  addIpsecCommand(program, {
+    stdout: io.stdout,
+    openStore: (requestTimeoutMs) =>
+      openStore(
+        requestTimeoutMs === undefined ? globals() : { ...globals(), timeout: String(requestTimeoutMs / 1000) },
+        io,
+      ),
+    timeoutSeconds: () => globals().timeout,
+    setExitCode: (code) => (result.code = code),
+    usage: (message) => new UsageError(message),
+  });
 
   return program;
 }

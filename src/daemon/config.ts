@@ -1,6 +1,6 @@
 // The node daemon's validated configuration: what the command line (and NODE_NAME) resolve to. Plain data;
 // flags.ts builds it, everything else reads it.
-import { DEFAULT_ROTATION_GRACE_MS } from '../ipsec/rotation.js';
+import { DEFAULT_ACK_TIMEOUT_MS, DEFAULT_ROTATION_GRACE_MS, type RetirementRule } from '../ipsec/rotation.js';
 import type { StoreLocation } from '../model/store-location.js';
 
 /** Where the cluster objects (Node, namespaces, pods, KmeshNodeInfo) and the secret come from. */
@@ -41,6 +41,10 @@ export interface DaemonConfig {
   stateDir: string;
   /** Seconds old-SPI SAs stay after every peer has moved to the new SPI. */
   rotationGraceSeconds: number;
+  /** How old SPIs are retired: on every peer's acknowledgement (default) or after the grace alone (the old rule). */
+  rotationRetirement: RetirementRule;
+  /** Seconds to wait at most for a peer that still reports sending with an old SPI. */
+  rotationAckTimeoutSeconds: number;
   /** Seconds between full resyncs even when no change was notified (level-triggered safety net). */
   resyncSeconds: number;
   logLevel: LogLevel;
@@ -51,6 +55,10 @@ export const DEFAULT_STATE_DIR = '/run/kmesh-ipsec';
 /** --rotation-grace default: the rotation protocol's own (60 s, above the 30 s resync). */
 export const DEFAULT_ROTATION_GRACE_SECONDS = DEFAULT_ROTATION_GRACE_MS / 1000;
 export const DEFAULT_RESYNC_SECONDS = 30;
+/** --rotation-retirement values. */
+export const RETIREMENT_RULES = ['acknowledged', 'timer'] as const satisfies readonly RetirementRule[];
+/** --rotation-ack-timeout default: the rotation protocol's own (1 hour). */
+export const DEFAULT_ROTATION_ACK_TIMEOUT_SECONDS = DEFAULT_ACK_TIMEOUT_MS / 1000;
 /** Label (on a namespace or a pod) that puts pods under Kmesh management. */
 export const DATAPLANE_MODE_LABEL = 'istio.io/dataplane-mode';
 export const DATAPLANE_MODE_KMESH = 'Kmesh';

@@ -6,8 +6,10 @@ import { Command, CommanderError, Option } from 'commander';
 import {
   DEFAULT_BPF_FS_PATH,
   DEFAULT_RESYNC_SECONDS,
+  DEFAULT_ROTATION_ACK_TIMEOUT_SECONDS,
   DEFAULT_ROTATION_GRACE_SECONDS,
   DEFAULT_STATE_DIR,
+  RETIREMENT_RULES,
   type DaemonConfig,
   type DaemonMode,
   type ListenAddress,
@@ -17,6 +19,7 @@ import {
 import { DEFAULT_IPSEC_KEY_FILE, dirStoreKeyFile } from '../model/kmesh-names.js';
 import { parseStoreLocation } from '../model/store-location.js';
 import { MAX_DURATION_SECONDS } from '../util/duration-limit.js';
+import type { RetirementRule } from '../ipsec/rotation.js';
 
 export type FlagsResult =
   | { kind: 'config'; config: DaemonConfig }
@@ -104,6 +107,8 @@ interface RawOptions {
   statusFile?: string;
   stateDir: string;
   rotationGrace: number;
+  rotationRetirement: RetirementRule;
+  rotationAckTimeout: number;
   resyncInterval: number;
   logLevel: LogLevel;
   checkFlags?: boolean;
@@ -175,6 +180,22 @@ function buildProgram(out: { text: string }): Command {
       new Option('--rotation-grace <seconds>', 'keep old-SPI SAs this long after every peer moved on')
         .default(DEFAULT_ROTATION_GRACE_SECONDS)
         .argParser(durationSeconds('rotation-grace')),
+    )
+    .addOption(
+      new Option(
+        '--rotation-retirement <rule>',
+        'acknowledged: remove an old SPI once every peer reports it no longer sends with it; timer: the grace alone',
+      )
+        .default('acknowledged')
+        .argParser(oneOf('rotation-retirement', RETIREMENT_RULES)),
+    )
+    .addOption(
+      new Option(
+        '--rotation-ack-timeout <seconds>',
+        'longest wait for a peer that still reports sending with an old SPI (a dead node not yet removed)',
+      )
+        .default(DEFAULT_ROTATION_ACK_TIMEOUT_SECONDS)
+        .argParser(durationSeconds('rotation-ack-timeout')),
     )
     .addOption(
       new Option('--resync-interval <seconds>', 'full reconcile at least this often')
@@ -252,6 +273,16 @@ function resolve(program: Command, env: NodeJS.ProcessEnv): DaemonConfig {
         'missed a watch event switches only at its next resync, so old SAs must outlive it',
     );
   }
+  // Not given: at least the grace period (a long --rotation-grace raises it).
+  const ackTimeout = given('rotationAckTimeout')
+    ? o.rotationAckTimeout
+    : Math.max(o.rotationAckTimeout, o.rotationGrace);
+  if (ackTimeout < o.rotationGrace) {
+    throw new FlagError(
+      `--rotation-ack-timeout: ${ackTimeout} s is below --rotation-grace (${o.rotationGrace} s); ` +
+        'waiting for a lagging peer must last at least as long as the grace period',
+    );
+  }
   if (o.store.kind === 'dir' && !isDirectory(o.store.root)) {
     throw new FlagError(
       `--store: directory ${o.store.root} does not exist (create it, or fix the path: kmeshctl --store uses the same)`,
@@ -276,6 +307,8 @@ function resolve(program: Command, env: NodeJS.ProcessEnv): DaemonConfig {
     statusFile: o.statusFile === undefined || o.statusFile === '' ? undefined : path.resolve(o.statusFile),
     stateDir: path.resolve(o.stateDir),
     rotationGraceSeconds: o.rotationGrace,
+    rotationRetirement: o.rotationRetirement,
+    rotationAckTimeoutSeconds: ackTimeout,
     resyncSeconds: o.resyncInterval,
     logLevel: o.logLevel,
   };

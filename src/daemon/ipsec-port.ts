@@ -5,6 +5,7 @@
 import { KeyHistory } from '../keys/key-history.js';
 import type { IpsecKey } from '../model/node.js';
 import { IpsecController, type StepReport } from '../ipsec/node-controller.js';
+import type { RetirementRule } from '../ipsec/rotation.js';
 import { reconcile, type ReconcileIssue } from '../ipsec/reconciler.js';
 import type { XfrmKernel } from '../xfrm/types.js';
 import type { IpsecPort, IpsecStepInput, IpsecStepResult, PeerStatus, XfrmFailure } from './ports.js';
@@ -14,6 +15,11 @@ export interface IpsecAdapterOptions {
   graceMs: number;
   /** The command that creates the secret where this daemon reads it (default `kmeshctl secret create`). */
   createSecretCommand?: string;
+  /** --rotation-retirement: 'acknowledged' (default) or 'timer' (the old grace-only rule). */
+  retirementRule?: RetirementRule;
+  /** --rotation-ack-timeout in ms: longest wait for a peer still reporting an old SPI. */
+  ackTimeoutMs?: number;
+  ackFloorMs?: number;
 }
 
 export class IpsecAdapter implements IpsecPort {
@@ -25,7 +31,12 @@ export class IpsecAdapter implements IpsecPort {
     private readonly kernel: XfrmKernel,
     options: IpsecAdapterOptions,
   ) {
-    this.controller = new IpsecController(kernel, { graceMs: options.graceMs });
+    this.controller = new IpsecController(kernel, {
+      graceMs: options.graceMs,
+      ...(options.retirementRule !== undefined ? { retirementRule: options.retirementRule } : {}),
+      ...(options.ackTimeoutMs !== undefined ? { ackTimeoutMs: options.ackTimeoutMs } : {}),
+      ...(options.ackFloorMs !== undefined ? { ackFloorMs: options.ackFloorMs } : {}),
+    });
     this.createSecretCommand = options.createSecretCommand ?? 'kmeshctl secret create';
   }
 
@@ -68,6 +79,7 @@ export class IpsecAdapter implements IpsecPort {
       local: { ...input.local, spi: input.publishedSpi },
       peers: input.peers,
       now: input.now,
+      ...(input.peerReports !== undefined ? { peerReports: input.peerReports } : {}),
     });
     this.lastReport = report;
     const peers: PeerStatus[] = report.peers.map((p) => ({
@@ -91,6 +103,18 @@ export class IpsecAdapter implements IpsecPort {
       changes: report.writes - report.failed,
       advertiseWait: advertiseWait(report),
       failures,
+      pendingRetirements: report.pendingRetirements.map((p) => ({
+        spi: p.spi,
+        retireAt: p.retireAt,
+        waitingFor:
+          p.waitingFor === undefined
+            ? ''
+            : 'peers' in p.waitingFor
+              ? `${p.waitingFor.peers.join(', ')} still ${p.waitingFor.peers.length === 1 ? 'sends' : 'send'} with it`
+              : p.waitingFor.clock === 'grace'
+                ? 'grace period'
+                : 'acknowledgement floor',
+      })),
     };
   }
 

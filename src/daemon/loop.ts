@@ -22,6 +22,8 @@ import type { ClusterSource, ClusterView, NodeFacts } from './sources/source.js'
 import { emptyStatus, rotationConverged, type DaemonStatus, type StepResult } from './status.js';
 import type { XfrmStat } from './xfrm-stat.js';
 import { StepScheduler } from './step-scheduler.js';
+import { adoptRotation, nodeKeyReport } from './node-key-report.js';
+import { nodeKeyStatusUpToDate, parseNodeKeyStatus, type NodeKeyStatus } from '../model/node-key-status.js';
 import { firstLine } from '../util/first-line.js';
 
 export interface LoopLogger {
@@ -75,6 +77,11 @@ export class ReconcileLoop {
   private keysDirty = false;
   private rotation: DaemonStatus['rotation'];
   private readonly conditions: ConditionLog;
+  /** The rotation was checked against our own published status (a restarted daemon continues it). */
+  private rotationAdopted = false;
+  /** The secret's key the IPsec side refused (reused SPI, rollback), until the secret offers another. */
+  private keyRefusal: { spi: number; reason: string } | undefined;
+  private keyRefusals = 0;
 
   constructor(private readonly deps: LoopDeps) {
     this.now = deps.now ?? Date.now;
@@ -113,17 +120,24 @@ export class ReconcileLoop {
         const refused = ipsec.addKey(event.key);
         if (refused !== undefined) {
           this.deps.log.error({ spi: event.key.spi }, `secret refused: ${refused}`);
+          this.keyRefusal = { spi: event.key.spi, reason: refused };
+          this.keyRefusals += 1;
+          this.deps.metrics?.keyRefusals.inc();
         } else {
+          this.keyRefusal = undefined;
           this.deps.log.info({ spi: event.key.spi }, 'IPsec key loaded');
           this.keysDirty = true;
-          if (this.rotation?.spi !== event.key.spi) {
+          const newest = ipsec.keySpis().at(-1);
+          if (this.rotation?.spi !== event.key.spi && event.key.spi === newest) {
             this.rotation = { spi: event.key.spi, seenAt: this.now(), convergedAt: undefined };
+            this.rotationAdopted = false;
           }
         }
       }
     } else if (event.kind === 'invalid') {
       this.deps.log.warn({ keptSpi: event.keptSpi ?? null }, `secret file invalid: ${event.reason}`);
     } else {
+      this.keyRefusal = undefined;
       this.deps.log.info({ keptSpi: event.keptSpi ?? null }, 'secret file absent');
     }
     this.trigger(`key file ${event.kind}`);
@@ -167,6 +181,7 @@ export class ReconcileLoop {
       nodeProblem: '',
       notAdvertising: '',
       xfrmFailures: [],
+      keyRefusals: this.keyRefusals,
     };
     const outcome: StepOutcome = { result: 'ok', notReady: [], conditions: [] };
     /** Something failed; `result` says whether the step went on (partial) or a part could not run (error). */
@@ -190,6 +205,7 @@ export class ReconcileLoop {
       const keyStatus = deps.keyFile?.status();
       next.keySpi = keyStatus?.spi;
       next.keyProblem = keyStatus?.problem ?? '';
+      this.keyInForce(next);
       if (!view.synced) {
         const line = `waiting for the first listing from ${deps.source.description}`;
         problems.push(line);
@@ -348,6 +364,7 @@ export class ReconcileLoop {
     // Peers: every other node's KmeshNodeInfo that validates; bad ones are reported and skipped.
     const peers: NodeInfo[] = [];
     let ownPublished: unknown;
+    const peerReports = new Map<string, NodeKeyStatus>();
     for (const raw of view.nodeInfos) {
       if (raw.name === deps.nodeName) {
         ownPublished = raw.object;
@@ -356,12 +373,21 @@ export class ReconcileLoop {
       const parsed = deps.parseNodeInfo(raw.object);
       if ('ok' in parsed) peers.push(parsed.ok);
       else next.invalidPeers.push(parsed.error);
+      // A status we cannot read counts as none: that peer's old SPIs then wait for the grace period.
+      const report = 'ok' in parsed ? parseNodeKeyStatus(raw.object) : undefined;
+      if (report !== undefined && 'ok' in report) peerReports.set(raw.name, report.ok);
+      else if (report !== undefined) next.problems.push(`KmeshNodeInfo ${raw.name}: status ignored: ${report.error}`);
+    }
+    if (this.rotation !== undefined && !this.rotationAdopted && ownPublished !== undefined) {
+      this.rotation = adoptRotation(this.rotation, ownPublished);
+      this.rotationAdopted = true;
+      next.rotation = this.rotation;
     }
     const local = { name: node.name, addresses: node.addresses, bootID: node.bootID, podCIDRs: node.podCIDRs };
     let result: IpsecStepResult;
     try {
       const publishedSpi = ownPublished === undefined ? 0 : publishedSpiOf(ownPublished);
-      result = await ipsec.step({ local, peers, publishedSpi, now: this.now() });
+      result = await ipsec.step({ local, peers, publishedSpi, now: this.now(), peerReports: reportsOf(peerReports) });
       if (result.keysChanged) this.keysDirty = true;
     } catch (err) {
       fail(`xfrm: ${firstLine(err)}`, 'error');
@@ -378,6 +404,11 @@ export class ReconcileLoop {
     } else {
       next.notAdvertising = result.advertiseWait;
     }
+    next.pendingRetirements = result.pendingRetirements ?? [];
+    // An old SPI whose floor or grace period ends before the next resync: step again right then.
+    const due = Math.min(...next.pendingRetirements.map((p) => p.retireAt));
+    if (Number.isFinite(due)) this.scheduler.wakeIn(due - this.now() + 10);
+    next.peerReports = Object.fromEntries(peerReports);
     // Only what the kernel accepted counts as a change; refusals are logged per object by the condition log.
     if (result.changes > 0) {
       deps.log.info(
@@ -422,11 +453,13 @@ export class ReconcileLoop {
 
     // Publish our SPI once our inbound SAs for it exist (the IPsec side only returns it then).
     next.advertisedSpi = result.advertiseSpi;
+    let published = ownPublished !== undefined;
     if (result.advertiseSpi !== undefined) {
       const info: NodeInfo = { ...local, spi: result.advertiseSpi };
       if (ownPublished === undefined || !nodeInfoUpToDate(ownPublished, info)) {
         try {
           await deps.source.publishNodeInfo(info);
+          published = true;
           deps.log.info({ spi: info.spi }, 'published KmeshNodeInfo');
         } catch (err) {
           fail(`publish KmeshNodeInfo: ${firstLine(err)}`);
@@ -439,21 +472,60 @@ export class ReconcileLoop {
     }
     const rotation = this.rotation;
     if (
-      rotation === undefined ||
-      rotation.convergedAt !== undefined ||
-      !rotationConverged(next, rotation.spi) ||
-      next.advertisedSpi !== rotation.spi
+      rotation !== undefined &&
+      rotation.convergedAt === undefined &&
+      rotationConverged(next, rotation.spi) &&
+      next.advertisedSpi === rotation.spi
     ) {
-      return;
+      const convergedAt = this.now();
+      this.rotation = { ...rotation, convergedAt };
+      next.rotation = this.rotation;
+      deps.log.info(
+        { spi: rotation.spi, seconds: (convergedAt - rotation.seenAt) / 1000, peers: next.peers.length },
+        'rotation converged: every peer reached with the new SPI',
+      );
     }
-    const convergedAt = this.now();
-    this.rotation = { ...rotation, convergedAt };
-    next.rotation = this.rotation;
-    deps.log.info(
-      { spi: rotation.spi, seconds: (convergedAt - rotation.seenAt) / 1000, peers: next.peers.length },
-      'rotation converged: every peer reached with the new SPI',
-    );
+    // Report what we hold and send with in our KmeshNodeInfo status: peers retire an old SPI only once we
+    // (and everyone else) no longer send with it.
+    const previous = ownPublished === undefined ? undefined : parseNodeKeyStatus(ownPublished);
+    const keyReport = nodeKeyReport({
+      heldSpis: next.keySpis,
+      peers: next.peers,
+      previousSending: previous !== undefined && 'ok' in previous ? previous.ok.sendSpis : undefined,
+      keyProblem: next.keyProblem,
+      rotation: this.rotation,
+    });
+    next.keyReport = keyReport;
+    if (published && (ownPublished === undefined || !nodeKeyStatusUpToDate(ownPublished, keyReport))) {
+      try {
+        await deps.source.publishNodeStatus(keyReport);
+        deps.log.debug({ held: keyReport.heldSpis, sending: keyReport.sendSpis }, 'published KmeshNodeInfo status');
+      } catch (err) {
+        fail(`publish KmeshNodeInfo status: ${firstLine(err)}`);
+      }
+    }
   }
+
+  /**
+   * The key in force is the newest the IPsec side holds: when the secret offers a key it refused (an SPI reused
+   * for another key, a rollback) or an older SPI, the status says so and keySpi stays the key in force.
+   */
+  private keyInForce(next: DaemonStatus): void {
+    const inForce = this.deps.ipsec?.keySpis().at(-1);
+    const offered = next.keySpi;
+    if (this.keyRefusal !== undefined && (offered === undefined || offered === this.keyRefusal.spi)) {
+      next.keySpi = inForce;
+      next.keyProblem = `secret key refused (SPI ${this.keyRefusal.spi}): ${this.keyRefusal.reason}`;
+    } else if (next.keyProblem === '' && offered !== undefined && inForce !== undefined && offered < inForce) {
+      next.keySpi = inForce;
+      next.keyProblem = `the secret's SPI ${offered} is older than SPI ${inForce} in force; SPI ${inForce} stays in force`;
+    }
+  }
+}
+
+/** Per peer, the SPIs it reports sending with. */
+function reportsOf(reports: ReadonlyMap<string, NodeKeyStatus>): Map<string, readonly number[]> {
+  return new Map([...reports].map(([name, r]) => [name, r.sendSpis]));
 }
 
 /** spec.spi of our own published KmeshNodeInfo, 0 when unusable. */

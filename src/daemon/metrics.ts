@@ -105,6 +105,55 @@ export class DaemonMetrics {
     help: '1 when the newest key SPI is not advertised in our KmeshNodeInfo (/status notAdvertising says why)',
     registers: [this.registry],
   });
+  /** Incremented by the loop when the IPsec side refuses the secret's key (SPI reused for another key, rollback). */
+  readonly keyRefusals = new Counter({
+    name: 'kmesh_ipsec_key_refusals_total',
+    help: 'Keys from the secret refused (an SPI reused for another key, or a rollback); see /status keyProblem',
+    registers: [this.registry],
+  });
+  private readonly keyRefused = new Gauge({
+    name: 'kmesh_ipsec_key_refused',
+    help: "1 while the secret's key is not the key in force (refused or older); see /status keyProblem",
+    registers: [this.registry],
+  });
+  private readonly highestSpi = new Gauge({
+    name: 'kmesh_ipsec_highest_spi',
+    help: 'Highest SPI this node holds (reported in its KmeshNodeInfo status)',
+    registers: [this.registry],
+  });
+  private readonly heldSpis = new Gauge({
+    name: 'kmesh_ipsec_held_spis',
+    help: 'SPIs this node holds keys and SAs for',
+    registers: [this.registry],
+  });
+  private readonly sendingSpi = new Gauge({
+    name: 'kmesh_ipsec_sending_spi',
+    help: 'SPIs this node encrypts with to some peer (1 per SPI)',
+    labelNames: ['spi'],
+    registers: [this.registry],
+  });
+  private readonly failingPeers = new Gauge({
+    name: 'kmesh_ipsec_failing_peers',
+    help: 'Peers with a problem (the count its KmeshNodeInfo status reports)',
+    registers: [this.registry],
+  });
+  private readonly peerReportedHighest = new Gauge({
+    name: 'kmesh_ipsec_peer_reported_highest_spi',
+    help: 'Highest SPI a peer reports holding in its KmeshNodeInfo status',
+    labelNames: ['peer'],
+    registers: [this.registry],
+  });
+  private readonly peerReportedSending = new Gauge({
+    name: 'kmesh_ipsec_peer_reported_sending_spi',
+    help: 'SPIs a peer reports encrypting with in its KmeshNodeInfo status (1 per peer and SPI)',
+    labelNames: ['peer', 'spi'],
+    registers: [this.registry],
+  });
+  private readonly retirementsPending = new Gauge({
+    name: 'kmesh_ipsec_retirements_pending',
+    help: 'Old SPIs waiting to be removed (for peers still sending with them, or a clock)',
+    registers: [this.registry],
+  });
   readonly steps = new Counter({
     name: 'kmesh_daemon_reconcile_total',
     help: 'Reconcile steps by result: ok, partial (some operations failed, the rest applied), error (a part could not run)',
@@ -149,6 +198,21 @@ export class DaemonMetrics {
     if (s.rotation?.convergedAt !== undefined) {
       this.rotationSeconds.set((s.rotation.convergedAt - s.rotation.seenAt) / 1000);
     }
+    this.keyRefused.set(
+      s.keyProblem.startsWith('secret key refused') || s.keyProblem.includes('older than SPI') ? 1 : 0,
+    );
+    this.highestSpi.set(s.keyReport?.highestSpi ?? 0);
+    this.heldSpis.set(s.keySpis.length);
+    this.sendingSpi.reset();
+    for (const spi of s.keyReport?.sendSpis ?? []) this.sendingSpi.set({ spi: String(spi) }, 1);
+    this.failingPeers.set(s.keyReport?.failingPeerCount ?? 0);
+    this.peerReportedHighest.reset();
+    this.peerReportedSending.reset();
+    for (const [peer, r] of Object.entries(s.peerReports)) {
+      this.peerReportedHighest.set({ peer }, r.highestSpi);
+      for (const spi of r.sendSpis) this.peerReportedSending.set({ peer, spi: String(spi) }, 1);
+    }
+    this.retirementsPending.set(s.pendingRetirements.length);
     this.problems.set(s.problems.length + s.invalidPeers.length + (s.keyProblem === '' ? 0 : 1));
     this.ready.set(s.ready ? 1 : 0);
     this.nodeProblem.set(s.nodeProblem === '' ? 0 : 1);

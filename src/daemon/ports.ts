@@ -33,6 +33,8 @@ export interface IpsecStepInput {
   /** SPI currently published in our KmeshNodeInfo (0 before the first publish). */
   publishedSpi: number;
   now: number;
+  /** Per peer, the SPIs its KmeshNodeInfo status reports sending with (absent: it reports nothing). */
+  peerReports?: ReadonlyMap<string, readonly number[]>;
 }
 
 export interface IpsecStepResult {
@@ -52,6 +54,16 @@ export interface IpsecStepResult {
   advertiseWait: string;
   /** What went wrong in this step: refused kernel operations and planned objects in a foreign object's way. */
   failures: XfrmFailure[];
+  /** Old SPIs superseded everywhere and what each still waits for (peers still sending with it, or a clock). */
+  pendingRetirements?: PendingRetirementStatus[];
+}
+
+export interface PendingRetirementStatus {
+  spi: number;
+  /** e.g. "node-3 still sends with it", "grace period", "acknowledgement floor". */
+  waitingFor: string;
+  /** When it goes at the latest (ms, the step clock). */
+  retireAt: number;
 }
 
 /** One XFRM operation that failed (or could not be attempted), with what the kernel said. No key material. */

@@ -1,7 +1,8 @@
 // The daemon's status after each reconcile step, as served on /status and written to --status-file. Plain
 // data; never contains key material (SPIs only).
 import type { CidrIndexUse } from '../datapath/datapath.js';
-import type { Attachment, PeerStatus, XfrmFailure } from './ports.js';
+import type { NodeKeyStatus } from '../model/node-key-status.js';
+import type { Attachment, PeerStatus, PendingRetirementStatus, XfrmFailure } from './ports.js';
 import type { XfrmStat } from './xfrm-stat.js';
 
 export interface RotationStatus {
@@ -52,6 +53,14 @@ export interface DaemonStatus {
   cidrIndex: CidrIndexUse | null;
   xfrmStat: XfrmStat;
   rotation: RotationStatus | undefined;
+  /** What this node publishes in its KmeshNodeInfo status (SPIs held and sent with, last rotation, failing peers). */
+  keyReport: NodeKeyStatus | undefined;
+  /** What each peer reports in its KmeshNodeInfo status (peers that report nothing are absent). */
+  peerReports: Record<string, NodeKeyStatus>;
+  /** Old SPIs on their way out and what each waits for. */
+  pendingRetirements: PendingRetirementStatus[];
+  /** Keys the secret offered that were refused since start (SPI reused, rollback). */
+  keyRefusals: number;
   /** Everything else that is wrong right now, one line each. */
   problems: string[];
   /** Result of the last step. */
@@ -92,6 +101,10 @@ export function emptyStatus(node: string, store: string, ipsecEnabled: boolean):
     cidrIndex: null,
     xfrmStat: {},
     rotation: undefined,
+    keyReport: undefined,
+    peerReports: {},
+    pendingRetirements: [],
+    keyRefusals: 0,
     problems: [],
     lastStepResult: 'ok',
     ready: false,

@@ -45,6 +45,8 @@ export class StepScheduler {
   private stopped = false;
   private resyncTimer: TimerHandle | undefined;
   private retryTimer: TimerHandle | undefined;
+  private wakeTimer: TimerHandle | undefined;
+  private wakeDue = Infinity;
   private retryMs: number;
   private idleWaiters: (() => void)[] = [];
   private readonly timers: SchedulerTimers;
@@ -66,6 +68,8 @@ export class StepScheduler {
   async stop(): Promise<void> {
     this.stopped = true;
     this.resyncTimer?.cancel();
+    this.wakeTimer?.cancel();
+    this.wakeTimer = undefined;
     this.retryTimer?.cancel();
     this.resyncTimer = undefined;
     this.retryTimer = undefined;
@@ -96,6 +100,23 @@ export class StepScheduler {
   idle(): Promise<void> {
     if (!this.running) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /**
+   * Asks for a step in `ms` (e.g. when an old SPI's floor or grace period ends), unless one is already asked for
+   * sooner; a delay at or beyond the resync interval is left to the resync.
+   */
+  wakeIn(ms: number, now = Date.now()): void {
+    if (this.stopped || ms >= (this.options.resyncMs ?? 30_000)) return;
+    const due = now + Math.max(0, ms);
+    if (this.wakeTimer && due >= this.wakeDue) return;
+    this.wakeTimer?.cancel();
+    this.wakeDue = due;
+    this.wakeTimer = this.timers.after(Math.max(0, ms), () => {
+      this.wakeTimer = undefined;
+      this.wakeDue = Infinity;
+      this.trigger('retirement due');
+    });
   }
 
   private scheduleRetry(): void {

@@ -32,6 +32,8 @@ export function createIpsecPort(config: DaemonConfig): Promise<IpsecAdapter> {
     new IpsecAdapter(new NetlinkXfrmKernel(), {
       graceMs: config.rotationGraceSeconds * 1000,
       createSecretCommand: createSecretCommand(config),
+      retirementRule: config.rotationRetirement,
+      ackTimeoutMs: config.rotationAckTimeoutSeconds * 1000,
     }),
   );
 }

@@ -16,6 +16,8 @@ export interface DaemonRunnerOptions {
   store: ClusterStore;
   rotationGraceSeconds: number;
   logLevel?: string;
+  /** More daemon flags for every node (e.g. --rotation-retirement=timer). */
+  extraFlags?: readonly string[];
 }
 
 export class DaemonRunner {
@@ -62,6 +64,7 @@ export class DaemonRunner {
       `--rotation-grace=${this.opts.rotationGraceSeconds}`,
       '--resync-interval=5',
       `--log-level=${this.opts.logLevel ?? 'info'}`,
+      ...(this.opts.extraFlags ?? []),
     ];
     const child = spawn('nsenter', args, { stdio: ['ignore', log, log] });
     fs.closeSync(log);

@@ -22,16 +22,28 @@ import { reconcile, type OwnerOutcome, type ReconcileIssue } from './reconciler.
 import {
   chooseAdvertisedSpi,
   chooseSendSpi,
+  DEFAULT_ACK_FLOOR_MS,
+  DEFAULT_ACK_TIMEOUT_MS,
   DEFAULT_ROTATION_GRACE_MS,
   EMPTY_RETIREMENT,
   planRetirement,
   type PendingRetirement,
+  type RetirementRule,
   type RetirementState,
 } from './rotation.js';
 
 export interface ControllerOptions extends PlannerOptions {
-  /** Milliseconds an SPI stays installed after everyone moved past it (default DEFAULT_ROTATION_GRACE_MS). */
+  /**
+   * Milliseconds an SPI stays installed after everyone moved past it when some peer reports nothing, or with the
+   * timer rule (default DEFAULT_ROTATION_GRACE_MS); the acknowledgement floor never exceeds it.
+   */
   graceMs: number;
+  /** 'acknowledged' (default): peers' reports decide; 'timer': the grace period alone (the old rule). */
+  retirementRule: RetirementRule;
+  /** Default DEFAULT_ACK_FLOOR_MS. */
+  ackFloorMs: number;
+  /** Longest wait for a peer still reporting an old SPI (default DEFAULT_ACK_TIMEOUT_MS). */
+  ackTimeoutMs: number;
 }
 
 export interface StepInput {
@@ -41,6 +53,11 @@ export interface StepInput {
   peers: readonly NodeInfo[];
   /** Milliseconds on any monotonic clock. */
   now: number;
+  /**
+   * Per peer name, the SPIs it reports sending with (its KmeshNodeInfo status); a peer missing here reports
+   * nothing (and its old SPIs wait for the grace period).
+   */
+  peerReports?: ReadonlyMap<string, readonly number[]>;
 }
 
 export interface PeerStatus {
@@ -91,15 +108,30 @@ export class IpsecController {
 
   constructor(kernel: XfrmKernel, opts: Partial<ControllerOptions> = {}) {
     this.kernel = kernel;
-    this.opts = { ...DEFAULT_PLANNER_OPTIONS, graceMs: DEFAULT_ROTATION_GRACE_MS, ...opts };
+    this.opts = {
+      ...DEFAULT_PLANNER_OPTIONS,
+      graceMs: DEFAULT_ROTATION_GRACE_MS,
+      retirementRule: 'acknowledged',
+      ackFloorMs: DEFAULT_ACK_FLOOR_MS,
+      ackTimeoutMs: DEFAULT_ACK_TIMEOUT_MS,
+      ...opts,
+    };
   }
 
   /**
    * Adds a key version (from the secret, or persisted by an earlier run). Re-adding a held key changes nothing;
-   * throws a one-line error for an invalid key or a different key under an SPI already held. A key added while
-   * a step is in flight is planned by the next step.
+   * throws a one-line error for an invalid key, a different key under an SPI already held, or a key rollback: an
+   * SPI below the newest held is accepted only as the exact key held for it (a retired or never-seen older SPI
+   * would put a key nobody else may hold back into use). A key added while a step is in flight is planned by the
+   * next step.
    */
   addKey(key: IpsecKey): void {
+    const newest = this.history.current();
+    if (newest !== undefined && key.spi < newest.spi && !this.history.has(key.spi)) {
+      throw new Error(
+        `IPsec key SPI ${key.spi} is older than SPI ${newest.spi} in force and not held any more: a key rollback is refused; a new key needs an SPI above ${newest.spi} (kmeshctl secret create)`,
+      );
+    }
     this.history = this.history.with(key);
   }
 
@@ -146,6 +178,10 @@ export class IpsecController {
       sendSpis,
       now,
       graceMs: this.opts.graceMs,
+      peerReports: accepted.map((p) => ({ name: p.node.name, sending: input.peerReports?.get(p.node.name) })),
+      rule: this.opts.retirementRule,
+      ackFloorMs: this.opts.ackFloorMs,
+      ackTimeoutMs: this.opts.ackTimeoutMs,
     });
     this.retirement = decision.state;
     // Retired SPIs leave the one history now; keys added since the step began stay for the next step.

@@ -5,8 +5,14 @@
 // - send: to each peer with the SPI it advertises when we hold that key (also when it lags behind on an
 //   old SPI we still hold); if it is ahead of us, with our newest SPI (which it cannot have retired: it
 //   retires an SPI only after we advertise something newer);
-// - retire: an SPI older than our newest once we and every peer advertise something newer, nothing is sent
-//   with it, and that has held continuously for the grace period. A restart restarts the clock (late, never early).
+// - retire (acknowledged, the default): an SPI older than our newest once we and every peer advertise something
+//   newer, nothing is sent with it by us, and every current peer reports in its KmeshNodeInfo status that it no
+//   longer sends with it, that having held for a short floor (packets already in flight). A peer that never saw
+//   our new SPI (watch stalled, API access cut) still reports the old one, so its SAs stay however long that
+//   lasts; only the ack timeout (a peer dead but not removed) bounds the wait. Peers that report nothing
+//   (Kmesh's own daemon) fall back to the grace period;
+// - retire (timer, the old rule, kept to show why it is not enough): the same conditions minus the reports,
+//   held continuously for the grace period. A restart restarts every clock (late, never early).
 
 /**
  * Default grace period: how long an old SPI stays after the retirement condition first held. It must exceed
@@ -16,12 +22,27 @@
  */
 export const DEFAULT_ROTATION_GRACE_MS = 60_000;
 
-/** Time the retirement condition first held, per SPI. */
+/**
+ * How long every peer must have acknowledged an old SPI before it goes (packets already on the wire); never more
+ * than the grace period.
+ */
+export const DEFAULT_ACK_FLOOR_MS = 5_000;
+/**
+ * Longest wait for a peer that still reports sending with an old SPI (or whose report never updates: a node
+ * that is dead but whose KmeshNodeInfo stays). Past it the SPI goes anyway; the daemon's --rotation-ack-timeout.
+ */
+export const DEFAULT_ACK_TIMEOUT_MS = 3_600_000;
+
+/** `acknowledged`: peers' reports decide (the default); `timer`: the grace period alone (the old rule). */
+export type RetirementRule = 'acknowledged' | 'timer';
+
+/** Clocks per SPI: when the retirement condition first held, and when every peer first acknowledged it. */
 export interface RetirementState {
   supersededSince: ReadonlyMap<number, number>;
+  acknowledgedSince?: ReadonlyMap<number, number>;
 }
 
-export const EMPTY_RETIREMENT: RetirementState = { supersededSince: new Map() };
+export const EMPTY_RETIREMENT: RetirementState = { supersededSince: new Map(), acknowledgedSince: new Map() };
 
 export interface SendChoice {
   spi: number;
@@ -63,6 +84,12 @@ export function chooseAdvertisedSpi(
   return kept === undefined ? ready : Math.max(ready, kept);
 }
 
+/** What a current peer reports sending with (its KmeshNodeInfo status); `sending` undefined: it reports nothing. */
+export interface PeerReport {
+  name: string;
+  sending: readonly number[] | undefined;
+}
+
 export interface RetirementInput {
   /** SPIs held, ascending. */
   held: readonly number[];
@@ -74,25 +101,41 @@ export interface RetirementInput {
   sendSpis: readonly number[];
   now: number;
   graceMs: number;
+  /** One per current peer; absent: no peer reports anything (every SPI waits for the grace period). */
+  peerReports?: readonly PeerReport[];
+  /** Default 'acknowledged'. */
+  rule?: RetirementRule;
+  /** Default DEFAULT_ACK_FLOOR_MS. */
+  ackFloorMs?: number;
+  /** Default DEFAULT_ACK_TIMEOUT_MS. */
+  ackTimeoutMs?: number;
 }
 
 export interface PendingRetirement {
   spi: number;
   since: number;
   retireAt: number;
+  /** What it waits for: peers still reporting it (names), or the grace period / the ack floor. */
+  waitingFor?: { peers: string[] } | { clock: 'grace' | 'floor' };
 }
 
 export interface RetirementDecision {
   state: RetirementState;
   /** SPIs to drop now. */
   retire: number[];
-  /** SPIs superseded everywhere, waiting for the grace period. */
+  /** SPIs superseded everywhere, waiting for acknowledgement or a clock. */
   pending: PendingRetirement[];
 }
 
 export function planRetirement(state: RetirementState, input: RetirementInput): RetirementDecision {
   const newest = input.held[input.held.length - 1];
+  const rule = input.rule ?? 'acknowledged';
+  const reports = input.peerReports ?? input.peerAdvertised.map(() => ({ name: '', sending: undefined }));
+  const silent = reports.some((r) => r.sending === undefined);
+  const floorMs = input.ackFloorMs ?? DEFAULT_ACK_FLOOR_MS;
+  const timeoutMs = input.ackTimeoutMs ?? DEFAULT_ACK_TIMEOUT_MS;
   const since = new Map<number, number>();
+  const acked = new Map<number, number>();
   const retire: number[] = [];
   const pending: PendingRetirement[] = [];
   for (const spi of input.held) {
@@ -105,12 +148,33 @@ export function planRetirement(state: RetirementState, input: RetirementInput): 
       !input.sendSpis.includes(spi);
     if (!superseded) continue;
     const start = state.supersededSince.get(spi) ?? input.now;
-    if (input.now - start >= input.graceMs) {
+    let retireAt: number;
+    let waitingFor: PendingRetirement['waitingFor'];
+    if (rule === 'timer') {
+      retireAt = start + input.graceMs;
+      waitingFor = { clock: 'grace' };
+    } else {
+      const stillSending = reports.filter((r) => r.sending?.includes(spi) === true).map((r) => r.name);
+      if (stillSending.length > 0) {
+        retireAt = start + timeoutMs;
+        waitingFor = { peers: stillSending.sort() };
+      } else if (silent) {
+        retireAt = start + input.graceMs;
+        waitingFor = { clock: 'grace' };
+      } else {
+        const ackStart = state.acknowledgedSince?.get(spi) ?? input.now;
+        acked.set(spi, ackStart);
+        retireAt = Math.min(ackStart + Math.min(floorMs, input.graceMs), start + timeoutMs);
+        waitingFor = { clock: 'floor' };
+      }
+    }
+    if (input.now >= retireAt) {
       retire.push(spi);
+      acked.delete(spi);
     } else {
       since.set(spi, start);
-      pending.push({ spi, since: start, retireAt: start + input.graceMs });
+      pending.push({ spi, since: start, retireAt, waitingFor });
     }
   }
-  return { state: { supersededSince: since }, retire, pending };
+  return { state: { supersededSince: since, acknowledgedSince: acked }, retire, pending };
 }

@@ -9,6 +9,7 @@ import {
   IpsecPayloadError,
   salvageSpi,
 } from './payload.js';
+import { clusterKeyStatus, type ClusterKeyStatus } from './cluster-key-status.js';
 import { nextSpi } from './rotation.js';
 import { StoreConflictError, StoreError } from './store.js';
 import type { SecretStore, StoredSecret } from './store.js';
@@ -136,4 +137,16 @@ export async function deleteSecret(store: SecretStore): Promise<void> {
   if (!(await store.delete())) {
     throw new StoreError(`nothing to delete: ${store.location} does not exist`);
   }
+}
+
+/**
+ * The cluster-wide key status (`kmeshctl ipsec status`): the Secret's SPI (none when there is no Secret; a
+ * malformed one is an error) and every KmeshNodeInfo, read at the same time.
+ */
+export async function readClusterKeyStatus(store: SecretStore): Promise<ClusterKeyStatus> {
+  const [secret, objects] = await Promise.allSettled([store.read(), store.nodeInfoObjects()]);
+  if (secret.status === 'rejected') throw secret.reason;
+  if (objects.status === 'rejected') throw objects.reason;
+  const spi = secret.value === undefined ? undefined : (await readSecret(store)).key.spi;
+  return clusterKeyStatus(spi, objects.value);
 }

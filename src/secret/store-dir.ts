@@ -174,6 +174,10 @@ export class DirSecretStore implements SecretStore {
   }
 
   async advertisedSpis(): Promise<number[]> {
+    return (await this.nodeInfoObjects()).flatMap(advertisedSpi);
+  }
+
+  async nodeInfoObjects(): Promise<unknown[]> {
     await this.checkRoot();
     const dir = path.join(this.root, DIR_STORE_NODE_INFOS);
     let names: string[];
@@ -183,14 +187,14 @@ export class DirSecretStore implements SecretStore {
       if (errnoCode(err) === 'ENOENT') return [];
       return this.ioError(err, `list ${dir}`);
     }
-    const spis: number[] = [];
+    const objects: unknown[] = [];
     for (const name of names.filter((n) => n.endsWith('.json')).sort()) {
       try {
-        spis.push(...advertisedSpi(JSON.parse(await fs.readFile(path.join(dir, name), 'utf8'))));
+        objects.push(JSON.parse(await fs.readFile(path.join(dir, name), 'utf8')));
       } catch {
-        // Unreadable or not JSON: this file advertises nothing.
+        // Unreadable or not JSON (or removed meanwhile): skipped, it advertises nothing.
       }
     }
-    return spis;
+    return objects;
   }
 }

@@ -156,6 +156,10 @@ export class KubernetesSecretStore implements SecretStore {
   }
 
   async advertisedSpis(): Promise<number[]> {
+    return (await this.nodeInfoObjects()).flatMap(advertisedSpi);
+  }
+
+  async nodeInfoObjects(): Promise<unknown[]> {
     let list: unknown;
     try {
       list = await this.api.request('GET', this.nodeInfosPath);
@@ -165,6 +169,6 @@ export class KubernetesSecretStore implements SecretStore {
       return this.fail(err, `list KmeshNodeInfo objects in namespace ${this.namespace}`);
     }
     const items = (list as { items?: unknown } | undefined)?.items;
-    return Array.isArray(items) ? items.flatMap(advertisedSpi) : [];
+    return Array.isArray(items) ? (items as unknown[]) : [];
   }
 }

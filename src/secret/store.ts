@@ -37,4 +37,6 @@ export interface SecretStore {
   delete(): Promise<boolean>;
   /** SPIs advertised by the KmeshNodeInfo objects in the namespace (invalid objects are skipped). */
   advertisedSpis(): Promise<number[]>;
+  /** The KmeshNodeInfo objects in the namespace as stored (unreadable files are skipped); [] when there are none. */
+  nodeInfoObjects(): Promise<unknown[]>;
 }

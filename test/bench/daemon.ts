@@ -1,7 +1,9 @@
 // `npm run bench:daemon`: figures for the node daemon on the three-node demo cluster (directory store,
 // real daemons through start_kmesh.sh, real XFRM; inside the kernel-test VM when the host cannot do ESP).
 //  1. secret change -> new SPI in use on every node: the initial key (SPI 1) is the baseline, then key
-//     rotations are timed; printed as seconds and as a ratio to the baseline.
+//     rotations are timed; printed as seconds and as a ratio to the baseline. After each rotation, the time
+//     from the last node switching until the old SPI's SAs are gone on every node, in resync intervals
+//     (acknowledged retirement; KMESH_BENCH_RETIREMENT=timer measures the old grace-bound rule instead).
 //  2. daemon memory: RSS of one daemon with its 2 real peers (baseline) and with 100 peers (98 more
 //     KmeshNodeInfo objects added to the store, each getting SAs and policies); printed with the ratio.
 // Prints figures only; nothing here asserts on time.
@@ -29,6 +31,11 @@ async function daemonRss(pidOfScript: number): Promise<number> {
   return kb / 1024;
 }
 
+/** Grace period of the bench daemons: what the timer rule waits; acknowledged retirement waits min(5 s, it). */
+const GRACE_S = 30;
+/** DaemonRunner's --resync-interval. */
+const RESYNC_S = 5;
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)] ?? NaN;
@@ -38,7 +45,29 @@ async function bench(): Promise<void> {
   const work = await fsp.mkdtemp(path.join(os.tmpdir(), 'kmesh-bench-'));
   const store = new DirClusterStore(path.join(work, 'store'));
   const cluster = new NetnsCluster({ prefix: 'kmb', nodes: 3, podsPerNode: 1 });
-  const daemons = new DaemonRunner({ workDir: work, store, rotationGraceSeconds: 5, logLevel: 'warn' });
+  const rule = process.env.KMESH_BENCH_RETIREMENT === 'timer' ? 'timer' : 'acknowledged';
+  const daemons = new DaemonRunner({
+    workDir: work,
+    store,
+    rotationGraceSeconds: GRACE_S,
+    logLevel: 'warn',
+    extraFlags: [`--rotation-retirement=${rule}`],
+  });
+  const oldGone = async (spi: number): Promise<number> => {
+    const t0 = Date.now();
+    const hex = `spi 0x${spi.toString(16).padStart(8, '0')} `;
+    await waitFor(
+      `SPI ${spi} SAs gone everywhere`,
+      async () => {
+        for (const n of cluster.nodes)
+          if ((await runOk('ip', ['-n', n.netns, 'xfrm', 'state'])).includes(hex)) return false;
+        return true;
+      },
+      300_000,
+      100,
+    );
+    return (Date.now() - t0) / 1000;
+  };
   const statuses = () => Promise.all(cluster.nodes.map((n) => daemons.status(n)));
   const timeToSpi = async (spi: number): Promise<number> => {
     const t0 = Date.now();
@@ -57,13 +86,21 @@ async function bench(): Promise<void> {
     const baseline = await timeToSpi(1);
     say(`secret -> SPI in use on all 3 nodes, initial key (baseline): ${baseline.toFixed(2)} s`);
     const rotations: number[] = [];
+    const retired: number[] = [];
     for (const spi of [2, 3, 4]) {
       const s = await timeToSpi(spi);
       rotations.push(s);
-      say(`  rotation to SPI ${spi}: ${s.toFixed(2)} s (${(s / baseline).toFixed(2)}x baseline)`);
+      const g = await oldGone(spi - 1);
+      retired.push(g);
+      say(
+        `  rotation to SPI ${spi}: ${s.toFixed(2)} s (${(s / baseline).toFixed(2)}x baseline); SPI ${spi - 1} SAs gone everywhere ${g.toFixed(2)} s after the last node switched`,
+      );
     }
     say(
       `secret change -> new SPI in use on every node, median of ${rotations.length} rotations: ${median(rotations).toFixed(2)} s = ${(median(rotations) / baseline).toFixed(2)}x the initial-key baseline`,
+    );
+    say(
+      `last node switched -> old SAs gone on every node (${rule} retirement, grace ${GRACE_S} s, resync ${RESYNC_S} s), median: ${median(retired).toFixed(2)} s = ${(median(retired) / RESYNC_S).toFixed(2)} resync intervals`,
     );
 
     const n1 = nth(cluster.nodes, 0);
@@ -131,6 +168,9 @@ async function main(): Promise<number> {
         command: 'node dist/test/bench/daemon.js --in-vm',
         timeoutMs: 30 * 60_000,
         memoryMb: 1536,
+        ...(process.env.KMESH_BENCH_RETIREMENT !== undefined
+          ? { env: { KMESH_BENCH_RETIREMENT: process.env.KMESH_BENCH_RETIREMENT } }
+          : {}),
         onOutput: (t) => process.stdout.write(t),
       });
       return r.exitCode;

@@ -67,6 +67,13 @@ export interface SimNode {
   /** The JSON the daemon would persist. */
   persisted: unknown;
   last?: StepReport;
+  /** SPIs its KmeshNodeInfo status reports sending with (SimCluster `reports` on; undefined: nothing yet). */
+  sending?: number[];
+  /**
+   * Its view of the cluster is frozen (watch stalled): it steps against this snapshot of peers and reports; with
+   * `writesCut` its API access is cut too and nothing it publishes reaches the others.
+   */
+  frozen?: { peers: NodeInfo[]; reports: Map<string, number[]>; writesCut: boolean };
 }
 
 /**
@@ -117,7 +124,28 @@ export class SimCluster {
   readonly nodes = new Map<string, SimNode>();
   now = 0;
 
-  constructor(private readonly options: Partial<ControllerOptions> = { graceMs: 1000 }) {}
+  /** With `reports`, nodes publish the SPIs they send with (the KmeshNodeInfo status) and read each other's. */
+  constructor(
+    private readonly options: Partial<ControllerOptions> = { graceMs: 1000 },
+    private readonly sim: { reports?: boolean } = {},
+  ) {}
+
+  private liveReports(except: SimNode): Map<string, number[]> {
+    const out = new Map<string, number[]>();
+    for (const n of this.nodes.values()) if (n !== except && n.sending) out.set(n.info.name, n.sending);
+    return out;
+  }
+
+  /** Freezes `name`'s view of the cluster as it is now (writesCut: its own writes stop reaching the API too). */
+  freeze(name: string, writesCut = false): void {
+    const node = this.get(name);
+    const peers = [...this.nodes.values()].flatMap((n) => (n !== node && n.published ? [n.published] : []));
+    node.frozen = { peers, reports: this.liveReports(node), writesCut };
+  }
+
+  thaw(name: string): void {
+    delete this.get(name).frozen;
+  }
 
   add(info: NodeInfo, keys: KeyHistory = KeyHistory.of([makeKey(1)])): SimNode {
     const kernel = new FakeXfrmKernel();
@@ -173,15 +201,23 @@ export class SimCluster {
 
   async step(name: string): Promise<StepReport> {
     const node = this.get(name);
-    const peers = [...this.nodes.values()].flatMap((n) => (n !== node && n.published ? [n.published] : []));
+    const peers =
+      node.frozen?.peers ?? [...this.nodes.values()].flatMap((n) => (n !== node && n.published ? [n.published] : []));
     const report = await node.controller.step({
       local: { ...node.info, spi: node.published?.spi ?? 0 },
       peers,
       now: this.now,
+      ...(this.sim.reports ? { peerReports: node.frozen?.reports ?? this.liveReports(node) } : {}),
     });
     node.last = report;
     node.persisted = node.controller.keys.toJSON();
+    if (node.frozen?.writesCut) return report;
     if (report.advertiseSpi !== undefined) node.published = { ...node.info, spi: report.advertiseSpi };
+    if (this.sim.reports) {
+      node.sending = [
+        ...new Set(report.peers.flatMap((p) => (p.planned && p.sendSpi !== undefined ? [p.sendSpi] : []))),
+      ];
+    }
     return report;
   }
 

@@ -59,6 +59,18 @@ t.test('after delete, SPIs continue above those in kmeshnodeinfos/*.json', async
   t.same(await run('secret', 'create'), { code: 0, stdout: 'IPsec secret created (SPI 7)\n', stderr: '' });
 });
 
+t.test('create, create, delete, create: never an SPI a node holds but has not advertised', async (t) => {
+  const { root, run } = dirStore(t);
+  t.equal((await run('secret', 'create')).code, 0);
+  t.equal((await run('secret', 'create')).code, 0);
+  // The node took SPI 2 (installed its SAs) but has not advertised it yet: only its status says so.
+  fs.mkdirSync(path.join(root, 'kmeshnodeinfos'));
+  const lagging = { ...nodeInfo('node-a', 1), status: { heldSpis: [1, 2], highestSpi: 2, sendSpis: [1] } };
+  fs.writeFileSync(path.join(root, 'kmeshnodeinfos', 'node-a.json'), JSON.stringify(lagging));
+  t.equal((await run('secret', 'delete')).code, 0);
+  t.same(await run('secret', 'create'), { code: 0, stdout: 'IPsec secret created (SPI 3)\n', stderr: '' });
+});
+
 t.test('a malformed file is reported by get and replaced by create', async (t) => {
   const { root, file, run } = dirStore(t);
   fs.mkdirSync(path.dirname(file));
@@ -95,4 +107,48 @@ t.test('a bad key or a missing directory changes nothing', async (t) => {
     stderr: `error: store directory ${missing} does not exist; create it first (mkdir -p ${missing})\n`,
   });
   t.notOk(fs.existsSync(missing));
+});
+
+t.test('ipsec status: per node facts and verdict; --wait until converged or --timeout', async (t) => {
+  const { root, run } = dirStore(t);
+  t.equal((await run('secret', 'create')).code, 0);
+  t.equal((await run('secret', 'create')).code, 0);
+  const dir = path.join(root, 'kmeshnodeinfos');
+  fs.mkdirSync(dir);
+  const write = (name: string, spi: number, held: number[], send: number[]) =>
+    fs.writeFileSync(
+      path.join(dir, `${name}.json`),
+      JSON.stringify({
+        ...nodeInfo(name, spi),
+        status: { heldSpis: held, highestSpi: Math.max(...held), sendSpis: send, peerCount: 1, failingPeerCount: 0 },
+      }),
+    );
+  write('node-a', 2, [1, 2], [2]);
+  write('node-b', 1, [1, 2], [1]);
+  const text = await run('ipsec', 'status');
+  t.equal(text.code, 0, 'without --wait: exit 0 whatever the verdict');
+  t.match(text.stdout, /^Secret .*kmesh-ipsec\/ipSec: SPI 2\nNODE/);
+  t.match(text.stdout, /\nnode-b +1 +1,2 +1 /);
+  t.match(text.stdout, /not converged on SPI 2: 1 of 2 nodes lag: node-b: advertises SPI 1; still sends with SPI 1\n$/);
+  const json = JSON.parse((await run('ipsec', 'status', '-o', 'json')).stdout) as {
+    secretSpi: number;
+    converged: boolean;
+  };
+  t.match(json, { secretSpi: 2, converged: false });
+
+  const timedOut = await run('ipsec', 'status', '--wait', '--timeout', '1.5');
+  t.equal(timedOut.code, 1);
+  t.equal(
+    timedOut.stderr,
+    'error: still not converged on SPI 2: 1 of 2 nodes lag: node-b: advertises SPI 1; still sends with SPI 1 after 1.5 s (--timeout)\n',
+  );
+  const waiting = run('ipsec', 'status', '--wait', '--timeout', '20');
+  setTimeout(() => write('node-b', 2, [1, 2], [2]), 1500);
+  const converged = await waiting;
+  t.equal(converged.code, 0, 'returns once node-b switched');
+  t.match(
+    converged.stdout,
+    /converged on SPI 2; old SPIs still held \(removed once every peer acknowledged\): node-a \(SPI 1\), node-b \(SPI 1\)\n$/,
+  );
+  t.equal((await run('ipsec', 'status', '--wait', '--timeout', 'x')).code, 2);
 });

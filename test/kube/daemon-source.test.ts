@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { loadAllYaml } from '@kubernetes/client-node';
 import t from 'tap';
+import { nodeKeyStatus, nodeKeyStatusJson } from '../../src/model/node-key-status.js';
 import { KUBE_SOURCE_API_CALLS, KubeSource } from '../../src/daemon/sources/kube-source.js';
 import { loadKubeConfig } from '../../src/kube/client.js';
 import { repoRootDir } from '../fixtures/control-plane-binaries.js';
@@ -115,6 +116,48 @@ t.test('daemon Kubernetes source on a real API server, with rbac.yaml only', con
   await source.publishNodeInfo({ ...info, spi: 2 });
   t.equal(((await cp.call('GET', `${NODE_INFO_PATH}/node-1`)) as { spec: { spi: number } }).spec.spi, 2);
   await waitFor('own object in the view', () => source.view().nodeInfos.some((i) => i.name === 'node-1'));
+
+  // Status through the status subresource: schema-valid, the spec untouched; unchanged: no write.
+  const keyStatus = nodeKeyStatus({
+    heldSpis: [1, 2],
+    sendSpis: [2],
+    keyProblem: '',
+    lastRotation: { spi: 2, seenAt: '2026-01-02T03:04:05.000Z', convergedAt: '2026-01-02T03:04:06.000Z' },
+    peerCount: 12,
+    failingPeers: Array.from({ length: 12 }, (_, i) => ({ name: `peer-${i}`, reason: 'no inbound SA yet' })),
+  });
+  await source.publishNodeStatus(keyStatus);
+  const withStatus = (await cp.call('GET', `${NODE_INFO_PATH}/node-1`)) as {
+    spec: { spi: number };
+    status: unknown;
+    metadata: { resourceVersion: string };
+  };
+  t.same(withStatus.status, nodeKeyStatusJson(keyStatus), 'status stored as published (8 of 12 failing peers named)');
+  t.equal(withStatus.spec.spi, 2, 'spec untouched');
+  await source.publishNodeStatus(keyStatus);
+  t.equal(
+    ((await cp.call('GET', `${NODE_INFO_PATH}/node-1`)) as { metadata: { resourceVersion: string } }).metadata
+      .resourceVersion,
+    withStatus.metadata.resourceVersion,
+    'unchanged status: no write',
+  );
+  await source.publishNodeInfo({ ...info, spi: 3 });
+  t.same(
+    ((await cp.call('GET', `${NODE_INFO_PATH}/node-1`)) as { status: unknown }).status,
+    nodeKeyStatusJson(keyStatus),
+    'a spec write keeps the status',
+  );
+  const tooMany = {
+    ...withStatus,
+    metadata: { name: 'node-1', namespace: 'kmesh-system' },
+    status: {
+      ...nodeKeyStatusJson(keyStatus),
+      failingPeers: Array.from({ length: 9 }, () => ({ name: 'x', reason: 'y' })),
+    },
+  };
+  t.equal((await cp.request('PUT', `${NODE_INFO_PATH}/node-1/status`, tooMany)).status, 422, 'the CRD bounds the list');
+  const badSpi = { ...tooMany, status: { ...nodeKeyStatusJson(keyStatus), heldSpis: [0] } };
+  t.equal((await cp.request('PUT', `${NODE_INFO_PATH}/node-1/status`, badSpi)).status, 422, 'and the SPI range');
 
   // Peers added, changed and deleted through the watch.
   const peerSpi = () =>

@@ -7,6 +7,7 @@ import { DatapathAdapter } from '../../src/daemon/datapath-port.js';
 import { IpsecAdapter } from '../../src/daemon/ipsec-port.js';
 import { ReconcileLoop, type LoopLogger } from '../../src/daemon/loop.js';
 import type { HostNetwork } from '../../src/daemon/pod-interfaces.js';
+import type { NodeKeyStatus } from '../../src/model/node-key-status.js';
 import type { ClusterSource, ClusterView } from '../../src/daemon/sources/source.js';
 import { parseNodeInfo } from '../../src/ipsec/validate-peer.js';
 import type { NodeInfo } from '../../src/model/node.js';
@@ -65,6 +66,11 @@ class StillSource implements ClusterSource {
 
   publishNodeInfo(info: NodeInfo): Promise<void> {
     this.own = kmeshNodeInfo(info.name, info);
+    return Promise.resolve();
+  }
+
+  publishNodeStatus(status: NodeKeyStatus): Promise<void> {
+    if (this.own !== undefined) this.own = { ...(this.own as object), status };
     return Promise.resolve();
   }
 

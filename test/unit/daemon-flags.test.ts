@@ -77,6 +77,18 @@ t.test('every other flag', (t) => {
   t.equal(c.rotationGraceSeconds, 9);
   t.equal(c.resyncSeconds, 7);
   t.equal(c.logLevel, 'debug');
+  t.equal(c.rotationRetirement, 'acknowledged', "old SPIs go on every peer's acknowledgement by default");
+  t.equal(c.rotationAckTimeoutSeconds, 3600);
+  const timer = config(['--rotation-retirement=timer', '--rotation-ack-timeout=120']);
+  t.equal(timer.rotationRetirement, 'timer');
+  t.equal(timer.rotationAckTimeoutSeconds, 120);
+  t.match(error(['--rotation-retirement=never']), /^--rotation-retirement: expected one of acknowledged, timer/);
+  t.match(error(['--rotation-ack-timeout=30']), /^--rotation-ack-timeout: 30 s is below --rotation-grace \(60 s\)/);
+  t.equal(
+    config(['--resync-interval=7200', '--rotation-grace=7200']).rotationAckTimeoutSeconds,
+    7200,
+    'not given: raised to the grace period',
+  );
   t.same(config(['--metrics-addr=:9090']).metricsAddr, { host: '0.0.0.0', port: 9090 });
   t.same(config(['--metrics-addr=[::1]:9090']).metricsAddr, { host: '::1', port: 9090 });
   t.equal(config(['--metrics-addr=']).metricsAddr, undefined);

@@ -12,6 +12,7 @@ import { DaemonMetrics } from '../../src/daemon/metrics.js';
 import type { HostNetwork } from '../../src/daemon/pod-interfaces.js';
 import { DirSource } from '../../src/daemon/sources/dir-source.js';
 import { parseNodeInfo } from '../../src/ipsec/validate-peer.js';
+import { nodeKeyStatusJson } from '../../src/model/node-key-status.js';
 import type { IpsecKey } from '../../src/model/node.js';
 import { FakeXfrmKernel } from '../fakes/fake-xfrm-kernel.js';
 import type { XfrmState } from '../../src/xfrm/types.js';
@@ -352,4 +353,95 @@ t.test('pods: labelling the namespace attaches, unlabelling detaches; a refused 
     quiet.lines.some((l) => l.includes('99999999')),
     'no key bytes in the log',
   );
+});
+
+t.test('KmeshNodeInfo status: what each node holds and sends with; old SPI gone on acknowledgement', async (t) => {
+  const c = cluster(t);
+  await c.start();
+  c.rotate(key(1, 0x11));
+  await c.settle();
+  const statusOf = (name: string) =>
+    (
+      JSON.parse(fs.readFileSync(path.join(c.dir, 'kmeshnodeinfos', `${name}.json`), 'utf8')) as {
+        status: Record<string, unknown> & { lastRotation: { spi: number; convergedAt?: string } };
+      }
+    ).status;
+  for (const n of c.nodes) {
+    t.match(
+      statusOf(n.name),
+      { heldSpis: [1], highestSpi: 1, sendSpis: [1], peerCount: 2, failingPeerCount: 0 },
+      `${n.name} reports SPI 1 held and sent with`,
+    );
+    t.equal(statusOf(n.name).lastRotation.spi, 1);
+    t.ok(statusOf(n.name).lastRotation.convergedAt, 'and when the rotation converged');
+    t.notOk('keyProblem' in statusOf(n.name), 'no key problem (empty fields are left out)');
+    t.same(nodeKeyStatusJson(n.loop.currentStatus().keyReport!), statusOf(n.name), '/status carries the same facts');
+  }
+  c.rotate(key(2, 0x22));
+  await c.settle();
+  for (const n of c.nodes) {
+    t.match(statusOf(n.name), { heldSpis: [1, 2], highestSpi: 2, sendSpis: [2] }, `${n.name} switched, holds both`);
+    const s = n.loop.currentStatus();
+    t.same(
+      Object.keys(s.peerReports).sort(),
+      NAMES.filter((x) => x !== n.name),
+      'peers reports read',
+    );
+    t.same(
+      s.pendingRetirements.map((p) => [p.spi, p.waitingFor]),
+      [[1, 'acknowledgement floor']],
+    );
+  }
+  c.advance(6_000); // past the 5 s floor, well within the 10 s grace
+  await c.settle();
+  for (const n of c.nodes) {
+    t.ok(
+      espStates(n).every((x) => x.spi === 2),
+      `${n.name}: SPI 1 removed once every peer acknowledged, before the grace period`,
+    );
+    t.match(statusOf(n.name), { heldSpis: [2], sendSpis: [2] });
+  }
+  const metrics = await c.nodes[0]!.metrics.text();
+  t.match(metrics, /kmesh_ipsec_highest_spi 2/);
+  t.match(metrics, /kmesh_ipsec_peer_reported_sending_spi\{peer="node-2",spi="2"\} 1/);
+});
+
+t.test('a refused key is visible: keyProblem, keySpi stays the key in force, a metric, an error log', async (t) => {
+  const c = cluster(t);
+  await c.start();
+  c.rotate(key(1, 0x11));
+  await c.settle();
+  c.rotate(key(2, 0x22));
+  await c.settle();
+  const n1 = c.nodes[0]!;
+  quiet.lines.length = 0;
+  // create, create, delete, create: the Secret comes back with SPI 2 and another key.
+  n1.loop.keyEvent({ kind: 'key', key: key(2, 0x33) });
+  await c.settle(1);
+  let s = n1.loop.currentStatus();
+  t.match(s.keyProblem, /^secret key refused \(SPI 2\): IPsec key SPI 2 is already in use with a different key/);
+  t.equal(s.keyRefusals, 1);
+  t.ok(
+    quiet.lines.some((l) => l.startsWith('secret refused: ')),
+    'error logged',
+  );
+  t.match(await n1.metrics.text(), /kmesh_ipsec_key_refusals_total 1\n[^]*kmesh_ipsec_key_refused 1/);
+  t.match(s.keyReport, { keyProblem: /^secret key refused/, highestSpi: 2 }, 'and in the KmeshNodeInfo status');
+
+  // A rollback to an SPI no longer held is refused too; the held key for an older SPI is only noted.
+  c.advance(20_000);
+  await c.settle();
+  n1.loop.keyEvent({ kind: 'key', key: key(1, 0x11) });
+  await c.settle(1);
+  s = n1.loop.currentStatus();
+  t.match(s.keyProblem, /SPI 1 is older than SPI 2 in force and not held any more: a key rollback is refused/);
+  t.same(n1.ipsec.keySpis(), [2], 'the old key was not loaded');
+  t.ok(
+    s.peers.every((p) => p.outboundSpi === 2),
+    'still sending with SPI 2',
+  );
+  n1.loop.keyEvent({ kind: 'key', key: key(3, 0x44) });
+  await c.settle(1);
+  t.equal(n1.loop.currentStatus().keyProblem, '', 'a good key clears the problem');
+  t.match(await n1.metrics.text(), /kmesh_ipsec_key_refused 0/);
 });

@@ -142,3 +142,35 @@ t.test('the resync timer triggers steps; stop() waits for the running step and e
   t.same(c.calls, ['start', 'resync'], 'no step after stop()');
   await s.idle();
 });
+
+t.test(
+  'wakeIn: one step when a retirement falls due before the resync, the sooner wins, none after stop',
+  async (t) => {
+    const timers = new FakeTimers();
+    const calls: string[] = [];
+    const s = new StepScheduler({
+      step: (reason) => {
+        calls.push(reason);
+        return Promise.resolve(true);
+      },
+      timers,
+      resyncMs: 30_000,
+    });
+    s.start();
+    await s.idle();
+    s.wakeIn(40_000, 0);
+    t.equal(timers.oneShots, 0, 'beyond the resync: left to the resync');
+    s.wakeIn(5_000, 0);
+    s.wakeIn(8_000, 0);
+    t.equal(timers.oneShots, 1, 'a later wake does not replace a sooner one');
+    s.wakeIn(2_000, 0);
+    t.equal(timers.oneShots, 1, 'a sooner one replaces it');
+    t.same(timers.delays.slice(-2), [5_000, 2_000]);
+    timers.fire('retry');
+    await s.idle();
+    t.same(calls, ['start', 'retirement due']);
+    s.wakeIn(1_000, 0);
+    await s.stop();
+    t.equal(timers.oneShots, 0, 'stop cancels it');
+  },
+);

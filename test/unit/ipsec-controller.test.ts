@@ -504,3 +504,95 @@ t.test('the default grace is the daemon default, 60 s, above the 30 s resync', a
   await c.stepAll();
   t.same(c.spisInKernel('node-01'), [2], 'retired after 60 s');
 });
+
+/** Three nodes on SPI 1 that publish what they send with; node-03's view of the cluster then freezes. */
+async function frozenRotation(t: Test, rule: 'acknowledged' | 'timer', writesCut: boolean): Promise<SimCluster> {
+  const c = new SimCluster({ graceMs: 1000, ackFloorMs: 100, retirementRule: rule }, { reports: true });
+  for (let i = 1; i <= 3; i++) c.add(makeNode(i));
+  await c.stepAll();
+  await c.stepAll();
+  await c.stepAll();
+  t.same(c.problems(), []);
+  c.freeze('node-03', writesCut);
+  for (const n of names(c)) c.giveKey(n, 2); // the kubelet projects the Secret: the key arrives everywhere
+  return c;
+}
+
+for (const writesCut of [false, true]) {
+  const how = writesCut ? 'API access cut' : 'watch stalled';
+  t.test(
+    `acknowledged retirement: a peer whose view is frozen (${how}) keeps its old SAs past the grace`,
+    async (t) => {
+      const c = await frozenRotation(t, 'acknowledged', writesCut);
+      for (let i = 0; i < 20; i++) {
+        c.now += 500; // 10 s in all: ten times the grace period
+        await stepChecked(t, c, names(c));
+      }
+      t.same(c.spisInKernel('node-01'), [1, 2], 'node-01 keeps SPI 1: node-03 still reports sending with it');
+      t.same(c.spisInKernel('node-02'), [1, 2]);
+      t.same(c.get('node-03').sending, [1], 'the frozen node still sends with SPI 1');
+      const pending = c.get('node-01').last!.pendingRetirements;
+      t.same(
+        pending.map((p) => [p.spi, p.waitingFor]),
+        writesCut ? [] : [[1, { peers: ['node-03'] }]],
+        writesCut ? 'node-03 never published SPI 2: SPI 1 is not even superseded' : 'waiting for node-03 by name',
+      );
+      c.thaw('node-03');
+      let steps = 0;
+      while (c.spisInKernel('node-01').length > 1 && steps < 20) {
+        c.now += 50;
+        await stepChecked(t, c, names(c));
+        steps++;
+      }
+      for (const n of names(c)) t.same(c.spisInKernel(n), [2], `${n}: SPI 1 gone once node-03 reported`);
+      t.ok(steps * 50 <= 400, `gone ${steps * 50} ms after the thaw (floor 100 ms), not a grace period later`);
+    },
+  );
+}
+
+t.test('the timer rule (the old one) fails the same fault: SPI 1 removed under the frozen peer', async (t) => {
+  const c = await frozenRotation(t, 'timer', false);
+  const broken: string[] = [];
+  for (let i = 0; i < 20; i++) {
+    c.now += 500;
+    await c.stepAll();
+    broken.push(...c.problems());
+  }
+  t.ok(
+    broken.some((p) => /^node-03 -> node-0[12]: .*no inbound SA spi 1/.test(p)),
+    `node-03's packets with SPI 1 find no SA: ${broken[0] ?? 'none'}`,
+  );
+});
+
+t.test('acknowledged retirement survives a restart: the restarted node adopts and finishes', async (t) => {
+  const c = new SimCluster({ graceMs: 1000, ackFloorMs: 100 }, { reports: true });
+  for (let i = 1; i <= 3; i++) c.add(makeNode(i));
+  for (let i = 0; i < 3; i++) await c.stepAll();
+  for (const n of names(c)) c.giveKey(n, 2);
+  c.now += 10;
+  await stepChecked(t, c, names(c));
+  await stepChecked(t, c, names(c));
+  c.restart('node-02');
+  const r = await c.step('node-02');
+  t.equal(r.writes, 0, 'adopted with zero writes');
+  for (let i = 0; i < 4; i++) {
+    c.now += 60;
+    await stepChecked(t, c, names(c));
+  }
+  for (const n of names(c)) t.same(c.spisInKernel(n), [2], `${n}: retired on acknowledgement, well before the grace`);
+});
+
+t.test('key rollback: an older SPI is accepted only as the exact key held for it', (t) => {
+  const ctl = new IpsecController(new FakeXfrmKernel(), { graceMs: 100 });
+  ctl.addKey(makeKey(1));
+  ctl.addKey(makeKey(3));
+  t.doesNotThrow(() => ctl.addKey(makeKey(1)), 'the key held for SPI 1: nothing changes');
+  t.throws(
+    () => ctl.addKey(makeKey(2)),
+    /SPI 2 is older than SPI 3 in force and not held any more: a key rollback is refused/,
+  );
+  const other = { ...makeKey(1), key: Buffer.alloc(36, 9) };
+  t.throws(() => ctl.addKey(other), /SPI 1 is already in use with a different key/);
+  t.same(ctl.keys.spis(), [1, 3]);
+  t.end();
+});

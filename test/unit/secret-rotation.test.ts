@@ -21,8 +21,15 @@ t.test('the 32-bit SPI space has an end', (t) => {
   t.end();
 });
 
-t.test('a KmeshNodeInfo advertises spec.spi only when it is a valid SPI', (t) => {
+t.test('a KmeshNodeInfo takes spec.spi and status.highestSpi only when they are valid SPIs', (t) => {
   t.same(advertisedSpi({ spec: { spi: 3 } }), [3]);
+  t.same(
+    advertisedSpi({ spec: { spi: 1 }, status: { heldSpis: [1, 2], highestSpi: 2 } }),
+    [1, 2],
+    'a node holding SPI 2 it has not advertised yet: 2 is taken too',
+  );
+  t.same(advertisedSpi({ spec: { spi: 1 }, status: { highestSpi: 0 } }), [1], 'highestSpi 0: holds nothing');
+  t.same(nextSpi(undefined, advertisedSpi({ spec: { spi: 1 }, status: { highestSpi: 2 } })), 3);
   for (const bad of [
     null,
     'x',

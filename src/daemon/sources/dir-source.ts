@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { NodeInfo } from '../../model/node.js';
+import { nodeKeyStatusJson, nodeKeyStatusUpToDate, type NodeKeyStatus } from '../../model/node-key-status.js';
 import { namespaceFacts, nodeFacts, nodeInfoObject, objectName, podFacts } from './objects.js';
 import type { ClusterSource, ClusterView, NamespaceFacts, PodFacts, RawNodeInfo } from './source.js';
 import { writeFileAtomic } from '../../util/atomic-write.js';
@@ -213,8 +214,32 @@ export class DirSource implements ClusterSource {
     return path.join(this.root, DIR_STORE_NODE_INFOS, `${this.nodeName}.json`);
   }
 
+  /** Our own file as last written (undefined when absent or unreadable: it is rewritten whole). */
+  private async ownObject(): Promise<Record<string, unknown> | undefined> {
+    try {
+      const obj: unknown = JSON.parse(await fsp.readFile(this.ownFile(), 'utf8'));
+      return typeof obj === 'object' && obj !== null && !Array.isArray(obj)
+        ? (obj as Record<string, unknown>)
+        : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Writes the spec; the status written by publishNodeStatus stays (as a status subresource keeps it). */
   async publishNodeInfo(info: NodeInfo): Promise<void> {
-    const json = JSON.stringify(nodeInfoObject(info, this.current.node?.uid ?? ''), null, 2) + '\n';
+    const status = (await this.ownObject())?.status;
+    const object = nodeInfoObject(info, this.current.node?.uid ?? '');
+    if (status !== undefined) object.status = status;
+    await writeFileAtomic(this.ownFile(), JSON.stringify(object, null, 2) + '\n', { dirMode: 0o755 });
+    await this.rescan();
+  }
+
+  /** Writes the status into our own file (this daemon is its only writer); nothing before the spec exists. */
+  async publishNodeStatus(status: NodeKeyStatus): Promise<void> {
+    const object = await this.ownObject();
+    if (object === undefined || nodeKeyStatusUpToDate(object, status)) return;
+    const json = JSON.stringify({ ...object, status: nodeKeyStatusJson(status) }, null, 2) + '\n';
     await writeFileAtomic(this.ownFile(), json, { dirMode: 0o755 });
     await this.rescan();
   }

@@ -11,6 +11,7 @@ import { KubeRestClient } from '../../kube/rest.js';
 import { watch } from '../../kube/watch.js';
 import type { NodeInfo } from '../../model/node.js';
 import { KMESH_NAMESPACE, KMESH_NODE_INFO } from '../../model/kmesh-names.js';
+import { nodeKeyStatusJson, nodeKeyStatusUpToDate, type NodeKeyStatus } from '../../model/node-key-status.js';
 import {
   namespaceFacts,
   nodeFacts,
@@ -33,6 +34,7 @@ export const KUBE_SOURCE_API_CALLS: readonly { group: string; resource: string; 
     resource: KMESH_NODE_INFO.plural,
     verbs: ['get', 'list', 'watch', 'create', 'update', 'delete'],
   },
+  { group: KMESH_NODE_INFO.group, resource: `${KMESH_NODE_INFO.plural}/status`, verbs: ['update'] },
 ];
 
 /** Seconds after which the server ends a watch (we then relist): bounds how stale a silent connection can get. */
@@ -221,6 +223,32 @@ export class KubeSource implements ClusterSource {
         // 409: someone else wrote in between (or it appeared): read again and retry a few times.
         if (kubeErrorStatus(err) === 409 && attempt < 3) continue;
         throw apiError('write KmeshNodeInfo', err);
+      }
+    }
+  }
+
+  /**
+   * Writes the status of our KmeshNodeInfo through the status subresource (PUT of the object as last seen, so a
+   * concurrent write gives 409 and we read again); nothing when it already says so or the object does not exist
+   * yet (the next step, after the spec is published, writes it).
+   */
+  async publishNodeStatus(status: NodeKeyStatus): Promise<void> {
+    const statusPath = `${this.nodeInfoPath(this.nodeName)}/status`;
+    for (let attempt = 0; ; attempt++) {
+      let existing: unknown;
+      try {
+        existing = await this.api.request('GET', this.nodeInfoPath(this.nodeName));
+      } catch (err) {
+        if (kubeErrorStatus(err) === 404) return;
+        throw apiError('get KmeshNodeInfo', err);
+      }
+      if (nodeKeyStatusUpToDate(existing, status)) return;
+      try {
+        await this.api.request('PUT', statusPath, { ...(existing as object), status: nodeKeyStatusJson(status) });
+        return;
+      } catch (err) {
+        if (kubeErrorStatus(err) === 409 && attempt < 3) continue;
+        throw apiError('write KmeshNodeInfo status', err);
       }
     }
   }

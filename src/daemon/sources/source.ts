@@ -3,6 +3,7 @@
 // and calls `onChange` whenever that view may have changed; the reconcile loop then reads `view()` again —
 // level-triggered, so a coalesced or repeated notification is harmless and none carries data.
 import type { NodeInfo } from '../../model/node.js';
+import type { NodeKeyStatus } from '../../model/node-key-status.js';
 
 /**
  * What this node's own Node object says: status.addresses of type InternalIP, status.nodeInfo.bootID and
@@ -61,6 +62,11 @@ export interface ClusterSource {
   view(): ClusterView;
   /** Creates or replaces this node's KmeshNodeInfo (spec from `info`, owned by the Node object). */
   publishNodeInfo(info: NodeInfo): Promise<void>;
+  /**
+   * Writes the status of this node's KmeshNodeInfo (the status subresource; the spec is untouched). Does nothing
+   * when the object does not exist yet or already carries this status.
+   */
+  publishNodeStatus(status: NodeKeyStatus): Promise<void>;
   /** Removes this node's KmeshNodeInfo; absent is fine. True if there was one to remove. */
   deleteNodeInfo(): Promise<boolean>;
   stop(): Promise<void>;

@@ -157,6 +157,11 @@ export async function runScenarios(setup: ScenarioSetup, c: Checker): Promise<vo
     const created = await store.kmeshctl(['secret', 'create']);
     c.ok(created.code === 0, `kmeshctl secret create: ${created.stdout.trim()}${created.stderr.trim()}`);
     await store.syncSecret();
+    const waited1 = await store.kmeshctl(['ipsec', 'status', '--wait', '--timeout', '240']);
+    c.ok(
+      waited1.code === 0 && /converged on SPI 1\n$/.test(waited1.stdout),
+      `kmeshctl ipsec status --wait: ${waited1.stdout.trim().split('\n').at(-1) ?? ''}${waited1.stderr.trim()}`,
+    );
     c.ok(await waitSpi(1), 'every node advertises SPI 1 and sends with it to both peers');
     await waitFor(
       'encrypt attachments',
@@ -228,6 +233,11 @@ export async function runScenarios(setup: ScenarioSetup, c: Checker): Promise<vo
     const rotated = await store.kmeshctl(['secret', 'create']);
     c.ok(rotated.code === 0 && /SPI 1 -> 2/.test(rotated.stdout), `rotation: ${rotated.stdout.trim()}`);
     await store.syncSecret();
+    const waited2 = await store.kmeshctl(['ipsec', 'status', '--wait', '--timeout', '240']);
+    c.ok(
+      waited2.code === 0 && /converged on SPI 2/.test(waited2.stdout),
+      `kmeshctl ipsec status --wait after the rotation: ${waited2.stdout.trim().split('\n').at(-1) ?? ''}${waited2.stderr.trim()}`,
+    );
     c.ok(await waitSpi(2), 'every node moved to SPI 2');
     const burst = await Promise.all(pairs.map(([a, b]) => ping(podOf(a, 0).netns, podOf(b, 0).ip, 2, 0.2)));
     const during = [...(await continuous), ...burst];

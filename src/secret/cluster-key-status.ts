@@ -1,0 +1,157 @@
+// The cluster-wide view of `kmeshctl ipsec status`: which node advertises, holds and sends with which SPI, read
+// from every KmeshNodeInfo (spec.spi and the status its daemon publishes, src/model/node-key-status.ts) and the
+// Secret's SPI, with a one-line verdict. Pure. The cluster has converged on the Secret's SPI S when every node
+// advertises S, holds nothing above S, sends only with S, reports no key problem and no failing peer; old SPIs
+// still held are reported beside it ("old SPIs still held"), as they go only once every peer acknowledged.
+import { parseNodeKeyStatus, type NodeKeyStatus } from '../model/node-key-status.js';
+
+export interface NodeKeyRow {
+  name: string;
+  /** spec.spi; undefined when the object has none that is valid. */
+  advertisedSpi: number | undefined;
+  /** The node's status; undefined when it publishes none (Kmesh's own daemon, or not yet). */
+  report: NodeKeyStatus | undefined;
+  /** Why the status could not be read, when so. */
+  reportProblem?: string;
+}
+
+export interface ClusterKeyStatus {
+  secretSpi: number | undefined;
+  nodes: NodeKeyRow[];
+  converged: boolean;
+  /** Nodes that still hold an SPI older than the Secret's (empty once old SAs are gone everywhere). */
+  oldSpisHeld: string[];
+  /** One line: "converged on SPI 7" or what is missing and where. */
+  verdict: string;
+  /** Per lagging node, what it lacks (one line each). */
+  lagging: string[];
+}
+
+function nameOf(object: unknown): string {
+  const name = (object as { metadata?: { name?: unknown } } | null)?.metadata?.name;
+  return typeof name === 'string' && name !== '' ? name : '(unnamed)';
+}
+
+function specSpi(object: unknown): number | undefined {
+  const spi = (object as { spec?: { spi?: unknown } } | null)?.spec?.spi;
+  return typeof spi === 'number' && Number.isInteger(spi) && spi > 0 ? spi : undefined;
+}
+
+export function nodeKeyRows(objects: readonly unknown[]): NodeKeyRow[] {
+  return objects
+    .map((object): NodeKeyRow => {
+      const parsed = parseNodeKeyStatus(object);
+      return {
+        name: nameOf(object),
+        advertisedSpi: specSpi(object),
+        report: parsed !== undefined && 'ok' in parsed ? parsed.ok : undefined,
+        ...(parsed !== undefined && 'error' in parsed ? { reportProblem: parsed.error } : {}),
+      };
+    })
+    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/** What keeps `row` from having converged on `spi` ('' when nothing). */
+function lag(row: NodeKeyRow, spi: number): string {
+  const gaps: string[] = [];
+  if (row.advertisedSpi !== spi) gaps.push(`advertises SPI ${row.advertisedSpi ?? 'none'}`);
+  const r = row.report;
+  if (r === undefined) {
+    gaps.push(row.reportProblem !== undefined ? `status unreadable: ${row.reportProblem}` : 'publishes no status');
+  } else {
+    if (!r.heldSpis.includes(spi)) gaps.push(`does not hold SPI ${spi}`);
+    if (r.highestSpi > spi) gaps.push(`holds SPI ${r.highestSpi}, above the Secret's`);
+    const others = r.sendSpis.filter((s) => s !== spi);
+    if (others.length > 0) gaps.push(`still sends with SPI ${others.join(', ')}`);
+    if (r.keyProblem !== '') gaps.push(`key problem: ${r.keyProblem}`);
+    if (r.failingPeerCount > 0) {
+      const named = r.failingPeers.map((p) => `${p.name} (${p.reason})`).join(', ');
+      gaps.push(`${r.failingPeerCount} failing peer${r.failingPeerCount === 1 ? '' : 's'}: ${named}`);
+    }
+  }
+  return gaps.join('; ');
+}
+
+export function clusterKeyStatus(secretSpi: number | undefined, objects: readonly unknown[]): ClusterKeyStatus {
+  const nodes = nodeKeyRows(objects);
+  if (secretSpi === undefined) {
+    return {
+      secretSpi,
+      nodes,
+      converged: false,
+      oldSpisHeld: [],
+      lagging: [],
+      verdict: 'no IPsec secret: create one with kmeshctl secret create',
+    };
+  }
+  const lagging = nodes.flatMap((n) => {
+    const gap = lag(n, secretSpi);
+    return gap === '' ? [] : [`${n.name}: ${gap}`];
+  });
+  const oldSpisHeld = nodes.flatMap((n) => {
+    const old = (n.report?.heldSpis ?? []).filter((spi) => spi < secretSpi);
+    return old.length > 0 ? [`${n.name} (SPI ${old.join(', ')})`] : [];
+  });
+  const converged = nodes.length > 0 && lagging.length === 0;
+  let verdict: string;
+  if (nodes.length === 0) verdict = `no KmeshNodeInfo objects: no node runs the daemon yet (Secret SPI ${secretSpi})`;
+  else if (!converged) {
+    verdict = `not converged on SPI ${secretSpi}: ${lagging.length} of ${nodes.length} node${nodes.length === 1 ? '' : 's'} lag: ${lagging.join(' | ')}`;
+  } else if (oldSpisHeld.length > 0) {
+    verdict = `converged on SPI ${secretSpi}; old SPIs still held (removed once every peer acknowledged): ${oldSpisHeld.join(', ')}`;
+  } else verdict = `converged on SPI ${secretSpi}`;
+  return { secretSpi, nodes, converged, oldSpisHeld, lagging, verdict };
+}
+
+function list(spis: readonly number[] | undefined): string {
+  return spis === undefined ? '-' : spis.length === 0 ? '' : spis.join(',');
+}
+
+/** The text form: the Secret's SPI, one row per node, the verdict. */
+export function formatClusterKeyStatus(s: ClusterKeyStatus, secretLocation: string): string {
+  const header = ['NODE', 'ADVERTISED', 'HELD', 'SENDING', 'LAST ROTATION', 'CONVERGED AT', 'FAILING PEERS'];
+  const rows = s.nodes.map((n) => [
+    n.name,
+    n.advertisedSpi === undefined ? '-' : String(n.advertisedSpi),
+    list(n.report?.heldSpis),
+    list(n.report?.sendSpis),
+    n.report?.lastRotation ? `SPI ${n.report.lastRotation.spi}` : '-',
+    n.report?.lastRotation?.convergedAt ?? '-',
+    n.report === undefined
+      ? '-'
+      : n.report.failingPeerCount === 0
+        ? '0'
+        : `${n.report.failingPeerCount} (${n.report.failingPeers.map((p) => p.name).join(', ')})`,
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
+      .join('  ')
+      .trimEnd();
+  const secret = s.secretSpi === undefined ? 'none' : `SPI ${s.secretSpi}`;
+  return [`Secret ${secretLocation}: ${secret}`, line(header), ...rows.map(line), s.verdict].join('\n') + '\n';
+}
+
+/** The JSON form (`-o json`): the same facts, one object. */
+export function clusterKeyStatusJson(s: ClusterKeyStatus): string {
+  return (
+    JSON.stringify(
+      {
+        secretSpi: s.secretSpi ?? null,
+        converged: s.converged,
+        verdict: s.verdict,
+        lagging: s.lagging,
+        oldSpisHeld: s.oldSpisHeld,
+        nodes: s.nodes.map((n) => ({
+          name: n.name,
+          advertisedSpi: n.advertisedSpi ?? null,
+          status: n.report ?? null,
+          ...(n.reportProblem !== undefined ? { statusProblem: n.reportProblem } : {}),
+        })),
+      },
+      null,
+      2,
+    ) + '\n'
+  );
+}
