@@ -14,6 +14,9 @@
  *
  * km_ipsec_stats (per-CPU array): packet counters indexed by enum km_stat.
  *
+ * km_ipsec_config (array, one value struct km_config): settings the programs read, written by userspace only
+ * (the datapath's setMssClamp). All zero = no MSS clamping.
+ *
  * km_tc_attach (hash): registry of our TC attachments, written by userspace only, so that a restarted
  * daemon can find (and detach) exactly its own filters/links. Programs never read it. */
 #ifndef KMESH_MAPS_H
@@ -44,7 +47,16 @@ enum km_stat {
 	KM_STAT_DEC_KEPT,         /* tc_mark_decrypt: decrypted packet (0xd0, source in a remote pod CIDR) kept */
 	KM_STAT_DEC_CLEARED,      /* tc_mark_decrypt: 0xd0 on a packet that was not decrypted by us, cleared */
 	KM_STAT_DEC_PASSED,       /* tc_mark_decrypt: anything else, untouched */
+	KM_STAT_ENC_MSS_CLAMPED,  /* tc_mark_encrypt: a marked TCP SYN / SYN-ACK whose MSS option was lowered */
 	KM_STAT_MAX,
+};
+
+/* The largest TCP MSS a SYN / SYN-ACK that will be encrypted may announce, per inner family, so that a full
+ * segment plus the ESP tunnel overhead fits the underlay MTU (src/model/esp-overhead.ts computes them);
+ * 0 = do not clamp that family. */
+struct km_config {
+	__u16 mss4;
+	__u16 mss6;
 };
 
 struct km_attach_key {
@@ -86,6 +98,14 @@ struct {
 	__uint(max_entries, KM_STAT_MAX);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } km_ipsec_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct km_config);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} km_ipsec_config SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

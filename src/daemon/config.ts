@@ -2,6 +2,7 @@
 // flags.ts builds it, everything else reads it.
 import { DEFAULT_ROTATION_GRACE_MS } from '../ipsec/rotation.js';
 import type { StoreLocation } from '../model/store-location.js';
+import type { MssClampSetting } from './mss-clamp.js';
 
 /** Where the cluster objects (Node, namespaces, pods, KmeshNodeInfo) and the secret come from. */
 export type StoreConfig = StoreLocation;
@@ -41,6 +42,8 @@ export interface DaemonConfig {
   rotationGraceSeconds: number;
   /** Seconds between full resyncs even when no change was notified (level-triggered safety net). */
   resyncSeconds: number;
+  /** --ipsec-mss-clamp and --ipsec-mtu: the TCP MSS clamp on traffic to encrypted peers. */
+  mssClamp: MssClampSetting;
   logLevel: LogLevel;
 }
 

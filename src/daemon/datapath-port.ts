@@ -1,7 +1,7 @@
 // DatapathPort over the Datapath module (src/datapath): loads (or adopts) the pinned programs and maps once,
 // then each sync makes attachments, km_ipsec_peers and km_nodeinfo match the desired state by difference.
 // Order within a sync never opens a plaintext window: decrypt attachments and peer ids first, remote CIDRs
-// next, encrypt attachments last; detaches happen after the adds.
+// and the MSS clamp next, encrypt attachments last; detaches happen after the adds.
 import type { CidrIndexUse, Datapath } from '../datapath/datapath.js';
 import type { Attachment, DatapathDesired, DatapathPort, DatapathReport } from './ports.js';
 import { firstLine } from '../util/first-line.js';
@@ -44,6 +44,14 @@ export class DatapathAdapter implements DatapathPort {
       await this.dp.setRemoteCidrs(desired.remoteCidrs);
     } catch (err) {
       errors.push(`km_nodeinfo: ${firstLine(err)}`);
+    }
+    if (desired.mssClamp) {
+      // Before the encrypt attachments: a new pod's first SYN is already clamped.
+      try {
+        await this.dp.setMssClamp(desired.mssClamp);
+      } catch (err) {
+        errors.push(`km_ipsec_config: ${firstLine(err)}`);
+      }
     }
     for (const i of desired.encrypt) await attach('encrypt', i.name, i.ifindex);
     const want = new Set([

@@ -11,6 +11,7 @@ import type { IpsecKey, NodeInfo } from '../model/node.js';
 import type { KeyFileEvent } from './key-file-watcher.js';
 import { managedPods } from './managed-pods.js';
 import type { DaemonMetrics } from './metrics.js';
+import { decideMssClamp, type MssClampSetting } from './mss-clamp.js';
 import { resolvePodInterfaces, underlayInterfaces, type HostNetwork } from './pod-interfaces.js';
 import type { DatapathPort, IpsecPort, IpsecStepResult } from './ports.js';
 import { nodeFactsGap, nodeInfoUpToDate } from './sources/objects.js';
@@ -38,6 +39,8 @@ export interface LoopDeps {
   /** Validates a KmeshNodeInfo object: the NodeInfo, or a one-line reason naming what is wrong. */
   parseNodeInfo: (obj: unknown) => { ok: NodeInfo } | { error: string };
   hostNetwork: (options: { ipv6: boolean }) => Promise<HostNetwork>;
+  /** --ipsec-mss-clamp and --ipsec-mtu; default: clamp, MTU from the underlay interfaces. */
+  mssClamp?: MssClampSetting | undefined;
   xfrmStat: () => Promise<XfrmStat>;
   log: LoopLogger;
   metrics?: DaemonMetrics | undefined;
@@ -261,11 +264,16 @@ export class ReconcileLoop {
       const peer = byName.get(status.name);
       if (peer && status.outboundSpi !== undefined) for (const c of peer.podCIDRs) remoteCidrs.add(c);
     }
+    const mss = decideMssClamp(deps.mssClamp ?? { enabled: true, mtu: 'auto' }, underlays);
+    // A configuration problem, not a failed step: retrying at once would not fix it (the resync re-derives it).
+    if (mss.problem !== undefined) next.problems.push(mss.problem);
+    next.mssClamp = mss.status;
     const report = await datapath.sync({
       encrypt: resolved.interfaces.map((i) => ({ name: i.ifname, ifindex: i.ifindex })),
       decrypt: underlays.map((l) => ({ name: l.name, ifindex: l.ifindex })),
       remoteCidrs: [...remoteCidrs].sort(),
       peerIds: result.peerIds,
+      mssClamp: mss.clamp,
     });
     next.attachments = report.attachments;
     next.cidrIndex = report.cidrIndex;

@@ -130,6 +130,7 @@ async function run(config: DaemonConfig, source: ClusterSource, log: Logger, sto
     },
     saveKeys: (saved) => saveKeyState(config.stateDir, saved),
     resyncMs: config.resyncSeconds * 1000,
+    mssClamp: config.mssClamp,
   });
   let watcher: KeyFileWatcher | undefined;
   if (ipsec) {

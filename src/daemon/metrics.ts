@@ -66,6 +66,12 @@ export class DaemonMetrics {
     help: '1 when the TC programs walk the compiled remote-CIDR index, 0 when they ask the km_nodeinfo trie',
     registers: [this.registry],
   });
+  private readonly mssClamp = new Gauge({
+    name: 'kmesh_ipsec_mss_clamp_bytes',
+    help: 'MSS that TCP SYN / SYN-ACK to encrypted peers are clamped to, by family (0 = not clamped)',
+    labelNames: ['family'],
+    registers: [this.registry],
+  });
   /** Kernel counters only grow (until the namespace is recreated): exported as counters, fed by deltas. */
   private readonly xfrm = new Counter({
     name: 'kmesh_xfrm_stat_total',
@@ -118,6 +124,8 @@ export class DaemonMetrics {
     this.cidrIndexInstalled.set(s.cidrIndex ? 1 : 0);
     this.cidrIndex.set({ kind: 'nodes' }, s.cidrIndex?.nodes ?? 0);
     this.cidrIndex.set({ kind: 'records' }, s.cidrIndex?.records ?? 0);
+    this.mssClamp.set({ family: 'ipv4' }, s.mssClamp?.ipv4 ?? 0);
+    this.mssClamp.set({ family: 'ipv6' }, s.mssClamp?.ipv6 ?? 0);
     for (const [counter, value] of Object.entries(s.xfrmStat)) {
       const before = this.xfrmSeen.get(counter);
       // First sight: the whole value; a value below the last one: the kernel's counter restarted from 0.

@@ -2,6 +2,7 @@
 // interfaces. Adapters in ipsec-port.ts / datapath-port.ts implement them over the real modules (and tests
 // over fakes), so the loop itself never touches the kernel.
 import type { CidrIndexUse } from '../datapath/datapath.js';
+import type { MssClamp } from '../model/esp-overhead.js';
 import type { IpsecKey, NodeInfo } from '../model/node.js';
 
 /** This node as the IPsec side needs it (its KmeshNodeInfo minus the SPI, which the IPsec side decides). */
@@ -74,6 +75,8 @@ export interface DatapathDesired {
   remoteCidrs: string[];
   /** Underlay IP of each peer -> its peer id (for the inbound ESP mark): the IPsec step's own peerIds. */
   peerIds: Map<string, number>;
+  /** MSS limits tc_mark_encrypt clamps SYN / SYN-ACK to (km_ipsec_config); absent = leave the map as it is. */
+  mssClamp?: MssClamp;
 }
 
 export interface Attachment {

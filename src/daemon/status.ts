@@ -1,6 +1,7 @@
 // The daemon's status after each reconcile step, as served on /status and written to --status-file. Plain
 // data; never contains key material (SPIs only).
 import type { CidrIndexUse } from '../datapath/datapath.js';
+import type { MssClampStatus } from './mss-clamp.js';
 import type { Attachment, PeerStatus } from './ports.js';
 import type { XfrmStat } from './xfrm-stat.js';
 
@@ -41,6 +42,8 @@ export interface DaemonStatus {
    * null when none is installed and the programs ask the km_nodeinfo LPM trie (slower, same answers).
    */
   cidrIndex: CidrIndexUse | null;
+  /** The MSS clamp tc_mark_encrypt applies to SYN / SYN-ACK (null before the first datapath sync). */
+  mssClamp: MssClampStatus | null;
   xfrmStat: XfrmStat;
   rotation: RotationStatus | undefined;
   /** Everything else that is wrong right now, one line each. */
@@ -66,6 +69,7 @@ export function emptyStatus(node: string, store: string, ipsecEnabled: boolean):
     unresolvedPods: [],
     attachments: [],
     cidrIndex: null,
+    mssClamp: null,
     xfrmStat: {},
     rotation: undefined,
     problems: [],

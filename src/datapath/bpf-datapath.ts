@@ -22,7 +22,16 @@ import {
   type DatapathStats,
   type LoadOptions,
 } from './datapath.js';
-import { diffEntries, nodeinfoEntries, peerEntries, type MapChange, type MapEntry } from './map-layout.js';
+import {
+  configValue,
+  diffEntries,
+  nodeinfoEntries,
+  parseConfigValue,
+  peerEntries,
+  type MapChange,
+  type MapEntry,
+} from './map-layout.js';
+import type { MssClamp } from '../model/esp-overhead.js';
 import { nativeBpf, type NativeBpf } from './native-bpf.js';
 import { TcAttachments } from './tc-attachments.js';
 import { packageRoot } from '../native/addon.js';
@@ -39,6 +48,8 @@ export interface TestRunResult {
   retval: number;
   /** skb->mark after the program ran. */
   mark: number;
+  /** The packet after the program ran (test-run's data_out). */
+  packet: Buffer;
   durationNs: number;
 }
 
@@ -127,6 +138,26 @@ export class BpfDatapath implements Datapath {
     return this.serial(() => this.replaceMap('km_ipsec_peers', peerEntries(peers)));
   }
 
+  setMssClamp(clamp: MssClamp): Promise<boolean> {
+    return this.serial(async () => {
+      const value = configValue(clamp);
+      const map = this.loaded().programs.maps.km_ipsec_config;
+      const key = Buffer.alloc(4);
+      const current = await this.bpf.mapLookup(map, key);
+      if (current?.equals(value)) return false;
+      await this.bpf.mapApply(map, [{ key, value }]);
+      return true;
+    });
+  }
+
+  mssClamp(): Promise<MssClamp> {
+    return this.serial(async () => {
+      const current = await this.bpf.mapLookup(this.loaded().programs.maps.km_ipsec_config, Buffer.alloc(4));
+      if (!current) throw new Error('km_ipsec_config has no entry 0');
+      return parseConfigValue(current);
+    });
+  }
+
   private async replaceMap(name: MapName, desired: MapEntry[]): Promise<MapChange> {
     const map = this.loaded().programs.maps[name];
     const { ops, change } = diffEntries(await this.bpf.mapDump(map), desired);
@@ -171,7 +202,7 @@ export class BpfDatapath implements Datapath {
     if (!kind) throw new Error(`unknown program "${progName}" (expected tc_mark_encrypt or tc_mark_decrypt)`);
     const prog = this.loaded().programs.progs[kind];
     const r = await this.bpf.testRun(prog.fd, { packet, mark: (opts.mark ?? 0) >>> 0, repeat: opts.repeat ?? 1 });
-    return { retval: r.retval, mark: r.mark, durationNs: r.durationNs };
+    return { retval: r.retval, mark: r.mark, durationNs: r.durationNs, packet: r.packet };
   }
 
   uninstall(): Promise<void> {

@@ -3,6 +3,7 @@
 // BpfDatapath (bpf-datapath.ts); test/fakes/fake-datapath.ts holds an in-memory double for unit tests, kept
 // equal to it by test/host/datapath-contract.test.ts.
 import type { MapChange } from './map-layout.js';
+import type { MssClamp } from '../model/esp-overhead.js';
 
 export type { MapChange } from './map-layout.js';
 
@@ -53,6 +54,8 @@ export interface DatapathCounters {
   decryptKept: number;
   decryptCleared: number;
   decryptPassed: number;
+  /** TCP SYN / SYN-ACK on the encrypt hit path whose MSS option was lowered to the clamp. */
+  encryptMssClamped: number;
 }
 
 export const COUNTER_NAMES: readonly (keyof DatapathCounters)[] = [
@@ -64,6 +67,7 @@ export const COUNTER_NAMES: readonly (keyof DatapathCounters)[] = [
   'decryptKept',
   'decryptCleared',
   'decryptPassed',
+  'encryptMssClamped',
 ];
 
 export interface CidrIndexUse {
@@ -106,6 +110,13 @@ export interface Datapath {
   cidrIndexUse(): Promise<CidrIndexUse | null>;
   /** Makes km_ipsec_peers hold exactly these underlay address -> peer id pairs, by difference. */
   setPeers(peers: ReadonlyMap<string, number>): Promise<MapChange>;
+  /**
+   * Sets the MSS tc_mark_encrypt clamps TCP SYN / SYN-ACK to on its hit path, per family (0 = no clamping);
+   * returns whether km_ipsec_config changed. Throws on a value outside 0..65535, writing nothing.
+   */
+  setMssClamp(clamp: MssClamp): Promise<boolean>;
+  /** The MSS clamp the programs currently apply (all zero on fresh maps). */
+  mssClamp(): Promise<MssClamp>;
   stats(): Promise<DatapathStats>;
   /** Detaches all our attachments and removes all our pins. The datapath must be loaded again to be used. */
   uninstall(): Promise<void>;

@@ -2,6 +2,7 @@
 // km_nodeinfo keys follow Kmesh (prefixlen counts the address's own bits, IPv4 in the first 4 bytes); the
 // value carries per-family flags so that IPv4 and IPv6 prefixes sharing leading bytes cannot be confused.
 import { parseIpStrict, parseCidrStrict, prefixMatches, type Family, type ParsedCidr } from '../model/ip-address.js';
+import type { MssClamp } from '../model/esp-overhead.js';
 import { PEER_ID_MAX } from '../model/marks.js';
 
 export const NODEINFO_V4 = 1;
@@ -88,6 +89,27 @@ export function peerEntries(peers: ReadonlyMap<string, number>): MapEntry[] {
     byKey.set(hex, { address, id, key });
   }
   return [...byKey.values()].map((p) => ({ key: p.key, value: u32(p.id) }));
+}
+
+export const CONFIG_VALUE_SIZE = 4;
+
+/** The km_ipsec_config value (struct km_config): u16 mss4, u16 mss6, host order. Throws on a bad MSS. */
+export function configValue(clamp: MssClamp): Buffer {
+  for (const [family, mss] of [
+    ['IPv4', clamp.ipv4],
+    ['IPv6', clamp.ipv6],
+  ] as const) {
+    if (!Number.isInteger(mss) || mss < 0 || mss > 0xffff)
+      throw new Error(`${family} MSS clamp ${mss} is outside 0..65535`);
+  }
+  const value = Buffer.alloc(CONFIG_VALUE_SIZE);
+  value.writeUInt16LE(clamp.ipv4, 0);
+  value.writeUInt16LE(clamp.ipv6, 2);
+  return value;
+}
+
+export function parseConfigValue(value: Buffer): MssClamp {
+  return { ipv4: value.readUInt16LE(0), ipv6: value.readUInt16LE(2) };
 }
 
 /** One map operation for the addon: with a value an update, without one a delete. */

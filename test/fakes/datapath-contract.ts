@@ -84,6 +84,11 @@ export const DATAPATH_STEPS: readonly ContractStep[] = [
   { what: 'set the same CIDRs: nothing changes', call: (dp) => dp.setRemoteCidrs(CIDRS) },
   { what: 'refuse a CIDR with host bits', call: (dp) => dp.setRemoteCidrs(['10.244.4.1/24']) },
   { what: 'the installed CIDR index', call: (dp) => dp.cidrIndexUse() },
+  { what: 'MSS clamp on fresh maps: none', call: (dp) => dp.mssClamp() },
+  { what: 'set an MSS clamp', call: (dp) => dp.setMssClamp({ ipv4: 1406, ipv6: 1366 }) },
+  { what: 'set the same MSS clamp: nothing changes', call: (dp) => dp.setMssClamp({ ipv4: 1406, ipv6: 1366 }) },
+  { what: 'refuse an MSS above 65535', call: (dp) => dp.setMssClamp({ ipv4: 70000, ipv6: 0 }) },
+  { what: 'the MSS clamp after the refusal', call: (dp) => dp.mssClamp() },
   {
     what: 'stats (counters aside: the kernel may count stray packets)',
     call: async (dp) => {

@@ -2,6 +2,7 @@
 // input and missing interfaces, same idempotence and map-difference results as BpfDatapath, no kernel;
 // test/fakes/datapath-contract.ts runs one script through both and compares every outcome.
 // It also answers "which mark would this frame get" through the TypeScript statement of the marking rules.
+import { NO_MSS_CLAMP, type MssClamp } from '../../src/model/esp-overhead.js';
 import {
   COUNTER_NAMES,
   DEFAULT_BPFFS_ROOT,
@@ -18,7 +19,9 @@ import {
 import { cidrIndexUse, compileCidrIndex, fitsCidrIndex, type CidrIndex } from '../../src/datapath/cidr-index.js';
 import { parseCidrStrict } from '../../src/model/ip-address.js';
 import {
+  configValue,
   diffEntries,
+  parseConfigValue,
   nodeinfoEntries,
   peerEntries,
   type MapChange,
@@ -72,6 +75,7 @@ export class FakeDatapath implements Datapath {
   private cidrs: readonly string[] = [];
   private index: CidrIndex | undefined;
   private peerMap: ReadonlyMap<string, number> = new Map();
+  private config: Buffer = configValue(NO_MSS_CLAMP);
   private readonly counters = Object.fromEntries(COUNTER_NAMES.map((n) => [n, 0])) as unknown as DatapathCounters;
   private nextProgId = 1;
   private progIds: Record<AttachKind, number> = { encrypt: 0, decrypt: 0 };
@@ -226,6 +230,24 @@ export class FakeDatapath implements Datapath {
     });
   }
 
+  setMssClamp(clamp: MssClamp): Promise<boolean> {
+    return settle(() => {
+      this.ensureLoaded();
+      const value = configValue(clamp);
+      if (value.equals(this.config)) return false;
+      this.config = value;
+      this.writes++;
+      return true;
+    });
+  }
+
+  mssClamp(): Promise<MssClamp> {
+    return settle(() => {
+      this.ensureLoaded();
+      return parseConfigValue(this.config);
+    });
+  }
+
   /** The mark tc_mark_encrypt would leave on this frame with the current maps; counts like the program. */
   markEncrypt(frame: Buffer, mark = 0): number {
     this.ensureLoaded();
@@ -277,6 +299,7 @@ export class FakeDatapath implements Datapath {
     this.cidrs = [];
     this.index = undefined;
     this.peerMap = new Map();
+    this.config = configValue(NO_MSS_CLAMP);
     this.root = undefined;
     return Promise.resolve();
   }

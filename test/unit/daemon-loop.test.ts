@@ -52,7 +52,7 @@ function podObject(i: number, n: number, ns = 'default') {
 function hostNetwork(i: number): HostNetwork {
   return {
     links: [
-      { ifindex: 2, name: 'eth0', kind: '', addresses: [`198.18.0.${i}`] },
+      { ifindex: 2, name: 'eth0', kind: '', addresses: [`198.18.0.${i}`], mtu: 1500 },
       { ifindex: 10, name: 'veth-1', kind: 'veth', addresses: [] },
       { ifindex: 11, name: 'veth-2', kind: 'veth', addresses: [] },
     ],
@@ -184,6 +184,9 @@ t.test('key created -> every pair encrypted with SPI 1; rotation -> SPI 2, old S
       NAMES.filter((x) => x !== n.name).map((x) => [x, 1, [1]]),
       `${n.name} sends and receives with SPI 1 to both peers`,
     );
+    t.same(s.mssClamp, { mtu: 1500, mtuSource: 'underlay', ipv4: 1406, ipv6: 1366 }, `${n.name}: MSS clamp in status`);
+    t.same(await n.dp.mssClamp(), { ipv4: 1406, ipv6: 1366 }, `${n.name}: MSS clamp in km_ipsec_config`);
+    t.match(await n.metrics.text(), /kmesh_ipsec_mss_clamp_bytes\{family="ipv6"\} 1366/, `${n.name}: as a metric`);
     // 2 peers x (1 inbound + 1 outbound) SAs.
     t.equal(espStates(n).length, 4, `${n.name} holds 4 SAs`);
     t.ok(espStates(n).every((x) => x.spi === 1));
