@@ -76,7 +76,7 @@ __noinline int km_clamp_syn_mss(struct __sk_buff *skb, __u32 tcpoff, __u32 is_v4
 	struct km_config *cfg = bpf_map_lookup_elem(&km_ipsec_config, &zero);
 	struct tcphdr *tcp;
 	__u32 optlen, base;
-	__u8 mss[2];
+	__u8 mss[2], *opt;
 	__u16 limit, old, new;
 	int at;
 
@@ -96,10 +96,17 @@ __noinline int km_clamp_syn_mss(struct __sk_buff *skb, __u32 tcpoff, __u32 is_v4
 	if (optlen > KM_TCP_OPTS_MAX || optlen < 4)
 		return 0;
 	base = tcpoff + sizeof(struct tcphdr);
-	at = km_find_mss(skb, base, optlen);
-	if (at < 0 || bpf_skb_load_bytes(skb, base + at, mss, sizeof(mss)))
-		return 0;
-	old = (__u16)mss[0] << 8 | mss[1];
+	opt = (__u8 *)(tcp + 1);
+	if ((void *)(opt + 4) <= end && opt[0] == KM_TCP_OPT_MSS && opt[1] == 4) {
+		/* Where Linux and most stacks put it: read in place, no walk. */
+		at = 2; /* the value, after kind and length */
+		old = (__u16)opt[2] << 8 | opt[3];
+	} else {
+		at = km_find_mss(skb, base, optlen);
+		if (at < 0 || bpf_skb_load_bytes(skb, base + at, mss, sizeof(mss)))
+			return 0;
+		old = (__u16)mss[0] << 8 | mss[1];
+	}
 	if (old <= limit)
 		return 0;
 	old = bpf_htons(old);
