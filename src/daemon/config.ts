@@ -3,6 +3,7 @@
 import { DEFAULT_ROTATION_GRACE_MS } from '../ipsec/rotation.js';
 import type { StoreLocation } from '../model/store-location.js';
 import type { MssClampSetting } from './mss-clamp.js';
+import type { StrictMode } from '../model/strict-mode.js';
 
 /** Where the cluster objects (Node, namespaces, pods, KmeshNodeInfo) and the secret come from. */
 export type StoreConfig = StoreLocation;
@@ -44,6 +45,8 @@ export interface DaemonConfig {
   resyncSeconds: number;
   /** --ipsec-mss-clamp and --ipsec-mtu: the TCP MSS clamp on traffic to encrypted peers. */
   mssClamp: MssClampSetting;
+  /** --ipsec-strict: plaintext from a peer's pod CIDR to a managed local pod is counted (audit) or dropped. */
+  strictMode: StrictMode;
   logLevel: LogLevel;
 }
 

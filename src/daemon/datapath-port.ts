@@ -2,7 +2,7 @@
 // then each sync makes attachments, km_ipsec_peers and km_nodeinfo match the desired state by difference.
 // Order within a sync never opens a plaintext window: decrypt attachments and peer ids first, remote CIDRs
 // and the MSS clamp next, encrypt attachments last; detaches happen after the adds.
-import type { CidrIndexUse, Datapath } from '../datapath/datapath.js';
+import type { CidrIndexUse, Datapath, PlaintextCount } from '../datapath/datapath.js';
 import type { Attachment, DatapathDesired, DatapathPort, DatapathReport } from './ports.js';
 import { firstLine } from '../util/first-line.js';
 
@@ -45,6 +45,19 @@ export class DatapathAdapter implements DatapathPort {
     } catch (err) {
       errors.push(`km_nodeinfo: ${firstLine(err)}`);
     }
+    const writes: [string, (() => Promise<unknown>) | undefined][] = [
+      ['km_local_pods', desired.localPods && (() => this.dp.setLocalPods(desired.localPods ?? []))],
+      ['km_pod_peers', desired.podPeers && (() => this.dp.setPodPeers(desired.podPeers ?? new Map()))],
+      ['km_ipsec_config (strict mode)', desired.strict && (() => this.dp.setStrictMode(desired.strict ?? 'off'))],
+    ];
+    for (const [what, write] of writes) {
+      if (!write) continue;
+      try {
+        await write();
+      } catch (err) {
+        errors.push(`${what}: ${firstLine(err)}`);
+      }
+    }
     if (desired.mssClamp) {
       // Before the encrypt attachments: a new pod's first SYN is already clamped.
       try {
@@ -80,7 +93,13 @@ export class DatapathAdapter implements DatapathPort {
     } catch (err) {
       errors.push(`km_cidr_index: ${firstLine(err)}`);
     }
-    return { attachments, cidrIndex, errors };
+    let plaintext: PlaintextCount[] = [];
+    try {
+      plaintext = await this.dp.plaintext();
+    } catch (err) {
+      errors.push(`km_plaintext: ${firstLine(err)}`);
+    }
+    return { attachments, cidrIndex, plaintext, errors };
   }
 
   async uninstall(): Promise<string[]> {

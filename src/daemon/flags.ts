@@ -18,6 +18,7 @@ import { DEFAULT_IPSEC_KEY_FILE, dirStoreKeyFile } from '../model/kmesh-names.js
 import { parseStoreLocation } from '../model/store-location.js';
 import { MAX_IPSEC_MTU, MIN_IPSEC_MTU } from '../model/esp-overhead.js';
 import type { IpsecMtuSetting } from './mss-clamp.js';
+import { STRICT_MODES, type StrictMode } from '../model/strict-mode.js';
 
 export type FlagsResult =
   | { kind: 'config'; config: DaemonConfig }
@@ -126,6 +127,7 @@ interface RawOptions {
   resyncInterval: number;
   ipsecMtu: IpsecMtuSetting;
   ipsecMssClamp: boolean;
+  ipsecStrict: StrictMode;
   logLevel: LogLevel;
   checkFlags?: boolean;
 }
@@ -209,6 +211,14 @@ function buildProgram(out: { text: string }): Command {
       )
         .default(true)
         .argParser(parseBool('ipsec-mss-clamp')),
+    )
+    .addOption(
+      new Option(
+        '--ipsec-strict <mode>',
+        "plaintext from a peer's pod CIDR to a managed local pod: off, audit (count) or enforce (drop); counted in every mode",
+      )
+        .default('off')
+        .argParser(oneOf('ipsec-strict', STRICT_MODES)),
     )
     .addOption(new Option('--log-level <level>', 'log level').default('info').argParser(oneOf('log-level', LOG_LEVELS)))
     .addOption(new Option('--check-flags', 'only check the flags (exit 0, or 2 with the reason) and do nothing'))
@@ -309,6 +319,7 @@ function resolve(program: Command, env: NodeJS.ProcessEnv): DaemonConfig {
     rotationGraceSeconds: o.rotationGrace,
     resyncSeconds: o.resyncInterval,
     mssClamp: { enabled: o.ipsecMssClamp, mtu: o.ipsecMtu },
+    strictMode: o.ipsecStrict,
     logLevel: o.logLevel,
   };
 }

@@ -8,6 +8,7 @@
 // callback). When steps run (coalescing, retry with backoff, periodic resync) is step-scheduler.ts's job.
 // Nothing here touches the kernel directly.
 import type { IpsecKey, NodeInfo } from '../model/node.js';
+import type { StrictMode } from '../model/strict-mode.js';
 import type { KeyFileEvent } from './key-file-watcher.js';
 import { managedPods } from './managed-pods.js';
 import type { DaemonMetrics } from './metrics.js';
@@ -41,6 +42,8 @@ export interface LoopDeps {
   hostNetwork: (options: { ipv6: boolean }) => Promise<HostNetwork>;
   /** --ipsec-mss-clamp and --ipsec-mtu; default: clamp, MTU from the underlay interfaces. */
   mssClamp?: MssClampSetting | undefined;
+  /** --ipsec-strict; default off. */
+  strictMode?: StrictMode | undefined;
   xfrmStat: () => Promise<XfrmStat>;
   log: LoopLogger;
   metrics?: DaemonMetrics | undefined;
@@ -260,10 +263,14 @@ export class ReconcileLoop {
     if (underlays.length === 0) fail(`no interface holds the node's InternalIPs ${node.addresses.join(', ')}`);
     const byName = new Map(peers.map((p) => [p.name, p]));
     const remoteCidrs = new Set<string>();
+    const podPeers = new Map<string, number>();
     for (const status of result.peers) {
       const peer = byName.get(status.name);
       if (peer && status.outboundSpi !== undefined) for (const c of peer.podCIDRs) remoteCidrs.add(c);
+      if (peer && status.peerId > 0) for (const c of peer.podCIDRs) podPeers.set(c, status.peerId);
     }
+    const strict = deps.strictMode ?? 'off';
+    next.strictMode = strict;
     const mss = decideMssClamp(deps.mssClamp ?? { enabled: true, mtu: 'auto' }, underlays);
     // A configuration problem, not a failed step: retrying at once would not fix it (the resync re-derives it).
     if (mss.problem !== undefined) next.problems.push(mss.problem);
@@ -274,7 +281,17 @@ export class ReconcileLoop {
       remoteCidrs: [...remoteCidrs].sort(),
       peerIds: result.peerIds,
       mssClamp: mss.clamp,
+      strict,
+      localPods: [...new Set(pods.flatMap((p) => p.podIPs))].sort(),
+      podPeers,
     });
+    const names = new Map(result.peers.map((p) => [p.peerId, p.name]));
+    next.plaintext = (report.plaintext ?? []).map((c) => ({
+      peer: names.get(c.peer) ?? '',
+      peerId: c.peer,
+      action: c.mode,
+      packets: c.packets,
+    }));
     next.attachments = report.attachments;
     next.cidrIndex = report.cidrIndex;
     const onTrie = report.cidrIndex === null && remoteCidrs.size > 0;

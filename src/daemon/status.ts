@@ -2,7 +2,8 @@
 // data; never contains key material (SPIs only).
 import type { CidrIndexUse } from '../datapath/datapath.js';
 import type { MssClampStatus } from './mss-clamp.js';
-import type { Attachment, PeerStatus } from './ports.js';
+import type { Attachment, PeerStatus, PlaintextStatus } from './ports.js';
+import type { StrictMode } from '../model/strict-mode.js';
 import type { XfrmStat } from './xfrm-stat.js';
 
 export interface RotationStatus {
@@ -44,6 +45,14 @@ export interface DaemonStatus {
   cidrIndex: CidrIndexUse | null;
   /** The MSS clamp tc_mark_encrypt applies to SYN / SYN-ACK (null before the first datapath sync). */
   mssClamp: MssClampStatus | null;
+  /** --ipsec-strict in force. */
+  strictMode: StrictMode;
+  /**
+   * Plaintext packets that reached the underlay from a peer's pod CIDR for a managed local pod, per peer and
+   * the strict mode in force when seen (off and audit: passed, enforce: dropped); counted since the maps
+   * were created. Should stay empty: any entry is a path around encryption.
+   */
+  plaintext: PlaintextStatus[];
   xfrmStat: XfrmStat;
   rotation: RotationStatus | undefined;
   /** Everything else that is wrong right now, one line each. */
@@ -70,6 +79,8 @@ export function emptyStatus(node: string, store: string, ipsecEnabled: boolean):
     attachments: [],
     cidrIndex: null,
     mssClamp: null,
+    strictMode: 'off',
+    plaintext: [],
     xfrmStat: {},
     rotation: undefined,
     problems: [],

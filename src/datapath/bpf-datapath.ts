@@ -24,13 +24,20 @@ import {
 } from './datapath.js';
 import {
   configValue,
+  DEFAULT_SETTINGS,
   diffEntries,
+  localPodEntries,
   nodeinfoEntries,
   parseConfigValue,
   peerEntries,
+  plaintextCounts,
+  podPeerEntries,
+  type DatapathSettings,
   type MapChange,
   type MapEntry,
+  type PlaintextCount,
 } from './map-layout.js';
+import { STRICT_MODES, type StrictMode } from '../model/strict-mode.js';
 import type { MssClamp } from '../model/esp-overhead.js';
 import { nativeBpf, type NativeBpf } from './native-bpf.js';
 import { TcAttachments } from './tc-attachments.js';
@@ -138,24 +145,56 @@ export class BpfDatapath implements Datapath {
     return this.serial(() => this.replaceMap('km_ipsec_peers', peerEntries(peers)));
   }
 
-  setMssClamp(clamp: MssClamp): Promise<boolean> {
+  /** Rewrites km_ipsec_config with `change` applied to its current value; false when that changes nothing. */
+  private updateSettings(change: (current: DatapathSettings) => DatapathSettings): Promise<boolean> {
     return this.serial(async () => {
-      const value = configValue(clamp);
       const map = this.loaded().programs.maps.km_ipsec_config;
       const key = Buffer.alloc(4);
       const current = await this.bpf.mapLookup(map, key);
+      const value = configValue(change(current ? parseConfigValue(current) : DEFAULT_SETTINGS));
       if (current?.equals(value)) return false;
       await this.bpf.mapApply(map, [{ key, value }]);
       return true;
     });
   }
 
-  mssClamp(): Promise<MssClamp> {
+  private settings(): Promise<DatapathSettings> {
     return this.serial(async () => {
       const current = await this.bpf.mapLookup(this.loaded().programs.maps.km_ipsec_config, Buffer.alloc(4));
       if (!current) throw new Error('km_ipsec_config has no entry 0');
       return parseConfigValue(current);
     });
+  }
+
+  setMssClamp(clamp: MssClamp): Promise<boolean> {
+    return this.updateSettings((s) => ({ ...s, mss: clamp }));
+  }
+
+  async mssClamp(): Promise<MssClamp> {
+    return (await this.settings()).mss;
+  }
+
+  setStrictMode(mode: StrictMode): Promise<boolean> {
+    if (!(STRICT_MODES as readonly string[]).includes(mode)) {
+      return Promise.reject(new Error(`strict mode "${mode}" is not one of ${STRICT_MODES.join(', ')}`));
+    }
+    return this.updateSettings((s) => ({ ...s, strict: mode }));
+  }
+
+  async strictMode(): Promise<StrictMode> {
+    return (await this.settings()).strict;
+  }
+
+  setLocalPods(ips: readonly string[]): Promise<MapChange> {
+    return this.serial(() => this.replaceMap('km_local_pods', localPodEntries(ips)));
+  }
+
+  setPodPeers(cidrs: ReadonlyMap<string, number>): Promise<MapChange> {
+    return this.serial(() => this.replaceMap('km_pod_peers', podPeerEntries(cidrs)));
+  }
+
+  plaintext(): Promise<PlaintextCount[]> {
+    return this.serial(async () => plaintextCounts(await this.bpf.mapDump(this.loaded().programs.maps.km_plaintext)));
   }
 
   private async replaceMap(name: MapName, desired: MapEntry[]): Promise<MapChange> {

@@ -15,6 +15,9 @@ const MAP_NAMES = [
   'km_ipsec_peers',
   'km_ipsec_stats',
   'km_ipsec_config',
+  'km_local_pods',
+  'km_pod_peers',
+  'km_plaintext',
   'km_tc_attach',
 ] as const;
 export type MapName = (typeof MAP_NAMES)[number];

@@ -20,7 +20,7 @@ import { BpfDatapath } from '../../src/datapath/bpf-datapath.js';
 import { nativeBpf, withFd, type BpfFd, type NativeBpf } from '../../src/datapath/native-bpf.js';
 import { packageRoot } from '../../src/native/addon.js';
 import { rng } from '../fakes/cidr-samples.js';
-import { ipFrame, linuxLikeOptions, mssOption, TCP_ACK, TCP_SYN, tcpFrame } from '../host/lib/packets.js';
+import { ipFrame, linuxLikeOptions, mssOption, TCP_ACK, tcpFrame } from '../host/lib/packets.js';
 
 const ROUNDS = Number(process.env.KMESH_BENCH_ROUNDS ?? 7);
 const REPEAT = Number(process.env.KMESH_BENCH_REPEAT ?? 200_000);

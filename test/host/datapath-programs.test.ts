@@ -163,6 +163,60 @@ t.test('tc_mark_encrypt and tc_mark_decrypt through test-run', { skip }, async (
     await dp.setMssClamp({ ipv4: 1406, ipv6: 1366 });
   });
 
+  t.test('strict ingress: plaintext from a peer pod CIDR to a managed pod', async (t) => {
+    const TC_ACT_SHOT = 2;
+    t.equal(await dp.strictMode(), 'off', 'fresh maps: off');
+    t.same(await dp.setLocalPods(['10.244.0.5', 'fd00::5', '10.244.0.5']), { added: 2, changed: 0, removed: 0 });
+    const podPeers = new Map([
+      ['10.244.1.0/24', 1],
+      ['10.244.2.0/24', 0x1234],
+      ['fd00:10:244:1::/64', 0xffff],
+      ['32.1.5.0/24', 7],
+      ['2001::/16', 8],
+    ]);
+    t.same(await dp.setPodPeers(podPeers), { added: 5, changed: 0, removed: 0 });
+    const plain = ipFrame('10.244.1.9', '10.244.0.5');
+    const before = (await dp.stats()).counters.decryptPlaintextDropped;
+
+    t.match(await dec(plain), { retval: TC_ACT_UNSPEC, mark: 0 }, 'off: passes');
+    t.equal(await dp.setStrictMode('audit'), true);
+    t.equal(await dp.setStrictMode('audit'), false, 'same mode: no write');
+    t.match(await dec(plain), { retval: TC_ACT_UNSPEC, mark: 0 }, 'audit: passes');
+    t.equal(await dp.setStrictMode('enforce'), true);
+    t.match(await dec(plain), { retval: TC_ACT_SHOT }, 'enforce: dropped');
+    t.match(await dec(ipFrame('fd00:10:244:1::9', 'fd00::5')), { retval: TC_ACT_SHOT }, 'enforce: IPv6 dropped');
+    t.match(await dec(ipFrame('2001:105::1', 'fd00::5')), { retval: TC_ACT_SHOT }, 'IPv6 under 2001::/16');
+    const untouched = async (frame: Buffer, what: string, mark = 0) => {
+      const r = await dec(frame, mark);
+      t.equal(r.retval, TC_ACT_UNSPEC, `enforce: ${what} passes`);
+      return r;
+    };
+    await untouched(ipFrame('10.244.1.9', '10.244.0.6'), 'to an unmanaged local pod');
+    await untouched(ipFrame('10.9.9.9', '10.244.0.5'), 'from outside every remote pod CIDR');
+    await untouched(ipFrame('32.1.9.9', '10.244.0.5'), 'from 32.1.9.9 (only an IPv6 CIDR shares its key)');
+    t.equal((await untouched(ipFrame('10.244.1.9', '10.244.0.5'), 'decrypted (0xd0)', 0xd0)).mark, 0xd0, 'kept');
+    t.equal((await untouched(ipFrame('198.18.0.2', '10.244.0.5', PROTO_ESP), 'ESP from a peer')).mark, 0x100d0);
+    await untouched(ipFrame('198.18.0.9', '198.18.0.1'), 'node-to-node plaintext');
+    t.equal((await dp.stats()).counters.decryptPlaintextDropped - before, 3, 'drops counted');
+    t.same(
+      await dp.plaintext(),
+      [
+        { peer: 1, mode: 'off', packets: 1 },
+        { peer: 1, mode: 'audit', packets: 1 },
+        { peer: 1, mode: 'enforce', packets: 1 },
+        { peer: 8, mode: 'enforce', packets: 1 },
+        { peer: 0xffff, mode: 'enforce', packets: 1 },
+      ],
+      'per peer and mode; the IPv6 source under 2001::/16 is peer 8, not 32.1.5.0/24 peer 7',
+    );
+    t.same(await dp.mssClamp(), { ipv4: 1406, ipv6: 1366 }, 'setting the mode kept the MSS clamp');
+    await t.rejects(dp.setStrictMode('strict' as 'off'), /strict mode "strict" is not one of off, audit, enforce/);
+    await t.rejects(dp.setLocalPods(['10.244.0.300']), /pod address "10.244.0.300"/);
+    await t.rejects(dp.setPodPeers(new Map([['10.244.3.0/24', 0]])), /peer id 0 is outside/);
+    t.equal(await dp.setStrictMode('off'), true);
+    t.match(await dec(plain), { retval: TC_ACT_UNSPEC }, 'off again: passes');
+  });
+
   t.test('agrees with the TypeScript rules on random frames', async (t) => {
     const oracle = new MarkOracle({ remoteCidrs: CIDRS, peers: PEERS });
     let seed = 12345;
@@ -193,6 +247,7 @@ t.test('tc_mark_encrypt and tc_mark_decrypt through test-run', { skip }, async (
     t.ok(s.counters.decryptEspPeer > 0 && s.counters.decryptEspUnknown > 0);
     t.ok(s.counters.decryptKept > 0 && s.counters.decryptCleared > 0 && s.counters.decryptPassed > 0);
     t.ok(s.counters.encryptMssClamped > 0);
+    t.ok(s.counters.decryptPlaintextDropped > 0);
     t.equal(s.peers, 3);
     t.equal(s.remoteCidrEntries, 5);
   });

@@ -187,3 +187,14 @@ t.test('--ipsec-mtu and --ipsec-mss-clamp', (t) => {
   });
   t.end();
 });
+
+t.test('--ipsec-strict', (t) => {
+  t.equal(config([]).strictMode, 'off', 'default off');
+  t.equal(config(['--ipsec-strict=audit']).strictMode, 'audit');
+  t.equal(config(['--ipsec-strict', 'enforce']).strictMode, 'enforce');
+  t.same(parseDaemonFlags(['--ipsec-strict=on'], env), {
+    kind: 'error',
+    message: '--ipsec-strict: expected one of off, audit, enforce, got "on"',
+  });
+  t.end();
+});

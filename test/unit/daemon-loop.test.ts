@@ -218,6 +218,24 @@ t.test('key created -> every pair encrypted with SPI 1; rotation -> SPI 2, old S
     ]);
   }
 
+  // Plaintext from a peer's pod CIDR (as tc_mark_decrypt counts it): named in /status, exported as a metric.
+  const [n1] = c.nodes as [SimNode];
+  t.equal(n1.loop.currentStatus().strictMode, 'off', 'strict mode off by default');
+  t.same(n1.loop.currentStatus().plaintext, [], 'no plaintext seen');
+  const peer2 = n1.loop.currentStatus().peers.find((p) => p.name === 'node-2')!;
+  n1.dp.addPlaintext({ peer: peer2.peerId, mode: 'off', packets: 3 });
+  n1.dp.addPlaintext({ peer: 999, mode: 'off', packets: 1 });
+  await c.settle(1);
+  t.same(n1.loop.currentStatus().plaintext, [
+    { peer: 'node-2', peerId: peer2.peerId, action: 'off', packets: 3 },
+    { peer: '', peerId: 999, action: 'off', packets: 1 },
+  ]);
+  n1.dp.addPlaintext({ peer: peer2.peerId, mode: 'off', packets: 2 });
+  await c.settle(1);
+  const plainMetrics = await n1.metrics.text();
+  t.match(plainMetrics, /^kmesh_ipsec_plaintext_packets_total\{peer="node-2",action="off"\} 5$/m, 'metric per peer');
+  t.match(plainMetrics, /^kmesh_ipsec_plaintext_packets_total\{peer="id-999",action="off"\} 1$/m, 'unknown id');
+
   c.rotate(key(2, 0x22));
   await c.settle();
   for (const n of c.nodes) {
