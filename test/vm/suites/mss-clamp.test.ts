@@ -14,86 +14,18 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-import { BpfDatapath } from '../../../src/datapath/bpf-datapath.js';
 import { mssClampForMtu, NO_MSS_CLAMP, type MssClamp } from '../../../src/model/esp-overhead.js';
-import { kernelSkipReason, OBJ_DIR, privateBpffsRoot } from '../../host/lib/kernel.js';
+import { kernelSkipReason } from '../../host/lib/kernel.js';
 import { ipAddEspStateArgs } from '../../fakes/xfrm-objects.js';
-import { manualXfrmBatch, randomPairKeys } from '../lib/manual-esp.js';
+import { buildDualStackEsp } from '../lib/dual-stack-esp.js';
 import { tcpTransfer, type TcpTransferResult } from '../lib/tcp-transfer.js';
-import {
-  captureLines,
-  createTopology,
-  exec,
-  execOk,
-  ping,
-  startCapture,
-  UNDERLAY_BRIDGE,
-  type NodePlan,
-  type Topology,
-  type TopologyPlan,
-} from '../lib/topology.js';
+import { captureLines, exec, execOk, ping, startCapture, UNDERLAY_BRIDGE, type NodePlan } from '../lib/topology.js';
 
-const SPI = 1;
 const MTU = 1500;
 const BYTES = 4 * 1024 * 1024;
 const inVm = process.env.KMESH_VM === '1';
 const resultsDir = process.env.KMESH_VM_RESULTS;
 const NFT_TABLE = 'kmtmss';
-
-/** The IPv6 side of the IPv4 topology plan: same namespaces and devices, fd00: addresses (pure). */
-function ipv6Plan(plan: TopologyPlan): TopologyPlan {
-  return {
-    ...plan,
-    nodes: plan.nodes.map((n) => ({
-      ...n,
-      underlayIp: `fd00:198:18::${n.index + 1}`,
-      podCidr: `fd00:10:244:${n.index}::/64`,
-      podGateway: `fd00:10:244:${n.index}::1`,
-      pods: n.pods.map((p) => ({ ...p, ip: `fd00:10:244:${n.index}::${p.index + 2}` })),
-    })),
-  };
-}
-
-/** Turns IPv6 on in every namespace of the topology and gives nodes and pods their IPv6 addresses and routes. */
-async function addIpv6(v6: TopologyPlan): Promise<void> {
-  await execOk(v6.underlayNetns, ['sysctl', '-q', '-w', 'net.ipv6.conf.all.disable_ipv6=0']);
-  await execOk(undefined, [
-    'ip',
-    '-n',
-    v6.underlayNetns,
-    'link',
-    'set',
-    UNDERLAY_BRIDGE,
-    'type',
-    'bridge',
-    'mcast_snooping',
-    '0',
-  ]);
-  for (const node of v6.nodes) {
-    const on = ['net.ipv6.conf.all.disable_ipv6=0', 'net.ipv6.conf.default.disable_ipv6=0'];
-    await execOk(node.netns, ['sysctl', '-q', '-w', ...on, 'net.ipv6.conf.all.forwarding=1']);
-    const lines = [`addr add ${node.underlayIp}/64 dev ${node.underlayDev} nodad`];
-    for (const pod of node.pods) {
-      await execOk(pod.netns, ['sysctl', '-q', '-w', ...on]);
-      lines.push(
-        `addr add ${node.podGateway}/128 dev ${pod.hostVeth} nodad`,
-        `route add ${pod.ip}/128 dev ${pod.hostVeth}`,
-      );
-      await execOk(undefined, ['ip', '-n', pod.netns, '-batch', '-'], {
-        input:
-          [
-            `addr add ${pod.ip}/128 dev eth0 nodad`,
-            `route add ${node.podGateway} dev eth0`,
-            `route add default via ${node.podGateway} dev eth0`,
-          ].join('\n') + '\n',
-      });
-    }
-    for (const peer of v6.nodes) {
-      if (peer !== node) lines.push(`route add ${peer.podCidr} via ${peer.underlayIp} dev ${node.underlayDev}`);
-    }
-    await execOk(undefined, ['ip', '-n', node.netns, '-batch', '-'], { input: `${lines.join('\n')}\n` });
-  }
-}
 
 /** nftables rules on a node dropping (and counting) the PMTU signals it would send: ICMP frag-needed, PTB. */
 async function dropPmtuIcmp(node: NodePlan): Promise<void> {
@@ -143,45 +75,14 @@ if (missing !== undefined && inVm) {
     '4 MiB TCP between pods with ICMP filtered: completes with the MSS clamp, stalls without',
     { skip: missing ?? false },
     async (t) => {
-      const topo: Topology = await createTopology({ prefix: 'kmt-mss-', nodes: 2, podsPerNode: 1 });
+      const mesh = await buildDualStackEsp({ prefix: 'kmt-mss-', nodes: 2, podsPerNode: 1, tag: 'mss' });
       const dir = mkdtempSync(path.join(resultsDir ?? os.tmpdir(), 'mss-clamp-'));
-      const datapaths: BpfDatapath[] = [];
       t.teardown(async () => {
-        for (const dp of datapaths) await dp.uninstall().catch(() => undefined);
-        await topo.destroy();
+        await mesh.destroy();
         if (resultsDir === undefined) rmSync(dir, { recursive: true, force: true });
       });
-      const v4 = topo.plan;
-      const v6 = ipv6Plan(v4);
-      await addIpv6(v6);
-      const keys4 = randomPairKeys(v4);
-      const keys6 = randomPairKeys(v6);
-      for (const [i, node] of v4.nodes.entries()) {
-        const node6 = v6.nodes[i]!;
-        const batch = [
-          ...manualXfrmBatch(v4, node, { spi: SPI, keys: keys4, decryptMark: true }),
-          ...manualXfrmBatch(v6, node6, { spi: SPI, keys: keys6, decryptMark: true }),
-        ];
-        await execOk(undefined, ['ip', '-n', node.netns, '-batch', '-'], { input: `${batch.join('\n')}\n` });
-        const dp = new BpfDatapath();
-        datapaths.push(dp);
-        await dp.load({ bpffsRoot: privateBpffsRoot(`mss${i}`), objDir: OBJ_DIR });
-        const peers = v4.nodes.filter((p) => p !== node);
-        await dp.setRemoteCidrs(peers.flatMap((p) => [p.podCidr, v6.nodes[p.index]!.podCidr]));
-        // The same peer id for both families: each family has its own inbound SA with that id in its mark.
-        await dp.setPeers(
-          new Map(
-            peers.flatMap((p) => [
-              [p.underlayIp, p.index + 1] as const,
-              [v6.nodes[p.index]!.underlayIp, p.index + 1] as const,
-            ]),
-          ),
-        );
-        const netns = `/run/netns/${node.netns}`;
-        await dp.attach('decrypt', node.underlayDev, { netns });
-        for (const pod of node.pods) await dp.attach('encrypt', pod.hostVeth, { netns });
-        await dropPmtuIcmp(node);
-      }
+      const { v4, v6, datapaths } = mesh;
+      for (const node of v4.nodes) await dropPmtuIcmp(node);
       const setClamp = async (clamp: MssClamp): Promise<void> => {
         for (const dp of datapaths) await dp.setMssClamp(clamp);
       };
