@@ -1,7 +1,9 @@
 // DatapathPort over the Datapath module (src/datapath): loads (or adopts) the pinned programs and maps once,
 // then each sync makes attachments, km_ipsec_peers and km_nodeinfo match the desired state by difference.
 // Order within a sync never opens a plaintext window: decrypt attachments and peer ids first, remote CIDRs
-// and the MSS clamp next, encrypt attachments last; detaches happen after the adds.
+// next, then the managed local pods, the pod-CIDR peer ids and the strict mode (km_local_pods, km_pod_peers,
+// km_ipsec_config), then the MSS clamp, encrypt attachments last; detaches happen after the adds. Each sync
+// also reads the plaintext counters (km_plaintext) for the status.
 import type { CidrIndexUse, Datapath, PlaintextCount } from '../datapath/datapath.js';
 import type { Attachment, DatapathDesired, DatapathPort, DatapathReport } from './ports.js';
 import { firstLine } from '../util/first-line.js';
