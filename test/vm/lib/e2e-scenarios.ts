@@ -262,6 +262,16 @@ export async function runScenarios(setup: ScenarioSetup, c: Checker): Promise<vo
       restartPings,
     );
 
+    // Continuous plaintext evidence (issue 13 item 4): nothing from a peer's pod CIDR reached a managed pod in
+    // clear during the rotation and the restart. Waits one resync so every status carries a fresh reading.
+    await sleep(6000);
+    const evidence = (await statuses()).flatMap((s) => s?.plaintext ?? []);
+    c.ok(
+      evidence.length === 0,
+      'no plaintext from a peer pod CIDR to a managed pod during rotation and restart (status plaintext)',
+      evidence,
+    );
+
     // Peer boot ID change -> re-keyed.
     const keyBefore = inboundKey(await runOk('ip', ['-n', n1.netns, 'xfrm', 'state']), n3.underlayIp, n1.underlayIp, 2);
     n3.bootID = '0b0e1d00-0000-4000-8000-00000000b007';
