@@ -14,6 +14,17 @@
  *
  * km_ipsec_stats (per-CPU array): packet counters indexed by enum km_stat.
  *
+ * km_ipsec_config (array, one value struct km_config): settings the programs read, written by userspace only
+ * (the datapath's setMssClamp / setStrictMode). All zero = no MSS clamping, strict ingress off.
+ *
+ * km_local_pods (hash): key struct km_peer_key = the address of a Kmesh-managed pod on this node, value u32 1.
+ * km_pod_peers (LPM trie, key struct km_lpm_key): a remote node's pod CIDR -> that peer's id (as in
+ * km_ipsec_peers), to name the peer whose pod CIDR a plaintext packet claims to come from. IPv4 CIDRs are
+ * written IPv4-mapped (::ffff:a.b.c.d, prefixlen 96 + their own), so the families never share a key.
+ * km_plaintext (per-CPU hash): key struct km_plaintext_key {peer id, strict mode in force} -> packets: plaintext
+ * from a remote pod CIDR to a managed local pod that reached the underlay's ingress (tc_mark_decrypt). Both
+ * written by userspace only, except km_plaintext, which only the program writes.
+ *
  * km_tc_attach (hash): registry of our TC attachments, written by userspace only, so that a restarted
  * daemon can find (and detach) exactly its own filters/links. Programs never read it. */
 #ifndef KMESH_MAPS_H
@@ -44,7 +55,31 @@ enum km_stat {
 	KM_STAT_DEC_KEPT,         /* tc_mark_decrypt: decrypted packet (0xd0, source in a remote pod CIDR) kept */
 	KM_STAT_DEC_CLEARED,      /* tc_mark_decrypt: 0xd0 on a packet that was not decrypted by us, cleared */
 	KM_STAT_DEC_PASSED,       /* tc_mark_decrypt: anything else, untouched */
+	KM_STAT_ENC_MSS_CLAMPED,  /* tc_mark_encrypt: a marked TCP SYN / SYN-ACK whose MSS option was lowered */
+	KM_STAT_DEC_PLAINTEXT_DROPPED, /* tc_mark_decrypt: plaintext from a peer's pod CIDR, strict enforce: dropped */
 	KM_STAT_MAX,
+};
+
+/* The largest TCP MSS a SYN / SYN-ACK that will be encrypted may announce, per inner family, so that a full
+ * segment plus the ESP tunnel overhead fits the underlay MTU (src/model/esp-overhead.ts computes them);
+ * 0 = do not clamp that family. */
+struct km_config {
+	__u16 mss4;
+	__u16 mss6;
+	__u32 strict; /* enum km_strict */
+};
+
+/* Strict ingress: what tc_mark_decrypt does with plaintext from a peer's pod CIDR to a managed local pod. It is
+ * counted in every mode (continuous evidence of a plaintext path), and dropped only in enforce. */
+enum km_strict {
+	KM_STRICT_OFF = 0,
+	KM_STRICT_AUDIT = 1,
+	KM_STRICT_ENFORCE = 2,
+};
+
+struct km_plaintext_key {
+	__u32 peer; /* peer id from km_pod_peers; 0 = a remote pod CIDR no peer id is known for */
+	__u32 mode; /* enum km_strict in force when the packet was seen */
 };
 
 struct km_attach_key {
@@ -86,6 +121,40 @@ struct {
 	__uint(max_entries, KM_STAT_MAX);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } km_ipsec_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__type(key, __u32);
+	__type(value, struct km_config);
+	__uint(max_entries, 1);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} km_ipsec_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__type(key, struct km_peer_key);
+	__type(value, __u32);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 65536);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} km_local_pods SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__type(key, struct km_lpm_key);
+	__type(value, __u32);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} km_pod_peers SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__type(key, struct km_plaintext_key);
+	__type(value, __u64);
+	__uint(max_entries, 16384);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} km_plaintext SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

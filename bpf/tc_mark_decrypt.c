@@ -7,13 +7,57 @@
  *    A non-ESP packet carrying 0xd0 is kept only if its source is in a remote node's pod CIDR (it came out
  *    of one of our SAs); any other 0xd0 is plaintext impersonating decrypted traffic and the type byte is
  *    cleared, so it cannot satisfy an inbound policy that expects decrypted packets.
+ *  - Plaintext (not ESP, not decrypted) whose destination is a managed local pod (km_local_pods) and whose
+ *    source lies in a remote node's pod CIDR came from a peer's pod around our SAs: it is counted per peer
+ *    and strict mode in km_plaintext, and dropped when strict mode is enforce (the only drop).
  *  - Everything else, and anything unparseable that does not carry 0xd0, is untouched.
- * Never drops: returns TC_ACT_UNSPEC (= TCX_NEXT) so other tools' filters after ours still run. */
+ * Otherwise returns TC_ACT_UNSPEC (= TCX_NEXT) so other tools' filters after ours still run. */
 #include "marks.h"
 #include "parse.h"
 
 #define TC_ACT_UNSPEC (-1)
+#define TC_ACT_SHOT 2
 #define KM_IPPROTO_ESP 50
+
+/* Plaintext from a peer's pod CIDR to a managed local pod? Counts it and returns 1 when it must be dropped. */
+static __always_inline int km_plaintext_from_peer(const struct km_l3 *l3)
+{
+	struct km_peer_key pod = {};
+	struct km_lpm_key src = {};
+	struct km_plaintext_key key = {};
+	struct km_config *cfg;
+	__u32 zero = 0, *peer;
+	__u64 one = 1, *n;
+
+	pod.family = l3->family;
+	if (l3->family == KM_AF_INET)
+		*(__u32 *)pod.addr = l3->ip4->daddr;
+	else
+		__builtin_memcpy(pod.addr, &l3->ip6->daddr, 16);
+	if (!bpf_map_lookup_elem(&km_local_pods, &pod))
+		return 0;
+	if (!km_in_remote_cidr(l3, 1))
+		return 0;
+	src.prefixlen = 128;
+	if (l3->family == KM_AF_INET) {
+		/* IPv4-mapped (::ffff:a.b.c.d), as userspace writes IPv4 keys of this trie. */
+		src.addr[10] = 0xff;
+		src.addr[11] = 0xff;
+		*(__u32 *)&src.addr[12] = l3->ip4->saddr;
+	} else {
+		__builtin_memcpy(src.addr, &l3->ip6->saddr, 16);
+	}
+	peer = bpf_map_lookup_elem(&km_pod_peers, &src);
+	cfg = bpf_map_lookup_elem(&km_ipsec_config, &zero);
+	key.peer = peer ? *peer : 0;
+	key.mode = cfg ? cfg->strict : KM_STRICT_OFF;
+	n = bpf_map_lookup_elem(&km_plaintext, &key);
+	if (n)
+		*n += 1;
+	else
+		bpf_map_update_elem(&km_plaintext, &key, &one, BPF_NOEXIST);
+	return key.mode == KM_STRICT_ENFORCE;
+}
 
 static __always_inline __u32 km_peer_id(const struct km_l3 *l3)
 {
@@ -58,6 +102,10 @@ int tc_mark_decrypt(struct __sk_buff *skb)
 		return TC_ACT_UNSPEC;
 	}
 	if (!decrypted) {
+		if (km_plaintext_from_peer(&l3)) {
+			km_count(KM_STAT_DEC_PLAINTEXT_DROPPED);
+			return TC_ACT_SHOT;
+		}
 		km_count(KM_STAT_DEC_PASSED);
 		return TC_ACT_UNSPEC;
 	}

@@ -2,6 +2,8 @@
 // flags.ts builds it, everything else reads it.
 import { DEFAULT_ACK_TIMEOUT_MS, DEFAULT_ROTATION_GRACE_MS, type RetirementRule } from '../ipsec/rotation.js';
 import type { StoreLocation } from '../model/store-location.js';
+import type { MssClampSetting } from './mss-clamp.js';
+import type { StrictMode } from '../model/strict-mode.js';
 
 /** Where the cluster objects (Node, namespaces, pods, KmeshNodeInfo) and the secret come from. */
 export type StoreConfig = StoreLocation;
@@ -47,6 +49,10 @@ export interface DaemonConfig {
   rotationAckTimeoutSeconds: number;
   /** Seconds between full resyncs even when no change was notified (level-triggered safety net). */
   resyncSeconds: number;
+  /** --ipsec-mss-clamp and --ipsec-mtu: the TCP MSS clamp on traffic to encrypted peers. */
+  mssClamp: MssClampSetting;
+  /** --ipsec-strict: plaintext from a peer's pod CIDR to a managed local pod is counted (audit) or dropped. */
+  strictMode: StrictMode;
   logLevel: LogLevel;
 }
 

@@ -1,9 +1,11 @@
 // DatapathPort over the Datapath module (src/datapath): loads (or adopts) the pinned programs and maps once,
 // then each sync makes attachments, km_ipsec_peers and km_nodeinfo match the desired state by difference.
 // Order within a sync never opens a plaintext window: decrypt attachments and peer ids first, remote CIDRs
-// next, encrypt attachments last; detaches happen after the adds.
+// next, then the managed local pods, the pod-CIDR peer ids and the strict mode (km_local_pods, km_pod_peers,
+// km_ipsec_config), then the MSS clamp, encrypt attachments last; detaches happen after the adds. Each sync
+// also reads the plaintext counters (km_plaintext) for the status.
 import fs from 'node:fs/promises';
-import type { CidrIndexUse, Datapath } from '../datapath/datapath.js';
+import type { CidrIndexUse, Datapath, PlaintextCount } from '../datapath/datapath.js';
 import type { Attachment, DatapathDesired, DatapathPort, DatapathReport } from './ports.js';
 import { firstLine } from '../util/first-line.js';
 
@@ -57,6 +59,27 @@ export class DatapathAdapter implements DatapathPort {
     } catch (err) {
       errors.push(`km_nodeinfo: ${firstLine(err)}`);
     }
+    const writes: [string, (() => Promise<unknown>) | undefined][] = [
+      ['km_local_pods', desired.localPods && (() => this.dp.setLocalPods(desired.localPods ?? []))],
+      ['km_pod_peers', desired.podPeers && (() => this.dp.setPodPeers(desired.podPeers ?? new Map()))],
+      ['km_ipsec_config (strict mode)', desired.strict && (() => this.dp.setStrictMode(desired.strict ?? 'off'))],
+    ];
+    for (const [what, write] of writes) {
+      if (!write) continue;
+      try {
+        await write();
+      } catch (err) {
+        errors.push(`${what}: ${firstLine(err)}`);
+      }
+    }
+    if (desired.mssClamp) {
+      // Before the encrypt attachments: a new pod's first SYN is already clamped.
+      try {
+        await this.dp.setMssClamp(desired.mssClamp);
+      } catch (err) {
+        errors.push(`km_ipsec_config: ${firstLine(err)}`);
+      }
+    }
     for (const i of desired.encrypt) await attach('encrypt', i.name, i.ifindex);
     const want = new Set([
       ...desired.encrypt.map((i) => `encrypt/${i.name}`),
@@ -84,7 +107,13 @@ export class DatapathAdapter implements DatapathPort {
     } catch (err) {
       errors.push(`km_cidr_index: ${firstLine(err)}`);
     }
-    return { attachments, cidrIndex, errors };
+    let plaintext: PlaintextCount[] = [];
+    try {
+      plaintext = await this.dp.plaintext();
+    } catch (err) {
+      errors.push(`km_plaintext: ${firstLine(err)}`);
+    }
+    return { attachments, cidrIndex, plaintext, errors };
   }
 
   /**

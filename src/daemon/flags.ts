@@ -20,6 +20,9 @@ import { DEFAULT_IPSEC_KEY_FILE, dirStoreKeyFile } from '../model/kmesh-names.js
 import { parseStoreLocation } from '../model/store-location.js';
 import { MAX_DURATION_SECONDS } from '../util/duration-limit.js';
 import type { RetirementRule } from '../ipsec/rotation.js';
+import { MAX_IPSEC_MTU, MIN_IPSEC_MTU } from '../model/esp-overhead.js';
+import type { IpsecMtuSetting } from './mss-clamp.js';
+import { STRICT_MODES, type StrictMode } from '../model/strict-mode.js';
 
 export type FlagsResult =
   | { kind: 'config'; config: DaemonConfig }
@@ -86,6 +89,19 @@ function oneOf<T extends string>(flag: string, allowed: readonly T[]): (value: s
   };
 }
 
+/** --ipsec-mtu: `auto` or a whole number of bytes within MIN_IPSEC_MTU..MAX_IPSEC_MTU. */
+export function parseIpsecMtu(value: string): IpsecMtuSetting {
+  const v = value.trim();
+  if (v === 'auto') return 'auto';
+  const n = /^\d+$/.test(v) ? Number(v) : NaN;
+  if (!(n >= MIN_IPSEC_MTU && n <= MAX_IPSEC_MTU)) {
+    throw new FlagError(
+      `--ipsec-mtu: expected auto or a number of bytes from ${MIN_IPSEC_MTU} to ${MAX_IPSEC_MTU}, got ${JSON.stringify(value)}`,
+    );
+  }
+  return n;
+}
+
 function nonEmpty(flag: string): (value: string) => string {
   return (value) => {
     if (value.trim() === '') throw new FlagError(`--${flag}: must not be empty`);
@@ -110,6 +126,9 @@ interface RawOptions {
   rotationRetirement: RetirementRule;
   rotationAckTimeout: number;
   resyncInterval: number;
+  ipsecMtu: IpsecMtuSetting;
+  ipsecMssClamp: boolean;
+  ipsecStrict: StrictMode;
   logLevel: LogLevel;
   checkFlags?: boolean;
 }
@@ -202,6 +221,30 @@ function buildProgram(out: { text: string }): Command {
         .default(DEFAULT_RESYNC_SECONDS)
         .argParser(durationSeconds('resync-interval')),
     )
+    .addOption(
+      new Option(
+        '--ipsec-mtu <bytes|auto>',
+        `underlay MTU the TCP MSS clamp is computed for (${MIN_IPSEC_MTU}-${MAX_IPSEC_MTU}); auto = the smallest MTU of the interfaces holding the node's InternalIPs`,
+      )
+        .default('auto')
+        .argParser(parseIpsecMtu),
+    )
+    .addOption(
+      new Option(
+        '--ipsec-mss-clamp [bool]',
+        'lower the MSS of TCP SYN / SYN-ACK to encrypted peers so full segments fit the MTU with ESP',
+      )
+        .default(true)
+        .argParser(parseBool('ipsec-mss-clamp')),
+    )
+    .addOption(
+      new Option(
+        '--ipsec-strict <mode>',
+        "plaintext from a peer's pod CIDR to a managed local pod: off, audit (count) or enforce (drop); counted in every mode",
+      )
+        .default('off')
+        .argParser(oneOf('ipsec-strict', STRICT_MODES)),
+    )
     .addOption(new Option('--log-level <level>', 'log level').default('info').argParser(oneOf('log-level', LOG_LEVELS)))
     .addOption(new Option('--check-flags', 'only check the flags (exit 0, or 2 with the reason) and do nothing'))
     .helpOption('-h, --help', 'show this help')
@@ -266,6 +309,9 @@ function resolve(program: Command, env: NodeJS.ProcessEnv): DaemonConfig {
   if (o.enableIpsec && o.mode !== 'dual-engine') {
     throw new FlagError(`--enable-ipsec=true: requires --mode=dual-engine (got --mode=${o.mode})`);
   }
+  if (!o.ipsecMssClamp && given('ipsecMtu')) {
+    throw new FlagError('--ipsec-mtu: given with --ipsec-mss-clamp=false, which turns the clamp it sets off');
+  }
   if (o.resyncInterval < 1) throw new FlagError('--resync-interval: must be at least 1 second');
   if (o.rotationGrace < o.resyncInterval) {
     throw new FlagError(
@@ -310,6 +356,8 @@ function resolve(program: Command, env: NodeJS.ProcessEnv): DaemonConfig {
     rotationRetirement: o.rotationRetirement,
     rotationAckTimeoutSeconds: ackTimeout,
     resyncSeconds: o.resyncInterval,
+    mssClamp: { enabled: o.ipsecMssClamp, mtu: o.ipsecMtu },
+    strictMode: o.ipsecStrict,
     logLevel: o.logLevel,
   };
 }

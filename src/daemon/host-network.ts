@@ -17,6 +17,7 @@ async function json(cmd: string, args: string[]): Promise<unknown[]> {
 interface IpAddr {
   ifindex?: number;
   ifname?: string;
+  mtu?: number;
   linkinfo?: { info_kind?: string };
   addr_info?: { local?: string }[];
 }
@@ -35,6 +36,7 @@ export function parseLinks(raw: unknown[]): HostLink[] {
       name: l.ifname ?? '',
       kind: l.linkinfo?.info_kind ?? '',
       addresses: (l.addr_info ?? []).map((a) => a.local).filter((a): a is string => typeof a === 'string'),
+      ...(typeof l.mtu === 'number' ? { mtu: l.mtu } : {}),
     }));
 }
 

@@ -2,8 +2,8 @@
 // leads to one full step computed from current state only, in this order: read the cluster view (once: every
 // part of the step sees the same one) and the key file's state; validate the peers; the IPsec step (XFRM
 // reconcile; it returns the peer ids its inbound SAs were planned for); the datapath sync from that result, the
-// one writer of the datapath (decrypt attachments, km_ipsec_peers, km_nodeinfo and its index, encrypt
-// attachments, then detaches); publish our SPI (only once our inbound SAs for it exist); read
+// one writer of the datapath (decrypt attachments, km_ipsec_peers, km_nodeinfo and its index, km_local_pods,
+// km_pod_peers, km_ipsec_config (strict mode, MSS clamp), encrypt attachments, then detaches); publish our SPI (only once our inbound SAs for it exist); read
 // /proc/net/xfrm_stat; persist the key history when it changed; then report (status, metrics, log, status
 // callback). The report says what failed and is loud about it: the step's result (ok / partial / error),
 // readiness with its reasons, why our SPI is not advertised, and each refused XFRM operation with the kernel's
@@ -11,9 +11,11 @@
 // every step. When steps run (coalescing, retry with backoff, periodic resync) is step-scheduler.ts's job.
 // Nothing here touches the kernel directly.
 import type { IpsecKey, NodeInfo } from '../model/node.js';
+import type { StrictMode } from '../model/strict-mode.js';
 import type { KeyFileEvent } from './key-file-watcher.js';
 import { managedPods } from './managed-pods.js';
 import type { DaemonMetrics } from './metrics.js';
+import { decideMssClamp, type MssClampSetting } from './mss-clamp.js';
 import { resolvePodInterfaces, underlayInterfaces, type HostNetwork } from './pod-interfaces.js';
 import type { DatapathPort, IpsecPort, IpsecStepResult, XfrmFailure } from './ports.js';
 import { ConditionLog, type Condition } from './condition-log.js';
@@ -44,6 +46,10 @@ export interface LoopDeps {
   /** Validates a KmeshNodeInfo object: the NodeInfo, or a one-line reason naming what is wrong. */
   parseNodeInfo: (obj: unknown) => { ok: NodeInfo } | { error: string };
   hostNetwork: (options: { ipv6: boolean }) => Promise<HostNetwork>;
+  /** --ipsec-mss-clamp and --ipsec-mtu; default: clamp, MTU from the underlay interfaces. */
+  mssClamp?: MssClampSetting | undefined;
+  /** --ipsec-strict; default off. */
+  strictMode?: StrictMode | undefined;
   xfrmStat: () => Promise<XfrmStat>;
   log: LoopLogger;
   metrics?: DaemonMetrics | undefined;
@@ -426,18 +432,37 @@ export class ReconcileLoop {
     if (underlays.length === 0) fail(`no interface holds the node's InternalIPs ${node.addresses.join(', ')}`);
     const byName = new Map(peers.map((p) => [p.name, p]));
     const remoteCidrs = new Set<string>();
+    const podPeers = new Map<string, number>();
     for (const status of result.peers) {
       // Planned, installed or not: while an outbound SA is missing, marked packets meet the block policy
       // (dropped, never sent in clear).
       const peer = byName.get(status.name);
       if (peer && status.plannedSendSpi !== undefined) for (const c of peer.podCIDRs) remoteCidrs.add(c);
+      if (peer && status.peerId > 0) for (const c of peer.podCIDRs) podPeers.set(c, status.peerId);
     }
+    const strict = deps.strictMode ?? 'off';
+    next.strictMode = strict;
+    const mss = decideMssClamp(deps.mssClamp ?? { enabled: true, mtu: 'auto' }, underlays);
+    // A configuration problem, not a failed step: retrying at once would not fix it (the resync re-derives it).
+    if (mss.problem !== undefined) next.problems.push(mss.problem);
+    next.mssClamp = mss.status;
     const report = await datapath.sync({
       encrypt: resolved.interfaces.map((i) => ({ name: i.ifname, ifindex: i.ifindex })),
       decrypt: underlays.map((l) => ({ name: l.name, ifindex: l.ifindex })),
       remoteCidrs: [...remoteCidrs].sort(),
       peerIds: result.peerIds,
+      mssClamp: mss.clamp,
+      strict,
+      localPods: [...new Set(pods.flatMap((p) => p.podIPs))].sort(),
+      podPeers,
     });
+    const names = new Map(result.peers.map((p) => [p.peerId, p.name]));
+    next.plaintext = (report.plaintext ?? []).map((c) => ({
+      peer: names.get(c.peer) ?? '',
+      peerId: c.peer,
+      action: c.mode,
+      packets: c.packets,
+    }));
     next.attachments = report.attachments;
     next.cidrIndex = report.cidrIndex;
     const onTrie = report.cidrIndex === null && remoteCidrs.size > 0;

@@ -152,6 +152,8 @@ async function run(config: DaemonConfig, source: ClusterSource, log: Logger, sto
     },
     saveKeys: (saved) => saveKeyState(config.stateDir, saved),
     resyncMs: config.resyncSeconds * 1000,
+    mssClamp: config.mssClamp,
+    strictMode: config.strictMode,
   });
   let watcher: KeyFileWatcher | undefined;
   if (ipsec) {

@@ -67,6 +67,20 @@ export class DaemonMetrics {
     help: '1 when the TC programs walk the compiled remote-CIDR index, 0 when they ask the km_nodeinfo trie',
     registers: [this.registry],
   });
+  private readonly mssClamp = new Gauge({
+    name: 'kmesh_ipsec_mss_clamp_bytes',
+    help: 'MSS that TCP SYN / SYN-ACK to encrypted peers are clamped to, by family (0 = not clamped)',
+    labelNames: ['family'],
+    registers: [this.registry],
+  });
+  /** Per (peer id, action): km_plaintext only grows while the maps live; fed by deltas like the XFRM counters. */
+  private readonly plaintext = new Counter({
+    name: 'kmesh_ipsec_plaintext_packets_total',
+    help: 'Plaintext packets from a peer pod CIDR to a managed local pod on the underlay, by peer and by action (strict mode in force: off and audit passed them, enforce dropped them)',
+    labelNames: ['peer', 'action'],
+    registers: [this.registry],
+  });
+  private readonly plaintextSeen = new Map<string, number>();
   /** Kernel counters only grow (until the namespace is recreated): exported as counters, fed by deltas. */
   private readonly xfrm = new Counter({
     name: 'kmesh_xfrm_stat_total',
@@ -188,6 +202,16 @@ export class DaemonMetrics {
     this.cidrIndexInstalled.set(s.cidrIndex ? 1 : 0);
     this.cidrIndex.set({ kind: 'nodes' }, s.cidrIndex?.nodes ?? 0);
     this.cidrIndex.set({ kind: 'records' }, s.cidrIndex?.records ?? 0);
+    this.mssClamp.set({ family: 'ipv4' }, s.mssClamp?.ipv4 ?? 0);
+    this.mssClamp.set({ family: 'ipv6' }, s.mssClamp?.ipv6 ?? 0);
+    for (const p of s.plaintext) {
+      const peer = p.peer === '' ? `id-${p.peerId}` : p.peer;
+      const key = `${p.peerId}/${p.action}`;
+      const before = this.plaintextSeen.get(key);
+      const delta = before === undefined || p.packets < before ? p.packets : p.packets - before;
+      this.plaintextSeen.set(key, p.packets);
+      this.plaintext.inc({ peer, action: p.action }, delta);
+    }
     for (const [counter, value] of Object.entries(s.xfrmStat)) {
       const before = this.xfrmSeen.get(counter);
       // First sight: the whole value; a value below the last one: the kernel's counter restarted from 0.

@@ -10,6 +10,8 @@ export interface HostLink {
   /** linkinfo kind, e.g. "veth", "bridge"; '' for plain devices. */
   kind: string;
   addresses: string[];
+  /** The device's MTU, when known (the IPsec MTU is derived from the underlay's). */
+  mtu?: number;
 }
 
 export interface HostRoute {

@@ -1,7 +1,9 @@
 // What the reconcile loop needs from the IPsec (XFRM) side and the eBPF datapath side, as two narrow
 // interfaces. Adapters in ipsec-port.ts / datapath-port.ts implement them over the real modules (and tests
 // over fakes), so the loop itself never touches the kernel.
-import type { CidrIndexUse } from '../datapath/datapath.js';
+import type { CidrIndexUse, PlaintextCount } from '../datapath/datapath.js';
+import type { StrictMode } from '../model/strict-mode.js';
+import type { MssClamp } from '../model/esp-overhead.js';
 import type { IpsecKey, NodeInfo } from '../model/node.js';
 
 /** This node as the IPsec side needs it (its KmeshNodeInfo minus the SPI, which the IPsec side decides). */
@@ -108,6 +110,23 @@ export interface DatapathDesired {
   remoteCidrs: string[];
   /** Underlay IP of each peer -> its peer id (for the inbound ESP mark): the IPsec step's own peerIds. */
   peerIds: Map<string, number>;
+  /** MSS limits tc_mark_encrypt clamps SYN / SYN-ACK to (km_ipsec_config); absent = leave the map as it is. */
+  mssClamp?: MssClamp;
+  /** Strict ingress mode (km_ipsec_config); absent = leave it as it is. */
+  strict?: StrictMode;
+  /** Addresses of the managed pods on this node (km_local_pods); absent = leave the map as it is. */
+  localPods?: string[];
+  /** Remote pod CIDR -> peer id (km_pod_peers), to name the peer of plaintext; absent = leave it as it is. */
+  podPeers?: Map<string, number>;
+}
+
+/** Plaintext seen from one peer's pod CIDR to managed local pods, per strict mode in force when seen. */
+export interface PlaintextStatus {
+  /** Peer node name; '' when the peer id is not one of the current peers. */
+  peer: string;
+  peerId: number;
+  action: StrictMode;
+  packets: number;
 }
 
 export interface Attachment {
@@ -119,6 +138,8 @@ export interface DatapathReport {
   attachments: Attachment[];
   /** The remote-CIDR index the programs walk; null when they ask the km_nodeinfo trie (none installed). */
   cidrIndex: CidrIndexUse | null;
+  /** km_plaintext counts (peer ids; the loop names them); [] when they could not be read. */
+  plaintext?: PlaintextCount[];
   errors: string[];
 }
 

@@ -2,7 +2,9 @@
 // data; never contains key material (SPIs only).
 import type { CidrIndexUse } from '../datapath/datapath.js';
 import type { NodeKeyStatus } from '../model/node-key-status.js';
-import type { Attachment, PeerStatus, PendingRetirementStatus, XfrmFailure } from './ports.js';
+import type { MssClampStatus } from './mss-clamp.js';
+import type { Attachment, PeerStatus, PendingRetirementStatus, PlaintextStatus, XfrmFailure } from './ports.js';
+import type { StrictMode } from '../model/strict-mode.js';
 import type { XfrmStat } from './xfrm-stat.js';
 
 export interface RotationStatus {
@@ -51,6 +53,16 @@ export interface DaemonStatus {
    * null when none is installed and the programs ask the km_nodeinfo LPM trie (slower, same answers).
    */
   cidrIndex: CidrIndexUse | null;
+  /** The MSS clamp tc_mark_encrypt applies to SYN / SYN-ACK (null before the first datapath sync). */
+  mssClamp: MssClampStatus | null;
+  /** --ipsec-strict in force. */
+  strictMode: StrictMode;
+  /**
+   * Plaintext packets that reached the underlay from a peer's pod CIDR for a managed local pod, per peer and
+   * the strict mode in force when seen (off and audit: passed, enforce: dropped); counted since the maps
+   * were created. Should stay empty: any entry is a path around encryption.
+   */
+  plaintext: PlaintextStatus[];
   xfrmStat: XfrmStat;
   rotation: RotationStatus | undefined;
   /** What this node publishes in its KmeshNodeInfo status (SPIs held and sent with, last rotation, failing peers). */
@@ -99,6 +111,9 @@ export function emptyStatus(node: string, store: string, ipsecEnabled: boolean):
     unresolvedPods: [],
     attachments: [],
     cidrIndex: null,
+    mssClamp: null,
+    strictMode: 'off',
+    plaintext: [],
     xfrmStat: {},
     rotation: undefined,
     keyReport: undefined,

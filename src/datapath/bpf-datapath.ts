@@ -22,7 +22,23 @@ import {
   type DatapathStats,
   type LoadOptions,
 } from './datapath.js';
-import { diffEntries, nodeinfoEntries, peerEntries, type MapChange, type MapEntry } from './map-layout.js';
+import {
+  configValue,
+  DEFAULT_SETTINGS,
+  diffEntries,
+  localPodEntries,
+  nodeinfoEntries,
+  parseConfigValue,
+  peerEntries,
+  plaintextCounts,
+  podPeerEntries,
+  type DatapathSettings,
+  type MapChange,
+  type MapEntry,
+  type PlaintextCount,
+} from './map-layout.js';
+import { STRICT_MODES, type StrictMode } from '../model/strict-mode.js';
+import type { MssClamp } from '../model/esp-overhead.js';
 import { nativeBpf, type NativeBpf } from './native-bpf.js';
 import { TcAttachments } from './tc-attachments.js';
 import { packageRoot } from '../native/addon.js';
@@ -39,6 +55,8 @@ export interface TestRunResult {
   retval: number;
   /** skb->mark after the program ran. */
   mark: number;
+  /** The packet after the program ran (test-run's data_out). */
+  packet: Buffer;
   durationNs: number;
 }
 
@@ -127,6 +145,58 @@ export class BpfDatapath implements Datapath {
     return this.serial(() => this.replaceMap('km_ipsec_peers', peerEntries(peers)));
   }
 
+  /** Rewrites km_ipsec_config with `change` applied to its current value; false when that changes nothing. */
+  private updateSettings(change: (current: DatapathSettings) => DatapathSettings): Promise<boolean> {
+    return this.serial(async () => {
+      const map = this.loaded().programs.maps.km_ipsec_config;
+      const key = Buffer.alloc(4);
+      const current = await this.bpf.mapLookup(map, key);
+      const value = configValue(change(current ? parseConfigValue(current) : DEFAULT_SETTINGS));
+      if (current?.equals(value)) return false;
+      await this.bpf.mapApply(map, [{ key, value }]);
+      return true;
+    });
+  }
+
+  private settings(): Promise<DatapathSettings> {
+    return this.serial(async () => {
+      const current = await this.bpf.mapLookup(this.loaded().programs.maps.km_ipsec_config, Buffer.alloc(4));
+      if (!current) throw new Error('km_ipsec_config has no entry 0');
+      return parseConfigValue(current);
+    });
+  }
+
+  setMssClamp(clamp: MssClamp): Promise<boolean> {
+    return this.updateSettings((s) => ({ ...s, mss: clamp }));
+  }
+
+  async mssClamp(): Promise<MssClamp> {
+    return (await this.settings()).mss;
+  }
+
+  setStrictMode(mode: StrictMode): Promise<boolean> {
+    if (!(STRICT_MODES as readonly string[]).includes(mode)) {
+      return Promise.reject(new Error(`strict mode "${mode}" is not one of ${STRICT_MODES.join(', ')}`));
+    }
+    return this.updateSettings((s) => ({ ...s, strict: mode }));
+  }
+
+  async strictMode(): Promise<StrictMode> {
+    return (await this.settings()).strict;
+  }
+
+  setLocalPods(ips: readonly string[]): Promise<MapChange> {
+    return this.serial(() => this.replaceMap('km_local_pods', localPodEntries(ips)));
+  }
+
+  setPodPeers(cidrs: ReadonlyMap<string, number>): Promise<MapChange> {
+    return this.serial(() => this.replaceMap('km_pod_peers', podPeerEntries(cidrs)));
+  }
+
+  plaintext(): Promise<PlaintextCount[]> {
+    return this.serial(async () => plaintextCounts(await this.bpf.mapDump(this.loaded().programs.maps.km_plaintext)));
+  }
+
   private async replaceMap(name: MapName, desired: MapEntry[]): Promise<MapChange> {
     const map = this.loaded().programs.maps[name];
     const { ops, change } = diffEntries(await this.bpf.mapDump(map), desired);
@@ -171,7 +241,7 @@ export class BpfDatapath implements Datapath {
     if (!kind) throw new Error(`unknown program "${progName}" (expected tc_mark_encrypt or tc_mark_decrypt)`);
     const prog = this.loaded().programs.progs[kind];
     const r = await this.bpf.testRun(prog.fd, { packet, mark: (opts.mark ?? 0) >>> 0, repeat: opts.repeat ?? 1 });
-    return { retval: r.retval, mark: r.mark, durationNs: r.durationNs };
+    return { retval: r.retval, mark: r.mark, durationNs: r.durationNs, packet: r.packet };
   }
 
   uninstall(): Promise<void> {

@@ -9,7 +9,17 @@ import path from 'node:path';
 import { PROGRAM_NAMES, type AttachKind } from './datapath.js';
 import type { BpfFd, NativeBpf } from './native-bpf.js';
 
-const MAP_NAMES = ['km_nodeinfo', 'km_cidr_index', 'km_ipsec_peers', 'km_ipsec_stats', 'km_tc_attach'] as const;
+const MAP_NAMES = [
+  'km_nodeinfo',
+  'km_cidr_index',
+  'km_ipsec_peers',
+  'km_ipsec_stats',
+  'km_ipsec_config',
+  'km_local_pods',
+  'km_pod_peers',
+  'km_plaintext',
+  'km_tc_attach',
+] as const;
 export type MapName = (typeof MAP_NAMES)[number];
 export const KINDS: readonly AttachKind[] = ['encrypt', 'decrypt'];
 const BPFFS_MOUNT = '/sys/fs/bpf';

@@ -2,9 +2,11 @@
 // interfaces, fill their maps, read counters, remove everything ours. Implemented over libbpf by
 // BpfDatapath (bpf-datapath.ts); test/fakes/fake-datapath.ts holds an in-memory double for unit tests, kept
 // equal to it by test/host/datapath-contract.test.ts.
-import type { MapChange } from './map-layout.js';
+import type { MapChange, PlaintextCount } from './map-layout.js';
+import type { StrictMode } from '../model/strict-mode.js';
+import type { MssClamp } from '../model/esp-overhead.js';
 
-export type { MapChange } from './map-layout.js';
+export type { MapChange, PlaintextCount } from './map-layout.js';
 
 /** encrypt = tc_mark_encrypt on a pod's host-side veth; decrypt = tc_mark_decrypt on an underlay device. */
 export type AttachKind = 'encrypt' | 'decrypt';
@@ -53,6 +55,10 @@ export interface DatapathCounters {
   decryptKept: number;
   decryptCleared: number;
   decryptPassed: number;
+  /** TCP SYN / SYN-ACK on the encrypt hit path whose MSS option was lowered to the clamp. */
+  encryptMssClamped: number;
+  /** Plaintext from a peer's pod CIDR to a managed local pod, dropped (strict mode enforce). */
+  decryptPlaintextDropped: number;
 }
 
 export const COUNTER_NAMES: readonly (keyof DatapathCounters)[] = [
@@ -64,6 +70,8 @@ export const COUNTER_NAMES: readonly (keyof DatapathCounters)[] = [
   'decryptKept',
   'decryptCleared',
   'decryptPassed',
+  'encryptMssClamped',
+  'decryptPlaintextDropped',
 ];
 
 export interface CidrIndexUse {
@@ -106,6 +114,23 @@ export interface Datapath {
   cidrIndexUse(): Promise<CidrIndexUse | null>;
   /** Makes km_ipsec_peers hold exactly these underlay address -> peer id pairs, by difference. */
   setPeers(peers: ReadonlyMap<string, number>): Promise<MapChange>;
+  /**
+   * Sets the MSS tc_mark_encrypt clamps TCP SYN / SYN-ACK to on its hit path, per family (0 = no clamping);
+   * returns whether km_ipsec_config changed. Throws on a value outside 0..65535, writing nothing.
+   */
+  setMssClamp(clamp: MssClamp): Promise<boolean>;
+  /** The MSS clamp the programs currently apply (all zero on fresh maps). */
+  mssClamp(): Promise<MssClamp>;
+  /** Sets what tc_mark_decrypt does with plaintext from a peer's pod CIDR to a managed local pod; true = changed. */
+  setStrictMode(mode: StrictMode): Promise<boolean>;
+  /** The strict mode in force ('off' on fresh maps). */
+  strictMode(): Promise<StrictMode>;
+  /** Makes km_local_pods hold exactly these managed local pod addresses, by difference. */
+  setLocalPods(ips: readonly string[]): Promise<MapChange>;
+  /** Makes km_pod_peers hold exactly these remote pod CIDR -> peer id pairs, by difference. */
+  setPodPeers(cidrs: ReadonlyMap<string, number>): Promise<MapChange>;
+  /** Plaintext packets from peers' pod CIDRs to managed local pods, per peer id and strict mode in force. */
+  plaintext(): Promise<PlaintextCount[]>;
   stats(): Promise<DatapathStats>;
   /** Detaches all our attachments and removes all our pins. The datapath must be loaded again to be used. */
   uninstall(): Promise<void>;

@@ -2,6 +2,8 @@
 // km_nodeinfo keys follow Kmesh (prefixlen counts the address's own bits, IPv4 in the first 4 bytes); the
 // value carries per-family flags so that IPv4 and IPv6 prefixes sharing leading bytes cannot be confused.
 import { parseIpStrict, parseCidrStrict, type Family, type ParsedCidr } from '../model/ip-address.js';
+import type { MssClamp } from '../model/esp-overhead.js';
+import { strictModeNumber, strictModeOf, type StrictMode } from '../model/strict-mode.js';
 import { PEER_ID_MAX } from '../model/marks.js';
 
 export const NODEINFO_V4 = 1;
@@ -111,6 +113,102 @@ export function peerEntries(peers: ReadonlyMap<string, number>): MapEntry[] {
     byKey.set(hex, { address, id, key });
   }
   return [...byKey.values()].map((p) => ({ key: p.key, value: u32(p.id) }));
+}
+
+export const CONFIG_VALUE_SIZE = 8;
+
+/** What km_ipsec_config holds (struct km_config). */
+export interface DatapathSettings {
+  mss: MssClamp;
+  strict: StrictMode;
+}
+
+export const DEFAULT_SETTINGS: DatapathSettings = { mss: { ipv4: 0, ipv6: 0 }, strict: 'off' };
+
+/** The km_ipsec_config value: u16 mss4, u16 mss6, u32 strict, host order. Throws on a bad MSS. */
+export function configValue(settings: DatapathSettings): Buffer {
+  const { mss } = settings;
+  for (const [family, value] of [
+    ['IPv4', mss.ipv4],
+    ['IPv6', mss.ipv6],
+  ] as const) {
+    if (!Number.isInteger(value) || value < 0 || value > 0xffff) {
+      throw new Error(`${family} MSS clamp ${value} is outside 0..65535`);
+    }
+  }
+  const value = Buffer.alloc(CONFIG_VALUE_SIZE);
+  value.writeUInt16LE(mss.ipv4, 0);
+  value.writeUInt16LE(mss.ipv6, 2);
+  value.writeUInt32LE(strictModeNumber(settings.strict), 4);
+  return value;
+}
+
+export function parseConfigValue(value: Buffer): DatapathSettings {
+  return {
+    mss: { ipv4: value.readUInt16LE(0), ipv6: value.readUInt16LE(2) },
+    strict: strictModeOf(value.readUInt32LE(4)),
+  };
+}
+
+/** km_local_pods: the managed pods on this node, by address. Throws naming the first bad address. */
+export function localPodEntries(ips: readonly string[]): MapEntry[] {
+  const byKey = new Map<string, MapEntry>();
+  for (const ip of ips) {
+    let key: Buffer;
+    try {
+      key = peerKey(ip);
+    } catch {
+      throw new Error(`pod address "${ip}" is not an IPv4 or IPv6 address`);
+    }
+    byKey.set(key.toString('hex'), { key, value: u32(1) });
+  }
+  return [...byKey.values()];
+}
+
+/**
+ * The km_pod_peers key of a CIDR: like km_nodeinfo's, except that IPv4 is written IPv4-mapped (::ffff:a.b.c.d,
+ * prefixlen 96 + its own), so an IPv4 and an IPv6 prefix can never share a key and the longest match is always
+ * one of the packet's family.
+ */
+export function podPeerKey(c: ParsedCidr): Buffer {
+  if (c.family === 6) return nodeinfoKey(c.prefixLen, c.bytes);
+  const mapped = Buffer.alloc(16);
+  mapped.writeUInt16BE(0xffff, 10);
+  c.bytes.copy(mapped, 12, 0, 4);
+  return nodeinfoKey(96 + c.prefixLen, mapped);
+}
+
+/** km_pod_peers: remote pod CIDR -> the id of the peer it belongs to. Throws naming the first bad pair. */
+export function podPeerEntries(cidrs: ReadonlyMap<string, number>): MapEntry[] {
+  const byKey = new Map<string, MapEntry>();
+  for (const [cidr, id] of cidrs) {
+    const parsed = parseCidrStrict(cidr);
+    if (!Number.isInteger(id) || id < 1 || id > PEER_ID_MAX) {
+      throw new Error(`pod CIDR ${cidr}: peer id ${id} is outside 1..${PEER_ID_MAX}`);
+    }
+    const key = podPeerKey(parsed);
+    byKey.set(key.toString('hex'), { key, value: u32(id) });
+  }
+  return [...byKey.values()];
+}
+
+/** Plaintext packets from one peer's pod CIDR to managed local pods, seen in one strict mode (km_plaintext). */
+export interface PlaintextCount {
+  /** Peer id (km_pod_peers); 0 = a remote pod CIDR with no known peer id. */
+  peer: number;
+  mode: StrictMode;
+  packets: number;
+}
+
+/** Sums a km_plaintext dump (per-CPU u64 values) into counts, sorted by peer then mode. */
+export function plaintextCounts(dump: readonly MapEntry[]): PlaintextCount[] {
+  const counts: PlaintextCount[] = [];
+  for (const { key, value } of dump) {
+    let sum = 0n;
+    for (let off = 0; off + 8 <= value.length; off += 8) sum += value.readBigUInt64LE(off);
+    counts.push({ peer: key.readUInt32LE(0), mode: strictModeOf(key.readUInt32LE(4)), packets: Number(sum) });
+  }
+  return counts.sort((a, b) => a.peer - b.peer || strictModeNumber(a.mode) - strictModeNumber(b.mode));
 }
 
 /** One map operation for the addon: with a value an update, without one a delete. */

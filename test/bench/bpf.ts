@@ -7,7 +7,12 @@
 // emptied), for comparison. Figures are medians of several rounds, interleaved so that machine noise hits every
 // program alike. The last line gives the deployed path's worst marginal cost over the no-op (both layouts) and
 // the ratio, for 1,000 CIDRs (target <= 25 ns) and for 10,000 (the same layouts ten times larger; target
-// <= 10 ns). Needs root.
+// <= 10 ns). Then the MSS clamp on the hit path (cluster layout, as deployed): a UDP hit, a TCP ACK hit (the
+// non-SYN hit path: one protocol and one flags check more than UDP), SYNs whose MSS is already at the clamp
+// (the option walk without a rewrite; MSS first as Linux sends it, and last behind NOP NOP TS SACK-permitted WS),
+// each timed over `repeat` runs; and a SYN whose MSS is rewritten (store + checksum fix), which test-run can
+// time only one run at a time (the first run rewrites the packet it then keeps), as the median of single runs
+// next to the no-op's median of single runs. Needs root.
 import { rmSync } from 'node:fs';
 import path from 'node:path';
 
@@ -16,7 +21,7 @@ import { BpfDatapath } from '../../src/datapath/bpf-datapath.js';
 import { nativeBpf, withFd, type BpfFd, type NativeBpf } from '../../src/datapath/native-bpf.js';
 import { packageRoot } from '../../src/native/addon.js';
 import { rng } from '../fakes/cidr-samples.js';
-import { ipFrame } from '../host/lib/packets.js';
+import { ipFrame, linuxLikeOptions, mssOption, TCP_ACK, tcpFrame } from '../host/lib/packets.js';
 
 const ROUNDS = Number(process.env.KMESH_BENCH_ROUNDS ?? 7);
 const REPEAT = Number(process.env.KMESH_BENCH_REPEAT ?? 200_000);
@@ -115,6 +120,55 @@ async function measure(bpf: NativeBpf, dp: BpfDatapath, noop: BpfFd, layout: Lay
   return { base: median(noopRuns), cases: cases.map((c, i) => ({ name: c.name, ns: median(runs[i]!) })) };
 }
 
+const SINGLE_RUNS = Number(process.env.KMESH_BENCH_SINGLE_RUNS ?? 3000);
+
+/** The MSS clamp's cost on the hit path (see the header). Prints its lines. */
+async function measureMssClamp(bpf: NativeBpf, dp: BpfDatapath, noop: BpfFd, layout: Layout): Promise<void> {
+  await dp.setMssClamp({ ipv4: 1406, ipv6: 1366 });
+  const src = '192.0.2.5';
+  const dst = layout.v4Hit;
+  const cases = [
+    { name: 'IPv4 hit, UDP', frame: ipFrame(src, dst) },
+    { name: 'IPv4 hit, TCP ACK', frame: tcpFrame(src, dst, { flags: TCP_ACK, payloadLen: 64 }) },
+    { name: 'IPv4 SYN, MSS first', frame: tcpFrame(src, dst, { options: mssOption(1406) }) },
+    { name: 'IPv4 SYN, MSS last', frame: tcpFrame(src, dst, { options: linuxLikeOptions(1406) }) },
+  ];
+  const noopRuns: number[] = [];
+  const runs = cases.map(() => [] as number[]);
+  for (let r = 0; r < ROUNDS; r++) {
+    noopRuns.push((await bpf.testRun(noop, { packet: cases[0]!.frame, repeat: REPEAT })).durationNs);
+    for (const [i, c] of cases.entries()) {
+      const out = await dp.testRun('tc_mark_encrypt', c.frame, { repeat: REPEAT });
+      if (out.mark !== 0xe0 || !out.packet.equals(c.frame)) throw new Error(`MSS ${c.name}: not a plain hit`);
+      runs[i]!.push(out.durationNs);
+    }
+  }
+  const base = median(noopRuns);
+  console.log(`# MSS clamp on the hit path (${layout.name} layout, as deployed), ${ROUNDS} rounds x ${REPEAT} runs`);
+  console.log(`${'  tc_noop (baseline)'.padEnd(30)} ${base.toFixed(0).padStart(4)} ns/packet`);
+  for (const [i, c] of cases.entries()) {
+    const ns = median(runs[i]!);
+    console.log(
+      `  ${`encrypt ${c.name}`.padEnd(28)} ${ns.toFixed(0).padStart(4)} ns/packet  (+${(ns - base).toFixed(0)} ns)`,
+    );
+  }
+  const syn = tcpFrame(src, dst, { options: mssOption(1460) });
+  const single: number[] = [];
+  const singleNoop: number[] = [];
+  for (let r = 0; r < SINGLE_RUNS; r++) {
+    singleNoop.push((await bpf.testRun(noop, { packet: syn, repeat: 1 })).durationNs);
+    const out = await dp.testRun('tc_mark_encrypt', syn, { repeat: 1 });
+    if (out.packet.equals(syn)) throw new Error('MSS rewrite: the SYN was not clamped');
+    single.push(out.durationNs);
+  }
+  const rewrite = median(single);
+  const singleBase = median(singleNoop);
+  console.log(
+    `  ${'encrypt IPv4 SYN, rewritten'.padEnd(28)} ${rewrite.toFixed(0).padStart(4)} ns/packet  (+${(rewrite - singleBase).toFixed(0)} ns ` +
+      `over the no-op's ${singleBase.toFixed(0)} ns; medians of ${SINGLE_RUNS} single runs)`,
+  );
+}
+
 async function emptyIndexSlot(bpf: NativeBpf, root: string): Promise<void> {
   await withFd(bpf.getPinned(path.join(root, 'map', 'km_cidr_index')), (outer) =>
     bpf.mapApply(outer, [{ key: Buffer.alloc(4) }]),
@@ -172,6 +226,9 @@ async function main(): Promise<void> {
         );
       }
     }
+    const cluster = clusterLayout();
+    await dp.setRemoteCidrs(cluster.cidrs);
+    await measureMssClamp(bpf, dp, noop, cluster);
     const summary = (size: number, target: number): string => {
       const w = worst.get(size)!;
       const ratio = (w.base + w.extra) / w.base;

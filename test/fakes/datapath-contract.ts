@@ -84,6 +84,34 @@ export const DATAPATH_STEPS: readonly ContractStep[] = [
   { what: 'set the same CIDRs: nothing changes', call: (dp) => dp.setRemoteCidrs(CIDRS) },
   { what: 'refuse a CIDR with host bits', call: (dp) => dp.setRemoteCidrs(['10.244.4.1/24']) },
   { what: 'the installed CIDR index', call: (dp) => dp.cidrIndexUse() },
+  { what: 'MSS clamp on fresh maps: none', call: (dp) => dp.mssClamp() },
+  { what: 'set an MSS clamp', call: (dp) => dp.setMssClamp({ ipv4: 1406, ipv6: 1366 }) },
+  { what: 'set the same MSS clamp: nothing changes', call: (dp) => dp.setMssClamp({ ipv4: 1406, ipv6: 1366 }) },
+  { what: 'refuse an MSS above 65535', call: (dp) => dp.setMssClamp({ ipv4: 70000, ipv6: 0 }) },
+  { what: 'the MSS clamp after the refusal', call: (dp) => dp.mssClamp() },
+  { what: 'strict mode on fresh maps: off', call: (dp) => dp.strictMode() },
+  { what: 'set strict mode audit', call: (dp) => dp.setStrictMode('audit') },
+  { what: 'set strict mode audit again: nothing changes', call: (dp) => dp.setStrictMode('audit') },
+  { what: 'refuse an unknown strict mode', call: (dp) => dp.setStrictMode('on' as 'off') },
+  {
+    what: 'strict mode and MSS clamp after both were set',
+    call: async (dp) => [await dp.strictMode(), await dp.mssClamp()],
+  },
+  { what: 'set local pods', call: (dp) => dp.setLocalPods(['10.244.1.5', 'fd00:10:244:1::5']) },
+  { what: 'set local pods: one goes', call: (dp) => dp.setLocalPods(['10.244.1.5']) },
+  { what: 'refuse a bad local pod address', call: (dp) => dp.setLocalPods(['10.244.1']) },
+  {
+    what: 'set pod peers',
+    call: (dp) =>
+      dp.setPodPeers(
+        new Map([
+          ['10.244.2.0/24', 1],
+          ['fd00:10:244:2::/64', 1],
+        ]),
+      ),
+  },
+  { what: 'refuse a pod peer id of 0', call: (dp) => dp.setPodPeers(new Map([['10.244.2.0/24', 0]])) },
+  { what: 'no plaintext seen', call: (dp) => dp.plaintext() },
   {
     what: 'stats (counters aside: the kernel may count stray packets)',
     call: async (dp) => {

@@ -2,6 +2,8 @@
 // input and missing interfaces, same idempotence and map-difference results as BpfDatapath, no kernel;
 // test/fakes/datapath-contract.ts runs one script through both and compares every outcome.
 // It also answers "which mark would this frame get" through the TypeScript statement of the marking rules.
+import type { MssClamp } from '../../src/model/esp-overhead.js';
+import { STRICT_MODES, type StrictMode } from '../../src/model/strict-mode.js';
 import {
   COUNTER_NAMES,
   DEFAULT_BPFFS_ROOT,
@@ -18,7 +20,14 @@ import {
 import { cidrIndexUse, compileCidrIndex, fitsCidrIndex, type CidrIndex } from '../../src/datapath/cidr-index.js';
 import { parseCidrStrict } from '../../src/model/ip-address.js';
 import {
+  configValue,
+  DEFAULT_SETTINGS,
   diffEntries,
+  localPodEntries,
+  parseConfigValue,
+  podPeerEntries,
+  type DatapathSettings,
+  type PlaintextCount,
   nodeinfoEntries,
   peerEntries,
   type MapChange,
@@ -72,6 +81,9 @@ export class FakeDatapath implements Datapath {
   private cidrs: readonly string[] = [];
   private index: CidrIndex | undefined;
   private peerMap: ReadonlyMap<string, number> = new Map();
+  private config: Buffer = configValue(DEFAULT_SETTINGS);
+  private localPodMapEntries: MapEntry[] = [];
+  private podPeerMapEntries: MapEntry[] = [];
   private readonly counters = Object.fromEntries(COUNTER_NAMES.map((n) => [n, 0])) as unknown as DatapathCounters;
   private nextProgId = 1;
   private progIds: Record<AttachKind, number> = { encrypt: 0, decrypt: 0 };
@@ -226,6 +238,81 @@ export class FakeDatapath implements Datapath {
     });
   }
 
+  private updateSettings(change: (s: DatapathSettings) => DatapathSettings): Promise<boolean> {
+    return settle(() => {
+      this.ensureLoaded();
+      const value = configValue(change(parseConfigValue(this.config)));
+      if (value.equals(this.config)) return false;
+      this.config = value;
+      this.writes++;
+      return true;
+    });
+  }
+
+  setMssClamp(clamp: MssClamp): Promise<boolean> {
+    return this.updateSettings((s) => ({ ...s, mss: clamp }));
+  }
+
+  mssClamp(): Promise<MssClamp> {
+    return settle(() => {
+      this.ensureLoaded();
+      return parseConfigValue(this.config).mss;
+    });
+  }
+
+  setStrictMode(mode: StrictMode): Promise<boolean> {
+    if (!(STRICT_MODES as readonly string[]).includes(mode)) {
+      return Promise.reject(new Error(`strict mode "${mode}" is not one of ${STRICT_MODES.join(', ')}`));
+    }
+    return this.updateSettings((s) => ({ ...s, strict: mode }));
+  }
+
+  strictMode(): Promise<StrictMode> {
+    return settle(() => {
+      this.ensureLoaded();
+      return parseConfigValue(this.config).strict;
+    });
+  }
+
+  setLocalPods(ips: readonly string[]): Promise<MapChange> {
+    return settle(() => {
+      this.ensureLoaded();
+      const desired = localPodEntries(ips);
+      const { change } = diffEntries(this.localPodMapEntries, desired);
+      this.localPodMapEntries = desired;
+      this.writes += countChange(change);
+      return change;
+    });
+  }
+
+  setPodPeers(cidrs: ReadonlyMap<string, number>): Promise<MapChange> {
+    return settle(() => {
+      this.ensureLoaded();
+      const desired = podPeerEntries(cidrs);
+      const { change } = diffEntries(this.podPeerMapEntries, desired);
+      this.podPeerMapEntries = desired;
+      this.writes += countChange(change);
+      return change;
+    });
+  }
+
+  /** Plaintext counts the test set with addPlaintext (the fake sees no packets of its own). */
+  plaintext(): Promise<PlaintextCount[]> {
+    return settle(() => {
+      this.ensureLoaded();
+      return [...this.plaintextCounts];
+    });
+  }
+
+  private readonly plaintextCounts: PlaintextCount[] = [];
+
+  /** Simulates tc_mark_decrypt having counted plaintext from a peer (for daemon tests). */
+  addPlaintext(count: PlaintextCount): void {
+    const same = this.plaintextCounts.find((c) => c.peer === count.peer && c.mode === count.mode);
+    if (same) same.packets += count.packets;
+    else this.plaintextCounts.push({ ...count });
+  }
+
   /** The mark tc_mark_encrypt would leave on this frame with the current maps; counts like the program. */
   markEncrypt(frame: Buffer, mark = 0): number {
     this.ensureLoaded();
@@ -277,6 +364,9 @@ export class FakeDatapath implements Datapath {
     this.cidrs = [];
     this.index = undefined;
     this.peerMap = new Map();
+    this.config = configValue(DEFAULT_SETTINGS);
+    this.localPodMapEntries = [];
+    this.podPeerMapEntries = [];
     this.root = undefined;
     return Promise.resolve();
   }

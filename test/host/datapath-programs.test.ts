@@ -4,7 +4,20 @@
 import t from 'tap';
 import { BpfDatapath } from '../../src/datapath/bpf-datapath.js';
 import { MarkOracle } from '../fakes/mark-rules.js';
-import { arpFrame, ipFrame, PROTO_ESP, PROTO_UDP, truncated } from './lib/packets.js';
+import {
+  arpFrame,
+  frameMss,
+  ipFrame,
+  linuxLikeOptions,
+  mssOption,
+  PROTO_ESP,
+  PROTO_UDP,
+  TCP_ACK,
+  TCP_SYN,
+  tcpChecksumOk,
+  tcpFrame,
+  truncated,
+} from './lib/packets.js';
 import { kernelSkipReason, OBJ_DIR, privateBpffsRoot, run } from './lib/kernel.js';
 
 const skip = kernelSkipReason();
@@ -68,6 +81,142 @@ t.test('tc_mark_encrypt and tc_mark_decrypt through test-run', { skip }, async (
     t.equal((await dec(esp('198.18.0.2', '198.18.0.1'))).retval, TC_ACT_UNSPEC, 'never a drop');
   });
 
+  t.test('MSS clamp on the encrypt hit path', async (t) => {
+    t.same(await dp.mssClamp(), { ipv4: 0, ipv6: 0 }, 'fresh maps: no clamp');
+    const syn4 = tcpFrame('10.244.0.5', '10.244.1.9', { options: mssOption(1460) });
+    t.equal(frameMss((await enc(syn4)).packet), 1460, 'no clamp configured: MSS untouched');
+    t.equal(await dp.setMssClamp({ ipv4: 1406, ipv6: 1366 }), true, 'clamp set');
+    t.equal(await dp.setMssClamp({ ipv4: 1406, ipv6: 1366 }), false, 'same clamp: no write');
+    const before = (await dp.stats()).counters.encryptMssClamped;
+    const clamped = async (frame: Buffer, want: number, what: string) => {
+      const out = await enc(frame);
+      t.equal(frameMss(out.packet), want, what);
+      t.ok(tcpChecksumOk(out.packet), `${what}: checksum valid`);
+      t.equal(out.packet.length, frame.length, `${what}: length kept`);
+      return out;
+    };
+    const out = await clamped(syn4, 1406, 'IPv4 SYN 1460 -> 1406');
+    t.match(out, { mark: 0xe0, retval: TC_ACT_UNSPEC }, 'still marked, never a drop');
+    const tcpCheck = 14 + 20 + 16;
+    t.same(out.packet.subarray(0, tcpCheck), syn4.subarray(0, tcpCheck), 'headers before the TCP checksum unchanged');
+    t.same(out.packet.subarray(tcpCheck + 2, 54), syn4.subarray(tcpCheck + 2, 54), 'and after it up to the options');
+    await clamped(
+      tcpFrame('10.244.0.5', '10.244.1.9', { flags: TCP_SYN | TCP_ACK, options: mssOption(8960) }),
+      1406,
+      'IPv4 SYN-ACK',
+    );
+    await clamped(
+      tcpFrame('fd00:10:244::5', 'fd00:10:244:1::9', { options: linuxLikeOptions(1440) }),
+      1366,
+      'IPv6 SYN, MSS after other options',
+    );
+    await clamped(
+      tcpFrame('10.244.0.5', '10.244.1.9', { options: linuxLikeOptions(65495) }),
+      1406,
+      'IPv4 MSS after NOP, TS, SACK, WS',
+    );
+    await clamped(
+      tcpFrame('10.244.0.5', '10.244.1.9', { options: mssOption(1460), ipv4Options: 4 }),
+      1406,
+      'IPv4 header with options',
+    );
+    await clamped(
+      tcpFrame('10.244.0.5', '10.244.1.9', { options: mssOption(1460), payloadLen: 33 }),
+      1406,
+      'SYN with data, odd length',
+    );
+    t.equal((await dp.stats()).counters.encryptMssClamped - before, 6, 'one count per clamped segment');
+
+    const same = async (frame: Buffer, what: string) => {
+      const r = await enc(frame);
+      t.same(r.packet, frame, what);
+    };
+    await same(tcpFrame('10.244.0.5', '10.244.1.9', { options: mssOption(1200) }), 'MSS below the clamp kept');
+    await same(tcpFrame('10.244.0.5', '10.244.1.9', { options: mssOption(1406) }), 'MSS at the clamp kept');
+    await same(tcpFrame('10.244.0.5', '10.244.1.9', { flags: TCP_ACK, options: mssOption(1460) }), 'no SYN: untouched');
+    await same(tcpFrame('10.244.0.5', '10.244.3.9', { options: mssOption(1460) }), 'SYN to a non-remote pod untouched');
+    await same(tcpFrame('10.244.0.5', '10.244.1.9', { options: Buffer.from([1, 1, 4, 2]) }), 'SYN without MSS');
+    await same(
+      tcpFrame('10.244.0.5', '10.244.1.9', { options: Buffer.from([8, 0, 2, 4, 5, 180]) }),
+      'bad option length: stop',
+    );
+    await same(
+      tcpFrame('10.244.0.5', '10.244.1.9', { options: Buffer.from([0, 0, 2, 4, 5, 180]) }),
+      'MSS after EOL ignored',
+    );
+    await same(tcpFrame('10.244.0.5', '10.244.1.9', { options: Buffer.from([2, 3, 5, 180]) }), 'MSS of bad length');
+    await same(
+      tcpFrame('10.244.0.5', '10.244.1.9', { options: mssOption(1460), fragmentOffset: 0x2001 }),
+      'IPv4 fragment',
+    );
+    t.equal(
+      (await enc(truncated(tcpFrame('10.244.0.5', '10.244.1.9', { options: mssOption(1460) }), 40))).mark,
+      0xe0,
+      'TCP header cut short: marked, left alone',
+    );
+
+    t.equal(await dp.setMssClamp({ ipv4: 0, ipv6: 1366 }), true);
+    await same(syn4, 'IPv4 clamp 0: off for IPv4');
+    await clamped(tcpFrame('fd00:10:244::5', 'fd00:10:244:1::9', { options: mssOption(1440) }), 1366, 'IPv6 still on');
+    await t.rejects(dp.setMssClamp({ ipv4: -1, ipv6: 0 }), /IPv4 MSS clamp -1 is outside 0\.\.65535/);
+    t.same(await dp.mssClamp(), { ipv4: 0, ipv6: 1366 }, 'refused value wrote nothing');
+    await dp.setMssClamp({ ipv4: 1406, ipv6: 1366 });
+  });
+
+  t.test('strict ingress: plaintext from a peer pod CIDR to a managed pod', async (t) => {
+    const TC_ACT_SHOT = 2;
+    t.equal(await dp.strictMode(), 'off', 'fresh maps: off');
+    t.same(await dp.setLocalPods(['10.244.0.5', 'fd00::5', '10.244.0.5']), { added: 2, changed: 0, removed: 0 });
+    const podPeers = new Map([
+      ['10.244.1.0/24', 1],
+      ['10.244.2.0/24', 0x1234],
+      ['fd00:10:244:1::/64', 0xffff],
+      ['32.1.5.0/24', 7],
+      ['2001::/16', 8],
+    ]);
+    t.same(await dp.setPodPeers(podPeers), { added: 5, changed: 0, removed: 0 });
+    const plain = ipFrame('10.244.1.9', '10.244.0.5');
+    const before = (await dp.stats()).counters.decryptPlaintextDropped;
+
+    t.match(await dec(plain), { retval: TC_ACT_UNSPEC, mark: 0 }, 'off: passes');
+    t.equal(await dp.setStrictMode('audit'), true);
+    t.equal(await dp.setStrictMode('audit'), false, 'same mode: no write');
+    t.match(await dec(plain), { retval: TC_ACT_UNSPEC, mark: 0 }, 'audit: passes');
+    t.equal(await dp.setStrictMode('enforce'), true);
+    t.match(await dec(plain), { retval: TC_ACT_SHOT }, 'enforce: dropped');
+    t.match(await dec(ipFrame('fd00:10:244:1::9', 'fd00::5')), { retval: TC_ACT_SHOT }, 'enforce: IPv6 dropped');
+    t.match(await dec(ipFrame('2001:105::1', 'fd00::5')), { retval: TC_ACT_SHOT }, 'IPv6 under 2001::/16');
+    const untouched = async (frame: Buffer, what: string, mark = 0) => {
+      const r = await dec(frame, mark);
+      t.equal(r.retval, TC_ACT_UNSPEC, `enforce: ${what} passes`);
+      return r;
+    };
+    await untouched(ipFrame('10.244.1.9', '10.244.0.6'), 'to an unmanaged local pod');
+    await untouched(ipFrame('10.9.9.9', '10.244.0.5'), 'from outside every remote pod CIDR');
+    await untouched(ipFrame('32.1.9.9', '10.244.0.5'), 'from 32.1.9.9 (only an IPv6 CIDR shares its key)');
+    t.equal((await untouched(ipFrame('10.244.1.9', '10.244.0.5'), 'decrypted (0xd0)', 0xd0)).mark, 0xd0, 'kept');
+    t.equal((await untouched(ipFrame('198.18.0.2', '10.244.0.5', PROTO_ESP), 'ESP from a peer')).mark, 0x100d0);
+    await untouched(ipFrame('198.18.0.9', '198.18.0.1'), 'node-to-node plaintext');
+    t.equal((await dp.stats()).counters.decryptPlaintextDropped - before, 3, 'drops counted');
+    t.same(
+      await dp.plaintext(),
+      [
+        { peer: 1, mode: 'off', packets: 1 },
+        { peer: 1, mode: 'audit', packets: 1 },
+        { peer: 1, mode: 'enforce', packets: 1 },
+        { peer: 8, mode: 'enforce', packets: 1 },
+        { peer: 0xffff, mode: 'enforce', packets: 1 },
+      ],
+      'per peer and mode; the IPv6 source under 2001::/16 is peer 8, not 32.1.5.0/24 peer 7',
+    );
+    t.same(await dp.mssClamp(), { ipv4: 1406, ipv6: 1366 }, 'setting the mode kept the MSS clamp');
+    await t.rejects(dp.setStrictMode('strict' as 'off'), /strict mode "strict" is not one of off, audit, enforce/);
+    await t.rejects(dp.setLocalPods(['10.244.0.300']), /pod address "10.244.0.300"/);
+    await t.rejects(dp.setPodPeers(new Map([['10.244.3.0/24', 0]])), /peer id 0 is outside/);
+    t.equal(await dp.setStrictMode('off'), true);
+    t.match(await dec(plain), { retval: TC_ACT_UNSPEC }, 'off again: passes');
+  });
+
   t.test('agrees with the TypeScript rules on random frames', async (t) => {
     const oracle = new MarkOracle({ remoteCidrs: CIDRS, peers: PEERS });
     let seed = 12345;
@@ -97,6 +246,8 @@ t.test('tc_mark_encrypt and tc_mark_decrypt through test-run', { skip }, async (
     t.ok(s.counters.encryptMarked > 0 && s.counters.encryptPassed > 0 && s.counters.encryptUnparsed > 0);
     t.ok(s.counters.decryptEspPeer > 0 && s.counters.decryptEspUnknown > 0);
     t.ok(s.counters.decryptKept > 0 && s.counters.decryptCleared > 0 && s.counters.decryptPassed > 0);
+    t.ok(s.counters.encryptMssClamped > 0);
+    t.ok(s.counters.decryptPlaintextDropped > 0);
     t.equal(s.peers, 3);
     t.equal(s.remoteCidrEntries, 5);
   });
@@ -126,6 +277,7 @@ t.test('tc_mark_encrypt and tc_mark_decrypt through test-run', { skip }, async (
     await again.load({ bpffsRoot: root, objDir: OBJ_DIR });
     t.same(again.programIds(), dp.programIds(), 'unchanged programs are adopted, not reloaded');
     t.equal((await again.stats()).remoteCidrEntries, 1000, 'map contents survive');
+    t.same(await again.mssClamp(), { ipv4: 1406, ipv6: 1366 }, 'the MSS clamp survives');
     t.equal((await again.testRun('tc_mark_decrypt', ipFrame('198.18.0.2', '198.18.0.1', PROTO_ESP))).mark, 0x200d0);
     await t.rejects(again.load({ bpffsRoot: `${root}-elsewhere` }), /already loaded at/);
     again.close();

@@ -34,7 +34,7 @@ const quiet: LoopLogger = {
 function hostNetwork(i: number): HostNetwork {
   return {
     links: [
-      { ifindex: 2, name: 'eth0', kind: '', addresses: [`198.18.0.${i}`] },
+      { ifindex: 2, name: 'eth0', kind: '', addresses: [`198.18.0.${i}`], mtu: 1500 },
       { ifindex: 10, name: 'veth-1', kind: 'veth', addresses: [] },
     ],
     routes: [

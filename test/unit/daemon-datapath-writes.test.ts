@@ -87,7 +87,7 @@ class StillSource implements ClusterSource {
 
 const hostNetwork: HostNetwork = {
   links: [
-    { ifindex: 2, name: 'eth0', kind: '', addresses: ['198.18.0.1'] },
+    { ifindex: 2, name: 'eth0', kind: '', addresses: ['198.18.0.1'], mtu: 1500 },
     { ifindex: 10, name: 'veth-1', kind: 'veth', addresses: [] },
   ],
   routes: [

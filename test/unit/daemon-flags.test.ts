@@ -172,3 +172,41 @@ t.test('--check-flags validates and does nothing else', (t) => {
   t.equal(bad.kind, 'error');
   t.end();
 });
+
+t.test('--ipsec-mtu and --ipsec-mss-clamp', (t) => {
+  t.same(config([]).mssClamp, { enabled: true, mtu: 'auto' }, 'default: clamp, MTU from the underlay');
+  t.same(config(['--ipsec-mtu=1400']).mssClamp, { enabled: true, mtu: 1400 });
+  t.same(config(['--ipsec-mtu', 'auto']).mssClamp, { enabled: true, mtu: 'auto' });
+  t.same(config(['--ipsec-mss-clamp=false']).mssClamp, { enabled: false, mtu: 'auto' });
+  for (const bad of ['1279', '65536', 'big', '1500.5', '']) {
+    const r = parseDaemonFlags([`--ipsec-mtu=${bad}`], env);
+    t.same(
+      r,
+      {
+        kind: 'error',
+        message: `--ipsec-mtu: expected auto or a number of bytes from 1280 to 65535, got ${JSON.stringify(bad)}`,
+      },
+      `refuses ${JSON.stringify(bad)}`,
+    );
+  }
+  t.match(parseDaemonFlags(['--ipsec-mss-clamp=maybe'], env), {
+    kind: 'error',
+    message: /--ipsec-mss-clamp: expected true or false/,
+  });
+  t.match(parseDaemonFlags(['--ipsec-mss-clamp=false', '--ipsec-mtu=1400'], env), {
+    kind: 'error',
+    message: '--ipsec-mtu: given with --ipsec-mss-clamp=false, which turns the clamp it sets off',
+  });
+  t.end();
+});
+
+t.test('--ipsec-strict', (t) => {
+  t.equal(config([]).strictMode, 'off', 'default off');
+  t.equal(config(['--ipsec-strict=audit']).strictMode, 'audit');
+  t.equal(config(['--ipsec-strict', 'enforce']).strictMode, 'enforce');
+  t.same(parseDaemonFlags(['--ipsec-strict=on'], env), {
+    kind: 'error',
+    message: '--ipsec-strict: expected one of off, audit, enforce, got "on"',
+  });
+  t.end();
+});

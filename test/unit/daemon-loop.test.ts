@@ -53,7 +53,7 @@ function podObject(i: number, n: number, ns = 'default') {
 function hostNetwork(i: number): HostNetwork {
   return {
     links: [
-      { ifindex: 2, name: 'eth0', kind: '', addresses: [`198.18.0.${i}`] },
+      { ifindex: 2, name: 'eth0', kind: '', addresses: [`198.18.0.${i}`], mtu: 1500 },
       { ifindex: 10, name: 'veth-1', kind: 'veth', addresses: [] },
       { ifindex: 11, name: 'veth-2', kind: 'veth', addresses: [] },
     ],
@@ -185,6 +185,9 @@ t.test('key created -> every pair encrypted with SPI 1; rotation -> SPI 2, old S
       NAMES.filter((x) => x !== n.name).map((x) => [x, 1, [1]]),
       `${n.name} sends and receives with SPI 1 to both peers`,
     );
+    t.same(s.mssClamp, { mtu: 1500, mtuSource: 'underlay', ipv4: 1406, ipv6: 1366 }, `${n.name}: MSS clamp in status`);
+    t.same(await n.dp.mssClamp(), { ipv4: 1406, ipv6: 1366 }, `${n.name}: MSS clamp in km_ipsec_config`);
+    t.match(await n.metrics.text(), /kmesh_ipsec_mss_clamp_bytes\{family="ipv6"\} 1366/, `${n.name}: as a metric`);
     // 2 peers x (1 inbound + 1 outbound) SAs.
     t.equal(espStates(n).length, 4, `${n.name} holds 4 SAs`);
     t.ok(espStates(n).every((x) => x.spi === 1));
@@ -215,6 +218,24 @@ t.test('key created -> every pair encrypted with SPI 1; rotation -> SPI 2, old S
       { apiVersion: 'v1', kind: 'Node', name: n.name, uid: `uid-${n.name.slice(-1)}` },
     ]);
   }
+
+  // Plaintext from a peer's pod CIDR (as tc_mark_decrypt counts it): named in /status, exported as a metric.
+  const [n1] = c.nodes as [SimNode];
+  t.equal(n1.loop.currentStatus().strictMode, 'off', 'strict mode off by default');
+  t.same(n1.loop.currentStatus().plaintext, [], 'no plaintext seen');
+  const peer2 = n1.loop.currentStatus().peers.find((p) => p.name === 'node-2')!;
+  n1.dp.addPlaintext({ peer: peer2.peerId, mode: 'off', packets: 3 });
+  n1.dp.addPlaintext({ peer: 999, mode: 'off', packets: 1 });
+  await c.settle(1);
+  t.same(n1.loop.currentStatus().plaintext, [
+    { peer: 'node-2', peerId: peer2.peerId, action: 'off', packets: 3 },
+    { peer: '', peerId: 999, action: 'off', packets: 1 },
+  ]);
+  n1.dp.addPlaintext({ peer: peer2.peerId, mode: 'off', packets: 2 });
+  await c.settle(1);
+  const plainMetrics = await n1.metrics.text();
+  t.match(plainMetrics, /^kmesh_ipsec_plaintext_packets_total\{peer="node-2",action="off"\} 5$/m, 'metric per peer');
+  t.match(plainMetrics, /^kmesh_ipsec_plaintext_packets_total\{peer="id-999",action="off"\} 1$/m, 'unknown id');
 
   c.rotate(key(2, 0x22));
   await c.settle();

@@ -76,12 +76,12 @@ t.test('underlay interfaces hold the InternalIPs', (t) => {
 t.test('iproute2 JSON parsing', (t) => {
   t.same(
     parseLinks([
-      { ifindex: 2, ifname: 'eth0', addr_info: [{ local: '198.18.0.1' }, {}] },
+      { ifindex: 2, ifname: 'eth0', mtu: 9001, addr_info: [{ local: '198.18.0.1' }, {}] },
       { ifindex: 3, ifname: 'v', linkinfo: { info_kind: 'veth' } },
       { ifname: 'broken' },
     ]),
     [
-      { ifindex: 2, name: 'eth0', kind: '', addresses: ['198.18.0.1'] },
+      { ifindex: 2, name: 'eth0', kind: '', addresses: ['198.18.0.1'], mtu: 9001 },
       { ifindex: 3, name: 'v', kind: 'veth', addresses: [] },
     ],
   );

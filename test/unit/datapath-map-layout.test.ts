@@ -2,7 +2,12 @@
 import t from 'tap';
 import { rng } from '../fakes/cidr-samples.js';
 import {
+  configValue,
   diffEntries,
+  localPodEntries,
+  parseConfigValue,
+  plaintextCounts,
+  podPeerEntries,
   nodeinfoEntries,
   nodeinfoKey,
   NODEINFO_V4,
@@ -165,3 +170,35 @@ t.test(
     t.end();
   },
 );
+
+t.test('km_ipsec_config: MSS per family and strict mode, 8 bytes', (t) => {
+  const v = configValue({ mss: { ipv4: 1406, ipv6: 1366 }, strict: 'enforce' });
+  t.equal(v.toString('hex'), '7e05560502000000');
+  t.same(parseConfigValue(v), { mss: { ipv4: 1406, ipv6: 1366 }, strict: 'enforce' });
+  t.throws(() => configValue({ mss: { ipv4: 0, ipv6: 65536 }, strict: 'off' }), /IPv6 MSS clamp 65536 is outside/);
+  t.throws(() => parseConfigValue(Buffer.from('0000000003000000', 'hex')), /strict mode 3 is not one of/);
+  t.end();
+});
+
+t.test('km_pod_peers: IPv4 keys are IPv4-mapped, so no IPv6 prefix shares them', (t) => {
+  const [v4] = podPeerEntries(new Map([['32.1.0.0/16', 7]]));
+  const [v6] = podPeerEntries(new Map([['2001::/16', 8]]));
+  t.equal(v4!.key.toString('hex'), `70000000${'00'.repeat(10)}ffff20010000`, 'prefixlen 96+16, ::ffff:32.1.0.0');
+  t.equal(v6!.key.toString('hex'), `100000002001${'00'.repeat(14)}`);
+  t.equal(v4!.value.readUInt32LE(0), 7);
+  t.throws(() => podPeerEntries(new Map([['10.0.0.0/8', 70000]])), /peer id 70000 is outside 1\.\.65535/);
+  t.end();
+});
+
+t.test('km_local_pods and km_plaintext', (t) => {
+  t.equal(localPodEntries(['10.0.0.1', '10.0.0.1', 'fd00::1']).length, 2, 'one entry per address');
+  t.throws(() => localPodEntries(['nope']), /pod address "nope" is not an IPv4 or IPv6 address/);
+  const key = Buffer.alloc(8);
+  key.writeUInt32LE(3, 0);
+  key.writeUInt32LE(1, 4);
+  const perCpu = Buffer.alloc(16);
+  perCpu.writeBigUInt64LE(5n, 0);
+  perCpu.writeBigUInt64LE(2n, 8);
+  t.same(plaintextCounts([{ key, value: perCpu }]), [{ peer: 3, mode: 'audit', packets: 7 }], 'summed over CPUs');
+  t.end();
+});

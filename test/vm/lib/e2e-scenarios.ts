@@ -293,6 +293,38 @@ export async function runScenarios(setup: ScenarioSetup, c: Checker): Promise<vo
       restartPings,
     );
 
+    // Continuous plaintext evidence (issue 13 item 4): nothing from a peer's pod CIDR reached a managed pod in
+    // clear during the rotation and the restart. Waits one resync so every status carries a fresh reading.
+    await sleep(6000);
+    const evidence = (await statuses()).flatMap((s) => s?.plaintext ?? []);
+    c.ok(
+      evidence.length === 0,
+      'no plaintext from a peer pod CIDR to a managed pod during rotation and restart (status plaintext)',
+      evidence,
+    );
+    // The counter does see real plaintext: node-1's unmanaged pod (never encrypted) pings node-2's managed pod,
+    // what --ipsec-strict=enforce would drop (the reply, managed to remote, is encrypted).
+    const clearPing = await ping(podOf(n1, 1).netns, podOf(n2, 0).ip, 3, 0.2);
+    let seen: unknown[] = [];
+    const counted = await waitFor(
+      'node-2 to report plaintext from node-1',
+      async () => {
+        const list = (await daemons.status(n2))?.plaintext ?? [];
+        seen = list;
+        return list.some((p) => p.peer === n1.name && p.action === 'off' && p.packets >= clearPing.transmitted);
+      },
+      30_000,
+      1000,
+    ).then(
+      () => true,
+      () => false,
+    );
+    c.ok(
+      clearPing.received === clearPing.transmitted && counted,
+      `node-2 counts node-1's unmanaged pod's plaintext to its managed pod under peer node-1 (${clearPing.received}/${clearPing.transmitted} replies)`,
+      seen,
+    );
+
     // Peer boot ID change -> re-keyed.
     const keyBefore = inboundKey(await runOk('ip', ['-n', n1.netns, 'xfrm', 'state']), n3.underlayIp, n1.underlayIp, 2);
     n3.bootID = '0b0e1d00-0000-4000-8000-00000000b007';

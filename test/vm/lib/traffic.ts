@@ -46,15 +46,15 @@ export async function ping(
 }
 
 /** The agent next to this module, in the same form (.ts under tap's loader, .js in dist/). */
-function agentArgv(args: string[]): string[] {
+export function agentArgv(args: string[], name = 'udp-agent'): string[] {
   const here = fileURLToPath(import.meta.url);
-  const agent = path.join(path.dirname(here), `udp-agent${path.extname(here)}`);
+  const agent = path.join(path.dirname(here), `${name}${path.extname(here)}`);
   if (!existsSync(agent)) throw new Error(`traffic agent ${agent} not found (run npm run build:ts)`);
   return [process.execPath, ...process.execArgv, agent, ...args];
 }
 
 /** Reads a child's stdout line by line; next() fails with its stderr when it ends or times out first. */
-function lineReader(child: ChildProcess, what: string): (timeoutMs: number) => Promise<string> {
+export function lineReader(child: ChildProcess, what: string): (timeoutMs: number) => Promise<string> {
   const lines: string[] = [];
   const waiters: (() => void)[] = [];
   let partial = '';
@@ -79,10 +79,12 @@ function lineReader(child: ChildProcess, what: string): (timeoutMs: number) => P
   });
   return (timeoutMs) =>
     new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () => reject(new Error(`${what}: no answer within ${timeoutMs} ms (${err.trim()})`)),
-        timeoutMs,
-      );
+      const timer = setTimeout(() => {
+        // A waiter that gave up must not swallow the next line (a later next() call is owed it).
+        const at = waiters.indexOf(check);
+        if (at >= 0) waiters.splice(at, 1);
+        reject(new Error(`${what}: no answer within ${timeoutMs} ms (${err.trim()})`));
+      }, timeoutMs);
       const check = (): void => {
         const line = lines.shift();
         if (line !== undefined) {
@@ -99,7 +101,7 @@ function lineReader(child: ChildProcess, what: string): (timeoutMs: number) => P
     });
 }
 
-async function expectLine(
+export async function expectLine(
   next: (timeoutMs: number) => Promise<string>,
   what: string,
   expected: string,
@@ -109,7 +111,11 @@ async function expectLine(
   if (line !== expected) throw new Error(`${what} said '${line}' instead of '${expected}'`);
 }
 
-async function jsonLine<T>(next: (timeoutMs: number) => Promise<string>, what: string, timeoutMs: number): Promise<T> {
+export async function jsonLine<T>(
+  next: (timeoutMs: number) => Promise<string>,
+  what: string,
+  timeoutMs: number,
+): Promise<T> {
   const line = await next(timeoutMs);
   try {
     return JSON.parse(line) as T;

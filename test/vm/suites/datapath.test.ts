@@ -9,7 +9,18 @@ import { BpfDatapath } from '../../../src/datapath/bpf-datapath.js';
 import { nativeBpf, withFd } from '../../../src/datapath/native-bpf.js';
 import { kernelHasTcx, kernelSkipReason, OBJ_DIR, privateBpffsRoot } from '../../host/lib/kernel.js';
 import { markingScenario } from '../../host/lib/marking-scenario.js';
-import { arpFrame, ipFrame, PROTO_ESP } from '../../host/lib/packets.js';
+import {
+  arpFrame,
+  frameMss,
+  ipFrame,
+  linuxLikeOptions,
+  mssOption,
+  PROTO_ESP,
+  TCP_ACK,
+  TCP_SYN,
+  tcpChecksumOk,
+  tcpFrame,
+} from '../../host/lib/packets.js';
 import { buildTopology, destroyTopology } from '../../host/lib/dp-topology.js';
 import { runDatapathContract } from '../../host/lib/datapath-contract-run.js';
 
@@ -49,6 +60,23 @@ t.test('programs load through this kernel’s verifier and mark in test-run', { 
   t.equal(await enc(ipFrame('10.244.0.5', '10.244.2.9')), 0, 'IPv4 miss through km_nodeinfo');
   t.equal(await enc(ipFrame('fd00::5', 'fd00:10:244:1::9')), 0xe0, 'IPv6 hit through km_nodeinfo');
   t.equal(await dec(ipFrame('10.9.9.9', '10.244.0.5'), 0xd0), 0, 'impersonating plaintext cleared (trie)');
+
+  // The MSS clamp's helpers (skb load/store, l4 checksum) and its option walk on this kernel.
+  await dp.setMssClamp({ ipv4: 1406, ipv6: 1366 });
+  for (const [what, frame, want] of [
+    ['IPv4 SYN, MSS first', tcpFrame('10.244.0.5', '10.244.1.9', { options: mssOption(1460) }), 1406],
+    [
+      'IPv4 SYN-ACK, MSS last',
+      tcpFrame('10.244.0.5', '10.244.1.9', { flags: TCP_SYN | TCP_ACK, options: linuxLikeOptions(1460) }),
+      1406,
+    ],
+    ['IPv6 SYN, MSS last', tcpFrame('fd00::5', 'fd00:10:244:1::9', { options: linuxLikeOptions(1440) }), 1366],
+    ['IPv4 SYN to a non-remote pod', tcpFrame('10.244.0.5', '10.244.2.9', { options: mssOption(1460) }), 1460],
+  ] as const) {
+    const out = await dp.testRun('tc_mark_encrypt', frame);
+    t.equal(frameMss(out.packet), want, `${what}: MSS ${want}`);
+    t.ok(tcpChecksumOk(out.packet), `${what}: checksum valid`);
+  }
 });
 
 t.test('TCX where the kernel has it, a clear error where it does not', { skip }, async (t) => {
