@@ -19,7 +19,9 @@ export async function startCapture(options: {
   filter?: string;
   startTimeoutMs?: number;
 }): Promise<Capture> {
-  const argv = ['tcpdump', '-i', options.iface, '-nn', '-U', '-s', '0', '-w', options.file];
+  // --immediate-mode: without it libpcap's TPACKET_V3 ring hands packets over a block at a time, and a block not
+  // yet retired when SIGINT arrives never reaches the file (an empty capture after a short flow under load).
+  const argv = ['tcpdump', '-i', options.iface, '-nn', '-U', '--immediate-mode', '-s', '0', '-w', options.file];
   if (options.filter !== undefined) argv.push(options.filter);
   const child: ChildProcess = spawnIn(options.netns, argv);
   let stderr = '';
