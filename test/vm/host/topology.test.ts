@@ -41,6 +41,7 @@ t.test(
       iface: 'eth0',
       file: path.join(dir, 'ul.pcap'),
       filter: 'udp',
+      immediate: true,
     });
     const cross = await ping(a.netns, b.ip, { count: 2 });
     t.equal(cross.received, 2, 'pod on node 0 reaches a pod on node 1');
