@@ -276,5 +276,4 @@ t.test('states on the host kernel', { skip: rootReason }, async (t) => {
     t.match(result?.message, /AEAD|not found/, `clear kernel text: "${result?.message ?? ''}"`);
     t.same(await kernel.dumpStates(), [], 'nothing half-installed');
   });
-  t.test('SA add/delete/dump', { skip: 'host kernel lacks ESP/AEAD; covered in the VM suite' }, (t) => t.end());
 });
