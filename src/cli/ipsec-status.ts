@@ -7,6 +7,7 @@ import { Option } from 'commander';
 import { clusterKeyStatusJson, formatClusterKeyStatus, type ClusterKeyStatus } from '../secret/cluster-key-status.js';
 import { readClusterKeyStatus } from '../secret/commands.js';
 import type { SecretStore } from '../secret/store.js';
+import { MAX_DURATION_SECONDS } from '../util/duration-limit.js';
 
 /** --wait without --timeout waits this long. */
 export const DEFAULT_WAIT_SECONDS = 300;
@@ -59,6 +60,9 @@ export function addIpsecCommand(program: Command, deps: IpsecCommandDeps): void 
       const waitSeconds = given === undefined ? DEFAULT_WAIT_SECONDS : Number(given);
       if (!Number.isFinite(waitSeconds) || waitSeconds <= 0) {
         throw deps.usage(`--timeout must be a positive number of seconds, got "${given ?? ''}"`);
+      }
+      if (waitSeconds > MAX_DURATION_SECONDS) {
+        throw deps.usage(`--timeout: ${given ?? ''} s is above the limit of ${MAX_DURATION_SECONDS} s (7 days)`);
       }
       const now = deps.now ?? Date.now;
       const sleep = deps.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
