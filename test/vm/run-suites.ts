@@ -18,6 +18,7 @@ import { parseKernelList, VM_KERNELS, type VmKernel } from './lib/kernels.js';
 import { repoRoot } from './lib/paths.js';
 import {
   addCounts,
+  failureExcerpt,
   formatCounts,
   selectSuites,
   suiteLoopCommand,
@@ -218,6 +219,7 @@ async function runKernel(kernel: VmKernel): Promise<{ counts: TapCounts; lines: 
     }
     counts = addCounts(counts, suiteCounts);
     lines.push(`#   ${kernel} ${outcome.name}: ${formatCounts(suiteCounts).slice(2)}`);
+    if (outcome.counts.fail > 0) lines.push(...failureExcerpt(outcome.output).map((l) => `#     ${l}`));
   }
   lines.push(
     `# kernel ${kernel}: ${formatCounts(counts).slice(2)} in ${((Date.now() - t0) / 1000).toFixed(0)} s (${detail})`,

@@ -112,3 +112,27 @@ export function suiteOutcomes(suites: readonly { name: string; timeoutS: number 
     return { name, counts, exitCode, output: body, problem };
   });
 }
+
+/**
+ * The failing tests of a suite's tap output (subtests and their parents, in order), each with the first
+ * `diagLines` lines of its diagnostic block, so a run's closing summary says what failed without the whole
+ * console log (which CI does not keep); at most `maxLines` lines in all.
+ */
+export function failureExcerpt(output: string, maxLines = 40, diagLines = 8): string[] {
+  const lines = output.split('\n');
+  const out: string[] = [];
+  for (let i = 0; i < lines.length && out.length < maxLines; i++) {
+    const line = lines[i]!;
+    if (!/^\s*not ok \d+/.test(line)) continue;
+    out.push(line.trimEnd());
+    const indent = /^\s*/.exec(line)![0].length;
+    // The YAML block tap writes after a failing assertion: `  ---` … `  ...`, indented past the result.
+    if (lines[i + 1]?.trim() !== '---') continue;
+    let j = i + 2;
+    for (; j < lines.length && lines[j]!.trim() !== '...'; j++) {
+      if (j - i - 1 <= diagLines && /^\s*/.exec(lines[j]!)![0].length > indent) out.push(lines[j]!.trimEnd());
+    }
+    i = j;
+  }
+  return out.slice(0, maxLines);
+}

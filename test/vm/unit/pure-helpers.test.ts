@@ -8,7 +8,7 @@ import { parseKernelEnv, parseKernelList } from '../lib/kernels.js';
 import { qemuArgs, userNic } from '../lib/qemu-args.js';
 import { CERT_IPS, FACTS_ENV, GUEST_API, NODE_RELAY_IP, readGuestKubeFacts, SKIP_ENV } from '../lib/vm-kube.js';
 import { guestCommandScript, shellQuote } from '../lib/guest-command.js';
-import { parseTapSummary, selectSuites, suiteLoopCommand, suiteOutcomes, suiteTimeoutFor } from '../lib/suite-run.js';
+import { failureExcerpt, parseTapSummary, selectSuites, suiteLoopCommand, suiteOutcomes, suiteTimeoutFor } from '../lib/suite-run.js';
 import { assertXfrmCountersUnchanged, parseXfrmStat, xfrmCounterChanges } from '../lib/xfrm-stat.js';
 import { encodeDatagram, FlowCounter, lostDatagrams } from '../lib/flow-count.js';
 import { addressBatches, linkBatch, planNamespaces, planTopology, sysctlSettings } from '../lib/topology.js';
@@ -302,5 +302,34 @@ t.test('ping summary', (t) => {
     received: 2,
   });
   t.throws(() => parsePingSummary('ping: connect: Network is unreachable\n'), /no ping summary in: ping: connect/);
+  t.end();
+});
+
+t.test('failure excerpt: failing tests with the head of their diagnostics, nothing from passing ones', (t) => {
+  const tap = [
+    '# Subtest: daemon end to end, IPv6 only',
+    '    ok 1 - every node advertises SPI 1',
+    '    not ok 2 - zero packets lost during rotation',
+    '      ---',
+    '      found:',
+    '        - transmitted: 150',
+    '          received: 149',
+    '      at:',
+    '        line: 12',
+    '      ...',
+    '    ok 3 - zero XFRM error counter deltas',
+    '    1..3',
+    'not ok 1 - daemon end to end, IPv6 only # time=1s',
+    '# { total: 3, pass: 2, fail: 1 }',
+  ].join('\n');
+  t.same(failureExcerpt(tap, 40, 3), [
+    '    not ok 2 - zero packets lost during rotation',
+    '      found:',
+    '        - transmitted: 150',
+    '          received: 149',
+    'not ok 1 - daemon end to end, IPv6 only # time=1s',
+  ]);
+  t.same(failureExcerpt(tap, 2), ['    not ok 2 - zero packets lost during rotation', '      found:']);
+  t.same(failureExcerpt('ok 1 - fine\n# { total: 1, pass: 1 }'), []);
   t.end();
 });
