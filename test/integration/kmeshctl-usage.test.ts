@@ -42,6 +42,12 @@ t.test('--timeout is bounded like the daemon durations: one line, exit 2, before
     kmeshctl('--timeout', '', 'secret', 'get').stderr,
     'error: --timeout must be a positive number of seconds, got ""\n',
   );
+  for (const args of [
+    ['--timeout', '3000000', 'ipsec', 'status', '--wait'],
+    ['ipsec', 'status', '--wait', '--timeout', '3000000'],
+  ]) {
+    t.same(kmeshctl('--store', `dir:${store}`, ...args), { code: 2, stdout: '', stderr: message }, args.join(' '));
+  }
   const atLimit = kmeshctl('--timeout', '604800', '--store', `dir:${store}`, 'secret', 'create');
   t.equal(atLimit.code, 0, '7 days itself is accepted');
   t.end();
