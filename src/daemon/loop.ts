@@ -518,6 +518,7 @@ export class ReconcileLoop {
       peers: next.peers,
       previousSending: previous !== undefined && 'ok' in previous ? previous.ok.sendSpis : undefined,
       keyProblem: next.keyProblem,
+      notReady: outcome.notReady,
       rotation: this.rotation,
     });
     next.keyReport = keyReport;

@@ -13,6 +13,8 @@ export interface NodeKeyReportInput {
   /** The SPIs sent with in the status published before (undefined: none published). */
   previousSending: readonly number[] | undefined;
   keyProblem: string;
+  /** The step's readiness reasons so far (none: this node encrypts all it should). */
+  notReady: readonly string[];
   rotation: RotationStatus | undefined;
 }
 
@@ -30,6 +32,7 @@ export function nodeKeyReport(input: NodeKeyReportInput): NodeKeyStatus {
     heldSpis: input.heldSpis,
     sendSpis: [...sending],
     keyProblem: input.keyProblem,
+    notReady: input.notReady,
     lastRotation:
       r === undefined
         ? undefined

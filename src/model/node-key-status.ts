@@ -36,6 +36,12 @@ export interface NodeKeyStatus {
   sendSpis: number[];
   /** Why the Secret's key is not the one in force ('' when it is). */
   keyProblem: string;
+  /**
+   * Why this node cannot encrypt all it should right now, as its /status readiness says ('' when it can): an
+   * XFRM object the kernel refused, a TC program not attached, no key. The first reason, with the count of
+   * the others. A node is not converged while this is set, whatever its SPIs say.
+   */
+  notReady: string;
   lastRotation?: RotationFacts;
   /** Peers this node knows (valid KmeshNodeInfo objects other than its own). */
   peerCount: number;
@@ -74,6 +80,8 @@ export function nodeKeyStatus(input: {
   heldSpis: readonly number[];
   sendSpis: readonly number[];
   keyProblem: string;
+  /** The readiness reasons of the step (none when ready). */
+  notReady?: readonly string[];
   lastRotation?: RotationFacts | undefined;
   peerCount: number;
   failingPeers: readonly FailingPeer[];
@@ -85,11 +93,20 @@ export function nodeKeyStatus(input: {
     highestSpi: held[held.length - 1] ?? 0,
     sendSpis: [...new Set(input.sendSpis)].sort((a, b) => a - b).slice(-MAX_STATUS_SPIS),
     keyProblem: oneLine(input.keyProblem),
+    notReady: notReadySummary(input.notReady ?? []),
     ...(input.lastRotation ? { lastRotation: { ...input.lastRotation } } : {}),
     peerCount: input.peerCount,
     failingPeerCount: failing.length,
     failingPeers: failing.slice(0, MAX_FAILING_PEERS).map((p) => ({ name: p.name, reason: oneLine(p.reason) })),
   };
+}
+
+/** The first reason (cut like every reason) and how many more there are. */
+function notReadySummary(reasons: readonly string[]): string {
+  const first = reasons[0];
+  if (first === undefined) return '';
+  const more = reasons.length > 1 ? ` (+${reasons.length - 1} more)` : '';
+  return oneLine(first.split('\n')[0]!.slice(0, MAX_REASON_CHARS - more.length) + more);
 }
 
 function oneLine(text: string): string {
@@ -113,6 +130,8 @@ export function parseNodeKeyStatus(object: unknown): { ok: NodeKeyStatus } | { e
     }
     const keyProblem = status.keyProblem ?? '';
     if (typeof keyProblem !== 'string') throw new Error('status.keyProblem is not a string');
+    const notReady = status.notReady ?? '';
+    if (typeof notReady !== 'string') throw new Error('status.notReady is not a string');
     let lastRotation: RotationFacts | undefined;
     if (status.lastRotation !== undefined) {
       const r = status.lastRotation;
@@ -139,6 +158,7 @@ export function parseNodeKeyStatus(object: unknown): { ok: NodeKeyStatus } | { e
         highestSpi: Math.max(typeof highest === 'number' ? highest : 0, heldSpis[heldSpis.length - 1] ?? 0),
         sendSpis,
         keyProblem,
+        notReady,
         ...(lastRotation ? { lastRotation } : {}),
         peerCount: count(status.peerCount ?? 0, 'peerCount'),
         failingPeerCount: Math.max(count(status.failingPeerCount ?? 0, 'failingPeerCount'), failingPeers.length),
@@ -161,6 +181,7 @@ export function nodeKeyStatusJson(s: NodeKeyStatus): Json {
     highestSpi: s.highestSpi,
     ...(s.sendSpis.length > 0 ? { sendSpis: [...s.sendSpis] } : {}),
     ...(s.keyProblem !== '' ? { keyProblem: s.keyProblem } : {}),
+    ...(s.notReady !== '' ? { notReady: s.notReady } : {}),
     ...(s.lastRotation
       ? {
           lastRotation: {

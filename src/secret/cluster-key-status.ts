@@ -1,7 +1,8 @@
 // The cluster-wide view of `kmeshctl ipsec status`: which node advertises, holds and sends with which SPI, read
 // from every KmeshNodeInfo (spec.spi and the status its daemon publishes, src/model/node-key-status.ts) and the
 // Secret's SPI, with a one-line verdict. Pure. The cluster has converged on the Secret's SPI S when every node
-// advertises S, holds nothing above S, sends only with S, reports no key problem and no failing peer; old SPIs
+// advertises S, holds nothing above S, sends only with S, reports no key problem, no failing peer and that it is
+// ready (every XFRM object written, every TC program attached: it encrypts all it should); old SPIs
 // still held are reported beside it ("old SPIs still held"), as they go only once every peer acknowledged.
 import { parseNodeKeyStatus, type NodeKeyStatus } from '../model/node-key-status.js';
 
@@ -64,6 +65,7 @@ function lag(row: NodeKeyRow, spi: number): string {
     const others = r.sendSpis.filter((s) => s !== spi);
     if (others.length > 0) gaps.push(`still sends with SPI ${others.join(', ')}`);
     if (r.keyProblem !== '') gaps.push(`key problem: ${r.keyProblem}`);
+    if (r.notReady !== '') gaps.push(`not ready: ${r.notReady}`);
     if (r.failingPeerCount > 0) {
       const named = r.failingPeers.map((p) => `${p.name} (${p.reason})`).join(', ');
       gaps.push(`${r.failingPeerCount} failing peer${r.failingPeerCount === 1 ? '' : 's'}: ${named}`);

@@ -65,6 +65,7 @@ t.test('parse: round trip, absent, and bad fields named', (t) => {
     [{ heldSpis: [1], lastRotation: { spi: 1, seenAt: 'yesterday' } }, /lastRotation.seenAt is not a time/],
     [{ heldSpis: [1], failingPeers: [{ name: 'a' }] }, /failingPeers\[0\] needs a name and a reason/],
     [{ heldSpis: [1], peerCount: -2 }, /status.peerCount is not a count/],
+    [{ heldSpis: [1], notReady: 7 }, /status.notReady is not a string/],
   ];
   for (const [status, msg] of bad) {
     const r = parseNodeKeyStatus({ status });
@@ -83,6 +84,7 @@ t.test('report: SPIs sent with; a failing peer keeps what was reported before wh
     peers: [peer('b', 2), peer('c', 2)],
     previousSending: [1],
     keyProblem: '',
+    notReady: [],
     rotation: { spi: 2, seenAt: 0, convergedAt: 1500 },
   });
   t.same(ok.sendSpis, [2]);
@@ -92,10 +94,25 @@ t.test('report: SPIs sent with; a failing peer keeps what was reported before wh
     peers: [peer('b', 2), peer('c', 2, 'EEXIST: out policy: ...')],
     previousSending: [1, 7],
     keyProblem: '',
+    notReady: ['3 XFRM operations failed (c); first: c: out policy: EEXIST', 'datapath: attach encrypt to vp1: ENOENT'],
     rotation: undefined,
   });
   t.same(failing.sendSpis, [1, 2], 'SPI 1 may still be in the kernel: reported; 7 is not held any more');
   t.same(failing.failingPeers, [{ name: 'c', reason: 'EEXIST: out policy: ...' }]);
+  t.equal(ok.notReady, '', 'ready: nothing to say (and left out of the JSON)');
+  t.notOk('notReady' in nodeKeyStatusJson(ok));
+  t.equal(failing.notReady, '3 XFRM operations failed (c); first: c: out policy: EEXIST (+1 more)');
+  const long = nodeKeyReport({
+    heldSpis: [1],
+    peers: [],
+    previousSending: undefined,
+    keyProblem: '',
+    notReady: ['x'.repeat(500), 'y', 'z'],
+    rotation: undefined,
+  });
+  t.equal(long.notReady.length, 200, 'cut to 200 characters with the count kept');
+  t.match(long.notReady, /x \(\+2 more\)$/);
+  t.same(parseNodeKeyStatus({ status: nodeKeyStatusJson(failing) }), { ok: failing }, 'round trip');
   t.end();
 });
 

@@ -1,5 +1,6 @@
 // The cluster-wide verdict of `kmeshctl ipsec status`: converged only when every node advertises the Secret's
-// SPI, sends only with it and reports no problem; otherwise each lagging node and why.
+// SPI, sends only with it and reports no problem (a node not ready to encrypt lags whatever its SPIs say);
+// otherwise each lagging node and why.
 import t from 'tap';
 import { clusterKeyStatus, clusterKeyStatusJson, formatClusterKeyStatus } from '../../src/secret/cluster-key-status.js';
 
@@ -56,6 +57,7 @@ t.test('what is missing and where', (t) => {
     node('e', 7, { ...done([7], [7]), keyProblem: 'secret key refused (SPI 7): ...' }),
     node('f', 7, { ...done([7], [7]), failingPeerCount: 3, failingPeers: [{ name: 'x', reason: 'EEXIST' }] }),
     node('g', 7, { heldSpis: 'bad' }),
+    node('h', 7, { ...done([7], [7]), notReady: 'datapath: attach encrypt to vp0: ENOENT (+1 more)' }),
   ]);
   t.notOk(s.converged);
   t.same(s.lagging, [
@@ -66,8 +68,9 @@ t.test('what is missing and where', (t) => {
     'e: key problem: secret key refused (SPI 7): ...',
     'f: 3 failing peers: x (EEXIST)',
     'g: status unreadable: status.heldSpis is not a list',
+    'h: not ready: datapath: attach encrypt to vp0: ENOENT (+1 more)',
   ]);
-  t.match(s.verdict, /^not converged on SPI 7: 7 of 7 nodes lag: a: still sends with SPI 6 \| b: /);
+  t.match(s.verdict, /^not converged on SPI 7: 8 of 8 nodes lag: a: still sends with SPI 6 \| b: /);
   t.equal(clusterKeyStatus(undefined, []).verdict, 'no IPsec secret: create one with kmeshctl secret create');
   t.match(clusterKeyStatus(1, []).verdict, /^no KmeshNodeInfo objects/);
   t.notOk(clusterKeyStatus(1, []).converged);
