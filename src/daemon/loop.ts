@@ -539,12 +539,15 @@ export class ReconcileLoop {
   private keyInForce(next: DaemonStatus): void {
     const inForce = this.deps.ipsec?.keySpis().at(-1);
     const offered = next.keySpi;
+    next.keyRefused = false;
     if (this.keyRefusal !== undefined && (offered === undefined || offered === this.keyRefusal.spi)) {
       next.keySpi = inForce;
       next.keyProblem = `secret key refused (SPI ${this.keyRefusal.spi}): ${this.keyRefusal.reason}`;
+      next.keyRefused = true;
     } else if (next.keyProblem === '' && offered !== undefined && inForce !== undefined && offered < inForce) {
       next.keySpi = inForce;
       next.keyProblem = `the secret's SPI ${offered} is older than SPI ${inForce} in force; SPI ${inForce} stays in force`;
+      next.keyRefused = true;
     }
   }
 }

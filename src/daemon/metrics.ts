@@ -222,9 +222,7 @@ export class DaemonMetrics {
     if (s.rotation?.convergedAt !== undefined) {
       this.rotationSeconds.set((s.rotation.convergedAt - s.rotation.seenAt) / 1000);
     }
-    this.keyRefused.set(
-      s.keyProblem.startsWith('secret key refused') || s.keyProblem.includes('older than SPI') ? 1 : 0,
-    );
+    this.keyRefused.set(s.keyRefused ? 1 : 0);
     this.highestSpi.set(s.keyReport?.highestSpi ?? 0);
     this.heldSpis.set(s.keySpis.length);
     this.sendingSpi.reset();

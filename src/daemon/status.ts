@@ -38,6 +38,8 @@ export interface DaemonStatus {
   /** Key in force (from the secret file) and why the file on disk is not it, if so. */
   keySpi: number | undefined;
   keyProblem: string;
+  /** True while the secret offers a key that is not the one in force (refused, or older than it). */
+  keyRefused: boolean;
   /** SPIs of the key history kept (newest last). */
   keySpis: number[];
   /** SPI this node advertises (published in its KmeshNodeInfo). */
@@ -103,6 +105,7 @@ export function emptyStatus(node: string, store: string, ipsecEnabled: boolean):
     lastStepMs: 0,
     keySpi: undefined,
     keyProblem: '',
+    keyRefused: false,
     keySpis: [],
     advertisedSpi: undefined,
     peers: [],

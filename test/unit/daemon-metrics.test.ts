@@ -56,6 +56,7 @@ t.test('a status maps onto the gauges', async (t) => {
   );
   const text = await m.text();
   t.equal(sample(text, 'kmesh_ipsec_key_spi'), 3);
+  t.equal(sample(text, 'kmesh_ipsec_key_refused'), 0, 'an unreadable key file is a problem, not a refused key');
   t.equal(sample(text, 'kmesh_ipsec_advertised_spi'), 2);
   t.equal(sample(text, 'kmesh_ipsec_peer_advertised_spi{peer="node-03"}'), 1);
   t.equal(sample(text, 'kmesh_ipsec_peer_outbound_spi{peer="node-02"}'), 2);
