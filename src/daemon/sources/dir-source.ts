@@ -3,108 +3,61 @@
 // pods/**/<name>.json (Pod), kmeshnodeinfos/<name>.json (KmeshNodeInfo). Several daemons (one per
 // simulated node) share one directory; each writes only its own kmeshnodeinfos/<node>.json, atomically
 // (temp file, fsync, rename). Changes are seen through fs.watch and a periodic rescan (no event can be lost).
+// Scans are incremental (dir-scan.ts): only new or changed files are read and parsed, every file again on
+// every FULL_RESCAN_EVERY-th poll; an unchanged file keeps its parsed object, so a KmeshNodeInfo's `object`
+// stays the same while its file does (the loop memoises validation by it, as with the kube source).
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import type { NodeInfo } from '../../model/node.js';
 import { nodeKeyStatusJson, nodeKeyStatusUpToDate, type NodeKeyStatus } from '../../model/node-key-status.js';
 import { namespaceFacts, nodeFacts, nodeInfoObject, objectName, podFacts } from './objects.js';
-import type { ClusterSource, ClusterView, NamespaceFacts, PodFacts, RawNodeInfo } from './source.js';
+import type { ClusterSource, ClusterView, NamespaceFacts, NodeFacts, PodFacts, RawNodeInfo } from './source.js';
+import { DirScanner, type DirScanStats } from './dir-scan.js';
 import { writeFileAtomic } from '../../util/atomic-write.js';
 import { DIR_STORE_NODE_INFOS } from '../../model/kmesh-names.js';
 
 const DIR_KINDS = ['nodes', 'namespaces', 'pods', DIR_STORE_NODE_INFOS] as const;
 
-interface DirFile {
-  rel: string;
-  text: string;
-}
+/** Every this many polls, every file is reread whatever its stat says (dir-scan.ts says why). */
+export const FULL_RESCAN_EVERY = 30;
 
-async function listJsonFiles(root: string, sub: string): Promise<string[]> {
-  const out: string[] = [];
-  async function walk(rel: string): Promise<void> {
-    let entries: fs.Dirent[];
-    try {
-      entries = await fsp.readdir(path.join(root, rel), { withFileTypes: true });
-    } catch {
-      return;
-    }
-    for (const e of entries) {
-      const child = path.join(rel, e.name);
-      if (e.isDirectory()) await walk(child);
-      else if (e.name.endsWith('.json') && !e.name.startsWith('.')) out.push(child);
-    }
-  }
-  await walk(sub);
-  return out.sort();
-}
-
-async function readFiles(root: string, sub: string): Promise<DirFile[]> {
-  const files: DirFile[] = [];
-  for (const rel of await listJsonFiles(root, sub)) {
-    try {
-      files.push({ rel, text: await fsp.readFile(path.join(root, rel), 'utf8') });
-    } catch {
-      // Removed between listing and reading: it is simply gone.
-    }
-  }
-  return files;
-}
-
-/** Builds the view from the directory's files (pure apart from the inputs). */
-function viewFromFiles(files: Record<(typeof DIR_KINDS)[number], DirFile[]>, nodeName: string): ClusterView {
-  const problems: string[] = [];
-  const parse = (f: DirFile): unknown => {
-    try {
-      return JSON.parse(f.text) as unknown;
-    } catch (err) {
-      problems.push(`${f.rel}: invalid JSON (${(err as Error).message})`);
-      return undefined;
-    }
-  };
-  let node: ClusterView['node'];
-  for (const f of files.nodes) {
-    const obj = parse(f);
-    if (obj === undefined || objectName(obj) !== nodeName) continue;
-    try {
-      node = nodeFacts(obj);
-    } catch (err) {
-      problems.push(`${f.rel}: ${(err as Error).message}`);
-    }
-  }
-  const namespaces: NamespaceFacts[] = [];
-  for (const f of files.namespaces) {
-    const obj = parse(f);
-    if (obj === undefined) continue;
-    try {
-      namespaces.push(namespaceFacts(obj));
-    } catch (err) {
-      problems.push(`${f.rel}: ${(err as Error).message}`);
-    }
-  }
-  const pods: PodFacts[] = [];
-  for (const f of files.pods) {
-    const obj = parse(f);
-    if (obj === undefined) continue;
-    try {
+/** The four kind directories, each scanned incrementally, with what each file gives this node. */
+function scanners(root: string, nodeName: string) {
+  return {
+    nodes: new DirScanner<NodeFacts>(root, 'nodes', (_rel, obj) =>
+      objectName(obj) === nodeName ? nodeFacts(obj) : undefined,
+    ),
+    namespaces: new DirScanner<NamespaceFacts>(root, 'namespaces', (_rel, obj) => namespaceFacts(obj)),
+    pods: new DirScanner<PodFacts>(root, 'pods', (_rel, obj) => {
       const pod = podFacts(obj);
-      if (pod.nodeName === nodeName) pods.push(pod);
-    } catch (err) {
-      problems.push(`${f.rel}: ${(err as Error).message}`);
-    }
-  }
-  const nodeInfos: RawNodeInfo[] = [];
-  for (const f of files.kmeshnodeinfos) {
-    const obj = parse(f);
-    if (obj === undefined) continue;
-    nodeInfos.push({ name: objectName(obj) ?? path.basename(f.rel, '.json'), object: obj });
-  }
-  return { node, nodeInfos, pods, namespaces, problems, synced: true };
+      return pod.nodeName === nodeName ? pod : undefined;
+    }),
+    kmeshnodeinfos: new DirScanner<RawNodeInfo>(root, DIR_STORE_NODE_INFOS, (rel, obj) => ({
+      name: objectName(obj) ?? path.basename(rel, '.json'),
+      object: obj,
+    })),
+  };
+}
+
+/** The view from the scanned files (pure apart from the scanners' caches); problems ordered kind by kind. */
+function viewFromScans(scans: ReturnType<typeof scanners>): ClusterView {
+  const kinds = [scans.nodes, scans.namespaces, scans.pods, scans.kmeshnodeinfos];
+  return {
+    node: scans.nodes.items().at(-1),
+    nodeInfos: scans.kmeshnodeinfos.items(),
+    pods: scans.pods.items(),
+    namespaces: scans.namespaces.items(),
+    problems: kinds.flatMap((k) => k.problems()),
+    synced: true,
+  };
 }
 
 export interface DirSourceOptions {
   /** Rescan period in ms (the safety net under fs.watch). */
   pollMs?: number;
+  /** Every this many polls the rescan rereads every file (default FULL_RESCAN_EVERY). */
+  fullRescanEvery?: number;
 }
 
 export class DirSource implements ClusterSource {
@@ -117,7 +70,9 @@ export class DirSource implements ClusterSource {
     problems: [],
     synced: false,
   };
-  private fingerprint = '';
+  private readonly scans: ReturnType<typeof scanners>;
+  private polls = 0;
+  private rescanFull = false;
   private watchers: fs.FSWatcher[] = [];
   private timer: NodeJS.Timeout | undefined;
   private debounce: NodeJS.Timeout | undefined;
@@ -126,6 +81,7 @@ export class DirSource implements ClusterSource {
   private onChange: () => void = () => undefined;
   private stopped = false;
   private readonly pollMs: number;
+  private readonly fullEvery: number;
 
   constructor(
     private readonly root: string,
@@ -134,6 +90,10 @@ export class DirSource implements ClusterSource {
   ) {
     this.description = `dir:${root}`;
     this.pollMs = options.pollMs ?? 1000;
+    this.fullEvery = options.fullRescanEvery ?? FULL_RESCAN_EVERY;
+    if (!Number.isInteger(this.fullEvery) || this.fullEvery < 1)
+      throw new Error(`dir source: fullRescanEvery ${this.fullEvery} is not a whole number of polls >= 1`);
+    this.scans = scanners(root, nodeName);
   }
 
   async start(onChange: () => void): Promise<void> {
@@ -143,7 +103,8 @@ export class DirSource implements ClusterSource {
     await this.rescan();
     this.timer = setInterval(() => {
       this.watchDirs();
-      void this.rescan();
+      this.polls += 1;
+      void this.rescan({ full: this.polls % this.fullEvery === 0 });
     }, this.pollMs);
     this.timer.unref();
   }
@@ -174,8 +135,12 @@ export class DirSource implements ClusterSource {
     }, 20);
   }
 
-  /** Rereads the directory; notifies when anything visible changed. Concurrent calls coalesce. */
-  async rescan(): Promise<void> {
+  /**
+   * Rereads what changed in the directory (every file when `full`); notifies when anything visible changed.
+   * Concurrent calls coalesce into one more scan after the running one (full if any of them asked for it).
+   */
+  async rescan(options: { full?: boolean } = {}): Promise<void> {
+    if (options.full) this.rescanFull = true;
     if (this.scanning) {
       this.rescanAgain = true;
       return this.scanning;
@@ -183,16 +148,12 @@ export class DirSource implements ClusterSource {
     this.scanning = (async () => {
       do {
         this.rescanAgain = false;
-        const files = {
-          nodes: await readFiles(this.root, 'nodes'),
-          namespaces: await readFiles(this.root, 'namespaces'),
-          pods: await readFiles(this.root, 'pods'),
-          kmeshnodeinfos: await readFiles(this.root, 'kmeshnodeinfos'),
-        };
-        const fingerprint = JSON.stringify(files);
-        if (fingerprint !== this.fingerprint && !this.stopped) {
-          this.fingerprint = fingerprint;
-          this.current = viewFromFiles(files, this.nodeName);
+        const full = this.rescanFull;
+        this.rescanFull = false;
+        let changed = false;
+        for (const scanner of Object.values(this.scans)) if (await scanner.scan(full)) changed = true;
+        if ((changed || !this.current.synced) && !this.stopped) {
+          this.current = viewFromScans(this.scans);
           this.onChange();
         }
       } while (this.repeatRequested());
@@ -200,6 +161,17 @@ export class DirSource implements ClusterSource {
       this.scanning = undefined;
     });
     return this.scanning;
+  }
+
+  /** What the scans cost so far, all kinds together (files read: new, changed, racy or a full pass). */
+  scanStats(): DirScanStats {
+    const all = Object.values(this.scans).map((s) => s.stats);
+    return {
+      scans: this.scans.nodes.stats.scans,
+      fullScans: this.scans.nodes.stats.fullScans,
+      filesRead: all.reduce((n, s) => n + s.filesRead, 0),
+      filesChanged: all.reduce((n, s) => n + s.filesChanged, 0),
+    };
   }
 
   private repeatRequested(): boolean {
