@@ -66,6 +66,22 @@ async function listJsonFiles(root: string, sub: string): Promise<string[]> {
 
 const yieldToLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
+/** The file's stat, or undefined when it is gone or unreadable. */
+function statFile(file: string): fs.BigIntStats | undefined {
+  try {
+    return fs.statSync(file, { bigint: true, throwIfNoEntry: false });
+  } catch {
+    return undefined;
+  }
+}
+
+export interface DirScanOptions {
+  /** Wall clock in ms (Date.now), against which file mtimes are judged racy. */
+  now?: () => number;
+  /** stat(2) of a file (tests stand in a coarse-timestamp filesystem here). */
+  stat?: (file: string) => fs.BigIntStats | undefined;
+}
+
 function statKey(st: fs.BigIntStats): string {
   return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
 }
@@ -79,13 +95,18 @@ export class DirScanner<T> {
   /** Entries in file-name order, as of the last scan that changed anything. */
   private ordered: Entry<T>[] = [];
   readonly stats: DirScanStats = { scans: 0, fullScans: 0, filesRead: 0, filesChanged: 0 };
+  private readonly now: () => number;
+  private readonly stat: (file: string) => fs.BigIntStats | undefined;
 
   constructor(
     private readonly root: string,
     private readonly sub: string,
     private readonly derive: (rel: string, obj: unknown) => T | undefined,
-    private readonly now: () => number = Date.now,
-  ) {}
+    options: DirScanOptions = {},
+  ) {
+    this.now = options.now ?? Date.now;
+    this.stat = options.stat ?? statFile;
+  }
 
   /** Rereads what may have changed (everything when `full`); true when items or problems may differ. */
   async scan(full = false): Promise<boolean> {
@@ -127,12 +148,7 @@ export class DirScanner<T> {
    */
   private refresh(rel: string, old: Entry<T> | undefined, full: boolean, started: number): Entry<T> | undefined {
     const file = path.join(this.root, rel);
-    let st: fs.BigIntStats | undefined;
-    try {
-      st = fs.statSync(file, { bigint: true, throwIfNoEntry: false });
-    } catch {
-      st = undefined;
-    }
+    const st = this.stat(file);
     if (st === undefined) return undefined;
     const stat = statKey(st);
     const racy = started - Number(st.mtimeNs / 1_000_000n) < RACY_MS;
