@@ -35,6 +35,11 @@ export interface LoopLogger {
   debug(obj: object, msg: string): void;
 }
 
+interface ParsedNodeInfo {
+  parsed: ReturnType<LoopDeps['parseNodeInfo']>;
+  report: ReturnType<typeof parseNodeKeyStatus>;
+}
+
 export interface LoopDeps {
   nodeName: string;
   source: ClusterSource;
@@ -88,6 +93,12 @@ export class ReconcileLoop {
   /** The secret's key the IPsec side refused (reused SPI, rollback), until the secret offers another. */
   private keyRefusal: { spi: number; reason: string } | undefined;
   private keyRefusals = 0;
+  /**
+   * What deps.parseNodeInfo and parseNodeKeyStatus gave for each raw KmeshNodeInfo object. Both are pure and
+   * the sources hand out the same object while it is unchanged (the kube reflector's cache, the dir source's
+   * per-file cache), so at 5,000 peers a step validates only what changed. Weak: a replaced object is forgotten.
+   */
+  private readonly parsedInfos = new WeakMap<object, ParsedNodeInfo>();
 
   constructor(private readonly deps: LoopDeps) {
     this.now = deps.now ?? Date.now;
@@ -355,6 +366,17 @@ export class ReconcileLoop {
     }
   }
 
+  /** A peer's KmeshNodeInfo validated, and its status read when it is valid (memoised by object identity). */
+  private parseNodeInfo(object: unknown): ParsedNodeInfo {
+    const key = typeof object === 'object' && object !== null ? object : undefined;
+    const known = key === undefined ? undefined : this.parsedInfos.get(key);
+    if (known !== undefined) return known;
+    const parsed = this.deps.parseNodeInfo(object);
+    const result = { parsed, report: 'ok' in parsed ? parseNodeKeyStatus(object) : undefined };
+    if (key !== undefined) this.parsedInfos.set(key, result);
+    return result;
+  }
+
   private async ipsecStep(
     next: DaemonStatus,
     view: ClusterView,
@@ -376,11 +398,10 @@ export class ReconcileLoop {
         ownPublished = raw.object;
         continue;
       }
-      const parsed = deps.parseNodeInfo(raw.object);
+      const { parsed, report } = this.parseNodeInfo(raw.object);
       if ('ok' in parsed) peers.push(parsed.ok);
       else next.invalidPeers.push(parsed.error);
       // A status we cannot read counts as none: that peer's old SPIs then wait for the grace period.
-      const report = 'ok' in parsed ? parseNodeKeyStatus(raw.object) : undefined;
       if (report !== undefined && 'ok' in report) peerReports.set(raw.name, report.ok);
       else if (report !== undefined) next.problems.push(`KmeshNodeInfo ${raw.name}: status ignored: ${report.error}`);
     }

@@ -1,0 +1,117 @@
+// The loop validates each KmeshNodeInfo object once: while a source hands out the same object, later steps reuse
+// what parseNodeInfo and parseNodeKeyStatus gave for it; a replaced object is validated again.
+import t from 'tap';
+import { DatapathAdapter } from '../../src/daemon/datapath-port.js';
+import { IpsecAdapter } from '../../src/daemon/ipsec-port.js';
+import { ReconcileLoop, type LoopLogger } from '../../src/daemon/loop.js';
+import type { ClusterSource, ClusterView } from '../../src/daemon/sources/source.js';
+import { parseNodeInfo } from '../../src/ipsec/validate-peer.js';
+import { FakeDatapath } from '../fakes/fake-datapath.js';
+import { FakeXfrmKernel } from '../fakes/fake-xfrm-kernel.js';
+
+const boot = (i: number) => `550e8400-e29b-41d4-a716-4466554400${String(i).padStart(2, '0')}`;
+const peer = (i: number, spi = 1, status?: object) => ({
+  apiVersion: 'kmesh.net/v1alpha1',
+  kind: 'KmeshNodeInfo',
+  metadata: { name: `node-${i}`, namespace: 'kmesh-system' },
+  spec: { spi, addresses: [`198.18.0.${i}`], bootID: boot(i), podCIDRS: [`10.244.${i}.0/24`] },
+  ...(status === undefined ? {} : { status }),
+});
+
+/** A source whose view the test sets; it publishes nothing (the loop's own object is not the subject). */
+class ViewSource implements ClusterSource {
+  readonly description = 'test view';
+  current: ClusterView = {
+    node: { name: 'node-1', uid: 'u1', addresses: ['198.18.0.1'], bootID: boot(1), podCIDRs: ['10.244.1.0/24'] },
+    nodeInfos: [],
+    pods: [],
+    namespaces: [],
+    problems: [],
+    synced: true,
+  };
+  start(): Promise<void> {
+    return Promise.resolve();
+  }
+  view(): ClusterView {
+    return this.current;
+  }
+  publishNodeInfo(): Promise<void> {
+    return Promise.resolve();
+  }
+  publishNodeStatus(): Promise<void> {
+    return Promise.resolve();
+  }
+  deleteNodeInfo(): Promise<boolean> {
+    return Promise.resolve(false);
+  }
+  stop(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
+const quiet: LoopLogger = {
+  info: () => undefined,
+  warn: () => undefined,
+  error: () => undefined,
+  debug: () => undefined,
+};
+
+t.test('parseNodeInfo runs once per object, again for a replaced one', async (t) => {
+  const source = new ViewSource();
+  const objects = [peer(2), peer(3), { metadata: { name: 'node-4' }, spec: { spi: 'x' } }];
+  source.current = { ...source.current, nodeInfos: objects.map((object, i) => ({ name: `node-${i + 2}`, object })) };
+  const parsed: unknown[] = [];
+  const statuses: string[] = [];
+  let reports: string[] = [];
+  const loop = new ReconcileLoop({
+    nodeName: 'node-1',
+    source,
+    ipsec: new IpsecAdapter(new FakeXfrmKernel(), { graceMs: 10_000 }),
+    datapath: new DatapathAdapter(new FakeDatapath({ interfaces: [{ name: 'eth0', ifindex: 2 }] }), '/sys/fs/bpf/x'),
+    parseNodeInfo: (obj) => {
+      parsed.push(obj);
+      return parseNodeInfo(obj);
+    },
+    hostNetwork: () =>
+      Promise.resolve({
+        links: [{ ifindex: 2, name: 'eth0', kind: '', addresses: ['198.18.0.1'] }],
+        routes: [{ dst: '198.18.0.0/24', dev: 'eth0', family: 4 }],
+        neighbours: [],
+        fdb: [],
+      }),
+    xfrmStat: () => Promise.resolve({}),
+    log: quiet,
+    resyncMs: 3_600_000,
+    onStatus: (s) => {
+      statuses.push(`${s.peers.length} peers; ${s.invalidPeers.join(', ')}`);
+      reports = Object.keys(s.peerReports);
+    },
+  });
+  t.teardown(() => loop.stop());
+  loop.start();
+  loop.keyEvent({
+    kind: 'key',
+    key: { spi: 1, aeadKeyName: 'rfc4106(gcm(aes))', key: Buffer.alloc(36, 1), icvBits: 128 },
+  });
+  await loop.idle();
+  const steps = statuses.length;
+  t.ok(steps >= 1);
+  t.equal(parsed.length, 3, 'the first step validates every object');
+  t.match(statuses.at(-1), /^2 peers; .*node-4/, 'the invalid one is reported');
+
+  loop.trigger('resync');
+  await loop.idle();
+  t.equal(statuses.length, steps + 1);
+  t.equal(parsed.length, 3, 'same objects: not validated again');
+  t.equal(statuses.at(-1), statuses.at(-2), 'and the same result');
+
+  const replaced = peer(3, 1, { highestSpi: 1, heldSpis: [1], sendSpis: [1] });
+  source.current = {
+    ...source.current,
+    nodeInfos: [source.current.nodeInfos[0]!, { name: 'node-3', object: replaced }, source.current.nodeInfos[2]!],
+  };
+  loop.trigger('change');
+  await loop.idle();
+  t.same(parsed.slice(3), [replaced], 'only the replaced object is validated');
+  t.same(reports, ['node-3'], "and its status read: the peer's report is there");
+});
