@@ -16,7 +16,7 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { setFlagsFromString } from 'node:v8';
+import { getHeapSpaceStatistics, setFlagsFromString, writeHeapSnapshot } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { DatapathAdapter } from '../../src/daemon/datapath-port.js';
 import { IpsecAdapter } from '../../src/daemon/ipsec-port.js';
@@ -73,6 +73,14 @@ const quiet: LoopLogger = {
 
 const mib = (bytes: number): string => `${(bytes / (1 << 20)).toFixed(1)} MiB`;
 
+/** V8's heap spaces (used of committed), for KMESH_SCALE_DEBUG: where the committed heap sits. */
+function heapSpaces(): string {
+  return getHeapSpaceStatistics()
+    .filter((s) => s.space_size > 1 << 20)
+    .map((s) => `${s.space_name} ${mib(s.space_used_size)} of ${mib(s.space_size)}`)
+    .join(', ');
+}
+
 function gc(): void {
   (runInNewContext('gc') as () => void)();
 }
@@ -81,7 +89,6 @@ interface StepRecord {
   at: number;
   ms: number;
   steps: number;
-  status: DaemonStatus;
 }
 
 async function bench(peers: number, spreadMs: number): Promise<void> {
@@ -104,7 +111,9 @@ async function bench(peers: number, spreadMs: number): Promise<void> {
     log: quiet,
     metrics: new DaemonMetrics(),
     onStatus: (status) => {
-      const record = { at: performance.now(), ms: status.lastStepMs, steps: status.steps, status };
+      // The step's figures only: a status holds every peer's, and keeping one per step would weigh on the RSS
+      // measured here as if the daemon kept them (it keeps the last one).
+      const record = { at: performance.now(), ms: status.lastStepMs, steps: status.steps };
       steps.push(record);
       if (process.env.KMESH_SCALE_DEBUG)
         say(
@@ -174,6 +183,7 @@ async function bench(peers: number, spreadMs: number): Promise<void> {
         `the fake kernel's ${kernel.listStates().length} SAs + ${kernel.listPolicies().length} policies ~${mib(fakeShare)} of it; ` +
         `RSS less that: ${mib(mem.rss - fakeShare)}`,
     );
+    if (process.env.KMESH_SCALE_DEBUG) say(`# heap spaces: ${heapSpaces()}`);
 
     // 3. A no-change step (what every resync pays) and a step after one peer changed.
     let before = steps.length;
@@ -226,6 +236,13 @@ async function bench(peers: number, spreadMs: number): Promise<void> {
     gc();
     const end = process.memoryUsage();
     say(
+      `memory after the rotation: RSS ${mib(end.rss)}, V8 heap used ${mib(end.heapUsed)} of ${mib(end.heapTotal)} ` +
+        `committed, external ${mib(end.external)}; directory scans: ${scanCost(source)}`,
+    );
+    if (process.env.KMESH_SCALE_DEBUG) say(`# heap spaces: ${heapSpaces()}`);
+    if (process.env.KMESH_SCALE_HEAP_SNAPSHOT)
+      say(`# heap snapshot: ${writeHeapSnapshot(process.env.KMESH_SCALE_HEAP_SNAPSHOT)}`);
+    say(
       `scale N=${peers}: RSS ${mib(end.rss)} (${mib(end.rss - fakeShare)} without the fake kernel's objects), ` +
         `start ${(startMs / 1000).toFixed(2)} s, no-change step ${noop.ms} ms, rotation ${(rotationMs / 1000).toFixed(2)} s ` +
         `in ${rotationSteps.length} steps`,
@@ -235,6 +252,12 @@ async function bench(peers: number, spreadMs: number): Promise<void> {
     await source.stop();
     fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** What the directory source's scans cost so far: scans, full rereads, files read. */
+function scanCost(source: DirSource): string {
+  const s = source.scanStats();
+  return `${s.scans} scans (${s.fullScans} full), ${s.filesRead} files read, ${s.filesChanged} changed`;
 }
 
 /**
