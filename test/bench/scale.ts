@@ -81,6 +81,21 @@ function heapSpaces(): string {
     .join(', ');
 }
 
+/** Resident memory by mapping kind (malloc's [heap], other anonymous, file-backed), for KMESH_SCALE_DEBUG. */
+function residentByMapping(): string {
+  const sums = new Map<string, number>();
+  let kind = '';
+  for (const line of fs.readFileSync('/proc/self/smaps', 'utf8').split('\n')) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (head) kind = head[1] === '' ? 'anonymous' : head[1]?.startsWith('/') ? 'files' : (head[1] ?? '');
+    else if (line.startsWith('Rss:')) sums.set(kind, (sums.get(kind) ?? 0) + Number(line.split(/\s+/)[1]) * 1024);
+  }
+  return [...sums]
+    .filter(([, b]) => b > 1 << 20)
+    .map(([k, b]) => `${k} ${mib(b)}`)
+    .join(', ');
+}
+
 function gc(): void {
   (runInNewContext('gc') as () => void)();
 }
@@ -183,7 +198,7 @@ async function bench(peers: number, spreadMs: number): Promise<void> {
         `the fake kernel's ${kernel.listStates().length} SAs + ${kernel.listPolicies().length} policies ~${mib(fakeShare)} of it; ` +
         `RSS less that: ${mib(mem.rss - fakeShare)}`,
     );
-    if (process.env.KMESH_SCALE_DEBUG) say(`# heap spaces: ${heapSpaces()}`);
+    if (process.env.KMESH_SCALE_DEBUG) say(`# heap spaces: ${heapSpaces()}; resident: ${residentByMapping()}`);
 
     // 3. A no-change step (what every resync pays) and a step after one peer changed.
     let before = steps.length;
@@ -239,7 +254,7 @@ async function bench(peers: number, spreadMs: number): Promise<void> {
       `memory after the rotation: RSS ${mib(end.rss)}, V8 heap used ${mib(end.heapUsed)} of ${mib(end.heapTotal)} ` +
         `committed, external ${mib(end.external)}; directory scans: ${scanCost(source)}`,
     );
-    if (process.env.KMESH_SCALE_DEBUG) say(`# heap spaces: ${heapSpaces()}`);
+    if (process.env.KMESH_SCALE_DEBUG) say(`# heap spaces: ${heapSpaces()}; resident: ${residentByMapping()}`);
     if (process.env.KMESH_SCALE_HEAP_SNAPSHOT)
       say(`# heap snapshot: ${writeHeapSnapshot(process.env.KMESH_SCALE_HEAP_SNAPSHOT)}`);
     say(
