@@ -98,6 +98,12 @@ function residentByMapping(): string {
     .join(', ');
 }
 
+/** With KMESH_SCALE_HEAP_SNAPSHOT=FILE, a heap snapshot into FILE.start or FILE.end. */
+function snapshot(when: 'start' | 'end'): void {
+  const file = process.env.KMESH_SCALE_HEAP_SNAPSHOT;
+  if (file) say(`# heap snapshot: ${writeHeapSnapshot(`${file}.${when}`)}`);
+}
+
 function gc(): void {
   (runInNewContext('gc') as () => void)();
 }
@@ -201,6 +207,7 @@ async function bench(peers: number, spreadMs: number): Promise<void> {
         `RSS less that: ${mib(mem.rss - fakeShare)}`,
     );
     if (process.env.KMESH_SCALE_DEBUG) say(`# heap spaces: ${heapSpaces()}; resident: ${residentByMapping()}`);
+    snapshot('start');
 
     // 3. A no-change step (what every resync pays) and a step after one peer changed.
     let before = steps.length;
@@ -254,8 +261,7 @@ async function bench(peers: number, spreadMs: number): Promise<void> {
         `committed, external ${mib(end.external)}; directory scans: ${scanCost(source)}`,
     );
     if (process.env.KMESH_SCALE_DEBUG) say(`# heap spaces: ${heapSpaces()}; resident: ${residentByMapping()}`);
-    if (process.env.KMESH_SCALE_HEAP_SNAPSHOT)
-      say(`# heap snapshot: ${writeHeapSnapshot(process.env.KMESH_SCALE_HEAP_SNAPSHOT)}`);
+    snapshot('end');
     say(
       `scale N=${peers}: RSS ${mib(end.rss)} (${mib(end.rss - fakeShare)} without the fake kernel's objects), ` +
         `start ${(startMs / 1000).toFixed(2)} s, no-change step ${noop.ms} ms, rotation ${(rotationMs / 1000).toFixed(2)} s ` +
