@@ -9,7 +9,8 @@
 //   4. rotation: the key for SPI 2 arrives, then every peer advertises SPI 2 as 5,000 KmeshNodeInfo updates
 //      spread over --spread-ms (default 3000), written by another process as other nodes would: time from the
 //      first update to the step that reflects all of them (every peer sent to with SPI 2), and how many steps it
-//      took (coalescing keeps it small); then RSS and heap again, and what the directory scans read.
+//      took (coalescing keeps it small); then RSS and heap again, and what the directory scans read; with
+//      --idle-ms N, RSS and heap again after N ms idle (what V8's memory reducer gives back).
 // Before the bench's own files are written, the RSS of the process with everything loaded is printed as the
 // baseline. The last line sums it up. Figures only; nothing here asserts on time.
 import { spawn } from 'node:child_process';
@@ -114,7 +115,7 @@ interface StepRecord {
   steps: number;
 }
 
-async function bench(peers: number, spreadMs: number): Promise<void> {
+async function bench(peers: number, spreadMs: number, idleMs: number): Promise<void> {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'kmesh-scale-'));
   const steps: StepRecord[] = [];
   let waiter:
@@ -261,6 +262,15 @@ async function bench(peers: number, spreadMs: number): Promise<void> {
         `committed, external ${mib(end.external)}; directory scans: ${scanCost(source)}`,
     );
     if (process.env.KMESH_SCALE_DEBUG) say(`# heap spaces: ${heapSpaces()}; resident: ${residentByMapping()}`);
+    // An idle daemon (steps every 30 s) lets V8's memory reducer give back what the rotation's steps grew.
+    if (idleMs > 0) {
+      await new Promise((r) => setTimeout(r, idleMs));
+      const idle = process.memoryUsage();
+      say(
+        `memory ${(idleMs / 1000).toFixed(0)} s idle later: RSS ${mib(idle.rss)}, V8 heap used ${mib(idle.heapUsed)} ` +
+          `of ${mib(idle.heapTotal)} committed`,
+      );
+    }
     snapshot('end');
     say(
       `scale N=${peers}: RSS ${mib(end.rss)} (${mib(end.rss - fakeShare)} without the fake kernel's objects), ` +
@@ -356,15 +366,22 @@ async function fakeKernelShare(kernel: FakeXfrmKernel): Promise<number> {
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
-    options: { peers: { type: 'string', default: '5000' }, 'spread-ms': { type: 'string', default: '3000' } },
+    options: {
+      peers: { type: 'string', default: '5000' },
+      'spread-ms': { type: 'string', default: '3000' },
+      'idle-ms': { type: 'string', default: '0' },
+    },
   });
   const peers = Number(values.peers);
   const spreadMs = Number(values['spread-ms']);
   if (!Number.isInteger(peers) || peers < 1 || peers > 60000)
     throw new Error(`--peers ${values.peers} is not 1..60000`);
   if (!Number.isFinite(spreadMs) || spreadMs < 0) throw new Error(`--spread-ms ${values['spread-ms']} is not >= 0`);
+  const idleMs = Number(values['idle-ms']);
+  if (!Number.isFinite(idleMs) || idleMs < 0 || idleMs > 600_000)
+    throw new Error(`--idle-ms ${values['idle-ms']} is not 0..600000`);
   setFlagsFromString('--expose-gc');
-  await bench(peers, spreadMs);
+  await bench(peers, spreadMs, idleMs);
   return 0;
 }
 
