@@ -64,12 +64,21 @@ const summary = (r: ReconcileReport) => ({
   missing: r.missingStates.size + r.missingPolicies.size,
 });
 const contents = (k: FakeXfrmKernel) => ({
-  states: k.listStates().map((s) => JSON.stringify(s)).sort(),
-  policies: k.listPolicies().map((p) => JSON.stringify({ ...p, index: undefined })).sort(),
+  states: k
+    .listStates()
+    .map((s) => JSON.stringify(s))
+    .sort(),
+  policies: k
+    .listPolicies()
+    .map((p) => JSON.stringify({ ...p, index: undefined }))
+    .sort(),
 });
 
 t.test('the kept view does what a dump per step does, with one dump', async (t) => {
-  const foreign = makeOutPolicy({ selector: { family: 4, src: '0.0.0.0/0', dst: '192.0.2.0/24', proto: 0 }, priority: 9 });
+  const foreign = makeOutPolicy({
+    selector: { family: 4, src: '0.0.0.0/0', dst: '192.0.2.0/24', proto: 0 },
+    priority: 9,
+  });
   const viewKernel = new FakeXfrmKernel();
   const dumpKernel = new FakeXfrmKernel({ changeFeed: false });
   viewKernel.seedPolicy(foreign);
@@ -96,7 +105,10 @@ t.test('an unchanged plan: no write, no dump, no diff; equal objects planned afr
   await kept.reconcile(first);
   const again = planXfrm(steps[0]![1]);
   t.ok(samePlan(first, again), 'the memo hands out the same objects; block policies are equal ones');
-  t.not(first.policies.find((p) => p.role === 'block'), again.policies.find((p) => p.role === 'block'));
+  t.not(
+    first.policies.find((p) => p.role === 'block'),
+    again.policies.find((p) => p.role === 'block'),
+  );
   const report = await kept.reconcile(again);
   t.equal(report.writes, 0);
   t.equal(report.unchanged, again.states.length + again.policies.length);
@@ -125,7 +137,10 @@ t.test("another tool's change, a failed write and the audit period each bring th
   kernel.seedPolicy({ ...ours, priority: 77, templates: [] });
   const afterSeed = await kept.reconcile(plan());
   t.match(kept.lastRead, { how: 'dump', why: /changed by someone else/ });
-  t.ok([...afterSeed.perPeer.values()].some((o) => o.issues.some((i) => i.code === 'CONFLICT')), 'conflict seen');
+  t.ok(
+    [...afterSeed.perPeer.values()].some((o) => o.issues.some((i) => i.code === 'CONFLICT')),
+    'conflict seen',
+  );
   t.equal(afterSeed.writes, 0);
 
   // A step with problems keeps no view: the next one dumps again.
