@@ -34,7 +34,9 @@ export interface KernelRead {
 export class KeptXfrmView {
   private view: (KernelXfrm & { dumpedAt: number }) | undefined;
   /** The plan the view was built from: every object of it is in the kernel with its content. */
-  private applied: DesiredXfrm | undefined;
+  private applied: IndexedPlan | undefined;
+  /** Foreign objects in the view (they only change when the view is dumped again). */
+  private foreign = { states: 0, policies: 0 };
   private readonly auditMs: number;
   private readonly now: () => number;
   lastRead: KernelRead = { how: 'dump', why: 'no step yet' };
@@ -72,7 +74,7 @@ export class KeptXfrmView {
       this.lastRead = { how: 'dump', why };
     } else if (this.applied !== undefined && samePlan(this.applied, desired)) {
       this.lastRead = { how: 'same-plan', why: '' };
-      return unchangedReport(desired, view, options);
+      return unchangedReport(desired, this.foreign);
     } else {
       this.lastRead = { how: 'view', why: '' };
     }
@@ -95,32 +97,26 @@ export class KeptXfrmView {
     }
     const reqid = options.reqid ?? KMESH_REQID;
     const blockPriority = options.blockPriority ?? BLOCK_POLICY_PRIORITY;
+    const foreignStates = view.states.filter((s) => !isOurState(s, reqid));
+    const foreignPolicies = view.policies.filter((p) => !isOurPolicy(p, reqid, blockPriority));
     this.view = {
-      states: [...view.states.filter((s) => !isOurState(s, reqid)), ...desired.states.map((s) => s.state)],
-      policies: [
-        ...view.policies.filter((p) => !isOurPolicy(p, reqid, blockPriority)),
-        ...desired.policies.map((p) => p.policy),
-      ],
+      states: [...foreignStates, ...desired.states.map((s) => s.state)],
+      policies: [...foreignPolicies, ...desired.policies.map((p) => p.policy)],
       dumpedAt: view.dumpedAt,
     };
-    this.applied = desired;
+    this.foreign = { states: foreignStates.length, policies: foreignPolicies.length };
+    this.applied = indexPlan(desired);
     return report;
   }
 }
 
 /** The report of a reconcile that found every planned object in place and nothing stale. */
-function unchangedReport(desired: DesiredXfrm, view: KernelXfrm, options: ReconcileOptions): ReconcileReport {
-  const reqid = options.reqid ?? KMESH_REQID;
-  const blockPriority = options.blockPriority ?? BLOCK_POLICY_PRIORITY;
+function unchangedReport(desired: DesiredXfrm, foreign: { states: number; policies: number }): ReconcileReport {
   const perPeer = new Map<string, { ok: boolean; issues: [] }>();
   for (const x of desired.states) if (!perPeer.has(x.owner)) perPeer.set(x.owner, { ok: true, issues: [] });
   for (const x of desired.policies) {
     if (x.owner !== null && !perPeer.has(x.owner)) perPeer.set(x.owner, { ok: true, issues: [] });
   }
-  let foreignStates = 0;
-  for (const s of view.states) if (!isOurState(s, reqid)) foreignStates++;
-  let foreignPolicies = 0;
-  for (const p of view.policies) if (!isOurPolicy(p, reqid, blockPriority)) foreignPolicies++;
   return {
     writes: 0,
     batches: 0,
@@ -130,49 +126,63 @@ function unchangedReport(desired: DesiredXfrm, view: KernelXfrm, options: Reconc
     nodeWide: { ok: true, issues: [] },
     missingStates: new Set(),
     missingPolicies: new Set(),
-    foreign: { states: foreignStates, policies: foreignPolicies },
+    foreign: { ...foreign },
     results: [],
   };
+}
+
+/** A plan with its objects in sets, for same-plan checks without rebuilding them at every step. */
+export interface IndexedPlan {
+  plan: DesiredXfrm;
+  states: ReadonlySet<PlannedState>;
+  policies: ReadonlySet<PlannedPolicy>;
+}
+
+export function indexPlan(plan: DesiredXfrm): IndexedPlan {
+  return { plan, states: new Set(plan.states), policies: new Set(plan.policies) };
 }
 
 /**
  * Does `next` plan exactly what `prev` planned? The same objects (the planner's memo hands out the previous
  * plan's objects for unchanged tunnels) or, for the few planned afresh each time (block policies), equal ones
- * with the same owner and role.
+ * with the same owner and role. Costs one set lookup per object; only the objects not shared are compared.
  */
-export function samePlan(prev: DesiredXfrm, next: DesiredXfrm): boolean {
-  if (prev.states.length !== next.states.length || prev.policies.length !== next.policies.length) return false;
-  const prevStates = new Set<PlannedState>(prev.states);
-  let stateIndex: StateIndex<XfrmState> | undefined;
-  const ownerOfState = new Map<XfrmState, PlannedState>();
-  for (const s of next.states) {
-    if (prevStates.has(s)) continue;
-    if (stateIndex === undefined) {
-      stateIndex = new StateIndex<XfrmState>();
-      for (const p of prev.states) {
-        stateIndex.add(p.state);
-        ownerOfState.set(p.state, p);
-      }
-    }
-    if (findState(stateIndex, ownerOfState, s) === undefined) return false;
+export function samePlan(prev: IndexedPlan, next: DesiredXfrm): boolean {
+  if (prev.plan.states.length !== next.states.length || prev.plan.policies.length !== next.policies.length) {
+    return false;
   }
-  const prevPolicies = new Set<PlannedPolicy>(prev.policies);
-  let policyIndex: PolicyIndex<XfrmPolicy> | undefined;
-  const ownerOfPolicy = new Map<XfrmPolicy, PlannedPolicy>();
-  for (const p of next.policies) {
-    if (prevPolicies.has(p)) continue;
-    if (policyIndex === undefined) {
-      policyIndex = new PolicyIndex<XfrmPolicy>();
-      for (const q of prev.policies) {
-        policyIndex.add(q.policy);
-        ownerOfPolicy.set(q.policy, q);
-      }
+  const freshStates = next.states.filter((s) => !prev.states.has(s));
+  const freshPolicies = next.policies.filter((p) => !prev.policies.has(p));
+  if (freshStates.length === 0 && freshPolicies.length === 0) return true;
+  // As many of prev's objects are not in next as next has fresh ones (equal lengths, no duplicates): pair them.
+  if (freshStates.length > 0) {
+    const nextStates = new Set(next.states);
+    const index = new StateIndex<XfrmState>();
+    const planned = new Map<XfrmState, PlannedState>();
+    for (const p of prev.plan.states) {
+      if (nextStates.has(p)) continue;
+      index.add(p.state);
+      planned.set(p.state, p);
     }
-    const same = policyIndex.get(p.policy)?.find((q) => {
-      const planned = ownerOfPolicy.get(q);
-      return planned?.owner === p.owner && planned.role === p.role && policiesEqual(q, p.policy);
-    });
-    if (same === undefined) return false;
+    if (freshStates.some((s) => findState(index, planned, s) === undefined)) return false;
+  }
+  if (freshPolicies.length > 0) {
+    const nextPolicies = new Set(next.policies);
+    const index = new PolicyIndex<XfrmPolicy>();
+    const planned = new Map<XfrmPolicy, PlannedPolicy>();
+    for (const q of prev.plan.policies) {
+      if (nextPolicies.has(q)) continue;
+      index.add(q.policy);
+      planned.set(q.policy, q);
+    }
+    const unmatched = freshPolicies.some(
+      (p) =>
+        index.get(p.policy)?.find((q) => {
+          const was = planned.get(q);
+          return was?.owner === p.owner && was.role === p.role && policiesEqual(q, p.policy);
+        }) === undefined,
+    );
+    if (unmatched) return false;
   }
   return true;
 }

@@ -5,7 +5,7 @@
 import t from 'tap';
 import { KeyHistory } from '../../src/keys/key-history.js';
 import type { NodeInfo } from '../../src/model/node.js';
-import { KeptXfrmView, samePlan } from '../../src/ipsec/kept-xfrm-view.js';
+import { indexPlan, KeptXfrmView, samePlan } from '../../src/ipsec/kept-xfrm-view.js';
 import { planXfrm, type PlanInput, type XfrmPlan } from '../../src/ipsec/planner.js';
 import { reconcile, type ReconcileReport } from '../../src/ipsec/reconciler.js';
 import { FakeXfrmKernel, EEXIST } from '../fakes/fake-xfrm-kernel.js';
@@ -104,7 +104,7 @@ t.test('an unchanged plan: no write, no dump, no diff; equal objects planned afr
   const first = planXfrm(steps[0]![1]);
   await kept.reconcile(first);
   const again = planXfrm(steps[0]![1]);
-  t.ok(samePlan(first, again), 'the memo hands out the same objects; block policies are equal ones');
+  t.ok(samePlan(indexPlan(first), again), 'the memo hands out the same objects; block policies are equal ones');
   t.not(
     first.policies.find((p) => p.role === 'block'),
     again.policies.find((p) => p.role === 'block'),
@@ -115,7 +115,20 @@ t.test('an unchanged plan: no write, no dump, no diff; equal objects planned afr
   t.same(kept.lastRead.how, 'same-plan');
   t.equal(kernel.dumpCalls, 2);
   const rebooted = planXfrm(steps[2]![1]);
-  t.notOk(samePlan(again, rebooted));
+  t.notOk(samePlan(indexPlan(again), rebooted));
+  const copied = { states: again.states.map((s) => ({ ...s, state: { ...s.state } })), policies: again.policies };
+  t.ok(samePlan(indexPlan(again), copied), 'equal states planned afresh');
+  const otherKey = {
+    states: again.states.map((s, i) => (i === 0 ? { ...s, state: { ...s.state, reqid: 99 } } : s)),
+    policies: again.policies,
+  };
+  t.notOk(samePlan(indexPlan(again), otherKey), 'one state differs');
+  const otherOwner = {
+    states: again.states.map((s, i) => (i === 0 ? { ...s, owner: 'node-99' } : s)),
+    policies: again.policies,
+  };
+  t.notOk(samePlan(indexPlan(again), otherOwner), 'same state, another owner');
+  t.notOk(samePlan(indexPlan(again), { states: again.states.slice(1), policies: again.policies }), 'one fewer');
   const changed = await kept.reconcile(rebooted);
   t.ok(changed.writes > 0 && changed.writes < 30, `a rebooted peer: ${changed.writes} writes, its objects only`);
   t.same(kept.lastRead, { how: 'view', why: '' }, 'diffed against the view, not a dump');
