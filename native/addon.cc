@@ -1,10 +1,11 @@
-// Entry point of the kmesh_native addon: registers the BPF (libbpf), XFRM (netlink) and file-lock (flock) bindings.
+// Entry point of the kmesh_native addon: registers the BPF (libbpf), XFRM (netlink, its change monitor) and file-lock (flock) bindings.
 #include "common.h"
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   kmesh::InitBpf(env, exports);
   kmesh::InitXfrm(env, exports);
   kmesh::InitXfrmEncode(env, exports);
+  kmesh::InitXfrmMonitor(env, exports);
   kmesh::InitFileLock(env, exports);
   return exports;
 }

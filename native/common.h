@@ -22,7 +22,12 @@ inline Napi::Error ErrnoError(Napi::Env env, int err, const std::string& op, con
   return e;
 }
 
+// Opens a NETLINK_XFRM socket inside the network namespace at `netns` ("" = the caller's own); -1 on failure
+// with *err (errno), *op and *object saying what failed (native/xfrm.cc).
+int OpenXfrmSocketIn(const std::string& netns, int* err, std::string* op, std::string* object);
+
 void InitBpf(Napi::Env env, Napi::Object exports);
+void InitXfrmMonitor(Napi::Env env, Napi::Object exports);
 void InitXfrm(Napi::Env env, Napi::Object exports);
 void InitXfrmEncode(Napi::Env env, Napi::Object exports);
 void InitFileLock(Napi::Env env, Napi::Object exports);

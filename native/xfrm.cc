@@ -426,6 +426,17 @@ Napi::Value XfrmTransact(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+int OpenXfrmSocketIn(const std::string& netns, int* err, std::string* op, std::string* object) {
+  Failure f;
+  int fd = OpenSocketIn(netns, &f);
+  if (fd < 0) {
+    *err = f.err;
+    *op = f.op;
+    *object = f.object;
+  }
+  return fd;
+}
+
 void InitXfrm(Napi::Env env, Napi::Object exports) {
   exports.Set("xfrmTransact", Napi::Function::New(env, XfrmTransact, "xfrmTransact"));
 }

@@ -103,6 +103,7 @@ export class IpsecAdapter implements IpsecPort {
       changes: report.writes - report.failed,
       advertiseWait: advertiseWait(report),
       failures,
+      kernelRead: { ...this.controller.xfrm.lastRead, dumps: this.controller.xfrm.dumps },
       pendingRetirements: report.pendingRetirements.map((p) => ({
         spi: p.spi,
         retireAt: p.retireAt,

@@ -432,6 +432,7 @@ export class ReconcileLoop {
       next.notAdvertising = result.advertiseWait;
     }
     next.pendingRetirements = result.pendingRetirements ?? [];
+    next.kernelRead = result.kernelRead ?? null;
     // An old SPI whose floor or grace period ends before the next resync: step again right then.
     const due = Math.min(...next.pendingRetirements.map((p) => p.retireAt));
     if (Number.isFinite(due)) this.scheduler.wakeIn(due - this.now() + 10);

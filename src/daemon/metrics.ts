@@ -168,6 +168,13 @@ export class DaemonMetrics {
     help: 'Old SPIs waiting to be removed (for peers still sending with them, or a clock)',
     registers: [this.registry],
   });
+  private readonly xfrmDumps = new Gauge({
+    name: 'kmesh_ipsec_xfrm_dumps',
+    help:
+      'Full dumps of the XFRM tables since the daemon started; other steps diff against the view kept from our own writes, ' +
+      'checked by the kernel change feed (see /status kernelRead for the last reason)',
+    registers: [this.registry],
+  });
   readonly steps = new Counter({
     name: 'kmesh_daemon_reconcile_total',
     help: 'Reconcile steps by result: ok, partial (some operations failed, the rest applied), error (a part could not run)',
@@ -235,6 +242,7 @@ export class DaemonMetrics {
       for (const spi of r.sendSpis) this.peerReportedSending.set({ peer, spi: String(spi) }, 1);
     }
     this.retirementsPending.set(s.pendingRetirements.length);
+    if (s.kernelRead !== null) this.xfrmDumps.set(s.kernelRead.dumps);
     this.problems.set(s.problems.length + s.invalidPeers.length + (s.keyProblem === '' ? 0 : 1));
     this.ready.set(s.ready ? 1 : 0);
     this.nodeProblem.set(s.nodeProblem === '' ? 0 : 1);

@@ -58,6 +58,17 @@ export interface IpsecStepResult {
   failures: XfrmFailure[];
   /** Old SPIs superseded everywhere and what each still waits for (peers still sending with it, or a clock). */
   pendingRetirements?: PendingRetirementStatus[];
+  /** How the step learned the kernel's XFRM tables (src/ipsec/kept-xfrm-view.ts); absent when it did not look. */
+  kernelRead?: KernelReadStatus;
+}
+
+export interface KernelReadStatus {
+  /** 'dump': read from the kernel; 'view': diffed against the view kept from our writes; 'same-plan': nothing to diff. */
+  how: 'dump' | 'view' | 'same-plan';
+  /** Why the tables were dumped ('' otherwise): first step, another tool's change, a failed step, the audit. */
+  why: string;
+  /** Dumps since the daemon started. */
+  dumps: number;
 }
 
 export interface PendingRetirementStatus {

@@ -3,7 +3,14 @@
 import type { CidrIndexUse } from '../datapath/datapath.js';
 import type { NodeKeyStatus } from '../model/node-key-status.js';
 import type { MssClampStatus } from './mss-clamp.js';
-import type { Attachment, PeerStatus, PendingRetirementStatus, PlaintextStatus, XfrmFailure } from './ports.js';
+import type {
+  Attachment,
+  KernelReadStatus,
+  PeerStatus,
+  PendingRetirementStatus,
+  PlaintextStatus,
+  XfrmFailure,
+} from './ports.js';
 import type { StrictMode } from '../model/strict-mode.js';
 import type { XfrmStat } from './xfrm-stat.js';
 
@@ -73,6 +80,8 @@ export interface DaemonStatus {
   peerReports: Record<string, NodeKeyStatus>;
   /** Old SPIs on their way out and what each waits for. */
   pendingRetirements: PendingRetirementStatus[];
+  /** How the last step learned the kernel's XFRM tables (dumped, or the view kept from our own writes). */
+  kernelRead: KernelReadStatus | null;
   /** Keys the secret offered that were refused since start (SPI reused, rollback). */
   keyRefusals: number;
   /** Everything else that is wrong right now, one line each. */
@@ -122,6 +131,7 @@ export function emptyStatus(node: string, store: string, ipsecEnabled: boolean):
     keyReport: undefined,
     peerReports: {},
     pendingRetirements: [],
+    kernelRead: null,
     keyRefusals: 0,
     problems: [],
     lastStepResult: 'ok',

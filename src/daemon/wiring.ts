@@ -29,7 +29,7 @@ export function createSecretCommand(config: Pick<DaemonConfig, 'store' | 'ipsecK
 
 export function createIpsecPort(config: DaemonConfig): Promise<IpsecAdapter> {
   return Promise.resolve(
-    new IpsecAdapter(new NetlinkXfrmKernel(), {
+    new IpsecAdapter(new NetlinkXfrmKernel({ watch: true }), {
       graceMs: config.rotationGraceSeconds * 1000,
       createSecretCommand: createSecretCommand(config),
       retirementRule: config.rotationRetirement,

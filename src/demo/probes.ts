@@ -11,15 +11,27 @@ export interface PingResult {
   to: string;
   transmitted: number;
   received: number;
+  /** The icmp_seq numbers that got no reply (present only when some did not), at most 20. */
+  missing?: number[];
 }
 
-function parsePing(output: string): { transmitted: number; received: number } {
+export function parsePing(output: string): { transmitted: number; received: number; missing?: number[] } {
   const m = /(\d+) packets transmitted, (\d+) received/.exec(output);
   if (!m) throw new Error(`ping printed no summary: ${output.trim().split('\n').slice(-2).join(' | ')}`);
-  return { transmitted: Number(m[1]), received: Number(m[2]) };
+  const transmitted = Number(m[1]);
+  const received = Number(m[2]);
+  if (received >= transmitted) return { transmitted, received };
+  const answered = new Set([...output.matchAll(/icmp_seq=(\d+)/g)].map((x) => Number(x[1])));
+  const missing: number[] = [];
+  for (let seq = 1; seq <= transmitted && missing.length < 20; seq++) if (!answered.has(seq)) missing.push(seq);
+  return { transmitted, received, missing };
 }
 
-/** Pings `to` from inside pod namespace `fromNetns`: `count` echo requests every `intervalS` seconds. */
+/**
+ * Pings `to` from inside pod namespace `fromNetns`: `count` echo requests every `intervalS` seconds. ping waits
+ * for every reply until a deadline 5 s after the last request (-w; with -c alone it lingers only two round
+ * trips after the last request, so a reply delayed by a busy machine would count as lost).
+ */
 export function ping(fromNetns: string, to: string, count: number, intervalS: number): Promise<PingResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(
@@ -29,13 +41,14 @@ export function ping(fromNetns: string, to: string, count: number, intervalS: nu
         '--',
         'ping',
         '-n',
-        '-q',
         '-c',
         String(count),
         '-i',
         String(intervalS),
         '-W',
         '5',
+        '-w',
+        String(Math.ceil(count * intervalS) + 5),
         to,
       ],
       {

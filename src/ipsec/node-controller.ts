@@ -1,7 +1,9 @@
 // One entry point that glues screening, peer ids, the rotation protocol, the planner and the reconciler
 // for a node. It owns what must survive between steps: the key history (the one copy: keys are added here,
 // read here, and retired here when the rotation protocol says so), the peer-id allocation and the
-// retirement clocks; everything else is recomputed each step from its inputs (level-triggered). On the first
+// retirement clocks, and the kernel view its reconciler keeps between steps (kept-xfrm-view.ts: the kernel is
+// dumped only when its change feed says someone else may have changed it); everything else is recomputed each
+// step from its inputs (level-triggered). On the first
 // step it recovers peer ids from the kernel's SAs, so a restarted daemon adopts its state with zero writes.
 //
 // Caller contract (the daemon):
@@ -18,7 +20,8 @@ import type { XfrmKernel } from '../xfrm/types.js';
 import { allocatePeerIds, recoverPeerIds } from './peer-ids.js';
 import { screenPeers } from './peer-screen.js';
 import { DEFAULT_PLANNER_OPTIONS, planScreened, type PlannedState, type PlannerOptions } from './planner.js';
-import { reconcile, type OwnerOutcome, type ReconcileIssue } from './reconciler.js';
+import { KeptXfrmView } from './kept-xfrm-view.js';
+import type { OwnerOutcome, ReconcileIssue } from './reconciler.js';
 import {
   chooseAdvertisedSpi,
   chooseSendSpi,
@@ -44,6 +47,8 @@ export interface ControllerOptions extends PlannerOptions {
   ackFloorMs: number;
   /** Longest wait for a peer still reporting an old SPI (default DEFAULT_ACK_TIMEOUT_MS). */
   ackTimeoutMs: number;
+  /** A full dump of the kernel's tables at least this often (default DEFAULT_AUDIT_MS, kept-xfrm-view.ts). */
+  auditMs?: number;
 }
 
 export interface StepInput {
@@ -100,6 +105,8 @@ export interface StepReport {
 
 export class IpsecController {
   private readonly kernel: XfrmKernel;
+  /** The reconciler, with the kernel view it keeps between steps. */
+  readonly xfrm: KeptXfrmView;
   private readonly opts: ControllerOptions;
   private peerIds: Map<string, number> | undefined;
   private retirement: RetirementState = EMPTY_RETIREMENT;
@@ -108,6 +115,7 @@ export class IpsecController {
 
   constructor(kernel: XfrmKernel, opts: Partial<ControllerOptions> = {}) {
     this.kernel = kernel;
+    this.xfrm = new KeptXfrmView(kernel, opts.auditMs === undefined ? {} : { auditMs: opts.auditMs });
     this.opts = {
       ...DEFAULT_PLANNER_OPTIONS,
       graceMs: DEFAULT_ROTATION_GRACE_MS,
@@ -189,7 +197,7 @@ export class IpsecController {
     const keys = history.without(decision.retire);
 
     const plan = planScreened({ local, accepted, rejected, keys, peerIds: allocation.ids, options: this.opts });
-    const result = await reconcile(this.kernel, plan, {
+    const result = await this.xfrm.reconcile(plan, {
       reqid: this.opts.reqid,
       blockPriority: this.opts.blockPriority,
     });

@@ -76,7 +76,7 @@ class Outcomes {
 }
 
 /** Sends a diff's three batches (each one kernel.apply call, skipped when empty) and reports the outcome. */
-async function applyXfrmDiff(kernel: XfrmKernel, diff: XfrmDiff): Promise<ReconcileReport> {
+export async function applyXfrmDiff(kernel: XfrmKernel, diff: XfrmDiff): Promise<ReconcileReport> {
   const outcomes = new Outcomes();
   for (const owner of diff.owners) outcomes.of(owner);
   for (const { owner, issue } of diff.issues) outcomes.issue(owner, issue);

@@ -106,7 +106,7 @@ function notReadySummary(reasons: readonly string[]): string {
   const first = reasons[0];
   if (first === undefined) return '';
   const more = reasons.length > 1 ? ` (+${reasons.length - 1} more)` : '';
-  return oneLine(first.split('\n')[0]!.slice(0, MAX_REASON_CHARS - more.length) + more);
+  return oneLine((first.split('\n')[0] ?? '').slice(0, MAX_REASON_CHARS - more.length) + more);
 }
 
 function oneLine(text: string): string {

@@ -40,9 +40,9 @@ export const XFRM_MSG_NEWSA = 0x10;
 export const XFRM_MSG_DELSA = 0x11;
 export const XFRM_MSG_GETSA = 0x12;
 export const XFRM_MSG_NEWPOLICY = 0x13;
-const XFRM_MSG_DELPOLICY = 0x14;
+export const XFRM_MSG_DELPOLICY = 0x14;
 export const XFRM_MSG_GETPOLICY = 0x15;
-const XFRM_MSG_UPDPOLICY = 0x19;
+export const XFRM_MSG_UPDPOLICY = 0x19;
 const XFRM_MSG_UPDSA = 0x1a;
 
 const XFRMA_TMPL = 5;

@@ -11,6 +11,11 @@ import {
   encodeDumpPolicies,
   encodeDumpStates,
   encodeGetState,
+  XFRM_MSG_DELPOLICY,
+  XFRM_MSG_DELSA,
+  XFRM_MSG_NEWPOLICY,
+  XFRM_MSG_NEWSA,
+  XFRM_MSG_UPDPOLICY,
   writeDeletePolicy,
   writeDeleteState,
   writePolicy,
@@ -34,7 +39,17 @@ import {
   type NetlinkAck,
   type NetlinkMessage,
 } from './netlink-wire.js';
+import { XfrmChangeMonitor, type XfrmMonitorApi } from './netlink-monitor.js';
 import type { XfrmKernel, XfrmOp, XfrmOpResult, XfrmPolicy, XfrmState } from './types.js';
+
+/** The message type of an op's request, which the kernel's announcement of it carries too. */
+const MESSAGE_TYPE: Record<XfrmOp['kind'], number> = {
+  addState: XFRM_MSG_NEWSA,
+  deleteState: XFRM_MSG_DELSA,
+  addPolicy: XFRM_MSG_NEWPOLICY,
+  updatePolicy: XFRM_MSG_UPDPOLICY,
+  deletePolicy: XFRM_MSG_DELPOLICY,
+};
 
 const EINVAL = 22;
 const EIO = 5;
@@ -56,6 +71,12 @@ export interface NetlinkXfrmKernelOptions {
    * leaves); default true. False = the TypeScript codec encodes everything.
    */
   nativeEncode?: boolean;
+  /**
+   * Watch the namespace's XFRM announcements (native/xfrm_monitor.cc), so touchedSinceLastLook() can tell
+   * whether anyone but this object changed the tables; default false (every caller then dumps). A function
+   * gives the monitor API (tests).
+   */
+  watch?: boolean | (() => XfrmMonitorApi);
 }
 
 /** Resolves a namespace option to the file the addon opens; "" = the caller's own namespace. */
@@ -92,6 +113,7 @@ export class NetlinkXfrmKernel implements XfrmKernel {
   private readonly batchSize: number;
   private readonly transactOverride: XfrmTransact | undefined;
   private readonly nativeEncode: boolean;
+  private readonly monitor: XfrmChangeMonitor | undefined;
   private seq: number;
 
   constructor(options: NetlinkXfrmKernelOptions = {}) {
@@ -104,7 +126,25 @@ export class NetlinkXfrmKernel implements XfrmKernel {
     this.batchSize = batch;
     this.transactOverride = options.transact;
     this.nativeEncode = options.nativeEncode ?? true;
+    const watch = options.watch ?? false;
+    this.monitor =
+      watch === false
+        ? undefined
+        : new XfrmChangeMonitor(this.netnsPath, ...(typeof watch === 'function' ? [watch] : []));
     this.seq = (Date.now() & 0x3fffffff) + 1;
+  }
+
+  /**
+   * '' when, since the previous call, only this object's own accepted writes changed the XFRM tables; else why
+   * they may have changed (always so on the first call, and without `watch`).
+   */
+  touchedSinceLastLook(): string {
+    return this.monitor?.look() ?? 'not watching the XFRM tables';
+  }
+
+  /** Closes the monitor socket (a later look opens it again). */
+  close(): void {
+    this.monitor?.close();
   }
 
   private nextSeq(): number {
@@ -269,6 +309,7 @@ export class NetlinkXfrmKernel implements XfrmKernel {
           results.push(transportResult(op, failure ?? new Error('not encoded'), 'outcome unknown'));
         } else if (errnos[m] === 0) {
           results.push({ op, errno: 0 });
+          this.monitor?.expect(MESSAGE_TYPE[op.kind], enc);
         } else {
           // A message the transport reported as succeeded has no ack in the reply; the others are read from it.
           acks ??= readAcks(reply ?? Buffer.alloc(0));
@@ -276,6 +317,7 @@ export class NetlinkXfrmKernel implements XfrmKernel {
           results.push(
             ack.message === undefined ? { op, errno: ack.errno } : { op, errno: ack.errno, message: ack.message },
           );
+          if (ack.errno === 0) this.monitor?.expect(MESSAGE_TYPE[op.kind], enc);
         }
       }
     }

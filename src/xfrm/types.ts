@@ -98,4 +98,10 @@ export interface XfrmKernel {
   dumpPolicies(): Promise<XfrmPolicy[]>;
   /** Sends all ops (batched, many messages per syscall) and reports each op's own result; never throws for a per-op error. */
   apply(ops: readonly XfrmOp[]): Promise<XfrmOpResult[]>;
+  /**
+   * Optional change feed: '' when, since the previous call, the tables changed only through this object's own
+   * accepted writes (so a view kept from them is still exact); else why they may have changed. A kernel without
+   * it is dumped at every reconcile.
+   */
+  touchedSinceLastLook?(): string;
 }

@@ -1,7 +1,9 @@
 // Benchmark (issue 5 item 4): a full apply of the desired XFRM state for N peers (default 1000) through the
 // reconciler + netlink adapter, against `ip -batch` installing the same objects, measured in the same run in two
-// namespaces of our own; then a no-change reconcile (time and write count). Both namespaces are dumped afterwards
-// and must hold identical objects, so the baseline is known to do the same work.
+// namespaces of our own, through the daemon's reconciler with its kept kernel view (src/ipsec/kept-xfrm-view.ts)
+// over a watching adapter; then no-change steps through it (right after the apply, then steady state), a
+// no-change reconcile that dumps (the periodic audit), a warm replan, and a one-peer step. Both namespaces are
+// dumped afterwards and must hold identical objects, so the baseline is known to do the same work.
 //   policies variant: policies only (the host kernel has no ESP/AEAD)
 //   full variant:     SAs and policies (needs ESP/AEAD: the kernel-test VM)
 // `node dist/test/bench/xfrm.js` runs the policies variant here and then the full variant in the VM; the last
@@ -19,6 +21,7 @@ import { KeyHistory } from '../../src/keys/key-history.js';
 import type { NodeInfo } from '../../src/model/node.js';
 import { allocatePeerIds } from '../../src/ipsec/peer-ids.js';
 import { planXfrm, type XfrmPlan } from '../../src/ipsec/planner.js';
+import { KeptXfrmView, type KernelRead } from '../../src/ipsec/kept-xfrm-view.js';
 import { reconcile, type DesiredXfrm } from '../../src/ipsec/reconciler.js';
 import { loadAddon } from '../../src/native/addon.js';
 import { NetlinkXfrmKernel } from '../../src/xfrm/netlink-kernel.js';
@@ -31,8 +34,13 @@ interface RoundFigures {
   /** Part of oursMs spent inside the adapter's apply() calls (encode, syscalls, kernel work, acks). */
   applyMs: number;
   ipBatchMs: number;
+  /** A step whose replan found nothing new: the kept view's same-plan path (no dump, no diff). */
   noopMs: number;
   noopWrites: number;
+  /** The first step after the full apply: the same, plus settling the apply's announcements (one per write). */
+  settleMs: number;
+  /** A no-change reconcile that dumps the kernel (every step before the kept view; now the periodic audit). */
+  auditMs: number;
   objects: number;
   /** A replan of the same cluster, as every daemon step makes (warm: the code and the caches have run). */
   planMs: number;
@@ -146,6 +154,9 @@ class TimedKernel implements XfrmKernel {
   dumpPolicies(): Promise<XfrmPolicy[]> {
     return this.inner.dumpPolicies();
   }
+  touchedSinceLastLook(): string {
+    return this.inner.touchedSinceLastLook?.() ?? 'the XFRM kernel has no change feed';
+  }
   async apply(ops: readonly XfrmOp[]): Promise<XfrmOpResult[]> {
     const t0 = performance.now();
     try {
@@ -193,8 +204,10 @@ async function round(
   const baseNs = `kmt-xfrm-bench-ip-${tag}`;
   return withNetns(oursNs, () =>
     withNetns(baseNs, async () => {
-      const kernel = new NetlinkXfrmKernel({ netns: oursNs });
+      const kernel = new NetlinkXfrmKernel({ netns: oursNs, watch: true });
       const timed = new TimedKernel(kernel);
+      // The daemon's reconciler: the kernel view kept between steps, dumped when the change feed says so.
+      const kept = new KeptXfrmView(timed);
       const runIpBatch = (): number => {
         const t0 = performance.now();
         ip(['-n', baseNs, '-batch', batchFile]);
@@ -202,15 +215,32 @@ async function round(
       };
       let ipBatchMs = oursFirst ? 0 : runIpBatch();
       let t0 = performance.now();
-      const full = await reconcile(timed, desired);
+      const full = await kept.reconcile(desired);
       const oursMs = performance.now() - t0;
+      const fullApplyMs = timed.applyMs;
       if (full.failed > 0) {
         const first = full.results.find((r) => r.errno !== 0);
         throw new Error(`full apply failed for ${full.failed} ops, first: ${first?.message ?? String(first?.errno)}`);
       }
+      // A replan of the unchanged cluster (what a daemon step computes before its reconcile), then its reconcile.
       t0 = performance.now();
-      const noop = await reconcile(kernel, desired);
+      const replanned = planCluster(cluster);
+      const planMs = performance.now() - t0;
+      // The first step after the apply also settles the apply's announcements on the change feed (one per
+      // write); the next one is what every resync of an unchanged cluster costs.
+      t0 = performance.now();
+      const settle = await kept.reconcile(desiredOf(replanned, variant));
+      const settleMs = performance.now() - t0;
+      const replannedAgain = desiredOf(planCluster(cluster), variant);
+      t0 = performance.now();
+      const noop = await kept.reconcile(replannedAgain);
       const noopMs = performance.now() - t0;
+      if (kept.lastRead.how !== 'same-plan') throw new Error(`no-op step read the kernel: ${kept.lastRead.why}`);
+      if (settle.writes > 0) throw new Error(`the step after the apply wrote ${settle.writes} objects`);
+      t0 = performance.now();
+      const audit = await reconcile(kernel, desired);
+      const auditMs = performance.now() - t0;
+      if (audit.writes > 0) throw new Error(`the audit found ${audit.writes} objects to write after a no-op`);
       if (oursFirst) ipBatchMs = runIpBatch();
 
       const base = new NetlinkXfrmKernel({ netns: baseNs });
@@ -223,16 +253,14 @@ async function round(
         if (canon(ourStates) !== canon(baseStates)) throw new Error('ip -batch and ours installed different SAs');
         objects += ourStates.length;
       }
-      // A replan of the unchanged cluster (what a daemon step computes before its reconcile), then a step in
-      // which one peer changed: replan + reconcile, counting its writes and their time.
-      t0 = performance.now();
-      planCluster(cluster);
-      const planMs = performance.now() - t0;
+      // A step in which one peer changed: replan + reconcile, counting its writes and their time.
       const changed = withOnePeerChanged(cluster, Math.floor(cluster.peers.length / 2));
-      const stepKernel = new TimedKernel(kernel);
+      const applyBefore = timed.applyMs;
       t0 = performance.now();
-      const step = await reconcile(stepKernel, desiredOf(planCluster(changed), variant));
+      const step = await kept.reconcile(desiredOf(planCluster(changed), variant));
       const stepMs = performance.now() - t0;
+      const stepRead: KernelRead = { ...kept.lastRead };
+      if (stepRead.how !== 'view') throw new Error(`one-peer step did not use the kept view: ${stepRead.why}`);
       if (step.failed > 0) throw new Error(`one-peer step failed for ${step.failed} ops`);
       // These are the benchmark's own namespaces: empty them now rather than in the kernel's deferred cleanup.
       for (const ns of [oursNs, baseNs]) {
@@ -241,15 +269,17 @@ async function round(
       }
       return {
         oursMs,
-        applyMs: timed.applyMs,
+        applyMs: fullApplyMs,
         ipBatchMs,
         noopMs,
         noopWrites: noop.writes,
+        settleMs,
+        auditMs,
         objects,
         planMs,
         stepMs,
         stepWrites: step.writes,
-        stepApplyMs: stepKernel.applyMs,
+        stepApplyMs: timed.applyMs - applyBefore,
       };
     }),
   );
@@ -260,7 +290,9 @@ function resultLine(n: number, f: RoundFigures): string {
   const ofFull = (ms: number): string => `${(ms / f.oursMs).toFixed(2)}x`;
   return (
     `xfrm N=${n}: ours ${f.oursMs.toFixed(1)}, ip -batch ${f.ipBatchMs.toFixed(1)}, ratio ${ratio.toFixed(3)}, ` +
-    `no-op reconcile ${f.noopMs.toFixed(1)} ${f.noopWrites} writes (${ofFull(f.noopMs)} full), ` +
+    `no-op reconcile ${f.noopMs.toFixed(1)} ${f.noopWrites} writes (${ofFull(f.noopMs)} full; ` +
+    `right after the apply ${f.settleMs.toFixed(1)} = ${ofFull(f.settleMs)}), ` +
+    `audit dump ${f.auditMs.toFixed(1)} (${ofFull(f.auditMs)} full), ` +
     `plan ${f.planMs.toFixed(1)} (${ofFull(f.planMs)} full), ` +
     `one-peer step ${f.stepMs.toFixed(1)} ${f.stepWrites} writes (${ofFull(f.stepMs)} full; its writes ` +
     `${f.stepApplyMs.toFixed(1)} = ${ofFull(f.stepApplyMs)})`

@@ -103,6 +103,11 @@ export interface FakeXfrmKernelOptions {
    * that passes the codec is refused with NO_AEAD_REFUSAL (before any other check of the kernel's).
    */
   crypto?: 'full' | 'none';
+  /**
+   * The change feed (XfrmKernel.touchedSinceLastLook) as NetlinkXfrmKernel's with `watch`; default true.
+   * Changes made through seedState/seedPolicy are another tool's: the next look reports them.
+   */
+  changeFeed?: boolean;
 }
 
 export class FakeXfrmKernel implements XfrmKernel {
@@ -120,19 +125,45 @@ export class FakeXfrmKernel implements XfrmKernel {
   applyCalls = 0;
   dumpCalls = 0;
 
+  /** Looks at the change feed (touchedSinceLastLook calls). */
+  looks = 0;
+  private readonly changeFeed: boolean;
+  private watching = false;
+  private foreignChanges = 0;
+
   constructor(options: FakeXfrmKernelOptions = {}) {
     this.crypto = options.crypto ?? 'full';
+    this.changeFeed = options.changeFeed ?? true;
+    if (!this.changeFeed) delete (this as { touchedSinceLastLook?: unknown }).touchedSinceLastLook;
   }
+
+  /**
+   * As NetlinkXfrmKernel's with `watch`: the first look opens the feed and reports "touched"; later ones report
+   * '' unless another tool (seedState/seedPolicy) changed the tables since the previous look.
+   */
+  touchedSinceLastLook = (): string => {
+    this.looks++;
+    if (!this.watching) {
+      this.watching = true;
+      this.foreignChanges = 0;
+      return 'first look (monitor just opened)';
+    }
+    const n = this.foreignChanges;
+    this.foreignChanges = 0;
+    return n === 0 ? '' : `XFRM tables changed by someone else (${n} changes)`;
+  };
 
   /** Installs a state without counting a write (a foreign tool's, or left by an earlier run); throws on a collision. */
   seedState(state: XfrmState): void {
     const result = this.execute({ kind: 'addState', state }, 'seed');
     if (result.errno !== 0) throw new Error(`seedState: errno ${result.errno} ${result.message ?? ''}`);
+    this.foreignChanges++;
   }
 
   seedPolicy(policy: XfrmPolicy): void {
     const result = this.execute({ kind: 'addPolicy', policy }, 'seed');
     if (result.errno !== 0) throw new Error(`seedPolicy: errno ${result.errno} ${result.message ?? ''}`);
+    this.foreignChanges++;
   }
 
   /** Makes matching ops fail with `errno` (and no effect), `times` times (default: always). */

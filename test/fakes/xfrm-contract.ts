@@ -4,6 +4,7 @@
 // test/vm/suites/xfrm-contract.test.ts runs every step in the VM. The steps cover what the reconciler relies on:
 // identities and collisions (marks, masks, the wildcard state), deletes by lookup, replace/insert of policies,
 // and what each refuses (the codec before sending, the kernel after).
+import { execFileSync } from 'node:child_process';
 import type { Test } from 'tap';
 import { NetlinkXfrmKernel } from '../../src/xfrm/netlink-kernel.js';
 import type { XfrmKernel, XfrmOp, XfrmPolicy, XfrmState } from '../../src/xfrm/types.js';
@@ -26,12 +27,16 @@ export interface ScriptStep {
   ops: XfrmOp[];
 }
 
-/** What one step did: each op's errno, then the whole dump in an order-independent form. */
+/**
+ * What one step did: each op's errno, then the whole dump in an order-independent form, and whether the change
+ * feed saw only the step's own accepted writes (refused ones change nothing and are announced by nobody).
+ */
 export interface StepOutcome {
   what: string;
   errnos: number[];
   states: string[];
   policies: string[];
+  quiet: boolean;
 }
 
 const inbound = (peerId: number, src: string, over: Partial<XfrmState> = {}): XfrmState =>
@@ -159,6 +164,7 @@ export const POLICY_STEPS: ScriptStep[] = [
 /** Runs the steps through a kernel: each step's errnos and the dumps after it. */
 export async function runScript(kernel: XfrmKernel, steps: readonly ScriptStep[]): Promise<StepOutcome[]> {
   const outcomes: StepOutcome[] = [];
+  kernel.touchedSinceLastLook?.();
   for (const step of steps) {
     const results = await kernel.apply(step.ops);
     outcomes.push({
@@ -166,6 +172,7 @@ export async function runScript(kernel: XfrmKernel, steps: readonly ScriptStep[]
       errnos: results.map((r) => r.errno),
       states: canonical(await kernel.dumpStates()),
       policies: canonical(await kernel.dumpPolicies(), (p) => ({ ...p, index: undefined })),
+      quiet: kernel.touchedSinceLastLook?.() === '',
     });
   }
   return outcomes;
@@ -189,11 +196,61 @@ export async function checkXfrmContract(
   steps: readonly ScriptStep[],
   kept: 'states' | 'policies',
 ): Promise<void> {
-  const real = await runScript(new NetlinkXfrmKernel({ netns }), steps);
-  const fake = await runScript(new FakeXfrmKernel(), steps);
+  const realKernel = new NetlinkXfrmKernel({ netns, watch: true });
+  const fakeKernel = new FakeXfrmKernel();
+  const real = await runScript(realKernel, steps);
+  const fake = await runScript(fakeKernel, steps);
   t.ok(
     real.some((s) => s.errnos.some((e) => e !== 0)) && real.some((s) => s[kept].length > 0),
     `the script exercises refusals and leaves ${kept} to compare`,
   );
+  t.ok(
+    real.every((s) => s.quiet),
+    'the change feed matches every accepted write of ours to its announcement, whatever else the batch held',
+  );
   for (const [i, step] of real.entries()) t.same(fake[i], step, step.what);
+
+  // Another tool's change: `ip xfrm policy add` here, seedPolicy for the fake (its stand-in for another tool).
+  const other = makeOutPolicy({
+    selector: { family: 4, src: '0.0.0.0/0', dst: '203.0.113.0/24', proto: 0 },
+    priority: 4242,
+    mark: undefined,
+    templates: [],
+  });
+  execFileSync('ip', [
+    '-n',
+    netns,
+    'xfrm',
+    'policy',
+    'add',
+    'dir',
+    'out',
+    'src',
+    '0.0.0.0/0',
+    'dst',
+    '203.0.113.0/24',
+    'priority',
+    '4242',
+  ]);
+  fakeKernel.seedPolicy(other);
+  const realTouched = realKernel.touchedSinceLastLook();
+  const fakeTouched = fakeKernel.touchedSinceLastLook();
+  t.match(realTouched, /changed by someone else/, `netlink kernel: ${realTouched}`);
+  t.match(fakeTouched, /changed by someone else/, `fake kernel: ${fakeTouched}`);
+  t.same(
+    canonical(await fakeKernel.dumpPolicies(), (p) => ({ ...p, index: undefined })),
+    canonical(await realKernel.dumpPolicies(), (p) => ({ ...p, index: undefined })),
+    "the fake's stand-in for the other tool's policy is what `ip` added",
+  );
+  const removed = await realKernel.apply([{ kind: 'deletePolicy', policy: other }]);
+  await fakeKernel.apply([{ kind: 'deletePolicy', policy: other }]);
+  t.same(
+    removed.map((r) => r.errno),
+    [0],
+  );
+  t.equal(realKernel.touchedSinceLastLook(), '', 'quiet again after our own write');
+  t.equal(fakeKernel.touchedSinceLastLook(), '');
+  execFileSync('ip', ['-n', netns, 'xfrm', 'policy', 'flush']);
+  t.match(realKernel.touchedSinceLastLook(), /changed by someone else/, 'a flush by another tool is seen');
+  realKernel.close();
 }

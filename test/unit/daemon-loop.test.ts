@@ -466,3 +466,36 @@ t.test('a refused key is visible: keyProblem, keySpi stays the key in force, a m
   t.equal(n1.loop.currentStatus().keyProblem, '', 'a good key clears the problem');
   t.match(await n1.metrics.text(), /kmesh_ipsec_key_refused 0/);
 });
+
+t.test(
+  'the kernel is dumped once, then only when another tool changed it: /status kernelRead and a metric',
+  async (t) => {
+    const c = cluster(t);
+    await c.start();
+    c.rotate(key(1, 0x11));
+    await c.settle();
+    const n1 = c.nodes[0]!;
+    let s = n1.loop.currentStatus();
+    t.match(s.kernelRead, { how: 'same-plan', why: '' }, 'a settled cluster: nothing to diff');
+    const dumps = s.kernelRead?.dumps ?? -1;
+    t.ok(dumps >= 1 && dumps <= 3, `dumped ${dumps} times over ${s.steps} steps`);
+    const before = n1.kernel.dumpCalls;
+    await c.settle(3);
+    t.equal(n1.kernel.dumpCalls, before, 'more steps, no dump');
+    n1.kernel.seedPolicy({
+      dir: 'out',
+      selector: { family: 4, src: '0.0.0.0/0', dst: '192.0.2.0/24', proto: 0 },
+      priority: 9,
+      action: 'allow',
+      templates: [],
+    });
+    n1.loop.trigger('test');
+    await n1.loop.idle();
+    s = n1.loop.currentStatus();
+    t.match(s.kernelRead, { how: 'dump', why: /changed by someone else/, dumps: dumps + 1 });
+    t.match(await n1.metrics.text(), new RegExp(`kmesh_ipsec_xfrm_dumps ${dumps + 1}\\n`));
+    n1.loop.trigger('test');
+    await n1.loop.idle();
+    t.match(n1.loop.currentStatus().kernelRead, { how: 'same-plan', dumps: dumps + 1 }, 'and back to the view');
+  },
+);

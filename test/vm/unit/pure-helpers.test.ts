@@ -8,7 +8,14 @@ import { parseKernelEnv, parseKernelList } from '../lib/kernels.js';
 import { qemuArgs, userNic } from '../lib/qemu-args.js';
 import { CERT_IPS, FACTS_ENV, GUEST_API, NODE_RELAY_IP, readGuestKubeFacts, SKIP_ENV } from '../lib/vm-kube.js';
 import { guestCommandScript, shellQuote } from '../lib/guest-command.js';
-import { failureExcerpt, parseTapSummary, selectSuites, suiteLoopCommand, suiteOutcomes, suiteTimeoutFor } from '../lib/suite-run.js';
+import {
+  failureExcerpt,
+  parseTapSummary,
+  selectSuites,
+  suiteLoopCommand,
+  suiteOutcomes,
+  suiteTimeoutFor,
+} from '../lib/suite-run.js';
 import { assertXfrmCountersUnchanged, parseXfrmStat, xfrmCounterChanges } from '../lib/xfrm-stat.js';
 import { encodeDatagram, FlowCounter, lostDatagrams } from '../lib/flow-count.js';
 import { addressBatches, linkBatch, planNamespaces, planTopology, sysctlSettings } from '../lib/topology.js';
