@@ -105,10 +105,50 @@ function firstClash<I, O>(items: readonly I[], owner: (item: I) => O | undefined
   return undefined;
 }
 
-export function screenPeers(
-  local: NodeInfo,
-  peers: readonly NodeInfo[],
-): { accepted: ScreenedPeer[]; rejected: PeerRejection[] } {
+export interface Screening {
+  accepted: ScreenedPeer[];
+  rejected: PeerRejection[];
+}
+
+// The last screening and its inputs. A daemon step screens every peer although few change between steps, and
+// the sources hand out the same peer objects while they are unchanged (the loop validates each KmeshNodeInfo
+// object once): the same local node and the same peer objects in the same order give the same screening, so
+// it is handed out again (its objects are never written to after screening). Anything else screens afresh.
+let lastScreening: { local: NodeInfo; peers: readonly NodeInfo[]; result: Screening } | undefined;
+
+const sameTexts = (a: readonly string[], b: readonly string[]): boolean =>
+  a.length === b.length && a.every((x, i) => x === b[i]);
+
+function sameLocal(a: NodeInfo, b: NodeInfo): boolean {
+  return (
+    a.name === b.name &&
+    a.spi === b.spi &&
+    a.bootID === b.bootID &&
+    sameTexts(a.addresses, b.addresses) &&
+    sameTexts(a.podCIDRs, b.podCIDRs)
+  );
+}
+
+export function screenPeers(local: NodeInfo, peers: readonly NodeInfo[]): Screening {
+  const last = lastScreening;
+  if (
+    last !== undefined &&
+    last.peers.length === peers.length &&
+    sameLocal(last.local, local) &&
+    peers.every((p, i) => p === last.peers[i])
+  ) {
+    return last.result;
+  }
+  const result = screenAfresh(local, peers);
+  lastScreening = {
+    local: { ...local, addresses: [...local.addresses], podCIDRs: [...local.podCIDRs] },
+    peers: [...peers],
+    result,
+  };
+  return result;
+}
+
+function screenAfresh(local: NodeInfo, peers: readonly NodeInfo[]): Screening {
   checkLocalNode(local);
   const claims: Claims = { addresses: new Map(), cidrs: new CidrClaims() };
   const localLabel = `the local node ${local.name}`;

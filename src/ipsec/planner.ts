@@ -127,7 +127,11 @@ export function planScreened(input: ScreenedPlanInput): XfrmPlan {
   const peers: PeerPlan[] = [];
   const peerAddressIds: { address: string; peerId: number }[] = [];
 
-  for (const family of localFamilies(local)) {
+  // Every tunnel's objects reused from the last plan, which was checked distinct, with the same node-wide
+  // policies: a subset of a distinct set is distinct, so the check below is skipped.
+  const families = localFamilies(local);
+  let allReused = lastPlanDistinct && families.join(',') === lastPlanFamilies;
+  for (const family of families) {
     policies.push({
       owner: null,
       role: 'block',
@@ -166,14 +170,21 @@ export function planScreened(input: ScreenedPlanInput): XfrmPlan {
     for (const tunnel of tunnels) {
       peerAddressIds.push({ address: tunnel.peerAddress, peerId });
       const planned = planTunnelMemo(local, peer, peerId, tunnel, keys, send.spi, opts);
+      if (!lastCallReused) allReused = false;
       for (const x of planned.states) states.push(x);
       for (const x of planned.policies) policies.push(x);
     }
   }
   lastTunnelPlans = tunnelPlans;
   tunnelPlans = new Map();
-
-  assertDistinct(states, policies);
+  reusedFromLastPlan = new Set();
+  lastPlanDistinct = false;
+  lastPlanFamilies = families.join(',');
+  if (!allReused) {
+    distinctChecks++;
+    assertDistinct(states, policies);
+  }
+  lastPlanDistinct = true;
   peers.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   return { states, policies, peers, peerAddressIds };
 }
@@ -198,6 +209,18 @@ interface TunnelPlan {
 /** By peer name; one entry per tunnel (address family) of that peer. */
 let lastTunnelPlans = new Map<string, TunnelPlan[]>();
 let tunnelPlans = new Map<string, TunnelPlan[]>();
+/** The entries of lastTunnelPlans the plan being made reused (each at most once). */
+let reusedFromLastPlan = new Set<TunnelPlan>();
+/** The last plan passed assertDistinct, and the local families its node-wide policies were planned for. */
+let lastPlanDistinct = false;
+let lastPlanFamilies = '';
+let distinctChecks = 0;
+/** How many plans ran the distinctness check (tests: an unchanged replan skips it). */
+export function plannerDistinctChecks(): number {
+  return distinctChecks;
+}
+/** Whether the last planTunnelMemo call reused an entry of the last plan not reused before in this plan. */
+let lastCallReused = false;
 
 const sameTexts = (a: readonly string[], b: readonly string[]): boolean =>
   a.length === b.length && a.every((x, i) => x === b[i]);
@@ -248,7 +271,11 @@ function planTunnelMemo(
 ): TunnelPlan {
   const from = (list: TunnelPlan[] | undefined): TunnelPlan | undefined =>
     list?.find((p) => plannedFrom(p, local, peer, peerId, tunnel, keys, sendSpi, opts));
-  let planned = from(lastTunnelPlans.get(peer.name)) ?? from(tunnelPlans.get(peer.name));
+  const fromLast = from(lastTunnelPlans.get(peer.name));
+  let planned = fromLast !== undefined && !reusedFromLastPlan.has(fromLast) ? fromLast : undefined;
+  lastCallReused = planned !== undefined;
+  if (planned !== undefined) reusedFromLastPlan.add(planned);
+  else planned = from(tunnelPlans.get(peer.name)) ?? fromLast;
   if (planned === undefined) {
     planned = { local, peer, peerId, tunnel, keys, sendSpi, opts, states: [], policies: [] };
     planTunnel(local, peer, peerId, tunnel, keys, sendSpi, opts, planned.states, planned.policies);

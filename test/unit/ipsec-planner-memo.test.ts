@@ -6,7 +6,8 @@
 import t from 'tap';
 import { KeyHistory } from '../../src/keys/key-history.js';
 import type { IpsecKey, NodeInfo } from '../../src/model/node.js';
-import { planXfrm, type PlanInput, type XfrmPlan } from '../../src/ipsec/planner.js';
+import { planXfrm, plannerDistinctChecks, type PlanInput, type XfrmPlan } from '../../src/ipsec/planner.js';
+import { screenPeers } from '../../src/ipsec/peer-screen.js';
 import { makeKey, makeNode } from '../fakes/ipsec-fixtures.js';
 
 const local = makeNode(1, { addresses: ['198.18.0.1', 'fd00::1'], podCIDRs: ['10.244.1.0/24', 'fd00:10:1::/64'] });
@@ -74,5 +75,36 @@ t.test('an equal PSK in another buffer plans equal objects; unchanged tunnels re
   t.not(copied.states[0], first.states[0], 'another PSK buffer: planned afresh');
   const oneChanged = planXfrm({ ...base, peers: withPeer(2, { bootID: 'changed' }) });
   t.equal(oneChanged.states.filter((s) => first.states.includes(s)).length, 0, 'the previous plan was the copy');
+  t.end();
+});
+
+t.test('an unchanged replan skips the distinctness check; any new tunnel or other node-wide policies run it', (t) => {
+  cold(base);
+  const checks = plannerDistinctChecks();
+  const again = planXfrm(base);
+  t.equal(plannerDistinctChecks(), checks, 'every tunnel reused from the distinct last plan: not checked again');
+  t.same([again.states, again.policies], [cold(base).states, cold(base).policies], 'and the plan is the same');
+  const before = plannerDistinctChecks();
+  planXfrm({ ...base, peers: withPeer(1, { bootID: 'changed-boot-id' }) });
+  t.equal(plannerDistinctChecks(), before + 1, 'a tunnel planned afresh: checked');
+  planXfrm({ ...base, peers: withPeer(1, { bootID: 'changed-boot-id' }) });
+  const single = { ...base, local: { ...local, addresses: ['198.18.0.1'], podCIDRs: ['10.244.1.0/24'] } };
+  planXfrm(single);
+  const c2 = plannerDistinctChecks();
+  planXfrm(single);
+  t.equal(plannerDistinctChecks(), c2, 'reused again');
+  t.end();
+});
+
+t.test('screening is handed out again for the same local node and peer objects, afresh otherwise', (t) => {
+  const first = screenPeers(local, peers);
+  t.equal(screenPeers({ ...local }, [...peers]), first, 'equal local node, same peer objects: the same screening');
+  const copy = peers.map((p) => ({ ...p }));
+  const fresh = screenPeers(local, copy);
+  t.not(fresh, first, 'other peer objects: screened afresh');
+  t.same(fresh, first, '(with the same outcome)');
+  t.not(screenPeers({ ...local, bootID: 'other' }, copy), fresh, 'another local node: afresh');
+  const clash = screenPeers(local, [...copy, { ...copy[0]!, name: 'node-99' }]);
+  t.equal(clash.rejected.length, 1, 'a new peer is screened: its address clashes');
   t.end();
 });
