@@ -15,13 +15,24 @@ export interface PingResult {
   missing?: number[];
 }
 
-export function parsePing(output: string): { transmitted: number; received: number; missing?: number[] } {
+/**
+ * Reads ping's output for a run of `count` requests. With a deadline (-w) ping goes on sending past `count`
+ * while a reply is late and stops once `count` replies are in, so the requests past `count` are not part of
+ * the probe: `transmitted` is the requests among icmp_seq 1..count that were sent, `received` those of them
+ * answered, `missing` the unanswered ones (present only when some are, at most 20).
+ */
+export function parsePing(
+  output: string,
+  count?: number,
+): { transmitted: number; received: number; missing?: number[] } {
   const m = /(\d+) packets transmitted, (\d+) received/.exec(output);
   if (!m) throw new Error(`ping printed no summary: ${output.trim().split('\n').slice(-2).join(' | ')}`);
-  const transmitted = Number(m[1]);
-  const received = Number(m[2]);
-  if (received >= transmitted) return { transmitted, received };
+  const sent = Number(m[1]);
+  const transmitted = count === undefined ? sent : Math.min(sent, count);
   const answered = new Set([...output.matchAll(/icmp_seq=(\d+)/g)].map((x) => Number(x[1])));
+  let received = count === undefined ? Number(m[2]) : 0;
+  if (count !== undefined) for (let seq = 1; seq <= transmitted; seq++) if (answered.has(seq)) received++;
+  if (received >= transmitted) return { transmitted, received };
   const missing: number[] = [];
   for (let seq = 1; seq <= transmitted && missing.length < 20; seq++) if (!answered.has(seq)) missing.push(seq);
   return { transmitted, received, missing };
@@ -30,7 +41,8 @@ export function parsePing(output: string): { transmitted: number; received: numb
 /**
  * Pings `to` from inside pod namespace `fromNetns`: `count` echo requests every `intervalS` seconds. ping waits
  * for every reply until a deadline 5 s after the last request (-w; with -c alone it lingers only two round
- * trips after the last request, so a reply delayed by a busy machine would count as lost).
+ * trips after the last request, so a reply delayed by a busy machine would count as lost); the extra requests
+ * it sends meanwhile are left out of the result (parsePing).
  */
 export function ping(fromNetns: string, to: string, count: number, intervalS: number): Promise<PingResult> {
   return new Promise((resolve, reject) => {
@@ -61,7 +73,7 @@ export function ping(fromNetns: string, to: string, count: number, intervalS: nu
     child.on('error', reject);
     child.on('close', () => {
       try {
-        resolve({ from: fromNetns, to, ...parsePing(out) });
+        resolve({ from: fromNetns, to, ...parsePing(out, count) });
       } catch (err) {
         reject(err instanceof Error ? err : new Error(String(err)));
       }
