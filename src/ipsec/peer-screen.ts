@@ -116,7 +116,8 @@ export interface Screening {
 // it is handed out again (its objects are never written to after screening). Anything else screens afresh.
 let lastScreening: { local: NodeInfo; peers: readonly NodeInfo[]; result: Screening } | undefined;
 
-const sameTexts = (a: readonly string[], b: readonly string[]): boolean =>
+/** Equal lists of strings, element by element (also the planner's memo comparison). */
+export const sameTexts = (a: readonly string[], b: readonly string[]): boolean =>
   a.length === b.length && a.every((x, i) => x === b[i]);
 
 function sameLocal(a: NodeInfo, b: NodeInfo): boolean {

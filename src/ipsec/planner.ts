@@ -21,7 +21,7 @@ import {
   KMESH_REQID,
   PEER_POLICY_PRIORITY,
 } from './ownership.js';
-import { screenPeers, type PeerRejection, type ScreenedPeer, type Tunnel } from './peer-screen.js';
+import { sameTexts, screenPeers, type PeerRejection, type ScreenedPeer, type Tunnel } from './peer-screen.js';
 import { chooseSendSpi } from './rotation.js';
 import { lookupMark, policyIdentity, PolicyIndex, stateBucket } from '../xfrm/identity.js';
 
@@ -221,9 +221,6 @@ export function plannerDistinctChecks(): number {
 }
 /** Whether the last planTunnelMemo call reused an entry of the last plan not reused before in this plan. */
 let lastCallReused = false;
-
-const sameTexts = (a: readonly string[], b: readonly string[]): boolean =>
-  a.length === b.length && a.every((x, i) => x === b[i]);
 
 /** Were `p`'s objects planned from these inputs (everything planTunnel reads)? */
 function plannedFrom(
