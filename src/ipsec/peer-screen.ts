@@ -64,7 +64,8 @@ function parseCidrs(texts: readonly string[]): { text: string; cidr: ParsedCidr 
     const parsed = parseCidrLenient(text);
     if (!parsed) return `pod CIDR ${JSON.stringify(text)} is not a CIDR`;
     const normal = normalisedCidrText(parsed);
-    out.push({ text: normal, cidr: parsed });
+    // The same CIDR twice is one claim (as parseNodeInfo has it): planned twice it would be two equal policies.
+    if (!out.some((c) => c.text === normal)) out.push({ text: normal, cidr: parsed });
   }
   return out;
 }
@@ -110,12 +111,6 @@ export interface Screening {
   rejected: PeerRejection[];
 }
 
-// The last screening and its inputs. A daemon step screens every peer although few change between steps, and
-// the sources hand out the same peer objects while they are unchanged (the loop validates each KmeshNodeInfo
-// object once): the same local node and the same peer objects in the same order give the same screening, so
-// it is handed out again (its objects are never written to after screening). Anything else screens afresh.
-let lastScreening: { local: NodeInfo; peers: readonly NodeInfo[]; result: Screening } | undefined;
-
 /** Equal lists of strings, element by element (also the planner's memo comparison). */
 export const sameTexts = (a: readonly string[], b: readonly string[]): boolean =>
   a.length === b.length && a.every((x, i) => x === b[i]);
@@ -130,26 +125,199 @@ function sameLocal(a: NodeInfo, b: NodeInfo): boolean {
   );
 }
 
-export function screenPeers(local: NodeInfo, peers: readonly NodeInfo[]): Screening {
-  const last = lastScreening;
-  if (
-    last !== undefined &&
-    last.peers.length === peers.length &&
-    sameLocal(last.local, local) &&
-    peers.every((p, i) => p === last.peers[i])
-  ) {
-    return last.result;
-  }
-  const result = screenAfresh(local, peers);
-  lastScreening = {
-    local: { ...local, addresses: [...local.addresses], podCIDRs: [...local.podCIDRs] },
-    peers: [...peers],
-    result,
-  };
-  return result;
+const nameOrder = (a: { name: string }, b: { name: string }): number =>
+  a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+
+/** The local node's side of every tunnel, and the claims of the local node and of the accepted peers. */
+interface ScreenContext {
+  localView: FamilyView;
+  localCidrs: Record<Family, string[]>;
+  claims: Claims;
 }
 
-function screenAfresh(local: NodeInfo, peers: readonly NodeInfo[]): Screening {
+/** One peer screened against the claims made so far: accepted (its claims added), or rejected and why. */
+type PeerVerdict =
+  | { accepted: ScreenedPeer }
+  | {
+      rejected: PeerRejection;
+      /** True when another node's claim decided it (order matters), false when the peer alone is unusable. */
+      clash: boolean;
+    };
+
+/**
+ * `kept`: pod CIDRs (normalised) this peer claimed in the last screening and still has — they are its own
+ * already, so they are neither looked up nor claimed again.
+ */
+function screenOne(raw: NodeInfo, context: ScreenContext, kept?: ReadonlySet<string>): PeerVerdict {
+  const { claims, localView, localCidrs } = context;
+  const reject = (reason: string, clash: boolean): PeerVerdict => ({
+    rejected: { name: raw.name, advertisedSpi: raw.spi, reason },
+    clash,
+  });
+  const parsedCidrs = parseCidrs(raw.podCIDRs);
+  const problem = peerProblem(raw) ?? (typeof parsedCidrs === 'string' ? parsedCidrs : undefined);
+  if (problem || typeof parsedCidrs === 'string') return reject(problem ?? 'invalid', false);
+  const node: NodeInfo = { ...raw, podCIDRs: parsedCidrs.map((c) => c.text) };
+  const addressClash = firstClash(node.addresses, (a) => claims.addresses.get(canonicalIp(a)));
+  if (addressClash) return reject(`underlay address ${addressClash.item} is also used by ${addressClash.other}`, true);
+  const newCidrs = kept === undefined ? parsedCidrs : parsedCidrs.filter((c) => !kept.has(c.text));
+  const cidrClash = firstClash(newCidrs, (c) => claims.cidrs.findOverlap(c.cidr));
+  if (cidrClash) {
+    return reject(`pod CIDR ${cidrClash.item.text} overlaps ${cidrClash.other.text} of ${cidrClash.other.owner}`, true);
+  }
+
+  const tunnels: Tunnel[] = [];
+  const notes: string[] = [];
+  const peerView = familyView(node.addresses, parsedCidrs);
+  for (const family of FAMILIES) {
+    const localAddress = localView.address[family];
+    const peerAddress = peerView.address[family];
+    const peerCidrs = peerView.cidrs[family].map((c) => c.text);
+    if (localAddress && peerAddress) {
+      tunnels.push({ family, localAddress, peerAddress, localCidrs: localCidrs[family], peerCidrs });
+    } else if (peerCidrs.length > 0) {
+      notes.push(
+        `pod CIDR ${peerCidrs.join(', ')} is not encrypted: no IPv${family} underlay address on ${localAddress ? 'the peer' : 'the local node'} (marked traffic to it is blocked)`,
+      );
+    }
+  }
+  if (tunnels.length === 0) return reject('no underlay address family in common with the local node', false);
+  const owner = `node ${node.name}`;
+  for (const a of node.addresses) claims.addresses.set(canonicalIp(a), owner);
+  for (const { text, cidr } of newCidrs) claims.cidrs.add(cidr, { owner, text });
+  return { accepted: { node, tunnels, notes } };
+}
+
+// The last screening, with what it was made from and the claims it left. A daemon step screens every peer
+// although few change between steps, and the sources hand out the same peer objects while they are unchanged
+// (the loop validates each KmeshNodeInfo object once). So:
+// - the same local node and the same peer objects in the same order: the last result, handed out again (its
+//   objects are never written to after screening);
+// - a few peers added, changed or removed, when the last screening had no clash (no peer was rejected because
+//   of another node's claim, no name twice): only those peers are screened. Without a clash every valid peer is
+//   accepted whatever the order, so the result is the last one with those peers replaced, as long as none of
+//   them now touches a claim. Any claim found (another node's, or one left by a peer that changed or went away:
+//   CIDR claims are not taken back, so they can only cause a needless full screening) screens everything afresh;
+// - anything else screens afresh.
+interface LastScreening {
+  local: NodeInfo;
+  peers: readonly NodeInfo[];
+  /** The peer objects screened, by name. */
+  byName: Map<string, NodeInfo>;
+  result: Screening;
+  context: ScreenContext;
+  /** No rejection depended on another node's claim. */
+  clashFree: boolean;
+  /** CIDR claims left by peers that changed or went away (see above); bounded before a full screening. */
+  staleCidrClaims: number;
+}
+let lastScreening: LastScreening | undefined;
+/** At most this many peers changed, added or removed are screened on their own; more screen everything. */
+const MAX_INCREMENTAL = 256;
+const MAX_STALE_CIDR_CLAIMS = 4096;
+let incrementalScreenings = 0;
+/** How many screenings screened only the peers that changed (tests). */
+export function incrementalScreeningCount(): number {
+  return incrementalScreenings;
+}
+
+export function screenPeers(local: NodeInfo, peers: readonly NodeInfo[]): Screening {
+  const last = lastScreening;
+  if (last !== undefined && sameLocal(last.local, local)) {
+    if (last.peers.length === peers.length && peers.every((p, i) => p === last.peers[i])) return last.result;
+    const next = last.clashFree ? screenChanged(last, peers) : undefined;
+    if (next !== undefined) {
+      incrementalScreenings++;
+      lastScreening = next;
+      return next.result;
+    }
+  }
+  lastScreening = screenAfresh(local, peers);
+  return lastScreening.result;
+}
+
+/** The screening with only the peers that differ from `last` screened; undefined when that is not sound. */
+function screenChanged(last: LastScreening, peers: readonly NodeInfo[]): LastScreening | undefined {
+  const byName = new Map<string, NodeInfo>();
+  const changed: NodeInfo[] = [];
+  for (const p of peers) {
+    if (p.name === last.local.name) continue;
+    if (byName.has(p.name)) return undefined; // a name twice: a clash
+    byName.set(p.name, p);
+    if (last.byName.get(p.name) !== p) {
+      changed.push(p);
+      if (changed.length > MAX_INCREMENTAL) return undefined;
+    }
+  }
+  const gone = new Set<string>(changed.map((p) => p.name));
+  for (const name of last.byName.keys()) {
+    if (!byName.has(name)) {
+      gone.add(name);
+      if (gone.size > MAX_INCREMENTAL) return undefined;
+    }
+  }
+  const { context } = last;
+  const { claims } = context;
+  // The last accepted version of each peer that changed or went away: its address claims are taken back.
+  const before = new Map<string, ScreenedPeer>();
+  for (const s of last.result.accepted) if (gone.has(s.node.name)) before.set(s.node.name, s);
+  for (const [name, s] of before) {
+    const owner = `node ${name}`;
+    for (const a of s.node.addresses) {
+      const key = canonicalIp(a);
+      if (claims.addresses.get(key) === owner) claims.addresses.delete(key);
+    }
+  }
+  let staleCidrClaims = last.staleCidrClaims;
+  const accepted: ScreenedPeer[] = [];
+  const rejected: PeerRejection[] = [];
+  for (const p of changed.sort(nameOrder)) {
+    const kept = new Set(before.get(p.name)?.node.podCIDRs);
+    const verdict = screenOne(p, context, kept);
+    if ('rejected' in verdict) {
+      if (verdict.clash) return undefined;
+      rejected.push(verdict.rejected);
+      staleCidrClaims += kept.size;
+    } else {
+      accepted.push(verdict.accepted);
+      staleCidrClaims += [...kept].filter((c) => !verdict.accepted.node.podCIDRs.includes(c)).length;
+    }
+  }
+  for (const [name, s] of before) if (!byName.has(name)) staleCidrClaims += s.node.podCIDRs.length;
+  if (staleCidrClaims > MAX_STALE_CIDR_CLAIMS) return undefined;
+  return {
+    local: last.local,
+    peers: [...peers],
+    byName,
+    result: {
+      accepted: mergeByName(last.result.accepted, gone, accepted, (s) => s.node.name),
+      rejected: mergeByName(last.result.rejected, gone, rejected, (r) => r.name),
+    },
+    context,
+    clashFree: true,
+    staleCidrClaims,
+  };
+}
+
+/** `list` (sorted by name) without the entries named in `drop`, with `add` (sorted by name) merged in. */
+function mergeByName<T>(list: readonly T[], drop: ReadonlySet<string>, add: readonly T[], name: (x: T) => string): T[] {
+  const out: T[] = [];
+  let i = 0;
+  for (const x of list) {
+    if (drop.has(name(x))) continue;
+    while (i < add.length && name(add[i] as T) < name(x)) out.push(add[i++] as T);
+    out.push(x);
+  }
+  while (i < add.length) out.push(add[i++] as T);
+  return out;
+}
+
+/** Every peer screened, nothing reused from the last screening (what screenPeers must always equal). */
+export function screenEveryPeer(local: NodeInfo, peers: readonly NodeInfo[]): Screening {
+  return screenAfresh(local, peers).result;
+}
+
+function screenAfresh(local: NodeInfo, peers: readonly NodeInfo[]): LastScreening {
   checkLocalNode(local);
   const claims: Claims = { addresses: new Map(), cidrs: new CidrClaims() };
   const localLabel = `the local node ${local.name}`;
@@ -158,67 +326,39 @@ function screenAfresh(local: NodeInfo, peers: readonly NodeInfo[]): Screening {
   if (typeof localParsed === 'string') throw new Error(`local node: ${localParsed}`);
   for (const { text, cidr } of localParsed) claims.cidrs.add(cidr, { owner: localLabel, text });
   const localView = familyView(local.addresses, localParsed);
-  const localCidrs: Record<Family, string[]> = {
-    4: localView.cidrs[4].map((c) => c.text),
-    6: localView.cidrs[6].map((c) => c.text),
+  const context: ScreenContext = {
+    localView,
+    localCidrs: { 4: localView.cidrs[4].map((c) => c.text), 6: localView.cidrs[6].map((c) => c.text) },
+    claims,
   };
 
   const accepted: ScreenedPeer[] = [];
   const rejected: PeerRejection[] = [];
-  const seenNames = new Set<string>();
-  const sorted = [...peers]
-    .filter((p) => p.name !== local.name)
-    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-
+  const byName = new Map<string, NodeInfo>();
+  let clashFree = true;
+  const sorted = peers.filter((p) => p.name !== local.name).sort(nameOrder);
   for (const raw of sorted) {
-    const reject = (reason: string): void => {
-      rejected.push({ name: raw.name, advertisedSpi: raw.spi, reason });
-    };
-    if (seenNames.has(raw.name)) {
-      reject('more than one KmeshNodeInfo with this name');
+    if (byName.has(raw.name)) {
+      rejected.push({ name: raw.name, advertisedSpi: raw.spi, reason: 'more than one KmeshNodeInfo with this name' });
+      clashFree = false;
       continue;
     }
-    seenNames.add(raw.name);
-    const parsedCidrs = parseCidrs(raw.podCIDRs);
-    const problem = peerProblem(raw) ?? (typeof parsedCidrs === 'string' ? parsedCidrs : undefined);
-    if (problem || typeof parsedCidrs === 'string') {
-      reject(problem ?? 'invalid');
-      continue;
+    byName.set(raw.name, raw);
+    const verdict = screenOne(raw, context);
+    if ('accepted' in verdict) {
+      accepted.push(verdict.accepted);
+    } else {
+      rejected.push(verdict.rejected);
+      if (verdict.clash) clashFree = false;
     }
-    const node: NodeInfo = { ...raw, podCIDRs: parsedCidrs.map((c) => c.text) };
-    const addressClash = firstClash(node.addresses, (a) => claims.addresses.get(canonicalIp(a)));
-    if (addressClash) {
-      reject(`underlay address ${addressClash.item} is also used by ${addressClash.other}`);
-      continue;
-    }
-    const cidrClash = firstClash(parsedCidrs, (c) => claims.cidrs.findOverlap(c.cidr));
-    if (cidrClash) {
-      reject(`pod CIDR ${cidrClash.item.text} overlaps ${cidrClash.other.text} of ${cidrClash.other.owner}`);
-      continue;
-    }
-
-    const tunnels: Tunnel[] = [];
-    const notes: string[] = [];
-    const peerView = familyView(node.addresses, parsedCidrs);
-    for (const family of FAMILIES) {
-      const localAddress = localView.address[family];
-      const peerAddress = peerView.address[family];
-      const peerCidrs = peerView.cidrs[family].map((c) => c.text);
-      if (localAddress && peerAddress) {
-        tunnels.push({ family, localAddress, peerAddress, localCidrs: localCidrs[family], peerCidrs });
-      } else if (peerCidrs.length > 0) {
-        notes.push(
-          `pod CIDR ${peerCidrs.join(', ')} is not encrypted: no IPv${family} underlay address on ${localAddress ? 'the peer' : 'the local node'} (marked traffic to it is blocked)`,
-        );
-      }
-    }
-    if (tunnels.length === 0) {
-      reject('no underlay address family in common with the local node');
-      continue;
-    }
-    for (const a of node.addresses) claims.addresses.set(canonicalIp(a), `node ${node.name}`);
-    for (const { text, cidr } of parsedCidrs) claims.cidrs.add(cidr, { owner: `node ${node.name}`, text });
-    accepted.push({ node, tunnels, notes });
   }
-  return { accepted, rejected };
+  return {
+    local: { ...local, addresses: [...local.addresses], podCIDRs: [...local.podCIDRs] },
+    peers: [...peers],
+    byName,
+    result: { accepted, rejected },
+    context,
+    clashFree,
+    staleCidrClaims: 0,
+  };
 }

@@ -12,7 +12,7 @@ import { derivePairKeyCached } from '../keys/derive.js';
 import type { KeyHistory } from '../keys/key-history.js';
 import { inboundEspMark, MARK_DECRYPT, MARK_ENCRYPT, MARK_INBOUND_MASK, MARK_TYPE_MASK } from '../model/marks.js';
 import type { IpsecKey, NodeInfo } from '../model/node.js';
-import { anyCidr, canonicalIp, parseCidrLenient, parseIp, type Family } from '../model/ip-address.js';
+import { anyCidr, parseCidrLenient, parseIp, type Family } from '../model/ip-address.js';
 import type { XfrmPolicy, XfrmState, XfrmTemplate } from '../xfrm/types.js';
 import {
   BLOCK_POLICY_PRIORITY,
@@ -23,7 +23,7 @@ import {
 } from './ownership.js';
 import { sameTexts, screenPeers, type PeerRejection, type ScreenedPeer, type Tunnel } from './peer-screen.js';
 import { chooseSendSpi } from './rotation.js';
-import { lookupMark, policyIdentity, PolicyIndex, stateBucket } from '../xfrm/identity.js';
+import { PlanIdentities } from './plan-identities.js';
 
 export interface PlannerOptions {
   reqid: number;
@@ -127,29 +127,17 @@ export function planScreened(input: ScreenedPlanInput): XfrmPlan {
   const peers: PeerPlan[] = [];
   const peerAddressIds: { address: string; peerId: number }[] = [];
 
-  // Every tunnel's objects reused from the last plan, which was checked distinct, with the same node-wide
-  // policies: a subset of a distinct set is distinct, so the check below is skipped.
   const families = localFamilies(local);
-  let allReused = lastPlanDistinct && families.join(',') === lastPlanFamilies;
-  for (const family of families) {
-    policies.push({
-      owner: null,
-      role: 'block',
-      policy: {
-        dir: 'out',
-        selector: { family, src: anyCidr(family), dst: anyCidr(family), proto: 0 },
-        mark: { ...ENCRYPT_MARK },
-        priority: opts.blockPriority,
-        action: 'block',
-        templates: [],
-      },
-    });
-  }
+  for (const family of families) policies.push(blockPolicy(family, opts.blockPriority));
+  lastBlockPolicies = blockPolicies;
+  blockPolicies = [];
 
   for (const { name, advertisedSpi, reason } of input.rejected) {
     peers.push({ name, advertisedSpi, planned: false, tunnels: [], reasons: [reason] });
   }
 
+  /** Tunnels whose objects were planned now, not reused from the last plan. */
+  const fresh: TunnelPlan[] = [];
   for (const { node: peer, tunnels, notes } of input.accepted) {
     const plan: PeerPlan = { name: peer.name, advertisedSpi: peer.spi, planned: false, tunnels, reasons: [...notes] };
     peers.push(plan);
@@ -170,23 +158,62 @@ export function planScreened(input: ScreenedPlanInput): XfrmPlan {
     for (const tunnel of tunnels) {
       peerAddressIds.push({ address: tunnel.peerAddress, peerId });
       const planned = planTunnelMemo(local, peer, peerId, tunnel, keys, send.spi, opts);
-      if (!lastCallReused) allReused = false;
+      if (!lastCallReused) fresh.push(planned);
       for (const x of planned.states) states.push(x);
       for (const x of planned.policies) policies.push(x);
     }
   }
+  const gone: TunnelPlan[] = [];
+  for (const list of lastTunnelPlans.values()) for (const p of list) if (!reusedFromLastPlan.has(p)) gone.push(p);
   lastTunnelPlans = tunnelPlans;
   tunnelPlans = new Map();
   reusedFromLastPlan = new Set();
-  lastPlanDistinct = false;
-  lastPlanFamilies = families.join(',');
-  if (!allReused) {
+  // The identities of the last plan's objects, updated with the tunnels that changed when the node-wide policies
+  // are the same (same local families); else checked afresh for the whole plan. Dropped first, so a failed
+  // check leaves none behind and the next plan checks afresh.
+  const known = lastIdentities;
+  lastIdentities = undefined;
+  const familiesText = families.join(',');
+  if (known !== undefined && familiesText === lastPlanFamilies && fresh.length + gone.length <= MAX_TUNNEL_UPDATES) {
+    if (fresh.length + gone.length > 0) {
+      for (const p of gone) forget(known, p);
+      for (const p of fresh) register(known, p);
+      identityUpdates++;
+    }
+    lastIdentities = known;
+  } else {
     distinctChecks++;
-    assertDistinct(states, policies);
+    lastIdentities = identitiesOf(states, policies);
   }
-  lastPlanDistinct = true;
+  lastPlanFamilies = familiesText;
   peers.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   return { states, policies, peers, peerAddressIds };
+}
+
+// The block policies of the last plan, handed out again when the same (like the tunnels' objects below), so an
+// unchanged plan is made of the very objects of the last one.
+let lastBlockPolicies: PlannedPolicy[] = [];
+let blockPolicies: PlannedPolicy[] = [];
+
+/** The catch-all block policy of a local family: encrypt-marked packets no peer policy claims are dropped. */
+function blockPolicy(family: Family, priority: number): PlannedPolicy {
+  let planned = lastBlockPolicies.find((p) => p.policy.selector.family === family && p.policy.priority === priority);
+  if (planned === undefined) {
+    planned = {
+      owner: null,
+      role: 'block',
+      policy: {
+        dir: 'out',
+        selector: { family, src: anyCidr(family), dst: anyCidr(family), proto: 0 },
+        mark: { ...ENCRYPT_MARK },
+        priority,
+        action: 'block',
+        templates: [],
+      },
+    };
+  }
+  blockPolicies.push(planned);
+  return planned;
 }
 
 // The objects planned for each tunnel by the last plan, with everything planTunnel read to plan them. Every
@@ -211,13 +238,20 @@ let lastTunnelPlans = new Map<string, TunnelPlan[]>();
 let tunnelPlans = new Map<string, TunnelPlan[]>();
 /** The entries of lastTunnelPlans the plan being made reused (each at most once). */
 let reusedFromLastPlan = new Set<TunnelPlan>();
-/** The last plan passed assertDistinct, and the local families its node-wide policies were planned for. */
-let lastPlanDistinct = false;
+/** The kernel identities of the last plan's objects (it was distinct), and the local families it was planned for. */
+let lastIdentities: PlanIdentities | undefined;
 let lastPlanFamilies = '';
+/** More tunnels than this planned afresh or dropped: the whole plan is checked, not the change. */
+const MAX_TUNNEL_UPDATES = 512;
 let distinctChecks = 0;
-/** How many plans ran the distinctness check (tests: an unchanged replan skips it). */
+let identityUpdates = 0;
+/** How many plans checked every object for distinctness (tests: an unchanged or small change skips it). */
 export function plannerDistinctChecks(): number {
   return distinctChecks;
+}
+/** How many plans checked only the objects of the tunnels that changed (tests). */
+export function plannerIdentityUpdates(): number {
+  return identityUpdates;
 }
 /** Whether the last planTunnelMemo call reused an entry of the last plan not reused before in this plan. */
 let lastCallReused = false;
@@ -395,32 +429,20 @@ function planTunnel(
   }
 }
 
-/**
- * Guards the invariant the design rests on: no two planned objects share a kernel identity (a state's bucket and
- * lookup mark, a policy's policyIdentity). Found through nested maps of canonical addresses and numbers, not
- * identity strings: the identity text is only built for the error.
- */
-function assertDistinct(states: readonly PlannedState[], policies: readonly PlannedPolicy[]): void {
-  // canonical dst -> spi -> lookup mark -> (family, proto) pairs seen
-  type Seen = { family: number; proto: number }[];
-  const stateIds = new Map<string, Map<number, Map<number, Seen>>>();
-  for (const { state } of states) {
-    const dst = canonicalIp(state.dst);
-    let bySpi = stateIds.get(dst);
-    if (!bySpi) stateIds.set(dst, (bySpi = new Map<number, Map<number, Seen>>()));
-    let byMark = bySpi.get(state.spi >>> 0);
-    if (!byMark) bySpi.set(state.spi >>> 0, (byMark = new Map<number, Seen>()));
-    const mark = lookupMark(state.mark);
-    let seen = byMark.get(mark);
-    if (!seen) byMark.set(mark, (seen = []));
-    if (seen.some((x) => x.family === state.family && x.proto === state.proto)) {
-      throw new Error(`planner produced two states with identity ${stateBucket(state)}|${mark}`);
-    }
-    seen.push({ family: state.family, proto: state.proto });
-  }
-  const policyIds = new PolicyIndex<XfrmPolicy>();
-  for (const { policy } of policies) {
-    if (policyIds.get(policy)) throw new Error(`planner produced two policies with identity ${policyIdentity(policy)}`);
-    policyIds.add(policy);
-  }
+/** The identities of a whole plan; throws when two planned objects share one. */
+function identitiesOf(states: readonly PlannedState[], policies: readonly PlannedPolicy[]): PlanIdentities {
+  const identities = new PlanIdentities();
+  for (const { state } of states) identities.addState(state);
+  for (const { policy } of policies) identities.addPolicy(policy);
+  return identities;
+}
+
+function register(identities: PlanIdentities, p: TunnelPlan): void {
+  for (const { state } of p.states) identities.addState(state);
+  for (const { policy } of p.policies) identities.addPolicy(policy);
+}
+
+function forget(identities: PlanIdentities, p: TunnelPlan): void {
+  for (const { state } of p.states) identities.removeState(state);
+  for (const { policy } of p.policies) identities.removePolicy(policy);
 }

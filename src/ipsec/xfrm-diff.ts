@@ -201,17 +201,12 @@ function diffPolicies(
  * Our objects no planned object claimed: deletions, each attributed to the current peer whose underlay address it
  * points at (node-wide when none). An SA whose delete could hit a foreign state instead is reported, not deleted.
  */
-function staleDeletions(pass: Pass, kernel: KernelXfrm, desired: DesiredXfrm, reqid: number): DiffOp[] {
-  let ownerByAddress: Map<string, string> | undefined; // built on first use: a first apply has nothing stale
-  const ownerOf = (address: string): string | null => {
-    if (ownerByAddress === undefined) {
-      ownerByAddress = new Map<string, string>();
-      for (const ps of desired.states) {
-        ownerByAddress.set(canonicalIp(ps.direction === 'outbound' ? ps.state.dst : ps.state.src), ps.owner);
-      }
-    }
-    return ownerByAddress.get(canonicalIp(address)) ?? null;
-  };
+function staleDeletions(
+  pass: Pass,
+  kernel: KernelXfrm,
+  ownerOf: (address: string) => string | null,
+  reqid: number,
+): DiffOp[] {
   const policyDeletes: DiffOp[] = [];
   for (const p of kernel.policies) {
     if (pass.claimedPolicies.has(p) || !pass.ourPolicy(p)) continue;
@@ -243,20 +238,57 @@ function staleDeletions(pass: Pass, kernel: KernelXfrm, desired: DesiredXfrm, re
   return [...policyDeletes, ...stateDeletes];
 }
 
+/**
+ * The peer a stale object of ours is attributed to: the planned peer whose underlay address it points at (an
+ * outbound SA's dst, an inbound SA's src), null when none. The map is built on first use (a first apply has
+ * nothing stale).
+ */
+export function addressOwners(desired: DesiredXfrm): (address: string) => string | null {
+  let ownerByAddress: Map<string, string> | undefined;
+  return (address) => {
+    if (ownerByAddress === undefined) {
+      ownerByAddress = new Map<string, string>();
+      for (const ps of desired.states) {
+        ownerByAddress.set(canonicalIp(ps.direction === 'outbound' ? ps.state.dst : ps.state.src), ps.owner);
+      }
+    }
+    return ownerByAddress.get(canonicalIp(address)) ?? null;
+  };
+}
+
+/**
+ * When `desired` is part of a larger plan (the kept view diffs only the objects that changed, against the part of
+ * the kernel they touch): the whole plan's peers, and the attribution of stale objects by the whole plan.
+ */
+export interface DiffScope {
+  owners: string[];
+  ownerOf: (address: string) => string | null;
+}
+
 /** The ops that take the kernel from `kernel` to `desired`, by batch; pure. */
-export function diffXfrm(kernel: KernelXfrm, desired: DesiredXfrm, options: ReconcileOptions = {}): XfrmDiff {
+export function diffXfrm(
+  kernel: KernelXfrm,
+  desired: DesiredXfrm,
+  options: ReconcileOptions = {},
+  scope?: DiffScope,
+): XfrmDiff {
   const reqid = options.reqid ?? KMESH_REQID;
   const blockPriority = options.blockPriority ?? BLOCK_POLICY_PRIORITY;
   const ourState = (s: XfrmState): boolean => isOurState(s, reqid);
   const ourPolicy = (p: XfrmPolicy): boolean => isOurPolicy(p, reqid, blockPriority);
-  const owners = new Set<string>();
-  for (const x of [...desired.states, ...desired.policies]) if (x.owner !== null) owners.add(x.owner);
+  let owners = scope?.owners;
+  if (owners === undefined) {
+    const set = new Set<string>();
+    for (const x of desired.states) set.add(x.owner);
+    for (const x of desired.policies) if (x.owner !== null) set.add(x.owner);
+    owners = [...set];
+  }
   const diff: XfrmDiff = {
     installs: [],
     policies: [],
     deletions: [],
     unchanged: 0,
-    owners: [...owners],
+    owners,
     blockedStates: [],
     blockedPolicies: [],
     issues: [],
@@ -271,6 +303,6 @@ export function diffXfrm(kernel: KernelXfrm, desired: DesiredXfrm, options: Reco
   const policies = diffPolicies(pass, kernel, desired);
   diff.installs = [...policies.block, ...states.inbound, ...states.outbound];
   diff.policies = [...policies.inFwd, ...policies.out];
-  diff.deletions = staleDeletions(pass, kernel, desired, reqid);
+  diff.deletions = staleDeletions(pass, kernel, scope?.ownerOf ?? addressOwners(desired), reqid);
   return diff;
 }

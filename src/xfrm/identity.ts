@@ -118,6 +118,25 @@ export class PolicyIndex<T extends PolicyKey> {
     groups.push([policy]);
   }
 
+  /** Takes `policy` (this very object) out; a no-op when it is not in the index. */
+  remove(policy: T): void {
+    const dst = canonicalSelectorCidr(policy.selector.dst);
+    const src = canonicalSelectorCidr(policy.selector.src);
+    const bySrc = this.byDst.get(dst);
+    const groups = bySrc?.get(src);
+    if (!bySrc || !groups) return;
+    const g = groups.findIndex((group) => group.includes(policy));
+    const group = groups[g];
+    if (group === undefined) return;
+    group.splice(group.indexOf(policy), 1);
+    this.count--;
+    if (group.length > 0) return;
+    groups.splice(g, 1);
+    if (groups.length > 0) return;
+    bySrc.delete(src);
+    if (bySrc.size === 0) this.byDst.delete(dst);
+  }
+
   /** The policies with the identity of `key`, oldest first; undefined when there are none. */
   get(key: PolicyKey): readonly T[] | undefined {
     const groups = this.byDst

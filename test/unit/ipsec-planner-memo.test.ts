@@ -6,7 +6,13 @@
 import t from 'tap';
 import { KeyHistory } from '../../src/keys/key-history.js';
 import type { IpsecKey, NodeInfo } from '../../src/model/node.js';
-import { planXfrm, plannerDistinctChecks, type PlanInput, type XfrmPlan } from '../../src/ipsec/planner.js';
+import {
+  planXfrm,
+  plannerDistinctChecks,
+  plannerIdentityUpdates,
+  type PlanInput,
+  type XfrmPlan,
+} from '../../src/ipsec/planner.js';
 import { screenPeers } from '../../src/ipsec/peer-screen.js';
 import { makeKey, makeNode } from '../fakes/ipsec-fixtures.js';
 
@@ -78,23 +84,44 @@ t.test('an equal PSK in another buffer plans equal objects; unchanged tunnels re
   t.end();
 });
 
-t.test('an unchanged replan skips the distinctness check; any new tunnel or other node-wide policies run it', (t) => {
+t.test('an unchanged replan skips the distinctness check; a changed tunnel checks only its objects', (t) => {
   cold(base);
   const checks = plannerDistinctChecks();
+  const updates = plannerIdentityUpdates();
   const again = planXfrm(base);
   t.equal(plannerDistinctChecks(), checks, 'every tunnel reused from the distinct last plan: not checked again');
+  t.equal(plannerIdentityUpdates(), updates, '(nothing to update either)');
   t.same([again.states, again.policies], [cold(base).states, cold(base).policies], 'and the plan is the same');
   const before = plannerDistinctChecks();
+  const updatesBefore = plannerIdentityUpdates();
   planXfrm({ ...base, peers: withPeer(1, { bootID: 'changed-boot-id' }) });
-  t.equal(plannerDistinctChecks(), before + 1, 'a tunnel planned afresh: checked');
+  t.equal(plannerDistinctChecks(), before, 'a tunnel planned afresh: not the whole plan checked');
+  t.equal(plannerIdentityUpdates(), updatesBefore + 1, 'its objects checked against the last plan');
   planXfrm({ ...base, peers: withPeer(1, { bootID: 'changed-boot-id' }) });
   const single = { ...base, local: { ...local, addresses: ['198.18.0.1'], podCIDRs: ['10.244.1.0/24'] } };
+  const c1 = plannerDistinctChecks();
   planXfrm(single);
+  t.equal(plannerDistinctChecks(), c1 + 1, 'other node-wide policies (one local family less): the whole plan checked');
   const c2 = plannerDistinctChecks();
   planXfrm(single);
   t.equal(plannerDistinctChecks(), c2, 'reused again');
   t.end();
 });
+
+t.test(
+  "a changed tunnel whose objects take another tunnel's identity fails the check, then the next plan checks all",
+  (t) => {
+    cold(base);
+    // node-04 given node-02's peer id: its inbound SAs get node-02's mark (same dst, SPI and lookup mark).
+    const clash = { ...base, peerIds: ids({ 'node-04': 1 }) };
+    t.throws(() => planXfrm(clash), /planner produced two states with identity/, 'checked incrementally: caught');
+    const checks = plannerDistinctChecks();
+    t.throws(() => planXfrm(clash), /planner produced two states with identity/, 'and again');
+    t.equal(plannerDistinctChecks(), checks + 1, 'after a failed check the whole plan is checked');
+    t.same(planXfrm(base), cold(base), 'the base plans as from an empty memo');
+    t.end();
+  },
+);
 
 t.test('screening is handed out again for the same local node and peer objects, afresh otherwise', (t) => {
   const first = screenPeers(local, peers);
