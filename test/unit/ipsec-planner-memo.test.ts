@@ -13,7 +13,7 @@ import {
   type PlanInput,
   type XfrmPlan,
 } from '../../src/ipsec/planner.js';
-import { screenPeers } from '../../src/ipsec/peer-screen.js';
+import { incrementalScreeningCount, screenEveryPeer, screenPeers } from '../../src/ipsec/peer-screen.js';
 import { makeKey, makeNode } from '../fakes/ipsec-fixtures.js';
 
 const local = makeNode(1, { addresses: ['198.18.0.1', 'fd00::1'], podCIDRs: ['10.244.1.0/24', 'fd00:10:1::/64'] });
@@ -133,5 +133,12 @@ t.test('screening is handed out again for the same local node and peer objects, 
   t.not(screenPeers({ ...local, bootID: 'other' }, copy), fresh, 'another local node: afresh');
   const clash = screenPeers(local, [...copy, { ...copy[0]!, name: 'node-99' }]);
   t.equal(clash.rejected.length, 1, 'a new peer is screened: its address clashes');
+  const before = screenPeers(local, copy);
+  const alone = incrementalScreeningCount();
+  const rebooted = [copy[0]!, { ...copy[1]!, bootID: 'rebooted' }, copy[2]!];
+  const after = screenPeers(local, rebooted);
+  t.equal(incrementalScreeningCount(), alone + 1, 'a rebooted peer (same address and pod CIDRs): screened alone');
+  t.same(after, screenEveryPeer(local, rebooted), 'with the outcome of a screening of every peer');
+  t.equal(after.accepted[0], before.accepted[0], 'the other peers keep their screened objects');
   t.end();
 });
