@@ -5,9 +5,10 @@
 // depend on list order and the first claimant of an address or CIDR keeps it.
 
 import type { NodeInfo } from '../model/node.js';
-import { CidrClaims } from './cidr-claims.js';
+import { CidrClaims, type CidrClaim } from './cidr-claims.js';
 import {
   canonicalIp,
+  cidrsOverlap,
   normalisedCidrText,
   parseCidrLenient,
   parseIp,
@@ -92,9 +93,27 @@ function peerProblem(peer: NodeInfo): string | undefined {
   return undefined;
 }
 
+/** A pod CIDR claim with its parsed CIDR. */
+interface HeldCidr {
+  cidr: ParsedCidr;
+  claim: CidrClaim;
+}
+
 interface Claims {
   addresses: Map<string, string>;
   cidrs: CidrClaims;
+  /** The claims in `cidrs` that hold (the local node's and the accepted peers'), by owner label. */
+  live: Map<string, HeldCidr[]>;
+  /** Claims in `cidrs` that no longer hold — their peer changed or went away (CidrClaims cannot take one back). */
+  stale: Set<CidrClaim>;
+}
+
+/** A holding claim overlapping `cidr`, if any. A stale claim found in the way is checked against the live ones. */
+function cidrClaimOverlapping(claims: Claims, cidr: ParsedCidr): CidrClaim | undefined {
+  const hit = claims.cidrs.findOverlap(cidr);
+  if (hit === undefined || !claims.stale.has(hit)) return hit;
+  for (const held of claims.live.values()) for (const h of held) if (cidrsOverlap(h.cidr, cidr)) return h.claim;
+  return undefined;
 }
 
 /** The first item whose claim lookup finds an owner, with that owner (a loop: this runs for every peer). */
@@ -145,10 +164,10 @@ type PeerVerdict =
     };
 
 /**
- * `kept`: pod CIDRs (normalised) this peer claimed in the last screening and still has — they are its own
- * already, so they are neither looked up nor claimed again.
+ * `kept`: the pod CIDR claims (by normalised text) this peer made in the last screening and still has — they are
+ * its own already, so they are neither looked up nor claimed again.
  */
-function screenOne(raw: NodeInfo, context: ScreenContext, kept?: ReadonlySet<string>): PeerVerdict {
+function screenOne(raw: NodeInfo, context: ScreenContext, kept?: ReadonlyMap<string, HeldCidr>): PeerVerdict {
   const { claims, localView, localCidrs } = context;
   const reject = (reason: string, clash: boolean): PeerVerdict => ({
     rejected: { name: raw.name, advertisedSpi: raw.spi, reason },
@@ -161,7 +180,7 @@ function screenOne(raw: NodeInfo, context: ScreenContext, kept?: ReadonlySet<str
   const addressClash = firstClash(node.addresses, (a) => claims.addresses.get(canonicalIp(a)));
   if (addressClash) return reject(`underlay address ${addressClash.item} is also used by ${addressClash.other}`, true);
   const newCidrs = kept === undefined ? parsedCidrs : parsedCidrs.filter((c) => !kept.has(c.text));
-  const cidrClash = firstClash(newCidrs, (c) => claims.cidrs.findOverlap(c.cidr));
+  const cidrClash = firstClash(newCidrs, (c) => cidrClaimOverlapping(claims, c.cidr));
   if (cidrClash) {
     return reject(`pod CIDR ${cidrClash.item.text} overlaps ${cidrClash.other.text} of ${cidrClash.other.owner}`, true);
   }
@@ -184,7 +203,13 @@ function screenOne(raw: NodeInfo, context: ScreenContext, kept?: ReadonlySet<str
   if (tunnels.length === 0) return reject('no underlay address family in common with the local node', false);
   const owner = `node ${node.name}`;
   for (const a of node.addresses) claims.addresses.set(canonicalIp(a), owner);
-  for (const { text, cidr } of newCidrs) claims.cidrs.add(cidr, { owner, text });
+  const held: HeldCidr[] = kept === undefined ? [] : [...kept.values()];
+  for (const { text, cidr } of newCidrs) {
+    const claim = { owner, text };
+    claims.cidrs.add(cidr, claim);
+    held.push({ cidr, claim });
+  }
+  claims.live.set(owner, held);
   return { accepted: { node, tunnels, notes } };
 }
 
@@ -196,8 +221,9 @@ function screenOne(raw: NodeInfo, context: ScreenContext, kept?: ReadonlySet<str
 // - a few peers added, changed or removed, when the last screening had no clash (no peer was rejected because
 //   of another node's claim, no name twice): only those peers are screened. Without a clash every valid peer is
 //   accepted whatever the order, so the result is the last one with those peers replaced, as long as none of
-//   them now touches a claim. Any claim found (another node's, or one left by a peer that changed or went away:
-//   CIDR claims are not taken back, so they can only cause a needless full screening) screens everything afresh;
+//   them now touches a claim that holds. Any clash screens everything afresh (the full screening decides who
+//   keeps what). CidrClaims cannot take a claim back: the claims of peers that changed or went away are marked
+//   stale, and a lookup that runs into one checks the holding claims one by one;
 // - anything else screens afresh.
 interface LastScreening {
   local: NodeInfo;
@@ -208,8 +234,6 @@ interface LastScreening {
   context: ScreenContext;
   /** No rejection depended on another node's claim. */
   clashFree: boolean;
-  /** CIDR claims left by peers that changed or went away (see above); bounded before a full screening. */
-  staleCidrClaims: number;
 }
 let lastScreening: LastScreening | undefined;
 /** At most this many peers changed, added or removed are screened on their own; more screen everything. */
@@ -258,33 +282,47 @@ function screenChanged(last: LastScreening, peers: readonly NodeInfo[]): LastScr
   }
   const { context } = last;
   const { claims } = context;
-  // The last accepted version of each peer that changed or went away: its address claims are taken back.
-  const before = new Map<string, ScreenedPeer>();
-  for (const s of last.result.accepted) if (gone.has(s.node.name)) before.set(s.node.name, s);
-  for (const [name, s] of before) {
+  const changedByName = new Map(changed.map((p) => [p.name, p]));
+  // Each peer that changed or went away gives its claims back — but for the pod CIDRs a changed peer still has:
+  // those it keeps, and they hold while the other changed peers are screened.
+  const kept = new Map<string, Map<string, HeldCidr>>();
+  for (const name of gone) {
     const owner = `node ${name}`;
-    for (const a of s.node.addresses) {
+    const held = claims.live.get(owner);
+    if (held === undefined) continue; // it was not accepted: nothing claimed
+    claims.live.delete(owner);
+    for (const a of last.byName.get(name)?.addresses ?? []) {
       const key = canonicalIp(a);
       if (claims.addresses.get(key) === owner) claims.addresses.delete(key);
     }
+    const p = changedByName.get(name);
+    const cidrs = p === undefined ? [] : parseCidrs(p.podCIDRs);
+    const still = new Set(typeof cidrs === 'string' ? [] : cidrs.map((c) => c.text));
+    const keep = new Map<string, HeldCidr>();
+    for (const h of held) {
+      if (still.has(h.claim.text)) keep.set(h.claim.text, h);
+      else claims.stale.add(h.claim);
+    }
+    if (keep.size > 0) {
+      kept.set(name, keep);
+      claims.live.set(owner, [...keep.values()]);
+    }
   }
-  let staleCidrClaims = last.staleCidrClaims;
   const accepted: ScreenedPeer[] = [];
   const rejected: PeerRejection[] = [];
   for (const p of changed.sort(nameOrder)) {
-    const kept = new Set(before.get(p.name)?.node.podCIDRs);
-    const verdict = screenOne(p, context, kept);
-    if ('rejected' in verdict) {
-      if (verdict.clash) return undefined;
-      rejected.push(verdict.rejected);
-      staleCidrClaims += kept.size;
-    } else {
+    const verdict = screenOne(p, context, kept.get(p.name));
+    if ('accepted' in verdict) {
       accepted.push(verdict.accepted);
-      staleCidrClaims += [...kept].filter((c) => !verdict.accepted.node.podCIDRs.includes(c)).length;
+      continue;
     }
+    if (verdict.clash) return undefined;
+    rejected.push(verdict.rejected);
+    // Rejected on its own: the claims it kept go too.
+    claims.live.delete(`node ${p.name}`);
+    for (const h of kept.get(p.name)?.values() ?? []) claims.stale.add(h.claim);
   }
-  for (const [name, s] of before) if (!byName.has(name)) staleCidrClaims += s.node.podCIDRs.length;
-  if (staleCidrClaims > MAX_STALE_CIDR_CLAIMS) return undefined;
+  if (claims.stale.size > MAX_STALE_CIDR_CLAIMS) return undefined;
   return {
     local: last.local,
     peers: [...peers],
@@ -295,7 +333,6 @@ function screenChanged(last: LastScreening, peers: readonly NodeInfo[]): LastScr
     },
     context,
     clashFree: true,
-    staleCidrClaims,
   };
 }
 
@@ -319,12 +356,18 @@ export function screenEveryPeer(local: NodeInfo, peers: readonly NodeInfo[]): Sc
 
 function screenAfresh(local: NodeInfo, peers: readonly NodeInfo[]): LastScreening {
   checkLocalNode(local);
-  const claims: Claims = { addresses: new Map(), cidrs: new CidrClaims() };
+  const claims: Claims = { addresses: new Map(), cidrs: new CidrClaims(), live: new Map(), stale: new Set() };
   const localLabel = `the local node ${local.name}`;
   for (const a of local.addresses) claims.addresses.set(canonicalIp(a), localLabel);
   const localParsed = parseCidrs(local.podCIDRs);
   if (typeof localParsed === 'string') throw new Error(`local node: ${localParsed}`);
-  for (const { text, cidr } of localParsed) claims.cidrs.add(cidr, { owner: localLabel, text });
+  const localHeld: HeldCidr[] = [];
+  for (const { text, cidr } of localParsed) {
+    const claim = { owner: localLabel, text };
+    claims.cidrs.add(cidr, claim);
+    localHeld.push({ cidr, claim });
+  }
+  claims.live.set(localLabel, localHeld);
   const localView = familyView(local.addresses, localParsed);
   const context: ScreenContext = {
     localView,
@@ -359,6 +402,5 @@ function screenAfresh(local: NodeInfo, peers: readonly NodeInfo[]): LastScreenin
     result: { accepted, rejected },
     context,
     clashFree,
-    staleCidrClaims: 0,
   };
 }

@@ -123,6 +123,28 @@ t.test(
   },
 );
 
+t.test('a pod CIDR given up and taken again: the second taker clashes, as in a screening of every peer', (t) => {
+  const five = [2, 3, 4, 5, 6].map((i) => makeNode(i));
+  screenPeers(local, five);
+  const x = '10.99.1.0/24';
+  const steps: NodeInfo[][] = [];
+  let now = five.map((p) => (p.name === 'node-02' ? { ...p, podCIDRs: [x] } : p));
+  steps.push(now);
+  now = now.map((p) => (p.name === 'node-02' ? { ...p, podCIDRs: ['10.244.2.0/24'] } : p)); // x given up
+  steps.push(now);
+  now = now.map((p) => (p.name === 'node-04' ? { ...p, podCIDRs: [x] } : p)); // taken again
+  steps.push(now);
+  now = now.map((p) => (p.name === 'node-05' ? { ...p, podCIDRs: ['10.99.0.0/16'] } : p)); // a second taker
+  steps.push(now);
+  const incremental = incrementalScreeningCount();
+  for (const [i, peers] of steps.entries()) {
+    t.same(screenPeers(local, peers), screenEveryPeer(local, peers), `step ${i + 1}`);
+  }
+  t.ok(incrementalScreeningCount() >= incremental + 3, 'the first three steps screened only the changed peer');
+  t.match(screenPeers(local, now).rejected, [{ name: 'node-05', reason: /overlaps 10\.99\.1\.0\/24 of node node-04/ }]);
+  t.end();
+});
+
 t.test('screening is handed out again for the same local node and peer objects, afresh otherwise', (t) => {
   const first = screenPeers(local, peers);
   t.equal(screenPeers({ ...local }, [...peers]), first, 'equal local node, same peer objects: the same screening');
