@@ -45,14 +45,14 @@ interface View {
   foreignStates: readonly XfrmState[];
   foreignPolicies: readonly XfrmPolicy[];
   dumpedAt: number;
+  /** The foreign objects by kernel identity (built when a step first needs it). */
+  foreignIndex?: ObjectIndex;
   /** The plan whose every object is in the kernel with its content; undefined right after a dump. */
   applied?: IndexedPlan;
-  /** Every object of the view (foreign and applied) by kernel identity, kept up to date with the applied plan. */
-  index?: ViewIndex;
 }
 
 /** Objects by kernel identity. */
-interface ViewIndex {
+interface ObjectIndex {
   states: StateIndex<XfrmState>;
   policies: PolicyIndex<XfrmPolicy>;
 }
@@ -106,25 +106,27 @@ export class KeptXfrmView {
       this.view = view;
       this.lastRead = { how: 'dump', why };
     } else {
-      const fresh = view.applied && freshObjects(view.applied, desired);
-      if (view.applied !== undefined && samePlan(view.applied, desired, fresh, view.index)) {
+      const applied = view.applied as IndexedPlan;
+      const change = planChange(applied, desired);
+      if (samePlan(applied, desired, change)) {
         this.lastRead = { how: 'same-plan', why: '' };
+        swapIn(applied, desired, change);
         return unchangedReport(desired, { states: view.foreignStates.length, policies: view.foreignPolicies.length });
       }
       this.lastRead = { how: 'view', why: '' };
-      const change =
-        view.applied && view.index && fresh ? changeOf(view.applied, view.index, desired, fresh) : undefined;
-      if (change !== undefined) return this.applyChange(view, change, desired, options);
+      const size =
+        change.fresh.states.length +
+        change.fresh.policies.length +
+        change.dropped.states.length +
+        change.dropped.policies.length;
+      if (size <= MAX_CHANGED_OBJECTS) return this.applyChange(view, change, desired, options);
       kernel = {
-        states: [...view.foreignStates, ...(view.applied?.plan.states.map((s) => s.state) ?? [])],
-        policies: [...view.foreignPolicies, ...(view.applied?.plan.policies.map((p) => p.policy) ?? [])],
+        states: [...view.foreignStates, ...applied.plan.states.map((s) => s.state)],
+        policies: [...view.foreignPolicies, ...applied.plan.policies.map((p) => p.policy)],
       };
     }
     const { report, clean } = await this.apply(diffXfrm(kernel, desired, options));
-    if (clean) {
-      view.applied = indexPlan(desired);
-      view.index = indexView(view);
-    }
+    if (clean) view.applied = indexPlan(desired);
     return report;
   }
 
@@ -146,7 +148,13 @@ export class KeptXfrmView {
     return { report, clean };
   }
 
-  /** A step diffed on the changed objects only; on success the view is updated by the change. */
+  /**
+   * A step diffed on the changed objects only: the fresh objects against the part of the kernel they or the
+   * dropped ones touch — the dropped objects, and the foreign objects under the identity of either. That gives the
+   * whole diff's ops: every other planned object is in the kernel as itself (the whole diff finds it unchanged),
+   * and no other object shares an identity with a fresh or dropped one (the next plan is distinct — the planner
+   * checks it — so a fresh object cannot take a kept one's identity). On success the view takes the change.
+   */
   private async applyChange(
     view: View,
     change: PlanChange,
@@ -154,9 +162,24 @@ export class KeptXfrmView {
     options: ReconcileOptions,
   ): Promise<ReconcileReport> {
     this.changeDiffs++;
-    const applied = view.applied as IndexedPlan;
-    const index = view.index as ViewIndex;
-    const diff = diffXfrm(change.kernel, change.fresh, options, {
+    view.foreignIndex ??= indexObjects(view.foreignStates, view.foreignPolicies);
+    const foreign = view.foreignIndex;
+    const states = new Set<XfrmState>();
+    const policies = new Set<XfrmPolicy>();
+    for (const { state } of change.dropped.states) {
+      states.add(state);
+      for (const hit of foreign.states.hits(state)) states.add(hit);
+    }
+    for (const { policy } of change.dropped.policies) {
+      policies.add(policy);
+      for (const hit of foreign.policies.get(policy) ?? []) policies.add(hit);
+    }
+    // (A fresh object with a dropped one's identity finds it among the dropped, all of which are in already.)
+    for (const { state } of change.fresh.states) for (const hit of foreign.states.hits(state)) states.add(hit);
+    for (const { policy } of change.fresh.policies) {
+      for (const hit of foreign.policies.get(policy) ?? []) policies.add(hit);
+    }
+    const diff = diffXfrm({ states: [...states], policies: [...policies] }, change.fresh, options, {
       owners: planOwners(desired),
       ownerOf: addressOwners(desired),
     });
@@ -164,108 +187,52 @@ export class KeptXfrmView {
     diff.unchanged += desired.policies.length - change.fresh.policies.length;
     diff.foreign = { states: view.foreignStates.length, policies: view.foreignPolicies.length };
     const { report, clean } = await this.apply(diff);
-    if (!clean) return report;
-    // The kernel now holds the view minus our objects the change looked at, plus the fresh objects.
-    const reqid = options.reqid ?? KMESH_REQID;
-    const blockPriority = options.blockPriority ?? BLOCK_POLICY_PRIORITY;
-    for (const s of change.kernel.states) {
-      if (!isOurState(s, reqid)) continue;
-      index.states.remove(s);
-      applied.states.delete(s);
-    }
-    for (const p of change.kernel.policies) {
-      if (!isOurPolicy(p, reqid, blockPriority)) continue;
-      index.policies.remove(p);
-      applied.policies.delete(p);
-    }
-    for (const s of change.fresh.states) {
-      index.states.add(s.state);
-      applied.states.set(s.state, s);
-    }
-    for (const p of change.fresh.policies) {
-      index.policies.add(p.policy);
-      applied.policies.set(p.policy, p);
-    }
-    applied.plan = desired;
+    if (clean) swapIn(view.applied as IndexedPlan, desired, change);
     return report;
   }
 }
 
-/** A plan against the applied one: its objects not applied yet, and the view's objects they or the dropped touch. */
-interface PlanChange {
+/** A plan against the applied one: its objects not applied yet, and the applied objects it does not have. */
+export interface PlanChange {
   fresh: { states: PlannedState[]; policies: PlannedPolicy[] };
-  /** The view's objects with the identity of a fresh or a dropped object (the dropped ones among them). */
-  kernel: { states: XfrmState[]; policies: XfrmPolicy[] };
+  dropped: { states: PlannedState[]; policies: PlannedPolicy[] };
 }
 
 /**
- * The part of the view a diff against `next` can touch, when that is small and separable; undefined when the
- * whole view must be diffed. Diffing the fresh objects against this part gives the whole diff's ops: every other
- * planned object is in the view as itself (claims it, unchanged), and no other view object shares an identity
- * with a fresh or dropped one. Separable means no object the change touches is one the next plan keeps — else
- * which planned object claims it would depend on order, as in the whole diff, so the whole view is diffed.
+ * What `next` changes against the applied plan `prev`, by object. O(plan) set lookups; the sets of `next` are only
+ * built when something was dropped. `next` has no object twice (the planner checks its plans are distinct).
  */
-function changeOf(
-  applied: IndexedPlan,
-  index: ViewIndex,
-  next: DesiredXfrm,
-  fresh: PlanChange['fresh'],
-): PlanChange | undefined {
-  const kept = {
-    states: next.states.length - fresh.states.length,
-    policies: next.policies.length - fresh.policies.length,
+export function planChange(prev: IndexedPlan, next: DesiredXfrm): PlanChange {
+  const fresh = {
+    states: next.states.filter((s) => !prev.states.has(s)),
+    policies: next.policies.filter((p) => !prev.policies.has(p)),
   };
-  const dropped = {
-    states: applied.states.size - kept.states,
-    policies: applied.policies.size - kept.policies,
-  };
-  if (fresh.states.length + fresh.policies.length + dropped.states + dropped.policies > MAX_CHANGED_OBJECTS) {
-    return undefined;
-  }
-  // Dropped: applied objects the next plan does not have (it has no object twice: the planner checks that).
-  const droppedStates = new Set<PlannedState>();
-  const droppedPolicies = new Set<PlannedPolicy>();
-  if (dropped.states > 0) {
+  const dropped: PlanChange['dropped'] = { states: [], policies: [] };
+  if (prev.states.size > next.states.length - fresh.states.length) {
     const nextStates = new Set(next.states);
-    for (const planned of applied.states.values()) if (!nextStates.has(planned)) droppedStates.add(planned);
+    for (const s of prev.states) if (!nextStates.has(s)) dropped.states.push(s);
   }
-  if (dropped.policies > 0) {
+  if (prev.policies.size > next.policies.length - fresh.policies.length) {
     const nextPolicies = new Set(next.policies);
-    for (const planned of applied.policies.values()) if (!nextPolicies.has(planned)) droppedPolicies.add(planned);
+    for (const p of prev.policies) if (!nextPolicies.has(p)) dropped.policies.push(p);
   }
-  const states = new Set<XfrmState>();
-  const policies = new Set<XfrmPolicy>();
-  for (const { state } of droppedStates) {
-    states.add(state);
-    for (const hit of index.states.hits(state)) states.add(hit);
-  }
-  for (const { policy } of droppedPolicies) {
-    policies.add(policy);
-    for (const hit of index.policies.get(policy) ?? []) policies.add(hit);
-  }
-  for (const s of fresh.states) for (const hit of index.states.hits(s.state)) states.add(hit);
-  for (const p of fresh.policies) for (const hit of index.policies.get(p.policy) ?? []) policies.add(hit);
-  // Not separable when a touched object is one the next plan keeps (applied, and not dropped).
-  for (const s of states) {
-    const planned = applied.states.get(s);
-    if (planned !== undefined && !droppedStates.has(planned)) return undefined;
-  }
-  for (const p of policies) {
-    const planned = applied.policies.get(p);
-    if (planned !== undefined && !droppedPolicies.has(planned)) return undefined;
-  }
-  return { fresh, kernel: { states: [...states], policies: [...policies] } };
+  return { fresh, dropped };
 }
 
-/** The view's objects by kernel identity. */
-function indexView(view: View): ViewIndex {
-  const states = new StateIndex<XfrmState>();
-  const policies = new PolicyIndex<XfrmPolicy>();
-  for (const s of view.foreignStates) states.add(s);
-  for (const p of view.foreignPolicies) policies.add(p);
-  for (const s of view.applied?.plan.states ?? []) states.add(s.state);
-  for (const p of view.applied?.plan.policies ?? []) policies.add(p.policy);
-  return { states, policies };
+/** The applied plan after `next` was applied: the dropped objects out, the fresh ones in. */
+function swapIn(applied: IndexedPlan, next: DesiredXfrm, change: PlanChange): void {
+  for (const s of change.dropped.states) applied.states.delete(s);
+  for (const p of change.dropped.policies) applied.policies.delete(p);
+  for (const s of change.fresh.states) applied.states.add(s);
+  for (const p of change.fresh.policies) applied.policies.add(p);
+  applied.plan = next;
+}
+
+function indexObjects(states: readonly XfrmState[], policies: readonly XfrmPolicy[]): ObjectIndex {
+  const index: ObjectIndex = { states: new StateIndex<XfrmState>(), policies: new PolicyIndex<XfrmPolicy>() };
+  for (const s of states) index.states.add(s);
+  for (const p of policies) index.policies.add(p);
+  return index;
 }
 
 /** The peers a plan serves, in plan order (the whole diff reports on each of them). */
@@ -297,101 +264,50 @@ function unchangedReport(desired: DesiredXfrm, foreign: { states: number; polici
   };
 }
 
-/** A plan with each planned object by its kernel object, for same-plan checks without rebuilding them at every step. */
+/** A plan with its objects in sets, for same-plan checks without rebuilding them at every step. */
 export interface IndexedPlan {
   plan: DesiredXfrm;
-  states: Map<XfrmState, PlannedState>;
-  policies: Map<XfrmPolicy, PlannedPolicy>;
+  states: Set<PlannedState>;
+  policies: Set<PlannedPolicy>;
 }
 
 export function indexPlan(plan: DesiredXfrm): IndexedPlan {
-  return {
-    plan,
-    states: new Map(plan.states.map((s) => [s.state, s])),
-    policies: new Map(plan.policies.map((p) => [p.policy, p])),
-  };
-}
-
-/** The objects of `next` that are not objects of `prev` (planned anew, or equal ones planned afresh). */
-export function freshObjects(prev: IndexedPlan, next: DesiredXfrm): PlanChange['fresh'] {
-  return {
-    states: next.states.filter((s) => prev.states.get(s.state) !== s),
-    policies: next.policies.filter((p) => prev.policies.get(p.policy) !== p),
-  };
+  return { plan, states: new Set(plan.states), policies: new Set(plan.policies) };
 }
 
 /**
  * Does `next` plan exactly what `prev` planned? The same objects (the planner's memo hands out the previous
- * plan's objects for unchanged tunnels) or, for the few planned afresh each time (block policies), equal ones
- * with the same owner and role. Costs one set lookup per object; only the objects not shared are compared.
+ * plan's objects for unchanged tunnels) or, for any planned afresh, equal ones with the same owner and role in
+ * place of dropped ones. Costs one set lookup per object; only the changed objects are compared.
  */
-export function samePlan(
-  prev: IndexedPlan,
-  next: DesiredXfrm,
-  fresh = freshObjects(prev, next),
-  viewIndex?: ViewIndex,
-): boolean {
-  if (prev.plan.states.length !== next.states.length || prev.plan.policies.length !== next.policies.length) {
+export function samePlan(prev: IndexedPlan, next: DesiredXfrm, change = planChange(prev, next)): boolean {
+  const { fresh, dropped } = change;
+  if (fresh.states.length !== dropped.states.length || fresh.policies.length !== dropped.policies.length) {
     return false;
   }
-  const { states: freshStates, policies: freshPolicies } = fresh;
-  if (freshStates.length === 0 && freshPolicies.length === 0) return true;
-  // A fresh object with no equal applied one of the same owner under its identity in the view: not the same plan
-  // (the common case of a real change, answered in O(fresh) before the pairing below builds sets of the plan).
-  if (viewIndex !== undefined) {
-    const stateHasTwin = (s: PlannedState): boolean =>
-      viewIndex.states.hits(s.state).some((hit) => {
-        const was = prev.states.get(hit);
-        return was?.owner === s.owner && was.direction === s.direction && statesEqual(hit, s.state);
-      });
-    const policyHasTwin = (p: PlannedPolicy): boolean =>
-      (viewIndex.policies.get(p.policy) ?? []).some((hit) => {
-        const was = prev.policies.get(hit);
-        return was?.owner === p.owner && was.role === p.role && policiesEqual(hit, p.policy);
-      });
-    if (!freshStates.every(stateHasTwin) || !freshPolicies.every(policyHasTwin)) return false;
-  }
-  // As many of prev's objects are not in next as next has fresh ones (equal lengths, no duplicates): pair them.
-  if (freshStates.length > 0) {
-    const nextStates = new Set(next.states);
-    const index = new StateIndex<XfrmState>();
-    const planned = new Map<XfrmState, PlannedState>();
-    for (const p of prev.plan.states) {
-      if (nextStates.has(p)) continue;
-      index.add(p.state);
-      planned.set(p.state, p);
-    }
-    if (freshStates.some((s) => findState(index, planned, s) === undefined)) return false;
-  }
-  if (freshPolicies.length > 0) {
-    const nextPolicies = new Set(next.policies);
-    const index = new PolicyIndex<XfrmPolicy>();
-    const planned = new Map<XfrmPolicy, PlannedPolicy>();
-    for (const q of prev.plan.policies) {
-      if (nextPolicies.has(q)) continue;
-      index.add(q.policy);
-      planned.set(q.policy, q);
-    }
-    const unmatched = freshPolicies.some(
-      (p) =>
-        index.get(p.policy)?.find((q) => {
-          const was = planned.get(q);
-          return was?.owner === p.owner && was.role === p.role && policiesEqual(q, p.policy);
-        }) === undefined,
-    );
-    if (unmatched) return false;
-  }
-  return true;
-}
-
-function findState(
-  index: StateIndex<XfrmState>,
-  planned: ReadonlyMap<XfrmState, PlannedState>,
-  s: PlannedState,
-): PlannedState | undefined {
-  for (const hit of index.hits(s.state)) {
-    const p = planned.get(hit);
-    if (p !== undefined && p.owner === s.owner && p.direction === s.direction && statesEqual(hit, s.state)) return p;
-  }
-  return undefined;
+  if (fresh.states.length === 0 && fresh.policies.length === 0) return true;
+  const gone = indexObjects(
+    dropped.states.map((s) => s.state),
+    dropped.policies.map((p) => p.policy),
+  );
+  const wasState = new Map(dropped.states.map((s) => [s.state, s]));
+  const wasPolicy = new Map(dropped.policies.map((p) => [p.policy, p]));
+  const paired = new Set<XfrmState | XfrmPolicy>();
+  const stateTwin = (s: PlannedState): boolean => {
+    const twin = gone.states.hits(s.state).find((hit) => {
+      const was = wasState.get(hit);
+      return !paired.has(hit) && was?.owner === s.owner && was.direction === s.direction && statesEqual(hit, s.state);
+    });
+    if (twin !== undefined) paired.add(twin);
+    return twin !== undefined;
+  };
+  const policyTwin = (p: PlannedPolicy): boolean => {
+    const twin = (gone.policies.get(p.policy) ?? []).find((hit) => {
+      const was = wasPolicy.get(hit);
+      return !paired.has(hit) && was?.owner === p.owner && was.role === p.role && policiesEqual(hit, p.policy);
+    });
+    if (twin !== undefined) paired.add(twin);
+    return twin !== undefined;
+  };
+  return fresh.states.every(stateTwin) && fresh.policies.every(policyTwin);
 }

@@ -2,65 +2,110 @@
 // on — no two planned objects share a kernel identity (a state's (family, dst, spi, proto, lookup mark), a
 // policy's policyIdentity). Adding an object whose identity is taken throws; objects are taken out by reference.
 // The planner builds it for a whole plan, or updates the last plan's with the tunnels that changed, so a step that
-// changes one peer checks that peer's objects, not the 25,000 of a 5,000-peer cluster. Found through nested maps
-// of canonical addresses and numbers: the identity text is only built for the error.
-import { canonicalIp } from '../model/ip-address.js';
-import { lookupMark, policyIdentity, PolicyIndex, stateBucket } from '../xfrm/identity.js';
+// changes one peer checks that peer's objects, not the 35,000 of a 5,000-peer cluster. It lives as long as the
+// plan, so it is kept small: one map entry per object, keyed by a 32-bit hash of the identity's fields (canonical
+// addresses included); objects under the same hash are compared field by field, and the identity text is only
+// built for the error.
+import { canonicalIp, canonicalSelectorCidr } from '../model/ip-address.js';
+import { lookupMark, policyIdentity, samePolicyIdentity, stateBucket, storedMark } from '../xfrm/identity.js';
 import type { XfrmPolicy, XfrmState } from '../xfrm/types.js';
 
-/** canonical dst -> spi -> lookup mark -> states (each of its own family and proto). */
-type StatesByIdentity = Map<string, Map<number, Map<number, XfrmState[]>>>;
+/** FNV-1a over a string's code units, continuing from `hash`. */
+function hashText(hash: number, text: string): number {
+  let h = hash;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return h;
+}
 
-export class PlanIdentities {
-  private readonly states: StatesByIdentity = new Map();
-  private readonly policies = new PolicyIndex<XfrmPolicy>();
+function hashNumber(hash: number, n: number): number {
+  return Math.imul(hash ^ (n >>> 0), 0x01000193);
+}
 
-  /** The states with the kernel identity of `state` (created empty on demand). */
-  private slot(state: XfrmState, create: boolean): XfrmState[] | undefined {
-    const dst = canonicalIp(state.dst);
-    let bySpi = this.states.get(dst);
-    if (!bySpi) {
-      if (!create) return undefined;
-      this.states.set(dst, (bySpi = new Map<number, Map<number, XfrmState[]>>()));
-    }
-    let byMark = bySpi.get(state.spi >>> 0);
-    if (!byMark) {
-      if (!create) return undefined;
-      bySpi.set(state.spi >>> 0, (byMark = new Map<number, XfrmState[]>()));
-    }
-    const mark = lookupMark(state.mark);
-    let list = byMark.get(mark);
-    if (!list && create) byMark.set(mark, (list = []));
-    return list;
+const SEED = 0x811c9dc5 | 0;
+
+function stateHash(s: XfrmState): number {
+  let h = hashNumber(hashNumber(hashNumber(SEED, s.family), s.proto), s.spi);
+  h = hashNumber(h, lookupMark(s.mark));
+  return hashText(h, canonicalIp(s.dst)) >>> 0;
+}
+
+function sameStateIdentity(a: XfrmState, b: XfrmState): boolean {
+  return (
+    a.family === b.family &&
+    a.proto === b.proto &&
+    a.spi >>> 0 === b.spi >>> 0 &&
+    lookupMark(a.mark) === lookupMark(b.mark) &&
+    canonicalIp(a.dst) === canonicalIp(b.dst)
+  );
+}
+
+function policyHash(p: XfrmPolicy): number {
+  const m = storedMark(p.mark);
+  let h = hashText(SEED, p.dir);
+  h = hashNumber(hashNumber(h, p.selector.family), p.selector.proto);
+  h = hashNumber(hashNumber(h, m.value), m.mask);
+  h = hashText(h, canonicalSelectorCidr(p.selector.src));
+  return hashText(h, canonicalSelectorCidr(p.selector.dst)) >>> 0;
+}
+
+/** Objects by hash: the object itself, or a list when several share the hash (rare). */
+export class HashedSet<T extends object> {
+  private readonly byHash = new Map<number, T | T[]>();
+
+  constructor(
+    private readonly hash: (x: T) => number,
+    private readonly same: (a: T, b: T) => boolean,
+  ) {}
+
+  /** An object with the identity of `x`, if any. */
+  find(x: T): T | undefined {
+    const slot = this.byHash.get(this.hash(x));
+    if (slot === undefined) return undefined;
+    if (!Array.isArray(slot)) return this.same(slot, x) ? slot : undefined;
+    return slot.find((y) => this.same(y, x));
   }
 
+  add(x: T): void {
+    const h = this.hash(x);
+    const slot = this.byHash.get(h);
+    if (slot === undefined) this.byHash.set(h, x);
+    else if (Array.isArray(slot)) slot.push(x);
+    else this.byHash.set(h, [slot, x]);
+  }
+
+  /** Takes out `x` (this very object). */
+  remove(x: T): void {
+    const h = this.hash(x);
+    const slot = this.byHash.get(h);
+    if (slot === x) {
+      this.byHash.delete(h);
+    } else if (Array.isArray(slot)) {
+      const i = slot.indexOf(x);
+      if (i >= 0) slot.splice(i, 1);
+      if (slot.length === 1) this.byHash.set(h, slot[0] as T);
+    }
+  }
+}
+
+export class PlanIdentities {
+  private readonly states = new HashedSet<XfrmState>(stateHash, sameStateIdentity);
+  private readonly policies = new HashedSet<XfrmPolicy>(policyHash, samePolicyIdentity);
+
   addState(state: XfrmState): void {
-    const list = this.slot(state, true) as XfrmState[];
-    if (list.some((x) => x.family === state.family && x.proto === state.proto)) {
+    if (this.states.find(state)) {
       throw new Error(`planner produced two states with identity ${stateBucket(state)}|${lookupMark(state.mark)}`);
     }
-    list.push(state);
+    this.states.add(state);
   }
 
   removeState(state: XfrmState): void {
-    const list = this.slot(state, false);
-    const i = list?.indexOf(state) ?? -1;
-    if (list === undefined || i < 0) return;
-    list.splice(i, 1);
-    if (list.length > 0) return;
-    // Drop the emptied maps, so keys of SPIs and peers long gone do not pile up.
-    const dst = canonicalIp(state.dst);
-    const bySpi = this.states.get(dst) as Map<number, Map<number, XfrmState[]>>;
-    const byMark = bySpi.get(state.spi >>> 0) as Map<number, XfrmState[]>;
-    byMark.delete(lookupMark(state.mark));
-    if (byMark.size > 0) return;
-    bySpi.delete(state.spi >>> 0);
-    if (bySpi.size === 0) this.states.delete(dst);
+    this.states.remove(state);
   }
 
   addPolicy(policy: XfrmPolicy): void {
-    if (this.policies.get(policy))
+    if (this.policies.find(policy)) {
       throw new Error(`planner produced two policies with identity ${policyIdentity(policy)}`);
+    }
     this.policies.add(policy);
   }
 

@@ -13,7 +13,7 @@ import type { KeyHistory } from '../keys/key-history.js';
 import { inboundEspMark, MARK_DECRYPT, MARK_ENCRYPT, MARK_INBOUND_MASK, MARK_TYPE_MASK } from '../model/marks.js';
 import type { IpsecKey, NodeInfo } from '../model/node.js';
 import { anyCidr, parseCidrLenient, parseIp, type Family } from '../model/ip-address.js';
-import type { XfrmPolicy, XfrmState, XfrmTemplate } from '../xfrm/types.js';
+import type { XfrmMark, XfrmPolicy, XfrmState, XfrmTemplate } from '../xfrm/types.js';
 import {
   BLOCK_POLICY_PRIORITY,
   DEFAULT_REPLAY_WINDOW,
@@ -95,8 +95,11 @@ export interface PlanInput {
   options?: Partial<PlannerOptions>;
 }
 
-const ENCRYPT_MARK = { value: MARK_ENCRYPT, mask: MARK_TYPE_MASK };
-const DECRYPTED_MARK = { value: MARK_DECRYPT, mask: MARK_TYPE_MASK };
+// Marks shared by every object planned with them (planned objects are never written to): at 5,000 peers that is
+// 25,000 fewer objects kept for as long as the plan is.
+const ENCRYPT_MARK: XfrmMark = Object.freeze({ value: MARK_ENCRYPT, mask: MARK_TYPE_MASK });
+const DECRYPTED_MARK: XfrmMark = Object.freeze({ value: MARK_DECRYPT, mask: MARK_TYPE_MASK });
+const DECRYPTED_OUTPUT_MARK: XfrmMark = Object.freeze({ value: MARK_DECRYPT, mask: MARK_INBOUND_MASK });
 
 /** Screens the peers (see peer-screen.ts) and plans for the accepted ones. */
 export function planXfrm(input: PlanInput): XfrmPlan {
@@ -205,7 +208,7 @@ function blockPolicy(family: Family, priority: number): PlannedPolicy {
       policy: {
         dir: 'out',
         selector: { family, src: anyCidr(family), dst: anyCidr(family), proto: 0 },
-        mark: { ...ENCRYPT_MARK },
+        mark: ENCRYPT_MARK,
         priority,
         action: 'block',
         templates: [],
@@ -358,6 +361,7 @@ function planTunnel(
     return state;
   };
   let sendState: PlannedState | undefined;
+  const inboundMark: XfrmMark = { value: inboundEspMark(peerId), mask: MARK_INBOUND_MASK };
   for (const key of keys) {
     const outbound: PlannedState = {
       owner: peer.name,
@@ -367,7 +371,7 @@ function planTunnel(
         peerAddress,
         key,
         derivePairKeyCached(key.key, localEnd, peerEnd),
-        { ...ENCRYPT_MARK },
+        ENCRYPT_MARK,
         undefined,
       ),
     };
@@ -379,8 +383,8 @@ function planTunnel(
         localAddress,
         key,
         derivePairKeyCached(key.key, peerEnd, localEnd),
-        { value: inboundEspMark(peerId), mask: MARK_INBOUND_MASK },
-        { value: MARK_DECRYPT, mask: MARK_INBOUND_MASK },
+        inboundMark,
+        DECRYPTED_OUTPUT_MARK,
       ),
     };
     states.push(inbound, outbound);
@@ -396,6 +400,9 @@ function planTunnel(
     reqid: opts.reqid,
     spi,
   });
+  // One template list per direction, shared by the tunnel's policies (never written to, like the marks).
+  const outTemplates = [template(localAddress, peerAddress, sendSpi)];
+  const inTemplates = [template(peerAddress, localAddress, 0)];
   for (const peerCidr of tunnel.peerCidrs) {
     policies.push({
       owner: peer.name,
@@ -403,10 +410,10 @@ function planTunnel(
       policy: {
         dir: 'out',
         selector: { family, src: anyCidr(family), dst: peerCidr, proto: 0 },
-        mark: { ...ENCRYPT_MARK },
+        mark: ENCRYPT_MARK,
         priority: opts.peerPriority,
         action: 'allow',
-        templates: [template(localAddress, peerAddress, sendSpi)],
+        templates: outTemplates,
       },
       ...(sendState ? { requires: sendState } : {}),
     });
@@ -418,10 +425,10 @@ function planTunnel(
           policy: {
             dir,
             selector: { family, src: peerCidr, dst: localCidr, proto: 0 },
-            mark: { ...DECRYPTED_MARK },
+            mark: DECRYPTED_MARK,
             priority: opts.peerPriority,
             action: 'allow',
-            templates: [template(peerAddress, localAddress, 0)],
+            templates: inTemplates,
           },
         });
       }
