@@ -9,7 +9,8 @@
 // `node dist/test/bench/xfrm.js` runs the policies variant here and then the full variant in the VM; the last
 // line printed is `xfrm N=1000: ours <ms>, ip -batch <ms>, ratio <r>, no-op reconcile <ms> <writes> writes`.
 // Options: --variant policies|full|both, --peers N, --rounds R (the round with the median ratio; 5 rounds on the host, 3 in
-// the VM), --kernel 6.1|6.12. Rounds are not warmed up: round 1 runs cold (interpreter, as right after a daemon
+// the VM), --kernel 6.1|6.12 (the VM's kernel for the full variant), --here (the full variant on this kernel instead
+// of in the VM: what the VM runs). Rounds are not warmed up: round 1 runs cold (interpreter, as right after a daemon
 // start; in the emulated VM that alone costs seconds), later rounds show the steady state; all are printed.
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -369,7 +370,7 @@ async function runFullInVm(kernel: string, peers: number, rounds: number): Promi
   try {
     const result = await runInVm({
       kernel,
-      command: `node dist/test/bench/xfrm.js --variant full --peers ${peers} --rounds ${rounds}`,
+      command: `node dist/test/bench/xfrm.js --variant full --here --peers ${peers} --rounds ${rounds}`,
       timeoutMs: 1_800_000,
       onOutput: (text) => {
         // Prefix whole lines only: output arrives in arbitrary chunks.
@@ -404,6 +405,7 @@ async function main(): Promise<number> {
       peers: { type: 'string', default: '1000' },
       rounds: { type: 'string' },
       kernel: { type: 'string', default: '6.1' },
+      here: { type: 'boolean', default: false },
     },
   });
   const peers = Number(values.peers);
@@ -422,8 +424,15 @@ async function main(): Promise<number> {
     if (!Number.isInteger(r) || r < 1) throw new Error(`--rounds ${String(values.rounds)} is not a positive integer`);
     return r;
   };
-  if (variant === 'policies' || variant === 'full') {
+  if (variant === 'policies' || (variant === 'full' && values.here)) {
     console.log(await runVariant(variant, peers, rounds(variant === 'full' ? 3 : 5)));
+    return 0;
+  }
+  if (variant === 'full') {
+    const vmLine = await runFullInVm(values.kernel, peers, rounds(3));
+    if (vmLine === undefined) return 1;
+    console.log('# full variant (SAs + policies) from the VM:');
+    console.log(vmLine);
     return 0;
   }
   const hostLine = await runVariant('policies', peers, rounds(5));
