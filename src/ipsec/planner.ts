@@ -141,8 +141,28 @@ export function planScreened(input: ScreenedPlanInput): XfrmPlan {
 
   /** Tunnels whose objects were planned now, not reused from the last plan. */
   const fresh: TunnelPlan[] = [];
-  for (const { node: peer, tunnels, notes } of input.accepted) {
+  const sameContext = sameInputs(lastContext, local, keys, opts);
+  lastContext = { local, keys, opts };
+  for (const screened of input.accepted) {
+    const { node: peer, tunnels, notes } = screened;
+    const peerIdNow = input.peerIds.get(peer.name);
+    // A peer whose screening, peer id and everything node-wide are as in the last plan: its plan as it was.
+    const memo = sameContext ? lastPeerPlans.get(peer.name) : undefined;
+    if (memo !== undefined && memo.screened === screened && memo.peerId === peerIdNow) {
+      peerPlans.set(peer.name, memo);
+      peers.push(memo.plan);
+      for (const t of memo.tunnels) {
+        reusedFromLastPlan.add(t);
+        addUsed(t);
+        for (const x of t.states) states.push(x);
+        for (const x of t.policies) policies.push(x);
+      }
+      for (const x of memo.addressIds) peerAddressIds.push(x);
+      continue;
+    }
     const plan: PeerPlan = { name: peer.name, advertisedSpi: peer.spi, planned: false, tunnels, reasons: [...notes] };
+    const peerMemo: PeerPlanMemo = { screened, peerId: peerIdNow, plan, tunnels: [], addressIds: [] };
+    peerPlans.set(peer.name, peerMemo);
     peers.push(plan);
     const peerId = input.peerIds.get(peer.name);
     if (peerId === undefined) {
@@ -159,8 +179,11 @@ export function planScreened(input: ScreenedPlanInput): XfrmPlan {
     if (send.note) plan.reasons.push(send.note);
     plan.planned = true;
     for (const tunnel of tunnels) {
-      peerAddressIds.push({ address: tunnel.peerAddress, peerId });
+      const addressId = { address: tunnel.peerAddress, peerId };
+      peerAddressIds.push(addressId);
+      peerMemo.addressIds.push(addressId);
       const planned = planTunnelMemo(local, peer, peerId, tunnel, keys, send.spi, opts);
+      peerMemo.tunnels.push(planned);
       if (!lastCallReused) fresh.push(planned);
       for (const x of planned.states) states.push(x);
       for (const x of planned.policies) policies.push(x);
@@ -171,6 +194,8 @@ export function planScreened(input: ScreenedPlanInput): XfrmPlan {
   lastTunnelPlans = tunnelPlans;
   tunnelPlans = new Map();
   reusedFromLastPlan = new Set();
+  lastPeerPlans = peerPlans;
+  peerPlans = new Map();
   // The identities of the last plan's objects, updated with the tunnels that changed when the node-wide policies
   // are the same (same local families); else checked afresh for the whole plan. Dropped first, so a failed
   // check leaves none behind and the next plan checks afresh.
@@ -259,6 +284,50 @@ export function plannerIdentityUpdates(): number {
 /** Whether the last planTunnelMemo call reused an entry of the last plan not reused before in this plan. */
 let lastCallReused = false;
 
+/** Records a tunnel plan as used by the plan being made (the memo the next plan reuses from). */
+function addUsed(planned: TunnelPlan): void {
+  const used = tunnelPlans.get(planned.peer.name);
+  if (used) used.push(planned);
+  else tunnelPlans.set(planned.peer.name, [planned]);
+}
+
+// Each peer's part of the last plan, with what it was planned from: the screened peer (screening hands out the
+// same object while the peer is unchanged) and its peer id. Reused whole when those and the node-wide inputs
+// (sameInputs) are unchanged, so an unchanged peer costs a few comparisons and pushes instead of a tunnel memo
+// lookup per tunnel and fresh per-peer records.
+interface PeerPlanMemo {
+  screened: ScreenedPeer;
+  peerId: number | undefined;
+  plan: PeerPlan;
+  tunnels: TunnelPlan[];
+  addressIds: { address: string; peerId: number }[];
+}
+let lastPeerPlans = new Map<string, PeerPlanMemo>();
+let peerPlans = new Map<string, PeerPlanMemo>();
+/** The node-wide inputs of the last plan. */
+let lastContext: { local: NodeInfo; keys: readonly IpsecKey[]; opts: PlannerOptions } | undefined;
+
+/** Node-wide inputs equal to the last plan's: the local node's boot ID, the held keys, the options. */
+function sameInputs(
+  last: typeof lastContext,
+  local: NodeInfo,
+  keys: readonly IpsecKey[],
+  opts: PlannerOptions,
+): boolean {
+  return (
+    last !== undefined &&
+    last.local.bootID === local.bootID &&
+    last.opts.reqid === opts.reqid &&
+    last.opts.replayWindow === opts.replayWindow &&
+    last.opts.peerPriority === opts.peerPriority &&
+    last.keys.length === keys.length &&
+    last.keys.every((k, i) => {
+      const o = keys[i] as IpsecKey;
+      return k.spi === o.spi && k.key === o.key && k.aeadKeyName === o.aeadKeyName && k.icvBits === o.icvBits;
+    })
+  );
+}
+
 /** Were `p`'s objects planned from these inputs (everything planTunnel reads)? */
 function plannedFrom(
   p: TunnelPlan,
@@ -314,9 +383,7 @@ function planTunnelMemo(
     planned = { local, peer, peerId, tunnel, keys, sendSpi, opts, states: [], policies: [] };
     planTunnel(local, peer, peerId, tunnel, keys, sendSpi, opts, planned.states, planned.policies);
   }
-  const used = tunnelPlans.get(peer.name);
-  if (used) used.push(planned);
-  else tunnelPlans.set(peer.name, [planned]);
+  addUsed(planned);
   return planned;
 }
 
