@@ -112,7 +112,7 @@ export class BpfDatapath implements Datapath {
         throw new Error(`datapath is already loaded at ${at}, cannot load it again at ${root}`);
       }
       const objDir = path.resolve(opts.objDir ?? path.join(packageRoot(), 'build', 'bpf'));
-      const programs = await BpfPrograms.load(this.bpf, root, objDir);
+      const programs = await BpfPrograms.load(this.bpf, root, objDir, opts.log);
       const attachments = new TcAttachments(this.bpf, programs);
       this.state = { programs, attachments, cidrIndex: new CidrIndexSlot(this.bpf, programs.maps.km_cidr_index) };
       await attachments.followUpgrades();

@@ -217,7 +217,7 @@ export function plaintextCounts(dump: readonly MapEntry[]): PlaintextCount[] {
  */
 export const MAP_CAPACITY = {
   km_nodeinfo: 16384,
-  km_ipsec_peers: 8192,
+  km_ipsec_peers: 32768,
   km_local_pods: 65536,
   km_pod_peers: 16384,
 } as const;
