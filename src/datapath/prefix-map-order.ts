@@ -10,31 +10,36 @@
 // the map's capacity throws before anything is written.
 import type { MapChange, MapEntry, MapOp } from './map-layout.js';
 
-/** An LPM key as the kernel reads it: u32 prefixlen (host order), then the address bytes. */
+/** An LPM key as the kernel reads it (u32 prefixlen, host order, then the address bytes), with its range. */
 interface PrefixKey {
-  hex: string;
   key: Buffer;
   prefixLen: number;
   /** First and last address of the prefix (host bits cleared / set), for overlap. */
   first: Buffer;
   last: Buffer;
+  /** The value to write; absent for a delete. */
+  value?: Buffer;
+  /** A key the map does not hold yet. */
+  isNew: boolean;
 }
 
-function prefixKey(key: Buffer): PrefixKey {
+function prefixKey(key: Buffer, value: Buffer | undefined, isNew: boolean): PrefixKey {
   const prefixLen = key.readUInt32LE(0);
   const first = Buffer.from(key.subarray(4));
   const last = Buffer.from(first);
-  for (let bit = prefixLen; bit < first.length * 8; bit++) {
-    const mask = 0x80 >> (bit & 7);
-    const at = bit >> 3;
-    first[at] = (first[at] ?? 0) & ~mask;
-    last[at] = (last[at] ?? 0) | mask;
+  const whole = prefixLen >> 3;
+  if (whole < first.length) {
+    const keep = (0xff00 >> (prefixLen & 7)) & 0xff;
+    first[whole] = (first[whole] ?? 0) & keep;
+    last[whole] = (last[whole] ?? 0) | (~keep & 0xff);
+    first.fill(0, whole + 1);
+    last.fill(0xff, whole + 1);
   }
-  return { hex: key.toString('hex'), key, prefixLen, first, last };
+  return { key, prefixLen, first, last, value, isNew };
 }
 
 interface Component {
-  updates: (PrefixKey & { value: Buffer; isNew: boolean })[];
+  updates: PrefixKey[];
   deletes: PrefixKey[];
 }
 
@@ -65,7 +70,7 @@ export function diffPrefixEntries(
 ): { ops: MapOp[]; change: MapChange } {
   const have = new Map(current.map((e) => [e.key.toString('hex'), e.value]));
   const want = new Set<string>();
-  const touched: (PrefixKey & { value?: Buffer; isNew?: boolean })[] = [];
+  const touched: PrefixKey[] = [];
   const change: MapChange = { added: 0, changed: 0, removed: 0 };
   for (const e of desired) {
     const hex = e.key.toString('hex');
@@ -75,11 +80,11 @@ export function diffPrefixEntries(
     if (old?.equals(e.value)) continue;
     if (old === undefined) change.added++;
     else change.changed++;
-    touched.push({ ...prefixKey(e.key), value: e.value, isNew: old === undefined });
+    touched.push(prefixKey(e.key, e.value, old === undefined));
   }
   for (const e of current) {
     if (!want.has(e.key.toString('hex'))) {
-      touched.push(prefixKey(e.key));
+      touched.push(prefixKey(e.key, undefined, false));
       change.removed++;
     }
   }
@@ -100,7 +105,7 @@ export function diffPrefixEntries(
     } else if (Buffer.compare(k.last, end) > 0) {
       end = k.last;
     }
-    if (k.value) c.updates.push({ ...k, value: k.value, isNew: k.isNew === true });
+    if (k.value) c.updates.push(k);
     else c.deletes.push(k);
   }
   const growth = (c: Component): number => c.updates.filter((u) => u.isNew).length - c.deletes.length;
@@ -122,7 +127,7 @@ export function diffPrefixEntries(
   for (const c of ordered) {
     c.updates.sort((a, b) => b.prefixLen - a.prefixLen);
     c.deletes.sort((a, b) => a.prefixLen - b.prefixLen);
-    for (const u of c.updates) ops.push({ key: u.key, value: u.value });
+    for (const u of c.updates) ops.push({ key: u.key, value: u.value as Buffer });
     for (const d of c.deletes) ops.push({ key: d.key });
   }
   return { ops, change };
