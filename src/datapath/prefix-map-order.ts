@@ -127,7 +127,7 @@ export function diffPrefixEntries(
   for (const c of ordered) {
     c.updates.sort((a, b) => b.prefixLen - a.prefixLen);
     c.deletes.sort((a, b) => a.prefixLen - b.prefixLen);
-    for (const u of c.updates) ops.push({ key: u.key, value: u.value as Buffer });
+    for (const u of c.updates) ops.push({ key: u.key, value: u.value });
     for (const d of c.deletes) ops.push({ key: d.key });
   }
   return { ops, change };
