@@ -5,7 +5,12 @@
 // the trie answers; a restarted process adopts the installed index; zero tails and tail records of every length.
 import t from 'tap';
 import { BpfDatapath } from '../../src/datapath/bpf-datapath.js';
-import { parseCidrStrict as parseCidr, prefixMatches, type Family, type ParsedCidr } from '../../src/model/ip-address.js';
+import {
+  parseCidrStrict as parseCidr,
+  prefixMatches,
+  type Family,
+  type ParsedCidr,
+} from '../../src/model/ip-address.js';
 import {
   CIDR_INDEX_CAPACITY,
   CIDR_POOL_SIZE,
