@@ -1,12 +1,13 @@
 // Pinned maps whose definition changed between builds (e.g. km_ipsec_peers from 8,192 preallocated entries to
 // 32,768 allocated as used). libbpf reuses a pinned map only when type, key and value size, max_entries and flags
 // all equal the object's, and refuses to load otherwise, so an upgraded node would stop at load. Before the objects
-// are loaded, every such pin is set aside (renamed to <name>_old: bpffs refuses names with a dot); libbpf then creates and pins the new map, its
-// entries are carried over from the old one, and the old pin is removed, with one log line per map. The running
-// programs keep their old maps (an attached program holds its maps, pinned or not) until the new programs, which
-// bpf-programs.ts then always installs, replace them with their maps already filled. A pin left at <name>_old by an
-// interrupted migration is carried over on the next load. Map-in-map values (km_cidr_index) and entries whose key or
-// value size changed cannot be carried: those maps start empty and their writer fills them again.
+// are loaded, every such pin is set aside (renamed to <name>_old: bpffs refuses names with a dot); libbpf then
+// creates and pins the new map, its entries are carried over from the old one, and the old pin is removed, with one
+// log line per map. The running programs keep their old maps (an attached program holds its maps, pinned or not)
+// until the new programs, which bpf-programs.ts then always installs, replace them with their maps already filled.
+// A pin left at <name>_old by an interrupted migration is carried over on the next load. Map-in-map values
+// (km_cidr_index) and entries whose key or value size changed cannot be carried: those maps start empty and their
+// writer fills them again.
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 
