@@ -4,7 +4,7 @@
 // (0 = not remote, 1 = remote, 2..0xfff = next byte at that node, 0x8000 | r = tail record r, 0xc000 | n = remote
 // exactly when the next n address bits are zero: a tail without a load, as cluster CIDRs end). Each family's
 // root is wide: one 65,536-way branch on the two bytes after the skipped prefix, stored as 256 consecutive nodes,
-// so every walk takes one dependent load less (a cluster's /24 or /64 is then usually one load and a tail record).
+// so every walk takes one dependent load less (a cluster's /24 or /64 is then one load, and a zero test for the /64).
 // A tail record stands for a subtree holding a single CIDR: "the rest of the address must match these bits".
 // Identical nodes and records are stored once, so the layout is canonical: the same set of addresses always
 // compiles to the same bytes and fingerprint.
@@ -85,7 +85,6 @@ class Tables {
     return id;
   }
 
-  /** The entry for a subtree that holds only `p`, whose bytes before `depth` the walk has already matched. */
   /** Stores a 65,536-entry root as WIDE_ROOT_NODES consecutive nodes (never shared); returns the first. */
   wide(entries: Uint16Array): number {
     const first = this.nodes.length;
@@ -93,6 +92,10 @@ class Tables {
     return first;
   }
 
+  /**
+   * The entry for a subtree that holds only `p`, whose bytes before `depth` the walk has already matched: a zero
+   * tail when p's remaining bits are all zero, else a tail record.
+   */
   record(p: Prefix, depth: number): number {
     const tail = Buffer.alloc(16);
     p.bytes.copy(tail, 0, depth);
