@@ -10,7 +10,11 @@
  * answers correctly for the family of the packet being looked up.
  *
  * km_ipsec_peers (hash): key {u8 addr[16]; u32 family} = a remote node's underlay address (IPv4 in the first
- * 4 bytes, family AF_INET/AF_INET6), value u32 peer id 1..65535 (goes to mark bits 16-31 on its ESP).
+ * 4 bytes, family AF_INET/AF_INET6), value u32 peer id 1..65535 (goes to mark bits 16-31 on its ESP). 32,768
+ * entries, allocated as used: a 5,000-node dual-stack cluster has 10,000 underlay addresses, and the room above
+ * that takes a second address per family or a whole cluster's nodes being replaced by new ones (old and new
+ * addresses desired at once). Was 8,192 preallocated; a pin of that definition is migrated at load
+ * (src/datapath/map-migration.ts).
  *
  * km_ipsec_stats (per-CPU array): packet counters indexed by enum km_stat.
  *
@@ -106,11 +110,19 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } km_nodeinfo SEC(".maps");
 
+/* Set from outside only to build the previous definition (8192, preallocated) for the migration test,
+ * test/host/datapath-map-migration.test.ts. */
+#ifndef KM_IPSEC_PEERS_MAX
+#define KM_IPSEC_PEERS_MAX 32768
+#define KM_IPSEC_PEERS_FLAGS BPF_F_NO_PREALLOC
+#endif
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__type(key, struct km_peer_key);
 	__type(value, __u32);
-	__uint(max_entries, 8192);
+	__uint(map_flags, KM_IPSEC_PEERS_FLAGS);
+	__uint(max_entries, KM_IPSEC_PEERS_MAX);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } km_ipsec_peers SEC(".maps");
 

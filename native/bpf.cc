@@ -1,5 +1,5 @@
 // libbpf bindings, object/map/program level: open+load objects with maps pinned by name (reused when already
-// pinned), pin and open pinned objects, object info, map create/freeze/open-by-id/update/delete/lookup/dump,
+// pinned), an object's map definitions, pin and open pinned objects, object info, map create/freeze/open-by-id/update/delete/lookup/dump,
 // BPF_PROG_TEST_RUN, bpffs mount. Every fd comes and goes as a BpfFd (bpf_fd.h); calls with more than two
 // parameters take one option object.
 // Mechanical only: every call marshals arguments, makes the syscall(s) off the JS thread and maps errno to
@@ -177,7 +177,7 @@ static Napi::Value ProgInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// mapInfo(fd: BpfFd) -> { id, name, type, keySize, valueSize, maxEntries }
+// mapInfo(fd: BpfFd) -> { id, name, type, keySize, valueSize, maxEntries, flags }
 static Napi::Value MapInfo(const Napi::CallbackInfo& info) {
   auto mi = ObjInfoArg<bpf_map_info>(info, "map");
   Napi::Object o = Napi::Object::New(info.Env());
@@ -187,7 +187,52 @@ static Napi::Value MapInfo(const Napi::CallbackInfo& info) {
   o.Set("keySize", mi.key_size);
   o.Set("valueSize", mi.value_size);
   o.Set("maxEntries", mi.max_entries);
+  o.Set("flags", mi.map_flags);
   return o;
+}
+
+struct MapDef {
+  std::string name;
+  uint32_t type, keySize, valueSize, maxEntries, flags;
+};
+
+// objectMaps(path) -> Promise<{ name, type, keySize, valueSize, maxEntries, flags }[]>: the definitions of an
+// object file's maps (internal .data/.rodata/.bss ones left out), as libbpf would create them; nothing is loaded.
+static Napi::Value ObjectMaps(const Napi::CallbackInfo& info) {
+  std::string path = ArgStr(info, 0, "object path");
+  auto defs = std::make_shared<std::vector<MapDef>>();
+  return RunAsync(
+      info.Env(),
+      [=](BpfFailure& f) {
+        struct bpf_object* obj = bpf_object__open_file(path.c_str(), nullptr);
+        if (!obj) {
+          f = {errno, "open BPF object", path};
+          return;
+        }
+        struct bpf_map* map;
+        bpf_object__for_each_map(map, obj) {
+          if (bpf_map__is_internal(map)) continue;
+          defs->push_back({bpf_map__name(map), static_cast<uint32_t>(bpf_map__type(map)), bpf_map__key_size(map),
+                           bpf_map__value_size(map), bpf_map__max_entries(map),
+                           static_cast<uint32_t>(bpf_map__map_flags(map))});
+        }
+        bpf_object__close(obj);
+      },
+      [=](Napi::Env env) -> Napi::Value {
+        Napi::Array a = Napi::Array::New(env, defs->size());
+        for (size_t i = 0; i < defs->size(); i++) {
+          const MapDef& d = (*defs)[i];
+          Napi::Object o = Napi::Object::New(env);
+          o.Set("name", d.name);
+          o.Set("type", d.type);
+          o.Set("keySize", d.keySize);
+          o.Set("valueSize", d.valueSize);
+          o.Set("maxEntries", d.maxEntries);
+          o.Set("flags", d.flags);
+          a.Set(i, o);
+        }
+        return a;
+      });
 }
 
 // linkInfo(fd: BpfFd) -> { id, progId, type, ifindex } (ifindex of a tcx/xdp link, 0 once its device is gone)
@@ -202,8 +247,23 @@ static Napi::Value LinkInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// Worker-thread half of map reads: the map's info and the size of one looked-up value (per-CPU maps: every
+// possible CPU's value back to back, each 8-byte aligned). False, with f filled, when the kernel will not say.
+static bool MapValueLayout(int fd, BpfFailure& f, bpf_map_info& mi, size_t& vsize) {
+  __u32 len = sizeof(mi);
+  if (bpf_obj_get_info_by_fd(fd, &mi, &len)) {
+    f = {errno, "get map info", "fd " + std::to_string(fd)};
+    return false;
+  }
+  bool percpu = mi.type == BPF_MAP_TYPE_PERCPU_ARRAY || mi.type == BPF_MAP_TYPE_PERCPU_HASH ||
+                mi.type == BPF_MAP_TYPE_LRU_PERCPU_HASH;
+  vsize = percpu ? ((mi.value_size + 7) / 8 * 8) * libbpf_num_possible_cpus() : mi.value_size;
+  return true;
+}
+
 // mapApply(map: BpfFd, ops: {key: Buffer, value?: Buffer}[]) -> Promise<void>. Applied in order: with a value it is an
-// update (BPF_ANY), without one a delete. Stops at the first failure, whose error names the map and the op.
+// update (BPF_ANY), without one a delete. Per-CPU maps take every possible CPU's value back to back, as mapDump
+// returns them. Stops at the first failure, whose error names the map and the op.
 static Napi::Value MapApply(const Napi::CallbackInfo& info) {
   FdRef map = ArgFd(info, 0, "map");
   if (info.Length() < 2 || !info[1].IsArray()) throw Napi::TypeError::New(info.Env(), "ops must be an array");
@@ -238,14 +298,11 @@ static Napi::Value MapApply(const Napi::CallbackInfo& info) {
       [=](BpfFailure& f) {
         int fd = map->get();
         struct bpf_map_info mi = {};
-        __u32 len = sizeof(mi);
-        if (bpf_obj_get_info_by_fd(fd, &mi, &len)) {
-          f = {errno, "get map info", "fd " + std::to_string(fd)};
-          return;
-        }
+        size_t vsize = 0;
+        if (!MapValueLayout(fd, f, mi, vsize)) return;
         for (size_t i = 0; i < ops->size(); i++) {
           const Op& op = (*ops)[i];
-          if (op.key.size() != mi.key_size || (op.update && op.value.size() != mi.value_size)) {
+          if (op.key.size() != mi.key_size || (op.update && op.value.size() != vsize)) {
             f = {EINVAL, op.update ? "update (key/value size mismatch)" : "delete (key size mismatch)",
                  std::string("map ") + mi.name};
             return;
@@ -305,20 +362,6 @@ static Napi::Value MapFdById(const Napi::CallbackInfo& info) {
         if (*fd < 0) f = {errno, "open map by id", std::to_string(id)};
       },
       [=](Napi::Env env) { return BpfFd::Wrap(env, *fd); });
-}
-
-// Worker-thread half of map reads: the map's info and the size of one looked-up value (per-CPU maps: every
-// possible CPU's value back to back, each 8-byte aligned). False, with f filled, when the kernel will not say.
-static bool MapValueLayout(int fd, BpfFailure& f, bpf_map_info& mi, size_t& vsize) {
-  __u32 len = sizeof(mi);
-  if (bpf_obj_get_info_by_fd(fd, &mi, &len)) {
-    f = {errno, "get map info", "fd " + std::to_string(fd)};
-    return false;
-  }
-  bool percpu = mi.type == BPF_MAP_TYPE_PERCPU_ARRAY || mi.type == BPF_MAP_TYPE_PERCPU_HASH ||
-                mi.type == BPF_MAP_TYPE_LRU_PERCPU_HASH;
-  vsize = percpu ? ((mi.value_size + 7) / 8 * 8) * libbpf_num_possible_cpus() : mi.value_size;
-  return true;
 }
 
 // mapLookup(map: BpfFd, key) -> Promise<Buffer | null>. Per-CPU maps return all CPUs' values back to back.
@@ -455,6 +498,7 @@ void InitBpf(Napi::Env env, Napi::Object exports) {
   bpf.Set("getPinned", Napi::Function::New(env, GetPinned, "getPinned"));
   bpf.Set("progInfo", Napi::Function::New(env, ProgInfo, "progInfo"));
   bpf.Set("mapInfo", Napi::Function::New(env, MapInfo, "mapInfo"));
+  bpf.Set("objectMaps", Napi::Function::New(env, ObjectMaps, "objectMaps"));
   bpf.Set("linkInfo", Napi::Function::New(env, LinkInfo, "linkInfo"));
   bpf.Set("mapApply", Napi::Function::New(env, MapApply, "mapApply"));
   bpf.Set("mapCreate", Napi::Function::New(env, MapCreate, "mapCreate"));

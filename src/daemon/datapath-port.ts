@@ -26,11 +26,13 @@ export class DatapathAdapter implements DatapathPort {
   constructor(
     private readonly dp: Datapath,
     private readonly bpffsRoot: string,
+    /** Hears of pinned maps of an earlier build replaced at load (LoadOptions.log). */
+    private readonly log?: (msg: string, fields: Record<string, unknown>) => void,
   ) {}
 
   private async ensureLoaded(): Promise<void> {
     if (this.loaded) return;
-    await this.dp.load({ bpffsRoot: this.bpffsRoot });
+    await this.dp.load({ bpffsRoot: this.bpffsRoot, ...(this.log ? { log: this.log } : {}) });
     this.loaded = true;
   }
 

@@ -115,7 +115,7 @@ async function run(config: DaemonConfig, source: ClusterSource, log: Logger, sto
   }
   const metrics = new DaemonMetrics();
   const ipsec = config.enableIpsec ? await createIpsecPort(config) : undefined;
-  const datapath = config.enableIpsec ? createDatapathPort(config) : undefined;
+  const datapath = config.enableIpsec ? createDatapathPort(config, (msg, fields) => log.warn(fields, msg)) : undefined;
   if (ipsec) {
     try {
       const saved = await loadKeyState(config.stateDir);

@@ -38,6 +38,10 @@ export function createIpsecPort(config: DaemonConfig): Promise<IpsecAdapter> {
   );
 }
 
-export function createDatapathPort(config: DaemonConfig): DatapathAdapter {
-  return new DatapathAdapter(new BpfDatapath(), bpffsRoot(config));
+/** `log` hears of pinned maps of an earlier build that loading replaced (src/datapath/map-migration.ts). */
+export function createDatapathPort(
+  config: DaemonConfig,
+  log?: (msg: string, fields: Record<string, unknown>) => void,
+): DatapathAdapter {
+  return new DatapathAdapter(new BpfDatapath(), bpffsRoot(config), log);
 }

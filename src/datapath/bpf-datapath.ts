@@ -1,7 +1,9 @@
 // The real datapath, a facade over three parts: the loaded and pinned programs and maps (bpf-programs.ts), our TC
 // attachments with their pinned registry (tc-attachments.ts) and the remote-CIDR index slot (cidr-index-slot.ts).
 // Here: loading them together, keeping km_nodeinfo and km_ipsec_peers equal to the desired remote CIDRs and peers
-// by difference, counters, test runs and uninstall. All operations of one instance run one after another.
+// by difference (LPM tries in the order of prefix-map-order.ts, hash maps deletes first; a set larger than the map
+// is refused before any write), counters, test runs and uninstall. All operations of one instance run one after
+// another.
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 
@@ -40,8 +42,11 @@ import {
 import { STRICT_MODES, type StrictMode } from '../model/strict-mode.js';
 import type { MssClamp } from '../model/esp-overhead.js';
 import { nativeBpf, type NativeBpf } from './native-bpf.js';
+import { diffPrefixEntries } from './prefix-map-order.js';
 import { TcAttachments } from './tc-attachments.js';
 import { packageRoot } from '../native/addon.js';
+
+const BPF_MAP_TYPE_LPM_TRIE = 11;
 
 export interface TestRunOptions {
   /** skb->mark before the program runs. */
@@ -107,7 +112,7 @@ export class BpfDatapath implements Datapath {
         throw new Error(`datapath is already loaded at ${at}, cannot load it again at ${root}`);
       }
       const objDir = path.resolve(opts.objDir ?? path.join(packageRoot(), 'build', 'bpf'));
-      const programs = await BpfPrograms.load(this.bpf, root, objDir);
+      const programs = await BpfPrograms.load(this.bpf, root, objDir, opts.log);
       const attachments = new TcAttachments(this.bpf, programs);
       this.state = { programs, attachments, cidrIndex: new CidrIndexSlot(this.bpf, programs.maps.km_cidr_index) };
       await attachments.followUpgrades();
@@ -199,7 +204,12 @@ export class BpfDatapath implements Datapath {
 
   private async replaceMap(name: MapName, desired: MapEntry[]): Promise<MapChange> {
     const map = this.loaded().programs.maps[name];
-    const { ops, change } = diffEntries(await this.bpf.mapDump(map), desired);
+    const current = await this.bpf.mapDump(map);
+    const info = this.bpf.mapInfo(map);
+    const { ops, change } =
+      info.type === BPF_MAP_TYPE_LPM_TRIE
+        ? diffPrefixEntries(current, desired, info.maxEntries, name)
+        : diffEntries(current, desired, info.maxEntries, name);
     if (ops.length > 0) await this.bpf.mapApply(map, ops);
     return change;
   }

@@ -2,11 +2,14 @@
 // name under <root>/map (an earlier process's pinned maps, and their contents, are reused), and pins each program
 // under <root>/tc, adopting the pinned program when its code is unchanged. Owns the fds of both programs and of
 // every map the datapath uses; fds the objects hold beyond those are closed at once. Also makes sure the root is
-// on a BPF filesystem (mounting /sys/fs/bpf when that is where it belongs and nothing is mounted there).
+// on a BPF filesystem (mounting /sys/fs/bpf when that is where it belongs and nothing is mounted there). Pinned maps
+// of an earlier build with a different definition are migrated (map-migration.ts), and then the programs are
+// always replaced, so that no attached program keeps reading a replaced map.
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 
 import { PROGRAM_NAMES, type AttachKind } from './datapath.js';
+import { carryOver, oldPinOf, setAsideChangedMaps, type MigrationLog, type SetAsideMap } from './map-migration.js';
 import type { BpfFd, NativeBpf } from './native-bpf.js';
 
 const MAP_NAMES = [
@@ -77,20 +80,23 @@ export class BpfPrograms {
   ) {}
 
   /** Loads both objects under `root` (a bpffs directory, created when missing) from `objDir`. */
-  static async load(bpf: NativeBpf, root: string, objDir: string): Promise<BpfPrograms> {
+  static async load(bpf: NativeBpf, root: string, objDir: string, log: MigrationLog = () => {}): Promise<BpfPrograms> {
     await ensureBpffs(bpf, root);
     const dirs = pinDirs(root);
     await fs.mkdir(dirs.mapDir, { recursive: true });
     await fs.mkdir(dirs.tcDir, { recursive: true });
 
+    const objPaths = KINDS.map((kind) => path.join(objDir, `${PROGRAM_NAMES[kind]}.o`));
+    // Pins of an earlier build's maps that this build defines differently: set aside, carried over below.
+    const setAside = await setAsideChangedMaps(bpf, dirs.mapDir, objPaths);
     const maps: Partial<Record<MapName, BpfFd>> = {};
     const progs: Partial<Record<AttachKind, LoadedProgram>> = {};
     const upgraded: AttachKind[] = [];
     const opened: BpfFd[] = [];
     try {
-      for (const kind of KINDS) {
+      for (const [i, kind] of KINDS.entries()) {
         const progName = PROGRAM_NAMES[kind];
-        const objPath = path.join(objDir, `${progName}.o`);
+        const objPath = objPaths[i] as string;
         const obj = await bpf.loadObject({ path: objPath, mapPinDir: dirs.mapDir });
         opened.push(...obj.programs.map((p) => p.fd), ...obj.maps.map((m) => m.fd));
         for (const m of obj.maps) {
@@ -105,7 +111,9 @@ export class BpfPrograms {
           const pinnedFd = await bpf.getPinned(pinPath);
           opened.push(pinnedFd);
           const pinned = bpf.progInfo(pinnedFd);
-          if (pinned.tag === freshInfo.tag && pinned.name === progName) {
+          // A pinned program with the same code still reads the old maps when any was replaced (the tag leaves map
+          // references out): then the fresh one takes over too.
+          if (pinned.tag === freshInfo.tag && pinned.name === progName && setAside.length === 0) {
             chosen = { fd: pinnedFd, id: pinned.id, tag: pinned.tag };
           } else {
             // Different code in the object file than in the pinned program: the new one takes over the pin and,
@@ -122,8 +130,17 @@ export class BpfPrograms {
       for (const name of MAP_NAMES) {
         if (maps[name] === undefined) throw new Error(`the BPF objects in ${objDir} define no map ${name}`);
       }
+      // Before any attachment moves to the new programs (followUpgrades), so they never see an empty map.
+      while (setAside.length > 0) {
+        const old = setAside[0] as SetAsideMap;
+        const successor = maps[old.name as MapName];
+        if (successor) await carryOver(bpf, old, successor, log);
+        else old.fd.close(); // no longer in the objects: its pin stays at <name>_old
+        setAside.shift();
+      }
     } catch (e) {
       for (const fd of opened) fd.close();
+      for (const old of setAside) old.fd.close();
       throw e;
     }
     const keep = new Set<BpfFd>([...Object.values(maps), ...Object.values(progs).map((p) => p.fd)]);
@@ -144,7 +161,10 @@ export class BpfPrograms {
   /** Removes the program and map pins (attachments hold their programs on their own). */
   async unpin(): Promise<void> {
     for (const kind of KINDS) await unlinkIfPresent(path.join(this.dirs.tcDir, PROGRAM_NAMES[kind]));
-    for (const name of MAP_NAMES) await unlinkIfPresent(path.join(this.dirs.mapDir, name));
+    for (const name of MAP_NAMES) {
+      await unlinkIfPresent(path.join(this.dirs.mapDir, name));
+      await unlinkIfPresent(oldPinOf(path.join(this.dirs.mapDir, name))); // left by a failed migration
+    }
   }
 
   /** Closes every fd this instance owns (idempotent); pins and attachments stay. */

@@ -1,10 +1,13 @@
 // The remote-pod-CIDR index (bpf/cidr_index.h): pure compilation of a CIDR list into the pool the TC programs
 // walk instead of the km_nodeinfo LPM trie, its byte encoding, and a TypeScript walk of the same structure (the
 // model the BPF code is tested against). A node is a 256-way branch on one address byte with u16 entries
-// (0 = not remote, 1 = remote, 2..0x7fff = next byte at that node, 0x8000 | r = tail record r). A tail record
-// stands for a subtree holding a single CIDR: "the rest of the address must match these bits". Identical nodes
-// and records are stored once, so the layout is canonical: the same set of addresses always compiles to the
-// same bytes and fingerprint.
+// (0 = not remote, 1 = remote, 2..0xfff = next byte at that node, 0x8000 | r = tail record r, 0xc000 | n = remote
+// exactly when the next n address bits are zero: a tail without a load, as cluster CIDRs end). Each family's
+// root is wide: one 65,536-way branch on the two bytes after the skipped prefix, stored as 256 consecutive nodes,
+// so every walk takes one dependent load less (a cluster's /24 or /64 is then one load, and a zero test for the /64).
+// A tail record stands for a subtree holding a single CIDR: "the rest of the address must match these bits".
+// Identical nodes and records are stored once, so the layout is canonical: the same set of addresses always
+// compiles to the same bytes and fingerprint.
 import { createHash } from 'node:crypto';
 
 import { parseCidrStrict, type Family, type ParsedCidr } from '../model/ip-address.js';
@@ -14,7 +17,10 @@ import type { CidrIndexUse } from './datapath.js';
 export const CIDR_INDEX_CAPACITY = 3072;
 /** Tail records per pool (KM_CIDR_RECORDS). */
 export const CIDR_RECORD_CAPACITY = 16384;
-export const CIDR_INDEX_MAGIC = 0x4b4d4332;
+/** "KMC3": index format 3 (wide roots). A format-2 index left installed by an earlier build is not walked. */
+export const CIDR_INDEX_MAGIC = 0x4b4d4333;
+/** Nodes a wide root takes: 65,536 entries. */
+export const WIDE_ROOT_NODES = 256;
 export const CIDR_NODE_SIZE = 512;
 const CIDR_RECORD_SIZE = 32;
 export const CIDR_INDEX_KEY_SIZE = 4;
@@ -25,6 +31,9 @@ export const CIDR_POOL_SIZE = 4096 * CIDR_NODE_SIZE;
 const EMPTY = 0;
 const FULL = 1;
 const RECORD = 0x8000;
+/** RECORD | ZERO_TAIL | n: the next n bits must be zero (no record); record ids stay below it. */
+const ZERO_TAIL = 0x4000;
+const RECORD_ID_MASK = 0x3fff;
 const FIRST_NODE = 2;
 
 /** Where one family's walk starts. */
@@ -76,11 +85,22 @@ class Tables {
     return id;
   }
 
-  /** The entry for a subtree that holds only `p`, whose bytes before `depth` the walk has already matched. */
+  /** Stores a 65,536-entry root as WIDE_ROOT_NODES consecutive nodes (never shared); returns the first. */
+  wide(entries: Uint16Array): number {
+    const first = this.nodes.length;
+    for (let i = 0; i < WIDE_ROOT_NODES; i++) this.nodes.push(entries.subarray(i * 256, (i + 1) * 256));
+    return first;
+  }
+
+  /**
+   * The entry for a subtree that holds only `p`, whose bytes before `depth` the walk has already matched: a zero
+   * tail when p's remaining bits are all zero, else a tail record.
+   */
   record(p: Prefix, depth: number): number {
     const tail = Buffer.alloc(16);
     p.bytes.copy(tail, 0, depth);
     const rec = { tail, bits: p.prefixLen - depth * 8 };
+    if (tail.every((b) => b === 0)) return RECORD | ZERO_TAIL | rec.bits;
     const key = `${rec.bits}/${tail.toString('hex')}`;
     let id = this.recordIds.get(key);
     if (id === undefined) {
@@ -89,7 +109,7 @@ class Tables {
       this.recordIds.set(key, id);
     }
     // Ids past the capacity still make a (non-fitting) index; the entry is masked so it stays a record.
-    return RECORD | (id & 0x7fff);
+    return RECORD | (id & RECORD_ID_MASK);
   }
 }
 
@@ -99,14 +119,12 @@ function samePrefix(a: Prefix, b: Prefix): boolean {
 
 /**
  * The entry for the address range below `depth` bytes covered by these prefixes (all sharing those bytes):
- * FULL, EMPTY, a tail record (one prefix left, unless a node is required) or a node.
+ * FULL, EMPTY, a tail record (one prefix left) or a node.
  */
-function build(t: Tables, prefixes: readonly Prefix[], depth: number, nodeRequired = false): number {
-  if (prefixes.some((p) => p.prefixLen <= depth * 8)) {
-    return nodeRequired ? t.node(new Uint16Array(256).fill(FULL)) : FULL;
-  }
+function build(t: Tables, prefixes: readonly Prefix[], depth: number): number {
+  if (prefixes.some((p) => p.prefixLen <= depth * 8)) return FULL;
   const first = prefixes[0] as Prefix;
-  if (!nodeRequired && prefixes.every((p) => samePrefix(p, first))) return t.record(first, depth);
+  if (prefixes.every((p) => samePrefix(p, first))) return t.record(first, depth);
   const entries = new Uint16Array(256);
   const below = new Map<number, Prefix[]>();
   const end = (depth + 1) * 8;
@@ -125,25 +143,54 @@ function build(t: Tables, prefixes: readonly Prefix[], depth: number, nodeRequir
   for (const [byte, list] of below) {
     if (entries[byte] !== FULL) entries[byte] = build(t, list, depth + 1);
   }
-  if (!nodeRequired && entries.every((e) => e === FULL)) return FULL;
+  if (entries.every((e) => e === FULL)) return FULL;
   return t.node(entries);
 }
 
-/** Leading whole bytes every prefix shares and none ends within (so each still branches after them). */
-function sharedBytes(prefixes: readonly Prefix[]): number {
+/**
+ * The wide root for the two bytes after `depth`: a 65,536-entry table whose entries are what build() gives for the
+ * range below each 16-bit value.
+ */
+function buildWide(t: Tables, prefixes: readonly Prefix[], depth: number): number {
+  const entries = new Uint16Array(65536);
+  const below = new Map<number, Prefix[]>();
+  const end = (depth + 2) * 8;
+  for (const p of prefixes) {
+    const value = ((p.bytes[depth] ?? 0) << 8) | (p.bytes[depth + 1] ?? 0);
+    if (p.prefixLen <= end) {
+      const span = 2 ** (end - p.prefixLen);
+      const base = value & ~(span - 1) & 0xffff;
+      entries.fill(FULL, base, base + span);
+    } else {
+      let list = below.get(value);
+      if (!list) below.set(value, (list = []));
+      list.push(p);
+    }
+  }
+  for (const [value, list] of below) {
+    if (entries[value] !== FULL) entries[value] = build(t, list, depth + 2);
+  }
+  return t.wide(entries);
+}
+
+/**
+ * Leading whole bytes every prefix shares and none ends within (so each still branches after them), leaving at
+ * least the two bytes of the wide root.
+ */
+function sharedBytes(prefixes: readonly Prefix[], addressBytes: number): number {
   const first = prefixes[0];
   if (!first) return 0;
   const shortest = Math.min(...prefixes.map((p) => p.prefixLen));
-  const limit = Math.max(0, Math.floor((shortest - 1) / 8));
+  const limit = Math.min(addressBytes - 2, Math.max(0, Math.floor((shortest - 1) / 8)));
   let n = 0;
   while (n < limit && prefixes.every((p) => p.bytes[n] === first.bytes[n])) n++;
   return n;
 }
 
-function familyRoot(t: Tables, prefixes: readonly Prefix[]): FamilyRoot | undefined {
+function familyRoot(t: Tables, prefixes: readonly Prefix[], addressBytes: number): FamilyRoot | undefined {
   if (prefixes.length === 0) return undefined;
-  const skip = sharedBytes(prefixes);
-  const root = build(t, prefixes, skip, true);
+  const skip = sharedBytes(prefixes, addressBytes);
+  const root = buildWide(t, prefixes, skip);
   return { root, skip, prefix: Buffer.from((prefixes[0] as Prefix).bytes.subarray(0, skip)) };
 }
 
@@ -156,8 +203,8 @@ export function compileCidrIndex(cidrs: readonly (string | ParsedCidr)[]): CidrI
   const of = (family: Family): Prefix[] =>
     parsed.filter((c) => c.family === family).map((c) => ({ bytes: c.bytes, prefixLen: c.prefixLen }));
   const t = new Tables();
-  const v4 = familyRoot(t, of(4));
-  const v6 = familyRoot(t, of(6));
+  const v4 = familyRoot(t, of(4), 4);
+  const v6 = familyRoot(t, of(6), 16);
   const index: CidrIndex = { nodes: t.nodes, records: t.records, v4, v6, fingerprint: '' };
   index.fingerprint = fingerprintOf(index);
   return index;
@@ -273,12 +320,12 @@ export function lookupCidrIndex(index: CidrIndex, family: Family, addr: Uint8Arr
   const fr = family === 4 ? index.v4 : index.v6;
   if (!fr) return false;
   for (let i = 0; i < fr.skip; i++) if (addr[i] !== fr.prefix[i]) return false;
-  let node = fr.root;
-  for (let depth = fr.skip; depth < addr.length; depth++) {
+  let node = fr.root + (addr[fr.skip] ?? 0); // the wide root: node + first byte, entry at the second
+  for (let depth = fr.skip + 1; depth < addr.length; depth++) {
     const e = index.nodes[node]?.[addr[depth] ?? 0] ?? EMPTY;
     if (e === EMPTY || e === FULL) return e === FULL;
     if (e & RECORD) {
-      const r = index.records[e & 0x7fff];
+      const r = e & ZERO_TAIL ? { tail: Buffer.alloc(16), bits: e & 0xff } : index.records[e & RECORD_ID_MASK];
       if (!r) return false;
       for (let bit = 0; bit < r.bits; bit++) {
         const byte = addr[depth + 1 + (bit >> 3)] ?? 0;

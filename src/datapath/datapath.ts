@@ -25,6 +25,8 @@ export interface LoadOptions {
   bpffsRoot?: string;
   /** Where tc_mark_encrypt.o / tc_mark_decrypt.o are. Default: the package's build/bpf. */
   objDir?: string;
+  /** Told once per pinned map of an earlier build that was replaced (src/datapath/map-migration.ts). */
+  log?: (msg: string, fields: Record<string, unknown>) => void;
 }
 
 export interface AttachOptions {

@@ -211,6 +211,17 @@ export function plaintextCounts(dump: readonly MapEntry[]): PlaintextCount[] {
   return counts.sort((a, b) => a.peer - b.peer || strictModeNumber(a.mode) - strictModeNumber(b.mode));
 }
 
+/**
+ * max_entries of the maps the datapath fills from desired sets (bpf/maps.h; test/host/datapath-map-order.test.ts
+ * checks them against the loaded maps). The real datapath reads them from the kernel; the fake uses these.
+ */
+export const MAP_CAPACITY = {
+  km_nodeinfo: 16384,
+  km_ipsec_peers: 32768,
+  km_local_pods: 65536,
+  km_pod_peers: 16384,
+} as const;
+
 /** One map operation for the addon: with a value an update, without one a delete. */
 export interface MapOp {
   key: Buffer;
@@ -224,15 +235,21 @@ export interface MapChange {
 }
 
 /**
- * The operations turning `current` into `desired`: updates (new and changed keys) first, deletes last, so a
- * key that stays desired is never absent in between.
+ * The operations turning `current` into `desired` for an exact-match map (hash): deletes of keys that are no longer
+ * desired first, then updates (new and changed keys). A key that stays desired is never absent in between (it is
+ * updated in place), and the map never holds more than the larger of both sets, so two disjoint sets that each fit
+ * also fit one after the other. LPM tries, where a removal can change the answer for addresses under a kept
+ * prefix, are ordered by diffPrefixEntries (prefix-map-order.ts) instead.
  */
 export function diffEntries(
   current: readonly MapEntry[],
   desired: readonly MapEntry[],
+  capacity = Infinity,
+  mapName = 'map',
 ): { ops: MapOp[]; change: MapChange } {
   const have = new Map(current.map((e) => [e.key.toString('hex'), e.value]));
   const want = new Set<string>();
+  const updates: MapOp[] = [];
   const ops: MapOp[] = [];
   const change: MapChange = { added: 0, changed: 0, removed: 0 };
   for (const e of desired) {
@@ -242,7 +259,7 @@ export function diffEntries(
     if (old === undefined) change.added++;
     else if (old.equals(e.value)) continue;
     else change.changed++;
-    ops.push({ key: e.key, value: e.value });
+    updates.push({ key: e.key, value: e.value });
   }
   for (const e of current) {
     if (!want.has(e.key.toString('hex'))) {
@@ -250,5 +267,7 @@ export function diffEntries(
       change.removed++;
     }
   }
+  if (want.size > capacity) throw new Error(`${mapName} would need ${want.size} entries, more than its ${capacity}`);
+  ops.push(...updates);
   return { ops, change };
 }

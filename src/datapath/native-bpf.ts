@@ -56,6 +56,16 @@ export interface TcxAttachOptions {
   label: string;
 }
 
+/** What libbpf compares before reusing a pinned map for an object's map of the same name. */
+export interface MapDefinition {
+  name: string;
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  flags: number;
+}
+
 export interface MapCreateOptions {
   type: number;
   name: string;
@@ -93,18 +103,14 @@ export interface NativeBpf {
   pinObject(fd: BpfFd, path: string): Promise<void>;
   getPinned(path: string): Promise<BpfFd>;
   progInfo(fd: BpfFd): { id: number; name: string; tag: string; type: number };
-  mapInfo(fd: BpfFd): {
-    id: number;
-    name: string;
-    type: number;
-    keySize: number;
-    valueSize: number;
-    maxEntries: number;
-  };
+  mapInfo(fd: BpfFd): MapDefinition & { id: number };
+  /** The definitions of an object file's maps (not its internal .data/.rodata/.bss), as libbpf would create them. */
+  objectMaps(path: string): Promise<MapDefinition[]>;
   linkInfo(fd: BpfFd): { id: number; progId: number; type: number; ifindex: number };
   mapCreate(opts: MapCreateOptions): Promise<BpfFd>;
   mapFreeze(map: BpfFd): Promise<void>;
   mapFdById(id: number): Promise<BpfFd>;
+  /** Per-CPU maps take every possible CPU's value back to back (8-byte aligned each), as mapDump returns them. */
   mapApply(map: BpfFd, ops: readonly MapOp[]): Promise<void>;
   mapLookup(map: BpfFd, key: Buffer): Promise<Buffer | null>;
   mapDump(map: BpfFd): Promise<{ key: Buffer; value: Buffer }[]>;

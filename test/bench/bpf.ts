@@ -14,6 +14,7 @@
 // time only one run at a time (the first run rewrites the packet it then keeps), as the median of single runs
 // next to the no-op's median of single runs. Needs root.
 import { rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 
 import { parseIpStrict, parseCidrStrict, prefixMatches } from '../../src/model/ip-address.js';
@@ -188,8 +189,10 @@ async function main(): Promise<void> {
     noop = loaded.programs[0]!.fd;
     for (const m of loaded.maps) m.fd.close();
 
+    const load = os.loadavg().map((l) => l.toFixed(2));
     console.log(
-      `tc_mark_encrypt vs tc_noop, 1000 remote CIDRs per layout, then 10,000; ${ROUNDS} rounds x ${REPEAT} runs`,
+      `tc_mark_encrypt vs tc_noop, 1000 remote CIDRs per layout, then 10,000; ${ROUNDS} rounds x ${REPEAT} runs; ` +
+        `load average ${load.join(' ')}, ${os.cpus().length} CPUs`,
     );
     // Worst marginal cost over the no-op (and that no-op) per size: 1,000 CIDRs, 10,000 CIDRs.
     const worst = new Map<number, { extra: number; base: number }>();
@@ -199,9 +202,8 @@ async function main(): Promise<void> {
       [10000, clusterLayout(10000)],
       [10000, scatteredLayout(10000)],
     ] as const) {
-      // From empty: km_nodeinfo (16,384 entries) takes a new set's additions before the old set's removals,
-      // and two disjoint 10,000-CIDR sets do not fit at once (a real cluster changes a few CIDRs at a time).
-      await dp.setRemoteCidrs([]);
+      // Straight from the previous layout: km_nodeinfo (16,384 entries) removes what goes before adding what
+      // comes (src/datapath/prefix-map-order.ts), so one 10,000-CIDR set replaces another.
       await dp.setRemoteCidrs(layout.cidrs);
       const index = (await dp.stats()).cidrIndex;
       // An index over capacity is not installed: the programs then ask the trie, and the daemon's status

@@ -39,6 +39,9 @@ const PEERS: [string, number][] = [
   ['198.18.0.3', 2],
 ];
 const CIDRS = ['10.244.2.0/24', '10.244.3.0/24', 'fd00:10:244:2::/64'];
+/** 10,000 /24s from 10.<second>.0.0 on: two disjoint sets fit km_nodeinfo (16,384) one after the other, not at once. */
+const tenThousand = (second: number): string[] =>
+  Array.from({ length: 10000 }, (_, i) => `10.${second + (i >> 8)}.${i & 255}.0/24`);
 
 export const DATAPATH_STEPS: readonly ContractStep[] = [
   { what: 'attach before load', call: (dp, e) => dp.attach('encrypt', 'a0', on(e)) },
@@ -83,6 +86,13 @@ export const DATAPATH_STEPS: readonly ContractStep[] = [
   { what: 'set remote CIDRs', call: (dp) => dp.setRemoteCidrs(CIDRS) },
   { what: 'set the same CIDRs: nothing changes', call: (dp) => dp.setRemoteCidrs(CIDRS) },
   { what: 'refuse a CIDR with host bits', call: (dp) => dp.setRemoteCidrs(['10.244.4.1/24']) },
+  { what: 'set 10,000 remote CIDRs', call: (dp) => dp.setRemoteCidrs(tenThousand(0)) },
+  { what: 'replace them by 10,000 disjoint ones', call: (dp) => dp.setRemoteCidrs(tenThousand(100)) },
+  {
+    what: 'refuse more CIDRs than km_nodeinfo holds',
+    call: (dp) => dp.setRemoteCidrs([...tenThousand(0), ...tenThousand(100)]),
+  },
+  { what: 'back to the small set', call: (dp) => dp.setRemoteCidrs(CIDRS) },
   { what: 'the installed CIDR index', call: (dp) => dp.cidrIndexUse() },
   { what: 'MSS clamp on fresh maps: none', call: (dp) => dp.mssClamp() },
   { what: 'set an MSS clamp', call: (dp) => dp.setMssClamp({ ipv4: 1406, ipv6: 1366 }) },

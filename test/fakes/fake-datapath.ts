@@ -23,6 +23,7 @@ import {
   configValue,
   DEFAULT_SETTINGS,
   diffEntries,
+  MAP_CAPACITY,
   localPodEntries,
   parseConfigValue,
   podPeerEntries,
@@ -33,6 +34,7 @@ import {
   type MapChange,
   type MapEntry,
 } from '../../src/datapath/map-layout.js';
+import { diffPrefixEntries } from '../../src/datapath/prefix-map-order.js';
 import { MarkOracle } from './mark-rules.js';
 
 export interface FakeInterface {
@@ -215,7 +217,7 @@ export class FakeDatapath implements Datapath {
       this.ensureLoaded();
       const parsed = cidrs.map((c) => parseCidrStrict(c));
       const desired = nodeinfoEntries(parsed);
-      const { change } = diffEntries(this.cidrEntries, desired);
+      const { change } = diffPrefixEntries(this.cidrEntries, desired, MAP_CAPACITY.km_nodeinfo, 'km_nodeinfo');
       this.cidrEntries = desired;
       this.cidrs = [...cidrs];
       this.index = compileCidrIndex(parsed);
@@ -230,7 +232,7 @@ export class FakeDatapath implements Datapath {
     return settle(() => {
       this.ensureLoaded();
       const desired = peerEntries(peers);
-      const { change } = diffEntries(this.peerMapEntries, desired);
+      const { change } = diffEntries(this.peerMapEntries, desired, MAP_CAPACITY.km_ipsec_peers, 'km_ipsec_peers');
       this.peerMapEntries = desired;
       this.peerMap = new Map(peers);
       this.writes += countChange(change);
@@ -278,7 +280,7 @@ export class FakeDatapath implements Datapath {
     return settle(() => {
       this.ensureLoaded();
       const desired = localPodEntries(ips);
-      const { change } = diffEntries(this.localPodMapEntries, desired);
+      const { change } = diffEntries(this.localPodMapEntries, desired, MAP_CAPACITY.km_local_pods, 'km_local_pods');
       this.localPodMapEntries = desired;
       this.writes += countChange(change);
       return change;
@@ -289,7 +291,7 @@ export class FakeDatapath implements Datapath {
     return settle(() => {
       this.ensureLoaded();
       const desired = podPeerEntries(cidrs);
-      const { change } = diffEntries(this.podPeerMapEntries, desired);
+      const { change } = diffPrefixEntries(this.podPeerMapEntries, desired, MAP_CAPACITY.km_pod_peers, 'km_pod_peers');
       this.podPeerMapEntries = desired;
       this.writes += countChange(change);
       return change;

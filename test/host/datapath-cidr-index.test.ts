@@ -2,10 +2,15 @@
 // "inside a remote pod CIDR?" exactly like plain CIDR matching, both through the installed index and through the
 // km_nodeinfo LPM fallback (slot emptied with bpftool); an unchanged CIDR set writes nothing, a changed one swaps
 // in a new frozen inner map and the old one is freed; an index too large for its capacity is not installed and
-// the trie answers; a restarted process adopts the installed index.
+// the trie answers; a restarted process adopts the installed index; zero tails and tail records of every length.
 import t from 'tap';
 import { BpfDatapath } from '../../src/datapath/bpf-datapath.js';
-import { prefixMatches, type Family, type ParsedCidr } from '../../src/model/ip-address.js';
+import {
+  parseCidrStrict as parseCidr,
+  prefixMatches,
+  type Family,
+  type ParsedCidr,
+} from '../../src/model/ip-address.js';
 import {
   CIDR_INDEX_CAPACITY,
   CIDR_POOL_SIZE,
@@ -80,6 +85,36 @@ t.test('remote-CIDR index in the kernel', { skip }, async (t) => {
     }
     t.equal(indexWrong, 0, 'through the index: 12 sets x 40 addresses, both programs');
     t.equal(lpmWrong, 0, 'through km_nodeinfo: the same addresses');
+  });
+
+  t.test('zero tails and records of every length answer in the kernel as in the model', async (t) => {
+    // Beside a sibling that keeps the subtree from collapsing: each CIDR ends below the wide root with a zero tail
+    // (or a record, with one bit set), 1..16 bits for IPv4, 1..112 for IPv6. Probes: the network, and the network
+    // with each tail bit flipped in turn (the first half's and the second half's bits for IPv6).
+    const shapes: ParsedCidr[][] = [];
+    for (let len = 25; len <= 32; len++) {
+      shapes.push([parseCidr(`10.1.0.0/${len}`), parseCidr('10.2.0.0/16')]);
+      shapes.push([parseCidr(`10.1.0.${1 << (32 - len)}/${len}`), parseCidr('10.2.0.0/16')]);
+    }
+    for (const len of [33, 48, 63, 64, 65, 80, 96, 112, 127, 128]) {
+      shapes.push([parseCidr(`fd00:1::/${len}`), parseCidr('fd00:2::/32')]);
+    }
+    let wrong = 0;
+    let probes = 0;
+    for (const cidrs of shapes) {
+      await dp.setRemoteCidrs(cidrs.map(cidrText));
+      const c = cidrs[0]!;
+      for (let bit = -1; bit < c.bytes.length * 8; bit++) {
+        const addr = Buffer.from(c.bytes);
+        if (bit >= 0) addr[bit >> 3]! ^= 0x80 >> (bit & 7);
+        const inside = cidrs.some((x) => prefixMatches(x.bytes, addr, x.prefixLen));
+        const other = c.family === 4 ? '192.0.2.1' : '2001:db8::1';
+        const enc = await dp.testRun('tc_mark_encrypt', ipFrame(other, addrText(c.family, addr)));
+        if (enc.mark !== (inside ? 0xe0 : 0)) wrong++;
+        probes++;
+      }
+    }
+    t.equal(wrong, 0, `${probes} probes over ${shapes.length} sets`);
   });
 
   t.test('unchanged CIDRs write nothing; changed ones swap in a new frozen map and free the old', async (t) => {

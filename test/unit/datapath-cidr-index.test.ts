@@ -1,7 +1,7 @@
 // Pure tests of the remote-CIDR index compiler (src/datapath/cidr-index.ts): its walk agrees with plain
 // "inside some CIDR of that family" on random CIDR sets and addresses, its layout is canonical (order and
-// duplicates do not matter, identical nodes are shared), the shared-prefix skip, capacity, and the header bytes
-// bpf/cidr_index.h reads.
+// duplicates do not matter, identical nodes are shared), the shared-prefix skip, the wide roots and zero tails,
+// capacity, and the header bytes bpf/cidr_index.h reads.
 import t from 'tap';
 import {
   parseIpStrict,
@@ -17,6 +17,7 @@ import {
   CIDR_INDEX_MAGIC,
   CIDR_NODE_SIZE,
   CIDR_POOL_SIZE,
+  WIDE_ROOT_NODES,
   compileCidrIndex,
   decodeCidrHeader,
   encodeCidrHeader,
@@ -67,14 +68,18 @@ t.test('edge prefixes: /0, host routes, empty sets', (t) => {
   const all = compileCidrIndex(['0.0.0.0/0']);
   t.equal(lookupCidrIndex(all, 4, parseIpStrict('1.2.3.4').bytes), true);
   t.equal(lookupCidrIndex(all, 6, parseIpStrict('::1').bytes), false);
-  t.same(all.v4, { root: 2, skip: 0, prefix: Buffer.alloc(0) }, 'a /0 is one all-remote node');
+  t.same(all.v4, { root: 2, skip: 0, prefix: Buffer.alloc(0) }, 'a /0 is one all-remote wide root');
+  t.ok(
+    all.nodes.slice(2, 2 + WIDE_ROOT_NODES).every((n) => n.every((e) => e === 1)),
+    'all 65,536 entries remote',
+  );
   const hosts = compileCidrIndex(['10.1.2.3/32', 'fd00::5/128']);
   t.equal(lookupCidrIndex(hosts, 4, parseIpStrict('10.1.2.3').bytes), true);
   t.equal(lookupCidrIndex(hosts, 4, parseIpStrict('10.1.2.4').bytes), false);
   t.equal(lookupCidrIndex(hosts, 6, parseIpStrict('fd00::5').bytes), true);
   t.equal(lookupCidrIndex(hosts, 6, parseIpStrict('fd00::4').bytes), false);
-  t.equal(hosts.v4?.skip, 3, 'a /32 skips three bytes and branches on the last');
-  t.equal(hosts.v6?.skip, 15);
+  t.equal(hosts.v4?.skip, 2, 'a /32 skips two bytes: the wide root takes the last two');
+  t.equal(hosts.v6?.skip, 14);
   const none = compileCidrIndex([]);
   t.equal(none.v4, undefined);
   t.equal(none.v6, undefined);
@@ -95,11 +100,14 @@ t.test('the layout is canonical and shares identical nodes', (t) => {
   t.not(compileCidrIndex(cidrs.slice(1)).fingerprint, index.fingerprint, 'another set, another fingerprint');
   t.same(index.v4?.prefix, Buffer.from([10]), 'IPv4 skip: the shared 10.');
   t.equal(index.v6?.skip, 5, 'IPv6 skip: the shared fd00:0010:00');
-  // IPv4: one node for the second byte (10.64-10.66 are whole /16s: remote entries, no node) and one for
-  // 10.67.0-31. IPv6: one node for the sixth byte, whose 200 entries point at one shared tail record (bytes 7
-  // and 8 zero).
-  t.equal(index.nodes.length, 2 + 2 + 1, 'whole ranges collapse');
-  t.same(index.records, [{ tail: Buffer.alloc(16), bits: 16 }], 'identical tails stored once');
+  // IPv4: the wide root on the second and third bytes, whose 800 entries are remote (/24s end there): no other
+  // node. IPv6: the wide root on the sixth and seventh bytes (values 0x0100-0xc800), whose 200 entries say
+  // "remote if the eighth byte is zero": no node, no record.
+  t.equal(index.nodes.length, 2 + 2 * WIDE_ROOT_NODES, 'only the two wide roots');
+  t.same(index.records, [], 'zero tails need no record');
+  t.equal(index.nodes[index.v6!.root + 0xa7]![0], 0xc000 | 8, 'fd00:10:a7::/64: the next 8 bits zero');
+  t.equal(lookupCidrIndex(index, 6, parseIpStrict('fd00:10:a7::9').bytes), true);
+  t.equal(lookupCidrIndex(index, 6, parseIpStrict('fd00:10:a7:1::9').bytes), false);
   t.ok(fitsCidrIndex(index));
   // An index equal to a set with the same addresses: 10.0.0.0/23 is 10.0.0.0/24 + 10.0.1.0/24.
   t.equal(
@@ -188,13 +196,14 @@ t.test('header and node bytes are what bpf/cidr_index.h reads', (t) => {
     pool.subarray(CIDR_NODE_SIZE, 2 * CIDR_NODE_SIZE).every((b) => b === 0),
     'node 1 is never used',
   );
-  const root = index.v4!.root * CIDR_NODE_SIZE;
-  t.equal(pool.readUInt16LE(root + 244 * 2), 1, '10.244.x: the whole second byte 244 is remote');
-  t.equal(pool.readUInt16LE(root + 243 * 2), 0);
-  const v6root = index.v6!.root * CIDR_NODE_SIZE;
-  t.equal(pool.readUInt16LE(v6root + 0x44 * 2), 1, 'fd00:10:244::/48 ends at the sixth byte: remote');
-  const v4third = pool.readUInt16LE(root + 7 * 2);
-  t.equal(v4third, 0, '10.7.x: not remote');
+  // Wide roots: entry root * 256 + the two bytes after the skip, as the program indexes the pool.
+  const wide = (root: number, value: number): number => pool.readUInt16LE((root * 256 + value) * 2);
+  t.equal(wide(index.v4!.root, (244 << 8) | 0), 1, '10.244.0.x: remote');
+  t.equal(wide(index.v4!.root, (244 << 8) | 255), 1, '10.244.255.x: remote');
+  t.equal(wide(index.v4!.root, (243 << 8) | 7), 0, '10.243.7.x: not remote');
+  t.equal(wide(index.v6!.root, 0x4400), 1, 'fd00:10:244::/48 ends at the sixth byte: its 256 entries remote');
+  t.equal(wide(index.v6!.root, 0x44ff), 1);
+  t.equal(wide(index.v6!.root, 0x4500), 0);
   t.ok(
     pool.subarray(index.nodes.length * CIDR_NODE_SIZE).every((b) => b === 0),
     'unused nodes are zero',
@@ -203,20 +212,42 @@ t.test('header and node bytes are what bpf/cidr_index.h reads', (t) => {
 });
 
 t.test('tail record bytes', (t) => {
-  const index = compileCidrIndex(['10.1.2.0/24', '10.9.0.0/16']);
+  const index = compileCidrIndex(['10.1.2.0/24', '10.9.0.0/16', '10.1.4.64/26']);
   t.same(index.v4, { root: 2, skip: 1, prefix: Buffer.from([10]) });
-  t.equal(index.nodes[2]![9], 1, '10.9.x: remote');
-  t.equal(index.nodes[2]![1], 0x8000, '10.1.x: tail record 0');
-  t.same(index.records, [{ tail: Buffer.from([2, ...Array<number>(15).fill(0)]), bits: 8 }], 'the rest: byte 2 = 2');
+  t.equal(index.nodes[2 + 9]![0], 1, '10.9.0.x: remote');
+  t.equal(index.nodes[2 + 9]![255], 1, '10.9.255.x: remote');
+  t.equal(index.nodes[2 + 1]![2], 1, '10.1.2.x: remote (the /24 ends at the wide root)');
+  t.equal(index.nodes[2 + 1]![4], 0x8000, '10.1.4.x: tail record 0');
+  t.same(index.records, [{ tail: Buffer.from([64, ...Array<number>(15).fill(0)]), bits: 2 }], 'the rest: 01...');
   const pool = encodeCidrPool(index);
   const at = CIDR_RECORDS_OFFSET;
-  t.equal(pool.readBigUInt64LE(at), 0x0200000000000000n, 'value[0]');
+  t.equal(pool.readBigUInt64LE(at), 0x4000000000000000n, 'value[0]');
   t.equal(pool.readBigUInt64LE(at + 8), 0n, 'value[1]');
-  t.equal(pool.readBigUInt64LE(at + 16), 0xff00000000000000n, 'mask[0]');
+  t.equal(pool.readBigUInt64LE(at + 16), 0xc000000000000000n, 'mask[0]');
   t.equal(pool.readBigUInt64LE(at + 24), 0n, 'mask[1]');
   t.equal(CIDR_RECORDS_OFFSET, 3072 * 512, 'records follow the 3072 node slots (KM_CIDR_NODES)');
   t.equal(lookupCidrIndex(index, 4, Buffer.from([10, 1, 2, 77])), true);
   t.equal(lookupCidrIndex(index, 4, Buffer.from([10, 1, 3, 77])), false);
+  t.equal(lookupCidrIndex(index, 4, Buffer.from([10, 1, 4, 77])), true);
+  t.equal(lookupCidrIndex(index, 4, Buffer.from([10, 1, 4, 128])), false);
+  t.end();
+});
+
+t.test('zero tails: a CIDR whose remaining bits are zero needs no record, at every length', (t) => {
+  // 10.1.0.0/17../32 beside 10.2.0.0/16 (skip 1, the wide root on the second and third bytes): up to /24 the
+  // CIDR ends in the wide root (remote entries), after it its remaining 1..8 bits are zero.
+  for (let len = 17; len <= 32; len++) {
+    const index = compileCidrIndex([`10.1.0.0/${len}`, '10.2.0.0/16']);
+    t.equal(index.records.length, 0, `/${len}: no record`);
+    t.equal(index.nodes[index.v4!.root + 1]![0], len <= 24 ? 1 : 0xc000 | (len - 24), `/${len}: entry`);
+  }
+  // 64 and more zero bits: the walk tests both halves.
+  const v6 = compileCidrIndex(['fd00:1::/128', 'fd00:2::/32']);
+  t.equal(v6.records.length, 0);
+  t.equal(lookupCidrIndex(v6, 6, parseIpStrict('fd00:1::').bytes), true);
+  t.equal(lookupCidrIndex(v6, 6, parseIpStrict('fd00:1::1').bytes), false, 'the last bit');
+  t.equal(lookupCidrIndex(v6, 6, parseIpStrict('fd00:1:0:0:8000::').bytes), false, 'the first bit of the lower half');
+  t.equal(lookupCidrIndex(v6, 6, parseIpStrict('fd00:1:0:1::').bytes), false, 'the last bit of the upper half');
   t.end();
 });
 

@@ -82,20 +82,35 @@ t.test('peer entries: address -> id with validation', (t) => {
   t.end();
 });
 
-t.test('diffs write new and changed keys first, delete last, and skip equal ones', (t) => {
-  const a = nodeinfoEntries(['10.1.0.0/16', '10.2.0.0/16']);
-  const b = nodeinfoEntries(['10.2.0.0/16', '10.3.0.0/16']);
-  const { ops, change } = diffEntries(a, b);
-  t.same(change, { added: 1, changed: 0, removed: 1 });
-  t.equal(ops.length, 2);
-  t.ok(ops[0]!.value, 'update first');
-  t.equal(ops[0]!.key.toString('hex'), nodeinfoKey(16, Buffer.from([10, 3, 0, 0])).toString('hex'));
-  t.notOk(ops[1]!.value, 'delete last');
-  t.same(diffEntries(b, b), { ops: [], change: { added: 0, changed: 0, removed: 0 } });
-  const changed = diffEntries(peerEntries(new Map([['1.1.1.1', 1]])), peerEntries(new Map([['1.1.1.1', 2]])));
-  t.same(changed.change, { added: 0, changed: 1, removed: 0 });
-  t.end();
-});
+t.test(
+  'hash-map diffs delete keys no longer wanted first, then write new and changed ones, and skip equal ones',
+  (t) => {
+    const a = peerEntries(
+      new Map([
+        ['10.0.0.1', 1],
+        ['10.0.0.2', 2],
+      ]),
+    );
+    const b = peerEntries(
+      new Map([
+        ['10.0.0.2', 2],
+        ['10.0.0.3', 3],
+      ]),
+    );
+    const { ops, change } = diffEntries(a, b);
+    t.same(change, { added: 1, changed: 0, removed: 1 });
+    t.equal(ops.length, 2);
+    t.notOk(ops[0]!.value, 'delete first: the map never holds both sets');
+    t.equal(ops[0]!.key.toString('hex'), peerKey('10.0.0.1').toString('hex'));
+    t.ok(ops[1]!.value, 'update last');
+    t.equal(ops[1]!.key.toString('hex'), peerKey('10.0.0.3').toString('hex'));
+    t.same(diffEntries(b, b), { ops: [], change: { added: 0, changed: 0, removed: 0 } });
+    const changed = diffEntries(peerEntries(new Map([['1.1.1.1', 1]])), peerEntries(new Map([['1.1.1.1', 2]])));
+    t.same(changed.change, { added: 0, changed: 1, removed: 0 });
+    t.same(changed.ops.length, 1, 'a changed key is updated in place, never deleted');
+    t.end();
+  },
+);
 
 t.test('attach records round-trip through the km_tc_attach layout', (t) => {
   const r: AttachRecord = {

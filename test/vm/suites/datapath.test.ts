@@ -1,11 +1,14 @@
 // VM suite for the eBPF datapath on the guest kernels (6.1 LTS without TCX, 6.12 with it): both objects
 // through the verifier, marking decisions through BPF_PROG_TEST_RUN, and the full traffic scenario of the
 // host tests (real packets through veths, nftables counters as the oracle, another tool's program on the
-// same device, restart rediscovery, detach, uninstall) with the attach mode the kernel supports.
+// same device, restart rediscovery, detach, uninstall) with the attach mode the kernel supports; and a pinned
+// km_ipsec_peers of the previous definition migrated at load (bpffs rename, carry-over) on this kernel.
+import { mkdirSync } from 'node:fs';
 import os from 'node:os';
 import t from 'tap';
 
 import { BpfDatapath } from '../../../src/datapath/bpf-datapath.js';
+import { peerKey } from '../../../src/datapath/map-layout.js';
 import { nativeBpf, withFd } from '../../../src/datapath/native-bpf.js';
 import { kernelHasTcx, kernelSkipReason, OBJ_DIR, privateBpffsRoot } from '../../host/lib/kernel.js';
 import { markingScenario } from '../../host/lib/marking-scenario.js';
@@ -77,6 +80,32 @@ t.test('programs load through this kernel’s verifier and mark in test-run', { 
     t.equal(frameMss(out.packet), want, `${what}: MSS ${want}`);
     t.ok(tcpChecksumOk(out.packet), `${what}: checksum valid`);
   }
+});
+
+t.test('a pinned km_ipsec_peers of the previous definition is migrated at load', { skip }, async (t) => {
+  const bpf = nativeBpf();
+  const root = privateBpffsRoot('vmmig');
+  const dp = new BpfDatapath();
+  t.teardown(() => dp.uninstall().catch(() => undefined));
+  // What the previous build pinned: a preallocated hash of 8,192 entries, holding one peer.
+  mkdirSync(`${root}/map`, { recursive: true });
+  await withFd(
+    bpf.mapCreate({ type: 1, name: 'km_ipsec_peers', keySize: 20, valueSize: 4, maxEntries: 8192 }),
+    async (old) => {
+      await bpf.mapApply(old, [{ key: peerKey('198.18.0.2'), value: Buffer.from([3, 0, 0, 0]) }]);
+      await bpf.pinObject(old, `${root}/map/km_ipsec_peers`);
+    },
+  );
+  const lines: string[] = [];
+  await dp.load({ bpffsRoot: root, objDir: OBJ_DIR, log: (msg) => lines.push(msg) });
+  t.same(lines, [
+    'pinned BPF map km_ipsec_peers has a different definition in this build (max_entries 8192 -> 32768, ' +
+      'flags 0x0 -> 0x1): replaced by a new map, 1 entries carried over',
+  ]);
+  const info = await withFd(bpf.getPinned(`${root}/map/km_ipsec_peers`), (fd) => bpf.mapInfo(fd));
+  t.match(info, { maxEntries: 32768, flags: 1 });
+  const esp = await dp.testRun('tc_mark_decrypt', ipFrame('198.18.0.2', '198.18.0.1', PROTO_ESP));
+  t.equal(esp.mark, 0x300d0, 'the carried peer answers');
 });
 
 t.test('TCX where the kernel has it, a clear error where it does not', { skip }, async (t) => {
