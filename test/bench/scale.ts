@@ -19,6 +19,7 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
+import { Session } from 'node:inspector';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -104,6 +105,33 @@ function residentByMapping(): string {
     .join(', ');
 }
 
+/**
+ * With KMESH_SCALE_ALLOC_PROFILE=FILE, a sampling profile of every allocation (those collected since included)
+ * from the start of the rotation to the step that reflects it, into FILE (a .heapprofile for Chrome DevTools):
+ * where the garbage that grows the old space is made. Resolves with a function that stops it.
+ */
+async function allocationProfile(): Promise<() => Promise<void>> {
+  const file = process.env.KMESH_SCALE_ALLOC_PROFILE;
+  if (!file) return () => Promise.resolve();
+  const session = new Session();
+  session.connect();
+  const post = (method: string, params?: object): Promise<unknown> =>
+    new Promise((resolve, reject) =>
+      session.post(method, params, (err, result) => (err ? reject(err) : resolve(result))),
+    );
+  await post('HeapProfiler.startSampling', {
+    samplingInterval: 4096,
+    includeObjectsCollectedByMajorGC: true,
+    includeObjectsCollectedByMinorGC: true,
+  });
+  return async () => {
+    const { profile } = (await post('HeapProfiler.stopSampling')) as { profile: object };
+    fs.writeFileSync(file, JSON.stringify(profile));
+    session.disconnect();
+    say(`# allocation profile: ${file}`);
+  };
+}
+
 /** With KMESH_SCALE_HEAP_SNAPSHOT=FILE, a heap snapshot into FILE.start or FILE.end. */
 function snapshot(when: 'start' | 'end'): void {
   const file = process.env.KMESH_SCALE_HEAP_SNAPSHOT;
@@ -175,7 +203,7 @@ async function bench(peers: number, spreadMs: number, idleMs: number): Promise<v
   const allOn = (spi: number) => (s: DaemonStatus) =>
     s.peers.length === peers && s.peers.every((p) => p.outboundSpi === spi) && s.advertisedSpi === spi;
   gc();
-  const rssBefore = process.memoryUsage().rss;
+  const { rss: rssBefore, heapUsed: heapBefore } = process.memoryUsage();
   try {
     for (const sub of ['nodes', 'namespaces', 'kmeshnodeinfos']) await fsp.mkdir(path.join(dir, sub));
     await writeJson(path.join(dir, 'nodes', `${LOCAL}.json`), {
@@ -189,7 +217,7 @@ async function bench(peers: number, spreadMs: number, idleMs: number): Promise<v
       await writeJson(path.join(dir, 'kmeshnodeinfos', `${peerName(i)}.json`), nodeInfo(i, 1));
     say(
       `# ${peers} peers in ${dir} (directory source, fake XFRM kernel and datapath); node ${process.version}; ` +
-        `RSS before the start ${mib(rssBefore)}`,
+        `RSS before the start ${mib(rssBefore)} (V8 heap used ${mib(heapBefore)})`,
     );
 
     // 1. Start and the first key.
@@ -239,6 +267,7 @@ async function bench(peers: number, spreadMs: number, idleMs: number): Promise<v
     loop.keyEvent({ kind: 'key', key: key(2) });
     await loop.idle();
     const firstRotationStep = steps.length;
+    const stopProfile = await allocationProfile();
     const reached = until('SPI 2 to every peer', allOn(2));
     const written = await writeFromAnotherProcess(
       Array.from({ length: peers }, (_, k) => {
@@ -250,6 +279,7 @@ async function bench(peers: number, spreadMs: number, idleMs: number): Promise<v
       spreadMs / 50,
     );
     const done = await reached;
+    await stopProfile();
     t0 = written.first;
     const writtenMs = written.last - written.first;
     const rotationSteps = steps.slice(firstRotationStep).filter((s) => s.at <= done.at);
