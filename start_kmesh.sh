@@ -4,15 +4,16 @@
 # Checks the flags first (a bad flag changes nothing on the host), mounts bpffs at the --bpf-fs-path (default
 # /sys/fs/bpf) when it is not mounted yet, then runs
 # kmesh-daemon with every argument unchanged and forwards SIGTERM/SIGINT to it (the daemon leaves the
-# datapath in place on SIGTERM); the script exits with the daemon's exit code.
+# datapath in place on SIGTERM); the script exits with the daemon's exit code. The daemon is run through its
+# own first line (bin/kmesh-daemon.js), which gives node the heap flags (bin/heap-settings.js).
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 # `kmesh-daemon --check-flags` validates exactly what the daemon will parse, and says what is wrong (exit 2).
 case " $* " in
-  *" -h "* | *" --help "* | *" --version "*) exec node "$here/bin/kmesh-daemon.js" "$@" ;;
+  *" -h "* | *" --help "* | *" --version "*) exec "$here/bin/kmesh-daemon.js" "$@" ;;
 esac
-node "$here/bin/kmesh-daemon.js" --check-flags "$@" || exit $?
+"$here/bin/kmesh-daemon.js" --check-flags "$@" || exit $?
 
 bpf_fs=/sys/fs/bpf
 prev=''
@@ -39,7 +40,7 @@ if ! on_bpffs "$bpf_fs"; then
   mount -t bpf bpf "$bpf_fs"
 fi
 
-node "$here/bin/kmesh-daemon.js" "$@" &
+"$here/bin/kmesh-daemon.js" "$@" &
 child=$!
 forward() { kill -s "$1" "$child" 2>/dev/null || true; }
 trap 'forward TERM' TERM

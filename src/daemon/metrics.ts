@@ -2,6 +2,7 @@
 // counters, reconcile results and durations, rotation convergence, readiness and what keeps it from being ready
 // (own Node unusable, refused XFRM operations, SPI not advertised). `update` maps a DaemonStatus onto them.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { GaugeSeries } from './gauge-series.js';
 import type { DaemonStatus } from './status.js';
 
 export class DaemonMetrics {
@@ -163,6 +164,15 @@ export class DaemonMetrics {
     labelNames: ['peer', 'spi'],
     registers: [this.registry],
   });
+  /** The per-peer series, written only where they changed (gauge-series.ts). */
+  private readonly peerSeries = new GaugeSeries([
+    this.peerAdvertised,
+    this.peerOutbound,
+    this.peerInbound,
+    this.peerError,
+  ]);
+  private readonly reportedHighestSeries = new GaugeSeries([this.peerReportedHighest]);
+  private readonly reportedSendingSeries = new GaugeSeries([this.peerReportedSending]);
   private readonly retirementsPending = new Gauge({
     name: 'kmesh_ipsec_retirements_pending',
     help: 'Old SPIs waiting to be removed (for peers still sending with them, or a clock)',
@@ -191,16 +201,18 @@ export class DaemonMetrics {
   update(s: DaemonStatus): void {
     this.keySpi.set(s.keySpi ?? 0);
     this.advertisedSpi.set(s.advertisedSpi ?? 0);
-    this.peerAdvertised.reset();
-    this.peerOutbound.reset();
-    this.peerInbound.reset();
-    this.peerError.reset();
+    this.peerSeries.begin();
     for (const p of s.peers) {
-      this.peerAdvertised.set({ peer: p.name }, p.advertisedSpi);
-      this.peerOutbound.set({ peer: p.name }, p.outboundSpi ?? 0);
-      this.peerInbound.set({ peer: p.name }, p.inboundSpis.length);
-      this.peerError.set({ peer: p.name }, p.error === '' ? 0 : 1);
+      this.peerSeries.set(
+        p.name,
+        () => ({ peer: p.name }),
+        p.advertisedSpi,
+        p.outboundSpi ?? 0,
+        p.inboundSpis.length,
+        p.error === '' ? 0 : 1,
+      );
     }
+    this.peerSeries.end();
     this.invalidPeers.set(s.invalidPeers.length);
     this.managedPods.set(s.managedPods.length);
     this.attachments.reset();
@@ -235,12 +247,16 @@ export class DaemonMetrics {
     this.sendingSpi.reset();
     for (const spi of s.keyReport?.sendSpis ?? []) this.sendingSpi.set({ spi: String(spi) }, 1);
     this.failingPeers.set(s.keyReport?.failingPeerCount ?? 0);
-    this.peerReportedHighest.reset();
-    this.peerReportedSending.reset();
+    this.reportedHighestSeries.begin();
+    this.reportedSendingSeries.begin();
     for (const [peer, r] of Object.entries(s.peerReports)) {
-      this.peerReportedHighest.set({ peer }, r.highestSpi);
-      for (const spi of r.sendSpis) this.peerReportedSending.set({ peer, spi: String(spi) }, 1);
+      this.reportedHighestSeries.set(peer, () => ({ peer }), r.highestSpi);
+      // A peer name holds no newline (a Kubernetes object name).
+      for (const spi of r.sendSpis)
+        this.reportedSendingSeries.set(`${peer}\n${spi}`, () => ({ peer, spi: String(spi) }), 1);
     }
+    this.reportedHighestSeries.end();
+    this.reportedSendingSeries.end();
     this.retirementsPending.set(s.pendingRetirements.length);
     if (s.kernelRead !== null) this.xfrmDumps.set(s.kernelRead.dumps);
     this.problems.set(s.problems.length + s.invalidPeers.length + (s.keyProblem === '' ? 0 : 1));

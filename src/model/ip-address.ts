@@ -145,18 +145,34 @@ export function ipFamily(text: string): Family | undefined {
   return parseIp(text)?.family;
 }
 
-const PREFIX_LENGTH = /^(0|[1-9][0-9]{0,2})$/;
-
-/** "addr/len" split and parsed, host bits as given; a reason when it is not one. */
+/**
+ * "addr/len" split and parsed, host bits as given; a reason when it is not one. Called for every peer CIDR on
+ * every screening, so it builds the result directly: no intermediate ParsedIp, no spread copy, no regex.
+ */
 function splitCidr(text: string): ParsedCidr | string {
   const slash = text.indexOf('/');
   if (slash < 0) return 'has no /prefix length';
-  const ip = parseIp(text.slice(0, slash));
-  if (!ip) return 'does not start with an IPv4 or IPv6 address';
-  const lengthText = text.slice(slash + 1);
-  const max = ip.bytes.length * 8;
-  if (!PREFIX_LENGTH.test(lengthText) || Number(lengthText) > max) return `has a prefix length outside 0..${max}`;
-  return { ...ip, prefixLen: Number(lengthText), text };
+  const address = text.slice(0, slash);
+  const bytes = Buffer.alloc(address.includes(':') ? 16 : 4);
+  const family = writeIpBytes(address, bytes, 0);
+  if (family === undefined) return 'does not start with an IPv4 or IPv6 address';
+  const max = bytes.length * 8;
+  const prefixLen = prefixLength(text, slash + 1);
+  if (prefixLen === undefined || prefixLen > max) return `has a prefix length outside 0..${max}`;
+  return { family, bytes, prefixLen, text };
+}
+
+/** The decimal number text[from..] spells: "0" or 1-3 digits without a leading zero; undefined otherwise. */
+function prefixLength(text: string, from: number): number | undefined {
+  const digits = text.length - from;
+  if (digits < 1 || digits > 3) return undefined;
+  let n = 0;
+  for (let i = from; i < text.length; i++) {
+    const d = text.charCodeAt(i) - 48;
+    if (d < 0 || d > 9 || (d === 0 && i === from && digits > 1)) return undefined;
+    n = n * 10 + d;
+  }
+  return n;
 }
 
 /**

@@ -13,11 +13,17 @@
 //      --idle-ms N, RSS and heap again after N ms idle (what V8's memory reducer gives back).
 // Before the bench's own files are written, the RSS of the process with everything loaded is printed as the
 // baseline. The last line sums it up. Figures only; nothing here asserts on time.
+// It runs under the daemon's heap settings (bin/heap-settings.js): started without its launch flags, it starts
+// itself again with them, as the daemon's launcher does. RSS is read as the daemon would have it, before the
+// full GC the bench forces to read the live heap.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
+import { Session } from 'node:inspector';
+import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { getHeapSpaceStatistics, setFlagsFromString, writeHeapSnapshot } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -99,6 +105,33 @@ function residentByMapping(): string {
     .join(', ');
 }
 
+/**
+ * With KMESH_SCALE_ALLOC_PROFILE=FILE, a sampling profile of every allocation (those collected since included)
+ * from the start of the rotation to the step that reflects it, into FILE (a .heapprofile for Chrome DevTools):
+ * where the garbage that grows the old space is made. Resolves with a function that stops it.
+ */
+async function allocationProfile(): Promise<() => Promise<void>> {
+  const file = process.env.KMESH_SCALE_ALLOC_PROFILE;
+  if (!file) return () => Promise.resolve();
+  const session = new Session();
+  session.connect();
+  const post = (method: string, params?: object): Promise<unknown> =>
+    new Promise((resolve, reject) =>
+      session.post(method, params, (err, result) => (err ? reject(err) : resolve(result))),
+    );
+  await post('HeapProfiler.startSampling', {
+    samplingInterval: 4096,
+    includeObjectsCollectedByMajorGC: true,
+    includeObjectsCollectedByMinorGC: true,
+  });
+  return async () => {
+    const { profile } = (await post('HeapProfiler.stopSampling')) as { profile: object };
+    fs.writeFileSync(file, JSON.stringify(profile));
+    session.disconnect();
+    say(`# allocation profile: ${file}`);
+  };
+}
+
 /** With KMESH_SCALE_HEAP_SNAPSHOT=FILE, a heap snapshot into FILE.start or FILE.end. */
 function snapshot(when: 'start' | 'end'): void {
   const file = process.env.KMESH_SCALE_HEAP_SNAPSHOT;
@@ -121,7 +154,7 @@ async function bench(peers: number, spreadMs: number, idleMs: number): Promise<v
   let waiter:
     { test: (s: DaemonStatus) => boolean; resolve: (r: StepRecord) => void; reject: (e: Error) => void } | undefined;
   const source = new DirSource(dir, LOCAL);
-  const kernel = new FakeXfrmKernel();
+  const kernel = new FakeXfrmKernel({ recordOps: false });
   const dp = new FakeDatapath({ interfaces: [{ name: 'eth0', ifindex: 2 }] });
   const ipsec = new IpsecAdapter(kernel, { graceMs: 60_000 });
   const loop = new ReconcileLoop({
@@ -170,7 +203,7 @@ async function bench(peers: number, spreadMs: number, idleMs: number): Promise<v
   const allOn = (spi: number) => (s: DaemonStatus) =>
     s.peers.length === peers && s.peers.every((p) => p.outboundSpi === spi) && s.advertisedSpi === spi;
   gc();
-  const rssBefore = process.memoryUsage().rss;
+  const { rss: rssBefore, heapUsed: heapBefore } = process.memoryUsage();
   try {
     for (const sub of ['nodes', 'namespaces', 'kmeshnodeinfos']) await fsp.mkdir(path.join(dir, sub));
     await writeJson(path.join(dir, 'nodes', `${LOCAL}.json`), {
@@ -184,7 +217,7 @@ async function bench(peers: number, spreadMs: number, idleMs: number): Promise<v
       await writeJson(path.join(dir, 'kmeshnodeinfos', `${peerName(i)}.json`), nodeInfo(i, 1));
     say(
       `# ${peers} peers in ${dir} (directory source, fake XFRM kernel and datapath); node ${process.version}; ` +
-        `RSS before the start ${mib(rssBefore)}`,
+        `RSS before the start ${mib(rssBefore)} (V8 heap used ${mib(heapBefore)})`,
     );
 
     // 1. Start and the first key.
@@ -198,14 +231,15 @@ async function bench(peers: number, spreadMs: number, idleMs: number): Promise<v
 
     // 2. Memory once settled.
     await loop.idle();
+    const rssStart = process.memoryUsage().rss;
     gc();
     const mem = process.memoryUsage();
     const fakeShare = await fakeKernelShare(kernel);
     say(
-      `memory: RSS ${mib(mem.rss)}, V8 heap used ${mib(mem.heapUsed)} of ${mib(mem.heapTotal)} committed, ` +
+      `memory: RSS ${mib(rssStart)} (${mib(mem.rss)} after a forced full GC), V8 heap used ${mib(mem.heapUsed)} of ${mib(mem.heapTotal)} committed, ` +
         `external ${mib(mem.external)}, array buffers ${mib(mem.arrayBuffers)}; ` +
         `the fake kernel's ${kernel.listStates().length} SAs + ${kernel.listPolicies().length} policies ~${mib(fakeShare)} of it; ` +
-        `RSS less that: ${mib(mem.rss - fakeShare)}`,
+        `RSS less that: ${mib(rssStart - fakeShare)}`,
     );
     if (process.env.KMESH_SCALE_DEBUG) say(`# heap spaces: ${heapSpaces()}; resident: ${residentByMapping()}`);
     snapshot('start');
@@ -233,6 +267,7 @@ async function bench(peers: number, spreadMs: number, idleMs: number): Promise<v
     loop.keyEvent({ kind: 'key', key: key(2) });
     await loop.idle();
     const firstRotationStep = steps.length;
+    const stopProfile = await allocationProfile();
     const reached = until('SPI 2 to every peer', allOn(2));
     const written = await writeFromAnotherProcess(
       Array.from({ length: peers }, (_, k) => {
@@ -244,6 +279,7 @@ async function bench(peers: number, spreadMs: number, idleMs: number): Promise<v
       spreadMs / 50,
     );
     const done = await reached;
+    await stopProfile();
     t0 = written.first;
     const writtenMs = written.last - written.first;
     const rotationSteps = steps.slice(firstRotationStep).filter((s) => s.at <= done.at);
@@ -255,10 +291,11 @@ async function bench(peers: number, spreadMs: number, idleMs: number): Promise<v
         `${rotationSteps.length} steps (longest ${longest} ms)`,
     );
     await loop.idle();
+    const rssEnd = process.memoryUsage().rss;
     gc();
     const end = process.memoryUsage();
     say(
-      `memory after the rotation: RSS ${mib(end.rss)}, V8 heap used ${mib(end.heapUsed)} of ${mib(end.heapTotal)} ` +
+      `memory after the rotation: RSS ${mib(rssEnd)} (${mib(end.rss)} after a forced full GC), V8 heap used ${mib(end.heapUsed)} of ${mib(end.heapTotal)} ` +
         `committed, external ${mib(end.external)}; directory scans: ${scanCost(source)}`,
     );
     if (process.env.KMESH_SCALE_DEBUG) say(`# heap spaces: ${heapSpaces()}; resident: ${residentByMapping()}`);
@@ -273,7 +310,7 @@ async function bench(peers: number, spreadMs: number, idleMs: number): Promise<v
     }
     snapshot('end');
     say(
-      `scale N=${peers}: RSS ${mib(end.rss)} (${mib(end.rss - fakeShare)} without the fake kernel's objects), ` +
+      `scale N=${peers}: RSS ${mib(rssStart)} after the start, ${mib(rssEnd)} after the rotation (${mib(rssEnd - fakeShare)} without the fake kernel's objects), ` +
         `start ${(startMs / 1000).toFixed(2)} s, no-change step ${noop.ms} ms, rotation ${(rotationMs / 1000).toFixed(2)} s ` +
         `in ${rotationSteps.length} steps`,
     );
@@ -342,26 +379,65 @@ function scanCost(source: DirSource): string {
 }
 
 /**
- * Bytes of V8 heap the fake kernel's objects take: measured by dropping copies of them built the same way
- * (deep clones of every state and policy, as the fake kernel stores them).
+ * Bytes of memory the fake kernel's contents take: measured by building a second fake kernel holding the same
+ * SAs and policies (seeded, as another tool's), and dropping it.
  */
 async function fakeKernelShare(kernel: FakeXfrmKernel): Promise<number> {
-  gc();
-  const base = process.memoryUsage();
-  const copies = [
-    kernel
-      .listStates()
-      .map((s) => ({ ...s, ...(s.aead ? { aead: { ...s.aead, key: Buffer.from(s.aead.key) } } : {}) })),
-    kernel
-      .listPolicies()
-      .map((p) => ({ ...p, selector: { ...p.selector }, templates: p.templates.map((t) => ({ ...t })) })),
-  ];
+  const states = kernel.listStates();
+  const policies = kernel.listPolicies();
   await new Promise((r) => setImmediate(r));
   gc();
-  const withCopies = process.memoryUsage();
-  const bytes = withCopies.heapUsed - base.heapUsed + (withCopies.external - base.external);
-  copies.length = 0;
+  const base = process.memoryUsage();
+  // The twin lives only inside this call.
+  const holding = async (): Promise<NodeJS.MemoryUsage> => {
+    const twin = new FakeXfrmKernel({ recordOps: false });
+    for (const s of states) twin.seedState(s);
+    for (const p of policies) twin.seedPolicy(p);
+    await new Promise((r) => setImmediate(r));
+    gc();
+    const usage = process.memoryUsage();
+    // Used after the reading: an object no later code uses is not kept across the await above.
+    if (twin.writes !== 0) throw new Error('the twin kernel counted a write');
+    return usage;
+  };
+  const withTwin = await holding();
+  const bytes = withTwin.heapUsed - base.heapUsed + (withTwin.external - base.external);
   return Math.max(0, bytes);
+}
+
+/** The repository root (this file runs from test/bench or dist/test/bench). */
+function repoRoot(): string {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (!fs.existsSync(path.join(dir, 'bin', 'heap-settings.js'))) {
+    const up = path.dirname(dir);
+    if (up === dir) throw new Error('bin/heap-settings.js not found above this file');
+    dir = up;
+  }
+  return dir;
+}
+
+interface HeapSettings {
+  LAUNCH_FLAGS: readonly string[];
+  applyRuntimeFlags: () => void;
+}
+
+/**
+ * Runs this bench in a node with the daemon's launch flags when this one lacks them (resolves with its exit
+ * code), else applies the runtime ones and resolves undefined: the bench then runs here.
+ */
+function underDaemonHeapSettings(): Promise<number | undefined> {
+  const settings = createRequire(import.meta.url)(path.join(repoRoot(), 'bin', 'heap-settings.js')) as HeapSettings;
+  const missing = settings.LAUNCH_FLAGS.filter((f) => !process.execArgv.includes(f));
+  if (missing.length === 0) {
+    settings.applyRuntimeFlags();
+    return Promise.resolve(undefined);
+  }
+  const argv = [...settings.LAUNCH_FLAGS, ...process.execArgv, ...process.argv.slice(1)];
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, argv, { stdio: 'inherit' });
+    child.on('error', reject);
+    child.on('close', (code) => resolve(code ?? 1));
+  });
 }
 
 async function main(): Promise<number> {
@@ -380,6 +456,9 @@ async function main(): Promise<number> {
   const idleMs = Number(values['idle-ms']);
   if (!Number.isFinite(idleMs) || idleMs < 0 || idleMs > 600_000)
     throw new Error(`--idle-ms ${values['idle-ms']} is not 0..600000`);
+  const code = await underDaemonHeapSettings();
+  if (code !== undefined) return code;
+  say(`# node ${process.execArgv.join(' ')} (the daemon's heap settings: bin/heap-settings.js)`);
   setFlagsFromString('--expose-gc');
   await bench(peers, spreadMs, idleMs);
   return 0;

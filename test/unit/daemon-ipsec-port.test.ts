@@ -107,3 +107,25 @@ t.test('without a key, every peer says how to create the secret where this daemo
     'kmeshctl secret create',
   );
 });
+
+t.test(
+  'peer rows: an unchanged peer keeps its row object from the last step, a changed one gets a new row',
+  async (t) => {
+    const ipsec = new IpsecAdapter(new FakeXfrmKernel(), { graceMs: 1000 });
+    t.equal(ipsec.addKey(key(1, 1)), undefined);
+    const other: NodeInfo = { ...peer, name: 'node-3', addresses: ['198.18.0.3'], podCIDRs: ['10.244.3.0/24'] };
+    const first = await ipsec.step({ local, peers: [peer, other], publishedSpi: 1, now: 0 });
+    const again = await ipsec.step({ local, peers: [peer, other], publishedSpi: 1, now: 1 });
+    t.equal(again.peers[0], first.peers[0], 'node-2: the same row');
+    t.equal(again.peers[1], first.peers[1], 'node-3: the same row');
+    const changed = await ipsec.step({ local, peers: [peer, { ...other, spi: 2 }], publishedSpi: 1, now: 2 });
+    t.equal(changed.peers[0], first.peers[0], 'node-2 unchanged: the same row');
+    t.not(changed.peers[1], first.peers[1], 'node-3 advertises SPI 2: a new row');
+    t.equal(changed.peers[1]!.advertisedSpi, 2);
+    const gone = await ipsec.step({ local, peers: [other], publishedSpi: 1, now: 3 });
+    t.same(
+      gone.peers.map((p) => p.name),
+      ['node-3'],
+    );
+  },
+);

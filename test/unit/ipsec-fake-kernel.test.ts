@@ -160,3 +160,25 @@ t.test('dumps are copies: callers cannot change kernel state through them', asyn
   t.equal(k.dumpCalls, 2);
   t.equal(k.writes, 0, 'seeding is not counted');
 });
+
+t.test(
+  'stored objects: every field kept, keys in buffers of their own, ops not kept with recordOps: false',
+  async (t) => {
+    const k = new FakeXfrmKernel({ recordOps: false });
+    const state = sa({ outputMark: { value: 0xd0, mask: 0xff }, esn: false, replayWindow: 32 });
+    const policy = pol({ mark: { value: 0x1e0, mask: 0xff } });
+    await k.apply([
+      { kind: 'addState', state },
+      { kind: 'addPolicy', policy },
+    ]);
+    t.equal(k.received.length, 0, 'no op kept');
+    t.equal(k.writes, 2, 'still counted');
+    const [stored] = k.listStates();
+    t.strictSame(stored, { ...state, mark: { value: 0x100d0, mask: 0xffff00ff } }, 'the state as given (mark masked)');
+    t.equal(stored!.aead!.key.buffer.byteLength, 36, 'the key copy holds no shared pool');
+    t.strictSame(k.listPolicies(), [{ ...policy, mark: { value: 0xe0, mask: 0xff }, index: 1 }], 'the policy as given');
+    const recording = new FakeXfrmKernel();
+    await recording.apply([{ kind: 'addState', state }]);
+    t.equal(recording.received.length, 1, 'kept by default');
+  },
+);

@@ -75,3 +75,18 @@ t.test('derivePairKeyCached: the same bytes as derivePairKey, one buffer per PSK
   t.throws(() => derivePairKeyCached(psk, { ip: '198.18.0.1', bootID: '' }, dst), /boot ID of 198\.18\.0\.1 is empty/);
   t.end();
 });
+
+t.test('derivePairKeyCached: keys are 36-byte copies in shared slabs, not views of their 64-byte digests', (t) => {
+  const psk = Buffer.alloc(36, 0x6c);
+  const keys = Array.from({ length: 300 }, (_, i) =>
+    derivePairKeyCached(psk, { ip: '198.18.1.1', bootID: 'a' }, { ip: `198.18.2.${i % 250}`, bootID: `b${i}` }),
+  );
+  for (const k of keys) t.equal(k.length, 36);
+  t.ok(
+    keys.every((k) => k.buffer.byteLength >= 36 * 256),
+    'every key lives in a slab (a digest is 64 bytes)',
+  );
+  // The first slab may have been partly used by the tests above.
+  t.ok(new Set(keys.map((k) => k.buffer)).size <= 3, '300 keys share slabs of 256');
+  t.end();
+});

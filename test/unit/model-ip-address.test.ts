@@ -172,3 +172,33 @@ t.test('normalisedCidrText: normaliseCidr of a parsed CIDR, leaving its bytes as
   }
   t.end();
 });
+
+t.test('CIDR prefix lengths: "0" or 1-3 digits without a leading zero, within the family', (t) => {
+  const spelled = /^(0|[1-9][0-9]{0,2})$/;
+  for (const address of ['10.0.0.0', 'fd00::']) {
+    const max = address.includes(':') ? 128 : 32;
+    for (const len of [
+      '0',
+      '00',
+      '08',
+      '8',
+      '32',
+      '33',
+      '100',
+      '128',
+      '129',
+      '1000',
+      '+8',
+      '8 ',
+      ' 8',
+      '1e1',
+      '٣',
+      '',
+    ]) {
+      const text = `${address}/${len}`;
+      const valid = spelled.test(len) && Number(len) <= max;
+      t.equal(parseCidrLenient(text)?.prefixLen, valid ? Number(len) : undefined, JSON.stringify(text));
+    }
+  }
+  t.end();
+});

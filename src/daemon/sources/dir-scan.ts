@@ -27,9 +27,19 @@ export const RACY_MS = 250;
 /** Files stat'ed or read between two yields to the event loop. */
 const CHUNK = 256;
 
+/** What a file's stat identifies it by; compared field by field (no key string built per file and scan). */
+interface StatId {
+  dev: bigint;
+  ino: bigint;
+  size: bigint;
+  mtimeNs: bigint;
+  ctimeNs: bigint;
+}
+
 interface Entry<T> {
-  /** dev:ino:size:mtimeNs:ctimeNs */
-  stat: string;
+  /** The file's path (root joined with its relative path), kept so a scan does not join it again. */
+  file: string;
+  stat: StatId;
   digest: string;
   racy: boolean;
   item: T | undefined;
@@ -54,13 +64,16 @@ async function listJsonFiles(root: string, sub: string): Promise<string[]> {
     } catch {
       return;
     }
+    // path.join(rel, name) for a normalised rel and a directory entry's name (no slash), without path.join's
+    // normalisation of every file's path on every scan.
+    const prefix = rel === '.' ? '' : `${rel}/`;
     for (const e of entries) {
-      const child = path.join(rel, e.name);
+      const child = prefix + e.name;
       if (e.isDirectory()) await walk(child);
       else if (e.name.endsWith('.json') && !e.name.startsWith('.')) out.push(child);
     }
   }
-  await walk(sub);
+  await walk(path.normalize(sub));
   return out.sort();
 }
 
@@ -82,8 +95,18 @@ export interface DirScanOptions {
   stat?: (file: string) => fs.BigIntStats | undefined;
 }
 
-function statKey(st: fs.BigIntStats): string {
-  return `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+function statId(st: fs.BigIntStats): StatId {
+  return { dev: st.dev, ino: st.ino, size: st.size, mtimeNs: st.mtimeNs, ctimeNs: st.ctimeNs };
+}
+
+function sameStat(id: StatId, st: fs.BigIntStats): boolean {
+  return (
+    id.dev === st.dev &&
+    id.ino === st.ino &&
+    id.size === st.size &&
+    id.mtimeNs === st.mtimeNs &&
+    id.ctimeNs === st.ctimeNs
+  );
 }
 
 /**
@@ -147,15 +170,15 @@ export class DirScanner<T> {
    * moved), a new entry when its text changed, undefined when it is gone.
    */
   private refresh(rel: string, old: Entry<T> | undefined, full: boolean, started: number): Entry<T> | undefined {
-    const file = path.join(this.root, rel);
+    const file = old?.file ?? path.join(this.root, rel);
     const st = this.stat(file);
     if (st === undefined) return undefined;
-    const stat = statKey(st);
     const racy = started - Number(st.mtimeNs / 1_000_000n) < RACY_MS;
-    if (old !== undefined && !full && !old.racy && old.stat === stat) {
+    if (old !== undefined && !full && !old.racy && sameStat(old.stat, st)) {
       old.racy = racy;
       return old;
     }
+    const stat = statId(st);
     let text: string;
     try {
       text = fs.readFileSync(file, 'utf8');
@@ -169,7 +192,8 @@ export class DirScanner<T> {
       old.racy = racy;
       return old;
     }
-    return { stat, digest, racy, ...this.parse(rel, text) };
+    const { item, problem } = this.parse(rel, text);
+    return { file, stat, digest, racy, item, problem };
   }
 
   private parse(rel: string, text: string): { item: T | undefined; problem: string | undefined } {
