@@ -67,6 +67,22 @@ async function missingPrerequisite(): Promise<string | undefined> {
   }
 }
 
+/**
+ * Bytes the outbound SAs (encrypt mark, SPI 1) from `sender` to `receiver` have carried: `lifetime current` of
+ * `ip -s xfrm state` in the sender's namespace.
+ */
+async function outboundEspBytes(sender: NodePlan, receiver: NodePlan): Promise<number> {
+  const out = await execOk(sender.netns, ['ip', '-s', 'xfrm', 'state']);
+  let bytes = 0;
+  for (const block of out.split(/\n(?=src )/)) {
+    if (!block.startsWith(`src ${sender.underlayIp} dst ${receiver.underlayIp}`)) continue;
+    if (!/spi 0x00000001\b/.test(block) || !/mark 0xe0\/0xff/.test(block)) continue;
+    const m = /lifetime current:\s*\n\s*(\d+)\(bytes\)/.exec(block);
+    if (m) bytes += Number(m[1]);
+  }
+  return bytes;
+}
+
 const missing = await missingPrerequisite();
 if (missing !== undefined && inVm) {
   t.fail(`the VM kernel must run this suite: ${missing}`);
@@ -89,8 +105,8 @@ if (missing !== undefined && inVm) {
       const [a4, b4] = v4.nodes as [NodePlan, NodePlan];
       const [a6, b6] = v6.nodes as [NodePlan, NodePlan];
       const families = [
-        { name: 'IPv4', from: a4.pods[0]!, to: b4.pods[0]!, mss: mssClampForMtu(MTU).ipv4 },
-        { name: 'IPv6', from: a6.pods[0]!, to: b6.pods[0]!, mss: mssClampForMtu(MTU).ipv6 },
+        { name: 'IPv4', from: a4.pods[0]!, to: b4.pods[0]!, sender: a4, receiver: b4, mss: mssClampForMtu(MTU).ipv4 },
+        { name: 'IPv6', from: a6.pods[0]!, to: b6.pods[0]!, sender: a6, receiver: b6, mss: mssClampForMtu(MTU).ipv6 },
       ];
       for (const f of families) {
         const r = await ping(f.from.netns, f.to.ip, { count: 3 });
@@ -130,8 +146,10 @@ if (missing !== undefined && inVm) {
             file: path.join(dir, `client-${f.name}.pcap`),
             filter: `tcp port ${port}`,
           });
+          const espBefore = await outboundEspBytes(f.sender, f.receiver);
           const r = await transfer(f, port, 240_000);
           for (const c of [underlay, server, client]) await c.stop();
+          const espBytes = (await outboundEspBytes(f.sender, f.receiver)) - espBefore;
           t.ok(r.completed, `${f.name}: 4 MiB arrived (${r.received} bytes in ${r.seconds.toFixed(1)} s)`);
           t.equal(r.mismatchAt, -1, `${f.name}: byte for byte equal`);
           const syn = (await captureLines(server.file)).find((l) => l.includes('Flags [S],'));
@@ -147,8 +165,15 @@ if (missing !== undefined && inVm) {
             `${f.name}: the client pod sees the SYN-ACK with MSS ${f.mss}`,
           );
           const wire = await captureLines(underlay.file);
+          // The sender's outbound SA counted the whole transfer (the kernel's own counter). The capture only shows
+          // ESP on the wire: block-buffered, it can lose its last block when stopped, and GSO can hand it fewer,
+          // larger packets, so its packet count is no measure of the transfer.
+          t.ok(
+            espBytes >= BYTES,
+            `${f.name}: the sender's outbound SA carried ${espBytes} bytes (the transfer: ${BYTES})`,
+          );
           const esp = wire.filter((l) => l.includes('ESP(spi=0x00000001'));
-          t.ok(esp.length > BYTES / 1500, `${f.name}: the underlay carried it as ESP (${esp.length} packets)`);
+          t.ok(esp.length > 0, `${f.name}: the underlay shows it as ESP (${esp.length} packets captured)`);
           t.same(
             wire.filter((l) => !l.includes('ESP(')).slice(0, 3),
             [],
