@@ -9,7 +9,14 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 
 import { PROGRAM_NAMES, type AttachKind } from './datapath.js';
-import { carryOver, oldPinOf, setAsideChangedMaps, type MigrationLog, type SetAsideMap } from './map-migration.js';
+import {
+  carryOver,
+  exists,
+  oldPinOf,
+  setAsideChangedMaps,
+  type MigrationLog,
+  type SetAsideMap,
+} from './map-migration.js';
 import type { BpfFd, NativeBpf } from './native-bpf.js';
 
 const MAP_NAMES = [
@@ -44,15 +51,6 @@ export interface LoadedProgram {
   fd: BpfFd;
   id: number;
   tag: string;
-}
-
-async function exists(p: string): Promise<boolean> {
-  try {
-    await fs.lstat(p);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 export async function unlinkIfPresent(p: string): Promise<void> {

@@ -56,15 +56,6 @@ export function notCarriable(from: MapDefinition, to: MapDefinition): string | u
   return undefined;
 }
 
-async function exists(p: string): Promise<boolean> {
-  try {
-    await fs.lstat(p);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * Sets aside every pin under `mapDir` whose definition differs from the one in these objects (and picks up the
  * <name>_old pins an interrupted migration left). Nothing is removed: the old maps stay pinned as <name>_old.
@@ -141,5 +132,15 @@ export async function carryOver(bpf: NativeBpf, old: SetAsideMap, successor: Bpf
     );
   } finally {
     old.fd.close();
+  }
+}
+
+/** Whether anything (file, pin, dangling link) is at `p`. */
+export async function exists(p: string): Promise<boolean> {
+  try {
+    await fs.lstat(p);
+    return true;
+  } catch {
+    return false;
   }
 }

@@ -318,3 +318,17 @@ export class FakeXfrmKernel implements XfrmKernel {
     }
   }
 }
+
+/** A fake kernel's SAs and policies as sorted texts (the kernel's policy index left out), to compare two kernels. */
+export function kernelContents(k: FakeXfrmKernel): { states: string[]; policies: string[] } {
+  return {
+    states: k
+      .listStates()
+      .map((s) => JSON.stringify(s))
+      .sort(),
+    policies: k
+      .listPolicies()
+      .map((p) => JSON.stringify({ ...p, index: undefined }))
+      .sort(),
+  };
+}

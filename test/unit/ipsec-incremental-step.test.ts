@@ -13,7 +13,7 @@ import { incrementalScreeningCount, screenEveryPeer, screenPeers } from '../../s
 import { planScreened, plannerDistinctChecks, plannerIdentityUpdates } from '../../src/ipsec/planner.js';
 import { KeptXfrmView } from '../../src/ipsec/kept-xfrm-view.js';
 import { reconcile, type ReconcileReport } from '../../src/ipsec/reconciler.js';
-import { FakeXfrmKernel } from '../fakes/fake-xfrm-kernel.js';
+import { FakeXfrmKernel, kernelContents } from '../fakes/fake-xfrm-kernel.js';
 import { bootId, makeKey, makeNode } from '../fakes/ipsec-fixtures.js';
 import { espTemplate, makeOutboundSa, makeOutPolicy } from '../fakes/xfrm-objects.js';
 import type { XfrmOp } from '../../src/xfrm/types.js';
@@ -123,16 +123,7 @@ const summary = (r: ReconcileReport) => ({
   missing: r.missingStates.size + r.missingPolicies.size,
   ops: opsText(r.results.map((x) => x.op)),
 });
-const contents = (k: FakeXfrmKernel) => ({
-  states: k
-    .listStates()
-    .map((s) => JSON.stringify(s))
-    .sort(),
-  policies: k
-    .listPolicies()
-    .map((p) => JSON.stringify({ ...p, index: undefined }))
-    .sort(),
-});
+const contents = kernelContents;
 
 for (const seed of [1, 2, 3, 4, 5, 6]) {
   t.test(`seed ${seed}: a random walk of cluster changes, step by step equal to the whole computation`, async (t) => {

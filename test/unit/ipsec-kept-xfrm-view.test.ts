@@ -8,7 +8,7 @@ import type { NodeInfo } from '../../src/model/node.js';
 import { indexPlan, KeptXfrmView, samePlan } from '../../src/ipsec/kept-xfrm-view.js';
 import { planXfrm, type PlanInput, type XfrmPlan } from '../../src/ipsec/planner.js';
 import { reconcile, type ReconcileReport } from '../../src/ipsec/reconciler.js';
-import { FakeXfrmKernel, EEXIST } from '../fakes/fake-xfrm-kernel.js';
+import { FakeXfrmKernel, EEXIST, kernelContents } from '../fakes/fake-xfrm-kernel.js';
 import { makeKey, makeNode } from '../fakes/ipsec-fixtures.js';
 import { makeOutPolicy } from '../fakes/xfrm-objects.js';
 
@@ -63,16 +63,7 @@ const summary = (r: ReconcileReport) => ({
   nodeWide: r.nodeWide.ok,
   missing: r.missingStates.size + r.missingPolicies.size,
 });
-const contents = (k: FakeXfrmKernel) => ({
-  states: k
-    .listStates()
-    .map((s) => JSON.stringify(s))
-    .sort(),
-  policies: k
-    .listPolicies()
-    .map((p) => JSON.stringify({ ...p, index: undefined }))
-    .sort(),
-});
+const contents = kernelContents;
 
 t.test('the kept view does what a dump per step does, with one dump', async (t) => {
   const foreign = makeOutPolicy({
