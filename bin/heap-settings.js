@@ -1,17 +1,23 @@
-// The daemon's V8 heap settings, measured with `npm run bench:scale` at 5,000 peers (docs/benchmarks.md,
-// "2026-12-05, branch `mem`"). Two kinds, by when V8 reads them:
+// The daemon's memory settings, measured with `npm run bench:scale` at 5,000 peers (docs/benchmarks.md,
+// "2026-12-05, branch `mem`" and "RSS after a rotation"). Three kinds, by when they are read:
+// - LAUNCH_ENV is read by the C library when the process starts: the first line of bin/kmesh-daemon.js sets it.
+//   MALLOC_ARENA_MAX=2: glibc gives each thread that mallocs (V8's GC and compiler threads) an arena of its own,
+//   and keeps what they freed; two arenas in all hold 10-15 MiB less RSS after a rotation.
 // - LAUNCH_FLAGS size the heap when the isolate is created, so they must be on node's command line: the first
 //   line of bin/kmesh-daemon.js carries them, and start_kmesh.sh runs the daemon through that line.
 //   --max-semi-space-size=4: new space 2 x 4 MiB instead of 2 x 16 MiB (-30 to -47 MiB RSS, no measured CPU cost).
+//   Not --optimize-for-size: -25 to -40 MiB RSS after a rotation, but bench:xfrm's one-peer step took 3 to 6
+//   times as long (43-90 ms against 15 at 5,000 peers) and its audit dump 4 times.
 // - RUNTIME_FLAGS are read at every garbage collection; applyRuntimeFlags() sets them before the daemon loads.
 //   --heap-growing-percent=30: after a full GC the old space may grow to 1.3x the live heap before the next one
 //   (V8 picks up to 4x when the mutator allocates fast, as a 5,000-peer step does): -100 to -185 MiB RSS after a
 //   rotation, for ~28 % more user CPU in that bench (more full GCs of the steps' promoted garbage). Kept because
 //   deploy/daemonset.yaml limits the daemon to 256 Mi, which the default growth exceeds there.
-// test/unit/daemon-heap-settings.test.ts checks that the daemon, started as the product starts it, runs with both.
+// test/unit/daemon-heap-settings.test.ts checks that the daemon, started as the product starts it, runs with all.
 // The scale bench (test/bench/scale.ts) runs under the same settings, so its figure is the product's.
 'use strict';
 
+const LAUNCH_ENV = Object.freeze({ MALLOC_ARENA_MAX: '2' });
 const LAUNCH_FLAGS = Object.freeze(['--max-semi-space-size=4']);
 const RUNTIME_FLAGS = Object.freeze(['--heap-growing-percent=30']);
 
@@ -20,4 +26,4 @@ function applyRuntimeFlags() {
   for (const flag of RUNTIME_FLAGS) v8.setFlagsFromString(flag);
 }
 
-module.exports = { LAUNCH_FLAGS, RUNTIME_FLAGS, applyRuntimeFlags };
+module.exports = { LAUNCH_ENV, LAUNCH_FLAGS, RUNTIME_FLAGS, applyRuntimeFlags };

@@ -3,7 +3,7 @@
 // IPs are the textual strings exactly as a node publishes them; boot IDs are their UTF-8 bytes, at most 36
 // of them. Shorter boot IDs are used whole (Kmesh slices blindly and panics; we must not).
 
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { AEAD_KEY_BYTES } from '../model/ipsec-key.js';
 
 /** At most this many bytes of each boot ID enter the hash. */
@@ -31,14 +31,30 @@ export function derivePairKey(psk: Buffer, src: KeyEndpoint, dst: KeyEndpoint): 
   requireText('destination IP', dst.ip);
   requireText(`boot ID of ${src.ip}`, src.bootID);
   requireText(`boot ID of ${dst.ip}`, dst.bootID);
-  const digest = createHash('sha512')
-    .update(psk)
-    .update(src.ip, 'utf8')
-    .update(dst.ip, 'utf8')
-    .update(bootIdBytes(src.bootID))
-    .update(bootIdBytes(dst.bootID))
-    .digest();
+  // One-shot SHA-512 of the whole input, laid out in a reused buffer: a hash object and five updates per key
+  // cost a cold 5,000-peer plan (10,000 keys) ~40 ms more.
+  const most = psk.length + 3 * (src.ip.length + dst.ip.length) + 2 * BOOT_ID_BYTES;
+  if (scratch.length < most) scratch = Buffer.allocUnsafeSlow(Math.max(most, 2 * scratch.length));
+  let at = psk.copy(scratch, 0);
+  at += scratch.write(src.ip, at, 'utf8');
+  at += scratch.write(dst.ip, at, 'utf8');
+  at = writeBootId(src.bootID, at);
+  at = writeBootId(dst.bootID, at);
+  const digest = hash('sha512', scratch.subarray(0, at), 'buffer');
+  scratch.fill(0, 0, at); // the PSK is not left behind in a second place
   return digest.subarray(0, AEAD_KEY_BYTES);
+}
+
+/** Where derivePairKey lays out a hash input; zeroed after each use. */
+let scratch = Buffer.alloc(1024);
+
+/** Writes the first BOOT_ID_BYTES bytes of a boot ID's UTF-8 at `at`; the offset after them. */
+function writeBootId(bootID: string, at: number): number {
+  // Buffer.write stops before a character that does not fit whole; the cut must fall where 36 bytes end, even
+  // inside a character (bootIdBytes). Whole characters up to 36 bytes, or the whole boot ID, are that cut.
+  const n = scratch.write(bootID, at, BOOT_ID_BYTES, 'utf8');
+  if (n === BOOT_ID_BYTES || n === Buffer.byteLength(bootID, 'utf8')) return at + n;
+  return at + bootIdBytes(bootID).copy(scratch, at);
 }
 
 // Derived keys of the PSKs in use, by PSK buffer (a PSK is never changed in place: KeyHistory holds them as

@@ -4,7 +4,8 @@
 // test/fakes (the kernel is not the subject here: bench:xfrm measures it). Prints:
 //   1. start: time from the first key to the step in which every peer is reached with SPI 1, and its steps;
 //   2. memory: RSS and V8 heap after that (this process also holds the fake kernel's copy of every SA and
-//      policy, which a real daemon leaves to the kernel: their share is estimated by building them apart);
+//      policy and the fake datapath's BPF maps, which a real daemon leaves to the kernel: their share is
+//      measured by building twins of them, at each reading);
 //   3. a no-change step (the 30 s resync) and a step after one peer changed;
 //   4. rotation: the key for SPI 2 arrives, then every peer advertises SPI 2 as 5,000 KmeshNodeInfo updates
 //      spread over --spread-ms (default 3000), written by another process as other nodes would: time from the
@@ -13,17 +14,15 @@
 //      --idle-ms N, RSS and heap again after N ms idle (what V8's memory reducer gives back).
 // Before the bench's own files are written, the RSS of the process with everything loaded is printed as the
 // baseline. The last line sums it up. Figures only; nothing here asserts on time.
-// It runs under the daemon's heap settings (bin/heap-settings.js): started without its launch flags, it starts
-// itself again with them, as the daemon's launcher does. RSS is read as the daemon would have it, before the
-// full GC the bench forces to read the live heap.
+// It runs under the daemon's memory settings (bin/heap-settings.js): started without its launch flags or
+// environment, it starts itself again with them, as the daemon's launcher does. RSS is read as the daemon would
+// have it, before the full GC the bench forces to read the live heap.
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import fsp from 'node:fs/promises';
 import { Session } from 'node:inspector';
-import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { getHeapSpaceStatistics, setFlagsFromString, writeHeapSnapshot } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -38,6 +37,7 @@ import { parseNodeInfo } from '../../src/ipsec/validate-peer.js';
 import type { IpsecKey } from '../../src/model/node.js';
 import { FakeDatapath } from '../fakes/fake-datapath.js';
 import { FakeXfrmKernel } from '../fakes/fake-xfrm-kernel.js';
+import { describeMemorySettings, underDaemonMemorySettings } from './daemon-memory-settings.js';
 
 const say = (s: string): void => void process.stdout.write(`${s}\n`);
 const LOCAL = 'scale-node-00000';
@@ -234,12 +234,11 @@ async function bench(peers: number, spreadMs: number, idleMs: number): Promise<v
     const rssStart = process.memoryUsage().rss;
     gc();
     const mem = process.memoryUsage();
-    const fakeShare = await fakeKernelShare(kernel);
+    const fakeStart = await fakeShare(kernel, dp);
     say(
       `memory: RSS ${mib(rssStart)} (${mib(mem.rss)} after a forced full GC), V8 heap used ${mib(mem.heapUsed)} of ${mib(mem.heapTotal)} committed, ` +
-        `external ${mib(mem.external)}, array buffers ${mib(mem.arrayBuffers)}; ` +
-        `the fake kernel's ${kernel.listStates().length} SAs + ${kernel.listPolicies().length} policies ~${mib(fakeShare)} of it; ` +
-        `RSS less that: ${mib(rssStart - fakeShare)}`,
+        `external ${mib(mem.external)}, array buffers ${mib(mem.arrayBuffers)}; ${fakeContents(kernel, dp)} ~${mib(fakeStart)} of it; ` +
+        `RSS less that: ${mib(rssStart - fakeStart)}`,
     );
     if (process.env.KMESH_SCALE_DEBUG) say(`# heap spaces: ${heapSpaces()}; resident: ${residentByMapping()}`);
     snapshot('start');
@@ -292,11 +291,16 @@ async function bench(peers: number, spreadMs: number, idleMs: number): Promise<v
     );
     await loop.idle();
     const rssEnd = process.memoryUsage().rss;
+    // The most RSS the process held so far (getrusage), before the forced GCs below can raise it.
+    const peakRss = process.resourceUsage().maxRSS * 1024;
     gc();
     const end = process.memoryUsage();
+    const fakeEnd = await fakeShare(kernel, dp);
     say(
       `memory after the rotation: RSS ${mib(rssEnd)} (${mib(end.rss)} after a forced full GC), V8 heap used ${mib(end.heapUsed)} of ${mib(end.heapTotal)} ` +
-        `committed, external ${mib(end.external)}; directory scans: ${scanCost(source)}`,
+        `committed, external ${mib(end.external)}; ${fakeContents(kernel, dp)} ~${mib(fakeEnd)} of it; RSS less that: ${mib(rssEnd - fakeEnd)}; ` +
+        `peak RSS so far ${mib(peakRss)} (${mib(peakRss - fakeEnd)} less the fakes' share); ` +
+        `directory scans: ${scanCost(source)}`,
     );
     if (process.env.KMESH_SCALE_DEBUG) say(`# heap spaces: ${heapSpaces()}; resident: ${residentByMapping()}`);
     // An idle daemon (steps every 30 s) lets V8's memory reducer give back what the rotation's steps grew.
@@ -310,7 +314,8 @@ async function bench(peers: number, spreadMs: number, idleMs: number): Promise<v
     }
     snapshot('end');
     say(
-      `scale N=${peers}: RSS ${mib(rssStart)} after the start, ${mib(rssEnd)} after the rotation (${mib(rssEnd - fakeShare)} without the fake kernel's objects), ` +
+      `scale N=${peers}: RSS ${mib(rssStart - fakeStart)} after the start, ${mib(rssEnd - fakeEnd)} after the rotation ` +
+        `(the daemon's: less what the fakes hold for the kernel; ${mib(rssStart)} and ${mib(rssEnd)} with it), ` +
         `start ${(startMs / 1000).toFixed(2)} s, no-change step ${noop.ms} ms, rotation ${(rotationMs / 1000).toFixed(2)} s ` +
         `in ${rotationSteps.length} steps`,
     );
@@ -379,25 +384,28 @@ function scanCost(source: DirSource): string {
 }
 
 /**
- * Bytes of memory the fake kernel's contents take: measured by building a second fake kernel holding the same
- * SAs and policies (seeded, as another tool's), and dropping it.
+ * Bytes of memory the fakes' contents take (the XFRM kernel's SAs and policies, the datapath's BPF maps), which
+ * a real daemon leaves to the kernel: measured by building twins holding the same (the XFRM objects seeded as
+ * another tool's, the maps by the same calls), and dropping them.
  */
-async function fakeKernelShare(kernel: FakeXfrmKernel): Promise<number> {
+async function fakeShare(kernel: FakeXfrmKernel, dp: FakeDatapath): Promise<number> {
   const states = kernel.listStates();
   const policies = kernel.listPolicies();
   await new Promise((r) => setImmediate(r));
   gc();
   const base = process.memoryUsage();
-  // The twin lives only inside this call.
+  // The twins live only inside this call.
   const holding = async (): Promise<NodeJS.MemoryUsage> => {
     const twin = new FakeXfrmKernel({ recordOps: false });
     for (const s of states) twin.seedState(s);
     for (const p of policies) twin.seedPolicy(p);
+    const maps = await dp.twin();
     await new Promise((r) => setImmediate(r));
     gc();
     const usage = process.memoryUsage();
     // Used after the reading: an object no later code uses is not kept across the await above.
     if (twin.writes !== 0) throw new Error('the twin kernel counted a write');
+    if (maps.peers.size !== dp.peers.size) throw new Error('the twin datapath holds other peers');
     return usage;
   };
   const withTwin = await holding();
@@ -405,39 +413,12 @@ async function fakeKernelShare(kernel: FakeXfrmKernel): Promise<number> {
   return Math.max(0, bytes);
 }
 
-/** The repository root (this file runs from test/bench or dist/test/bench). */
-function repoRoot(): string {
-  let dir = path.dirname(fileURLToPath(import.meta.url));
-  while (!fs.existsSync(path.join(dir, 'bin', 'heap-settings.js'))) {
-    const up = path.dirname(dir);
-    if (up === dir) throw new Error('bin/heap-settings.js not found above this file');
-    dir = up;
-  }
-  return dir;
-}
-
-interface HeapSettings {
-  LAUNCH_FLAGS: readonly string[];
-  applyRuntimeFlags: () => void;
-}
-
-/**
- * Runs this bench in a node with the daemon's launch flags when this one lacks them (resolves with its exit
- * code), else applies the runtime ones and resolves undefined: the bench then runs here.
- */
-function underDaemonHeapSettings(): Promise<number | undefined> {
-  const settings = createRequire(import.meta.url)(path.join(repoRoot(), 'bin', 'heap-settings.js')) as HeapSettings;
-  const missing = settings.LAUNCH_FLAGS.filter((f) => !process.execArgv.includes(f));
-  if (missing.length === 0) {
-    settings.applyRuntimeFlags();
-    return Promise.resolve(undefined);
-  }
-  const argv = [...settings.LAUNCH_FLAGS, ...process.execArgv, ...process.argv.slice(1)];
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, argv, { stdio: 'inherit' });
-    child.on('error', reject);
-    child.on('close', (code) => resolve(code ?? 1));
-  });
+/** What the fakes hold for the kernel, in words. */
+function fakeContents(kernel: FakeXfrmKernel, dp: FakeDatapath): string {
+  return (
+    `the fake kernel's ${kernel.listStates().length} SAs + ${kernel.listPolicies().length} policies and the fake ` +
+    `datapath's maps (${dp.peers.size} peers, ${dp.remoteCidrs.length} CIDRs)`
+  );
 }
 
 async function main(): Promise<number> {
@@ -456,9 +437,9 @@ async function main(): Promise<number> {
   const idleMs = Number(values['idle-ms']);
   if (!Number.isFinite(idleMs) || idleMs < 0 || idleMs > 600_000)
     throw new Error(`--idle-ms ${values['idle-ms']} is not 0..600000`);
-  const code = await underDaemonHeapSettings();
+  const code = await underDaemonMemorySettings();
   if (code !== undefined) return code;
-  say(`# node ${process.execArgv.join(' ')} (the daemon's heap settings: bin/heap-settings.js)`);
+  say(`# ${describeMemorySettings()}`);
   setFlagsFromString('--expose-gc');
   await bench(peers, spreadMs, idleMs);
   return 0;

@@ -86,6 +86,8 @@ export class FakeDatapath implements Datapath {
   private config: Buffer = configValue(DEFAULT_SETTINGS);
   private localPodMapEntries: MapEntry[] = [];
   private podPeerMapEntries: MapEntry[] = [];
+  private localPodIps: readonly string[] = [];
+  private podPeerMap: ReadonlyMap<string, number> = new Map();
   private readonly counters = Object.fromEntries(COUNTER_NAMES.map((n) => [n, 0])) as unknown as DatapathCounters;
   private nextProgId = 1;
   private progIds: Record<AttachKind, number> = { encrypt: 0, decrypt: 0 };
@@ -111,6 +113,32 @@ export class FakeDatapath implements Datapath {
   /** The peers last set. */
   get peers(): ReadonlyMap<string, number> {
     return this.peerMap;
+  }
+
+  /** The local pod IPs last set (as given). */
+  get localPods(): readonly string[] {
+    return this.localPodIps;
+  }
+
+  /** The pod CIDRs of peers last set. */
+  get podPeers(): ReadonlyMap<string, number> {
+    return this.podPeerMap;
+  }
+
+  /**
+   * A second fake holding the same maps, built by the same calls (the scale bench measures what the fake's maps
+   * weigh, which a real daemon leaves to the kernel). Interfaces and attachments are not copied.
+   */
+  async twin(): Promise<FakeDatapath> {
+    const copy = new FakeDatapath({ tcx: this.tcx });
+    if (this.root === undefined) return copy;
+    await copy.load({ bpffsRoot: this.root });
+    await copy.setRemoteCidrs(this.cidrs);
+    await copy.setPeers(this.peerMap);
+    await copy.setLocalPods(this.localPodIps);
+    await copy.setPodPeers(this.podPeerMap);
+    copy.config = this.config;
+    return copy;
   }
 
   /** Where load() was told to pin; undefined when not loaded. */
@@ -282,6 +310,7 @@ export class FakeDatapath implements Datapath {
       const desired = localPodEntries(ips);
       const { change } = diffEntries(this.localPodMapEntries, desired, MAP_CAPACITY.km_local_pods, 'km_local_pods');
       this.localPodMapEntries = desired;
+      this.localPodIps = [...ips];
       this.writes += countChange(change);
       return change;
     });
@@ -293,6 +322,7 @@ export class FakeDatapath implements Datapath {
       const desired = podPeerEntries(cidrs);
       const { change } = diffPrefixEntries(this.podPeerMapEntries, desired, MAP_CAPACITY.km_pod_peers, 'km_pod_peers');
       this.podPeerMapEntries = desired;
+      this.podPeerMap = new Map(cidrs);
       this.writes += countChange(change);
       return change;
     });

@@ -90,3 +90,38 @@ t.test('derivePairKeyCached: keys are 36-byte copies in shared slabs, not views 
   t.ok(new Set(keys.map((k) => k.buffer)).size <= 3, '300 keys share slabs of 256');
   t.end();
 });
+
+t.test('the one-shot hash gives what the defining hash gives, whatever the boot IDs and PSK hold', (t) => {
+  // The definition, hashed piece by piece as SPEC.md states it.
+  const reference = (psk: Buffer, src: { ip: string; bootID: string }, dst: { ip: string; bootID: string }): Buffer =>
+    createHash('sha512')
+      .update(psk)
+      .update(src.ip, 'utf8')
+      .update(dst.ip, 'utf8')
+      .update(Buffer.from(src.bootID, 'utf8').subarray(0, 36))
+      .update(Buffer.from(dst.bootID, 'utf8').subarray(0, 36))
+      .digest()
+      .subarray(0, 36);
+  const bootIDs = [
+    BOOT_A,
+    'x',
+    `${'a'.repeat(34)}€tail`, // the 36-byte cut falls inside the euro sign
+    `${'a'.repeat(35)}ü`, // ... inside a two-byte character
+    `${'a'.repeat(33)}€`, // a three-byte character ends exactly at 36
+    '€'.repeat(20),
+    `${BOOT_B}-and-more-than-36-bytes`,
+    '🙂'.repeat(3),
+  ];
+  const psks = [PSK, Buffer.alloc(1, 7), Buffer.alloc(2000, 0xab)];
+  let n = 0;
+  for (const psk of psks)
+    for (const a of bootIDs)
+      for (const b of bootIDs) {
+        const src = { ip: 'fd00:1234::1', bootID: a };
+        const dst = { ip: '10.0.0.2', bootID: b };
+        if (!derivePairKey(psk, src, dst).equals(reference(psk, src, dst))) t.fail(`differs for ${a} -> ${b}`);
+        n++;
+      }
+  t.equal(n, psks.length * bootIDs.length ** 2, `${n} combinations compared`);
+  t.end();
+});
