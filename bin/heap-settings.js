@@ -7,7 +7,9 @@
 //   line of bin/kmesh-daemon.js carries them, and start_kmesh.sh runs the daemon through that line.
 //   --max-semi-space-size=4: new space 2 x 4 MiB instead of 2 x 16 MiB (-30 to -47 MiB RSS, no measured CPU cost).
 //   Not --optimize-for-size: -25 to -40 MiB RSS after a rotation, but bench:xfrm's one-peer step took 3 to 6
-//   times as long (43-90 ms against 15 at 5,000 peers) and its audit dump 4 times.
+//   times as long (43-90 ms against 15 at 5,000 peers) and its audit dump 4 times. Nor, at run time,
+//   --compact-on-every-full-gc: -20 MiB RSS after a rotation, but a peak of 312 MiB against 230 (every page is
+//   evacuated before the old ones are given back).
 // - RUNTIME_FLAGS are read at every garbage collection; applyRuntimeFlags() sets them before the daemon loads.
 //   --heap-growing-percent=30: after a full GC the old space may grow to 1.3x the live heap before the next one
 //   (V8 picks up to 4x when the mutator allocates fast, as a 5,000-peer step does): -100 to -185 MiB RSS after a
