@@ -295,6 +295,18 @@ async function bench(peers: number, spreadMs: number, idleMs: number): Promise<v
     const peakRss = process.resourceUsage().maxRSS * 1024;
     gc();
     const end = process.memoryUsage();
+    // An idle daemon (steps every 30 s) lets V8's memory reducer give back what the rotation's steps grew. Read
+    // before the fakes are measured: their twins are garbage afterwards.
+    let idleLine = '';
+    let idleRss = 0;
+    if (idleMs > 0) {
+      await new Promise((r) => setTimeout(r, idleMs));
+      const idle = process.memoryUsage();
+      idleRss = idle.rss;
+      idleLine =
+        `memory ${(idleMs / 1000).toFixed(0)} s idle later: RSS ${mib(idle.rss)}, V8 heap used ${mib(idle.heapUsed)} ` +
+        `of ${mib(idle.heapTotal)} committed`;
+    }
     const fakeEnd = await fakeShare(kernel, dp);
     say(
       `memory after the rotation: RSS ${mib(rssEnd)} (${mib(end.rss)} after a forced full GC), V8 heap used ${mib(end.heapUsed)} of ${mib(end.heapTotal)} ` +
@@ -303,15 +315,7 @@ async function bench(peers: number, spreadMs: number, idleMs: number): Promise<v
         `directory scans: ${scanCost(source)}`,
     );
     if (process.env.KMESH_SCALE_DEBUG) say(`# heap spaces: ${heapSpaces()}; resident: ${residentByMapping()}`);
-    // An idle daemon (steps every 30 s) lets V8's memory reducer give back what the rotation's steps grew.
-    if (idleMs > 0) {
-      await new Promise((r) => setTimeout(r, idleMs));
-      const idle = process.memoryUsage();
-      say(
-        `memory ${(idleMs / 1000).toFixed(0)} s idle later: RSS ${mib(idle.rss)}, V8 heap used ${mib(idle.heapUsed)} ` +
-          `of ${mib(idle.heapTotal)} committed`,
-      );
-    }
+    if (idleLine) say(`${idleLine}; RSS less the fakes' share: ${mib(idleRss - fakeEnd)}`);
     snapshot('end');
     say(
       `scale N=${peers}: RSS ${mib(rssStart - fakeStart)} after the start, ${mib(rssEnd - fakeEnd)} after the rotation ` +

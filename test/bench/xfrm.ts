@@ -26,6 +26,7 @@ import { KeptXfrmView, type KernelRead } from '../../src/ipsec/kept-xfrm-view.js
 import { reconcile, type DesiredXfrm } from '../../src/ipsec/reconciler.js';
 import { loadAddon } from '../../src/native/addon.js';
 import { NetlinkXfrmKernel } from '../../src/xfrm/netlink-kernel.js';
+import { describeMemorySettings, underDaemonMemorySettings } from './daemon-memory-settings.js';
 import type { XfrmKernel, XfrmMark, XfrmOp, XfrmOpResult, XfrmPolicy, XfrmState } from '../../src/xfrm/types.js';
 
 type Variant = 'policies' | 'full';
@@ -419,6 +420,10 @@ async function main(): Promise<number> {
     console.log('# xfrm bench needs root (network namespaces, NETLINK_XFRM); not run');
     return 1;
   }
+  // Our side runs as the daemon runs it: under its memory settings.
+  const code = await underDaemonMemorySettings();
+  if (code !== undefined) return code;
+  console.log(`# ${describeMemorySettings()}`);
   const rounds = (fallback: number): number => {
     const r = Number(values.rounds ?? fallback);
     if (!Number.isInteger(r) || r < 1) throw new Error(`--rounds ${String(values.rounds)} is not a positive integer`);
