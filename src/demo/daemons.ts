@@ -95,14 +95,13 @@ export class DaemonRunner {
     await Promise.all([...this.procs.keys()].map((name) => this.stop({ name } as SimNode)));
   }
 
-  /** kmesh-daemon uninstall for the node (in its namespace). */
+  /** kmesh-daemon uninstall for the node (in its namespace), through the executable as an operator runs it. */
   uninstall(node: SimNode): Promise<RunResult> {
     return run(
       'nsenter',
       [
         `--net=/run/netns/${node.netns}`,
         '--',
-        'node',
         path.join(packageRoot(), 'bin', 'kmesh-daemon.js'),
         'uninstall',
         ...this.nodeFlags(node),
