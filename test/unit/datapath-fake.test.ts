@@ -100,3 +100,26 @@ t.test('frame parsing stops where the programs stop', (t) => {
   t.notOk(o.isRemote(6, Buffer.alloc(16)), 'an IPv4 default route says nothing about IPv6');
   t.end();
 });
+
+t.test('twin: a second fake with the same maps, built by the same calls', async (t) => {
+  const dp = new FakeDatapath({ interfaces: ifaces });
+  t.same((await dp.twin()).bpffsRoot, undefined, 'an unloaded fake has an unloaded twin');
+  await dp.load({ bpffsRoot: '/sys/fs/bpf/tw' });
+  await dp.setRemoteCidrs(['10.1.0.0/24', 'fd00:1::/64']);
+  await dp.setPeers(new Map([['192.168.0.2', 7]]));
+  await dp.setLocalPods(['10.0.0.5']);
+  await dp.setPodPeers(new Map([['10.1.0.0/24', 7]]));
+  await dp.setMssClamp({ ipv4: 1360, ipv6: 1340 });
+  await dp.attach('encrypt', 'veth1');
+  const twin = await dp.twin();
+  t.equal(twin.bpffsRoot, '/sys/fs/bpf/tw');
+  t.same(twin.remoteCidrs, dp.remoteCidrs);
+  t.same(twin.peers, dp.peers);
+  t.same(twin.localPods, ['10.0.0.5']);
+  t.same(twin.podPeers, dp.podPeers);
+  t.same(await twin.mssClamp(), await dp.mssClamp());
+  t.same(await twin.cidrIndexUse(), await dp.cidrIndexUse());
+  t.same(await twin.attachments(), [], 'attachments are not copied');
+  t.not(twin.peers, dp.peers, 'the twin holds copies of its own');
+  t.same(await twin.setPeers(dp.peers), { added: 0, changed: 0, removed: 0 }, 'its maps hold the same entries');
+});
