@@ -104,3 +104,32 @@ t.test('recovery after restart: source address -> id, lowest id wins, one id per
   t.same([...clash], [['x', 4]]);
   t.end();
 });
+
+t.test('the same peers again: the previous allocation itself; any other set: as if allocated afresh', (t) => {
+  const first = allocatePeerIds(new Map(), ['c', 'a', 'b']);
+  const again = allocatePeerIds(first.ids, ['b', 'c', 'a']);
+  t.equal(again.ids, first.ids, 'the same peers in another order: the very map');
+  t.same(again.unassigned, []);
+  // The same count with a name twice: a peer left, and its id is released.
+  const twice = allocatePeerIds(first.ids, ['a', 'a', 'b']);
+  t.not(twice.ids, first.ids);
+  t.same([...twice.ids].sort(), [
+    ['a', 1],
+    ['b', 2],
+  ]);
+  t.same(allocatePeerIds(first.ids, ['a', 'b', 'd']).ids.get('d'), 3, 'a new peer takes the released id');
+  // A map not made by allocatePeerIds (recovered from the kernel, or given by a caller) is checked as always.
+  const handMade = new Map([
+    ['a', 5],
+    ['b', 5],
+  ]);
+  const repaired = allocatePeerIds(handMade, ['a', 'b']);
+  t.not(repaired.ids, handMade);
+  t.same([...repaired.ids].sort(), [
+    ['a', 5],
+    ['b', 1],
+  ]);
+  // After a check that stopped half way, the scratch it marked is clear: the next check still sees each id once.
+  t.equal(allocatePeerIds(first.ids, ['c', 'a', 'b']).ids, first.ids);
+  t.end();
+});
