@@ -179,21 +179,16 @@ class TimedKernel implements XfrmKernel {
   }
 }
 
-/**
- * One round in two fresh namespaces. Who goes first alternates between rounds (`oursFirst`), and both namespaces
- * are emptied in the foreground before they are deleted, so no round pays for the previous one's teardown.
- */
+/** The peer ids of the last plan: each allocation starts from the previous one, as the controller's does. */
+let benchPeerIds = new Map<string, number>();
+
 /** The plan for a cluster (screening, peer ids, planner), as the controller computes it on every step. */
 function planCluster(cluster: ReturnType<typeof benchCluster>): XfrmPlan {
-  return planXfrm({
-    local: cluster.local,
-    peers: cluster.peers,
-    keys: cluster.keys,
-    peerIds: allocatePeerIds(
-      new Map(),
-      cluster.peers.map((p) => p.name),
-    ).ids,
-  });
+  benchPeerIds = allocatePeerIds(
+    benchPeerIds,
+    cluster.peers.map((p) => p.name),
+  ).ids;
+  return planXfrm({ local: cluster.local, peers: cluster.peers, keys: cluster.keys, peerIds: benchPeerIds });
 }
 
 /** The same keys (SPIs, algorithm) with new key bytes: a new PSK, under which every pair key is new. */
@@ -209,6 +204,10 @@ function withOnePeerChanged(cluster: ReturnType<typeof benchCluster>, i: number)
   return { ...cluster, peers };
 }
 
+/**
+ * One round in two fresh namespaces. Who goes first alternates between rounds (`oursFirst`), and both namespaces
+ * are emptied in the foreground before they are deleted, so no round pays for the previous one's teardown.
+ */
 async function round(
   variant: Variant,
   cluster: ReturnType<typeof benchCluster>,
