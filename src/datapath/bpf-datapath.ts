@@ -202,7 +202,7 @@ export class BpfDatapath implements Datapath {
     return this.serial(async () => plaintextCounts(await this.bpf.mapDump(this.loaded().programs.maps.km_plaintext)));
   }
 
-  private async replaceMap(name: MapName, desired: MapEntry[]): Promise<MapChange> {
+  private async replaceMap(name: MapName, desired: readonly MapEntry[]): Promise<MapChange> {
     const map = this.loaded().programs.maps[name];
     const current = await this.bpf.mapDump(map);
     const info = this.bpf.mapInfo(map);

@@ -5,6 +5,7 @@ import { parseIpStrict, parseCidrStrict, type Family, type ParsedCidr } from '..
 import type { MssClamp } from '../model/esp-overhead.js';
 import { strictModeNumber, strictModeOf, type StrictMode } from '../model/strict-mode.js';
 import { PEER_ID_MAX } from '../model/marks.js';
+import { entryKeys, lastResult, sameCidrList, sameNumberMap, sameTextList } from './entries-memo.js';
 
 export const NODEINFO_V4 = 1;
 export const NODEINFO_V6 = 2;
@@ -26,15 +27,23 @@ function familyFlag(family: Family): number {
   return family === 4 ? NODEINFO_V4 : NODEINFO_V6;
 }
 
+/**
+ * A zeroed buffer of `size` bytes in Node's shared pool: a map's thousands of keys and values then share a few
+ * array buffers instead of one each (an entry list held between steps weighs half as much).
+ */
+function zeroed(size: number): Buffer {
+  return Buffer.allocUnsafe(size).fill(0);
+}
+
 export function nodeinfoKey(prefixLen: number, bytes: Buffer): Buffer {
-  const key = Buffer.alloc(NODEINFO_KEY_SIZE);
+  const key = zeroed(NODEINFO_KEY_SIZE);
   key.writeUInt32LE(prefixLen, 0);
   bytes.copy(key, 4);
   return key;
 }
 
 function u32(value: number): Buffer {
-  const b = Buffer.alloc(4);
+  const b = zeroed(4);
   b.writeUInt32LE(value >>> 0, 0);
   return b;
 }
@@ -44,9 +53,12 @@ function u32(value: number): Buffer {
  * families the key's prefix lies inside some remote CIDR of that family. The kernel's longest-prefix match
  * then answers "is this IPv4 (IPv6) address remote?" correctly even when an IPv4 and an IPv6 prefix share
  * leading bytes: the longest matching key K is covered by a family-f CIDR exactly when the address is.
- * Throws (naming the CIDR) on the first invalid one, before anything is computed.
+ * Throws (naming the CIDR) on the first invalid one, before anything is computed. Like the other builders here,
+ * it hands out its last (frozen) result again for an equal input (entries-memo.ts).
  */
-export function nodeinfoEntries(cidrs: readonly (string | ParsedCidr)[]): MapEntry[] {
+export const nodeinfoEntries = lastResult(buildNodeinfoEntries, sameCidrList, (c) => [...c]);
+
+function buildNodeinfoEntries(cidrs: readonly (string | ParsedCidr)[]): MapEntry[] {
   const parsed: ParsedCidr[] = cidrs.map((c) => (typeof c === 'string' ? parseCidrStrict(c) : c));
   const byKey = new Map<string, ParsedCidr>();
   for (const c of parsed) byKey.set(nodeinfoKey(c.prefixLen, c.bytes).toString('hex'), c);
@@ -86,14 +98,16 @@ function leadingBits(bytes: Uint8Array, length: number): string {
 
 export function peerKey(address: string): Buffer {
   const a = parseIpStrict(address);
-  const key = Buffer.alloc(PEER_KEY_SIZE);
+  const key = zeroed(PEER_KEY_SIZE);
   a.bytes.copy(key, 0);
   key.writeUInt32LE(a.family === 4 ? AF_INET : AF_INET6, 16);
   return key;
 }
 
 /** The km_ipsec_peers contents: underlay address -> peer id 1..65535. Throws naming the first bad pair. */
-export function peerEntries(peers: ReadonlyMap<string, number>): MapEntry[] {
+export const peerEntries = lastResult(buildPeerEntries, sameNumberMap, (m) => new Map(m));
+
+function buildPeerEntries(peers: ReadonlyMap<string, number>): MapEntry[] {
   const byKey = new Map<string, { address: string; id: number; key: Buffer }>();
   for (const [address, id] of peers) {
     let key: Buffer;
@@ -151,7 +165,9 @@ export function parseConfigValue(value: Buffer): DatapathSettings {
 }
 
 /** km_local_pods: the managed pods on this node, by address. Throws naming the first bad address. */
-export function localPodEntries(ips: readonly string[]): MapEntry[] {
+export const localPodEntries = lastResult(buildLocalPodEntries, sameTextList, (ips) => [...ips]);
+
+function buildLocalPodEntries(ips: readonly string[]): MapEntry[] {
   const byKey = new Map<string, MapEntry>();
   for (const ip of ips) {
     let key: Buffer;
@@ -179,7 +195,9 @@ export function podPeerKey(c: ParsedCidr): Buffer {
 }
 
 /** km_pod_peers: remote pod CIDR -> the id of the peer it belongs to. Throws naming the first bad pair. */
-export function podPeerEntries(cidrs: ReadonlyMap<string, number>): MapEntry[] {
+export const podPeerEntries = lastResult(buildPodPeerEntries, sameNumberMap, (m) => new Map(m));
+
+function buildPodPeerEntries(cidrs: ReadonlyMap<string, number>): MapEntry[] {
   const byKey = new Map<string, MapEntry>();
   for (const [cidr, id] of cidrs) {
     const parsed = parseCidrStrict(cidr);
@@ -247,24 +265,26 @@ export function diffEntries(
   capacity = Infinity,
   mapName = 'map',
 ): { ops: MapOp[]; change: MapChange } {
-  const have = new Map(current.map((e) => [e.key.toString('hex'), e.value]));
-  const want = new Set<string>();
+  const have = entryKeys(current);
+  const wanted = entryKeys(desired);
+  const want = wanted.byHex;
   const updates: MapOp[] = [];
   const ops: MapOp[] = [];
   const change: MapChange = { added: 0, changed: 0, removed: 0 };
-  for (const e of desired) {
-    const hex = e.key.toString('hex');
-    want.add(hex);
-    const old = have.get(hex);
-    if (old === undefined) change.added++;
-    else if (old.equals(e.value)) continue;
-    else change.changed++;
-    updates.push({ key: e.key, value: e.value });
-  }
-  for (const e of current) {
-    if (!want.has(e.key.toString('hex'))) {
-      ops.push({ key: e.key });
-      change.removed++;
+  if (current !== desired) {
+    for (let i = 0; i < desired.length; i++) {
+      const e = desired[i] as MapEntry;
+      const old = have.byHex.get(wanted.hex[i] as string);
+      if (old === undefined) change.added++;
+      else if (old.equals(e.value)) continue;
+      else change.changed++;
+      updates.push({ key: e.key, value: e.value });
+    }
+    for (let i = 0; i < current.length; i++) {
+      if (!want.has(have.hex[i] as string)) {
+        ops.push({ key: (current[i] as MapEntry).key });
+        change.removed++;
+      }
     }
   }
   if (want.size > capacity) throw new Error(`${mapName} would need ${want.size} entries, more than its ${capacity}`);

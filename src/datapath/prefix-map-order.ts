@@ -8,6 +8,7 @@
 // replays the writes through a model of the trie and checks every step). Components that shrink the map go first,
 // so two disjoint sets that fit one at a time also fit one after the other; a change whose peak would still exceed
 // the map's capacity throws before anything is written.
+import { entryKeys } from './entries-memo.js';
 import type { MapChange, MapEntry, MapOp } from './map-layout.js';
 
 /** An LPM key as the kernel reads it (u32 prefixlen, host order, then the address bytes), with its range. */
@@ -68,24 +69,32 @@ export function diffPrefixEntries(
   capacity: number,
   mapName = 'LPM map',
 ): { ops: MapOp[]; change: MapChange } {
-  const have = new Map(current.map((e) => [e.key.toString('hex'), e.value]));
-  const want = new Set<string>();
+  const have = entryKeys(current);
+  const wanted = entryKeys(desired);
+  const want = wanted.byHex;
   const touched: PrefixKey[] = [];
   const change: MapChange = { added: 0, changed: 0, removed: 0 };
-  for (const e of desired) {
-    const hex = e.key.toString('hex');
-    if (want.has(hex)) continue;
-    want.add(hex);
-    const old = have.get(hex);
-    if (old?.equals(e.value)) continue;
-    if (old === undefined) change.added++;
-    else change.changed++;
-    touched.push(prefixKey(e.key, e.value, old === undefined));
-  }
-  for (const e of current) {
-    if (!want.has(e.key.toString('hex'))) {
-      touched.push(prefixKey(e.key, undefined, false));
-      change.removed++;
+  if (current !== desired) {
+    // A key listed twice is written once, with its first value.
+    const done = want.size === desired.length ? undefined : new Set<string>();
+    for (let i = 0; i < desired.length; i++) {
+      const e = desired[i] as MapEntry;
+      const hex = wanted.hex[i] as string;
+      if (done !== undefined) {
+        if (done.has(hex)) continue;
+        done.add(hex);
+      }
+      const old = have.byHex.get(hex);
+      if (old?.equals(e.value)) continue;
+      if (old === undefined) change.added++;
+      else change.changed++;
+      touched.push(prefixKey(e.key, e.value, old === undefined));
+    }
+    for (let i = 0; i < current.length; i++) {
+      if (!want.has(have.hex[i] as string)) {
+        touched.push(prefixKey((current[i] as MapEntry).key, undefined, false));
+        change.removed++;
+      }
     }
   }
   if (want.size > capacity) {

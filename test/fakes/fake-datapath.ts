@@ -78,14 +78,14 @@ export class FakeDatapath implements Datapath {
   private readonly interfaces: FakeInterface[];
   private readonly tcx: boolean;
   private readonly attached = new Map<string, Attachment>();
-  private cidrEntries: MapEntry[] = [];
-  private peerMapEntries: MapEntry[] = [];
+  private cidrEntries: readonly MapEntry[] = [];
+  private peerMapEntries: readonly MapEntry[] = [];
   private cidrs: readonly string[] = [];
   private index: CidrIndex | undefined;
   private peerMap: ReadonlyMap<string, number> = new Map();
   private config: Buffer = configValue(DEFAULT_SETTINGS);
-  private localPodMapEntries: MapEntry[] = [];
-  private podPeerMapEntries: MapEntry[] = [];
+  private localPodMapEntries: readonly MapEntry[] = [];
+  private podPeerMapEntries: readonly MapEntry[] = [];
   private localPodIps: readonly string[] = [];
   private podPeerMap: ReadonlyMap<string, number> = new Map();
   private readonly counters = Object.fromEntries(COUNTER_NAMES.map((n) => [n, 0])) as unknown as DatapathCounters;
