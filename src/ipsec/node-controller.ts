@@ -19,7 +19,13 @@ import type { IpsecKey, NodeInfo } from '../model/node.js';
 import type { XfrmKernel } from '../xfrm/types.js';
 import { allocatePeerIds, recoverPeerIds } from './peer-ids.js';
 import { screenPeers } from './peer-screen.js';
-import { DEFAULT_PLANNER_OPTIONS, planScreened, type PlannedState, type PlannerOptions } from './planner.js';
+import {
+  DEFAULT_PLANNER_OPTIONS,
+  planScreened,
+  type PeerPlan,
+  type PlannedState,
+  type PlannerOptions,
+} from './planner.js';
 import { KeptXfrmView } from './kept-xfrm-view.js';
 import type { OwnerOutcome, ReconcileIssue } from './reconciler.js';
 import {
@@ -84,6 +90,16 @@ export interface PeerStatus {
   issues: ReconcileIssue[];
 }
 
+/** A peer's status row and what it was made of. */
+interface RowMemo {
+  plan: PeerPlan;
+  row: PeerStatus;
+  /** No SA of the step was missing and the peer had no issue. */
+  clean: boolean;
+  /** The held SPIs the row was made for. */
+  spis: string;
+}
+
 export interface StepReport {
   /** SPI to publish in our KmeshNodeInfo; undefined: publish nothing new yet. */
   advertiseSpi: number | undefined;
@@ -112,6 +128,8 @@ export class IpsecController {
   private retirement: RetirementState = EMPTY_RETIREMENT;
   private lastAdvertised: number | undefined;
   private history = KeyHistory.empty();
+  /** The last step's status rows, by peer, with what they were made of (reused when that is unchanged). */
+  private rows = new Map<string, RowMemo>();
 
   constructor(kernel: XfrmKernel, opts: Partial<ControllerOptions> = {}) {
     this.kernel = kernel;
@@ -203,29 +221,46 @@ export class IpsecController {
     });
 
     const keySpis = keys.spis();
-    const inboundByOwner = new Map<string, PlannedState[]>();
-    const outboundByOwner = new Map<string, PlannedState[]>();
-    for (const s of plan.states) {
-      const byOwner = s.direction === 'inbound' ? inboundByOwner : outboundByOwner;
-      const list = byOwner.get(s.owner);
-      if (list) list.push(s);
-      else byOwner.set(s.owner, [s]);
-    }
+    // Each peer's states by direction, grouped when a row has to be computed (not in a step that changed nothing).
+    let byOwner: { inbound: Map<string, PlannedState[]>; outbound: Map<string, PlannedState[]> } | undefined;
+    const statesOf = (direction: 'inbound' | 'outbound', name: string): PlannedState[] => {
+      if (byOwner === undefined) {
+        byOwner = { inbound: new Map(), outbound: new Map() };
+        for (const s of plan.states) {
+          const map = s.direction === 'inbound' ? byOwner.inbound : byOwner.outbound;
+          const list = map.get(s.owner);
+          if (list) list.push(s);
+          else map.set(s.owner, [s]);
+        }
+      }
+      return byOwner[direction].get(name) ?? [];
+    };
     const outboundInstalled = (name: string, spi: number | undefined): boolean => {
-      const forSpi = (outboundByOwner.get(name) ?? []).filter((s) => s.state.spi === spi);
+      const forSpi = statesOf('outbound', name).filter((s) => s.state.spi === spi);
       return forSpi.length > 0 && forSpi.every((s) => !result.missingStates.has(s));
     };
     const inboundSpisOf = (name: string): number[] => {
-      const inbound = inboundByOwner.get(name) ?? [];
+      const inbound = statesOf('inbound', name);
       return keySpis.filter((spi) => {
         const forSpi = inbound.filter((s) => s.state.spi === spi);
         return forSpi.length > 0 && forSpi.every((s) => !result.missingStates.has(s));
       });
     };
+    // A row is reused when nothing it is made of changed: the same peer plan (the planner hands out the same
+    // object, with the same SAs, for an unchanged peer), no issue, and no SA missing now or when it was made.
+    const spisText = keySpis.join(',');
+    const clean = result.missingStates.size === 0;
+    const rows = new Map<string, RowMemo>();
     const peers: PeerStatus[] = plan.peers.map((p) => {
       const outcome = result.perPeer.get(p.name);
+      const last = this.rows.get(p.name);
+      const quiet = outcome === undefined || (outcome.ok && outcome.issues.length === 0);
+      if (last !== undefined && last.plan === p && last.clean && clean && quiet && last.spis === spisText) {
+        rows.set(p.name, last);
+        return last.row;
+      }
       const inboundSpis = p.planned ? inboundSpisOf(p.name) : [];
-      return {
+      const row: PeerStatus = {
         name: p.name,
         planned: p.planned,
         ok: p.planned && (outcome?.ok ?? true) && inboundSpis.length === keySpis.length,
@@ -237,7 +272,10 @@ export class IpsecController {
         reasons: p.reasons,
         issues: outcome?.issues ?? [],
       };
+      rows.set(p.name, { plan: p, row, clean: clean && quiet, spis: spisText });
+      return row;
     });
+    this.rows = rows;
     const plannedPeers = peers.filter((p) => p.planned);
     const advertiseSpi = chooseAdvertisedSpi(keySpis, localAdvertised, (spi) =>
       plannedPeers.every((p) => p.inboundSpis.includes(spi)),

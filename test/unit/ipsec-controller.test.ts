@@ -596,3 +596,32 @@ t.test('key rollback: an older SPI is accepted only as the exact key held for it
   t.same(ctl.keys.spis(), [1, 3]);
   t.end();
 });
+
+t.test('status rows: an unchanged step hands out the last rows; a failure and its repair make new ones', async (t) => {
+  const c = await converged(3);
+  const a = c.get('node-01');
+  const first = (await c.step('node-01')).peers;
+  const again = (await c.step('node-01')).peers;
+  t.ok(
+    again.every((row, i) => row === first[i]),
+    'nothing changed: the very row objects',
+  );
+  for (const n of names(c)) c.giveKey(n, 2);
+  a.kernel.injectFailure((op) => op.kind === 'addState' && op.state.src === '198.18.0.3' && op.state.spi === 2, 12);
+  c.now += 10;
+  const failing = await c.step('node-01');
+  const row3 = (r: typeof failing): (typeof failing.peers)[number] => r.peers.find((p) => p.name === 'node-03')!;
+  t.equal(row3(failing).ok, false);
+  t.same(row3(failing).inboundSpis, [1]);
+  const stillFailing = await c.step('node-01');
+  t.equal(row3(stillFailing).ok, false, 'the SA is still refused: the row says so');
+  a.kernel.clearFailures();
+  const healed = await c.step('node-01');
+  t.equal(row3(healed).ok, true, 'repaired: a new row, not the failing one');
+  t.same(row3(healed).inboundSpis, [1, 2]);
+  t.same(row3(healed).issues, []);
+  // (The healed step advertised SPI 2: the next one screens and plans the peers against the new local record.)
+  const settled = await c.step('node-01');
+  t.equal(row3(await c.step('node-01')), row3(settled), 'and unchanged again: the same row');
+  t.equal(row3(settled).ok, true);
+});
