@@ -1,5 +1,5 @@
 // The daemon's memory settings, measured with `npm run bench:scale` at 5,000 peers (docs/benchmarks.md,
-// "2026-12-05, branch `mem`" and "RSS after a rotation"). Three kinds, by when they are read:
+// "2026-12-05, branch `mem`" and "fourth session"). Three kinds, by when they are read:
 // - LAUNCH_ENV is read by the C library when the process starts: the first line of bin/kmesh-daemon.js sets it.
 //   MALLOC_ARENA_MAX=2: glibc gives each thread that mallocs (V8's GC and compiler threads) an arena of its own,
 //   and keeps what they freed; two arenas in all hold 10-15 MiB less RSS after a rotation.
