@@ -8,19 +8,19 @@ import type { ParsedCidr } from '../model/ip-address.js';
 import type { MapEntry } from './map-layout.js';
 
 /**
- * `build`, remembering its last input (as `keep` copies it) and result: an input `same` as the last one gets the
- * last result. A build that throws leaves the memo as it was.
+ * `build`, remembering its last input (as `keep` records it) and result: an input `same` as the recorded one gets
+ * the last result. A build that throws leaves the memo as it was.
  */
-export function lastResult<I>(
+export function lastResult<I, K>(
   build: (input: I) => MapEntry[],
-  same: (last: I, input: I) => boolean,
-  keep: (input: I) => I,
+  same: (kept: K, input: I) => boolean,
+  keep: (input: I) => K,
 ): (input: I) => readonly MapEntry[] {
-  let last: { input: I; result: readonly MapEntry[] } | undefined;
+  let last: { kept: K; result: readonly MapEntry[] } | undefined;
   return (input: I) => {
-    if (last !== undefined && same(last.input, input)) return last.result;
+    if (last !== undefined && same(last.kept, input)) return last.result;
     const result = Object.freeze(build(input));
-    last = { input: keep(input), result };
+    last = { kept: keep(input), result };
     return result;
   };
 }
@@ -47,16 +47,25 @@ export function sameTextList(a: readonly string[], b: readonly string[]): boolea
   return true;
 }
 
+/** A map's pairs in order, as kept by lastResult (two flat arrays: compared without an entry object per pair). */
+export interface KeptPairs {
+  keys: string[];
+  values: number[];
+}
+
+export function keepPairs(map: ReadonlyMap<string, number>): KeptPairs {
+  return { keys: [...map.keys()], values: [...map.values()] };
+}
+
 /** The same keys with the same values, in the same order (the builders' results depend on the order). */
-export function sameNumberMap(a: ReadonlyMap<string, number>, b: ReadonlyMap<string, number>): boolean {
-  if (a.size !== b.size) return false;
-  const ai = a.entries();
+export function samePairs(kept: KeptPairs, map: ReadonlyMap<string, number>): boolean {
+  if (kept.keys.length !== map.size) return false;
+  let i = 0;
   let same = true;
   // forEach, not for-of over entries: that builds a pair per entry.
-  b.forEach((value, key) => {
-    if (!same) return;
-    const next = ai.next().value as [string, number];
-    if (next[0] !== key || next[1] !== value) same = false;
+  map.forEach((value, key) => {
+    if (same && (kept.keys[i] !== key || kept.values[i] !== value)) same = false;
+    i++;
   });
   return same;
 }

@@ -5,7 +5,7 @@ import { parseIpStrict, parseCidrStrict, type Family, type ParsedCidr } from '..
 import type { MssClamp } from '../model/esp-overhead.js';
 import { strictModeNumber, strictModeOf, type StrictMode } from '../model/strict-mode.js';
 import { PEER_ID_MAX } from '../model/marks.js';
-import { entryKeys, lastResult, sameCidrList, sameNumberMap, sameTextList } from './entries-memo.js';
+import { entryKeys, keepPairs, lastResult, sameCidrList, samePairs, sameTextList } from './entries-memo.js';
 
 export const NODEINFO_V4 = 1;
 export const NODEINFO_V6 = 2;
@@ -105,7 +105,7 @@ export function peerKey(address: string): Buffer {
 }
 
 /** The km_ipsec_peers contents: underlay address -> peer id 1..65535. Throws naming the first bad pair. */
-export const peerEntries = lastResult(buildPeerEntries, sameNumberMap, (m) => new Map(m));
+export const peerEntries = lastResult(buildPeerEntries, samePairs, keepPairs);
 
 function buildPeerEntries(peers: ReadonlyMap<string, number>): MapEntry[] {
   const byKey = new Map<string, { address: string; id: number; key: Buffer }>();
@@ -195,7 +195,7 @@ export function podPeerKey(c: ParsedCidr): Buffer {
 }
 
 /** km_pod_peers: remote pod CIDR -> the id of the peer it belongs to. Throws naming the first bad pair. */
-export const podPeerEntries = lastResult(buildPodPeerEntries, sameNumberMap, (m) => new Map(m));
+export const podPeerEntries = lastResult(buildPodPeerEntries, samePairs, keepPairs);
 
 function buildPodPeerEntries(cidrs: ReadonlyMap<string, number>): MapEntry[] {
   const byKey = new Map<string, MapEntry>();

@@ -1,7 +1,7 @@
 // The datapath's entry builders hand out their last result for an equal input, and the diffs read the hex keys of a
 // list they have seen (src/datapath/entries-memo.ts): the same results as built afresh, for less work per step.
 import t from 'tap';
-import { entryKeys, sameCidrList, sameNumberMap } from '../../src/datapath/entries-memo.js';
+import { entryKeys, keepPairs, sameCidrList, samePairs } from '../../src/datapath/entries-memo.js';
 import { diffEntries, nodeinfoEntries, peerEntries, podPeerEntries } from '../../src/datapath/map-layout.js';
 import { diffPrefixEntries } from '../../src/datapath/prefix-map-order.js';
 import { parseCidrStrict } from '../../src/model/ip-address.js';
@@ -40,9 +40,42 @@ t.test('list and map comparisons', (t) => {
   t.notOk(sameCidrList([a], ['10.0.0.0/8']), 'a text and a parse are not compared by meaning');
   t.notOk(sameCidrList([a], [{ ...a, prefixLen: 9 }]));
   t.notOk(sameCidrList([a], [{ ...a, bytes: Buffer.from([11, 0, 0, 0]) }]));
-  t.ok(sameNumberMap(new Map([['x', 1]]), new Map([['x', 1]])));
-  t.notOk(sameNumberMap(new Map([['x', 1]]), new Map([['x', 2]])));
-  t.notOk(sameNumberMap(new Map([['x', 1]]), new Map([['y', 1]])));
+  const kept = keepPairs(
+    new Map([
+      ['x', 1],
+      ['y', 2],
+    ]),
+  );
+  t.ok(
+    samePairs(
+      kept,
+      new Map([
+        ['x', 1],
+        ['y', 2],
+      ]),
+    ),
+  );
+  t.notOk(samePairs(kept, new Map([['x', 1]])), 'fewer pairs');
+  t.notOk(
+    samePairs(
+      kept,
+      new Map([
+        ['x', 1],
+        ['y', 3],
+      ]),
+    ),
+    'another value',
+  );
+  t.notOk(
+    samePairs(
+      kept,
+      new Map([
+        ['y', 2],
+        ['x', 1],
+      ]),
+    ),
+    'another order',
+  );
   t.end();
 });
 
