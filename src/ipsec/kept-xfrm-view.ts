@@ -14,7 +14,7 @@ import type { XfrmKernel, XfrmPolicy, XfrmState } from '../xfrm/types.js';
 import { PolicyIndex, policiesEqual, StateIndex, statesEqual } from '../xfrm/identity.js';
 import { isOurPolicy, isOurState, KMESH_REQID, BLOCK_POLICY_PRIORITY } from './ownership.js';
 import type { PlannedPolicy, PlannedState } from './planner.js';
-import { applyXfrmDiff, type ReconcileReport } from './reconciler.js';
+import { applyXfrmDiff, OK_OUTCOME, type OwnerOutcome, type ReconcileReport } from './reconciler.js';
 import {
   addressOwners,
   diffXfrm,
@@ -111,7 +111,10 @@ export class KeptXfrmView {
       if (samePlan(applied, desired, change)) {
         this.lastRead = { how: 'same-plan', why: '' };
         swapIn(applied, desired, change);
-        return unchangedReport(desired, { states: view.foreignStates.length, policies: view.foreignPolicies.length });
+        return unchangedReport(applied, desired, {
+          states: view.foreignStates.length,
+          policies: view.foreignPolicies.length,
+        });
       }
       this.lastRead = { how: 'view', why: '' };
       const size =
@@ -187,7 +190,10 @@ export class KeptXfrmView {
     diff.unchanged += desired.policies.length - change.fresh.policies.length;
     diff.foreign = { states: view.foreignStates.length, policies: view.foreignPolicies.length };
     const { report, clean } = await this.apply(diff);
-    if (clean) swapIn(view.applied as IndexedPlan, desired, change);
+    if (clean) {
+      swapIn(view.applied as IndexedPlan, desired, change);
+      (view.applied as IndexedPlan).unchangedOutcomes = undefined;
+    }
     return report;
   }
 }
@@ -260,11 +266,19 @@ function planOwners(plan: DesiredXfrm): string[] {
 }
 
 /** The report of a reconcile that found every planned object in place and nothing stale. */
-function unchangedReport(desired: DesiredXfrm, foreign: { states: number; policies: number }): ReconcileReport {
-  const perPeer = new Map<string, { ok: boolean; issues: [] }>();
-  for (const x of desired.states) if (!perPeer.has(x.owner)) perPeer.set(x.owner, { ok: true, issues: [] });
-  for (const x of desired.policies) {
-    if (x.owner !== null && !perPeer.has(x.owner)) perPeer.set(x.owner, { ok: true, issues: [] });
+function unchangedReport(
+  applied: IndexedPlan,
+  desired: DesiredXfrm,
+  foreign: { states: number; policies: number },
+): ReconcileReport {
+  // The owners of a plan equal to the applied one are the applied plan's: their outcomes are listed once per
+  // applied plan (a fresh map of 5,000 peers per resync otherwise). Reports are read, never written to.
+  let perPeer = applied.unchangedOutcomes;
+  if (perPeer === undefined) {
+    perPeer = new Map<string, OwnerOutcome>();
+    for (const x of desired.states) if (!perPeer.has(x.owner)) perPeer.set(x.owner, OK_OUTCOME);
+    for (const x of desired.policies) if (x.owner !== null && !perPeer.has(x.owner)) perPeer.set(x.owner, OK_OUTCOME);
+    applied.unchangedOutcomes = perPeer;
   }
   return {
     writes: 0,
@@ -289,6 +303,8 @@ export interface IndexedPlan {
   states: Map<PlannedState, number>;
   policies: Map<PlannedPolicy, number>;
   epoch: number;
+  /** The per-peer outcomes of a step that found this plan unchanged (all OK), once one did. */
+  unchangedOutcomes?: Map<string, OwnerOutcome>;
 }
 
 export function indexPlan(plan: DesiredXfrm): IndexedPlan {

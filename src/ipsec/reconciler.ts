@@ -54,22 +54,30 @@ function errnoCode(errno: number): string {
   }
 }
 
+/**
+ * The outcome of every owner without an issue, shared by all of them (a report lists every peer at every step:
+ * 5,000 objects and arrays per step otherwise). Frozen: reports are read, never written to.
+ */
+export const OK_OUTCOME: OwnerOutcome = Object.freeze({
+  ok: true,
+  issues: Object.freeze([]) as unknown as ReconcileIssue[],
+});
+
 class Outcomes {
   readonly perPeer = new Map<string, OwnerOutcome>();
   readonly nodeWide: OwnerOutcome = { ok: true, issues: [] };
 
-  of(owner: string | null): OwnerOutcome {
-    if (owner === null) return this.nodeWide;
-    let outcome = this.perPeer.get(owner);
-    if (!outcome) {
-      outcome = { ok: true, issues: [] };
-      this.perPeer.set(owner, outcome);
-    }
-    return outcome;
+  /** Lists an owner (without an issue so far). */
+  list(owner: string): void {
+    if (!this.perPeer.has(owner)) this.perPeer.set(owner, OK_OUTCOME);
   }
 
   issue(owner: string | null, issue: ReconcileIssue): void {
-    const outcome = this.of(owner);
+    let outcome: OwnerOutcome | undefined = owner === null ? this.nodeWide : this.perPeer.get(owner);
+    if (outcome === undefined || outcome === OK_OUTCOME) {
+      outcome = { ok: true, issues: [] };
+      this.perPeer.set(owner as string, outcome);
+    }
     outcome.ok = false;
     outcome.issues.push(issue);
   }
@@ -78,7 +86,7 @@ class Outcomes {
 /** Sends a diff's three batches (each one kernel.apply call, skipped when empty) and reports the outcome. */
 export async function applyXfrmDiff(kernel: XfrmKernel, diff: XfrmDiff): Promise<ReconcileReport> {
   const outcomes = new Outcomes();
-  for (const owner of diff.owners) outcomes.of(owner);
+  for (const owner of diff.owners) outcomes.list(owner);
   for (const { owner, issue } of diff.issues) outcomes.issue(owner, issue);
   const missingStates = new Set<PlannedState>(diff.blockedStates);
   const missingPolicies = new Set<PlannedPolicy>(diff.blockedPolicies);
