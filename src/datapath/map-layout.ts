@@ -271,20 +271,18 @@ export function diffEntries(
   const updates: MapOp[] = [];
   const ops: MapOp[] = [];
   const change: MapChange = { added: 0, changed: 0, removed: 0 };
-  if (current !== desired) {
-    for (let i = 0; i < desired.length; i++) {
-      const e = desired[i] as MapEntry;
-      const old = have.byHex.get(wanted.hex[i] as string);
-      if (old === undefined) change.added++;
-      else if (old.equals(e.value)) continue;
-      else change.changed++;
-      updates.push({ key: e.key, value: e.value });
-    }
-    for (let i = 0; i < current.length; i++) {
-      if (!want.has(have.hex[i] as string)) {
-        ops.push({ key: (current[i] as MapEntry).key });
-        change.removed++;
-      }
+  for (let i = 0; i < desired.length; i++) {
+    const e = desired[i] as MapEntry;
+    const old = have.byHex.get(wanted.hex[i] as string);
+    if (old === undefined) change.added++;
+    else if (old.equals(e.value)) continue;
+    else change.changed++;
+    updates.push({ key: e.key, value: e.value });
+  }
+  for (let i = 0; i < current.length; i++) {
+    if (!want.has(have.hex[i] as string)) {
+      ops.push({ key: (current[i] as MapEntry).key });
+      change.removed++;
     }
   }
   if (want.size > capacity) throw new Error(`${mapName} would need ${want.size} entries, more than its ${capacity}`);

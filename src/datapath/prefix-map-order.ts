@@ -74,27 +74,25 @@ export function diffPrefixEntries(
   const want = wanted.byHex;
   const touched: PrefixKey[] = [];
   const change: MapChange = { added: 0, changed: 0, removed: 0 };
-  if (current !== desired) {
-    // A key listed twice is written once, with its first value.
-    const done = want.size === desired.length ? undefined : new Set<string>();
-    for (let i = 0; i < desired.length; i++) {
-      const e = desired[i] as MapEntry;
-      const hex = wanted.hex[i] as string;
-      if (done !== undefined) {
-        if (done.has(hex)) continue;
-        done.add(hex);
-      }
-      const old = have.byHex.get(hex);
-      if (old?.equals(e.value)) continue;
-      if (old === undefined) change.added++;
-      else change.changed++;
-      touched.push(prefixKey(e.key, e.value, old === undefined));
+  // A key listed twice is written once, with its first value.
+  const done = want.size === desired.length ? undefined : new Set<string>();
+  for (let i = 0; i < desired.length; i++) {
+    const e = desired[i] as MapEntry;
+    const hex = wanted.hex[i] as string;
+    if (done !== undefined) {
+      if (done.has(hex)) continue;
+      done.add(hex);
     }
-    for (let i = 0; i < current.length; i++) {
-      if (!want.has(have.hex[i] as string)) {
-        touched.push(prefixKey((current[i] as MapEntry).key, undefined, false));
-        change.removed++;
-      }
+    const old = have.byHex.get(hex);
+    if (old?.equals(e.value)) continue;
+    if (old === undefined) change.added++;
+    else change.changed++;
+    touched.push(prefixKey(e.key, e.value, old === undefined));
+  }
+  for (let i = 0; i < current.length; i++) {
+    if (!want.has(have.hex[i] as string)) {
+      touched.push(prefixKey((current[i] as MapEntry).key, undefined, false));
+      change.removed++;
     }
   }
   if (want.size > capacity) {
