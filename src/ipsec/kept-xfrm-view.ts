@@ -190,10 +190,7 @@ export class KeptXfrmView {
     diff.unchanged += desired.policies.length - change.fresh.policies.length;
     diff.foreign = { states: view.foreignStates.length, policies: view.foreignPolicies.length };
     const { report, clean } = await this.apply(diff);
-    if (clean) {
-      swapIn(view.applied as IndexedPlan, desired, change);
-      (view.applied as IndexedPlan).unchangedOutcomes = undefined;
-    }
+    if (clean) swapIn(view.applied as IndexedPlan, desired, change);
     return report;
   }
 }
@@ -243,6 +240,11 @@ function stampOrFresh<T>(applied: Map<T, number>, next: readonly T[], epoch: num
 
 /** The applied plan after `next` was applied: the dropped objects out, the fresh ones in. */
 function swapIn(applied: IndexedPlan, next: DesiredXfrm, change: PlanChange): void {
+  const { fresh, dropped } = change;
+  // Objects in or out may bring owners in or take them out: the listed outcomes are made again when needed.
+  if (fresh.states.length + fresh.policies.length + dropped.states.length + dropped.policies.length > 0) {
+    applied.unchangedOutcomes = undefined;
+  }
   for (const s of change.dropped.states) applied.states.delete(s);
   for (const p of change.dropped.policies) applied.policies.delete(p);
   for (const s of change.fresh.states) applied.states.set(s, applied.epoch);

@@ -73,13 +73,19 @@ class Outcomes {
   }
 
   issue(owner: string | null, issue: ReconcileIssue): void {
-    let outcome: OwnerOutcome | undefined = owner === null ? this.nodeWide : this.perPeer.get(owner);
-    if (outcome === undefined || outcome === OK_OUTCOME) {
-      outcome = { ok: true, issues: [] };
-      this.perPeer.set(owner as string, outcome);
-    }
+    const outcome = owner === null ? this.nodeWide : this.ownOutcome(owner);
     outcome.ok = false;
     outcome.issues.push(issue);
+  }
+
+  /** The owner's outcome as an object of its own (not the shared OK one), to write an issue into. */
+  private ownOutcome(owner: string): OwnerOutcome {
+    let outcome = this.perPeer.get(owner);
+    if (outcome === undefined || outcome === OK_OUTCOME) {
+      outcome = { ok: true, issues: [] };
+      this.perPeer.set(owner, outcome);
+    }
+    return outcome;
   }
 }
 
