@@ -49,6 +49,8 @@ export interface DaemonConfig {
   rotationAckTimeoutSeconds: number;
   /** Seconds between full resyncs even when no change was notified (level-triggered safety net). */
   resyncSeconds: number;
+  /** Least milliseconds from the end of one reconcile step to the start of the next (bursts coalesce). */
+  minStepGapMs: number;
   /** --ipsec-mss-clamp and --ipsec-mtu: the TCP MSS clamp on traffic to encrypted peers. */
   mssClamp: MssClampSetting;
   /** --ipsec-strict: plaintext from a peer's pod CIDR to a managed local pod is counted (audit) or dropped. */
@@ -61,6 +63,13 @@ export const DEFAULT_STATE_DIR = '/run/kmesh-ipsec';
 /** --rotation-grace default: the rotation protocol's own (60 s, above the 30 s resync). */
 export const DEFAULT_ROTATION_GRACE_SECONDS = DEFAULT_ROTATION_GRACE_MS / 1000;
 export const DEFAULT_RESYNC_SECONDS = 30;
+/**
+ * --min-step-gap default. A change after a quiet spell is still applied at once; a burst (a rotation: every
+ * peer's KmeshNodeInfo within seconds) is taken in steps at most this often. bench:scale measures the effect.
+ */
+export const DEFAULT_MIN_STEP_GAP_MS = 250;
+/** --min-step-gap upper bound: a gap beyond this would delay every change noticeably. */
+export const MAX_MIN_STEP_GAP_MS = 10_000;
 /** --rotation-retirement values. */
 export const RETIREMENT_RULES = ['acknowledged', 'timer'] as const satisfies readonly RetirementRule[];
 /** --rotation-ack-timeout default: the rotation protocol's own (1 hour). */

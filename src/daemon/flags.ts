@@ -5,7 +5,9 @@ import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import {
   DEFAULT_BPF_FS_PATH,
+  DEFAULT_MIN_STEP_GAP_MS,
   DEFAULT_RESYNC_SECONDS,
+  MAX_MIN_STEP_GAP_MS,
   DEFAULT_ROTATION_ACK_TIMEOUT_SECONDS,
   DEFAULT_ROTATION_GRACE_SECONDS,
   DEFAULT_STATE_DIR,
@@ -79,6 +81,18 @@ function durationSeconds(flag: string): (value: string) => number {
   };
 }
 
+/** --min-step-gap: a whole number of milliseconds within 0..MAX_MIN_STEP_GAP_MS. */
+function parseMinStepGap(value: string): number {
+  const v = value.trim();
+  if (!/^\d+$/.test(v))
+    throw new FlagError(`--min-step-gap: expected a whole number of milliseconds, got ${JSON.stringify(value)}`);
+  const ms = Number(v);
+  if (ms > MAX_MIN_STEP_GAP_MS) {
+    throw new FlagError(`--min-step-gap: ${ms} ms is above the limit of ${MAX_MIN_STEP_GAP_MS} ms`);
+  }
+  return ms;
+}
+
 function oneOf<T extends string>(flag: string, allowed: readonly T[]): (value: string) => T {
   return (value) => {
     const hit = allowed.find((a) => a === value);
@@ -126,6 +140,7 @@ interface RawOptions {
   rotationRetirement: RetirementRule;
   rotationAckTimeout: number;
   resyncInterval: number;
+  minStepGap: number;
   ipsecMtu: IpsecMtuSetting;
   ipsecMssClamp: boolean;
   ipsecStrict: StrictMode;
@@ -220,6 +235,14 @@ function buildProgram(out: { text: string }): Command {
       new Option('--resync-interval <seconds>', 'full reconcile at least this often')
         .default(DEFAULT_RESYNC_SECONDS)
         .argParser(durationSeconds('resync-interval')),
+    )
+    .addOption(
+      new Option(
+        '--min-step-gap <ms>',
+        'least time from the end of one reconcile step to the start of the next: a change after a quiet spell is applied at once, a burst of changes (a rotation) in steps at most this often',
+      )
+        .default(DEFAULT_MIN_STEP_GAP_MS)
+        .argParser(parseMinStepGap),
     )
     .addOption(
       new Option(
@@ -356,6 +379,7 @@ function resolve(program: Command, env: NodeJS.ProcessEnv): DaemonConfig {
     rotationRetirement: o.rotationRetirement,
     rotationAckTimeoutSeconds: ackTimeout,
     resyncSeconds: o.resyncInterval,
+    minStepGapMs: o.minStepGap,
     mssClamp: { enabled: o.ipsecMssClamp, mtu: o.ipsecMtu },
     strictMode: o.ipsecStrict,
     logLevel: o.logLevel,

@@ -65,6 +65,8 @@ export interface LoopDeps {
   now?: () => number;
   resyncMs?: number;
   retryMs?: number;
+  /** Least time between the end of a step and the start of the next (--min-step-gap); default 0. */
+  minStepGapMs?: number;
   /** Reminder interval of a condition that persists (default 10 minutes; see condition-log.ts). */
   conditionRepeatMs?: number;
 }
@@ -108,6 +110,7 @@ export class ReconcileLoop {
       step: (reason) => this.step(reason),
       resyncMs: deps.resyncMs,
       retryMs: deps.retryMs,
+      minGapMs: deps.minStepGapMs,
     });
   }
 

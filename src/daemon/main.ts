@@ -152,6 +152,7 @@ async function run(config: DaemonConfig, source: ClusterSource, log: Logger, sto
     },
     saveKeys: (saved) => saveKeyState(config.stateDir, saved),
     resyncMs: config.resyncSeconds * 1000,
+    minStepGapMs: config.minStepGapMs,
     mssClamp: config.mssClamp,
     strictMode: config.strictMode,
   });

@@ -2,8 +2,10 @@
 // its work queue and a reconciler). A trigger asks for a step; triggers arriving while a step runs coalesce
 // into one more step after it; steps never overlap. A failed step is retried after a backoff that doubles up
 // to a cap and starts over after a success. A resync timer asks for a step at least every resyncMs whatever
-// else happens. stop() ends all triggering and waits for the step in progress. Timers never keep the process
-// alive on their own.
+// else happens. With minGapMs, a step starts no sooner than that after the previous one ended: a trigger after a
+// quiet spell runs at once, but a burst of changes (a rotation: every peer's update within seconds) is taken in
+// steps at most one per gap, each reflecting all that arrived before it, rather than one per step duration.
+// stop() ends all triggering and waits for the step in progress. Timers never keep the process alive on their own.
 
 /** A handle of a scheduled callback: cancellable, and never keeping the process alive. */
 export interface TimerHandle {
@@ -36,7 +38,11 @@ export interface StepSchedulerOptions {
   retryMs?: number;
   /** Cap of the doubling retry delay; default 10 s. */
   maxRetryMs?: number;
+  /** Least time from the end of a step to the start of the next; default 0 (back to back). */
+  minGapMs?: number;
   timers?: SchedulerTimers;
+  /** The clock the gap is measured on (ms); default performance.now. */
+  now?: () => number;
 }
 
 export class StepScheduler {
@@ -47,6 +53,10 @@ export class StepScheduler {
   private retryTimer: TimerHandle | undefined;
   private wakeTimer: TimerHandle | undefined;
   private wakeDue = Infinity;
+  private gapTimer: TimerHandle | undefined;
+  private gapDone: (() => void) | undefined;
+  /** When the last step ended (the scheduler's clock); -Infinity before the first. */
+  private lastEnd = -Infinity;
   private retryMs: number;
   private idleWaiters: (() => void)[] = [];
   private readonly timers: SchedulerTimers;
@@ -54,7 +64,10 @@ export class StepScheduler {
   constructor(private readonly options: StepSchedulerOptions) {
     this.retryMs = options.retryMs ?? 500;
     this.timers = options.timers ?? realTimers;
+    this.now = options.now ?? (() => performance.now());
   }
+
+  private readonly now: () => number;
 
   /** Starts the resync timer and asks for the first step. */
   start(): void {
@@ -73,6 +86,7 @@ export class StepScheduler {
     this.retryTimer?.cancel();
     this.resyncTimer = undefined;
     this.retryTimer = undefined;
+    this.endGap();
     await this.running;
   }
 
@@ -82,9 +96,13 @@ export class StepScheduler {
     this.dirty = true;
     if (this.running) return;
     this.running = (async () => {
-      while (this.dirty && !this.stopped) {
+      for (;;) {
+        // The least gap after the last step (also the one before this run of steps); stop() ends the wait.
+        if (this.dirty && this.gapLeft() > 0) await this.gap();
+        if (!this.dirty || this.stopped) break;
         this.dirty = false;
         const ok = await this.options.step(reason).catch(() => false);
+        this.lastEnd = this.now();
         if (ok) this.retryMs = this.options.retryMs ?? 500;
         else this.scheduleRetry();
       }
@@ -117,6 +135,29 @@ export class StepScheduler {
       this.wakeDue = Infinity;
       this.trigger('retirement due');
     });
+  }
+
+  /** What is left of the least gap after the last step, in ms (0 or less: none). */
+  private gapLeft(): number {
+    return this.lastEnd + (this.options.minGapMs ?? 0) - this.now();
+  }
+
+  /** Waits out what is left of the least gap after the last step (stop() ends the wait). */
+  private gap(): Promise<void> {
+    const left = this.gapLeft();
+    if (left <= 0 || this.stopped) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.gapDone = resolve;
+      this.gapTimer = this.timers.after(left, () => this.endGap());
+    });
+  }
+
+  private endGap(): void {
+    this.gapTimer?.cancel();
+    this.gapTimer = undefined;
+    const done = this.gapDone;
+    this.gapDone = undefined;
+    done?.();
   }
 
   private scheduleRetry(): void {

@@ -6,12 +6,14 @@
 //   2. memory: RSS and V8 heap after that (this process also holds the fake kernel's copy of every SA and
 //      policy and the fake datapath's BPF maps, which a real daemon leaves to the kernel: their share is
 //      measured by building twins of them, at each reading);
-//   3. a no-change step (the 30 s resync) and a step after one peer changed;
+//   3. a no-change step (the 30 s resync) and a step after one peer changed (written once the daemon's least gap
+//      between steps has passed: a change after a quiet spell);
 //   4. rotation: the key for SPI 2 arrives, then every peer advertises SPI 2 as 5,000 KmeshNodeInfo updates
 //      spread over --spread-ms (default 3000), written by another process as other nodes would: time from the
 //      first update to the step that reflects all of them (every peer sent to with SPI 2), and how many steps it
-//      took (coalescing keeps it small); then RSS and heap again, and what the directory scans read; with
-//      --idle-ms N, RSS and heap again after N ms idle (what V8's memory reducer gives back).
+//      took (coalescing and the least gap between steps keep it small: the daemon's --min-step-gap, here
+//      --min-step-gap-ms, default the daemon's); then RSS and heap again, and what the directory scans read;
+//      with --idle-ms N, RSS and heap again after N ms idle (what V8's memory reducer gives back).
 // Before the bench's own files are written, the RSS of the process with everything loaded is printed as the
 // baseline. The last line sums it up. Figures only; nothing here asserts on time.
 // It runs under the daemon's memory settings (bin/heap-settings.js): started without its launch flags or
@@ -26,6 +28,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { getHeapSpaceStatistics, setFlagsFromString, writeHeapSnapshot } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { DEFAULT_MIN_STEP_GAP_MS, MAX_MIN_STEP_GAP_MS } from '../../src/daemon/config.js';
 import { DatapathAdapter } from '../../src/daemon/datapath-port.js';
 import { IpsecAdapter } from '../../src/daemon/ipsec-port.js';
 import { ReconcileLoop, type LoopLogger } from '../../src/daemon/loop.js';
@@ -148,7 +151,14 @@ interface StepRecord {
   steps: number;
 }
 
-async function bench(peers: number, spreadMs: number, idleMs: number): Promise<void> {
+interface BenchOptions {
+  peers: number;
+  spreadMs: number;
+  idleMs: number;
+  minStepGapMs: number;
+}
+
+async function bench({ peers, spreadMs, idleMs, minStepGapMs }: BenchOptions): Promise<void> {
   const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'kmesh-scale-'));
   const steps: StepRecord[] = [];
   let waiter:
@@ -165,6 +175,7 @@ async function bench(peers: number, spreadMs: number, idleMs: number): Promise<v
     parseNodeInfo,
     hostNetwork: () => Promise.resolve(hostNetwork),
     xfrmStat: () => Promise.resolve({}),
+    minStepGapMs,
     log: quiet,
     metrics: new DaemonMetrics(),
     onStatus: (status) => {
@@ -253,6 +264,8 @@ async function bench(peers: number, spreadMs: number, idleMs: number): Promise<v
     const changed = Math.floor(peers / 2);
     const writes1 = kernel.writes;
     before = steps.length;
+    // A change after a quiet spell: later than the least gap after the no-change step, so it is applied at once.
+    await new Promise((r) => setTimeout(r, minStepGapMs));
     t0 = performance.now();
     await writeJson(path.join(dir, 'kmeshnodeinfos', `${peerName(changed)}.json`), nodeInfo(changed, 1, 1));
     const onePeer = await until(`the new boot ID of ${peerName(changed)}`, () => true);
@@ -321,7 +334,7 @@ async function bench(peers: number, spreadMs: number, idleMs: number): Promise<v
       `scale N=${peers}: RSS ${mib(rssStart - fakeStart)} after the start, ${mib(rssEnd - fakeEnd)} after the rotation ` +
         `(the daemon's: less what the fakes hold for the kernel; ${mib(rssStart)} and ${mib(rssEnd)} with it), ` +
         `start ${(startMs / 1000).toFixed(2)} s, no-change step ${noop.ms} ms, rotation ${(rotationMs / 1000).toFixed(2)} s ` +
-        `in ${rotationSteps.length} steps`,
+        `in ${rotationSteps.length} steps (least gap between steps ${minStepGapMs} ms)`,
     );
   } finally {
     await loop.stop();
@@ -431,6 +444,7 @@ async function main(): Promise<number> {
       peers: { type: 'string', default: '5000' },
       'spread-ms': { type: 'string', default: '3000' },
       'idle-ms': { type: 'string', default: '0' },
+      'min-step-gap-ms': { type: 'string', default: String(DEFAULT_MIN_STEP_GAP_MS) },
     },
   });
   const peers = Number(values.peers);
@@ -441,11 +455,14 @@ async function main(): Promise<number> {
   const idleMs = Number(values['idle-ms']);
   if (!Number.isFinite(idleMs) || idleMs < 0 || idleMs > 600_000)
     throw new Error(`--idle-ms ${values['idle-ms']} is not 0..600000`);
+  const minStepGapMs = Number(values['min-step-gap-ms']);
+  if (!Number.isInteger(minStepGapMs) || minStepGapMs < 0 || minStepGapMs > MAX_MIN_STEP_GAP_MS)
+    throw new Error(`--min-step-gap-ms ${values['min-step-gap-ms']} is not 0..${MAX_MIN_STEP_GAP_MS}`);
   const code = await underDaemonMemorySettings();
   if (code !== undefined) return code;
   say(`# ${describeMemorySettings()}`);
   setFlagsFromString('--expose-gc');
-  await bench(peers, spreadMs, idleMs);
+  await bench({ peers, spreadMs, idleMs, minStepGapMs });
   return 0;
 }
 

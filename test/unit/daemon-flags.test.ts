@@ -89,6 +89,12 @@ t.test('every other flag', (t) => {
     7200,
     'not given: raised to the grace period',
   );
+  t.equal(c.minStepGapMs, 250, 'a burst of changes is taken in steps at most every 250 ms by default');
+  t.equal(config(['--min-step-gap=0']).minStepGapMs, 0, '0: steps back to back');
+  t.equal(config(['--min-step-gap=10000']).minStepGapMs, 10000);
+  t.match(error(['--min-step-gap=10001']), /^--min-step-gap: 10001 ms is above the limit of 10000 ms$/);
+  t.match(error(['--min-step-gap=0.5']), /^--min-step-gap: expected a whole number of milliseconds, got "0\.5"$/);
+  t.match(error(['--min-step-gap=-1']), /^--min-step-gap: /);
   t.same(config(['--metrics-addr=:9090']).metricsAddr, { host: '0.0.0.0', port: 9090 });
   t.same(config(['--metrics-addr=[::1]:9090']).metricsAddr, { host: '::1', port: 9090 });
   t.equal(config(['--metrics-addr=']).metricsAddr, undefined);

@@ -174,3 +174,64 @@ t.test(
     t.equal(timers.oneShots, 0, 'stop cancels it');
   },
 );
+
+t.test('minGapMs: a trigger after a quiet spell runs at once; a burst waits out the gap after each step', async (t) => {
+  const timers = new FakeTimers();
+  const c = controlledStep();
+  let now = 1000;
+  const s = new StepScheduler({ step: c.step, timers, minGapMs: 100, now: () => now });
+  s.start();
+  t.same(c.calls, ['start'], 'the first step runs at once');
+  s.trigger('a');
+  now = 1040;
+  await c.finish(true);
+  t.equal(c.calls.length, 1, 'a trigger during the step waits for the gap after it');
+  t.same(timers.delays.slice(-1), [100], 'the whole gap: the step ended just now');
+  s.trigger('b');
+  now = 1090;
+  s.trigger('c');
+  let idle = false;
+  void s.idle().then(() => (idle = true));
+  await new Promise((r) => setImmediate(r));
+  t.notOk(idle, 'a step waiting out its gap is pending: not idle');
+  now = 1140;
+  timers.fire('retry');
+  await new Promise((r) => setImmediate(r));
+  t.equal(c.calls.length, 2, 'the triggers during the gap coalesce into one step');
+  now = 1150;
+  await c.finish(true);
+  await s.idle();
+  t.ok(idle);
+  t.equal(c.calls.length, 2);
+  s.trigger('late');
+  t.equal(c.calls.length, 2, '60 ms after the last step: waits');
+  t.same(timers.delays.slice(-1), [100], 'the remaining gap is measured from the end of the step');
+  now = 1300;
+  timers.fire('retry');
+  await new Promise((r) => setImmediate(r));
+  t.equal(c.calls.length, 3);
+  now = 1310;
+  await c.finish(true);
+  now = 1500;
+  s.trigger('quiet');
+  t.equal(c.calls.length, 4, '190 ms after the last step: at once');
+  await c.finish(true);
+  t.equal(c.maxRunning(), 1);
+  await s.stop();
+});
+
+t.test('minGapMs: stop() during a gap ends the wait without running the pending step', async (t) => {
+  const timers = new FakeTimers();
+  const c = controlledStep();
+  let now = 0;
+  const s = new StepScheduler({ step: c.step, timers, minGapMs: 5000, now: () => now });
+  s.start();
+  s.trigger('a');
+  now = 10;
+  await c.finish(true);
+  t.equal(c.calls.length, 1);
+  await s.stop();
+  await s.idle();
+  t.equal(c.calls.length, 1, 'nothing ran after stop()');
+  t.equal(timers.oneShots, 0, 'the gap timer is cancelled');
+});
