@@ -222,97 +222,117 @@ export function describeOp(op: XfrmOp): string {
 
 type StateKey = Pick<XfrmState, 'family' | 'dst' | 'spi' | 'proto' | 'mark'>;
 
-/** One (family, dst, spi, proto) bucket: states by mark mask, then by stored mark value. */
-interface StateBucket<T> {
-  family: number;
-  proto: number;
-  byMask: Map<number, Map<number, T[]>>;
+/** States of one canonical dst: a plain list while few, then by stored mark value with the masks they use. */
+interface DstStates<T> {
+  /** The states while there are at most LIST_MAX (the usual outbound case: one peer, an SPI or two). */
+  list: readonly T[] | undefined;
+  /** Past LIST_MAX (every inbound SA of a node shares its dst): stored mark value -> the state(s) with it. */
+  byValue: Map<number, T | T[]> | undefined;
+  /** With byValue: the distinct stored mark masks, and how many states use each (a lookup probes each). */
+  masks: number[] | undefined;
+  maskCounts: number[] | undefined;
+  count: number;
 }
+
+/** A dst's states are kept as a plain list up to this many, scanned on lookup. */
+const LIST_MAX = 8;
+
+const maskOf = (s: StateKey): number => (s.mark ? s.mark.mask >>> 0 : 0);
+const valueOf = (s: StateKey): number => (s.mark ? (s.mark.value & s.mark.mask) >>> 0 : 0);
+const sameBucket = (a: StateKey, b: StateKey, spi: number): boolean =>
+  a.spi >>> 0 === spi && a.family === b.family && a.proto === b.proto;
 
 /**
  * States indexed the way the kernel finds them, without scanning whole buckets: all inbound SAs of a node
  * share one (dst, spi, proto) bucket, so a linear scan per lookup would be quadratic in the peer count.
- * Within a bucket, states are grouped by mark mask and then by mark value, so a lookup with mark M only
- * probes value M & mask for each distinct mask (normally one or two). Buckets are found by canonical dst (a
- * memoised string whose hash V8 keeps) and SPI, then family and proto, not by a stateBucket() string: a
- * reconcile of thousands of SAs would otherwise build and hash a fresh string per lookup.
+ * States are grouped by canonical dst (a memoised string whose hash V8 keeps), not by a stateBucket() string: a
+ * reconcile of thousands of SAs would otherwise build and hash a fresh string per lookup. A dst with few states
+ * (an outbound SA's: one peer) keeps an exact-size list, scanned; a dst with many (every inbound SA of the node)
+ * keys them by stored mark value, so a lookup with mark M probes M & mask for each distinct mask (one or two) and
+ * checks SPI, family, proto and mask on the few it finds. 20,000 SAs of 5,000 peers take ~2 MiB here, where a
+ * Map per (dst, spi) and per mask took ~9 MiB.
  */
 export class StateIndex<T extends StateKey> {
-  private readonly buckets = new Map<string, Map<number, StateBucket<T>[]>>();
+  private readonly byDst = new Map<string, DstStates<T>>();
   private readonly order = new Map<T, number>();
   private nextOrder = 0;
 
-  private bucket(key: StateKey, create: boolean): StateBucket<T> | undefined {
-    const dst = canonicalIp(key.dst);
-    const spi = key.spi >>> 0;
-    let bySpi = this.buckets.get(dst);
-    if (!bySpi) {
-      if (!create) return undefined;
-      bySpi = new Map();
-      this.buckets.set(dst, bySpi);
-    }
-    let list = bySpi.get(spi);
-    if (!list) {
-      if (!create) return undefined;
-      list = [];
-      bySpi.set(spi, list);
-    }
-    for (const b of list) if (b.family === key.family && b.proto === key.proto) return b;
-    if (!create) return undefined;
-    const b: StateBucket<T> = { family: key.family, proto: key.proto, byMask: new Map() };
-    list.push(b);
-    return b;
-  }
-
+  /** Adds `state` (this very object; adding it again changes nothing). */
   add(state: T): void {
-    const m = storedMark(state.mark);
-    const { byMask } = this.bucket(state, true) as StateBucket<T>;
-    let byValue = byMask.get(m.mask);
-    if (!byValue) {
-      byValue = new Map();
-      byMask.set(m.mask, byValue);
-    }
-    const list = byValue.get(m.value);
-    if (list) list.push(state);
-    else byValue.set(m.value, [state]);
+    if (this.order.has(state)) return;
+    const dst = canonicalIp(state.dst);
+    const entry = this.byDst.get(dst);
     this.order.set(state, this.nextOrder++);
+    if (!entry) {
+      this.byDst.set(dst, { list: [state], byValue: undefined, masks: undefined, maskCounts: undefined, count: 1 });
+      return;
+    }
+    entry.count++;
+    if (entry.list && entry.list.length < LIST_MAX) {
+      entry.list = [...entry.list, state];
+      return;
+    }
+    if (entry.list) {
+      entry.byValue = new Map();
+      entry.masks = [];
+      entry.maskCounts = [];
+      for (const x of entry.list) addByValue(entry, x);
+      entry.list = undefined;
+    }
+    addByValue(entry, state);
   }
 
+  /** Takes `state` (this very object) out; a no-op when it is not in the index. */
   remove(state: T): void {
-    const m = storedMark(state.mark);
-    const bucket = this.bucket(state, false);
-    const byValue = bucket?.byMask.get(m.mask);
-    const list = byValue?.get(m.value);
-    if (!bucket || !byValue || !list) return;
-    const i = list.indexOf(state);
-    if (i < 0) return;
-    list.splice(i, 1);
-    this.order.delete(state);
-    if (list.length === 0) byValue.delete(m.value);
-    if (byValue.size === 0) bucket.byMask.delete(m.mask);
-    if (bucket.byMask.size > 0) return;
     const dst = canonicalIp(state.dst);
-    const bySpi = this.buckets.get(dst);
-    const buckets = bySpi?.get(state.spi >>> 0);
-    if (!bySpi || !buckets) return;
-    buckets.splice(buckets.indexOf(bucket), 1);
-    if (buckets.length === 0) bySpi.delete(state.spi >>> 0);
-    if (bySpi.size === 0) this.buckets.delete(dst);
+    const entry = this.byDst.get(dst);
+    if (!entry || !this.order.delete(state)) return;
+    if (--entry.count === 0) {
+      this.byDst.delete(dst);
+      return;
+    }
+    if (entry.list) {
+      entry.list = entry.list.filter((x) => x !== state);
+      return;
+    }
+    const byValue = entry.byValue as Map<number, T | T[]>;
+    const value = valueOf(state);
+    const at = byValue.get(value);
+    if (Array.isArray(at)) {
+      at.splice(at.indexOf(state), 1);
+      if (at.length === 1) byValue.set(value, at[0] as T);
+    } else byValue.delete(value);
+    const masks = entry.masks as number[];
+    const counts = entry.maskCounts as number[];
+    const m = masks.indexOf(maskOf(state));
+    const left = (counts[m] as number) - 1;
+    if (left > 0) counts[m] = left;
+    else {
+      masks.splice(m, 1);
+      counts.splice(m, 1);
+    }
   }
 
   /** States a kernel lookup for `key` (its bucket, its mark value&mask) would hit, newest first. */
   hits(key: StateKey): T[] {
-    const bucket = this.bucket(key, false);
-    if (!bucket) return [];
+    const entry = this.byDst.get(canonicalIp(key.dst));
+    if (!entry) return [];
+    const spi = key.spi >>> 0;
     const mark = lookupMark(key.mark);
-    let found: T[] | undefined;
-    for (const [mask, byValue] of bucket.byMask) {
-      const list = byValue.get((mark & mask) >>> 0);
-      if (!list) continue;
-      if (found) found.push(...list);
-      else found = [...list];
+    const found: T[] = [];
+    if (entry.list) {
+      for (const s of entry.list) if (sameBucket(s, key, spi) && lookupHits(mark, s)) found.push(s);
+    } else {
+      const byValue = entry.byValue as Map<number, T | T[]>;
+      for (const mask of entry.masks as number[]) {
+        const at = byValue.get((mark & mask) >>> 0);
+        if (at === undefined) continue;
+        // Each state has one mask: probing with its own finds it once.
+        if (!Array.isArray(at)) {
+          if (sameBucket(at, key, spi) && maskOf(at) === mask) found.push(at);
+        } else for (const s of at) if (sameBucket(s, key, spi) && maskOf(s) === mask) found.push(s);
+      }
     }
-    if (!found) return [];
     return found.length > 1 ? found.sort((a, b) => (this.order.get(b) ?? 0) - (this.order.get(a) ?? 0)) : found;
   }
 
@@ -320,4 +340,21 @@ export class StateIndex<T extends StateKey> {
   all(): T[] {
     return [...this.order.keys()];
   }
+}
+
+function addByValue<T extends StateKey>(entry: DstStates<T>, state: T): void {
+  const masks = entry.masks as number[];
+  const counts = entry.maskCounts as number[];
+  const mask = maskOf(state);
+  const m = masks.indexOf(mask);
+  if (m < 0) {
+    masks.push(mask);
+    counts.push(1);
+  } else counts[m] = (counts[m] as number) + 1;
+  const byValue = entry.byValue as Map<number, T | T[]>;
+  const value = valueOf(state);
+  const at = byValue.get(value);
+  if (at === undefined) byValue.set(value, state);
+  else if (Array.isArray(at)) at.push(state);
+  else byValue.set(value, [at, state]);
 }

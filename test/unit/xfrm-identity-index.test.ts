@@ -110,28 +110,53 @@ function states(): XfrmState[] {
   return out;
 }
 
-t.test('StateIndex.hits finds what a scan of the bucket finds, newest first; remove takes a state out', (t) => {
-  const all = states();
-  const index = new StateIndex<XfrmState>();
-  for (const s of all) index.add(s);
-  const scan = (key: XfrmState, within: XfrmState[]): XfrmState[] =>
-    within.filter((x) => stateBucket(x) === stateBucket(key) && lookupHits(lookupMark(key.mark), x)).reverse();
-  let nonEmpty = 0;
-  for (const key of all) {
-    const hits = index.hits(key);
-    t.same(hits, scan(key, all));
-    if (hits.length > 1) nonEmpty++;
-  }
-  t.ok(nonEmpty > 0, 'some lookups hit several states');
-  const kept = all.filter((_, i) => i % 3 !== 0);
-  for (const [i, s] of all.entries()) if (i % 3 === 0) index.remove(s);
-  for (const key of all) t.same(index.hits(key), scan(key, kept));
-  t.same(index.all(), kept);
-  for (const s of kept) index.remove(s);
-  t.same(index.all(), []);
-  t.same(index.hits(all[0] as XfrmState), []);
-  t.end();
-});
+/** A few states per dst (an outbound SA's case), each twice: the index keeps them as a plain list. */
+function fewPerDst(): XfrmState[] {
+  const out: XfrmState[] = [];
+  for (const dst of ['198.18.0.3', '198.18.0.4', 'fd00::3', 'fd00:0::4'])
+    for (const spi of [1, 2])
+      for (const mark of [MARKS[2], MARKS[3]]) {
+        const family = dst.includes(':') ? 6 : 4;
+        out.push({ ...makeInboundSa(), family, dst, spi, proto: 50, mark });
+      }
+  return out;
+}
+
+for (const [name, make] of [
+  ['many per dst (kept by mark value)', states],
+  ['few per dst (kept as a list)', fewPerDst],
+  ['both', () => [...fewPerDst(), ...states()]],
+] as const) {
+  t.test(
+    `StateIndex.hits finds what a scan of the bucket finds, newest first; remove takes a state out: ${name}`,
+    (t) => {
+      const all = make();
+      const index = new StateIndex<XfrmState>();
+      for (const s of all) index.add(s);
+      const scan = (key: XfrmState, within: XfrmState[]): XfrmState[] =>
+        within.filter((x) => stateBucket(x) === stateBucket(key) && lookupHits(lookupMark(key.mark), x)).reverse();
+      let nonEmpty = 0;
+      for (const key of all) {
+        const hits = index.hits(key);
+        t.same(hits, scan(key, all));
+        if (hits.length > 1) nonEmpty++;
+      }
+      t.ok(nonEmpty > 0, 'some lookups hit several states');
+      const kept = all.filter((_, i) => i % 3 !== 0);
+      for (const [i, s] of all.entries()) if (i % 3 === 0) index.remove(s);
+      index.remove(all[0] as XfrmState);
+      t.same(index.all(), kept, 'removing a state that is not in the index changes nothing');
+      for (const key of all) t.same(index.hits(key), scan(key, kept));
+      for (const s of kept) index.add(s);
+      t.same(index.all(), kept, 'adding a state again changes nothing');
+      for (const key of all) t.same(index.hits(key), scan(key, kept));
+      for (const s of kept) index.remove(s);
+      t.same(index.all(), []);
+      t.same(index.hits(all[0] as XfrmState), []);
+      t.end();
+    },
+  );
+}
 
 t.test('interned decoder texts equal the plain formatting, for every IPv4 prefix length', (t) => {
   const bytes = Buffer.alloc(16);
