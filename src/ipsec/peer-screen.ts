@@ -49,25 +49,42 @@ interface FamilyView {
   cidrs: Record<Family, { text: string; cidr: ParsedCidr }[]>;
 }
 
+// Indexed loops in what runs once per peer (here and in screenOne): a first screening runs them before V8
+// optimises them, and for-of then allocates an iterator and a result object per element.
+
 function familyView(addresses: readonly string[], cidrs: readonly { text: string; cidr: ParsedCidr }[]): FamilyView {
   const view: FamilyView = { address: {}, cidrs: { 4: [], 6: [] } };
-  for (const a of addresses) {
+  for (let i = 0; i < addresses.length; i++) {
+    const a = addresses[i] as string;
     const family = parseIp(a)?.family;
     if (family && view.address[family] === undefined) view.address[family] = a;
   }
-  for (const c of cidrs) view.cidrs[c.cidr.family].push(c);
+  for (let i = 0; i < cidrs.length; i++) {
+    const c = cidrs[i] as { text: string; cidr: ParsedCidr };
+    view.cidrs[c.cidr.family].push(c);
+  }
   return view;
 }
 
 function parseCidrs(texts: readonly string[]): { text: string; cidr: ParsedCidr }[] | string {
   const out: { text: string; cidr: ParsedCidr }[] = [];
-  for (const text of texts) {
+  for (let i = 0; i < texts.length; i++) {
+    const text = texts[i] as string;
     const parsed = parseCidrLenient(text);
     if (!parsed) return `pod CIDR ${JSON.stringify(text)} is not a CIDR`;
     const normal = normalisedCidrText(parsed);
     // The same CIDR twice is one claim (as parseNodeInfo has it): planned twice it would be two equal policies.
-    if (!out.some((c) => c.text === normal)) out.push({ text: normal, cidr: parsed });
+    let twice = false;
+    for (let j = 0; j < out.length && !twice; j++) twice = (out[j] as { text: string }).text === normal;
+    if (!twice) out.push({ text: normal, cidr: parsed });
   }
+  return out;
+}
+
+/** The texts of `cidrs`. */
+function textsOf(cidrs: readonly { text: string }[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < cidrs.length; i++) out.push((cidrs[i] as { text: string }).text);
   return out;
 }
 
@@ -118,7 +135,8 @@ function cidrClaimOverlapping(claims: Claims, cidr: ParsedCidr): CidrClaim | und
 
 /** The first item whose claim lookup finds an owner, with that owner (a loop: this runs for every peer). */
 function firstClash<I, O>(items: readonly I[], owner: (item: I) => O | undefined): { item: I; other: O } | undefined {
-  for (const item of items) {
+  for (let i = 0; i < items.length; i++) {
+    const item = items[i] as I;
     const other = owner(item);
     if (other) return { item, other };
   }
@@ -176,7 +194,7 @@ function screenOne(raw: NodeInfo, context: ScreenContext, kept?: ReadonlyMap<str
   const parsedCidrs = parseCidrs(raw.podCIDRs);
   const problem = peerProblem(raw) ?? (typeof parsedCidrs === 'string' ? parsedCidrs : undefined);
   if (problem || typeof parsedCidrs === 'string') return reject(problem ?? 'invalid', false);
-  const node: NodeInfo = { ...raw, podCIDRs: parsedCidrs.map((c) => c.text) };
+  const node: NodeInfo = { ...raw, podCIDRs: textsOf(parsedCidrs) };
   const addressClash = firstClash(node.addresses, (a) => claims.addresses.get(canonicalIp(a)));
   if (addressClash) return reject(`underlay address ${addressClash.item} is also used by ${addressClash.other}`, true);
   const newCidrs = kept === undefined ? parsedCidrs : parsedCidrs.filter((c) => !kept.has(c.text));
@@ -188,10 +206,11 @@ function screenOne(raw: NodeInfo, context: ScreenContext, kept?: ReadonlyMap<str
   const tunnels: Tunnel[] = [];
   const notes: string[] = [];
   const peerView = familyView(node.addresses, parsedCidrs);
-  for (const family of FAMILIES) {
+  for (let f = 0; f < FAMILIES.length; f++) {
+    const family = FAMILIES[f] as Family;
     const localAddress = localView.address[family];
     const peerAddress = peerView.address[family];
-    const peerCidrs = peerView.cidrs[family].map((c) => c.text);
+    const peerCidrs = textsOf(peerView.cidrs[family]);
     if (localAddress && peerAddress) {
       tunnels.push({ family, localAddress, peerAddress, localCidrs: localCidrs[family], peerCidrs });
     } else if (peerCidrs.length > 0) {
@@ -202,9 +221,10 @@ function screenOne(raw: NodeInfo, context: ScreenContext, kept?: ReadonlyMap<str
   }
   if (tunnels.length === 0) return reject('no underlay address family in common with the local node', false);
   const owner = `node ${node.name}`;
-  for (const a of node.addresses) claims.addresses.set(canonicalIp(a), owner);
+  for (let i = 0; i < node.addresses.length; i++) claims.addresses.set(canonicalIp(node.addresses[i] as string), owner);
   const held: HeldCidr[] = kept === undefined ? [] : [...kept.values()];
-  for (const { text, cidr } of newCidrs) {
+  for (let i = 0; i < newCidrs.length; i++) {
+    const { text, cidr } = newCidrs[i] as { text: string; cidr: ParsedCidr };
     const claim = { owner, text };
     claims.cidrs.add(cidr, claim);
     held.push({ cidr, claim });
@@ -380,7 +400,8 @@ function screenAfresh(local: NodeInfo, peers: readonly NodeInfo[]): LastScreenin
   const byName = new Map<string, NodeInfo>();
   let clashFree = true;
   const sorted = peers.filter((p) => p.name !== local.name).sort(nameOrder);
-  for (const raw of sorted) {
+  for (let i = 0; i < sorted.length; i++) {
+    const raw = sorted[i] as NodeInfo;
     if (byName.has(raw.name)) {
       rejected.push({ name: raw.name, advertisedSpi: raw.spi, reason: 'more than one KmeshNodeInfo with this name' });
       clashFree = false;

@@ -5,11 +5,15 @@
 //     from the last node switching until the old SPI's SAs are gone on every node, in resync intervals
 //     (acknowledged retirement; KMESH_BENCH_RETIREMENT=timer measures the old grace-bound rule instead).
 //  2. daemon memory: RSS of one daemon with its 2 real peers (baseline) and with 100 peers (98 more
-//     KmeshNodeInfo objects added to the store, each getting SAs and policies); printed with the ratio.
+//     KmeshNodeInfo objects added to the store, each getting SAs and policies; --peers N for another count, e.g.
+//     5000: the real daemon, started as users start it, beside bench:scale's in-process estimate); printed with
+//     the ratio. Then a rotation among them (a new key; the added peers advertise it, as their daemons would):
+//     the RSS with both keys' SAs held, and the peak RSS (VmHWM) of the whole run.
 // Prints figures only; nothing here asserts on time.
 import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { parseArgs } from 'node:util';
 import { packageRoot } from '../../src/native/addon.js';
 import { DirClusterStore } from '../../src/demo/cluster-store.js';
 import { allOnSpi, DaemonRunner } from '../../src/demo/daemons.js';
@@ -19,16 +23,38 @@ import { runOk, waitFor } from '../../src/demo/shell.js';
 
 const say = (s: string): void => void process.stdout.write(`${s}\n`);
 
-async function daemonRss(pidOfScript: number): Promise<number> {
-  // start_kmesh.sh (pid given) runs node as its child: read the child's VmRSS.
+/** The daemon's RSS and its peak so far (VmRSS, VmHWM), in MiB. */
+async function daemonMemory(pidOfScript: number): Promise<{ rss: number; peak: number }> {
+  // start_kmesh.sh (pid given) runs node as its child: read the child's status.
   const children = (await fsp.readFile(`/proc/${pidOfScript}/task/${pidOfScript}/children`, 'utf8'))
     .trim()
     .split(/\s+/);
   const child = children[0];
   if (child === undefined || child === '') throw new Error('start_kmesh.sh has no daemon child');
   const status = await fsp.readFile(`/proc/${child}/status`, 'utf8');
-  const kb = Number(/VmRSS:\s+(\d+) kB/.exec(status)?.[1] ?? NaN);
-  return kb / 1024;
+  const kb = (field: string): number => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? NaN);
+  return { rss: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 };
+}
+
+const daemonRss = async (pidOfScript: number): Promise<number> => (await daemonMemory(pidOfScript)).rss;
+
+/** The KmeshNodeInfo of added peer k (0-based, below 12,800): underlay 198.19.0.0/16, pod CIDRs in 10.100.0.0/14. */
+function addedPeer(k: number, spi: number): { name: string; info: object } {
+  const name = `peer-${String(k).padStart(5, '0')}`;
+  return {
+    name,
+    info: {
+      apiVersion: 'kmesh.net/v1alpha1',
+      kind: 'KmeshNodeInfo',
+      metadata: { name, namespace: 'kmesh-system' },
+      spec: {
+        spi,
+        addresses: [`198.19.${Math.floor(k / 200)}.${(k % 200) + 10}`],
+        bootID: `550e8400-e29b-41d4-a716-${String(446655440000 + k).padStart(12, '0')}`,
+        podCIDRS: [`10.${100 + (k >> 8)}.${k & 0xff}.0/24`],
+      },
+    },
+  };
 }
 
 /** Grace period of the bench daemons: what the timer rule waits; acknowledged retirement waits min(5 s, it). */
@@ -41,7 +67,7 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)] ?? NaN;
 }
 
-async function bench(): Promise<void> {
+async function bench(peers: number): Promise<void> {
   const work = await fsp.mkdtemp(path.join(os.tmpdir(), 'kmesh-bench-'));
   const store = new DirClusterStore(path.join(work, 'store'));
   const cluster = new NetnsCluster({ prefix: 'kmb', nodes: 3, podsPerNode: 1 });
@@ -105,41 +131,51 @@ async function bench(): Promise<void> {
 
     const n1 = nth(cluster.nodes, 0);
     const rss2 = await daemonRss(nth(pids, 0));
-    const extra = 98;
-    const spi = 4;
-    for (let k = 0; k < extra; k++) {
-      const name = `peer-${String(k).padStart(3, '0')}`;
-      const info = {
-        apiVersion: 'kmesh.net/v1alpha1',
-        kind: 'KmeshNodeInfo',
-        metadata: { name, namespace: 'kmesh-system' },
-        spec: {
-          spi,
-          addresses: [`198.19.${Math.floor(k / 200)}.${(k % 200) + 10}`],
-          bootID: `550e8400-e29b-41d4-a716-${String(446655440000 + k).padStart(12, '0')}`,
-          podCIDRS: [`10.245.${k}.0/24`],
-        },
-      };
-      await fsp.mkdir(path.join(store.dir, 'kmeshnodeinfos'), { recursive: true });
-      await fsp.writeFile(path.join(store.dir, 'kmeshnodeinfos', `${name}.json`), JSON.stringify(info));
-    }
+    const extra = peers - 2;
+    const infos = path.join(store.dir, 'kmeshnodeinfos');
+    await fsp.mkdir(infos, { recursive: true });
+    const writeAdded = async (spi: number): Promise<void> => {
+      for (let k = 0; k < extra; k++) {
+        const { name, info } = addedPeer(k, spi);
+        // Written whole under another name, then renamed: the daemon never reads half a file.
+        const file = path.join(infos, `${name}.json`);
+        await fsp.writeFile(`${file}.tmp`, JSON.stringify(info));
+        await fsp.rename(`${file}.tmp`, file);
+      }
+    };
+    const reached = (spi: number) => async (): Promise<boolean> => {
+      const s = await daemons.status(n1);
+      return (
+        s !== undefined &&
+        s.advertisedSpi === spi &&
+        s.peers.length === peers &&
+        s.peers.every((p) => p.outboundSpi === spi)
+      );
+    };
+    let spi = 4;
+    await writeAdded(spi);
     const t0 = Date.now();
-    await waitFor(
-      'node-1 to reach 100 peers',
-      async () => {
-        const s = await daemons.status(n1);
-        return s !== undefined && s.peers.length === 100 && s.peers.every((p) => p.outboundSpi === spi);
-      },
-      600_000,
-      500,
-    );
-    const converge100 = (Date.now() - t0) / 1000;
+    await waitFor(`node-1 to reach ${peers} peers`, reached(spi), 1_800_000, 500);
+    const converge = (Date.now() - t0) / 1000;
     await new Promise((r) => setTimeout(r, 3000));
-    const rss100 = await daemonRss(nth(pids, 0));
+    const withPeers = await daemonMemory(nth(pids, 0));
     const sas = (await runOk('ip', ['-n', n1.netns, 'xfrm', 'state', 'count'])).trim();
     say(`daemon RSS with 2 peers (baseline): ${rss2.toFixed(1)} MiB`);
     say(
-      `daemon RSS with 100 peers: ${rss100.toFixed(1)} MiB = ${(rss100 / rss2).toFixed(2)}x baseline (${sas}; 98 new peers reconciled in ${converge100.toFixed(1)} s)`,
+      `daemon RSS with ${peers} peers: ${withPeers.rss.toFixed(1)} MiB = ${(withPeers.rss / rss2).toFixed(2)}x baseline (${sas}; ${extra} new peers reconciled in ${converge.toFixed(1)} s)`,
+    );
+    // A rotation among them: the three daemons take the new key, the added peers advertise it as theirs would.
+    spi = 5;
+    const t1 = Date.now();
+    const r = await store.kmeshctl(['secret', 'create']);
+    if (r.code !== 0) throw new Error(`kmeshctl: ${r.stderr.trim()}`);
+    await writeAdded(spi);
+    await waitFor(`node-1 sending with SPI ${spi} to all ${peers} peers`, reached(spi), 1_800_000, 500);
+    const rotated = (Date.now() - t1) / 1000;
+    const afterRotation = await daemonMemory(nth(pids, 0));
+    const heldSas = (await runOk('ip', ['-n', n1.netns, 'xfrm', 'state', 'count'])).trim();
+    say(
+      `daemon RSS after a rotation among ${peers} peers: ${afterRotation.rss.toFixed(1)} MiB (${heldSas}: both keys held; every peer on SPI ${spi} ${rotated.toFixed(1)} s after the secret change); peak RSS of the run (VmHWM) ${afterRotation.peak.toFixed(1)} MiB`,
     );
   } finally {
     await daemons.stopAll();
@@ -150,11 +186,19 @@ async function bench(): Promise<void> {
 }
 
 async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: { peers: { type: 'string', default: '100' }, 'in-vm': { type: 'boolean', default: false } },
+  });
+  const peers = Number(values.peers);
+  if (!Number.isInteger(peers) || peers < 3 || peers > 12_802) {
+    say(`--peers ${values.peers}: expected a whole number of peers from 3 to 12802`);
+    return 2;
+  }
   if (process.getuid?.() !== 0) {
     say('bench:daemon needs root');
     return 1;
   }
-  if (!process.argv.includes('--in-vm')) {
+  if (!values['in-vm']) {
     const esp = await espSupport();
     if (!esp.ok) {
       say(
@@ -165,9 +209,10 @@ async function main(): Promise<number> {
       )) as typeof import('../vm/runner.js');
       const r = await runner.runInVm({
         kernel: '6.12',
-        command: 'node dist/test/bench/daemon.js --in-vm',
-        timeoutMs: 30 * 60_000,
-        memoryMb: 1536,
+        command: `node dist/test/bench/daemon.js --in-vm --peers ${peers}`,
+        // 5,000 peers: three daemons each install 25,000 objects and rotate them, under TCG.
+        timeoutMs: (peers > 1000 ? 90 : 30) * 60_000,
+        memoryMb: peers > 1000 ? 3072 : 1536,
         ...(process.env.KMESH_BENCH_RETIREMENT !== undefined
           ? { env: { KMESH_BENCH_RETIREMENT: process.env.KMESH_BENCH_RETIREMENT } }
           : {}),
@@ -176,7 +221,7 @@ async function main(): Promise<number> {
       return r.exitCode;
     }
   }
-  await bench();
+  await bench(peers);
   return 0;
 }
 
