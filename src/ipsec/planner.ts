@@ -8,7 +8,7 @@
 // plus one catch-all block policy per local family for encrypt-marked packets no peer policy claims.
 // All SAs are ESP tunnel mode, rfc4106(gcm(aes)), ESN with a replay window, reqid KMESH_REQID.
 
-import { derivePairKeyCached } from '../keys/derive.js';
+import { derivePairKeyKept, type KeyEndpoint } from '../keys/derive.js';
 import type { KeyHistory } from '../keys/key-history.js';
 import { inboundEspMark, MARK_DECRYPT, MARK_ENCRYPT, MARK_INBOUND_MASK, MARK_TYPE_MASK } from '../model/marks.js';
 import type { IpsecKey, NodeInfo } from '../model/node.js';
@@ -410,9 +410,49 @@ function planTunnelMemo(
   else planned = from(current) ?? fromLast;
   if (planned === undefined) {
     planned = { local, peer, peerId, tunnel, keys, sendSpi, opts, states: [], policies: [], usedIn: epoch };
-    planTunnel(local, peer, peerId, tunnel, keys, sendSpi, opts, planned.states, planned.policies);
+    const donor = last?.find((p) => sameKeyEnds(p, local, peer, tunnel));
+    planTunnel(local, peer, peerId, tunnel, keys, sendSpi, opts, planned.states, planned.policies, donor);
   }
   return planned;
+}
+
+/** Were `p`'s keys derived for the same endpoints (addresses and boot IDs) as this tunnel's? */
+function sameKeyEnds(p: TunnelPlan, local: NodeInfo, peer: NodeInfo, tunnel: Tunnel): boolean {
+  return (
+    p.tunnel.family === tunnel.family &&
+    p.tunnel.localAddress === tunnel.localAddress &&
+    p.tunnel.peerAddress === tunnel.peerAddress &&
+    p.local.bootID === local.bootID &&
+    p.peer.bootID === peer.bootID
+  );
+}
+
+/**
+ * The pair key of `key` for one direction of a tunnel: the one the tunnel's previous plan (`donor`, same
+ * endpoints) holds for the same PSK buffer (a PSK is never changed in place), else derived now. A tunnel is
+ * replanned for inputs that leave its keys as they are (a key added or retired, the send SPI, a pod CIDR, the peer
+ * id): at 5,000 peers a rotation replans every tunnel about three times, and deriving again would be ~60,000
+ * SHA-512 runs. Handing the keys on costs no memory beyond the SAs that hold them (a cache by endpoints held
+ * 20,000 keys' texts and buffers, ~3 MiB, besides).
+ */
+function pairKey(
+  key: IpsecKey,
+  direction: PlannedState['direction'],
+  src: KeyEndpoint,
+  dst: KeyEndpoint,
+  donor: TunnelPlan | undefined,
+): Buffer {
+  if (donor !== undefined) {
+    for (let i = 0; i < donor.states.length; i++) {
+      const d = donor.states[i] as PlannedState;
+      if (d.direction !== direction || d.state.spi !== key.spi || d.state.aead === undefined) continue;
+      for (let k = 0; k < donor.keys.length; k++) {
+        const held = donor.keys[k] as IpsecKey;
+        if (held.spi === key.spi && held.key === key.key) return d.state.aead.key;
+      }
+    }
+  }
+  return derivePairKeyKept(key.key, src, dst);
 }
 
 function planTunnel(
@@ -425,10 +465,11 @@ function planTunnel(
   opts: PlannerOptions,
   states: PlannedState[],
   policies: PlannedPolicy[],
+  donor: TunnelPlan | undefined,
 ): void {
   const { family, localAddress, peerAddress } = tunnel;
-  const localEnd = { ip: localAddress, bootID: local.bootID };
-  const peerEnd = { ip: peerAddress, bootID: peer.bootID };
+  const localEnd: KeyEndpoint = { ip: localAddress, bootID: local.bootID };
+  const peerEnd: KeyEndpoint = { ip: peerAddress, bootID: peer.bootID };
   // Every SA is written out as one literal of the same shape (no spread of shared fields): thousands of them
   // per plan, and a literal builds each in one allocation with one hidden class.
   const sa = (
@@ -466,7 +507,7 @@ function planTunnel(
         localAddress,
         peerAddress,
         key,
-        derivePairKeyCached(key.key, localEnd, peerEnd),
+        pairKey(key, 'outbound', localEnd, peerEnd, donor),
         ENCRYPT_MARK,
         undefined,
       ),
@@ -478,7 +519,7 @@ function planTunnel(
         peerAddress,
         localAddress,
         key,
-        derivePairKeyCached(key.key, peerEnd, localEnd),
+        pairKey(key, 'inbound', peerEnd, localEnd, donor),
         inboundMark,
         DECRYPTED_OUTPUT_MARK,
       ),

@@ -57,18 +57,10 @@ function writeBootId(bootID: string, at: number): number {
   return at + bootIdBytes(bootID).copy(scratch, at);
 }
 
-// Derived keys of the PSKs in use, by PSK buffer (a PSK is never changed in place: KeyHistory holds them as
-// read) and endpoint pair. A node's plan derives two keys per peer and held SPI on every step although they only
-// change with a peer's address or boot ID or a new PSK: at 5,000 peers that is 10,000 SHA-512 runs (and buffers)
-// per step. Bounded per PSK; a PSK dropped from the history takes its entries with it (WeakMap). The buffers
-// handed out are shared between plans and must not be written to.
-// Held as lightly as they can be, as a 5,000-peer node keeps 20,000 of them through a rotation: the endpoint key
-// is one flat string (a template literal would keep a tree of 8 concatenations per entry), and the 36 key bytes
-// are copied into shared slabs (the digest's own 64-byte buffer, which a subarray keeps alive, costs an array
-// buffer and a native backing store per key). 20,000 cached keys: 11.0 -> 6.4 MiB of heap and external memory.
-const PAIR_KEY_CACHE_LIMIT = 1 << 17;
-const pairKeyCache = new WeakMap<Buffer, Map<string, Buffer>>();
-
+// A plan keeps its derived keys for as long as it holds their SAs: 20,000 of them at 5,000 peers through a
+// rotation. Each is copied into a shared slab (the digest's own 64-byte buffer, which a subarray keeps alive,
+// costs an array buffer and a native backing store per key). Not remembered here: the planner hands a tunnel's
+// keys on from its previous plan when the PSK buffer and the endpoints are the same (src/ipsec/planner.ts).
 const SLAB_KEYS = 256;
 let slab = Buffer.alloc(0);
 let slabUsed = 0;
@@ -85,21 +77,7 @@ function slabCopy(bytes: Buffer): Buffer {
   return copy;
 }
 
-/** derivePairKey, remembered: the same PSK buffer and endpoints give the same (shared, read-only) buffer. */
-export function derivePairKeyCached(psk: Buffer, src: KeyEndpoint, dst: KeyEndpoint): Buffer {
-  let byEnds = pairKeyCache.get(psk);
-  if (byEnds === undefined) {
-    byEnds = new Map();
-    pairKeyCache.set(psk, byEnds);
-  }
-  // Unambiguous: a planned IP is a parsed address (no newline), and the source boot ID's length fixes where
-  // it ends, whatever the boot IDs contain. Array.join builds one flat string.
-  const id = [src.ip, dst.ip, src.bootID.length, src.bootID, dst.bootID].join('\n');
-  let key = byEnds.get(id);
-  if (key === undefined) {
-    key = slabCopy(derivePairKey(psk, src, dst));
-    if (byEnds.size >= PAIR_KEY_CACHE_LIMIT) byEnds.clear();
-    byEnds.set(id, key);
-  }
-  return key;
+/** derivePairKey, its 36 bytes kept in a shared slab: the buffers handed out must not be written to. */
+export function derivePairKeyKept(psk: Buffer, src: KeyEndpoint, dst: KeyEndpoint): Buffer {
+  return slabCopy(derivePairKey(psk, src, dst));
 }

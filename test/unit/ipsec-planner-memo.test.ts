@@ -4,6 +4,7 @@
 // right after the base and the base right after it, and both must equal their plans from an empty memo (so a
 // field missing from the memo's key shows as a failure here).
 import t from 'tap';
+import { derivePairKey } from '../../src/keys/derive.js';
 import { KeyHistory } from '../../src/keys/key-history.js';
 import type { IpsecKey, NodeInfo } from '../../src/model/node.js';
 import {
@@ -81,6 +82,68 @@ t.test('an equal PSK in another buffer plans equal objects; unchanged tunnels re
   t.not(copied.states[0], first.states[0], 'another PSK buffer: planned afresh');
   const oneChanged = planXfrm({ ...base, peers: withPeer(2, { bootID: 'changed' }) });
   t.equal(oneChanged.states.filter((s) => first.states.includes(s)).length, 0, 'the previous plan was the copy');
+  t.end();
+});
+
+t.test('a replanned tunnel hands on its keys for the same PSK buffer and endpoints, and only then', (t) => {
+  const k1 = makeKey(1);
+  const k2 = makeKey(2);
+  /** Every SA's key against a derivation from scratch; its buffer by (owner, SPI, direction). */
+  const keysOf = (plan: XfrmPlan): Map<string, Buffer> => {
+    const out = new Map<string, Buffer>();
+    for (const { owner, direction, state } of plan.states) {
+      const aead = state.aead as NonNullable<typeof state.aead>;
+      const psk = [k1, k2].find((k) => k.spi === state.spi) as IpsecKey;
+      const peerBoot = peerBootOf(owner);
+      const ends = [
+        { ip: state.src, bootID: direction === 'outbound' ? local.bootID : peerBoot },
+        { ip: state.dst, bootID: direction === 'outbound' ? peerBoot : local.bootID },
+      ] as const;
+      t.same(aead.key, derivePairKey(psk.key, ends[0], ends[1]), `${owner} SPI ${state.spi} ${direction}: the key`);
+      out.set(`${owner} ${state.spi} ${direction} ${state.family}`, aead.key);
+    }
+    return out;
+  };
+  let rebooted = false;
+  const peerBootOf = (name: string): string =>
+    rebooted && name === 'node-03' ? 'rebooted' : (peers.find((p) => p.name === name) as NodeInfo).bootID;
+  const handedOn = (before: Map<string, Buffer>, after: Map<string, Buffer>, spi: number): number => {
+    let n = 0;
+    for (const [id, key] of after) if (id.split(' ')[1] === String(spi) && before.get(id) === key) n++;
+    return n;
+  };
+  // As the daemon's history evolves: each key stays the same buffer while held (KeyHistory.of copies them).
+  const h1 = KeyHistory.of([k1]);
+  const h12 = h1.with(k2);
+  const h2 = h12.without([1]);
+  planXfrm({ ...base, peers: [] });
+  const one = keysOf(planXfrm({ ...base, keys: h1 }));
+  const both = keysOf(planXfrm({ ...base, keys: h12 }));
+  t.equal(handedOn(one, both, 1), one.size, 'a key added: every SPI 1 key handed on');
+  const switched = keysOf(planXfrm({ ...base, keys: h12, peers: peers.map((p) => ({ ...p, spi: 2 })) }));
+  t.equal(handedOn(both, switched, 1) + handedOn(both, switched, 2), both.size, 'the send SPI: every key handed on');
+  const retired = keysOf(planXfrm({ ...base, keys: h2, peers: peers.map((p) => ({ ...p, spi: 2 })) }));
+  t.equal(handedOn(switched, retired, 2), retired.size, 'a key retired: every SPI 2 key handed on');
+  rebooted = true;
+  const afterReboot = keysOf(
+    planXfrm({
+      ...base,
+      keys: h2,
+      peers: withPeer(1, { spi: 2, bootID: 'rebooted' }).map((p) => ({ ...p, spi: 2 })),
+    }),
+  );
+  const rebootedIds = [...afterReboot.keys()].filter((id) => id.startsWith('node-03 '));
+  t.ok(rebootedIds.length > 0);
+  for (const id of rebootedIds) t.not(afterReboot.get(id), retired.get(id), `${id}: a new boot ID derives anew`);
+  t.equal(handedOn(retired, afterReboot, 2), afterReboot.size - rebootedIds.length, 'the other peers keep theirs');
+  const otherBuffer = keysOf(
+    planXfrm({
+      ...base,
+      keys: KeyHistory.of([sameBytesOtherBuffer(k2)]),
+      peers: withPeer(1, { spi: 2, bootID: 'rebooted' }).map((p) => ({ ...p, spi: 2 })),
+    }),
+  );
+  t.equal(handedOn(afterReboot, otherBuffer, 2), 0, 'the same bytes in another PSK buffer: derived anew');
   t.end();
 });
 

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { createHash } from 'node:crypto';
-import { bootIdBytes, derivePairKey, derivePairKeyCached } from '../../src/keys/derive.js';
+import { bootIdBytes, derivePairKey, derivePairKeyKept } from '../../src/keys/derive.js';
 
 const PSK = Buffer.from('2dc9410d7cd6b324461bf16db518646594276c5362c30fc476ebca3f1a394b6ed4462161', 'hex');
 const BOOT_A = '550e8400-e29b-41d4-a716-446655440000';
@@ -48,14 +48,13 @@ t.test('empty inputs are refused with a clear error', (t) => {
   t.end();
 });
 
-t.test('derivePairKeyCached: the same bytes as derivePairKey, one buffer per PSK buffer and endpoints', (t) => {
+t.test('derivePairKeyKept: the same bytes as derivePairKey, each call a buffer of its own', (t) => {
   const psk = Buffer.alloc(36, 0x5a);
   const otherPsk = Buffer.alloc(36, 0x5b);
   const ends = [
     { ip: '198.18.0.1', bootID: 'a' },
     { ip: '198.18.0.2', bootID: 'a' },
     { ip: 'fd00::2', bootID: '550e8400-e29b-41d4-a716-446655440000-and-more' },
-    // boot IDs that would read alike if the cache key only joined the fields with newlines
     { ip: '198.18.0.3', bootID: 'x\ny' },
     { ip: '198.18.0.3', bootID: 'x' },
   ];
@@ -64,22 +63,24 @@ t.test('derivePairKeyCached: the same bytes as derivePairKey, one buffer per PSK
   for (const src of ends)
     for (const d of [dst, dst2])
       for (const k of [psk, otherPsk]) {
-        const first = derivePairKeyCached(k, src, d);
+        const first = derivePairKeyKept(k, src, d);
         t.same(
           first,
           derivePairKey(k, src, d),
           `${src.ip} ${JSON.stringify(src.bootID)} -> ${JSON.stringify(d.bootID)}`,
         );
-        t.equal(derivePairKeyCached(k, src, d), first, 'the remembered buffer');
+        const again = derivePairKeyKept(k, src, d);
+        t.not(again, first, 'nothing remembered here (the planner hands keys on)');
+        t.same(again, first);
       }
-  t.throws(() => derivePairKeyCached(psk, { ip: '198.18.0.1', bootID: '' }, dst), /boot ID of 198\.18\.0\.1 is empty/);
+  t.throws(() => derivePairKeyKept(psk, { ip: '198.18.0.1', bootID: '' }, dst), /boot ID of 198\.18\.0\.1 is empty/);
   t.end();
 });
 
-t.test('derivePairKeyCached: keys are 36-byte copies in shared slabs, not views of their 64-byte digests', (t) => {
+t.test('derivePairKeyKept: keys are 36-byte copies in shared slabs, not views of their 64-byte digests', (t) => {
   const psk = Buffer.alloc(36, 0x6c);
   const keys = Array.from({ length: 300 }, (_, i) =>
-    derivePairKeyCached(psk, { ip: '198.18.1.1', bootID: 'a' }, { ip: `198.18.2.${i % 250}`, bootID: `b${i}` }),
+    derivePairKeyKept(psk, { ip: '198.18.1.1', bootID: 'a' }, { ip: `198.18.2.${i % 250}`, bootID: `b${i}` }),
   );
   for (const k of keys) t.equal(k.length, 36);
   t.ok(
