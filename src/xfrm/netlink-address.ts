@@ -8,8 +8,9 @@ export const XFRM_ADDRESS_BYTES = 16;
 
 interface Parsed {
   family: Family;
-  /** 16 bytes, as in xfrm_address_t. */
-  bytes: Buffer;
+  /** The 16 bytes, as in xfrm_address_t, at `offset` in a shared slab (a view per entry would cost ~100 bytes). */
+  slab: Buffer;
+  offset: number;
   prefixLen: number;
 }
 
@@ -24,14 +25,19 @@ const SLAB_ENTRIES = 256;
 let slab = Buffer.alloc(0);
 let slabUsed = 0;
 
-function slabSlot(): Buffer {
+/** Takes the next 16 bytes of the current slab (a fresh slab when it is full); their offset in `slab`. */
+function slabSlot(): number {
   if (slabUsed + XFRM_ADDRESS_BYTES > slab.length) {
     slab = Buffer.alloc(XFRM_ADDRESS_BYTES * SLAB_ENTRIES);
     slabUsed = 0;
   }
-  const slot = slab.subarray(slabUsed, slabUsed + XFRM_ADDRESS_BYTES);
   slabUsed += XFRM_ADDRESS_BYTES;
-  return slot;
+  return slabUsed - XFRM_ADDRESS_BYTES;
+}
+
+/** Copies the 16 address bytes of `parsed` into out[at..at+16]. */
+function copyBytes(parsed: Parsed, out: Buffer, at: number): void {
+  parsed.slab.copy(out, at, parsed.offset, parsed.offset + XFRM_ADDRESS_BYTES);
 }
 
 function remember(cache: Map<string, Parsed>, text: string, parsed: Parsed): Parsed {
@@ -43,10 +49,13 @@ function remember(cache: Map<string, Parsed>, text: string, parsed: Parsed): Par
 function parseAddressText(text: string): Parsed {
   const cached = addressCache.get(text);
   if (cached) return cached;
-  const bytes = slabSlot();
-  const family = writeIpBytes(text, bytes, 0);
-  if (family === undefined) throw new Error(`"${text}" is not an IP address`);
-  return remember(addressCache, text, { family, bytes, prefixLen: family === 4 ? 32 : 128 });
+  const offset = slabSlot();
+  const family = writeIpBytes(text, slab, offset);
+  if (family === undefined) {
+    slab.fill(0, offset, offset + XFRM_ADDRESS_BYTES);
+    throw new Error(`"${text}" is not an IP address`);
+  }
+  return remember(addressCache, text, { family, slab, offset, prefixLen: family === 4 ? 32 : 128 });
 }
 
 function checkFamily(text: string, parsed: Family, family: Family | undefined): void {
@@ -62,7 +71,7 @@ function checkFamily(text: string, parsed: Family, family: Family | undefined): 
 export function writeAddress(text: string, out: Buffer, at: number, family?: Family): Family {
   const parsed = parseAddressText(text);
   checkFamily(text, parsed.family, family);
-  out.set(parsed.bytes, at);
+  copyBytes(parsed, out, at);
   return parsed.family;
 }
 
@@ -70,7 +79,9 @@ export function writeAddress(text: string, out: Buffer, at: number, family?: Fam
 export function parseAddress(text: string, family?: Family): { family: Family; bytes: Buffer } {
   const parsed = parseAddressText(text);
   checkFamily(text, parsed.family, family);
-  return { family: parsed.family, bytes: Buffer.from(parsed.bytes) };
+  const bytes = Buffer.alloc(XFRM_ADDRESS_BYTES);
+  copyBytes(parsed, bytes, 0);
+  return { family: parsed.family, bytes };
 }
 
 function parseCidrText(text: string): Parsed {
@@ -87,9 +98,9 @@ function parseCidrText(text: string): Parsed {
     }
     prefixLen = Number(lenText);
   }
-  const bytes = address.bytes;
+  const bytes = address.slab.subarray(address.offset, address.offset + XFRM_ADDRESS_BYTES);
   if (hasHostBits(bytes, prefixLen, maxLen >> 3)) throw new Error(`"${text}" has host bits set beyond /${prefixLen}`);
-  return remember(cidrCache, text, { family: address.family, bytes, prefixLen });
+  return remember(cidrCache, text, { ...address, prefixLen });
 }
 
 /**
@@ -104,7 +115,7 @@ export function writeCidr(
 ): { family: Family; prefixLen: number } {
   const parsed = parseCidrText(text);
   checkFamily(text, parsed.family, family);
-  out.set(parsed.bytes, at);
+  copyBytes(parsed, out, at);
   return parsed;
 }
 
