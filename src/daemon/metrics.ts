@@ -17,30 +17,16 @@ export class DaemonMetrics {
     help: 'SPI this node advertises in its KmeshNodeInfo (0 = none)',
     registers: [this.registry],
   });
-  private readonly peerAdvertised = new Gauge({
-    name: 'kmesh_ipsec_peer_advertised_spi',
-    help: 'SPI a peer advertises',
-    labelNames: ['peer'],
-    registers: [this.registry],
-  });
-  private readonly peerOutbound = new Gauge({
-    name: 'kmesh_ipsec_peer_outbound_spi',
-    help: 'SPI of the outbound SAs to the peer the kernel holds (0 = none: not planned, or the kernel refused them)',
-    labelNames: ['peer'],
-    registers: [this.registry],
-  });
-  private readonly peerInbound = new Gauge({
-    name: 'kmesh_ipsec_peer_inbound_sas',
-    help: 'Inbound SAs held for the peer',
-    labelNames: ['peer'],
-    registers: [this.registry],
-  });
-  private readonly peerError = new Gauge({
-    name: 'kmesh_ipsec_peer_error',
-    help: '1 when the peer has a problem (see /status)',
-    labelNames: ['peer'],
-    registers: [this.registry],
-  });
+  /** The per-peer series (gauge-series.ts): held once, read by the registry at scrape time. */
+  private readonly peerSeries = new GaugeSeries<'peer'>(this.registry, [
+    { name: 'kmesh_ipsec_peer_advertised_spi', help: 'SPI a peer advertises' },
+    {
+      name: 'kmesh_ipsec_peer_outbound_spi',
+      help: 'SPI of the outbound SAs to the peer the kernel holds (0 = none: not planned, or the kernel refused them)',
+    },
+    { name: 'kmesh_ipsec_peer_inbound_sas', help: 'Inbound SAs held for the peer' },
+    { name: 'kmesh_ipsec_peer_error', help: '1 when the peer has a problem (see /status)' },
+  ]);
   private readonly invalidPeers = new Gauge({
     name: 'kmesh_ipsec_invalid_peer_objects',
     help: 'KmeshNodeInfo objects rejected by validation',
@@ -152,27 +138,18 @@ export class DaemonMetrics {
     help: 'Peers with a problem (the count its KmeshNodeInfo status reports)',
     registers: [this.registry],
   });
-  private readonly peerReportedHighest = new Gauge({
-    name: 'kmesh_ipsec_peer_reported_highest_spi',
-    help: 'Highest SPI a peer reports holding in its KmeshNodeInfo status',
-    labelNames: ['peer'],
-    registers: [this.registry],
-  });
-  private readonly peerReportedSending = new Gauge({
-    name: 'kmesh_ipsec_peer_reported_sending_spi',
-    help: 'SPIs a peer reports encrypting with in its KmeshNodeInfo status (1 per peer and SPI)',
-    labelNames: ['peer', 'spi'],
-    registers: [this.registry],
-  });
-  /** The per-peer series, written only where they changed (gauge-series.ts). */
-  private readonly peerSeries = new GaugeSeries([
-    this.peerAdvertised,
-    this.peerOutbound,
-    this.peerInbound,
-    this.peerError,
+  private readonly reportedHighestSeries = new GaugeSeries<'peer'>(this.registry, [
+    {
+      name: 'kmesh_ipsec_peer_reported_highest_spi',
+      help: 'Highest SPI a peer reports holding in its KmeshNodeInfo status',
+    },
   ]);
-  private readonly reportedHighestSeries = new GaugeSeries([this.peerReportedHighest]);
-  private readonly reportedSendingSeries = new GaugeSeries([this.peerReportedSending]);
+  private readonly reportedSendingSeries = new GaugeSeries<'peer' | 'spi'>(this.registry, [
+    {
+      name: 'kmesh_ipsec_peer_reported_sending_spi',
+      help: 'SPIs a peer reports encrypting with in its KmeshNodeInfo status (1 per peer and SPI)',
+    },
+  ]);
   private readonly retirementsPending = new Gauge({
     name: 'kmesh_ipsec_retirements_pending',
     help: 'Old SPIs waiting to be removed (for peers still sending with them, or a clock)',

@@ -9,73 +9,63 @@ import { emptyStatus, type DaemonStatus } from '../../src/daemon/status.js';
 import type { PeerStatus } from '../../src/daemon/ports.js';
 import type { NodeKeyStatus } from '../../src/model/node-key-status.js';
 
-/** Counts Gauge#set calls while `fn` runs. */
-function gaugeSets(fn: () => void): number {
-  // eslint-disable-next-line @typescript-eslint/unbound-method -- restored below, called with its own `this`
-  const set = Gauge.prototype.set;
-  let calls = 0;
-  Gauge.prototype.set = function (this: Gauge, ...args: Parameters<Gauge['set']>) {
-    calls++;
-    return set.apply(this, args);
-  } as Gauge['set'];
-  try {
-    fn();
-  } finally {
-    Gauge.prototype.set = set;
-  }
-  return calls;
+/** The same series written into prom-client Gauges (what GaugeSeries stands for): their exposition. */
+async function referenceText(defs: { name: string; help: string }[], rows: [string, ...number[]][]): Promise<string> {
+  const registry = new Registry();
+  const gauges = defs.map((d) => new Gauge({ ...d, labelNames: ['peer'], registers: [registry] }));
+  for (const [peer, ...values] of rows) gauges.forEach((g, i) => g.set({ peer }, values[i] as number));
+  return registry.metrics();
 }
 
-t.test('GaugeSeries: new, changed, unchanged and gone series', async (t) => {
+t.test('GaugeSeries: new, changed, unchanged and gone series, exposed as prom-client Gauges expose them', async (t) => {
+  const defs = [
+    { name: 'a', help: 'first "gauge"\\ of two' },
+    { name: 'b', help: 'b' },
+  ];
   const registry = new Registry();
-  const a = new Gauge({ name: 'a', help: 'a', labelNames: ['peer'], registers: [registry] });
-  const b = new Gauge({ name: 'b', help: 'b', labelNames: ['peer'], registers: [registry] });
-  const series = new GaugeSeries([a, b]);
-  const write = (rows: [string, number, number][]): number =>
-    gaugeSets(() => {
-      series.begin();
-      for (const [peer, x, y] of rows) series.set(peer, () => ({ peer }), x, y);
-      series.end();
-    });
-  t.equal(
-    write([
-      ['p1', 1, 2],
-      ['p2', 3, 4],
-    ]),
-    4,
-    'new series: every value written',
-  );
-  t.equal(
-    write([
-      ['p1', 1, 2],
-      ['p2', 3, 4],
-    ]),
-    0,
-    'unchanged: nothing written',
-  );
-  t.equal(
-    write([
-      ['p1', 1, 5],
-      ['p2', 3, 4],
-    ]),
-    1,
-    'one value changed: one write',
-  );
-  t.equal(write([['p2', 3, 4]]), 0, 'p1 gone: removed, nothing written');
-  const text = await registry.metrics();
+  const series = new GaugeSeries<'peer'>(registry, defs);
+  const write = async (rows: [string, number, number][]): Promise<string> => {
+    series.begin();
+    for (const [peer, x, y] of rows) series.set(peer, () => ({ peer }), x, y);
+    series.end();
+    return registry.metrics();
+  };
+  const rows1: [string, number, number][] = [
+    ['p1', 1, 2],
+    ['p2', 3, 4],
+  ];
+  t.equal(await write(rows1), await referenceText(defs, rows1), 'new series');
+  t.equal(await write(rows1), await referenceText(defs, rows1), 'unchanged');
+  const rows2: [string, number, number][] = [
+    ['p1', 1, 5],
+    ['p2', 3, 4],
+  ];
+  t.equal(await write(rows2), await referenceText(defs, rows2), 'one value changed');
+  const rows3: [string, number, number][] = [['p2', 3, 4]];
+  const text = await write(rows3);
+  t.equal(text, await referenceText(defs, rows3), 'p1 gone');
   t.notMatch(text, /peer="p1"/, 'no series of p1');
-  t.match(text, /^a\{peer="p2"\} 3$/m);
-  t.match(text, /^b\{peer="p2"\} 4$/m);
-  t.equal(
-    write([
-      ['p1', 7, 8],
-      ['p2', 3, 4],
-    ]),
-    2,
-    'p1 back: written again',
-  );
-  t.match(await registry.metrics(), /^b\{peer="p1"\} 8$/m);
+  t.equal(series.size, 1);
+  const rows4: [string, number, number][] = [
+    ['p2', 3, 4],
+    ['p1', 7, 8],
+  ];
+  t.equal(await write(rows4), await referenceText(defs, rows4), 'p1 back, after p2 (the order of first appearance)');
+  t.equal(await write([]), await referenceText(defs, []), 'no series: the HELP and TYPE lines alone');
   t.throws(() => series.set('p3', () => ({ peer: 'p3' }), 1), /gauge series p3: 1 values for 2 gauges/);
+  await write(rows1);
+  const json = (await registry.getMetricsAsJSON()) as unknown as { name: string; values: { value: number }[] }[];
+  t.same(
+    json.map((m) => [m.name, m.values.map((v) => v.value)]),
+    [
+      ['a', [1, 3]],
+      ['b', [2, 4]],
+    ],
+    'the JSON form too',
+  );
+  registry.resetMetrics();
+  t.match(await registry.metrics(), /^a\{peer="p1"\} 1$/m, 'resetMetrics leaves the series to the next update');
+  t.throws(() => new GaugeSeries(registry, [{ name: 'a', help: 'again' }]), /already been registered/);
 });
 
 const peer = (name: string, over: Partial<PeerStatus> = {}): PeerStatus => ({
@@ -100,24 +90,28 @@ const report = (highestSpi: number, sendSpis: number[]): NodeKeyStatus => ({
 });
 const status = (over: Partial<DaemonStatus>): DaemonStatus => ({ ...emptyStatus('n1', 'dir:/tmp/x', true), ...over });
 
-t.test('DaemonMetrics: an unchanged status writes no per-peer series again', async (t) => {
+t.test('DaemonMetrics: per-peer series follow the status: changed, gone, no longer reported', async (t) => {
   const m = new DaemonMetrics();
   const peers = Array.from({ length: 50 }, (_, i) => peer(`node-${i}`));
   const reports = { 'node-1': report(2, [1, 2]) };
-  const first = gaugeSets(() => m.update(status({ peers, peerReports: reports })));
-  const again = gaugeSets(() => m.update(status({ peers, peerReports: reports })));
-  t.ok(first - again >= 50 * 4 + 3, `the second update writes none of the per-peer values (${first} -> ${again})`);
-  gaugeSets(() =>
-    m.update(
-      status({
-        peers: [peer('node-1', { outboundSpi: 2 })],
-        peerReports: { 'node-1': report(2, [2]) },
-      }),
-    ),
+  m.update(status({ peers, peerReports: reports }));
+  const first = await m.text();
+  t.match(first, /^kmesh_ipsec_peer_outbound_spi\{peer="node-49"\} 1$/m);
+  t.match(first, /^kmesh_ipsec_peer_inbound_sas\{peer="node-0"\} 1$/m);
+  t.match(first, /^kmesh_ipsec_peer_reported_sending_spi\{peer="node-1",spi="1"\} 1$/m);
+  m.update(status({ peers, peerReports: reports }));
+  t.equal(await m.text(), first, 'the same status: the same exposition');
+  m.update(
+    status({
+      peers: [peer('node-1', { outboundSpi: 2, error: 'refused' })],
+      peerReports: { 'node-1': report(2, [2]) },
+    }),
   );
   const text = await m.text();
   t.match(text, /^kmesh_ipsec_peer_outbound_spi\{peer="node-1"\} 2$/m, 'the changed value');
+  t.match(text, /^kmesh_ipsec_peer_error\{peer="node-1"\} 1$/m);
   t.notMatch(text, /peer="node-2"/, 'peers that left: gone');
   t.notMatch(text, /kmesh_ipsec_peer_reported_sending_spi\{peer="node-1",spi="1"\}/, 'an SPI no longer reported: gone');
   t.match(text, /^kmesh_ipsec_peer_reported_sending_spi\{peer="node-1",spi="2"\} 1$/m);
+  t.match(text, /^# TYPE kmesh_ipsec_peer_advertised_spi gauge$/m);
 });
