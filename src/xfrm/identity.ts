@@ -80,13 +80,20 @@ export function samePolicyIdentity(a: PolicyKey, b: PolicyKey): boolean {
   );
 }
 
+/** The policies of one canonical selector source under a dst: groups of one identity, in insertion order. */
+interface SrcGroups<T> {
+  src: string;
+  groups: T[][];
+}
+
 /**
  * Policies grouped by kernel identity (policyIdentity), found without building identity strings: by canonical
  * selector destination, then source (both memoised strings whose hashes V8 keeps), then the few fields left.
  * get() answers what a Map keyed by policyIdentity would, the group in insertion order.
  */
 export class PolicyIndex<T extends PolicyKey> {
-  private readonly byDst = new Map<string, Map<string, T[][]>>();
+  /** By canonical dst: the one source's groups (an outbound policy's dst: one peer CIDR), or a map by source. */
+  private readonly byDst = new Map<string, SrcGroups<T> | Map<string, T[][]>>();
   private count = 0;
 
   /** Number of policies added. */
@@ -94,20 +101,37 @@ export class PolicyIndex<T extends PolicyKey> {
     return this.count;
   }
 
+  private groupsOf(dst: string, src: string): T[][] | undefined {
+    const at = this.byDst.get(dst);
+    if (at === undefined) return undefined;
+    if (at instanceof Map) return at.get(src);
+    return at.src === src ? at.groups : undefined;
+  }
+
+  private setGroups(dst: string, src: string, groups: T[][]): void {
+    const at = this.byDst.get(dst);
+    if (at === undefined || (!(at instanceof Map) && at.src === src)) this.byDst.set(dst, { src, groups });
+    else if (at instanceof Map) at.set(src, groups);
+    else
+      this.byDst.set(
+        dst,
+        new Map([
+          [at.src, at.groups],
+          [src, groups],
+        ]),
+      );
+  }
+
   add(policy: T): void {
     const dst = canonicalSelectorCidr(policy.selector.dst);
     const src = canonicalSelectorCidr(policy.selector.src);
-    let bySrc = this.byDst.get(dst);
-    if (!bySrc) {
-      bySrc = new Map();
-      this.byDst.set(dst, bySrc);
-    }
-    let groups = bySrc.get(src);
-    if (!groups) {
-      groups = [];
-      bySrc.set(src, groups);
-    }
+    const groups = this.groupsOf(dst, src);
     this.count++;
+    // Lists built at their exact size (a push onto [] reserves 17 slots): most hold one group of one policy.
+    if (!groups) {
+      this.setGroups(dst, src, [[policy]]);
+      return;
+    }
     // Same canonical addresses within a group list: the other fields decide.
     for (const group of groups) {
       if (sameIdentityFields(group[0] as T, policy)) {
@@ -115,33 +139,12 @@ export class PolicyIndex<T extends PolicyKey> {
         return;
       }
     }
-    groups.push([policy]);
-  }
-
-  /** Takes `policy` (this very object) out; a no-op when it is not in the index. */
-  remove(policy: T): void {
-    const dst = canonicalSelectorCidr(policy.selector.dst);
-    const src = canonicalSelectorCidr(policy.selector.src);
-    const bySrc = this.byDst.get(dst);
-    const groups = bySrc?.get(src);
-    if (!bySrc || !groups) return;
-    const g = groups.findIndex((group) => group.includes(policy));
-    const group = groups[g];
-    if (group === undefined) return;
-    group.splice(group.indexOf(policy), 1);
-    this.count--;
-    if (group.length > 0) return;
-    groups.splice(g, 1);
-    if (groups.length > 0) return;
-    bySrc.delete(src);
-    if (bySrc.size === 0) this.byDst.delete(dst);
+    this.setGroups(dst, src, [...groups, [policy]]);
   }
 
   /** The policies with the identity of `key`, oldest first; undefined when there are none. */
   get(key: PolicyKey): readonly T[] | undefined {
-    const groups = this.byDst
-      .get(canonicalSelectorCidr(key.selector.dst))
-      ?.get(canonicalSelectorCidr(key.selector.src));
+    const groups = this.groupsOf(canonicalSelectorCidr(key.selector.dst), canonicalSelectorCidr(key.selector.src));
     if (!groups) return undefined;
     for (const group of groups) if (sameIdentityFields(group[0] as T, key)) return group;
     return undefined;
