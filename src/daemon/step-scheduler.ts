@@ -60,14 +60,13 @@ export class StepScheduler {
   private retryMs: number;
   private idleWaiters: (() => void)[] = [];
   private readonly timers: SchedulerTimers;
+  private readonly now: () => number;
 
   constructor(private readonly options: StepSchedulerOptions) {
     this.retryMs = options.retryMs ?? 500;
     this.timers = options.timers ?? realTimers;
     this.now = options.now ?? (() => performance.now());
   }
-
-  private readonly now: () => number;
 
   /** Starts the resync timer and asks for the first step. */
   start(): void {
