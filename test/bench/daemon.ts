@@ -36,8 +36,6 @@ async function daemonMemory(pidOfScript: number): Promise<{ rss: number; peak: n
   return { rss: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 };
 }
 
-const daemonRss = async (pidOfScript: number): Promise<number> => (await daemonMemory(pidOfScript)).rss;
-
 /** The KmeshNodeInfo of added peer k (0-based, below 12,800): underlay 198.19.0.0/16, pod CIDRs in 10.100.0.0/14. */
 function addedPeer(k: number, spi: number): { name: string; info: object } {
   const name = `peer-${String(k).padStart(5, '0')}`;
@@ -130,7 +128,7 @@ async function bench(peers: number): Promise<void> {
     );
 
     const n1 = nth(cluster.nodes, 0);
-    const rss2 = await daemonRss(nth(pids, 0));
+    const rss2 = (await daemonMemory(nth(pids, 0))).rss;
     const extra = peers - 2;
     const infos = path.join(store.dir, 'kmeshnodeinfos');
     await fsp.mkdir(infos, { recursive: true });
