@@ -231,10 +231,11 @@ interface DstStates<T> {
   list: readonly T[] | undefined;
   /** Past LIST_MAX (every inbound SA of a node shares its dst): stored mark value -> the state(s) with it. */
   byValue: Map<number, T | T[]> | undefined;
-  /** With byValue: the distinct stored mark masks, and how many states use each (a lookup probes each). */
+  /**
+   * With byValue: the distinct stored mark masks seen at this dst (a lookup probes each). A mask whose last state
+   * went stays: it costs a probe, and a hit is checked against each state's own mask.
+   */
   masks: number[] | undefined;
-  maskCounts: number[] | undefined;
-  count: number;
 }
 
 /** A dst's states are kept as a plain list up to this many, scanned on lookup. */
@@ -267,10 +268,9 @@ export class StateIndex<T extends StateKey> {
     const entry = this.byDst.get(dst);
     this.order.set(state, this.nextOrder++);
     if (!entry) {
-      this.byDst.set(dst, { list: [state], byValue: undefined, masks: undefined, maskCounts: undefined, count: 1 });
+      this.byDst.set(dst, { list: [state], byValue: undefined, masks: undefined });
       return;
     }
-    entry.count++;
     if (entry.list && entry.list.length < LIST_MAX) {
       entry.list = [...entry.list, state];
       return;
@@ -278,7 +278,6 @@ export class StateIndex<T extends StateKey> {
     if (entry.list) {
       entry.byValue = new Map();
       entry.masks = [];
-      entry.maskCounts = [];
       for (const x of entry.list) addByValue(entry, x);
       entry.list = undefined;
     }
@@ -290,12 +289,9 @@ export class StateIndex<T extends StateKey> {
     const dst = canonicalIp(state.dst);
     const entry = this.byDst.get(dst);
     if (!entry || !this.order.delete(state)) return;
-    if (--entry.count === 0) {
-      this.byDst.delete(dst);
-      return;
-    }
     if (entry.list) {
       entry.list = entry.list.filter((x) => x !== state);
+      if (entry.list.length === 0) this.byDst.delete(dst);
       return;
     }
     const byValue = entry.byValue as Map<number, T | T[]>;
@@ -305,15 +301,7 @@ export class StateIndex<T extends StateKey> {
       at.splice(at.indexOf(state), 1);
       if (at.length === 1) byValue.set(value, at[0] as T);
     } else byValue.delete(value);
-    const masks = entry.masks as number[];
-    const counts = entry.maskCounts as number[];
-    const m = masks.indexOf(maskOf(state));
-    const left = (counts[m] as number) - 1;
-    if (left > 0) counts[m] = left;
-    else {
-      masks.splice(m, 1);
-      counts.splice(m, 1);
-    }
+    if (byValue.size === 0) this.byDst.delete(dst);
   }
 
   /** States a kernel lookup for `key` (its bucket, its mark value&mask) would hit, newest first. */
@@ -347,13 +335,8 @@ export class StateIndex<T extends StateKey> {
 
 function addByValue<T extends StateKey>(entry: DstStates<T>, state: T): void {
   const masks = entry.masks as number[];
-  const counts = entry.maskCounts as number[];
   const mask = maskOf(state);
-  const m = masks.indexOf(mask);
-  if (m < 0) {
-    masks.push(mask);
-    counts.push(1);
-  } else counts[m] = (counts[m] as number) + 1;
+  if (!masks.includes(mask)) masks.push(mask);
   const byValue = entry.byValue as Map<number, T | T[]>;
   const value = valueOf(state);
   const at = byValue.get(value);
