@@ -17,6 +17,7 @@
 import { KeyHistory } from '../keys/key-history.js';
 import type { IpsecKey, NodeInfo } from '../model/node.js';
 import type { XfrmKernel } from '../xfrm/types.js';
+import { exactArray } from '../util/exact-array.js';
 import { allocatePeerIds, recoverPeerIds } from './peer-ids.js';
 import { screenPeers } from './peer-screen.js';
 import {
@@ -241,10 +242,13 @@ export class IpsecController {
     };
     const inboundSpisOf = (name: string): number[] => {
       const inbound = statesOf('inbound', name);
-      return keySpis.filter((spi) => {
-        const forSpi = inbound.filter((s) => s.state.spi === spi);
-        return forSpi.length > 0 && forSpi.every((s) => !result.missingStates.has(s));
-      });
+      // Kept in the peer's status row: at its exact size (src/util/exact-array.ts).
+      return exactArray(
+        keySpis.filter((spi) => {
+          const forSpi = inbound.filter((s) => s.state.spi === spi);
+          return forSpi.length > 0 && forSpi.every((s) => !result.missingStates.has(s));
+        }),
+      );
     };
     // A row is reused when nothing it is made of changed: the same peer plan (the planner hands out the same
     // object, with the same SAs, for an unchanged peer), no issue, and no SA missing now or when it was made.

@@ -15,6 +15,7 @@ import {
   type Family,
   type ParsedCidr,
 } from '../model/ip-address.js';
+import { exactArray } from '../util/exact-array.js';
 
 /** One encrypted path between the local node and a peer in one address family. */
 export interface Tunnel {
@@ -83,8 +84,9 @@ function parseCidrs(texts: readonly string[]): { text: string; cidr: ParsedCidr 
 
 /** The texts of `cidrs`. */
 function textsOf(cidrs: readonly { text: string }[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < cidrs.length; i++) out.push((cidrs[i] as { text: string }).text);
+  // At their exact size (src/util/exact-array.ts): a peer's and each of its tunnels' CIDR lists are kept.
+  const out = new Array<string>(cidrs.length);
+  for (let i = 0; i < cidrs.length; i++) out[i] = (cidrs[i] as { text: string }).text;
   return out;
 }
 
@@ -229,8 +231,8 @@ function screenOne(raw: NodeInfo, context: ScreenContext, kept?: ReadonlyMap<str
     claims.cidrs.add(cidr, claim);
     held.push({ cidr, claim });
   }
-  claims.live.set(owner, held);
-  return { accepted: { node, tunnels, notes } };
+  claims.live.set(owner, exactArray(held));
+  return { accepted: { node, tunnels: exactArray(tunnels), notes: exactArray(notes) } };
 }
 
 // The last screening, with what it was made from and the claims it left. A daemon step screens every peer

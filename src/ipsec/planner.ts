@@ -24,6 +24,7 @@ import {
 import { sameTexts, screenPeers, type PeerRejection, type ScreenedPeer, type Tunnel } from './peer-screen.js';
 import { chooseSendSpi } from './rotation.js';
 import { PlanIdentities } from './plan-identities.js';
+import { exactArray } from '../util/exact-array.js';
 
 export interface PlannerOptions {
   reqid: number;
@@ -189,11 +190,13 @@ export function planScreened(input: ScreenedPlanInput): XfrmPlan {
     plan.sendSpi = send.spi;
     if (send.note) plan.reasons.push(send.note);
     plan.planned = true;
+    const tunnelPlans: TunnelPlan[] = [];
+    const addressIds: PeerPlanMemo['addressIds'] = [];
     for (let t = 0; t < tunnels.length; t++) {
       const tunnel = tunnels[t] as Tunnel;
       const addressId = { address: tunnel.peerAddress, peerId };
       peerAddressIds.push(addressId);
-      peerMemo.addressIds.push(addressId);
+      addressIds.push(addressId);
       const planned = planTunnelMemo(
         local,
         peer,
@@ -203,14 +206,17 @@ export function planScreened(input: ScreenedPlanInput): XfrmPlan {
         send.spi,
         opts,
         memo?.tunnels,
-        peerMemo.tunnels,
+        tunnelPlans,
         epoch,
       );
-      peerMemo.tunnels.push(planned);
+      tunnelPlans.push(planned);
       if (!lastCallReused) fresh.push(planned);
       pushAll(states, planned.states);
       pushAll(policies, planned.policies);
     }
+    // Kept for as long as the plan is, at their exact size (src/util/exact-array.ts).
+    peerMemo.tunnels = exactArray(tunnelPlans);
+    peerMemo.addressIds = exactArray(addressIds);
   }
   // The last plan's tunnels this one did not reuse: those of the peers it replanned, and of the peers it lost.
   const gone: TunnelPlan[] = [];
@@ -409,9 +415,23 @@ function planTunnelMemo(
   if (planned !== undefined) planned.usedIn = epoch;
   else planned = from(current) ?? fromLast;
   if (planned === undefined) {
-    planned = { local, peer, peerId, tunnel, keys, sendSpi, opts, states: [], policies: [], usedIn: epoch };
     const donor = last?.find((p) => sameKeyEnds(p, local, peer, tunnel));
-    planTunnel(local, peer, peerId, tunnel, keys, sendSpi, opts, planned.states, planned.policies, donor);
+    const states: PlannedState[] = [];
+    const policies: PlannedPolicy[] = [];
+    planTunnel(local, peer, peerId, tunnel, keys, sendSpi, opts, states, policies, donor);
+    // Kept for as long as the plan is, at their exact size (src/util/exact-array.ts).
+    planned = {
+      local,
+      peer,
+      peerId,
+      tunnel,
+      keys,
+      sendSpi,
+      opts,
+      states: exactArray(states),
+      policies: exactArray(policies),
+      usedIn: epoch,
+    };
   }
   return planned;
 }

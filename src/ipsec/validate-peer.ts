@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { SPI_MAX, SPI_MIN } from '../model/ipsec-key.js';
 import type { NodeInfo } from '../model/node.js';
 import { normaliseCidr, parseIp } from '../model/ip-address.js';
+import { exactArray } from '../util/exact-array.js';
 
 /** Kubernetes boot IDs are UUIDs; Kmesh slices 36 bytes and panics on anything shorter. */
 const BOOT_ID_MIN_LENGTH = 36;
@@ -70,6 +71,12 @@ export function parseNodeInfo(obj: unknown): { ok: NodeInfo } | { error: string 
     if (!podCIDRs.includes(normal)) podCIDRs.push(normal);
   }
   return {
-    ok: { name: metadata.name, spi: spec.spi, addresses: [...spec.addresses], bootID: spec.bootID, podCIDRs },
+    ok: {
+      name: metadata.name,
+      spi: spec.spi,
+      addresses: [...spec.addresses],
+      bootID: spec.bootID,
+      podCIDRs: exactArray(podCIDRs),
+    },
   };
 }

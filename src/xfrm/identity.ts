@@ -8,6 +8,7 @@
 // Addresses are compared in canonical form. Descriptions never include key bytes.
 
 import { canonicalIp, canonicalSelectorCidr } from '../model/ip-address.js';
+import { exactArray, exactWith } from '../util/exact-array.js';
 import type { XfrmMark, XfrmOp, XfrmPolicy, XfrmSelector, XfrmState, XfrmTemplate } from './types.js';
 
 const NO_MARK: XfrmMark = { value: 0, mask: 0 };
@@ -272,7 +273,7 @@ export class StateIndex<T extends StateKey> {
       return;
     }
     if (entry.list && entry.list.length < LIST_MAX) {
-      entry.list = [...entry.list, state];
+      entry.list = exactWith(entry.list, state);
       return;
     }
     if (entry.list) {
@@ -290,7 +291,7 @@ export class StateIndex<T extends StateKey> {
     const entry = this.byDst.get(dst);
     if (!entry || !this.order.delete(state)) return;
     if (entry.list) {
-      entry.list = entry.list.filter((x) => x !== state);
+      entry.list = exactArray(entry.list.filter((x) => x !== state));
       if (entry.list.length === 0) this.byDst.delete(dst);
       return;
     }
