@@ -7,8 +7,8 @@
 // addresses included); objects under the same hash are compared field by field, and the identity text is only
 // built for the error.
 import { canonicalIp, canonicalSelectorCidr } from '../model/ip-address.js';
-import { lookupMark, policyIdentity, samePolicyIdentity, stateBucket, storedMark } from '../xfrm/identity.js';
-import type { XfrmPolicy, XfrmState } from '../xfrm/types.js';
+import { lookupMark, policyIdentity, samePolicyIdentity, stateBucket } from '../xfrm/identity.js';
+import type { XfrmMark, XfrmPolicy, XfrmState } from '../xfrm/types.js';
 
 /** FNV-1a over a string's code units, continuing from `hash`. */
 function hashText(hash: number, text: string): number {
@@ -33,35 +33,46 @@ function hashOfText(text: string): number {
   return h;
 }
 
+// Hashes stay signed 32-bit integers throughout, never unsigned: V8 keeps those as small integers, where a
+// value of 2^31 and above (an unsigned hash, a mark mask of 0xffff00ff) is a heap number. A whole-plan check
+// runs before V8 optimises this code, and unoptimised code allocates every such intermediate: ~3 MiB per check
+// of a 5,000-peer plan, besides the 35,000 map keys themselves.
 function hashNumber(hash: number, n: number): number {
-  return Math.imul(hash ^ (n >>> 0), 0x01000193);
+  return Math.imul(hash ^ n, 0x01000193);
 }
 
 const SEED = 0x811c9dc5 | 0;
 
+/** A mark's bits as the kernel stores and looks them up (value & mask), signed; 0 for no mark. */
+function maskedBits(mark: XfrmMark | undefined): number {
+  return mark === undefined ? 0 : mark.value & mark.mask;
+}
+
 function stateHash(s: XfrmState): number {
   let h = hashNumber(hashNumber(hashNumber(SEED, s.family), s.proto), s.spi);
-  h = hashNumber(h, lookupMark(s.mark));
-  return hashNumber(h, hashOfText(canonicalIp(s.dst))) >>> 0;
+  h = hashNumber(h, maskedBits(s.mark));
+  return hashNumber(h, hashOfText(canonicalIp(s.dst)));
 }
 
 function sameStateIdentity(a: XfrmState, b: XfrmState): boolean {
   return (
     a.family === b.family &&
     a.proto === b.proto &&
-    a.spi >>> 0 === b.spi >>> 0 &&
-    lookupMark(a.mark) === lookupMark(b.mark) &&
+    (a.spi | 0) === (b.spi | 0) &&
+    maskedBits(a.mark) === maskedBits(b.mark) &&
     canonicalIp(a.dst) === canonicalIp(b.dst)
   );
 }
 
+/** A policy direction as a number for the hash. */
+const DIR_CODE: Readonly<Record<XfrmPolicy['dir'], number>> = { in: 1, out: 2, fwd: 3 };
+
 function policyHash(p: XfrmPolicy): number {
-  const m = storedMark(p.mark);
-  let h = hashText(SEED, p.dir);
+  let h = hashNumber(SEED, DIR_CODE[p.dir]);
   h = hashNumber(hashNumber(h, p.selector.family), p.selector.proto);
-  h = hashNumber(hashNumber(h, m.value), m.mask);
+  h = hashNumber(hashNumber(h, maskedBits(p.mark)), p.mark === undefined ? 0 : p.mark.mask);
   h = hashNumber(h, hashOfText(canonicalSelectorCidr(p.selector.src)));
-  return hashNumber(h, hashOfText(canonicalSelectorCidr(p.selector.dst))) >>> 0;
+  return hashNumber(h, hashOfText(canonicalSelectorCidr(p.selector.dst)));
 }
 
 /** Objects by hash: the object itself, or a list when several share the hash (rare). */
