@@ -26,6 +26,15 @@ export function bootIdBytes(bootID: string): Buffer {
 
 /** Key for traffic from `src` to `dst` under this PSK; the sender's outbound SA and the receiver's inbound SA use it. */
 export function derivePairKey(psk: Buffer, src: KeyEndpoint, dst: KeyEndpoint): Buffer {
+  return Buffer.from(pairKeyDigest(psk, src, dst).slice(0, AEAD_KEY_BYTES), 'latin1');
+}
+
+/**
+ * The SHA-512 digest of the pair key's input, as a latin1 string (one character per byte): a string costs V8 one
+ * heap object, where a digest Buffer costs an array buffer with a native backing store of its own, allocated and
+ * freed per key (10,000 of them in a first 5,000-peer plan).
+ */
+function pairKeyDigest(psk: Buffer, src: KeyEndpoint, dst: KeyEndpoint): string {
   if (psk.length === 0) throw new Error('key derivation: the pre-shared key is empty');
   requireText('source IP', src.ip);
   requireText('destination IP', dst.ip);
@@ -40,9 +49,9 @@ export function derivePairKey(psk: Buffer, src: KeyEndpoint, dst: KeyEndpoint): 
   at += scratch.write(dst.ip, at, 'utf8');
   at = writeBootId(src.bootID, at);
   at = writeBootId(dst.bootID, at);
-  const digest = hash('sha512', scratch.subarray(0, at), 'buffer');
+  const digest = hash('sha512', scratch.subarray(0, at), 'binary'); // 'binary' is latin1
   scratch.fill(0, 0, at); // the PSK is not left behind in a second place
-  return digest.subarray(0, AEAD_KEY_BYTES);
+  return digest;
 }
 
 /** Where derivePairKey lays out a hash input; zeroed after each use. */
@@ -65,19 +74,15 @@ const SLAB_KEYS = 256;
 let slab = Buffer.alloc(0);
 let slabUsed = 0;
 
-/** A copy of `bytes` in the current slab (a fresh slab when it is full). */
-function slabCopy(bytes: Buffer): Buffer {
-  if (slabUsed + bytes.length > slab.length) {
-    slab = Buffer.allocUnsafeSlow(Math.max(bytes.length, AEAD_KEY_BYTES * SLAB_KEYS));
-    slabUsed = 0;
-  }
-  const copy = slab.subarray(slabUsed, slabUsed + bytes.length);
-  bytes.copy(copy);
-  slabUsed += bytes.length;
-  return copy;
-}
-
 /** derivePairKey, its 36 bytes kept in a shared slab: the buffers handed out must not be written to. */
 export function derivePairKeyKept(psk: Buffer, src: KeyEndpoint, dst: KeyEndpoint): Buffer {
-  return slabCopy(derivePairKey(psk, src, dst));
+  const digest = pairKeyDigest(psk, src, dst);
+  if (slabUsed + AEAD_KEY_BYTES > slab.length) {
+    slab = Buffer.allocUnsafeSlow(AEAD_KEY_BYTES * SLAB_KEYS);
+    slabUsed = 0;
+  }
+  const key = slab.subarray(slabUsed, slabUsed + AEAD_KEY_BYTES);
+  key.write(digest, 0, AEAD_KEY_BYTES, 'latin1');
+  slabUsed += AEAD_KEY_BYTES;
+  return key;
 }

@@ -8,7 +8,9 @@
 //     KmeshNodeInfo objects added to the store, each getting SAs and policies; --peers N for another count, e.g.
 //     5000: the real daemon, started as users start it, beside bench:scale's in-process estimate); printed with
 //     the ratio. Then a rotation among them (a new key; the added peers advertise it, as their daemons would):
-//     the RSS with both keys' SAs held, and the peak RSS (VmHWM) of the whole run.
+//     the RSS with both keys' SAs held, right when every peer is reached and again after REST_MS of rest (no
+//     change arriving: what V8 and malloc give back once the steps stop; the old key's SAs are still held, as
+//     the count printed with it shows), and the peak RSS (VmHWM) of the whole run.
 // Prints figures only; nothing here asserts on time.
 import fsp from 'node:fs/promises';
 import os from 'node:os';
@@ -22,6 +24,9 @@ import { NetnsCluster, nth } from '../../src/demo/netns-cluster.js';
 import { runOk, waitFor } from '../../src/demo/shell.js';
 
 const say = (s: string): void => void process.stdout.write(`${s}\n`);
+
+/** The rest after a rotation before the second RSS reading: well inside the retirement grace (30 s). */
+const REST_MS = 10_000;
 
 /** The daemon's RSS and its peak so far (VmRSS, VmHWM), in MiB. */
 async function daemonMemory(pidOfScript: number): Promise<{ rss: number; peak: number }> {
@@ -174,6 +179,12 @@ async function bench(peers: number): Promise<void> {
     const heldSas = (await runOk('ip', ['-n', n1.netns, 'xfrm', 'state', 'count'])).trim();
     say(
       `daemon RSS after a rotation among ${peers} peers: ${afterRotation.rss.toFixed(1)} MiB (${heldSas}: both keys held; every peer on SPI ${spi} ${rotated.toFixed(1)} s after the secret change); peak RSS of the run (VmHWM) ${afterRotation.peak.toFixed(1)} MiB`,
+    );
+    await new Promise((r) => setTimeout(r, REST_MS));
+    const rested = await daemonMemory(nth(pids, 0));
+    const restedSas = (await runOk('ip', ['-n', n1.netns, 'xfrm', 'state', 'count'])).trim();
+    say(
+      `daemon RSS ${REST_MS / 1000} s later, at rest: ${rested.rss.toFixed(1)} MiB (${restedSas}); peak RSS of the run (VmHWM) ${rested.peak.toFixed(1)} MiB`,
     );
   } finally {
     await daemons.stopAll();

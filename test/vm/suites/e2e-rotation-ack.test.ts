@@ -102,6 +102,7 @@ async function frozenRotation(work: string, prefix: string, rule: 'acknowledged'
       pairs.map(([a, b]) => ping(podOf(a, 0).netns, podOf(b, 0).ip, count, 0.1)),
     );
     await sleep(1000);
+    await phase('traffic running 1 s, before the freeze');
     await store.freeze();
     const rotated = await store.kmeshctl(['secret', 'create']);
     log.push(`rotation: ${rotated.stdout.trim()}${rotated.stderr.trim()}`);
