@@ -1,4 +1,4 @@
-#!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --max-semi-space-size=4
+#!/usr/bin/env -S MALLOC_ARENA_MAX=2 MALLOC_MMAP_THRESHOLD_=131072 node --max-semi-space-size=4
 // kmesh-daemon executable: runs the bundled daemon, dist/src/daemon/kmesh-daemon.bundle.cjs (`npm run build`
 // makes it), through bin/load-bundle.js with its V8 code cache (written a few seconds after start, once the
 // daemon has compiled what it runs). Exits as soon as main returns, so no lingering watch connection can keep a
