@@ -91,6 +91,26 @@ async function frozenRotation(work: string, prefix: string, rule: 'acknowledged'
       60_000,
       500,
     );
+    // The experiment starts from a settled cluster: two seconds of pings between every pair with no XFRM error
+    // counter moving on any node. Right after convergence a node can still drop a few decrypted packets for want
+    // of a policy (XfrmInNoPols 25 on two nodes within the first second of traffic, seen on 6.1 and 6.12): a
+    // startup window of its own, not the rotation's, logged here when it shows and reported apart
+    // (docs/benchmarks.md, sixth session).
+    await waitFor(
+      'two quiet seconds of traffic between every pair',
+      async () => {
+        const s0 = await Promise.all(cluster.nodes.map((n) => xfrmStat(n.netns)));
+        const p = await Promise.all(pairs.map(([a, b]) => ping(podOf(a, 0).netns, podOf(b, 0).ip, 20, 0.1)));
+        const s1 = await Promise.all(cluster.nodes.map((n) => xfrmStat(n.netns)));
+        const d = cluster.nodes.map((_, i) => xfrmErrorDelta(nth(s0, i), nth(s1, i)));
+        const lost = p.reduce((a, r) => a + r.transmitted - r.received, 0);
+        const quiet = lost === 0 && d.every((x) => Object.keys(x).length === 0);
+        if (!quiet) log.push(`warm-up not yet settled: ${lost} pings lost, XFRM error deltas ${JSON.stringify(d)}`);
+        return quiet;
+      },
+      90_000,
+      0,
+    );
     const before = await Promise.all(cluster.nodes.map((n) => xfrmStat(n.netns)));
     const phase = async (what: string): Promise<void> => {
       const now = await Promise.all(cluster.nodes.map((n) => xfrmStat(n.netns)));
