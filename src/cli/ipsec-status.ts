@@ -30,13 +30,14 @@ export interface IpsecCommandDeps {
 
 const HELP = `
 Examples:
-  kmeshctl ipsec status                       # per node: SPI advertised, held, sent with, last rotation, failing peers
+  kmeshctl ipsec status                       # per node: SPI advertised, held, sent with, last rotation, peers known, failing
   kmeshctl ipsec status -o json | jq .verdict
   kmeshctl secret create && kmeshctl ipsec status --wait --timeout 300   # rotate, then wait until every node switched
   kmeshctl --store dir:/var/lib/kmesh ipsec status
 
-The verdict is "converged on SPI N" once every node advertises the Secret's SPI N, sends only with it and reports
-no key problem and no failing peer; otherwise it names each node that lags and why. Old SPIs still held are listed
+The verdict is "converged on SPI N" once every node advertises the Secret's SPI N, sends only with it, knows
+every other node as a peer (PEERS = nodes - 1), is ready and reports no key problem and no failing peer;
+otherwise it names each node that lags and why. Old SPIs still held are listed
 beside it: a node removes them once every peer reports it no longer sends with them.
 With --wait: exit 0 once converged, exit 1 when --timeout seconds (default ${DEFAULT_WAIT_SECONDS}) passed first.`;
 

@@ -1,9 +1,12 @@
 // The cluster-wide view of `kmeshctl ipsec status`: which node advertises, holds and sends with which SPI, read
 // from every KmeshNodeInfo (spec.spi and the status its daemon publishes, src/model/node-key-status.ts) and the
 // Secret's SPI, with a one-line verdict. Pure. The cluster has converged on the Secret's SPI S when every node
-// advertises S, holds nothing above S, sends only with S, reports no key problem, no failing peer and that it is
-// ready (every XFRM object written, every TC program attached: it encrypts all it should); old SPIs
-// still held are reported beside it ("old SPIs still held"), as they go only once every peer acknowledged.
+// advertises S, holds nothing above S, sends only with S, knows every other node as a peer, reports no key
+// problem, no failing peer and that it is ready (every XFRM object written, every TC program attached: it
+// encrypts all it should); old SPIs still held are reported beside it ("old SPIs still held"), as they go only
+// once every peer acknowledged. Knowing every other node matters: a node whose view of the cluster lags
+// advertises S, sends with S to the peers it knows and is ready, yet has no SA for the node it has not seen, whose
+// packets it drops (seen in the VM: "converged" reported while two nodes had not yet seen the third).
 import { parseNodeKeyStatus, type NodeKeyStatus } from '../model/node-key-status.js';
 
 export interface NodeKeyRow {
@@ -53,7 +56,7 @@ export function nodeKeyRows(objects: readonly unknown[]): NodeKeyRow[] {
 }
 
 /** What keeps `row` from having converged on `spi` ('' when nothing). */
-function lag(row: NodeKeyRow, spi: number): string {
+function lag(row: NodeKeyRow, spi: number, otherNodes: number): string {
   const gaps: string[] = [];
   if (row.advertisedSpi !== spi) gaps.push(`advertises SPI ${row.advertisedSpi ?? 'none'}`);
   const r = row.report;
@@ -64,6 +67,11 @@ function lag(row: NodeKeyRow, spi: number): string {
     if (r.highestSpi > spi) gaps.push(`holds SPI ${r.highestSpi}, above the Secret's`);
     const others = r.sendSpis.filter((s) => s !== spi);
     if (others.length > 0) gaps.push(`still sends with SPI ${others.join(', ')}`);
+    if (r.peerCount < otherNodes) {
+      gaps.push(`knows ${r.peerCount} of ${otherNodes} peer${otherNodes === 1 ? '' : 's'}`);
+    } else if (r.peerCount > otherNodes) {
+      gaps.push(`knows ${r.peerCount} peers, ${r.peerCount - otherNodes} more than the cluster has`);
+    }
     if (r.keyProblem !== '') gaps.push(`key problem: ${r.keyProblem}`);
     if (r.notReady !== '') gaps.push(`not ready: ${r.notReady}`);
     if (r.failingPeerCount > 0) {
@@ -87,7 +95,7 @@ export function clusterKeyStatus(secretSpi: number | undefined, objects: readonl
     };
   }
   const lagging = nodes.flatMap((n) => {
-    const gap = lag(n, secretSpi);
+    const gap = lag(n, secretSpi, nodes.length - 1);
     return gap === '' ? [] : [`${n.name}: ${gap}`];
   });
   const oldSpisHeld = nodes.flatMap((n) => {
@@ -111,7 +119,7 @@ function list(spis: readonly number[] | undefined): string {
 
 /** The text form: the Secret's SPI, one row per node, the verdict. */
 export function formatClusterKeyStatus(s: ClusterKeyStatus, secretLocation: string): string {
-  const header = ['NODE', 'ADVERTISED', 'HELD', 'SENDING', 'LAST ROTATION', 'CONVERGED AT', 'FAILING PEERS'];
+  const header = ['NODE', 'ADVERTISED', 'HELD', 'SENDING', 'LAST ROTATION', 'CONVERGED AT', 'PEERS', 'FAILING PEERS'];
   const rows = s.nodes.map((n) => [
     n.name,
     n.advertisedSpi === undefined ? '-' : String(n.advertisedSpi),
@@ -119,6 +127,7 @@ export function formatClusterKeyStatus(s: ClusterKeyStatus, secretLocation: stri
     list(n.report?.sendSpis),
     n.report?.lastRotation ? `SPI ${n.report.lastRotation.spi}` : '-',
     n.report?.lastRotation?.convergedAt ?? '-',
+    n.report === undefined ? '-' : String(n.report.peerCount),
     n.report === undefined
       ? '-'
       : n.report.failingPeerCount === 0
