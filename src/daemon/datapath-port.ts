@@ -4,9 +4,15 @@
 // next, then the managed local pods, the pod-CIDR peer ids and the strict mode (km_local_pods, km_pod_peers,
 // km_ipsec_config), then the MSS clamp, encrypt attachments last; detaches happen after the adds. Each sync
 // also reads the plaintext counters (km_plaintext) for the status.
+// `admit` runs before an XFRM step writes a new peer's SAs and policies: it adds the peer's ids and pod CIDRs to
+// what the last sync wrote. Written after them, the decrypt program would meanwhile leave the peer's ESP without
+// its inbound mark (no SA found) and clear 0xd0 on what its SA decrypted (no policy found): the peer already
+// sends once it sees our advertised SPI, so its packets were dropped for a whole step (XfrmInNoPols in the VM).
+// A pod CIDR admitted early also makes the encrypt program mark traffic to the peer a moment before its outbound
+// SA exists: that traffic meets the catch-all block policy, never the wire in clear.
 import fs from 'node:fs/promises';
 import type { CidrIndexUse, Datapath, PlaintextCount } from '../datapath/datapath.js';
-import type { Attachment, DatapathDesired, DatapathPort, DatapathReport } from './ports.js';
+import type { Attachment, DatapathDesired, DatapathPort, DatapathReport, PeerAddressId } from './ports.js';
 import { firstLine } from '../util/first-line.js';
 
 /** Pinned objects (anything but directories) under `root`; undefined when `root` does not exist. */
@@ -22,6 +28,8 @@ async function countPins(root: string): Promise<number | undefined> {
 
 export class DatapathAdapter implements DatapathPort {
   private loaded = false;
+  /** km_ipsec_peers and the remote CIDRs as last written by sync or admit (undefined: not written yet). */
+  private written: { peerIds: Map<string, number>; remoteCidrs: Set<string> } | undefined;
 
   constructor(
     private readonly dp: Datapath,
@@ -51,16 +59,7 @@ export class DatapathAdapter implements DatapathPort {
       }
     };
     for (const i of desired.decrypt) await attach('decrypt', i.name, i.ifindex);
-    try {
-      await this.dp.setPeers(desired.peerIds);
-    } catch (err) {
-      errors.push(`km_ipsec_peers: ${firstLine(err)}`);
-    }
-    try {
-      await this.dp.setRemoteCidrs(desired.remoteCidrs);
-    } catch (err) {
-      errors.push(`km_nodeinfo: ${firstLine(err)}`);
-    }
+    errors.push(...(await this.writePeers(desired.peerIds, desired.remoteCidrs)));
     const writes: [string, (() => Promise<unknown>) | undefined][] = [
       ['km_local_pods', desired.localPods && (() => this.dp.setLocalPods(desired.localPods ?? []))],
       ['km_pod_peers', desired.podPeers && (() => this.dp.setPodPeers(desired.podPeers ?? new Map()))],
@@ -122,6 +121,41 @@ export class DatapathAdapter implements DatapathPort {
    * Detaches our TC programs and removes our pins; returns what was there. Without a pin directory nothing of
    * ours exists on this bpffs: nothing is loaded, and no directory (not even a missing --bpf-fs-path) is made.
    */
+  async admit(peerIds: readonly PeerAddressId[], remoteCidrs: readonly string[]): Promise<string[]> {
+    const last = this.written;
+    const peersNew = last === undefined || peerIds.some((p) => last.peerIds.get(p.address) !== p.peerId);
+    const cidrsNew = last === undefined || remoteCidrs.some((c) => !last.remoteCidrs.has(c));
+    if (!peersNew && !cidrsNew) return [];
+    await this.ensureLoaded();
+    const ids = new Map(last?.peerIds);
+    const planned = new Map(peerIds.map((p) => [p.address, p.peerId]));
+    // An id given to another address now (a peer's new address, or a freed id reused) leaves its old address.
+    const taken = new Set(planned.values());
+    for (const [address, id] of ids) if (taken.has(id) && planned.get(address) !== id) ids.delete(address);
+    planned.forEach((id, address) => ids.set(address, id));
+    const cidrs = new Set(last?.remoteCidrs);
+    for (const c of remoteCidrs) cidrs.add(c);
+    return this.writePeers(ids, [...cidrs].sort());
+  }
+
+  /** km_ipsec_peers, then km_nodeinfo (and its index): one line per failed write. */
+  private async writePeers(peerIds: ReadonlyMap<string, number>, remoteCidrs: readonly string[]): Promise<string[]> {
+    const errors: string[] = [];
+    try {
+      await this.dp.setPeers(peerIds);
+    } catch (err) {
+      errors.push(`km_ipsec_peers: ${firstLine(err)}`);
+    }
+    try {
+      await this.dp.setRemoteCidrs(remoteCidrs);
+    } catch (err) {
+      errors.push(`km_nodeinfo: ${firstLine(err)}`);
+    }
+    // After a failed write nothing is assumed: the next admit writes again (the sync always does).
+    this.written = errors.length === 0 ? { peerIds: new Map(peerIds), remoteCidrs: new Set(remoteCidrs) } : undefined;
+    return errors;
+  }
+
   async uninstall(): Promise<string[]> {
     const pins = await countPins(this.bpffsRoot);
     if (pins === undefined) return [];

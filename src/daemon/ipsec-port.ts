@@ -7,8 +7,9 @@ import type { IpsecKey } from '../model/node.js';
 import { IpsecController, type StepReport } from '../ipsec/node-controller.js';
 import type { RetirementRule } from '../ipsec/rotation.js';
 import { reconcile, type ReconcileIssue } from '../ipsec/reconciler.js';
+import type { XfrmPlan } from '../ipsec/planner.js';
 import type { XfrmKernel } from '../xfrm/types.js';
-import type { IpsecPort, IpsecStepInput, IpsecStepResult, PeerStatus, XfrmFailure } from './ports.js';
+import type { IpsecPort, IpsecStepInput, IpsecStepResult, PeerStatus, PlannedPeers, XfrmFailure } from './ports.js';
 
 export interface IpsecAdapterOptions {
   /** Milliseconds an SPI stays installed after this node and every peer moved past it (--rotation-grace). */
@@ -90,6 +91,7 @@ export class IpsecAdapter implements IpsecPort {
       peers: input.peers,
       now: input.now,
       ...(input.peerReports !== undefined ? { peerReports: input.peerReports } : {}),
+      ...(input.beforeApply !== undefined ? { beforeApply: beforeApplyOf(input.beforeApply) } : {}),
     });
     const peers = this.peerRows(report);
     const failures = [
@@ -169,6 +171,15 @@ export class IpsecAdapter implements IpsecPort {
     const report = await reconcile(this.kernel, { states: [], policies: [] });
     return report.writes;
   }
+}
+
+/** The controller's plan as the port's PlannedPeers: the planned peers' names and their inbound SAs' peer ids. */
+function beforeApplyOf(hook: (planned: PlannedPeers) => Promise<void>): (plan: XfrmPlan) => Promise<void> {
+  return (plan) =>
+    hook({
+      names: plan.peers.filter((p) => p.planned).map((p) => p.name),
+      peerIds: plan.peerAddressIds,
+    });
 }
 
 /** The failures among a reconcile's issues: all but DEFERRED (held back because of another failure, listed too). */

@@ -414,10 +414,23 @@ export class ReconcileLoop {
       next.rotation = this.rotation;
     }
     const local = { name: node.name, addresses: node.addresses, bootID: node.bootID, podCIDRs: node.podCIDRs };
+    const byName = new Map(peers.map((p) => [p.name, p]));
     let result: IpsecStepResult;
     try {
       const publishedSpi = ownPublished === undefined ? 0 : publishedSpiOf(ownPublished);
-      result = await ipsec.step({ local, peers, publishedSpi, now: this.now(), peerReports: reportsOf(peerReports) });
+      result = await ipsec.step({
+        local,
+        peers,
+        publishedSpi,
+        now: this.now(),
+        peerReports: reportsOf(peerReports),
+        // The decrypt program's side of new peers before their SAs and policies exist (datapath-port.ts: admit).
+        beforeApply: async (planned) => {
+          const cidrs: string[] = [];
+          for (const name of planned.names) for (const c of byName.get(name)?.podCIDRs ?? []) cidrs.push(c);
+          for (const e of await datapath.admit(planned.peerIds, cidrs)) fail(`datapath: ${e}`);
+        },
+      });
       if (result.keysChanged) this.keysDirty = true;
     } catch (err) {
       fail(`xfrm: ${firstLine(err)}`, 'error');
@@ -455,7 +468,6 @@ export class ReconcileLoop {
     next.unresolvedPods = resolved.unresolved;
     const underlays = underlayInterfaces(hostNet, node.addresses);
     if (underlays.length === 0) fail(`no interface holds the node's InternalIPs ${node.addresses.join(', ')}`);
-    const byName = new Map(peers.map((p) => [p.name, p]));
     const remoteCidrs = new Set<string>();
     const podPeers = new Map<string, number>();
     for (const status of result.peers) {

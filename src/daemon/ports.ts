@@ -37,6 +37,23 @@ export interface IpsecStepInput {
   now: number;
   /** Per peer, the SPIs its KmeshNodeInfo status reports sending with (absent: it reports nothing). */
   peerReports?: ReadonlyMap<string, readonly number[]>;
+  /**
+   * Called once the step is planned, before anything is written to the kernel, with the peers planned (names)
+   * and the peer ids their inbound SAs will match (underlay address -> id, as `IpsecStepResult.peerIds`).
+   */
+  beforeApply?: (planned: PlannedPeers) => Promise<void>;
+}
+
+/** What a step planned, handed to `beforeApply`. */
+export interface PlannedPeers {
+  names: readonly string[];
+  peerIds: readonly PeerAddressId[];
+}
+
+/** A peer's underlay address and the peer id its inbound SAs match (an entry of km_ipsec_peers). */
+export interface PeerAddressId {
+  address: string;
+  peerId: number;
 }
 
 export interface IpsecStepResult {
@@ -157,6 +174,13 @@ export interface DatapathReport {
 export interface DatapathPort {
   /** The one writer of the datapath's attachments and maps (km_ipsec_peers, km_nodeinfo) during a run. */
   sync(desired: DatapathDesired): Promise<DatapathReport>;
+  /**
+   * Adds, before an XFRM step writes the SAs and policies of new peers, what the decrypt program needs to accept
+   * their packets: their peer ids (km_ipsec_peers) and pod CIDRs (km_nodeinfo and its index), on top of what the
+   * last sync or admit wrote. Removes nothing (the sync after the step does). Writes nothing when all of it is
+   * there already. Returns one line per failed write.
+   */
+  admit(peerIds: readonly PeerAddressId[], remoteCidrs: readonly string[]): Promise<string[]>;
   /** Detaches every program and removes every pin this node owns; returns what was removed. */
   uninstall(): Promise<string[]>;
 }

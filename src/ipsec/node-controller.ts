@@ -12,7 +12,8 @@
 //     controller assumes the one it last returned was published;
 //   - publish `report.advertiseSpi` when defined (inbound SAs for it are present for every current peer);
 //   - persist `keys` after a step that retired SPIs (`report.retiredSpis`);
-//   - write `report.peerAddressIds` into the decrypt program's peer map (the addresses its inbound SAs are for).
+//   - write `report.peerAddressIds` into the decrypt program's peer map (the addresses its inbound SAs are for);
+//     a new peer's entries (and its pod CIDRs) best before its SAs exist, through `beforeApply`.
 
 import { KeyHistory } from '../keys/key-history.js';
 import type { IpsecKey, NodeInfo } from '../model/node.js';
@@ -26,6 +27,7 @@ import {
   type PeerPlan,
   type PlannedState,
   type PlannerOptions,
+  type XfrmPlan,
 } from './planner.js';
 import { KeptXfrmView } from './kept-xfrm-view.js';
 import type { OwnerOutcome, ReconcileIssue } from './reconciler.js';
@@ -70,6 +72,12 @@ export interface StepInput {
    * nothing (and its old SPIs wait for the grace period).
    */
   peerReports?: ReadonlyMap<string, readonly number[]>;
+  /**
+   * Called with the plan before any of it is written to the kernel: the caller readies what must exist before a
+   * new peer's inbound SAs and policies do (the decrypt program's peer ids and remote pod CIDRs), so a packet
+   * the peer sends once they exist is accepted, not decrypted and then dropped for want of a policy match.
+   */
+  beforeApply?: (plan: XfrmPlan) => Promise<void>;
 }
 
 export interface PeerStatus {
@@ -216,6 +224,7 @@ export class IpsecController {
     const keys = history.without(decision.retire);
 
     const plan = planScreened({ local, accepted, rejected, keys, peerIds: allocation.ids, options: this.opts });
+    if (input.beforeApply) await input.beforeApply(plan);
     const result = await this.xfrm.reconcile(plan, {
       reqid: this.opts.reqid,
       blockPriority: this.opts.blockPriority,

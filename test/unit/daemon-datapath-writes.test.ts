@@ -159,3 +159,36 @@ for (const [what, addresses] of [
     await n.loop.stop();
   });
 }
+
+t.test("a new peer's ids and pod CIDRs reach the decrypt program before its SAs and policies exist", async (t) => {
+  // Written after them (as before), the peer's packets were dropped for the rest of the step: its ESP found no
+  // SA without its peer-id mark, and what its SA decrypted lost 0xd0 (source not a remote pod CIDR yet) and
+  // found no in/fwd policy (XfrmInNoPols in the VM).
+  const n = node(['198.18.0.2']);
+  const seen: string[] = [];
+  const apply = n.kernel.apply.bind(n.kernel);
+  n.kernel.apply = (ops) => {
+    for (const op of ops) {
+      const inbound = op.kind === 'addState' && op.state.src === '198.18.0.2';
+      const inPolicy = op.kind === 'addPolicy' && op.policy.dir !== 'out' && op.policy.selector.src === '10.244.2.0/24';
+      if (!inbound && !inPolicy) continue;
+      seen.push(
+        `${inbound ? 'inbound SA' : `${op.kind === 'addPolicy' ? op.policy.dir : ''} policy`}: ` +
+          `peer id ${String(n.dp.peers.get('198.18.0.2'))}, ` +
+          `remote CIDR ${String(n.dp.remoteCidrs.includes('10.244.2.0/24'))}`,
+      );
+    }
+    return apply(ops);
+  };
+  await n.step();
+  t.same(seen, [
+    'inbound SA: peer id 1, remote CIDR true',
+    'in policy: peer id 1, remote CIDR true',
+    'fwd policy: peer id 1, remote CIDR true',
+  ]);
+  const writes = n.dp.writes;
+  await n.step();
+  await n.step();
+  t.equal(n.dp.writes - writes, 0, 'later steps with nothing new write nothing');
+  await n.loop.stop();
+});
