@@ -126,7 +126,12 @@ export class DatapathAdapter implements DatapathPort {
     const peersNew = last === undefined || peerIds.some((p) => last.peerIds.get(p.address) !== p.peerId);
     const cidrsNew = last === undefined || remoteCidrs.some((c) => !last.remoteCidrs.has(c));
     if (!peersNew && !cidrsNew) return [];
-    await this.ensureLoaded();
+    try {
+      await this.ensureLoaded();
+    } catch (err) {
+      // Reported, never thrown: the XFRM step goes on (the sync after it tries the load again and reports it).
+      return [`load: ${firstLine(err)}`];
+    }
     const ids = new Map(last?.peerIds);
     const planned = new Map(peerIds.map((p) => [p.address, p.peerId]));
     // An id given to another address now (a peer's new address, or a freed id reused) leaves its old address.

@@ -105,10 +105,11 @@ const quiet: LoopLogger = {
   debug: () => undefined,
 };
 
-function node(peerAddresses: string[]) {
+const interfaces = hostNetwork.links.map((l) => ({ name: l.name, ifindex: l.ifindex }));
+
+function node(peerAddresses: string[], dp = new FakeDatapath({ interfaces })) {
   const source = new StillSource(peerAddresses);
   const kernel = new FakeXfrmKernel();
-  const dp = new FakeDatapath({ interfaces: hostNetwork.links.map((l) => ({ name: l.name, ifindex: l.ifindex })) });
   const ipsec = new IpsecAdapter(kernel, { graceMs: 60_000 });
   ipsec.addKey(makeKey(1));
   const loop = new ReconcileLoop({
@@ -190,5 +191,21 @@ t.test("a new peer's ids and pod CIDRs reach the decrypt program before its SAs 
   await n.step();
   await n.step();
   t.equal(n.dp.writes - writes, 0, 'later steps with nothing new write nothing');
+  await n.loop.stop();
+});
+
+t.test('a datapath that cannot load does not hold the XFRM step back; the status says why', async (t) => {
+  class UnloadableDatapath extends FakeDatapath {
+    override load(): Promise<void> {
+      return Promise.reject(new Error('bpffs is not mounted at /sys/fs/bpf'));
+    }
+  }
+  const n = node(['198.18.0.2'], new UnloadableDatapath({ interfaces }));
+  await n.step();
+  t.ok(
+    n.kernel.listStates().some((s) => s.src === '198.18.0.2'),
+    "the peer's inbound SA is written although the datapath did not load",
+  );
+  t.match(n.loop.currentStatus().problems.join('\n'), /datapath: load: bpffs is not mounted/);
   await n.loop.stop();
 });
