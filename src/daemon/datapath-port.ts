@@ -117,10 +117,6 @@ export class DatapathAdapter implements DatapathPort {
     return { attachments, cidrIndex, plaintext, errors };
   }
 
-  /**
-   * Detaches our TC programs and removes our pins; returns what was there. Without a pin directory nothing of
-   * ours exists on this bpffs: nothing is loaded, and no directory (not even a missing --bpf-fs-path) is made.
-   */
   async admit(peerIds: readonly PeerAddressId[], remoteCidrs: readonly string[]): Promise<string[]> {
     const last = this.written;
     const peersNew = last === undefined || peerIds.some((p) => last.peerIds.get(p.address) !== p.peerId);
@@ -161,6 +157,10 @@ export class DatapathAdapter implements DatapathPort {
     return errors;
   }
 
+  /**
+   * Detaches our TC programs and removes our pins; returns what was there. Without a pin directory nothing of
+   * ours exists on this bpffs: nothing is loaded, and no directory (not even a missing --bpf-fs-path) is made.
+   */
   async uninstall(): Promise<string[]> {
     const pins = await countPins(this.bpffsRoot);
     if (pins === undefined) return [];
