@@ -1,7 +1,9 @@
 // The level-triggered reconcile loop's domain step: every trigger (a source change, a key-file change, a timer)
 // leads to one full step computed from current state only, in this order: read the cluster view (once: every
 // part of the step sees the same one) and the key file's state; validate the peers; the IPsec step (XFRM
-// reconcile; it returns the peer ids its inbound SAs were planned for); the datapath sync from that result, the
+// reconcile; it returns the peer ids its inbound SAs were planned for; once planned and before writing, it lets the
+// datapath admit new peers' ids and pod CIDRs, so their packets are accepted as soon as their SAs exist); the
+// datapath sync from that result, the
 // one writer of the datapath (decrypt attachments, km_ipsec_peers, km_nodeinfo and its index, km_local_pods,
 // km_pod_peers, km_ipsec_config (strict mode, MSS clamp), encrypt attachments, then detaches); publish our SPI (only once our inbound SAs for it exist); read
 // /proc/net/xfrm_stat; persist the key history when it changed; then report (status, metrics, log, status
