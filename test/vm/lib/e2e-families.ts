@@ -12,6 +12,7 @@ import { capture, espPackets, ping, xfrmErrorDelta, xfrmStat, type PingResult } 
 import { runOk, sleep, waitFor } from '../../../src/demo/shell.js';
 import type { Family } from '../../../src/model/ip-address.js';
 import type { Checker } from './e2e-scenarios.js';
+import { seedCluster } from './seed-cluster.js';
 
 export interface FamilySetup {
   prefix: string;
@@ -79,16 +80,7 @@ export async function runFamilyScenarios(setup: FamilySetup, c: Checker): Promis
   };
   try {
     await cluster.create();
-    for (const n of cluster.nodes) {
-      await store.put('nodes', cluster.nodeObject(n));
-      for (const p of n.pods) await store.put('pods', cluster.podObject(n, p));
-    }
-    await store.put('namespaces', {
-      apiVersion: 'v1',
-      kind: 'Namespace',
-      metadata: { name: 'default', labels: { 'istio.io/dataplane-mode': 'Kmesh' } },
-    });
-    await store.put('namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'plain' } });
+    await seedCluster(store, cluster, ['plain']);
     for (const n of cluster.nodes) await daemons.start(n);
     const created = await store.kmeshctl(['secret', 'create']);
     c.ok(created.code === 0, `kmeshctl secret create: ${created.stdout.trim()}${created.stderr.trim()}`);

@@ -9,6 +9,7 @@ import { NetnsCluster, nth, podOf, type SimNode } from '../../../src/demo/netns-
 import { capture, espPackets, ping, xfrmErrorDelta, xfrmStat } from '../../../src/demo/probes.js';
 import { run, runOk, sleep, waitFor } from '../../../src/demo/shell.js';
 import { foreignPolicyArgs, foreignStateArgs } from './foreign-xfrm.js';
+import { seedCluster } from './seed-cluster.js';
 
 export interface Checker {
   ok(cond: boolean, what: string, extra?: unknown): void;
@@ -114,16 +115,7 @@ export async function runScenarios(setup: ScenarioSetup, c: Checker): Promise<vo
   try {
     await cluster.create();
     await setup.afterCreate?.(cluster);
-    for (const n of cluster.nodes) {
-      await store.put('nodes', cluster.nodeObject(n));
-      for (const p of n.pods) await store.put('pods', cluster.podObject(n, p));
-    }
-    await store.put('namespaces', {
-      apiVersion: 'v1',
-      kind: 'Namespace',
-      metadata: { name: 'default', labels: { 'istio.io/dataplane-mode': 'Kmesh' } },
-    });
-    await store.put('namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'plain' } });
+    await seedCluster(store, cluster, ['plain']);
     await addForeign(n1);
     const foreignBefore = await foreignSnapshot(n1);
     c.ok(

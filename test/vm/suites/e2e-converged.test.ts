@@ -13,6 +13,7 @@ import { NetnsCluster, nth, podOf, type SimNode } from '../../../src/demo/netns-
 import { ping, xfrmErrorDelta, xfrmStat } from '../../../src/demo/probes.js';
 import { run } from '../../../src/demo/shell.js';
 import { FrozenViewStore } from '../lib/frozen-view-store.js';
+import { seedCluster } from '../lib/seed-cluster.js';
 
 const esp = process.getuid?.() === 0 ? await espSupport() : { ok: false as const, reason: 'not root' };
 const skip = esp.ok
@@ -30,15 +31,7 @@ t.test('from the converged verdict on, every pair answers and no XFRM error coun
   try {
     await cluster.create();
     await store.prepare();
-    for (const n of cluster.nodes) {
-      await store.put('nodes', cluster.nodeObject(n));
-      for (const p of n.pods) await store.put('pods', cluster.podObject(n, p));
-    }
-    await store.put('namespaces', {
-      apiVersion: 'v1',
-      kind: 'Namespace',
-      metadata: { name: 'default', labels: { 'istio.io/dataplane-mode': 'Kmesh' } },
-    });
+    await seedCluster(store, cluster);
     for (const n of cluster.nodes) await daemons.start(n);
     const created = await store.kmeshctl(['secret', 'create']);
     t.equal(created.code, 0, `kmeshctl secret create ${created.stderr.trim()}`);

@@ -13,6 +13,7 @@ import { ping, xfrmErrorDelta, xfrmStat, type PingResult } from '../../../src/de
 import { run, runOk, sleep, waitFor } from '../../../src/demo/shell.js';
 import type { DaemonStatus } from '../../../src/daemon/status.js';
 import { FrozenViewStore } from '../lib/frozen-view-store.js';
+import { seedCluster } from '../lib/seed-cluster.js';
 
 const GRACE_S = 5;
 const FREEZE_MS = 4 * GRACE_S * 1000;
@@ -57,15 +58,7 @@ async function frozenRotation(work: string, prefix: string, rule: 'acknowledged'
   try {
     await cluster.create();
     await store.prepare();
-    for (const n of cluster.nodes) {
-      await store.put('nodes', cluster.nodeObject(n));
-      for (const p of n.pods) await store.put('pods', cluster.podObject(n, p));
-    }
-    await store.put('namespaces', {
-      apiVersion: 'v1',
-      kind: 'Namespace',
-      metadata: { name: 'default', labels: { 'istio.io/dataplane-mode': 'Kmesh' } },
-    });
+    await seedCluster(store, cluster);
     for (const n of cluster.nodes) await daemons.start(n);
     const created = await store.kmeshctl(['secret', 'create']);
     if (created.code !== 0) throw new Error(`kmeshctl secret create: ${created.stderr}`);
