@@ -29,7 +29,7 @@ async function countPins(root: string): Promise<number | undefined> {
 export class DatapathAdapter implements DatapathPort {
   private loaded = false;
   /** km_ipsec_peers and the remote CIDRs as last written by sync or admit (undefined: not written yet). */
-  private written: { peerIds: Map<string, number>; remoteCidrs: Set<string> } | undefined;
+  private written: { peerIds: ReadonlyMap<string, number>; remoteCidrs: Set<string> } | undefined;
 
   constructor(
     private readonly dp: Datapath,
@@ -152,8 +152,9 @@ export class DatapathAdapter implements DatapathPort {
     } catch (err) {
       errors.push(`km_nodeinfo: ${firstLine(err)}`);
     }
-    // After a failed write nothing is assumed: the next admit writes again (the sync always does).
-    this.written = errors.length === 0 ? { peerIds: new Map(peerIds), remoteCidrs: new Set(remoteCidrs) } : undefined;
+    // After a failed write nothing is assumed: the next admit writes again (the sync always does). The map is kept
+    // as given, not copied (a fresh one every step, never written to after: the step's result or admit's own).
+    this.written = errors.length === 0 ? { peerIds, remoteCidrs: new Set(remoteCidrs) } : undefined;
     return errors;
   }
 
