@@ -125,6 +125,34 @@ t.test('batches of batchSize; a transport failure marks its batch unknown and la
   t.throws(() => new NetlinkXfrmKernel({ batchSize: 0 }), /batch size 0/);
 });
 
+t.test('one batch with the kernel at a time, sent in the order of their ops', async (t) => {
+  let inFlight = 0;
+  let most = 0;
+  const firstSeqs: number[] = [];
+  const { transact } = scripted((m) => [ack(m.seq, 0)]);
+  const slow = async (netns: string, req: Buffer): Promise<Buffer> => {
+    inFlight += 1;
+    most = Math.max(most, inFlight);
+    firstSeqs.push(splitMessages(req)[0]!.seq);
+    await new Promise((r) => setTimeout(r, 5));
+    inFlight -= 1;
+    return transact(netns, req);
+  };
+  const kernel = new NetlinkXfrmKernel({ transact: slow, batchSize: 100 });
+  const ops = Array.from({ length: 450 }, (_, i): XfrmOp => ({ kind: 'addPolicy', policy: policy(i) }));
+  const results = await kernel.apply(ops);
+  t.equal(most, 1, 'never two batches with the kernel at once');
+  t.equal(firstSeqs.length, 5, 'five batches');
+  t.ok(
+    firstSeqs.every((s, i) => i === 0 || s > firstSeqs[i - 1]!),
+    'batches sent in the order of their ops',
+  );
+  t.ok(
+    results.every((r, i) => r.op === ops[i] && r.errno === 0),
+    'every op its own result, in order',
+  );
+});
+
 t.test('dumps decode data messages, stop at DONE, and reject with the kernel error', async (t) => {
   const sa = splitMessages(encodeState('add', state, 1))[0]!;
   const pol = splitMessages(encodePolicy('add', policy(1), 1))[0]!;
