@@ -58,7 +58,7 @@ t.test('the settings are what the launcher gives node', { skip: built ? false : 
     { MALLOC_ARENA_MAX: '2', MALLOC_MMAP_THRESHOLD_: '131072' },
     'two malloc arenas and a fixed mmap threshold, set at launch',
   );
-  t.ok(settings.RUNTIME_FLAGS.includes('--heap-growing-percent=30'), 'heap growth flag at run time');
+  t.ok(settings.RUNTIME_FLAGS.includes('--heap-growing-percent=15'), 'heap growth flag at run time');
   const first = fs.readFileSync(path.join(root, 'bin', 'kmesh-daemon.js'), 'utf8').split('\n')[0]!;
   t.ok(Buffer.byteLength(first) <= 127, 'the first line fits what kernels before 5.1 read of it (127 bytes)');
   for (const argv of [
