@@ -4,7 +4,7 @@
 // lookup costs O(prefix length) instead of O(claims). Keys are numbers for IPv4 (network * 64 + length: no
 // string is built per length, which at 5,000 peers was most of the screening time) and strings for IPv6.
 
-import type { ParsedCidr } from '../model/ip-address.js';
+import type { Family, ParsedCidr } from '../model/ip-address.js';
 
 export interface CidrClaim {
   owner: string;
@@ -32,10 +32,20 @@ export class CidrClaims {
   private readonly exact = new Map<number | string, CidrClaim>();
   /** A claim covering each (family, shorter-or-equal length, network) it lies inside. */
   private readonly inside = new Map<number | string, CidrClaim>();
+  /**
+   * The distinct prefix lengths of the claims in `exact`, ascending, per family: a lookup for a claim containing
+   * the candidate asks only at these (pod CIDRs share one or two lengths) instead of at every shorter length.
+   */
+  private readonly lengths: Record<Family, number[]> = { 4: [], 6: [] };
 
   add(cidr: ParsedCidr, claim: CidrClaim): void {
     const own = maskedKey(cidr, cidr.prefixLen);
     if (!this.exact.has(own)) this.exact.set(own, claim);
+    const lengths = this.lengths[cidr.family];
+    if (!lengths.includes(cidr.prefixLen)) {
+      lengths.push(cidr.prefixLen);
+      lengths.sort((a, b) => a - b);
+    }
     for (let length = cidr.prefixLen; length >= 0; length--) {
       const key = maskedKey(cidr, length);
       // Every shorter length of a covered network is covered already (by this claim or an earlier one).
@@ -48,7 +58,10 @@ export class CidrClaims {
   findOverlap(cidr: ParsedCidr): CidrClaim | undefined {
     const inner = this.inside.get(maskedKey(cidr, cidr.prefixLen));
     if (inner) return inner;
-    for (let length = 0; length < cidr.prefixLen; length++) {
+    const lengths = this.lengths[cidr.family];
+    for (let i = 0; i < lengths.length; i++) {
+      const length = lengths[i] as number;
+      if (length >= cidr.prefixLen) break;
       const outer = this.exact.get(maskedKey(cidr, length));
       if (outer) return outer;
     }

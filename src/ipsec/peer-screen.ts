@@ -9,6 +9,7 @@ import { CidrClaims, type CidrClaim } from './cidr-claims.js';
 import {
   canonicalIp,
   cidrsOverlap,
+  isIpAddress,
   normalisedCidrText,
   parseCidrLenient,
   parseIp,
@@ -108,7 +109,10 @@ function peerProblem(peer: NodeInfo): string | undefined {
   if (!Number.isInteger(peer.spi) || peer.spi < 1) return `spi ${peer.spi} is not a positive integer`;
   if (!peer.bootID) return 'boot ID is empty';
   if (peer.addresses.length === 0) return 'no underlay addresses';
-  for (const a of peer.addresses) if (!parseIp(a)) return `address ${JSON.stringify(a)} is not an IP address`;
+  for (let i = 0; i < peer.addresses.length; i++) {
+    const a = peer.addresses[i] as string;
+    if (!isIpAddress(a)) return `address ${JSON.stringify(a)} is not an IP address`;
+  }
   return undefined;
 }
 
@@ -132,16 +136,6 @@ function cidrClaimOverlapping(claims: Claims, cidr: ParsedCidr): CidrClaim | und
   const hit = claims.cidrs.findOverlap(cidr);
   if (hit === undefined || !claims.stale.has(hit)) return hit;
   for (const held of claims.live.values()) for (const h of held) if (cidrsOverlap(h.cidr, cidr)) return h.claim;
-  return undefined;
-}
-
-/** The first item whose claim lookup finds an owner, with that owner (a loop: this runs for every peer). */
-function firstClash<I, O>(items: readonly I[], owner: (item: I) => O | undefined): { item: I; other: O } | undefined {
-  for (let i = 0; i < items.length; i++) {
-    const item = items[i] as I;
-    const other = owner(item);
-    if (other) return { item, other };
-  }
   return undefined;
 }
 
@@ -189,50 +183,89 @@ type PeerVerdict =
  */
 function screenOne(raw: NodeInfo, context: ScreenContext, kept?: ReadonlyMap<string, HeldCidr>): PeerVerdict {
   const { claims, localView, localCidrs } = context;
-  const reject = (reason: string, clash: boolean): PeerVerdict => ({
-    rejected: { name: raw.name, advertisedSpi: raw.spi, reason },
-    clash,
-  });
   const parsedCidrs = parseCidrs(raw.podCIDRs);
   const problem = peerProblem(raw) ?? (typeof parsedCidrs === 'string' ? parsedCidrs : undefined);
-  if (problem || typeof parsedCidrs === 'string') return reject(problem ?? 'invalid', false);
-  const node: NodeInfo = { ...raw, podCIDRs: textsOf(parsedCidrs) };
-  const addressClash = firstClash(node.addresses, (a) => claims.addresses.get(canonicalIp(a)));
-  if (addressClash) return reject(`underlay address ${addressClash.item} is also used by ${addressClash.other}`, true);
+  if (problem || typeof parsedCidrs === 'string') return rejection(raw, problem ?? 'invalid', false);
+  // The object as given when its pod CIDRs are normalised already (the usual case), else a copy with them so.
+  const node: NodeInfo = sameCidrTexts(raw.podCIDRs, parsedCidrs) ? raw : { ...raw, podCIDRs: textsOf(parsedCidrs) };
+  for (let i = 0; i < node.addresses.length; i++) {
+    const a = node.addresses[i] as string;
+    const other = claims.addresses.get(canonicalIp(a));
+    if (other) return rejection(raw, `underlay address ${a} is also used by ${other}`, true);
+  }
   const newCidrs = kept === undefined ? parsedCidrs : parsedCidrs.filter((c) => !kept.has(c.text));
-  const cidrClash = firstClash(newCidrs, (c) => cidrClaimOverlapping(claims, c.cidr));
-  if (cidrClash) {
-    return reject(`pod CIDR ${cidrClash.item.text} overlaps ${cidrClash.other.text} of ${cidrClash.other.owner}`, true);
+  for (let i = 0; i < newCidrs.length; i++) {
+    const c = newCidrs[i] as { text: string; cidr: ParsedCidr };
+    const other = cidrClaimOverlapping(claims, c.cidr);
+    if (other) return rejection(raw, `pod CIDR ${c.text} overlaps ${other.text} of ${other.owner}`, true);
   }
 
-  const tunnels: Tunnel[] = [];
+  // At most one tunnel per family, and the lists kept at their exact size (src/util/exact-array.ts).
+  let first: Tunnel | undefined;
+  let second: Tunnel | undefined;
   const notes: string[] = [];
-  const peerView = familyView(node.addresses, parsedCidrs);
   for (let f = 0; f < FAMILIES.length; f++) {
     const family = FAMILIES[f] as Family;
     const localAddress = localView.address[family];
-    const peerAddress = peerView.address[family];
-    const peerCidrs = textsOf(peerView.cidrs[family]);
+    const peerAddress = firstAddressOf(node.addresses, family);
+    const peerCidrs = textsOfFamily(parsedCidrs, family);
     if (localAddress && peerAddress) {
-      tunnels.push({ family, localAddress, peerAddress, localCidrs: localCidrs[family], peerCidrs });
+      const tunnel: Tunnel = { family, localAddress, peerAddress, localCidrs: localCidrs[family], peerCidrs };
+      if (first === undefined) first = tunnel;
+      else second = tunnel;
     } else if (peerCidrs.length > 0) {
       notes.push(
         `pod CIDR ${peerCidrs.join(', ')} is not encrypted: no IPv${family} underlay address on ${localAddress ? 'the peer' : 'the local node'} (marked traffic to it is blocked)`,
       );
     }
   }
-  if (tunnels.length === 0) return reject('no underlay address family in common with the local node', false);
+  if (first === undefined) return rejection(raw, 'no underlay address family in common with the local node', false);
   const owner = `node ${node.name}`;
   for (let i = 0; i < node.addresses.length; i++) claims.addresses.set(canonicalIp(node.addresses[i] as string), owner);
-  const held: HeldCidr[] = kept === undefined ? [] : [...kept.values()];
+  const held = new Array<HeldCidr>((kept?.size ?? 0) + newCidrs.length);
+  let h = 0;
+  if (kept !== undefined) for (const k of kept.values()) held[h++] = k;
   for (let i = 0; i < newCidrs.length; i++) {
     const { text, cidr } = newCidrs[i] as { text: string; cidr: ParsedCidr };
     const claim = { owner, text };
     claims.cidrs.add(cidr, claim);
-    held.push({ cidr, claim });
+    held[h++] = { cidr, claim };
   }
-  claims.live.set(owner, exactArray(held));
-  return { accepted: { node, tunnels: exactArray(tunnels), notes: exactArray(notes) } };
+  claims.live.set(owner, held);
+  const tunnels = second === undefined ? [first] : [first, second];
+  return { accepted: { node, tunnels, notes: exactArray(notes) } };
+}
+
+function rejection(raw: NodeInfo, reason: string, clash: boolean): PeerVerdict {
+  return { rejected: { name: raw.name, advertisedSpi: raw.spi, reason }, clash };
+}
+
+/** Whether the parsed CIDRs' normalised texts are `texts` as given, one for one. */
+function sameCidrTexts(texts: readonly string[], parsed: readonly { text: string }[]): boolean {
+  if (texts.length !== parsed.length) return false;
+  for (let i = 0; i < texts.length; i++) if (texts[i] !== (parsed[i] as { text: string }).text) return false;
+  return true;
+}
+
+/** The first of these addresses in `family` (they parse: peerProblem checked them; a ':' makes one IPv6). */
+function firstAddressOf(addresses: readonly string[], family: Family): string | undefined {
+  for (let i = 0; i < addresses.length; i++) {
+    const a = addresses[i] as string;
+    if ((a.includes(':') ? 6 : 4) === family) return a;
+  }
+  return undefined;
+}
+
+/** The texts of the CIDRs of `family`, at their exact size (a tunnel keeps them). */
+function textsOfFamily(cidrs: readonly { text: string; cidr: ParsedCidr }[], family: Family): string[] {
+  let n = 0;
+  for (let i = 0; i < cidrs.length; i++) if ((cidrs[i] as { cidr: ParsedCidr }).cidr.family === family) n++;
+  const out = new Array<string>(n);
+  for (let i = 0, k = 0; i < cidrs.length; i++) {
+    const c = cidrs[i] as { text: string; cidr: ParsedCidr };
+    if (c.cidr.family === family) out[k++] = c.text;
+  }
+  return out;
 }
 
 // The last screening, with what it was made from and the claims it left. A daemon step screens every peer

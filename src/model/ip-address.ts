@@ -150,6 +150,14 @@ export function parseIpStrict(text: string): ParsedIp {
   return parsed;
 }
 
+/** Room for writeIpBytes when only the syntax is checked. */
+const ADDRESS_SCRATCH = new Uint8Array(16);
+
+/** True when `text` is an IPv4 or IPv6 address (parseIp's syntax, without building its bytes). */
+export function isIpAddress(text: string): boolean {
+  return writeIpBytes(text, ADDRESS_SCRATCH, 0) !== undefined;
+}
+
 export function ipFamily(text: string): Family | undefined {
   return parseIp(text)?.family;
 }
@@ -260,9 +268,18 @@ function computeSelectorCidr(t: string): string {
   return cidr ? [formatIp(cidr.bytes), cidr.prefixLen].join('/') : t;
 }
 
+/**
+ * True when `text` is a dotted quad. One strict syntax (no leading zeros) makes such a text its own canonical
+ * form, so the canonical forms below hand it back without formatting or memoising it: at 5,000 peers a first
+ * screening and plan ask for ~30,000 of them, each a new entry in the memo otherwise.
+ */
+function isIpv4(text: string): boolean {
+  return !text.includes(':') && writeIpv4(text, ADDRESS_SCRATCH, 0);
+}
+
 /** Canonical text of an address, or the input unchanged when it does not parse (foreign junk stays comparable). */
 export function canonicalIp(text: string): string {
-  return memo(canonicalIpCache, text, computeCanonicalIp);
+  return isIpv4(text) ? text : memo(canonicalIpCache, text, computeCanonicalIp);
 }
 
 /** "10.244.1.7/24" -> "10.244.1.0/24", IPv6 in canonical text; undefined when not a CIDR. */
@@ -273,6 +290,9 @@ export function normaliseCidr(text: string): string | undefined {
 
 /** normaliseCidr of a CIDR parsed already (its bytes are not changed). */
 export function normalisedCidrText(cidr: ParsedCidr): string {
+  // A dotted quad and a prefix length without leading zeros (the one syntax splitCidr takes) are canonical: an
+  // IPv4 network without host bits is its own text.
+  if (cidr.family === 4 && !hasHostBits(cidr.bytes, cidr.prefixLen, 4)) return cidr.text;
   return [formatIp(clearHostBits(new Uint8Array(cidr.bytes), cidr.prefixLen)), cidr.prefixLen].join('/');
 }
 
@@ -281,6 +301,10 @@ export function normalisedCidrText(cidr: ParsedCidr): string {
  * byte for byte, so "10.0.0.1/24" and "10.0.0.0/24" are different selectors. Unparseable input is returned as is.
  */
 export function canonicalSelectorCidr(text: string): string {
+  const slash = text.indexOf('/');
+  const length = slash > 0 ? prefixLength(text, slash + 1) : undefined;
+  // An IPv4 CIDR that parses is canonical as given (its host bits are kept here anyway).
+  if (length !== undefined && length <= 32 && isIpv4(text.slice(0, slash))) return text;
   return memo(canonicalCidrCache, text, computeSelectorCidr);
 }
 

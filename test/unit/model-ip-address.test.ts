@@ -7,6 +7,7 @@ import {
   cidrsOverlap,
   formatIp,
   ipFamily,
+  isIpAddress,
   normaliseCidr,
   normalisedCidrText,
   parseCidrLenient,
@@ -66,6 +67,29 @@ t.test('canonical text (RFC 5952)', (t) => {
   t.equal(canonicalIp('10.0.0.1'), '10.0.0.1');
   t.equal(canonicalIp('junk'), 'junk', 'unparseable text is compared as is');
   t.equal(formatIp(new Uint8Array(16)), '::');
+  t.end();
+});
+
+t.test('a dotted quad is its own canonical form: the forms handed back as given equal the formatted ones', (t) => {
+  const texts = ['0.0.0.0', '10.0.0.1', '10.244.1.0', '192.168.255.255', '255.255.255.255', '1.2.3.4'];
+  for (const ip of texts) {
+    t.equal(canonicalIp(ip), formatIp(parseIpStrict(ip).bytes), ip);
+    t.ok(isIpAddress(ip));
+    for (const len of [0, 8, 24, 31, 32]) {
+      const cidr = `${ip}/${len}`;
+      const parsed = parseCidrLenient(cidr)!;
+      t.equal(canonicalSelectorCidr(cidr), `${formatIp(parsed.bytes)}/${len}`, cidr);
+      t.equal(normalisedCidrText(parsed), normaliseCidr(cidr), `${cidr} normalised`);
+    }
+  }
+  t.equal(normaliseCidr('10.244.1.7/24'), '10.244.1.0/24', 'host bits cleared');
+  t.equal(normaliseCidr('10.244.1.0/24'), '10.244.1.0/24');
+  for (const junk of ['010.0.0.1', '10.0.0.1/33', '10.0.0.1/024', '10.0.0', '1.2.3.4.5', '', 'fe80::1%eth0']) {
+    t.equal(canonicalIp(junk), junk, `${junk} unchanged`);
+    t.equal(canonicalSelectorCidr(junk), junk, `${junk} as a selector unchanged`);
+  }
+  for (const bad of ['010.0.0.1', '10.0.0', '1.2.3.4.5', '', 'x', '1::2::3']) t.notOk(isIpAddress(bad), bad);
+  t.ok(isIpAddress('fd00::1'));
   t.end();
 });
 
