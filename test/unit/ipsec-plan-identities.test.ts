@@ -54,6 +54,19 @@ t.test('many objects under one hash are told apart, and taken out one by one', (
   t.end();
 });
 
+t.test('addUnlessTaken: adds a new identity, hands back the holder of a taken one, under one hash or apart', (t) => {
+  for (const hash of [() => 7, (x: { n: number }) => x.n]) {
+    const set = new HashedSet<{ n: number }>(hash, (a, b) => a.n === b.n);
+    const items = Array.from({ length: 4 }, (_, n) => ({ n }));
+    for (const x of items) t.equal(set.addUnlessTaken(x), undefined, `${x.n} added`);
+    for (const x of items) t.equal(set.addUnlessTaken({ n: x.n }), x, `${x.n} taken by the first`);
+    for (const x of items) t.equal(set.find({ n: x.n }), x, 'nothing added twice');
+    set.remove(items[1]!);
+    t.equal(set.addUnlessTaken({ n: 1 }), undefined, 'free again once taken out');
+  }
+  t.end();
+});
+
 t.test("a 5,000-peer plan's worth of distinct identities goes in without a false clash", (t) => {
   const ids = new PlanIdentities();
   for (let i = 0; i < 10_000; i++) {
