@@ -126,3 +126,29 @@ t.test('the one-shot hash gives what the defining hash gives, whatever the boot 
   t.equal(n, psks.length * bootIDs.length ** 2, `${n} combinations compared`);
   t.end();
 });
+
+t.test('endpoints encoded once are not mistaken for others: any order of derivations gives the plain digests', (t) => {
+  const ends = [
+    { ip: '198.18.0.1', bootID: BOOT_A },
+    { ip: '198.18.0.1', bootID: BOOT_B },
+    { ip: '198.18.0.2', bootID: BOOT_A },
+    { ip: '198.18.0.12', bootID: 'é'.repeat(20) },
+  ];
+  const plain = (a: (typeof ends)[0], b: (typeof ends)[0]): string =>
+    createHash('sha512')
+      .update(Buffer.concat([PSK, Buffer.from(a.ip + b.ip), bootIdBytes(a.bootID), bootIdBytes(b.bootID)]))
+      .digest()
+      .subarray(0, 36)
+      .toString('hex');
+  // Every ordered pair, twice over in two orders: what a plan does (local -> peer, peer -> local) and others.
+  const pairs: [number, number][] = [];
+  for (let i = 0; i < ends.length; i++) for (let j = 0; j < ends.length; j++) if (i !== j) pairs.push([i, j]);
+  for (const order of [pairs, [...pairs].reverse()]) {
+    for (const [i, j] of order) {
+      const [a, b] = [ends[i]!, ends[j]!];
+      t.equal(derivePairKeyKept(PSK, a, b).toString('hex'), plain(a, b), `${i} -> ${j}`);
+    }
+  }
+  t.equal(bootIdBytes('é'.repeat(20)).length, 36, 'a boot ID cut inside a character');
+  t.end();
+});
