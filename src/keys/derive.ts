@@ -21,7 +21,8 @@ function requireText(what: string, value: string): void {
 
 /** The first 36 bytes of a boot ID (fewer when it is shorter). */
 export function bootIdBytes(bootID: string): Buffer {
-  return Buffer.from(bootID, 'utf8').subarray(0, BOOT_ID_BYTES);
+  const bytes = Buffer.from(bootID, 'utf8');
+  return bytes.length <= BOOT_ID_BYTES ? bytes : bytes.subarray(0, BOOT_ID_BYTES);
 }
 
 /** Key for traffic from `src` to `dst` under this PSK; the sender's outbound SA and the receiver's inbound SA use it. */
