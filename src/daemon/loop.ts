@@ -35,6 +35,8 @@ export interface LoopLogger {
   warn(obj: object, msg: string): void;
   error(obj: object, msg: string): void;
   debug(obj: object, msg: string): void;
+  /** Whether a level is logged (pino's); a logger without it is taken to log everything. */
+  isLevelEnabled?(level: string): boolean;
 }
 
 interface ParsedNodeInfo {
@@ -295,20 +297,23 @@ export class ReconcileLoop {
     deps.metrics?.steps.inc({ result: outcome.result });
     deps.metrics?.stepSeconds.observe(next.lastStepMs / 1000);
     deps.metrics?.update(next);
-    const summary = {
-      reason,
-      step: next.steps,
-      ms: next.lastStepMs,
-      advertisedSpi: next.advertisedSpi ?? null,
-      peers: next.peers.map((p) => `${p.name}:${p.outboundSpi ?? '-'}`),
-      managedPods: next.managedPods.length,
-      attachments: next.attachments.length,
-      problems,
-      result: outcome.result,
-      ready: next.ready,
-    };
-    // What is wrong was logged by the condition log when it began; the per-step summary is debug only.
-    deps.log.debug(summary, 'reconcile step');
+    // What is wrong was logged by the condition log when it began; the per-step summary is debug only, and built
+    // only then (a text per peer: 5,000 of them per step otherwise, for nothing).
+    if (deps.log.isLevelEnabled?.('debug') ?? true) {
+      const summary = {
+        reason,
+        step: next.steps,
+        ms: next.lastStepMs,
+        advertisedSpi: next.advertisedSpi ?? null,
+        peers: next.peers.map((p) => `${p.name}:${p.outboundSpi ?? '-'}`),
+        managedPods: next.managedPods.length,
+        attachments: next.attachments.length,
+        problems,
+        result: outcome.result,
+        ready: next.ready,
+      };
+      deps.log.debug(summary, 'reconcile step');
+    }
     try {
       await deps.onStatus?.(next);
     } catch (err) {

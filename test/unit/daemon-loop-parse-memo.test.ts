@@ -115,3 +115,43 @@ t.test('parseNodeInfo runs once per object, again for a replaced one', async (t)
   t.same(parsed.slice(3), [replaced], 'only the replaced object is validated');
   t.same(reports, ['node-3'], "and its status read: the peer's report is there");
 });
+
+t.test('the per-step summary is built and logged only when debug is on', async (t) => {
+  for (const debugOn of [false, true]) {
+    const source = new ViewSource();
+    source.current = { ...source.current, nodeInfos: [{ name: 'node-2', object: peer(2) }] };
+    const summaries: object[] = [];
+    const loop = new ReconcileLoop({
+      nodeName: 'node-1',
+      source,
+      ipsec: new IpsecAdapter(new FakeXfrmKernel(), { graceMs: 10_000 }),
+      datapath: new DatapathAdapter(new FakeDatapath({ interfaces: [{ name: 'eth0', ifindex: 2 }] }), '/sys/fs/bpf/x'),
+      parseNodeInfo,
+      hostNetwork: () =>
+        Promise.resolve({
+          links: [{ ifindex: 2, name: 'eth0', kind: '', addresses: ['198.18.0.1'] }],
+          routes: [{ dst: '198.18.0.0/24', dev: 'eth0', family: 4 }],
+          neighbours: [],
+          fdb: [],
+        }),
+      xfrmStat: () => Promise.resolve({}),
+      log: {
+        ...quiet,
+        isLevelEnabled: (level) => level !== 'debug' || debugOn,
+        debug: (obj, msg) => {
+          if (msg === 'reconcile step') summaries.push(obj);
+        },
+      },
+      resyncMs: 3_600_000,
+    });
+    t.teardown(() => loop.stop());
+    loop.start();
+    loop.keyEvent({
+      kind: 'key',
+      key: { spi: 1, aeadKeyName: 'rfc4106(gcm(aes))', key: Buffer.alloc(36, 1), icvBits: 128 },
+    });
+    await loop.idle();
+    if (debugOn) t.match(summaries.at(-1), { peers: ['node-2:1'] }, 'debug on: each step summarised, its peers named');
+    else t.equal(summaries.length, 0, 'debug off: no summary');
+  }
+});
