@@ -301,22 +301,16 @@ export class NetlinkXfrmKernel implements XfrmKernel {
    */
   async apply(ops: readonly XfrmOp[]): Promise<XfrmOpResult[]> {
     const results: XfrmOpResult[] = [];
-    let failure: Error | undefined;
     let next = ops.length > 0 ? this.prepareBatch(ops, 0) : undefined;
     while (next) {
       const current = next;
-      if (failure) {
-        for (const op of current.batch)
-          results.push(transportResult(op, failure, 'not sent after an earlier batch failed'));
-        next = current.end < ops.length ? this.prepareBatch(ops, current.end) : undefined;
-        continue;
-      }
       // Per message 0 or the kernel's errno, filled by a transport that can (the addon); -1 = unknown, read from
       // the reply's acks instead (injected transports, dump entries).
       const errnos = new Int32Array(current.messages).fill(-1);
       const sent = current.request ? this.transact(current.request, errnos) : undefined;
       next = current.end < ops.length ? this.prepareBatch(ops, current.end) : undefined;
       let reply: Buffer | undefined;
+      let failure: Error | undefined;
       if (sent) {
         try {
           reply = await sent;
@@ -325,6 +319,12 @@ export class NetlinkXfrmKernel implements XfrmKernel {
         }
       }
       this.readResults(current, errnos, reply, failure, results);
+      if (failure) {
+        for (let i = current.end; i < ops.length; i++) {
+          results.push(transportResult(ops[i] as XfrmOp, failure, 'not sent after an earlier batch failed'));
+        }
+        break;
+      }
     }
     return results;
   }
