@@ -127,18 +127,9 @@ export function clearHostBits<T extends Uint8Array>(bytes: T, prefixLen: number)
   return bytes;
 }
 
-/**
- * A zeroed buffer for an address of this text, in Node's shared pool: parsed pod CIDRs are kept (10,000 of them at
- * 5,000 peers, by the CIDR claims and the datapath's index), and Buffer.alloc would give each an array buffer and a
- * native backing store of its own (~200 bytes more per address).
- */
-function addressBytes(text: string): Buffer {
-  return Buffer.allocUnsafe(text.includes(':') ? 16 : 4).fill(0);
-}
-
 /** Parses a plain IPv4 or IPv6 address (no zone id, no prefix); undefined when it is not one. */
 export function parseIp(text: string): ParsedIp | undefined {
-  const bytes = addressBytes(text);
+  const bytes = Buffer.alloc(text.includes(':') ? 16 : 4);
   const family = writeIpBytes(text, bytes, 0);
   return family && { family, bytes };
 }
@@ -170,7 +161,7 @@ function splitCidr(text: string): ParsedCidr | string {
   const slash = text.indexOf('/');
   if (slash < 0) return 'has no /prefix length';
   const address = text.slice(0, slash);
-  const bytes = addressBytes(address);
+  const bytes = Buffer.alloc(address.includes(':') ? 16 : 4);
   const family = writeIpBytes(address, bytes, 0);
   if (family === undefined) return 'does not start with an IPv4 or IPv6 address';
   const max = bytes.length * 8;
