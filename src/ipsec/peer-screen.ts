@@ -12,7 +12,6 @@ import {
   isIpAddress,
   normalisedCidrText,
   parseCidrLenient,
-  parseIp,
   type Family,
   type ParsedCidr,
 } from '../model/ip-address.js';
@@ -45,28 +44,8 @@ export interface PeerRejection {
 
 const FAMILIES: readonly Family[] = [4, 6];
 
-/** A node's first underlay address and its pod CIDRs, per family (parsed once). */
-interface FamilyView {
-  address: Partial<Record<Family, string>>;
-  cidrs: Record<Family, { text: string; cidr: ParsedCidr }[]>;
-}
-
 // Indexed loops in what runs once per peer (here and in screenOne): a first screening runs them before V8
 // optimises them, and for-of then allocates an iterator and a result object per element.
-
-function familyView(addresses: readonly string[], cidrs: readonly { text: string; cidr: ParsedCidr }[]): FamilyView {
-  const view: FamilyView = { address: {}, cidrs: { 4: [], 6: [] } };
-  for (let i = 0; i < addresses.length; i++) {
-    const a = addresses[i] as string;
-    const family = parseIp(a)?.family;
-    if (family && view.address[family] === undefined) view.address[family] = a;
-  }
-  for (let i = 0; i < cidrs.length; i++) {
-    const c = cidrs[i] as { text: string; cidr: ParsedCidr };
-    view.cidrs[c.cidr.family].push(c);
-  }
-  return view;
-}
 
 function parseCidrs(texts: readonly string[]): { text: string; cidr: ParsedCidr }[] | string {
   const out: { text: string; cidr: ParsedCidr }[] = [];
@@ -98,7 +77,7 @@ function checkLocalNode(local: NodeInfo): void {
     throw new Error(`local node: spi ${local.spi} is not an integer >= 0`);
   if (local.addresses.length === 0) throw new Error('local node: no underlay addresses');
   for (const a of local.addresses)
-    if (!parseIp(a)) throw new Error(`local node: address ${JSON.stringify(a)} is not an IP address`);
+    if (!isIpAddress(a)) throw new Error(`local node: address ${JSON.stringify(a)} is not an IP address`);
   if (!local.bootID) throw new Error('local node: boot ID is empty');
   for (const c of local.podCIDRs)
     if (!parseCidrLenient(c)) throw new Error(`local node: pod CIDR ${JSON.stringify(c)} is not a CIDR`);
@@ -163,7 +142,8 @@ const nameOrder = (a: { name: string }, b: { name: string }): number =>
 
 /** The local node's side of every tunnel, and the claims of the local node and of the accepted peers. */
 interface ScreenContext {
-  localView: FamilyView;
+  /** The local node's first underlay address per family. */
+  localAddresses: Record<Family, string | undefined>;
   localCidrs: Record<Family, string[]>;
   claims: Claims;
 }
@@ -182,7 +162,7 @@ type PeerVerdict =
  * its own already, so they are neither looked up nor claimed again.
  */
 function screenOne(raw: NodeInfo, context: ScreenContext, kept?: ReadonlyMap<string, HeldCidr>): PeerVerdict {
-  const { claims, localView, localCidrs } = context;
+  const { claims, localAddresses, localCidrs } = context;
   const parsedCidrs = parseCidrs(raw.podCIDRs);
   const problem = peerProblem(raw) ?? (typeof parsedCidrs === 'string' ? parsedCidrs : undefined);
   if (problem || typeof parsedCidrs === 'string') return rejection(raw, problem ?? 'invalid', false);
@@ -206,7 +186,7 @@ function screenOne(raw: NodeInfo, context: ScreenContext, kept?: ReadonlyMap<str
   const notes: string[] = [];
   for (let f = 0; f < FAMILIES.length; f++) {
     const family = FAMILIES[f] as Family;
-    const localAddress = localView.address[family];
+    const localAddress = localAddresses[family];
     const peerAddress = firstAddressOf(node.addresses, family);
     const peerCidrs = textsOfFamily(parsedCidrs, family);
     if (localAddress && peerAddress) {
@@ -247,7 +227,7 @@ function sameCidrTexts(texts: readonly string[], parsed: readonly { text: string
   return true;
 }
 
-/** The first of these addresses in `family` (they parse: peerProblem checked them; a ':' makes one IPv6). */
+/** The first of these addresses in `family` (they parse: checkLocalNode or peerProblem checked them; a ':' makes one IPv6). */
 function firstAddressOf(addresses: readonly string[], family: Family): string | undefined {
   for (let i = 0; i < addresses.length; i++) {
     const a = addresses[i] as string;
@@ -423,10 +403,9 @@ function screenAfresh(local: NodeInfo, peers: readonly NodeInfo[]): LastScreenin
     localHeld.push({ cidr, claim });
   }
   claims.live.set(localLabel, localHeld);
-  const localView = familyView(local.addresses, localParsed);
   const context: ScreenContext = {
-    localView,
-    localCidrs: { 4: localView.cidrs[4].map((c) => c.text), 6: localView.cidrs[6].map((c) => c.text) },
+    localAddresses: { 4: firstAddressOf(local.addresses, 4), 6: firstAddressOf(local.addresses, 6) },
+    localCidrs: { 4: textsOfFamily(localParsed, 4), 6: textsOfFamily(localParsed, 6) },
     claims,
   };
 

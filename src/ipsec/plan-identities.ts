@@ -92,17 +92,9 @@ export class HashedSet<T extends object> {
     return slot.find((y) => this.same(y, x));
   }
 
-  add(x: T): void {
-    const h = this.hash(x);
-    const slot = this.byHash.get(h);
-    if (slot === undefined) this.byHash.set(h, x);
-    else if (Array.isArray(slot)) slot.push(x);
-    else this.byHash.set(h, [slot, x]);
-  }
-
   /**
    * Adds `x` unless an object with its identity is in already; that object, or undefined when `x` was added.
-   * find() then add() in one: the identity is hashed once (a whole-plan check hashes 25,000 objects).
+   * A lookup and an insertion in one: the identity is hashed once (a whole-plan check hashes 25,000 objects).
    */
   addUnlessTaken(x: T): T | undefined {
     const h = this.hash(x);
