@@ -55,9 +55,9 @@ const EINVAL = 22;
 const EIO = 5;
 const ESRCH = 3;
 const EPROTO = 71;
-// 500 ops per transact: 15,001 policies into an empty namespace took 0.11-0.14 s at 250-1000 ops per call and
-// 0.14-0.21 s at 2000-5000, mostly kernel time (sys 57-93 ms against 128-170 ms; docs/benchmarks.md, "eighth
-// session"). Each call is at least one sendmsg; the kernel holds the namespace's XFRM lock for a whole sendmsg.
+// 500 ops per transact: 15,001 policies into an empty namespace took 0.08-0.17 s at 250-1000 ops per call and
+// 0.14-0.21 s at 2000-5000, the difference kernel time (sys 57-120 ms against 82-170 ms; docs/benchmarks.md,
+// "eighth session"). Each call is at least one sendmsg; the kernel holds the namespace's XFRM lock for a whole sendmsg.
 const DEFAULT_BATCH_SIZE = 500;
 const MAX_BATCH_SIZE = 10000;
 const NETNS_NAME = /^[A-Za-z0-9_.-]+$/;

@@ -143,13 +143,12 @@ async function bench(peers: number): Promise<void> {
     // into the store, each awaited, the writer competed with three daemons for the VM's one CPU and took most of
     // the timed rotation (the seventh session's 1,889 s at 5,000 peers).
     const staging = path.join(work, 'staging');
-    const writeAdded = async (spi: number): Promise<number> => {
+    const stageAdded = async (spi: number): Promise<void> => {
       await fsp.mkdir(staging, { recursive: true });
       for (let k = 0; k < extra; k++) {
         const { name, info } = addedPeer(k, spi);
         await fsp.writeFile(path.join(staging, `${name}.json`), JSON.stringify(info));
       }
-      return extra;
     };
     /** Moves the staged objects into the store (renamed whole: the daemon never reads half a file); seconds taken. */
     const publishAdded = (): number => {
@@ -167,7 +166,7 @@ async function bench(peers: number): Promise<void> {
       );
     };
     let spi = 4;
-    await writeAdded(spi);
+    await stageAdded(spi);
     const t0 = Date.now();
     const published = publishAdded();
     await waitFor(`node-1 to reach ${peers} peers`, reached(spi), 1_800_000, 500);
@@ -181,7 +180,7 @@ async function bench(peers: number): Promise<void> {
     );
     // A rotation among them: the three daemons take the new key, the added peers advertise it as theirs would.
     spi = 5;
-    await writeAdded(spi);
+    await stageAdded(spi);
     const t1 = Date.now();
     const r = await store.kmeshctl(['secret', 'create']);
     if (r.code !== 0) throw new Error(`kmeshctl: ${r.stderr.trim()}`);
