@@ -3,7 +3,7 @@
 import t from 'tap';
 import { DatapathAdapter } from '../../src/daemon/datapath-port.js';
 import { IpsecAdapter } from '../../src/daemon/ipsec-port.js';
-import { ReconcileLoop, type LoopLogger } from '../../src/daemon/loop.js';
+import { ReconcileLoop, type LoopDeps, type LoopLogger } from '../../src/daemon/loop.js';
 import type { ClusterSource, ClusterView } from '../../src/daemon/sources/source.js';
 import { parseNodeInfo } from '../../src/ipsec/validate-peer.js';
 import { FakeDatapath } from '../fakes/fake-datapath.js';
@@ -56,22 +56,14 @@ const quiet: LoopLogger = {
   debug: () => undefined,
 };
 
-t.test('parseNodeInfo runs once per object, again for a replaced one', async (t) => {
-  const source = new ViewSource();
-  const objects = [peer(2), peer(3), { metadata: { name: 'node-4' }, spec: { spi: 'x' } }];
-  source.current = { ...source.current, nodeInfos: objects.map((object, i) => ({ name: `node-${i + 2}`, object })) };
-  const parsed: unknown[] = [];
-  const statuses: string[] = [];
-  let reports: string[] = [];
+/** A loop of node-1 over `source` with fake kernels, started, with SPI 1's key given; `deps` override the rest. */
+function startedLoop(source: ViewSource, deps: Partial<LoopDeps>): ReconcileLoop {
   const loop = new ReconcileLoop({
     nodeName: 'node-1',
     source,
     ipsec: new IpsecAdapter(new FakeXfrmKernel(), { graceMs: 10_000 }),
     datapath: new DatapathAdapter(new FakeDatapath({ interfaces: [{ name: 'eth0', ifindex: 2 }] }), '/sys/fs/bpf/x'),
-    parseNodeInfo: (obj) => {
-      parsed.push(obj);
-      return parseNodeInfo(obj);
-    },
+    parseNodeInfo,
     hostNetwork: () =>
       Promise.resolve({
         links: [{ ifindex: 2, name: 'eth0', kind: '', addresses: ['198.18.0.1'] }],
@@ -82,17 +74,34 @@ t.test('parseNodeInfo runs once per object, again for a replaced one', async (t)
     xfrmStat: () => Promise.resolve({}),
     log: quiet,
     resyncMs: 3_600_000,
+    ...deps,
+  });
+  loop.start();
+  loop.keyEvent({
+    kind: 'key',
+    key: { spi: 1, aeadKeyName: 'rfc4106(gcm(aes))', key: Buffer.alloc(36, 1), icvBits: 128 },
+  });
+  return loop;
+}
+
+t.test('parseNodeInfo runs once per object, again for a replaced one', async (t) => {
+  const source = new ViewSource();
+  const objects = [peer(2), peer(3), { metadata: { name: 'node-4' }, spec: { spi: 'x' } }];
+  source.current = { ...source.current, nodeInfos: objects.map((object, i) => ({ name: `node-${i + 2}`, object })) };
+  const parsed: unknown[] = [];
+  const statuses: string[] = [];
+  let reports: string[] = [];
+  const loop = startedLoop(source, {
+    parseNodeInfo: (obj) => {
+      parsed.push(obj);
+      return parseNodeInfo(obj);
+    },
     onStatus: (s) => {
       statuses.push(`${s.peers.length} peers; ${s.invalidPeers.join(', ')}`);
       reports = Object.keys(s.peerReports);
     },
   });
   t.teardown(() => loop.stop());
-  loop.start();
-  loop.keyEvent({
-    kind: 'key',
-    key: { spi: 1, aeadKeyName: 'rfc4106(gcm(aes))', key: Buffer.alloc(36, 1), icvBits: 128 },
-  });
   await loop.idle();
   const steps = statuses.length;
   t.ok(steps >= 1);
@@ -121,20 +130,7 @@ t.test('the per-step summary is built and logged only when debug is on', async (
     const source = new ViewSource();
     source.current = { ...source.current, nodeInfos: [{ name: 'node-2', object: peer(2) }] };
     const summaries: object[] = [];
-    const loop = new ReconcileLoop({
-      nodeName: 'node-1',
-      source,
-      ipsec: new IpsecAdapter(new FakeXfrmKernel(), { graceMs: 10_000 }),
-      datapath: new DatapathAdapter(new FakeDatapath({ interfaces: [{ name: 'eth0', ifindex: 2 }] }), '/sys/fs/bpf/x'),
-      parseNodeInfo,
-      hostNetwork: () =>
-        Promise.resolve({
-          links: [{ ifindex: 2, name: 'eth0', kind: '', addresses: ['198.18.0.1'] }],
-          routes: [{ dst: '198.18.0.0/24', dev: 'eth0', family: 4 }],
-          neighbours: [],
-          fdb: [],
-        }),
-      xfrmStat: () => Promise.resolve({}),
+    const loop = startedLoop(source, {
       log: {
         ...quiet,
         isLevelEnabled: (level) => level !== 'debug' || debugOn,
@@ -142,14 +138,8 @@ t.test('the per-step summary is built and logged only when debug is on', async (
           if (msg === 'reconcile step') summaries.push(obj);
         },
       },
-      resyncMs: 3_600_000,
     });
     t.teardown(() => loop.stop());
-    loop.start();
-    loop.keyEvent({
-      kind: 'key',
-      key: { spi: 1, aeadKeyName: 'rfc4106(gcm(aes))', key: Buffer.alloc(36, 1), icvBits: 128 },
-    });
     await loop.idle();
     if (debugOn) t.match(summaries.at(-1), { peers: ['node-2:1'] }, 'debug on: each step summarised, its peers named');
     else t.equal(summaries.length, 0, 'debug off: no summary');
