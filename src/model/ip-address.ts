@@ -250,19 +250,23 @@ function memo(cache: Map<string, string>, text: string, compute: (text: string) 
 // The compute functions of the memoised forms, defined once: an arrow function per call would be allocated
 // on every lookup, thousands of times per reconcile.
 function computeCanonicalIp(t: string): string {
+  if (isIpv4(t)) return t;
   const parsed = parseIp(t);
   return parsed ? formatIp(parsed.bytes) : t;
 }
 
 function computeSelectorCidr(t: string): string {
+  const slash = t.indexOf('/');
+  const length = slash > 0 ? prefixLength(t, slash + 1) : undefined;
+  // An IPv4 CIDR that parses is canonical as given (its host bits are kept here anyway).
+  if (length !== undefined && length <= 32 && isIpv4(t.slice(0, slash))) return t;
   const cidr = parseCidrLenient(t);
   return cidr ? [formatIp(cidr.bytes), cidr.prefixLen].join('/') : t;
 }
 
 /**
  * True when `text` is a dotted quad. One strict syntax (no leading zeros) makes such a text its own canonical
- * form, so the canonical forms below hand it back without formatting or memoising it: at 5,000 peers a first
- * screening and plan ask for ~30,000 of them, each a new entry in the memo otherwise.
+ * form, so the canonical forms below memoise it as given, without parsing it into bytes and formatting those.
  */
 function isIpv4(text: string): boolean {
   return !text.includes(':') && writeIpv4(text, ADDRESS_SCRATCH, 0);
@@ -270,7 +274,7 @@ function isIpv4(text: string): boolean {
 
 /** Canonical text of an address, or the input unchanged when it does not parse (foreign junk stays comparable). */
 export function canonicalIp(text: string): string {
-  return isIpv4(text) ? text : memo(canonicalIpCache, text, computeCanonicalIp);
+  return memo(canonicalIpCache, text, computeCanonicalIp);
 }
 
 /** "10.244.1.7/24" -> "10.244.1.0/24", IPv6 in canonical text; undefined when not a CIDR. */
@@ -292,10 +296,6 @@ export function normalisedCidrText(cidr: ParsedCidr): string {
  * byte for byte, so "10.0.0.1/24" and "10.0.0.0/24" are different selectors. Unparseable input is returned as is.
  */
 export function canonicalSelectorCidr(text: string): string {
-  const slash = text.indexOf('/');
-  const length = slash > 0 ? prefixLength(text, slash + 1) : undefined;
-  // An IPv4 CIDR that parses is canonical as given (its host bits are kept here anyway).
-  if (length !== undefined && length <= 32 && isIpv4(text.slice(0, slash))) return text;
   return memo(canonicalCidrCache, text, computeSelectorCidr);
 }
 
