@@ -171,7 +171,13 @@ export function planScreened(input: ScreenedPlanInput): XfrmPlan {
       pushAll(peerAddressIds, memo.addressIds);
       continue;
     }
-    const plan: PeerPlan = { name: peer.name, advertisedSpi: peer.spi, planned: false, tunnels, reasons: [...notes] };
+    const plan: PeerPlan = {
+      name: peer.name,
+      advertisedSpi: peer.spi,
+      planned: false,
+      tunnels,
+      reasons: notes.slice(),
+    };
     const peerMemo: PeerPlanMemo = { screened, peerId: peerIdNow, plan, tunnels: [], addressIds: [], seen: epoch };
     peerPlans.set(peer.name, peerMemo);
     if (memo !== undefined) replaced.push(memo);
@@ -407,33 +413,45 @@ function planTunnelMemo(
   current: readonly TunnelPlan[],
   epoch: number,
 ): TunnelPlan {
-  const from = (list: readonly TunnelPlan[] | undefined): TunnelPlan | undefined =>
-    list?.find((p) => plannedFrom(p, local, peer, peerId, tunnel, keys, sendSpi, opts));
-  const fromLast = from(last);
+  const fromLast = plannedIn(last, local, peer, peerId, tunnel, keys, sendSpi, opts);
   let planned = fromLast !== undefined && fromLast.usedIn !== epoch ? fromLast : undefined;
   lastCallReused = planned !== undefined;
   if (planned !== undefined) planned.usedIn = epoch;
-  else planned = from(current) ?? fromLast;
+  else planned = plannedIn(current, local, peer, peerId, tunnel, keys, sendSpi, opts) ?? fromLast;
   if (planned === undefined) {
-    const donor = last?.find((p) => sameKeyEnds(p, local, peer, tunnel));
-    const states: PlannedState[] = [];
-    const policies: PlannedPolicy[] = [];
+    let donor: TunnelPlan | undefined;
+    if (last !== undefined) {
+      for (let i = 0; i < last.length && donor === undefined; i++) {
+        if (sameKeyEnds(last[i] as TunnelPlan, local, peer, tunnel)) donor = last[i];
+      }
+    }
+    // Built at their exact size (kept for as long as the plan is; src/util/exact-array.ts) and filled in place.
+    const { peerCidrs, localCidrs } = tunnel;
+    const states = new Array<PlannedState>(2 * keys.length);
+    const policies = new Array<PlannedPolicy>(peerCidrs.length * (1 + 2 * localCidrs.length));
     planTunnel(local, peer, peerId, tunnel, keys, sendSpi, opts, states, policies, donor);
-    // Kept for as long as the plan is, at their exact size (src/util/exact-array.ts).
-    planned = {
-      local,
-      peer,
-      peerId,
-      tunnel,
-      keys,
-      sendSpi,
-      opts,
-      states: exactArray(states),
-      policies: exactArray(policies),
-      usedIn: epoch,
-    };
+    planned = { local, peer, peerId, tunnel, keys, sendSpi, opts, states, policies, usedIn: epoch };
   }
   return planned;
+}
+
+/** The tunnel plan of `list` planned from these inputs, if any. */
+function plannedIn(
+  list: readonly TunnelPlan[] | undefined,
+  local: NodeInfo,
+  peer: NodeInfo,
+  peerId: number,
+  tunnel: Tunnel,
+  keys: readonly IpsecKey[],
+  sendSpi: number,
+  opts: PlannerOptions,
+): TunnelPlan | undefined {
+  if (list === undefined) return undefined;
+  for (let i = 0; i < list.length; i++) {
+    const p = list[i] as TunnelPlan;
+    if (plannedFrom(p, local, peer, peerId, tunnel, keys, sendSpi, opts)) return p;
+  }
+  return undefined;
 }
 
 /** Were `p`'s keys derived for the same endpoints (addresses and boot IDs) as this tunnel's? */
@@ -475,6 +493,43 @@ function pairKey(
   return derivePairKeyKept(key.key, src, dst);
 }
 
+/**
+ * One SA, written out as one literal (no spread of shared fields): thousands of them per plan, and a literal
+ * builds each in one allocation with one hidden class. An inbound SA's output mark is added after it (an
+ * out-of-object store, ~40 bytes per inbound SA; a second full literal for it was measured and not worth the copy).
+ */
+function plannedSa(
+  family: Family,
+  src: string,
+  dst: string,
+  key: IpsecKey,
+  aeadKey: Buffer,
+  mark: XfrmMark,
+  outputMark: XfrmMark | undefined,
+  opts: PlannerOptions,
+): XfrmState {
+  const state: XfrmState = {
+    family,
+    src,
+    dst,
+    spi: key.spi,
+    proto: IPPROTO_ESP,
+    mode: 'tunnel',
+    reqid: opts.reqid,
+    aead: { name: key.aeadKeyName, key: aeadKey, icvBits: key.icvBits },
+    mark,
+    esn: true,
+    replayWindow: opts.replayWindow,
+  };
+  if (outputMark) state.outputMark = outputMark;
+  return state;
+}
+
+function tunnelTemplate(family: Family, src: string, dst: string, spi: number, opts: PlannerOptions): XfrmTemplate {
+  return { family, src, dst, proto: IPPROTO_ESP, mode: 'tunnel', reqid: opts.reqid, spi };
+}
+
+/** Fills `states` and `policies` (sized by planTunnelMemo) with the tunnel's objects. */
 function planTunnel(
   local: NodeInfo,
   peer: NodeInfo,
@@ -490,81 +545,35 @@ function planTunnel(
   const { family, localAddress, peerAddress } = tunnel;
   const localEnd: KeyEndpoint = { ip: localAddress, bootID: local.bootID };
   const peerEnd: KeyEndpoint = { ip: peerAddress, bootID: peer.bootID };
-  // Every SA is written out as one literal (no spread of shared fields): thousands of them per plan, and a
-  // literal builds each in one allocation with one hidden class. An inbound SA's output mark is added after it
-  // (an out-of-object store, ~40 bytes per inbound SA; a second full literal for it was measured and not worth
-  // the copy).
-  const sa = (
-    src: string,
-    dst: string,
-    key: IpsecKey,
-    aeadKey: Buffer,
-    mark: XfrmState['mark'],
-    outputMark: XfrmState['outputMark'],
-  ): XfrmState => {
-    const state: XfrmState = {
-      family,
-      src,
-      dst,
-      spi: key.spi,
-      proto: IPPROTO_ESP,
-      mode: 'tunnel',
-      reqid: opts.reqid,
-      aead: { name: key.aeadKeyName, key: aeadKey, icvBits: key.icvBits },
-      mark,
-      esn: true,
-      replayWindow: opts.replayWindow,
-    };
-    if (outputMark) state.outputMark = outputMark;
-    return state;
-  };
   let sendState: PlannedState | undefined;
   const inboundMark: XfrmMark = { value: inboundEspMark(peerId), mask: MARK_INBOUND_MASK };
+  let s = 0;
   for (let k = 0; k < keys.length; k++) {
     const key = keys[k] as IpsecKey;
+    const outboundKey = pairKey(key, 'outbound', localEnd, peerEnd, donor);
     const outbound: PlannedState = {
       owner: peer.name,
       direction: 'outbound',
-      state: sa(
-        localAddress,
-        peerAddress,
-        key,
-        pairKey(key, 'outbound', localEnd, peerEnd, donor),
-        ENCRYPT_MARK,
-        undefined,
-      ),
+      state: plannedSa(family, localAddress, peerAddress, key, outboundKey, ENCRYPT_MARK, undefined, opts),
     };
+    const inboundKey = pairKey(key, 'inbound', peerEnd, localEnd, donor);
     const inbound: PlannedState = {
       owner: peer.name,
       direction: 'inbound',
-      state: sa(
-        peerAddress,
-        localAddress,
-        key,
-        pairKey(key, 'inbound', peerEnd, localEnd, donor),
-        inboundMark,
-        DECRYPTED_OUTPUT_MARK,
-      ),
+      state: plannedSa(family, peerAddress, localAddress, key, inboundKey, inboundMark, DECRYPTED_OUTPUT_MARK, opts),
     };
-    states.push(inbound, outbound);
+    states[s++] = inbound;
+    states[s++] = outbound;
     if (key.spi === sendSpi) sendState = outbound;
   }
 
-  const template = (src: string, dst: string, spi: number): XfrmTemplate => ({
-    family,
-    src,
-    dst,
-    proto: IPPROTO_ESP,
-    mode: 'tunnel',
-    reqid: opts.reqid,
-    spi,
-  });
   // One template list per direction, shared by the tunnel's policies (never written to, like the marks).
-  const outTemplates = [template(localAddress, peerAddress, sendSpi)];
-  const inTemplates = [template(peerAddress, localAddress, 0)];
+  const outTemplates = [tunnelTemplate(family, localAddress, peerAddress, sendSpi, opts)];
+  const inTemplates = [tunnelTemplate(family, peerAddress, localAddress, 0, opts)];
   const { peerCidrs, localCidrs } = tunnel;
-  for (let p = 0; p < peerCidrs.length; p++) {
-    const peerCidr = peerCidrs[p] as string;
+  let p = 0;
+  for (let c = 0; c < peerCidrs.length; c++) {
+    const peerCidr = peerCidrs[c] as string;
     const policy: XfrmPolicy = {
       dir: 'out',
       selector: { family, src: anyCidr(family), dst: peerCidr, proto: 0 },
@@ -574,16 +583,19 @@ function planTunnel(
       templates: outTemplates,
     };
     // One literal per shape: a field added afterwards costs an out-of-object store per policy.
-    policies.push(
-      sendState
-        ? { owner: peer.name, role: 'out', policy, requires: sendState }
-        : { owner: peer.name, role: 'out', policy },
-    );
+    policies[p++] = sendState
+      ? { owner: peer.name, role: 'out', policy, requires: sendState }
+      : { owner: peer.name, role: 'out', policy };
     for (let l = 0; l < localCidrs.length; l++) {
       const localCidr = localCidrs[l] as string;
-      policies.push(inboundPolicy('in', family, peer.name, peerCidr, localCidr, opts, inTemplates));
-      policies.push(inboundPolicy('fwd', family, peer.name, peerCidr, localCidr, opts, inTemplates));
+      policies[p++] = inboundPolicy('in', family, peer.name, peerCidr, localCidr, opts, inTemplates);
+      policies[p++] = inboundPolicy('fwd', family, peer.name, peerCidr, localCidr, opts, inTemplates);
     }
+  }
+  if (s !== states.length || p !== policies.length) {
+    throw new Error(
+      `planner: tunnel to ${peer.name} planned ${s}/${p} objects, sized for ${states.length}/${policies.length}`,
+    );
   }
 }
 
