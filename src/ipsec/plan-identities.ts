@@ -19,9 +19,9 @@ function hashText(hash: number, text: string): number {
 
 // The FNV hash of each address text's canonical form, remembered by the text as planned: one map lookup per
 // address of each of the 25,000 objects of a whole-plan check, where looking up the canonical form and then its
-// hash took two (a cold first plan runs this code before V8 optimises it, and each lookup is a call). Addresses
-// and selector CIDRs have maps of their own: a text's canonical form depends on which it is. Bounded like the
-// canonical forms' memos.
+// hash took two (with the inline mixing below, a warm plan of every peer anew at 5,000 peers: median 44 ms against
+// 51; docs/benchmarks.md, ninth session). Addresses and selector CIDRs have maps of their own: a text's canonical
+// form depends on which it is. Bounded like the canonical forms' memos.
 const TEXT_HASH_LIMIT = 65536;
 const ipHashes = new Map<string, number>();
 const selectorHashes = new Map<string, number>();
@@ -52,7 +52,7 @@ function selectorHash(text: string): number {
 // value of 2^31 and above (an unsigned hash, a mark mask of 0xffff00ff) is a heap number. A whole-plan check
 // runs before V8 optimises this code, and unoptimised code allocates every such intermediate: ~3 MiB per check
 // of a 5,000-peer plan, besides the 35,000 map keys themselves. Each field is mixed in as FNV-1a mixes a byte,
-// h = (h ^ field) * FNV_PRIME, written out rather than called: a call per field was a third of a cold check.
+// h = (h ^ field) * FNV_PRIME, written out rather than through a helper called per field.
 const FNV_PRIME = 0x01000193;
 const SEED = 0x811c9dc5 | 0;
 
