@@ -227,3 +227,28 @@ t.test('screening is handed out again for the same local node and peer objects, 
   t.equal(after.accepted[0], before.accepted[0], 'the other peers keep their screened objects');
   t.end();
 });
+
+t.test('an underlay address given up and taken in later steps with the same names: screened alone each time', (t) => {
+  // The same peers in the same order, one object replaced per step: the last screening's map by name is handed on,
+  // so the peer that moved must give back the address of its last object, not of its new one.
+  const five = [2, 3, 4, 5, 6].map((i) => makeNode(i));
+  screenPeers(local, five);
+  const old = five[0]!.addresses[0]!;
+  const steps: NodeInfo[][] = [];
+  let now = five.map((p) => (p.name === 'node-02' ? { ...p, addresses: ['198.18.9.2'] } : p)); // gives up `old`
+  steps.push(now);
+  now = now.map((p) => (p.name === 'node-04' ? { ...p, addresses: [old] } : p)); // takes it
+  steps.push(now);
+  now = now.map((p) => (p.name === 'node-02' ? { ...p, addresses: ['198.18.9.3'] } : p)); // moves again
+  steps.push(now);
+  now = now.map((p) => (p.name === 'node-05' ? { ...p, addresses: ['198.18.9.2'] } : p)); // takes its first new one
+  steps.push(now);
+  const incremental = incrementalScreeningCount();
+  for (const [i, peers] of steps.entries()) {
+    const screened = screenPeers(local, peers);
+    t.same(screened, screenEveryPeer(local, peers), `step ${i + 1}: as a screening of every peer`);
+    t.equal(screened.rejected.length, 0, `step ${i + 1}: nobody rejected`);
+  }
+  t.equal(incrementalScreeningCount(), incremental + steps.length, 'every step screened only the changed peer');
+  t.end();
+});
