@@ -26,24 +26,13 @@ const TEXT_HASH_LIMIT = 65536;
 const ipHashes = new Map<string, number>();
 const selectorHashes = new Map<string, number>();
 
-/** The hash of canonicalIp(text). */
-function ipHash(text: string): number {
-  let h = ipHashes.get(text);
+/** The hash of `canonical(text)`, remembered in `hashes` by `text`. */
+function canonicalHash(hashes: Map<string, number>, text: string, canonical: (text: string) => string): number {
+  let h = hashes.get(text);
   if (h === undefined) {
-    if (ipHashes.size >= TEXT_HASH_LIMIT) ipHashes.clear();
-    h = hashText(SEED, canonicalIp(text));
-    ipHashes.set(text, h);
-  }
-  return h;
-}
-
-/** The hash of canonicalSelectorCidr(text). */
-function selectorHash(text: string): number {
-  let h = selectorHashes.get(text);
-  if (h === undefined) {
-    if (selectorHashes.size >= TEXT_HASH_LIMIT) selectorHashes.clear();
-    h = hashText(SEED, canonicalSelectorCidr(text));
-    selectorHashes.set(text, h);
+    if (hashes.size >= TEXT_HASH_LIMIT) hashes.clear();
+    h = hashText(SEED, canonical(text));
+    hashes.set(text, h);
   }
   return h;
 }
@@ -66,7 +55,7 @@ function stateHash(s: XfrmState): number {
   h = Math.imul(h ^ s.proto, FNV_PRIME);
   h = Math.imul(h ^ s.spi, FNV_PRIME);
   h = Math.imul(h ^ maskedBits(s.mark), FNV_PRIME);
-  return Math.imul(h ^ ipHash(s.dst), FNV_PRIME);
+  return Math.imul(h ^ canonicalHash(ipHashes, s.dst, canonicalIp), FNV_PRIME);
 }
 
 function sameStateIdentity(a: XfrmState, b: XfrmState): boolean {
@@ -89,8 +78,8 @@ function policyHash(p: XfrmPolicy): number {
   h = Math.imul(h ^ selector.proto, FNV_PRIME);
   h = Math.imul(h ^ maskedBits(mark), FNV_PRIME);
   h = Math.imul(h ^ (mark === undefined ? 0 : mark.mask), FNV_PRIME);
-  h = Math.imul(h ^ selectorHash(selector.src), FNV_PRIME);
-  return Math.imul(h ^ selectorHash(selector.dst), FNV_PRIME);
+  h = Math.imul(h ^ canonicalHash(selectorHashes, selector.src, canonicalSelectorCidr), FNV_PRIME);
+  return Math.imul(h ^ canonicalHash(selectorHashes, selector.dst, canonicalSelectorCidr), FNV_PRIME);
 }
 
 /** Objects by hash: the object itself, or a list when several share the hash (rare). */

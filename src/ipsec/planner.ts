@@ -429,18 +429,15 @@ function planTunnelMemo(
   current: readonly TunnelPlan[],
   epoch: number,
 ): TunnelPlan {
-  const fromLast = plannedIn(last, local, peer, peerId, tunnel, keys, sendSpi, opts);
+  const from = (list: readonly TunnelPlan[] | undefined): TunnelPlan | undefined =>
+    list?.find((p) => plannedFrom(p, local, peer, peerId, tunnel, keys, sendSpi, opts));
+  const fromLast = from(last);
   let planned = fromLast !== undefined && fromLast.usedIn !== epoch ? fromLast : undefined;
   lastCallReused = planned !== undefined;
   if (planned !== undefined) planned.usedIn = epoch;
-  else planned = plannedIn(current, local, peer, peerId, tunnel, keys, sendSpi, opts) ?? fromLast;
+  else planned = from(current) ?? fromLast;
   if (planned === undefined) {
-    let donor: TunnelPlan | undefined;
-    if (last !== undefined) {
-      for (let i = 0; i < last.length && donor === undefined; i++) {
-        if (sameKeyEnds(last[i] as TunnelPlan, local, peer, tunnel)) donor = last[i];
-      }
-    }
+    const donor = last?.find((p) => sameKeyEnds(p, local, peer, tunnel));
     // Built at their exact size (kept for as long as the plan is; src/util/exact-array.ts) and filled in place.
     const { peerCidrs, localCidrs } = tunnel;
     const states = new Array<PlannedState>(2 * keys.length);
@@ -449,25 +446,6 @@ function planTunnelMemo(
     planned = { local, peer, peerId, tunnel, keys, sendSpi, opts, states, policies, usedIn: epoch };
   }
   return planned;
-}
-
-/** The tunnel plan of `list` planned from these inputs, if any. */
-function plannedIn(
-  list: readonly TunnelPlan[] | undefined,
-  local: NodeInfo,
-  peer: NodeInfo,
-  peerId: number,
-  tunnel: Tunnel,
-  keys: readonly IpsecKey[],
-  sendSpi: number,
-  opts: PlannerOptions,
-): TunnelPlan | undefined {
-  if (list === undefined) return undefined;
-  for (let i = 0; i < list.length; i++) {
-    const p = list[i] as TunnelPlan;
-    if (plannedFrom(p, local, peer, peerId, tunnel, keys, sendSpi, opts)) return p;
-  }
-  return undefined;
 }
 
 /** Were `p`'s keys derived for the same endpoints (addresses and boot IDs) as this tunnel's? */
