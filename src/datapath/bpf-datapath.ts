@@ -111,7 +111,7 @@ export class BpfDatapath implements Datapath {
         if (at === root) return;
         throw new Error(`datapath is already loaded at ${at}, cannot load it again at ${root}`);
       }
-      const objDir = path.resolve(opts.objDir ?? path.join(packageRoot(), 'build', 'bpf'));
+      const objDir = path.resolve(opts.objDir ?? path.join(packageRoot(), 'build-bpf'));
       const programs = await BpfPrograms.load(this.bpf, root, objDir, opts.log);
       const attachments = new TcAttachments(this.bpf, programs);
       this.state = { programs, attachments, cidrIndex: new CidrIndexSlot(this.bpf, programs.maps.km_cidr_index) };

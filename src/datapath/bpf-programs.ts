@@ -85,6 +85,13 @@ export class BpfPrograms {
     await fs.mkdir(dirs.tcDir, { recursive: true });
 
     const objPaths = KINDS.map((kind) => path.join(objDir, `${PROGRAM_NAMES[kind]}.o`));
+    // Checked first: libbpf reports a missing file as "open BPF object ... errno 2", which says neither which file
+    // nor how to get it.
+    for (const objPath of objPaths) {
+      if (!(await exists(objPath))) {
+        throw new Error(`BPF object ${objPath} is missing (in a checkout, build it with: npm run build:bpf)`);
+      }
+    }
     // Pins of an earlier build's maps that this build defines differently: set aside, carried over below.
     const setAside = await setAsideChangedMaps(bpf, dirs.mapDir, objPaths);
     const maps: Partial<Record<MapName, BpfFd>> = {};

@@ -23,7 +23,7 @@ export const DEFAULT_BPFFS_ROOT = '/sys/fs/bpf/bpf_kmesh_workload';
 export interface LoadOptions {
   /** Pins go to <root>/map/<map name> and <root>/tc/<program or link>. Default DEFAULT_BPFFS_ROOT. */
   bpffsRoot?: string;
-  /** Where tc_mark_encrypt.o / tc_mark_decrypt.o are. Default: the package's build/bpf. */
+  /** Where tc_mark_encrypt.o / tc_mark_decrypt.o are. Default: the package's build-bpf. */
   objDir?: string;
   /** Told once per pinned map of an earlier build that was replaced (src/datapath/map-migration.ts). */
   log?: (msg: string, fields: Record<string, unknown>) => void;

@@ -179,7 +179,7 @@ async function emptyIndexSlot(bpf: NativeBpf, root: string): Promise<void> {
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('bench:bpf needs root (BPF_PROG_TEST_RUN)');
   const root = `/sys/fs/bpf/kmt-dp-bench-${process.pid}`;
-  const objDir = path.join(packageRoot(), 'build', 'bpf');
+  const objDir = path.join(packageRoot(), 'build-bpf');
   const bpf = nativeBpf();
   const dp = new BpfDatapath(bpf);
   let noop: BpfFd | undefined;

@@ -10,7 +10,7 @@ import type { Attachment, Datapath } from '../../src/datapath/datapath.js';
 export interface ContractEnv {
   netns: string;
   bpffsRoot: string;
-  /** Where the BPF objects are (the checkout's build/bpf). */
+  /** Where the BPF objects are (the checkout's build-bpf). */
   objDir: string;
   /** Index of an interface in the namespace. */
   ifindex(name: string): number;

@@ -33,7 +33,7 @@ t.test('prebuilt package installs and loads without a compiler', { skip }, (t) =
   const tarball = path.join(dir, `kmesh-ipsec-${version}.tgz`);
   const listing = sh('tar', ['tzf', tarball]).out;
   t.match(listing, /package\/prebuilds\/linux-x64\/kmesh-ipsec\.node/, 'prebuilt addon inside');
-  t.match(listing, /package\/build\/bpf\/tc_mark_encrypt\.o/, 'BPF objects inside');
+  t.match(listing, /package\/build-bpf\/tc_mark_encrypt\.o/, 'BPF objects inside');
   t.match(listing, /package\/dist\/src\/datapath\/bpf-datapath\.js/, 'compiled facade inside');
 
   // A PATH with node, npm and sh (npm runs install scripts through sh) only.

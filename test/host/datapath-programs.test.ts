@@ -1,6 +1,9 @@
 // BPF unit tests of tc_mark_encrypt / tc_mark_decrypt through BPF_PROG_TEST_RUN (real verifier, real maps,
 // no device), a differential check against the TypeScript statement of the rules, restart with pinned maps,
 // and bpftool finding the names. Runs as root with a private bpffs root; removes it afterwards.
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import t from 'tap';
 import { BpfDatapath } from '../../src/datapath/bpf-datapath.js';
 import { MarkOracle } from '../fakes/mark-rules.js';
@@ -308,3 +311,30 @@ t.test('tc_mark_encrypt and tc_mark_decrypt through test-run', { skip }, async (
     await t.rejects(dp.stats(), /not loaded/);
   });
 });
+
+t.test(
+  'objects missing from the object directory: a one-line error naming the file, nothing pinned',
+  { skip },
+  async (t) => {
+    const empty = mkdtempSync(path.join(os.tmpdir(), 'kmt-dp-noobj-'));
+    const missingRoot = privateBpffsRoot('noobj');
+    const dp = new BpfDatapath();
+    t.teardown(async () => {
+      rmSync(empty, { recursive: true, force: true });
+      rmSync(missingRoot, { recursive: true, force: true });
+    });
+    await t.rejects(dp.load({ bpffsRoot: missingRoot, objDir: empty }), {
+      message: `BPF object ${path.join(empty, 'tc_mark_encrypt.o')} is missing (in a checkout, build it with: npm run build:bpf)`,
+    });
+    t.same(
+      existsSync(path.join(missingRoot, 'tc')) ? readdirSync(path.join(missingRoot, 'tc')) : [],
+      [],
+      'no program pinned',
+    );
+    t.same(
+      existsSync(path.join(missingRoot, 'map')) ? readdirSync(path.join(missingRoot, 'map')) : [],
+      [],
+      'no map pinned',
+    );
+  },
+);

@@ -10,12 +10,12 @@ import { fileURLToPath } from 'node:url';
 const here = path.dirname(fileURLToPath(import.meta.url));
 /** The checkout: test/host/lib -> ../../.., or from the compiled copy dist/test/host/lib -> ../../../.. */
 export const REPO_ROOT = path.resolve(here, here.includes(`${path.sep}dist${path.sep}`) ? '../../../..' : '../../..');
-export const OBJ_DIR = path.join(REPO_ROOT, 'build', 'bpf');
+export const OBJ_DIR = path.join(REPO_ROOT, 'build-bpf');
 
 /** Why kernel datapath tests cannot run here, or false when they can. */
 export function kernelSkipReason(): string | false {
   if (process.getuid?.() !== 0) return 'needs root (BPF, netns, tc)';
-  if (!existsSync(path.join(OBJ_DIR, 'tc_mark_encrypt.o'))) return 'build/bpf objects missing: run npm run build';
+  if (!existsSync(path.join(OBJ_DIR, 'tc_mark_encrypt.o'))) return 'BPF objects missing (build-bpf/): run npm run build:bpf';
   if (!existsSync(path.join(REPO_ROOT, 'build', 'Release', 'kmesh_native.node'))) {
     return 'native addon missing: run npm run build';
   }
