@@ -319,7 +319,7 @@ t.test(
     const empty = mkdtempSync(path.join(os.tmpdir(), 'kmt-dp-noobj-'));
     const missingRoot = privateBpffsRoot('noobj');
     const dp = new BpfDatapath();
-    t.teardown(async () => {
+    t.teardown(() => {
       rmSync(empty, { recursive: true, force: true });
       rmSync(missingRoot, { recursive: true, force: true });
     });
