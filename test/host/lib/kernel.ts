@@ -15,7 +15,8 @@ export const OBJ_DIR = path.join(REPO_ROOT, 'build-bpf');
 /** Why kernel datapath tests cannot run here, or false when they can. */
 export function kernelSkipReason(): string | false {
   if (process.getuid?.() !== 0) return 'needs root (BPF, netns, tc)';
-  if (!existsSync(path.join(OBJ_DIR, 'tc_mark_encrypt.o'))) return 'BPF objects missing (build-bpf/): run npm run build:bpf';
+  if (!existsSync(path.join(OBJ_DIR, 'tc_mark_encrypt.o')))
+    return 'BPF objects missing (build-bpf/): run npm run build:bpf';
   if (!existsSync(path.join(REPO_ROOT, 'build', 'Release', 'kmesh_native.node'))) {
     return 'native addon missing: run npm run build';
   }
