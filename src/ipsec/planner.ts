@@ -13,7 +13,7 @@ import type { KeyHistory } from '../keys/key-history.js';
 import { inboundEspMark, MARK_DECRYPT, MARK_ENCRYPT, MARK_INBOUND_MASK, MARK_TYPE_MASK } from '../model/marks.js';
 import type { IpsecKey, NodeInfo } from '../model/node.js';
 import { anyCidr, parseCidrLenient, parseIp, type Family } from '../model/ip-address.js';
-import type { XfrmMark, XfrmPolicy, XfrmState, XfrmTemplate } from '../xfrm/types.js';
+import type { XfrmMark, XfrmPolicy, XfrmSelector, XfrmState, XfrmTemplate } from '../xfrm/types.js';
 import {
   BLOCK_POLICY_PRIORITY,
   DEFAULT_REPLAY_WINDOW,
@@ -581,9 +581,11 @@ function planTunnel(
       ? { owner: peer.name, role: 'out', policy, requires: sendState }
       : { owner: peer.name, role: 'out', policy };
     for (let l = 0; l < localCidrs.length; l++) {
-      const localCidr = localCidrs[l] as string;
-      policies[p++] = inboundPolicy('in', family, peer.name, peerCidr, localCidr, opts, inTemplates);
-      policies[p++] = inboundPolicy('fwd', family, peer.name, peerCidr, localCidr, opts, inTemplates);
+      // The in and fwd policies of a pair of CIDRs select the same packets: one selector for both (never written
+      // to, like the marks and templates).
+      const selector: XfrmSelector = { family, src: peerCidr, dst: localCidrs[l] as string, proto: 0 };
+      policies[p++] = inboundPolicy('in', peer.name, selector, opts, inTemplates);
+      policies[p++] = inboundPolicy('fwd', peer.name, selector, opts, inTemplates);
     }
   }
   if (s !== states.length || p !== policies.length) {
@@ -596,10 +598,8 @@ function planTunnel(
 /** An in or fwd policy of a tunnel: from a peer's pod CIDR to a local one, decrypted by the tunnel's SAs. */
 function inboundPolicy(
   dir: 'in' | 'fwd',
-  family: Family,
   owner: string,
-  peerCidr: string,
-  localCidr: string,
+  selector: XfrmSelector,
   opts: PlannerOptions,
   templates: XfrmTemplate[],
 ): PlannedPolicy {
@@ -608,7 +608,7 @@ function inboundPolicy(
     role: dir,
     policy: {
       dir,
-      selector: { family, src: peerCidr, dst: localCidr, proto: 0 },
+      selector,
       mark: DECRYPTED_MARK,
       priority: opts.peerPriority,
       action: 'allow',
