@@ -32,7 +32,6 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <thread>
@@ -125,58 +124,6 @@ uint32_t PortIdOf(int fd) {
   return self.nl_pid;
 }
 
-// The replies of one call, grown with realloc and handed to JavaScript as the Buffer's own memory (freed by its
-// finalizer). A dump of 20,000 SAs is ~10 MB: a std::vector grown by doubling held the old and the new copy at once
-// while it grew, and Buffer::Copy a second whole copy at the end; realloc of a block above the daemon's malloc mmap
-// threshold (bin/heap-settings.js) moves pages with mremap instead of copying them.
-class ReplyBuffer {
- public:
-  ReplyBuffer() = default;
-  ~ReplyBuffer() { std::free(data_); }
-  ReplyBuffer(const ReplyBuffer&) = delete;
-  ReplyBuffer& operator=(const ReplyBuffer&) = delete;
-
-  // False when memory ran out (the reply is then incomplete and must not be used).
-  bool Append(const void* bytes, size_t n) {
-    if (!Reserve(n)) return false;
-    std::memcpy(data_ + size_, bytes, n);
-    size_ += n;
-    return true;
-  }
-  bool AppendZeros(size_t n) {
-    if (!Reserve(n)) return false;
-    std::memset(data_ + size_, 0, n);
-    size_ += n;
-    return true;
-  }
-  size_t size() const { return size_; }
-
-  // A Buffer owning the bytes (this object is left empty).
-  Napi::Buffer<uint8_t> Release(Napi::Env env) {
-    if (size_ == 0) return Napi::Buffer<uint8_t>::New(env, 0);
-    uint8_t* bytes = data_;
-    size_t n = size_;
-    data_ = nullptr;
-    size_ = capacity_ = 0;
-    return Napi::Buffer<uint8_t>::New(env, bytes, n, [](Napi::Env, uint8_t* p) { std::free(p); });
-  }
-
- private:
-  bool Reserve(size_t n) {
-    if (capacity_ - size_ >= n) return true;
-    size_t want = std::max(capacity_ * 2, std::max<size_t>(size_ + n, 4096));
-    void* grown = std::realloc(data_, want);
-    if (grown == nullptr) return false;
-    data_ = static_cast<uint8_t*>(grown);
-    capacity_ = want;
-    return true;
-  }
-
-  uint8_t* data_ = nullptr;
-  size_t size_ = 0;
-  size_t capacity_ = 0;
-};
-
 class XfrmTransactWorker : public Napi::AsyncWorker {
  public:
   XfrmTransactWorker(Napi::Env env, std::string netns, std::vector<uint8_t> request, std::vector<Message> messages,
@@ -234,7 +181,7 @@ class XfrmTransactWorker : public Napi::AsyncWorker {
       if (!SendPart(fd.get(), messages_[first].offset, bytes)) return;
       if (port_id_ == 0) port_id_ = PortIdOf(fd.get());
       if (!ReceiveUntilDone(fd.get(), &part, &buf)) return;
-      if (!AppendImpliedAcks(part)) return;
+      AppendImpliedAcks(part);
     }
   }
 
@@ -250,7 +197,7 @@ class XfrmTransactWorker : public Napi::AsyncWorker {
         if (outcomes_[i] != kNoOutcome) errnos[i] = outcomes_[i];
       }
     }
-    deferred_.Resolve(reply_.Release(env));
+    deferred_.Resolve(Napi::Buffer<uint8_t>::Copy(env, reply_.data(), reply_.size()));
   }
 
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
@@ -316,7 +263,7 @@ class XfrmTransactWorker : public Napi::AsyncWorker {
 
   // A message that asked for no ack and got no NLMSG_ERROR succeeded: add the ack the kernel sends for success
   // under NETLINK_CAP_ACK (errno 0 and the request's header, flagged NLM_F_CAPPED).
-  bool AppendImpliedAcks(const Part& part) {
+  void AppendImpliedAcks(const Part& part) {
     for (size_t i = part.first; i < part.end; ++i) {
       if (part.answered[i - part.first] || messages_[i].dump) continue;
       if (!outcomes_.empty()) {
@@ -337,12 +284,9 @@ class XfrmTransactWorker : public Napi::AsyncWorker {
       body.msg = request;
       const auto* a = reinterpret_cast<const uint8_t*>(&ack);
       const auto* b = reinterpret_cast<const uint8_t*>(&body);
-      if (!reply_.Append(a, sizeof(ack)) || !reply_.Append(b, sizeof(body))) {
-        failure_ = {ENOMEM, "collect", "netlink replies"};
-        return false;
-      }
+      reply_.insert(reply_.end(), a, a + sizeof(ack));
+      reply_.insert(reply_.end(), b, b + sizeof(body));
     }
-    return true;
   }
 
   bool ReceiveUntilDone(int fd, Part* part, std::vector<uint8_t>* buf) {
@@ -380,11 +324,9 @@ class XfrmTransactWorker : public Napi::AsyncWorker {
         if (hdr.nlmsg_len < sizeof(nlmsghdr) || off + hdr.nlmsg_len > len) break;
         auto it = std::lower_bound(part->index.begin(), part->index.end(), std::make_pair(hdr.nlmsg_seq, size_t{0}));
         if (it != part->index.end() && it->first == hdr.nlmsg_seq) {
+          reply_.insert(reply_.end(), buf->data() + off, buf->data() + off + hdr.nlmsg_len);
           size_t pad = NLMSG_ALIGN(hdr.nlmsg_len) - hdr.nlmsg_len;
-          if (!reply_.Append(buf->data() + off, hdr.nlmsg_len) || !reply_.AppendZeros(pad)) {
-            failure_ = {ENOMEM, "collect", "netlink replies"};
-            return false;
-          }
+          reply_.insert(reply_.end(), pad, 0);
           const Message& m = messages_[it->second];
           uint8_t& answered = part->answered[it->second - part->first];
           bool terminal = hdr.nlmsg_type == NLMSG_ERROR || (m.dump && hdr.nlmsg_type == NLMSG_DONE);
@@ -409,7 +351,7 @@ class XfrmTransactWorker : public Napi::AsyncWorker {
   std::string netns_;
   std::vector<uint8_t> request_;
   std::vector<Message> messages_;
-  ReplyBuffer reply_;
+  std::vector<uint8_t> reply_;
   uint32_t port_id_ = 0;  // our socket's netlink port id (the kernel addresses its replies to it)
   Failure failure_;
   static constexpr int32_t kNoOutcome = -1;
