@@ -1,4 +1,4 @@
-// Entry point of the kmesh_native addon: registers the BPF (libbpf), XFRM (netlink, its change monitor) and file-lock (flock) bindings.
+// Entry point of the kmesh_native addon: registers the BPF (libbpf), XFRM (netlink, its change monitor, paged dumps) and file-lock (flock) bindings.
 #include "common.h"
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -6,6 +6,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   kmesh::InitXfrm(env, exports);
   kmesh::InitXfrmEncode(env, exports);
   kmesh::InitXfrmMonitor(env, exports);
+  kmesh::InitXfrmDump(env, exports);
   kmesh::InitFileLock(env, exports);
   return exports;
 }

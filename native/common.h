@@ -28,6 +28,7 @@ int OpenXfrmSocketIn(const std::string& netns, int* err, std::string* op, std::s
 
 void InitBpf(Napi::Env env, Napi::Object exports);
 void InitXfrmMonitor(Napi::Env env, Napi::Object exports);
+void InitXfrmDump(Napi::Env env, Napi::Object exports);
 void InitXfrm(Napi::Env env, Napi::Object exports);
 void InitXfrmEncode(Napi::Env env, Napi::Object exports);
 void InitFileLock(Napi::Env env, Napi::Object exports);

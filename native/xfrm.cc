@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "common.h"
+#include "netlink_recv.h"
 
 namespace kmesh {
 namespace {
@@ -291,31 +292,22 @@ class XfrmTransactWorker : public Napi::AsyncWorker {
 
   bool ReceiveUntilDone(int fd, Part* part, std::vector<uint8_t>* buf) {
     while (part->terminals > 0) {
-      sockaddr_nl from{};
-      iovec iov{buf->data(), buf->size()};
-      msghdr msg{};
-      msg.msg_name = &from;
-      msg.msg_namelen = sizeof(from);
-      msg.msg_iov = &iov;
-      msg.msg_iovlen = 1;
-      ssize_t got = recvmsg(fd, &msg, 0);
+      bool from_kernel = false;
+      ssize_t got = RecvNetlinkDatagram(fd, buf->data(), buf->size(), &from_kernel);
       if (got < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        if (got == -EAGAIN) {
           failure_ = {ETIMEDOUT, "recvmsg",
                       "NETLINK_XFRM (" + std::to_string(part->terminals) + " replies missing)"};
-        } else if (errno == ENOBUFS) {
+        } else if (got == -ENOBUFS) {
           failure_ = {ENOBUFS, "recvmsg", "NETLINK_XFRM (replies lost: receive buffer overrun)"};
+        } else if (got == -EMSGSIZE) {
+          failure_ = {EMSGSIZE, "recvmsg", "NETLINK_XFRM (reply datagram truncated)"};
         } else {
-          failure_ = {errno, "recvmsg", "NETLINK_XFRM"};
+          failure_ = {static_cast<int>(-got), "recvmsg", "NETLINK_XFRM"};
         }
         return false;
       }
-      if (msg.msg_flags & MSG_TRUNC) {
-        failure_ = {EMSGSIZE, "recvmsg", "NETLINK_XFRM (reply datagram truncated)"};
-        return false;
-      }
-      if (from.nl_pid != 0) continue;  // only the kernel answers us
+      if (!from_kernel) continue;  // only the kernel answers us
       size_t off = 0;
       size_t len = static_cast<size_t>(got);
       while (off + sizeof(nlmsghdr) <= len) {

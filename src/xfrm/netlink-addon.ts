@@ -22,6 +22,32 @@ export function addonXfrmTransact(): XfrmTransact {
   return cached;
 }
 
+/** The addon's paged dumps (native/xfrm_dump.cc): one page of a dump's replies per `next`, the socket kept open. */
+export interface XfrmDumpPages {
+  /** Opens a socket in the namespace and sends `request` (one message with NLM_F_DUMP); returns its fd. */
+  open(netnsPath: string, request: Buffer): number;
+  /**
+   * The next replies to `seq`: at least `minBytes`, unless the dump ended first (its NLMSG_DONE or NLMSG_ERROR is then
+   * the page's last message). One call at a time per fd.
+   */
+  next(fd: number, seq: number, minBytes: number): Promise<Buffer>;
+  /** Closes the socket (only once no `next` is pending on it). */
+  close(fd: number): void;
+}
+
+let cachedDump: XfrmDumpPages | undefined;
+
+export function addonXfrmDump(): XfrmDumpPages {
+  if (cachedDump === undefined) {
+    const addon = loadAddon() as { xfrmDump?: Partial<XfrmDumpPages> };
+    if (typeof addon.xfrmDump?.next !== 'function') {
+      throw new Error('kmesh_native addon has no xfrmDump: rebuild it with `npm run build:native`');
+    }
+    cachedDump = addon.xfrmDump as XfrmDumpPages;
+  }
+  return cachedDump;
+}
+
 /**
  * The addon's native fast path of the encoder (native/xfrm_encode.cc): encodes ops[start..end) in order into
  * out at cursor[0] (op i numbered seqs[i - start]), advances cursor[0], and returns how many it encoded; it stops
