@@ -184,6 +184,92 @@ t.test('dumps decode data messages, stop at DONE, and reject with the kernel err
   t.equal(denied.calls[0]?.messages[0]?.type, XFRM_MSG_GETPOLICY);
 });
 
+/**
+ * A paged-dump API over scripted replies: each `next` hands out whole messages until at least `minBytes` (or the
+ * end), as native/xfrm_dump.cc does; it records the calls and refuses a `next` or `close` that breaks its rules.
+ */
+function scriptedPages(answer: (request: NetlinkMessage) => Buffer[]) {
+  const log: string[] = [];
+  const open = new Map<number, { seq: number; left: Buffer[]; busy: boolean }>();
+  let nextFd = 10;
+  const pages = {
+    open(netns: string, request: Buffer): number {
+      const [m] = splitMessages(request);
+      const fd = nextFd++;
+      open.set(fd, { seq: m!.seq, left: answer(m!), busy: false });
+      log.push(`open ${netns || '(own)'} type ${m!.type}`);
+      return fd;
+    },
+    async next(fd: number, seq: number, minBytes: number): Promise<Buffer> {
+      const d = open.get(fd);
+      if (d === undefined || d.busy || seq !== d.seq) throw new Error(`bad next on fd ${fd}`);
+      d.busy = true;
+      await Promise.resolve();
+      const page: Buffer[] = [];
+      let bytes = 0;
+      while (d.left.length > 0 && bytes < minBytes) {
+        const m = d.left.shift()!;
+        page.push(m);
+        bytes += m.length;
+      }
+      d.busy = false;
+      log.push(`next ${fd}: ${page.length} messages`);
+      return Buffer.concat(page);
+    },
+    close(fd: number): void {
+      const d = open.get(fd);
+      if (d === undefined || d.busy) throw new Error(`bad close on fd ${fd}`);
+      open.delete(fd);
+      log.push(`close ${fd}`);
+    },
+  };
+  return { pages, log, stillOpen: () => open.size };
+}
+
+t.test(
+  'paged dumps: decoded page by page to the end, the socket closed after success and after an error',
+  async (t) => {
+    const pol = (i: number) => splitMessages(encodePolicy('add', policy(i), 1))[0]!;
+    const five = scriptedPages((m) => [
+      ...[1, 2, 3, 4, 5].map((i) => netlinkMessage(0x13, 2, m.seq, pol(i).payload)),
+      netlinkMessage(0x13, 2, m.seq + 7, pol(9).payload),
+      netlinkMessage(NLMSG_DONE, 2, m.seq, Buffer.alloc(4)),
+    ]);
+    const one = pol(1);
+    const kernel = new NetlinkXfrmKernel({ dumpPages: five.pages, dumpPageBytes: 2 * (16 + one.payload.length) });
+    t.same(
+      await kernel.dumpPolicies(),
+      [1, 2, 3, 4, 5].map((i) => ({ ...policy(i), index: 0 })),
+      'every page decoded, in order; another seq dropped',
+    );
+    t.same(five.log, [
+      `open (own) type ${XFRM_MSG_GETPOLICY}`,
+      'next 10: 2 messages',
+      'next 10: 2 messages',
+      'next 10: 2 messages',
+      'next 10: 1 messages',
+      'close 10',
+    ]);
+    const denied = scriptedPages((m) => [
+      netlinkMessage(0x13, 2, m.seq, pol(1).payload),
+      ack(m.seq, 1, 'no permission'),
+    ]);
+    await t.rejects(new NetlinkXfrmKernel({ dumpPages: denied.pages, netns: 'kmt-x' }).dumpPolicies(), {
+      message: 'dump of XFRM policies in /run/netns/kmt-x failed: EPERM: no permission',
+    });
+    t.equal(denied.stillOpen(), 0, 'closed after the error');
+    t.match(denied.log[0], 'open /run/netns/kmt-x');
+    const scriptedTransact = scripted(() => []);
+    t.same(
+      await new NetlinkXfrmKernel({ transact: scriptedTransact.transact, dumpPages: five.pages }).dumpStates(),
+      [],
+      'an injected paged-dump API is used even beside an injected transport',
+    );
+    t.equal(scriptedTransact.calls.length, 0, 'the transport was not asked');
+    t.throws(() => new NetlinkXfrmKernel({ dumpPageBytes: 1.5 }), /dump page size 1.5 is not an integer/);
+  },
+);
+
 t.test('getState: the SA, or undefined for ESRCH, or a clear error', async (t) => {
   const sa = splitMessages(encodeState('add', state, 1))[0]!;
   const found = scripted((m) => [netlinkMessage(XFRM_MSG_NEWSA, 0, m.seq, sa.payload), ack(m.seq, 0)]);
