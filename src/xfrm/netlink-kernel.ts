@@ -1,8 +1,9 @@
 // XfrmKernel over NETLINK_XFRM (the imperative shell around the pure codec): dumps decode into XfrmState /
-// XfrmPolicy page by page as the kernel sends them (the addon's paged dumps), and apply() encodes every op (the bulk kinds through the addon's native encoder, the rest and
-// anything it leaves through the codec), sends them in batches (many messages per syscall, through the addon)
-// and maps each message's outcome (errno + the kernel's extack text) back to its op. Optionally bound to a network
-// namespace, so one process can drive the XFRM tables of several namespaces.
+// XfrmPolicy page by page as the kernel sends them (the addon's paged dumps), and apply() encodes every op (the
+// bulk kinds through the addon's native encoder, the rest and anything it leaves through the codec), sends them in
+// batches (many messages per syscall, through the addon) and maps each message's outcome (errno + the kernel's
+// extack text) back to its op. Optionally bound to a network namespace, so one process can drive the XFRM tables
+// of several namespaces.
 import { endianness } from 'node:os';
 import { getSystemErrorName } from 'node:util';
 import {
@@ -97,6 +98,8 @@ export interface NetlinkXfrmKernelOptions {
  * held whole beside its decoded SAs doubled the dump's peak memory (bench:dump); pages cost an await each.
  */
 export const DEFAULT_DUMP_PAGE_BYTES = 256 * 1024;
+/** The largest page the addon reads (native/xfrm_dump.cc's kMaxPageBytes). */
+const MAX_DUMP_PAGE_BYTES = 64 * 1024 * 1024;
 
 /** Resolves a namespace option to the file the addon opens; "" = the caller's own namespace. */
 export function netnsPath(netns: string | undefined): string {
@@ -155,8 +158,8 @@ export class NetlinkXfrmKernel implements XfrmKernel {
     // Undefined: the addon's, looked up at the first dump (a kernel object that never dumps needs no addon).
     this.dumpPages = options.dumpPages ?? (options.transact === undefined ? undefined : false);
     const page = options.dumpPageBytes ?? DEFAULT_DUMP_PAGE_BYTES;
-    if (!Number.isInteger(page) || page < 1 || page > 64 * 1024 * 1024) {
-      throw new Error(`dump page size ${String(page)} is not an integer in 1..${64 * 1024 * 1024}`);
+    if (!Number.isInteger(page) || page < 1 || page > MAX_DUMP_PAGE_BYTES) {
+      throw new Error(`dump page size ${String(page)} is not an integer in 1..${MAX_DUMP_PAGE_BYTES}`);
     }
     this.dumpPageBytes = page;
     this.seq = (Date.now() & 0x3fffffff) + 1;

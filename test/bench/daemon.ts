@@ -18,12 +18,11 @@ import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { packageRoot } from '../../src/native/addon.js';
 import { DirClusterStore } from '../../src/demo/cluster-store.js';
 import { allOnSpi, DaemonRunner } from '../../src/demo/daemons.js';
-import { espSupport } from '../../src/demo/esp-support.js';
 import { NetnsCluster, nth } from '../../src/demo/netns-cluster.js';
 import { runOk, waitFor } from '../../src/demo/shell.js';
+import { runInVmWithoutEsp } from './esp-or-vm.js';
 
 const say = (s: string): void => void process.stdout.write(`${s}\n`);
 
@@ -227,16 +226,8 @@ async function main(): Promise<number> {
     return 1;
   }
   if (!values['in-vm']) {
-    const esp = await espSupport();
-    if (!esp.ok) {
-      say(
-        `host kernel ${os.release()} cannot run ESP (${esp.reason}); running the benchmark in the kernel-test VM (TCG: absolute times are slower than on hardware)`,
-      );
-      const runner = (await import(
-        path.join(packageRoot(), 'dist', 'test', 'vm', 'runner.js')
-      )) as typeof import('../vm/runner.js');
-      const r = await runner.runInVm({
-        kernel: '6.12',
+    const inVm = await runInVmWithoutEsp(
+      {
         command: `node dist/test/bench/daemon.js --in-vm --peers ${peers}`,
         // 5,000 peers: three daemons each install 25,000 objects and rotate them, under TCG.
         timeoutMs: (peers > 1000 ? 90 : 30) * 60_000,
@@ -244,10 +235,10 @@ async function main(): Promise<number> {
         ...(process.env.KMESH_BENCH_RETIREMENT !== undefined
           ? { env: { KMESH_BENCH_RETIREMENT: process.env.KMESH_BENCH_RETIREMENT } }
           : {}),
-        onOutput: (t) => process.stdout.write(t),
-      });
-      return r.exitCode;
-    }
+      },
+      say,
+    );
+    if (inVm !== undefined) return inVm;
   }
   await bench(peers);
   return 0;

@@ -10,17 +10,15 @@
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { espSupport } from '../../src/demo/esp-support.js';
-import { packageRoot } from '../../src/native/addon.js';
 import { addonXfrmTransact } from '../../src/xfrm/netlink-addon.js';
 import { encodeDumpStates } from '../../src/xfrm/netlink-codec.js';
 import { NetlinkXfrmKernel } from '../../src/xfrm/netlink-kernel.js';
 import type { XfrmOp } from '../../src/xfrm/types.js';
 import { describeMemorySettings, underDaemonMemorySettings } from './daemon-memory-settings.js';
+import { runInVmWithoutEsp } from './esp-or-vm.js';
 
 const MIB = 1024 * 1024;
 const say = (line: string): void => console.log(line);
@@ -147,21 +145,15 @@ async function main(): Promise<number> {
     return 1;
   }
   if (!values['in-vm']) {
-    const esp = await espSupport();
-    if (!esp.ok) {
-      say(`# host kernel ${os.release()} cannot run ESP (${esp.reason}); running in the kernel-test VM (TCG)`);
-      const runner = (await import(
-        path.join(packageRoot(), 'dist', 'test', 'vm', 'runner.js')
-      )) as typeof import('../vm/runner.js');
-      const r = await runner.runInVm({
-        kernel: '6.12',
+    const inVm = await runInVmWithoutEsp(
+      {
         command: `node dist/test/bench/dump-memory.js --in-vm --sas ${sas} --dumps ${dumps}`,
         timeoutMs: 30 * 60_000,
         memoryMb: 2048,
-        onOutput: (t) => process.stdout.write(t),
-      });
-      return r.exitCode;
-    }
+      },
+      (line) => say(`# ${line}`),
+    );
+    if (inVm !== undefined) return inVm;
   }
   const relaunched = await underDaemonMemorySettings();
   if (relaunched !== undefined) return relaunched;
