@@ -523,7 +523,14 @@ function tunnelTemplate(family: Family, src: string, dst: string, spi: number, o
   return { family, src, dst, proto: IPPROTO_ESP, mode: 'tunnel', reqid: opts.reqid, spi };
 }
 
-/** Fills `states` and `policies` (sized by planTunnelMemo) with the tunnel's objects. */
+/**
+ * Fills `states` and `policies` (sized by planTunnelMemo) with the tunnel's objects. Each object the tunnel's previous
+ * plan (`donor`, same endpoints) planned from the same inputs is handed on as it is (planned objects are never
+ * written to): a rotation replans every tunnel about three times — a key added, the send SPI switched, a key
+ * retired — and each time only the objects that input changes are new. The reconciler tells a plan's changes
+ * from the applied plan by object, so a switch of the send SPI is then one out policy in and one out, not all of
+ * the tunnel's objects (docs/benchmarks.md, eleventh session).
+ */
 function planTunnel(
   local: NodeInfo,
   peer: NodeInfo,
@@ -540,50 +547,90 @@ function planTunnel(
   const localEnd: KeyEndpoint = { ip: localAddress, bootID: local.bootID };
   const peerEnd: KeyEndpoint = { ip: peerAddress, bootID: peer.bootID };
   let sendState: PlannedState | undefined;
-  const inboundMark: XfrmMark = { value: inboundEspMark(peerId), mask: MARK_INBOUND_MASK };
+  // The donor's SAs are this plan's when they were planned for the same peer id (the inbound mark) and SA options.
+  const saDonor =
+    donor !== undefined &&
+    donor.peerId === peerId &&
+    donor.peer.name === peer.name &&
+    donor.opts.reqid === opts.reqid &&
+    donor.opts.replayWindow === opts.replayWindow
+      ? donor
+      : undefined;
+  let inboundMark: XfrmMark | undefined;
   let s = 0;
   for (let k = 0; k < keys.length; k++) {
     const key = keys[k] as IpsecKey;
-    const outboundKey = pairKey(key, 'outbound', localEnd, peerEnd, donor);
-    const outbound: PlannedState = {
-      owner: peer.name,
-      direction: 'outbound',
-      state: plannedSa(family, localAddress, peerAddress, key, outboundKey, ENCRYPT_MARK, undefined, opts),
-    };
-    const inboundKey = pairKey(key, 'inbound', peerEnd, localEnd, donor);
-    const inbound: PlannedState = {
-      owner: peer.name,
-      direction: 'inbound',
-      state: plannedSa(family, peerAddress, localAddress, key, inboundKey, inboundMark, DECRYPTED_OUTPUT_MARK, opts),
-    };
+    let inbound = saDonor && donorState(saDonor, key, 'inbound');
+    if (inbound === undefined) {
+      inboundMark ??= { value: inboundEspMark(peerId), mask: MARK_INBOUND_MASK };
+      const inboundKey = pairKey(key, 'inbound', peerEnd, localEnd, donor);
+      inbound = {
+        owner: peer.name,
+        direction: 'inbound',
+        state: plannedSa(family, peerAddress, localAddress, key, inboundKey, inboundMark, DECRYPTED_OUTPUT_MARK, opts),
+      };
+    }
+    let outbound = saDonor && donorState(saDonor, key, 'outbound');
+    if (outbound === undefined) {
+      const outboundKey = pairKey(key, 'outbound', localEnd, peerEnd, donor);
+      outbound = {
+        owner: peer.name,
+        direction: 'outbound',
+        state: plannedSa(family, localAddress, peerAddress, key, outboundKey, ENCRYPT_MARK, undefined, opts),
+      };
+    }
     states[s++] = inbound;
     states[s++] = outbound;
     if (key.spi === sendSpi) sendState = outbound;
   }
 
-  // One template list per direction, shared by the tunnel's policies (never written to, like the marks).
-  const outTemplates = [tunnelTemplate(family, localAddress, peerAddress, sendSpi, opts)];
-  const inTemplates = [tunnelTemplate(family, peerAddress, localAddress, 0, opts)];
+  // The donor's policies are this plan's when planned for the same peer with the same policy options; an out
+  // policy also needs the same send SPI and the same required SA.
+  const policyDonor =
+    donor !== undefined &&
+    donor.peer.name === peer.name &&
+    donor.opts.reqid === opts.reqid &&
+    donor.opts.peerPriority === opts.peerPriority
+      ? donor
+      : undefined;
+  const outDonor = policyDonor !== undefined && policyDonor.sendSpi === sendSpi ? policyDonor : undefined;
+  // One template list per direction, shared by the tunnel's policies (never written to, like the marks); made
+  // when a policy is planned anew.
+  let outTemplates: XfrmTemplate[] | undefined;
+  let inTemplates: XfrmTemplate[] | undefined;
   const { peerCidrs, localCidrs } = tunnel;
   let p = 0;
   for (let c = 0; c < peerCidrs.length; c++) {
     const peerCidr = peerCidrs[c] as string;
-    const policy: XfrmPolicy = {
-      dir: 'out',
-      selector: { family, src: anyCidr(family), dst: peerCidr, proto: 0 },
-      mark: ENCRYPT_MARK,
-      priority: opts.peerPriority,
-      action: 'allow',
-      templates: outTemplates,
-    };
-    // One literal per shape: a field added afterwards costs an out-of-object store per policy.
-    policies[p++] = sendState
-      ? { owner: peer.name, role: 'out', policy, requires: sendState }
-      : { owner: peer.name, role: 'out', policy };
+    let out = outDonor && donorOutPolicy(outDonor, peerCidr, sendState);
+    if (out === undefined) {
+      outTemplates ??= [tunnelTemplate(family, localAddress, peerAddress, sendSpi, opts)];
+      const policy: XfrmPolicy = {
+        dir: 'out',
+        selector: { family, src: anyCidr(family), dst: peerCidr, proto: 0 },
+        mark: ENCRYPT_MARK,
+        priority: opts.peerPriority,
+        action: 'allow',
+        templates: outTemplates,
+      };
+      // One literal per shape: a field added afterwards costs an out-of-object store per policy.
+      out = sendState
+        ? { owner: peer.name, role: 'out', policy, requires: sendState }
+        : { owner: peer.name, role: 'out', policy };
+    }
+    policies[p++] = out;
     for (let l = 0; l < localCidrs.length; l++) {
+      const localCidr = localCidrs[l] as string;
+      const pair = policyDonor && donorInboundPair(policyDonor, peerCidr, localCidr);
+      if (pair !== undefined) {
+        policies[p++] = pair[0];
+        policies[p++] = pair[1];
+        continue;
+      }
+      inTemplates ??= [tunnelTemplate(family, peerAddress, localAddress, 0, opts)];
       // The in and fwd policies of a pair of CIDRs select the same packets: one selector for both (never written
       // to, like the marks and templates).
-      const selector: XfrmSelector = { family, src: peerCidr, dst: localCidrs[l] as string, proto: 0 };
+      const selector: XfrmSelector = { family, src: peerCidr, dst: localCidr, proto: 0 };
       policies[p++] = inboundPolicy('in', peer.name, selector, opts, inTemplates);
       policies[p++] = inboundPolicy('fwd', peer.name, selector, opts, inTemplates);
     }
@@ -593,6 +640,51 @@ function planTunnel(
       `planner: tunnel to ${peer.name} planned ${s}/${p} objects, sized for ${states.length}/${policies.length}`,
     );
   }
+}
+
+/** The donor's SA of `direction` for `key`, when the donor held the very same key (the PSK buffer, name, ICV). */
+function donorState(donor: TunnelPlan, key: IpsecKey, direction: PlannedState['direction']): PlannedState | undefined {
+  let held: IpsecKey | undefined;
+  for (let k = 0; k < donor.keys.length; k++) {
+    const h = donor.keys[k] as IpsecKey;
+    if (h.spi === key.spi) held = h;
+  }
+  if (held?.key !== key.key || held.aeadKeyName !== key.aeadKeyName || held.icvBits !== key.icvBits) return undefined;
+  for (let i = 0; i < donor.states.length; i++) {
+    const d = donor.states[i] as PlannedState;
+    if (d.direction === direction && d.state.spi === key.spi) return d;
+  }
+  return undefined;
+}
+
+/** The donor's out policy to `peerCidr`, when it requires the same SA (`requires` is part of an out policy). */
+function donorOutPolicy(
+  donor: TunnelPlan,
+  peerCidr: string,
+  requires: PlannedState | undefined,
+): PlannedPolicy | undefined {
+  for (let i = 0; i < donor.policies.length; i++) {
+    const d = donor.policies[i] as PlannedPolicy;
+    if (d.role === 'out' && d.policy.selector.dst === peerCidr) return d.requires === requires ? d : undefined;
+  }
+  return undefined;
+}
+
+/** The donor's in and fwd policies from `peerCidr` to `localCidr`. */
+function donorInboundPair(
+  donor: TunnelPlan,
+  peerCidr: string,
+  localCidr: string,
+): [PlannedPolicy, PlannedPolicy] | undefined {
+  let inbound: PlannedPolicy | undefined;
+  let forward: PlannedPolicy | undefined;
+  for (let i = 0; i < donor.policies.length; i++) {
+    const d = donor.policies[i] as PlannedPolicy;
+    if (d.policy.selector.src !== peerCidr || d.policy.selector.dst !== localCidr) continue;
+    if (d.role === 'in') inbound = d;
+    else if (d.role === 'fwd') forward = d;
+  }
+  return inbound !== undefined && forward !== undefined ? [inbound, forward] : undefined;
 }
 
 /** An in or fwd policy of a tunnel: from a peer's pod CIDR to a local one, decrypted by the tunnel's SAs. */
