@@ -147,6 +147,82 @@ t.test('a replanned tunnel hands on its keys for the same PSK buffer and endpoin
   t.end();
 });
 
+t.test("a rotation's replans make only the objects their input changes, and equal plans from scratch", (t) => {
+  type Planned = XfrmPlan['states'][number] | XfrmPlan['policies'][number];
+  const objects = (plan: XfrmPlan): Planned[] => [...plan.states, ...plan.policies];
+  /** The objects of `next` not in `prev`, and those of `prev` not in `next` (by reference). */
+  const change = (prev: XfrmPlan, next: XfrmPlan): { made: Planned[]; dropped: Planned[] } => {
+    const before = new Set(objects(prev));
+    const after = new Set(objects(next));
+    return { made: objects(next).filter((o) => !before.has(o)), dropped: objects(prev).filter((o) => !after.has(o)) };
+  };
+  const describe = (list: Planned[]): string[] =>
+    list
+      .map((o) =>
+        'state' in o ? `${o.owner} SA ${o.direction} ${o.state.spi} ${o.state.family}` : `${o.owner} ${o.role} policy`,
+      )
+      .sort();
+  const tunnels = peers.length * 2; // two families each
+  const k2 = makeKey(2);
+  const h1 = KeyHistory.of([makeKey(1)]);
+  const h12 = h1.with(k2);
+  const h2 = h12.without([1]);
+  const onSpi2 = peers.map((p) => ({ ...p, spi: 2 }));
+  const steps: [string, PlanInput][] = [
+    ['SPI 1', { ...base, keys: h1 }],
+    ['a key added', { ...base, keys: h12 }],
+    ['the send SPI switched', { ...base, keys: h12, peers: onSpi2 }],
+    ['the old key retired', { ...base, keys: h2, peers: onSpi2 }],
+    ['a peer id changed', { ...base, keys: h2, peers: onSpi2, peerIds: ids({ 'node-03': 9 }) }],
+  ];
+  planXfrm({ ...base, peers: [] });
+  const plans = steps.map(([, input]) => planXfrm(input));
+  const [one, added, switched, retired, renumbered] = plans as [XfrmPlan, XfrmPlan, XfrmPlan, XfrmPlan, XfrmPlan];
+
+  const onAdd = change(one, added);
+  t.equal(onAdd.made.length, 2 * tunnels, 'a key added: two SAs per tunnel made');
+  t.ok(
+    onAdd.made.every((o) => 'state' in o && o.state.spi === 2),
+    'the new key SAs only',
+  );
+  t.same(onAdd.dropped, [], 'nothing dropped: the out policies still require the SPI 1 SAs');
+
+  const onSwitch = change(added, switched);
+  t.same(describe(onSwitch.made), describe(onSwitch.dropped), 'the send SPI: the out policies replaced, one for one');
+  t.equal(onSwitch.made.length, tunnels);
+  t.ok(
+    onSwitch.made.every((o) => 'role' in o && o.role === 'out' && o.requires?.state.spi === 2),
+    'each requires the SPI 2 SA',
+  );
+
+  const onRetire = change(switched, retired);
+  t.same(onRetire.made, [], 'a key retired: nothing made');
+  t.equal(onRetire.dropped.length, 2 * tunnels);
+  t.ok(
+    onRetire.dropped.every((o) => 'state' in o && o.state.spi === 1),
+    'the old key SAs dropped',
+  );
+
+  const onRenumber = change(retired, renumbered);
+  t.same(
+    describe(onRenumber.made),
+    [
+      'node-03 SA inbound 2 4',
+      'node-03 SA inbound 2 6',
+      'node-03 SA outbound 2 4',
+      'node-03 SA outbound 2 6',
+      'node-03 out policy',
+      'node-03 out policy',
+    ],
+    "a peer id: that peer's SAs (the inbound mark) and the out policies that require them",
+  );
+  t.same(describe(onRenumber.dropped), describe(onRenumber.made));
+
+  // Handed-on objects or not, each plan is the plan of its input from an empty memo.
+  steps.forEach(([what, input], i) => t.same(plans[i], cold(input), `${what}: equals the plan from scratch`));
+  t.end();
+});
+
 t.test('an unchanged replan skips the distinctness check; a changed tunnel checks only its objects', (t) => {
   cold(base);
   const checks = plannerDistinctChecks();
