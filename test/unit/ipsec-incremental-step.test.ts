@@ -3,7 +3,8 @@
 // (src/ipsec/plan-identities.ts) and the kept kernel view diffs the changed objects against the part of the
 // kernel they touch (src/ipsec/kept-xfrm-view.ts). Each must give exactly what the whole computation gives. A
 // seeded random walk of cluster changes — peers joining, leaving, rebooting, moving address or pod CIDR,
-// rotating, clashing with another peer, turning invalid — is run through all three, and after every step:
+// rotating, clashing with another peer, turning invalid — and of the held keys is run through all three, and after
+// every step:
 // the screening equals a screening of every peer; the plan equals the plan from an empty memo; the kernel
 // holds what a reconcile with a dump per step leaves, with the same ops sent and the same report.
 import t from 'tap';
@@ -161,7 +162,7 @@ for (const seed of [1, 2, 3, 4, 5, 6]) {
       k.seedState(saInTheWay);
     }
     const kept = new KeptXfrmView(keptKernel);
-    const keys = KeyHistory.of([makeKey(1), makeKey(2)]);
+    let keys = KeyHistory.of([makeKey(1), makeKey(2)]);
     const ids = new Map<string, number>();
     const screenings = incrementalScreeningCount();
     const fullChecks = plannerDistinctChecks();
@@ -175,6 +176,13 @@ for (const seed of [1, 2, 3, 4, 5, 6]) {
         // Every other change repairs, so clash-free stretches (where screening can be incremental) are common.
         const which = rnd() < 0.2 ? REPAIR : Math.floor(rnd() * changes.length);
         what.push((changes[which] as Change)(peers, rnd, pick));
+      }
+      // Every tenth step the keys change as in a rotation (the plan hands on the objects of the key that stays):
+      // SPI 2 is retired, and ten steps later held again under a new PSK buffer (SPI 1, which the foreign objects
+      // in the way use, stays held).
+      if (step % 10 === 9) {
+        keys = keys.has(2) ? keys.without([2]) : keys.with(makeKey(2));
+        what.push(keys.has(2) ? 'SPI 2 held again (a new PSK buffer)' : 'SPI 2 retired');
       }
       const list = [...peers.values()];
       for (const p of list) if (!ids.has(p.name)) ids.set(p.name, ids.size + 1);
