@@ -461,11 +461,11 @@ function sameKeyEnds(p: TunnelPlan, local: NodeInfo, peer: NodeInfo, tunnel: Tun
 
 /**
  * The pair key of `key` for one direction of a tunnel: the one the tunnel's previous plan (`donor`, same
- * endpoints) holds for the same PSK buffer (a PSK is never changed in place), else derived now. A tunnel is
- * replanned for inputs that leave its keys as they are (a key added or retired, the send SPI, a pod CIDR, the peer
- * id): at 5,000 peers a rotation replans every tunnel about three times, and deriving again would be ~60,000
- * SHA-512 runs. Handing the keys on costs no memory beyond the SAs that hold them (a cache by endpoints held
- * 20,000 keys' texts and buffers, ~3 MiB, besides).
+ * endpoints) holds for the same PSK buffer (a PSK is never changed in place), else derived now. Most replans hand
+ * on the whole SA (planTunnel); this serves those that build the SA anew for inputs that leave its key as it is (the
+ * peer id, the reqid or the replay window), where deriving again would be two SHA-512 runs per key and tunnel.
+ * Handing the keys on costs no memory beyond the SAs that hold them (a cache by endpoints held 20,000 keys' texts and
+ * buffers, ~3 MiB, besides).
  */
 function pairKey(
   key: IpsecKey,
