@@ -217,6 +217,14 @@ t.test("a rotation's replans make only the objects their input changes, and equa
     "a peer id: that peer's SAs (the inbound mark) and the out policies that require them",
   );
   t.same(describe(onRenumber.dropped), describe(onRenumber.made));
+  const keyOf = (o: Planned): Buffer | undefined => ('state' in o ? o.state.aead?.key : undefined);
+  const newKeys = onRenumber.made.map(keyOf).filter((k) => k !== undefined);
+  const oldKeys = new Set(onRenumber.dropped.map(keyOf));
+  t.equal(newKeys.length, 4);
+  t.ok(
+    newKeys.every((k) => oldKeys.has(k)),
+    'SAs made anew for another peer id keep the pair keys they had (the same buffers, not derived again)',
+  );
 
   // Handed-on objects or not, each plan is the plan of its input from an empty memo.
   steps.forEach(([what, input], i) => t.same(plans[i], cold(input), `${what}: equals the plan from scratch`));
