@@ -8,6 +8,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   kmesh::InitXfrmMonitor(env, exports);
   kmesh::InitXfrmDump(env, exports);
   kmesh::InitFileLock(env, exports);
+  kmesh::InitPairKeys(env, exports);
   return exports;
 }
 

@@ -32,5 +32,6 @@ void InitXfrmDump(Napi::Env env, Napi::Object exports);
 void InitXfrm(Napi::Env env, Napi::Object exports);
 void InitXfrmEncode(Napi::Env env, Napi::Object exports);
 void InitFileLock(Napi::Env env, Napi::Object exports);
+void InitPairKeys(Napi::Env env, Napi::Object exports);
 
 }  // namespace kmesh

@@ -8,7 +8,8 @@
 // plus one catch-all block policy per local family for encrypt-marked packets no peer policy claims.
 // All SAs are ESP tunnel mode, rfc4106(gcm(aes)), ESN with a replay window, reqid KMESH_REQID.
 
-import { derivePairKeyKept, type KeyEndpoint } from '../keys/derive.js';
+import type { KeyEndpoint } from '../keys/derive.js';
+import { requestPairKey, settlePairKeys } from './pair-key-batch.js';
 import type { KeyHistory } from '../keys/key-history.js';
 import { inboundEspMark, MARK_DECRYPT, MARK_ENCRYPT, MARK_INBOUND_MASK, MARK_TYPE_MASK } from '../model/marks.js';
 import type { IpsecKey, NodeInfo } from '../model/node.js';
@@ -157,78 +158,84 @@ export function planScreened(input: ScreenedPlanInput): XfrmPlan {
   const epoch = ++planEpoch;
   /** The memos of the last plan that this plan replaced (their tunnels not reused are gone). */
   const replaced: PeerPlanMemo[] = [];
-  for (let a = 0; a < input.accepted.length; a++) {
-    const screened = input.accepted[a] as ScreenedPeer;
-    const { node: peer, tunnels, notes } = screened;
-    const peerIdNow = input.peerIds.get(peer.name);
-    // A peer whose screening, peer id and everything node-wide are as in the last plan: its plan as it was.
-    const memo = peerPlans.get(peer.name);
-    if (sameContext && memo !== undefined && memo.screened === screened && memo.peerId === peerIdNow) {
-      memo.seen = epoch;
-      peers[nPeers++] = memo.plan;
-      // Indexed loops: this runs for every unchanged peer at every step, and for-of here left an array
-      // iterator and its results behind per loop (~0.5 MiB of garbage per step at 5,000 peers).
-      for (let i = 0; i < memo.tunnels.length; i++) {
-        const t = memo.tunnels[i] as TunnelPlan;
-        t.usedIn = epoch;
-        nStates = putAll(states, nStates, t.states);
-        nPolicies = putAll(policies, nPolicies, t.policies);
+  try {
+    for (let a = 0; a < input.accepted.length; a++) {
+      const screened = input.accepted[a] as ScreenedPeer;
+      const { node: peer, tunnels, notes } = screened;
+      const peerIdNow = input.peerIds.get(peer.name);
+      // A peer whose screening, peer id and everything node-wide are as in the last plan: its plan as it was.
+      const memo = peerPlans.get(peer.name);
+      if (sameContext && memo !== undefined && memo.screened === screened && memo.peerId === peerIdNow) {
+        memo.seen = epoch;
+        peers[nPeers++] = memo.plan;
+        // Indexed loops: this runs for every unchanged peer at every step, and for-of here left an array
+        // iterator and its results behind per loop (~0.5 MiB of garbage per step at 5,000 peers).
+        for (let i = 0; i < memo.tunnels.length; i++) {
+          const t = memo.tunnels[i] as TunnelPlan;
+          t.usedIn = epoch;
+          nStates = putAll(states, nStates, t.states);
+          nPolicies = putAll(policies, nPolicies, t.policies);
+        }
+        nAddressIds = putAll(peerAddressIds, nAddressIds, memo.addressIds);
+        continue;
       }
-      nAddressIds = putAll(peerAddressIds, nAddressIds, memo.addressIds);
-      continue;
+      const plan: PeerPlan = {
+        name: peer.name,
+        advertisedSpi: peer.spi,
+        planned: false,
+        tunnels,
+        reasons: notes.slice(),
+      };
+      const peerMemo: PeerPlanMemo = { screened, peerId: peerIdNow, plan, tunnels: [], addressIds: [], seen: epoch };
+      peerPlans.set(peer.name, peerMemo);
+      if (memo !== undefined) replaced.push(memo);
+      peers[nPeers++] = plan;
+      const peerId = input.peerIds.get(peer.name);
+      if (peerId === undefined) {
+        plan.reasons.push('no free peer id (all 65535 in use)');
+        continue;
+      }
+      plan.peerId = peerId;
+      const send = chooseSendSpi(peer.spi, held);
+      if (!send) {
+        plan.reasons.push('no IPsec key yet');
+        continue;
+      }
+      plan.sendSpi = send.spi;
+      if (send.note) plan.reasons.push(send.note);
+      plan.planned = true;
+      const tunnelPlans: TunnelPlan[] = [];
+      const addressIds: PeerPlanMemo['addressIds'] = [];
+      for (let t = 0; t < tunnels.length; t++) {
+        const tunnel = tunnels[t] as Tunnel;
+        const addressId = { address: tunnel.peerAddress, peerId };
+        peerAddressIds[nAddressIds++] = addressId;
+        addressIds.push(addressId);
+        const planned = planTunnelMemo(
+          local,
+          peer,
+          peerId,
+          tunnel,
+          keys,
+          send.spi,
+          opts,
+          memo?.tunnels,
+          tunnelPlans,
+          epoch,
+        );
+        tunnelPlans.push(planned);
+        if (!lastCallReused) fresh.push(planned);
+        nStates = putAll(states, nStates, planned.states);
+        nPolicies = putAll(policies, nPolicies, planned.policies);
+      }
+      // Kept for as long as the plan is, at their exact size (src/util/exact-array.ts).
+      peerMemo.tunnels = exactArray(tunnelPlans);
+      peerMemo.addressIds = exactArray(addressIds);
     }
-    const plan: PeerPlan = {
-      name: peer.name,
-      advertisedSpi: peer.spi,
-      planned: false,
-      tunnels,
-      reasons: notes.slice(),
-    };
-    const peerMemo: PeerPlanMemo = { screened, peerId: peerIdNow, plan, tunnels: [], addressIds: [], seen: epoch };
-    peerPlans.set(peer.name, peerMemo);
-    if (memo !== undefined) replaced.push(memo);
-    peers[nPeers++] = plan;
-    const peerId = input.peerIds.get(peer.name);
-    if (peerId === undefined) {
-      plan.reasons.push('no free peer id (all 65535 in use)');
-      continue;
-    }
-    plan.peerId = peerId;
-    const send = chooseSendSpi(peer.spi, held);
-    if (!send) {
-      plan.reasons.push('no IPsec key yet');
-      continue;
-    }
-    plan.sendSpi = send.spi;
-    if (send.note) plan.reasons.push(send.note);
-    plan.planned = true;
-    const tunnelPlans: TunnelPlan[] = [];
-    const addressIds: PeerPlanMemo['addressIds'] = [];
-    for (let t = 0; t < tunnels.length; t++) {
-      const tunnel = tunnels[t] as Tunnel;
-      const addressId = { address: tunnel.peerAddress, peerId };
-      peerAddressIds[nAddressIds++] = addressId;
-      addressIds.push(addressId);
-      const planned = planTunnelMemo(
-        local,
-        peer,
-        peerId,
-        tunnel,
-        keys,
-        send.spi,
-        opts,
-        memo?.tunnels,
-        tunnelPlans,
-        epoch,
-      );
-      tunnelPlans.push(planned);
-      if (!lastCallReused) fresh.push(planned);
-      nStates = putAll(states, nStates, planned.states);
-      nPolicies = putAll(policies, nPolicies, planned.policies);
-    }
-    // Kept for as long as the plan is, at their exact size (src/util/exact-array.ts).
-    peerMemo.tunnels = exactArray(tunnelPlans);
-    peerMemo.addressIds = exactArray(addressIds);
+  } finally {
+    // The keys of the SAs planned anew, derived in batches (pair-key-batch.ts): before anything uses them,
+    // and also when the plan failed (its tunnels are in the memo).
+    settleKeysOrForget();
   }
   states.length = nStates;
   policies.length = nPolicies;
@@ -262,6 +269,18 @@ export function planScreened(input: ScreenedPlanInput): XfrmPlan {
   lastPlanFamilies = familiesText;
   peers.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   return { states, policies, peers, peerAddressIds };
+}
+
+/** settlePairKeys(); when that fails, the memo is dropped (its new SAs' keys are not derived) and the error thrown. */
+function settleKeysOrForget(): void {
+  try {
+    settlePairKeys();
+  } catch (e) {
+    peerPlans.clear();
+    lastContext = undefined;
+    lastIdentities = undefined;
+    throw e;
+  }
 }
 
 /** Puts `items` into `to` from index `at` on (growing it past its length); the index after them. */
@@ -461,7 +480,8 @@ function sameKeyEnds(p: TunnelPlan, local: NodeInfo, peer: NodeInfo, tunnel: Tun
 
 /**
  * The pair key of `key` for one direction of a tunnel: the one the tunnel's previous plan (`donor`, same
- * endpoints) holds for the same PSK buffer (a PSK is never changed in place), else derived now. Most replans hand
+ * endpoints) holds for the same PSK buffer (a PSK is never changed in place), else asked of the batch (derived
+ * when planScreened settles it). Most replans hand
  * on the whole SA (planTunnel); this serves those that build the SA anew for inputs that leave its key as it is (the
  * peer id, the reqid or the replay window), where deriving again would be two SHA-512 runs per key and tunnel.
  * Handing the keys on costs no memory beyond the SAs that hold them (a cache by endpoints held 20,000 keys' texts and
@@ -484,7 +504,7 @@ function pairKey(
       }
     }
   }
-  return derivePairKeyKept(key.key, src, dst);
+  return requestPairKey(key.key, src, dst);
 }
 
 /**

@@ -19,13 +19,14 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { KeyHistory } from '../../src/keys/key-history.js';
-import type { NodeInfo } from '../../src/model/node.js';
 import { allocatePeerIds } from '../../src/ipsec/peer-ids.js';
 import { planXfrm, type XfrmPlan } from '../../src/ipsec/planner.js';
 import { KeptXfrmView, type KernelRead } from '../../src/ipsec/kept-xfrm-view.js';
 import { reconcile, type DesiredXfrm } from '../../src/ipsec/reconciler.js';
 import { loadAddon } from '../../src/native/addon.js';
 import { NetlinkXfrmKernel } from '../../src/xfrm/netlink-kernel.js';
+import { benchCluster, type BenchCluster } from './bench-cluster.js';
+import { coldPlanFloor } from './cold-plan-floor.js';
 import { describeMemorySettings, underDaemonMemorySettings } from './daemon-memory-settings.js';
 import type { XfrmKernel, XfrmMark, XfrmOp, XfrmOpResult, XfrmPolicy, XfrmState } from '../../src/xfrm/types.js';
 
@@ -98,21 +99,6 @@ function ipPolicyLine(p: XfrmPolicy): string {
   return parts.join(' ');
 }
 
-/** The local node and N peers of a cluster (IPv4 underlay 198.18.0.0/15 and pod CIDRs 10.x.y.0/24). */
-function benchCluster(peers: number): { local: NodeInfo; peers: NodeInfo[]; keys: KeyHistory } {
-  const node = (i: number): NodeInfo => ({
-    name: `bench-node-${String(i).padStart(5, '0')}`,
-    spi: 1,
-    addresses: [`198.${18 + (i >> 16)}.${(i >> 8) & 0xff}.${i & 0xff}`],
-    bootID: `550e8400-e29b-41d4-a716-${String(i).padStart(12, '0')}`,
-    podCIDRs: [`10.${(i >> 8) & 0xff}.${i & 0xff}.0/24`],
-  });
-  const psk = Buffer.alloc(36);
-  for (let i = 0; i < psk.length; i++) psk[i] = (i * 37 + 11) & 0xff;
-  const keys = KeyHistory.of([{ spi: 1, aeadKeyName: 'rfc4106(gcm(aes))', key: psk, icvBits: 128 }]);
-  return { local: node(1), peers: Array.from({ length: peers }, (_, i) => node(i + 2)), keys };
-}
-
 function desiredOf(plan: XfrmPlan, variant: Variant): DesiredXfrm {
   return { states: variant === 'full' ? plan.states : [], policies: plan.policies };
 }
@@ -183,7 +169,7 @@ class TimedKernel implements XfrmKernel {
 let benchPeerIds = new Map<string, number>();
 
 /** The plan for a cluster (screening, peer ids, planner), as the controller computes it on every step. */
-function planCluster(cluster: ReturnType<typeof benchCluster>): XfrmPlan {
+function planCluster(cluster: BenchCluster): XfrmPlan {
   benchPeerIds = allocatePeerIds(
     benchPeerIds,
     cluster.peers.map((p) => p.name),
@@ -197,7 +183,7 @@ function renewedKeys(keys: KeyHistory): KeyHistory {
 }
 
 /** The cluster with peer `i` changed: a new pod CIDR (10.255.x.0/24, unused) and boot ID (so new SA keys). */
-function withOnePeerChanged(cluster: ReturnType<typeof benchCluster>, i: number): ReturnType<typeof benchCluster> {
+function withOnePeerChanged(cluster: BenchCluster, i: number): BenchCluster {
   const peers = cluster.peers.map((p, k) =>
     k === i ? { ...p, bootID: `${p.bootID.slice(0, -4)}beef`, podCIDRs: [`10.255.${k & 0xff}.0/24`] } : p,
   );
@@ -210,7 +196,7 @@ function withOnePeerChanged(cluster: ReturnType<typeof benchCluster>, i: number)
  */
 async function round(
   variant: Variant,
-  cluster: ReturnType<typeof benchCluster>,
+  cluster: BenchCluster,
   desired: DesiredXfrm,
   batchFile: string,
   tag: string,
@@ -345,6 +331,17 @@ async function runVariant(variant: Variant, peers: number, rounds: number): Prom
   // the dlopen (~230 ms in the VM, over 9p). ip pays its own exec and dynamic linking in every ip -batch run,
   // as it would for every batch the daemon sent through it.
   loadAddon();
+  // What any planner pays at least for this plan in a fresh process: the baseline the cold plan is read against.
+  const floor = await coldPlanFloor(peers);
+  if (
+    floor.keys !== plan.states.length ||
+    floor.states !== plan.states.length ||
+    floor.policies !== plan.policies.length
+  )
+    throw new Error(
+      `the cold-plan floor built ${floor.keys} keys, ${floor.states} SAs, ${floor.policies} policies; the plan has ` +
+        `${plan.states.length} SAs, ${plan.policies.length} policies`,
+    );
   const desired = desiredOf(plan, variant);
   const dir = mkdtempSync(path.join(tmpdir(), 'kmt-xfrm-bench-'));
   const batchFile = path.join(dir, 'xfrm.batch');
@@ -372,8 +369,12 @@ async function runVariant(variant: Variant, peers: number, rounds: number): Prom
   const summary = byRatio[Math.floor(byRatio.length / 2)] as RoundFigures;
   const noopWrites = Math.max(...all.map((f) => f.noopWrites));
   const stepWrites = Math.max(...all.map((f) => f.stepWrites));
+  const ofFull = (ms: number): string => `${(ms / summary.oursMs).toFixed(2)}x`;
   console.log(
-    `# cold first plan ${planMs.toFixed(1)} ms = ${(planMs / summary.oursMs).toFixed(2)}x the full apply below`,
+    `# cold first plan ${planMs.toFixed(1)} ms = ${ofFull(planMs)} the full apply below; its floor in fresh ` +
+      `processes (medians of 3): the plan's ${floor.keys} pair keys alone ${floor.keysMs.toFixed(1)} ms = ` +
+      `${ofFull(floor.keysMs)}, its objects built bare ${floor.objectsMs.toFixed(1)} ms = ${ofFull(floor.objectsMs)} ` +
+      `(the cold plan is ${(planMs / (floor.keysMs + floor.objectsMs)).toFixed(1)}x both together)`,
   );
   console.log(
     `# ${variant} variant: the round with the median ratio of ${rounds}; no-op and one-peer writes are the max over all rounds:`,

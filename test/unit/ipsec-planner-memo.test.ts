@@ -336,3 +336,33 @@ t.test('an underlay address given up and taken in later steps with the same name
   t.equal(incrementalScreeningCount(), incremental + steps.length, 'every step screened only the changed peer');
   t.end();
 });
+
+t.test(
+  'keys the addon failed to derive are not kept: the plan fails, and the next one derives them anew',
+  async (t) => {
+    const { pendingPairKeys } = await import('../../src/ipsec/pair-key-batch.js');
+    const { loadAddon } = await import('../../src/native/addon.js');
+    const addon = loadAddon() as { pairKeys: { derive: (...args: unknown[]) => void } };
+    planXfrm(base);
+    const rotated: PlanInput = { ...base, keys: KeyHistory.of([makeKey(1), key2]) };
+    const derive = addon.pairKeys.derive;
+    addon.pairKeys.derive = () => {
+      throw new Error('derivation failed (test)');
+    };
+    try {
+      t.throws(() => planXfrm(rotated), /derivation failed \(test\)/, 'the plan that needed new keys fails');
+    } finally {
+      addon.pairKeys.derive = derive;
+    }
+    t.equal(pendingPairKeys(), 0, 'nothing left pending');
+    const again = planXfrm(rotated);
+    t.same(again, cold(rotated), 'the next plan equals the plan from an empty memo (no underived key reused)');
+    for (const { state } of again.states)
+      t.not(
+        state.aead?.key.every((b) => b === 0),
+        true,
+        `${state.spi} ${state.dst}`,
+      );
+    t.end();
+  },
+);

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { createHash } from 'node:crypto';
-import { bootIdBytes, derivePairKey, derivePairKeyKept } from '../../src/keys/derive.js';
+import { bootIdBytes, derivePairKey } from '../../src/keys/derive.js';
 
 const PSK = Buffer.from('2dc9410d7cd6b324461bf16db518646594276c5362c30fc476ebca3f1a394b6ed4462161', 'hex');
 const BOOT_A = '550e8400-e29b-41d4-a716-446655440000';
@@ -48,107 +48,40 @@ t.test('empty inputs are refused with a clear error', (t) => {
   t.end();
 });
 
-t.test('derivePairKeyKept: the same bytes as derivePairKey, each call a buffer of its own', (t) => {
-  const psk = Buffer.alloc(36, 0x5a);
-  const otherPsk = Buffer.alloc(36, 0x5b);
-  const ends = [
-    { ip: '198.18.0.1', bootID: 'a' },
-    { ip: '198.18.0.2', bootID: 'a' },
-    { ip: 'fd00::2', bootID: '550e8400-e29b-41d4-a716-446655440000-and-more' },
-    { ip: '198.18.0.3', bootID: 'x\ny' },
-    { ip: '198.18.0.3', bootID: 'x' },
-  ];
-  const dst = { ip: '198.18.0.9', bootID: 'y\nz' };
-  const dst2 = { ip: '198.18.0.9', bootID: 'z' };
-  for (const src of ends)
-    for (const d of [dst, dst2])
-      for (const k of [psk, otherPsk]) {
-        const first = derivePairKeyKept(k, src, d);
-        t.same(
-          first,
-          derivePairKey(k, src, d),
-          `${src.ip} ${JSON.stringify(src.bootID)} -> ${JSON.stringify(d.bootID)}`,
-        );
-        const again = derivePairKeyKept(k, src, d);
-        t.not(again, first, 'nothing remembered here (the planner hands keys on)');
-        t.same(again, first);
-      }
-  t.throws(() => derivePairKeyKept(psk, { ip: '198.18.0.1', bootID: '' }, dst), /boot ID of 198\.18\.0\.1 is empty/);
-  t.end();
-});
-
-t.test('derivePairKeyKept: keys are 36-byte copies in shared slabs, not views of their 64-byte digests', (t) => {
-  const psk = Buffer.alloc(36, 0x6c);
-  const keys = Array.from({ length: 300 }, (_, i) =>
-    derivePairKeyKept(psk, { ip: '198.18.1.1', bootID: 'a' }, { ip: `198.18.2.${i % 250}`, bootID: `b${i}` }),
-  );
-  for (const k of keys) t.equal(k.length, 36);
-  t.ok(
-    keys.every((k) => k.buffer.byteLength >= 36 * 256),
-    'every key lives in a slab (a digest is 64 bytes)',
-  );
-  // The first slab may have been partly used by the tests above.
-  t.ok(new Set(keys.map((k) => k.buffer)).size <= 3, '300 keys share slabs of 256');
-  t.end();
-});
-
-t.test('the one-shot hash gives what the defining hash gives, whatever the boot IDs and PSK hold', (t) => {
-  // The definition, hashed piece by piece as SPEC.md states it.
-  const reference = (psk: Buffer, src: { ip: string; bootID: string }, dst: { ip: string; bootID: string }): Buffer =>
-    createHash('sha512')
-      .update(psk)
-      .update(src.ip, 'utf8')
-      .update(dst.ip, 'utf8')
-      .update(Buffer.from(src.bootID, 'utf8').subarray(0, 36))
-      .update(Buffer.from(dst.bootID, 'utf8').subarray(0, 36))
-      .digest()
-      .subarray(0, 36);
-  const bootIDs = [
-    BOOT_A,
-    'x',
-    `${'a'.repeat(34)}€tail`, // the 36-byte cut falls inside the euro sign
-    `${'a'.repeat(35)}ü`, // ... inside a two-byte character
-    `${'a'.repeat(33)}€`, // a three-byte character ends exactly at 36
-    '€'.repeat(20),
-    `${BOOT_B}-and-more-than-36-bytes`,
-    '🙂'.repeat(3),
-  ];
-  const psks = [PSK, Buffer.alloc(1, 7), Buffer.alloc(2000, 0xab)];
-  let n = 0;
-  for (const psk of psks)
-    for (const a of bootIDs)
-      for (const b of bootIDs) {
-        const src = { ip: 'fd00:1234::1', bootID: a };
-        const dst = { ip: '10.0.0.2', bootID: b };
-        if (!derivePairKey(psk, src, dst).equals(reference(psk, src, dst))) t.fail(`differs for ${a} -> ${b}`);
-        n++;
-      }
-  t.equal(n, psks.length * bootIDs.length ** 2, `${n} combinations compared`);
-  t.end();
-});
-
-t.test('endpoints encoded once are not mistaken for others: any order of derivations gives the plain digests', (t) => {
-  const ends = [
-    { ip: '198.18.0.1', bootID: BOOT_A },
-    { ip: '198.18.0.1', bootID: BOOT_B },
-    { ip: '198.18.0.2', bootID: BOOT_A },
-    { ip: '198.18.0.12', bootID: 'é'.repeat(20) },
-  ];
-  const plain = (a: (typeof ends)[0], b: (typeof ends)[0]): string =>
-    createHash('sha512')
-      .update(Buffer.concat([PSK, Buffer.from(a.ip + b.ip), bootIdBytes(a.bootID), bootIdBytes(b.bootID)]))
-      .digest()
-      .subarray(0, 36)
-      .toString('hex');
-  // Every ordered pair, twice over in two orders: what a plan does (local -> peer, peer -> local) and others.
-  const pairs: [number, number][] = [];
-  for (let i = 0; i < ends.length; i++) for (let j = 0; j < ends.length; j++) if (i !== j) pairs.push([i, j]);
-  for (const order of [pairs, [...pairs].reverse()]) {
-    for (const [i, j] of order) {
-      const [a, b] = [ends[i]!, ends[j]!];
-      t.equal(derivePairKeyKept(PSK, a, b).toString('hex'), plain(a, b), `${i} -> ${j}`);
-    }
-  }
-  t.equal(bootIdBytes('é'.repeat(20)).length, 36, 'a boot ID cut inside a character');
-  t.end();
-});
+t.test(
+  'derivePairKey gives what the definition hashed piece by piece gives, whatever the boot IDs and PSK hold',
+  (t) => {
+    // The definition, hashed piece by piece as SPEC.md states it.
+    const reference = (psk: Buffer, src: { ip: string; bootID: string }, dst: { ip: string; bootID: string }): Buffer =>
+      createHash('sha512')
+        .update(psk)
+        .update(src.ip, 'utf8')
+        .update(dst.ip, 'utf8')
+        .update(Buffer.from(src.bootID, 'utf8').subarray(0, 36))
+        .update(Buffer.from(dst.bootID, 'utf8').subarray(0, 36))
+        .digest()
+        .subarray(0, 36);
+    const bootIDs = [
+      BOOT_A,
+      'x',
+      `${'a'.repeat(34)}€tail`, // the 36-byte cut falls inside the euro sign
+      `${'a'.repeat(35)}ü`, // ... inside a two-byte character
+      `${'a'.repeat(33)}€`, // a three-byte character ends exactly at 36
+      '€'.repeat(20),
+      `${BOOT_B}-and-more-than-36-bytes`,
+      '🙂'.repeat(3),
+    ];
+    const psks = [PSK, Buffer.alloc(1, 7), Buffer.alloc(2000, 0xab)];
+    let n = 0;
+    for (const psk of psks)
+      for (const a of bootIDs)
+        for (const b of bootIDs) {
+          const src = { ip: 'fd00:1234::1', bootID: a };
+          const dst = { ip: '10.0.0.2', bootID: b };
+          if (!derivePairKey(psk, src, dst).equals(reference(psk, src, dst))) t.fail(`differs for ${a} -> ${b}`);
+          n++;
+        }
+    t.equal(n, psks.length * bootIDs.length ** 2, `${n} combinations compared`);
+    t.end();
+  },
+);

@@ -1,0 +1,123 @@
+// SHA-512 over many pair-key inputs in one call, through the OpenSSL that Node itself links (its EVP symbols are
+// the process's): the JavaScript around node:crypto's hash() cost a first 5,000-peer plan more than the hashing
+// (docs/benchmarks.md, twelfth session). Mechanism only: which bytes make a key's input (SPEC: PSK, source IP,
+// destination IP, source boot ID, destination boot ID) and where its 36 bytes go are laid out by the caller,
+// src/ipsec/pair-key-batch.ts; this hashes each request's five ranges and copies the digest's first bytes out.
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "common.h"
+
+namespace kmesh {
+
+namespace {
+
+// Bytes of a pair key (the first bytes of its SHA-512 digest); the caller's out buffer holds one per request.
+constexpr uint32_t kKeyBytes = 36;
+// Uint32 words per request: PSK index, source endpoint, destination endpoint, offset of the key in out.
+constexpr uint32_t kRequestWords = 4;
+// Uint32 words per endpoint: IP text offset and length, boot ID offset and length (all in material).
+constexpr uint32_t kEndpointWords = 4;
+
+struct Range {
+  const uint8_t* data;
+  size_t length;
+};
+
+// derive(psks: Buffer[], material: Buffer, endpoints: Uint32Array, requests: Uint32Array, count: number,
+//        out: Buffer): void. A request or endpoint that points outside its buffers is a caller's bug: TypeError
+// or RangeError, and nothing of that call is trusted (out may hold some keys already).
+Napi::Value Derive(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 6 || !info[0].IsArray() || !info[1].IsBuffer() || !info[2].IsTypedArray() ||
+      !info[3].IsTypedArray() || !info[4].IsNumber() || !info[5].IsBuffer()) {
+    throw Napi::TypeError::New(env,
+                               "derive(psks: Buffer[], material: Buffer, endpoints: Uint32Array, "
+                               "requests: Uint32Array, count: number, out: Buffer)");
+  }
+  Napi::Array pskArray = info[0].As<Napi::Array>();
+  std::vector<Range> psks;
+  for (uint32_t i = 0; i < pskArray.Length(); i++) {
+    Napi::Value v = pskArray.Get(i);
+    if (!v.IsBuffer()) throw Napi::TypeError::New(env, "derive: psks[" + std::to_string(i) + "] is not a Buffer");
+    auto b = v.As<Napi::Buffer<uint8_t>>();
+    psks.push_back({b.Data(), b.Length()});
+  }
+  auto material = info[1].As<Napi::Buffer<uint8_t>>();
+  Napi::TypedArray endpointsArray = info[2].As<Napi::TypedArray>();
+  Napi::TypedArray requestsArray = info[3].As<Napi::TypedArray>();
+  if (endpointsArray.TypedArrayType() != napi_uint32_array || requestsArray.TypedArrayType() != napi_uint32_array) {
+    throw Napi::TypeError::New(env, "derive: endpoints and requests must be Uint32Arrays");
+  }
+  auto endpoints = endpointsArray.As<Napi::Uint32Array>();
+  auto requests = requestsArray.As<Napi::Uint32Array>();
+  const int64_t count = info[4].As<Napi::Number>().Int64Value();
+  auto out = info[5].As<Napi::Buffer<uint8_t>>();
+  if (count < 0 || static_cast<uint64_t>(count) * kRequestWords > requests.ElementLength()) {
+    throw Napi::RangeError::New(env, "derive: count " + std::to_string(count) + " exceeds the requests");
+  }
+
+  const size_t endpointCount = endpoints.ElementLength() / kEndpointWords;
+  // An endpoint's two ranges, when both lie inside the material.
+  auto endpointRanges = [&](uint32_t index, Range* ip, Range* boot) -> bool {
+    const uint32_t* e = endpoints.Data() + static_cast<size_t>(index) * kEndpointWords;
+    if (static_cast<uint64_t>(e[0]) + e[1] > material.Length() || static_cast<uint64_t>(e[2]) + e[3] > material.Length())
+      return false;
+    *ip = {material.Data() + e[0], e[1]};
+    *boot = {material.Data() + e[2], e[3]};
+    return true;
+  };
+
+  // One SHA-512 implementation fetched per process (EVP_sha512() looks it up again at every init).
+  static EVP_MD* sha512 = EVP_MD_fetch(nullptr, "SHA512", nullptr);
+  if (sha512 == nullptr) throw Napi::Error::New(env, "derive: OpenSSL has no SHA512");
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  if (ctx == nullptr) throw Napi::Error::New(env, "derive: EVP_MD_CTX_new failed");
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  std::string failure;
+  for (int64_t r = 0; r < count && failure.empty(); r++) {
+    const uint32_t* q = requests.Data() + r * kRequestWords;
+    const uint32_t psk = q[0], src = q[1], dst = q[2], at = q[3];
+    if (psk >= psks.size() || src >= endpointCount || dst >= endpointCount ||
+        static_cast<uint64_t>(at) + kKeyBytes > out.Length()) {
+      failure = "derive: request " + std::to_string(r) + " points outside its buffers";
+      break;
+    }
+    // SPEC's order: PSK, source IP, destination IP, source boot ID, destination boot ID.
+    Range parts[5];
+    parts[0] = psks[psk];
+    if (!endpointRanges(src, &parts[1], &parts[3]) || !endpointRanges(dst, &parts[2], &parts[4])) {
+      failure = "derive: request " + std::to_string(r) + " names an endpoint outside the material";
+      break;
+    }
+    unsigned int length = 0;
+    bool ok = EVP_DigestInit_ex2(ctx, sha512, nullptr) == 1;
+    for (const Range& p : parts) ok = ok && EVP_DigestUpdate(ctx, p.data, p.length) == 1;
+    ok = ok && EVP_DigestFinal_ex(ctx, digest, &length) == 1 && length >= kKeyBytes;
+    if (!ok) {
+      failure = "derive: SHA-512 failed";
+      break;
+    }
+    std::memcpy(out.Data() + at, digest, kKeyBytes);
+  }
+  // The digest state held the PSK: EVP_MD_CTX_free cleanses it; the last digest is cleansed here.
+  EVP_MD_CTX_free(ctx);
+  OPENSSL_cleanse(digest, sizeof digest);
+  if (!failure.empty()) throw Napi::RangeError::New(env, failure);
+  return env.Undefined();
+}
+
+}  // namespace
+
+void InitPairKeys(Napi::Env env, Napi::Object exports) {
+  Napi::Object keys = Napi::Object::New(env);
+  keys.Set("derive", Napi::Function::New(env, Derive, "derive"));
+  exports.Set("pairKeys", keys);
+}
+
+}  // namespace kmesh

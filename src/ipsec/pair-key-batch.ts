@@ -1,0 +1,152 @@
+// A plan's pair keys (derive.ts's K(src→dst), byte for byte), derived in batches by the native addon: a key asked
+// for is handed out at once as its 36 bytes' place in a shared slab, and those bytes are written when the slab's
+// batch is derived — when the slab is full, or at settlePairKeys(), which whoever asks must call before the keys
+// are used (the planner does, whatever happens to the plan). Through node:crypto's hash() a first 5,000-peer plan
+// paid ~4 µs of JavaScript per key around ~0.3 µs of hashing (docs/benchmarks.md, twelfth session); here a key
+// costs its request (four numbers) and its view of the slab, and each peer's address and boot ID are laid out once.
+// The layout holds public values only (addresses, boot IDs); PSKs are handed to the addon by reference.
+import { loadAddon } from '../native/addon.js';
+import { BOOT_ID_BYTES, type KeyEndpoint } from '../keys/derive.js';
+import { AEAD_KEY_BYTES } from '../model/ipsec-key.js';
+
+interface PairKeysAddon {
+  derive(
+    psks: Buffer[],
+    material: Buffer,
+    endpoints: Uint32Array,
+    requests: Uint32Array,
+    count: number,
+    out: Buffer,
+  ): void;
+}
+
+/** Keys per slab, and so per batch (a slab is freed when none of its keys is held any longer). */
+const SLAB_KEYS = 256;
+/** Uint32 words per request (PSK index, source endpoint, destination endpoint, offset in the slab). */
+const REQUEST_WORDS = 4;
+/** Uint32 words per endpoint (IP offset and length, boot ID offset and length, in the material). */
+const ENDPOINT_WORDS = 4;
+
+let addon: PairKeysAddon | undefined;
+let slab = Buffer.alloc(0);
+/** Keys handed out of the slab; those from `settledKeys` on are not derived yet. */
+let slabKeys = SLAB_KEYS;
+let settledKeys = SLAB_KEYS;
+const requests = new Uint32Array(SLAB_KEYS * REQUEST_WORDS);
+/** Each endpoint of the pending batch: its IP and boot ID as laid out in `material`. */
+let endpoints = new Uint32Array(2 * SLAB_KEYS * ENDPOINT_WORDS);
+let endpointCount = 0;
+let material = Buffer.alloc(32 * 1024);
+let materialUsed = 0;
+/** The PSKs of the pending batch (a plan holds one to three). */
+let psks: Buffer[] = [];
+
+interface LaidOut {
+  ip: string;
+  bootID: string;
+  index: number;
+}
+// The two endpoints laid out last in the pending batch: a plan asks for each peer's keys one after the other
+// (peer -> local, then local -> peer), so the local node and then the peer are laid out once, not once per key.
+let recentA: LaidOut | undefined;
+let recentB: LaidOut | undefined;
+
+function requireText(what: string, value: string): void {
+  if (value.length === 0) throw new Error(`key derivation: ${what} is empty`);
+}
+
+/** The material has room for `bytes` more (a batch's endpoints are laid out in it; it grows by doubling). */
+function reserve(bytes: number): void {
+  if (materialUsed + bytes <= material.length) return;
+  const grown = Buffer.alloc(Math.max(2 * material.length, materialUsed + bytes));
+  material.copy(grown, 0, 0, materialUsed);
+  material = grown;
+}
+
+/** `text`'s UTF-8 at the end of the material, at most `limit` bytes of it; its offset and length. */
+function layOut(text: string, limit: number): [number, number] {
+  reserve(3 * text.length); // a UTF-16 code unit is at most 3 bytes of UTF-8
+  const at = materialUsed;
+  const written = material.write(text, at, 'utf8');
+  materialUsed += written;
+  // Cut where `limit` bytes end, even inside a character (Kmesh slices the bytes: derive.ts).
+  return [at, Math.min(written, limit)];
+}
+
+/** The index of `e` among the pending batch's endpoints, laid out now if it is not yet. */
+function endpointIndex(e: KeyEndpoint, what: string): number {
+  if (recentA !== undefined && recentA.ip === e.ip && recentA.bootID === e.bootID) return recentA.index;
+  if (recentB !== undefined && recentB.ip === e.ip && recentB.bootID === e.bootID) return recentB.index;
+  requireText(what, e.ip);
+  requireText(`boot ID of ${e.ip}`, e.bootID);
+  if ((endpointCount + 1) * ENDPOINT_WORDS > endpoints.length) {
+    const grown = new Uint32Array(2 * endpoints.length);
+    grown.set(endpoints);
+    endpoints = grown;
+  }
+  const index = endpointCount++;
+  const [ipAt, ipLength] = layOut(e.ip, Infinity);
+  const [bootAt, bootLength] = layOut(e.bootID, BOOT_ID_BYTES);
+  const w = index * ENDPOINT_WORDS;
+  endpoints[w] = ipAt;
+  endpoints[w + 1] = ipLength;
+  endpoints[w + 2] = bootAt;
+  endpoints[w + 3] = bootLength;
+  recentB = recentA;
+  recentA = { ip: e.ip, bootID: e.bootID, index };
+  return index;
+}
+
+/**
+ * The pair key of `src` → `dst` under `psk` (derive.ts's derivePairKey), as 36 bytes of a shared slab that must
+ * not be written to. Its bytes are written at the latest by settlePairKeys(): call it before the key is used.
+ */
+export function requestPairKey(psk: Buffer, src: KeyEndpoint, dst: KeyEndpoint): Buffer {
+  if (psk.length === 0) throw new Error('key derivation: the pre-shared key is empty');
+  if (slabKeys === SLAB_KEYS) {
+    settlePairKeys();
+    // Zeroed: its keys' bytes are written only when their batch is derived.
+    slab = Buffer.alloc(SLAB_KEYS * AEAD_KEY_BYTES);
+    slabKeys = 0;
+    settledKeys = 0;
+  }
+  const from = endpointIndex(src, 'source IP');
+  const to = endpointIndex(dst, 'destination IP');
+  let p = psks.indexOf(psk);
+  if (p < 0) p = psks.push(psk) - 1;
+  const at = slabKeys * AEAD_KEY_BYTES;
+  const w = (slabKeys - settledKeys) * REQUEST_WORDS;
+  requests[w] = p;
+  requests[w + 1] = from;
+  requests[w + 2] = to;
+  requests[w + 3] = at;
+  slabKeys++;
+  return slab.subarray(at, at + AEAD_KEY_BYTES);
+}
+
+/** Derives every key asked for and not derived yet (a no-op when there is none). */
+export function settlePairKeys(): void {
+  const count = slabKeys - settledKeys;
+  if (count > 0) {
+    addon ??= (loadAddon() as { pairKeys: PairKeysAddon }).pairKeys;
+    try {
+      addon.derive(psks, material, endpoints, requests, count, slab);
+    } catch (e) {
+      // The slab's pending keys are not trustworthy: none of them is handed out again, and the caller fails.
+      slabKeys = SLAB_KEYS;
+      throw e;
+    } finally {
+      settledKeys = slabKeys;
+      psks = [];
+      materialUsed = 0;
+      endpointCount = 0;
+      recentA = undefined;
+      recentB = undefined;
+    }
+  }
+}
+
+/** Keys asked for and not derived yet (tests). */
+export function pendingPairKeys(): number {
+  return slabKeys - settledKeys;
+}
