@@ -25,6 +25,7 @@ import {
   KMESH_REQID,
   PEER_POLICY_PRIORITY,
 } from '../../src/ipsec/ownership.js';
+import { loadAddon } from '../../src/native/addon.js';
 import { benchCluster, type BenchCluster } from './bench-cluster.js';
 import { underDaemonMemorySettings } from './daemon-memory-settings.js';
 
@@ -222,6 +223,8 @@ function buildObjects(cluster: BenchCluster): { states: number; policies: number
 
 /** Measures one part in this process (a fresh one: bench:xfrm starts a process per part). */
 function measure(part: Part, peers: number): PartResult {
+  // Loaded first, as bench:xfrm (and the daemon) load it before the first plan.
+  loadAddon();
   const cluster = benchCluster(peers);
   const t0 = performance.now();
   if (part === 'keys') {

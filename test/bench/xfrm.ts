@@ -321,16 +321,17 @@ function resultLine(n: number, f: RoundFigures): string {
 }
 
 async function runVariant(variant: Variant, peers: number, rounds: number): Promise<string> {
+  // The native addon is loaded here, with the rest of our code (the imports above), not inside the first plan
+  // (which derives its keys through it) or round 1: the daemon loads it at startup (createDatapathPort builds the
+  // BPF datapath over it) before its first XFRM step, so neither a plan nor a full apply pays for it. Lazily
+  // loaded, the first dump of round 1 paid node-gyp-build's lookup and the dlopen (~230 ms in the VM, over 9p).
+  // ip pays its own exec and dynamic linking in every ip -batch run, as it would for every batch the daemon sent
+  // through it.
+  loadAddon();
   const cluster = benchCluster(peers);
   let t0 = performance.now();
   const plan = planCluster(cluster);
   const planMs = performance.now() - t0;
-  // The native addon is loaded here, with the rest of our code (the imports above), not inside round 1: the
-  // daemon loads it at startup (createDatapathPort builds the BPF datapath over it) before its first XFRM step,
-  // so a full apply never pays for it. Lazily loaded, the first dump of round 1 paid node-gyp-build's lookup and
-  // the dlopen (~230 ms in the VM, over 9p). ip pays its own exec and dynamic linking in every ip -batch run,
-  // as it would for every batch the daemon sent through it.
-  loadAddon();
   // What any planner pays at least for this plan in a fresh process: the baseline the cold plan is read against.
   const floor = await coldPlanFloor(peers);
   if (
