@@ -40,6 +40,8 @@ let material = Buffer.alloc(32 * 1024);
 let materialUsed = 0;
 /** The PSKs of the pending batch (a plan holds one to three). */
 let psks: Buffer[] = [];
+/** The error of a batch derived when its slab filled, until settlePairKeys() throws it to whoever settles. */
+let failure: Error | undefined;
 
 interface LaidOut {
   ip: string;
@@ -104,7 +106,13 @@ function endpointIndex(e: KeyEndpoint, what: string): number {
 export function requestPairKey(psk: Buffer, src: KeyEndpoint, dst: KeyEndpoint): Buffer {
   if (psk.length === 0) throw new Error('key derivation: the pre-shared key is empty');
   if (slabKeys === SLAB_KEYS) {
-    settlePairKeys();
+    try {
+      derivePending();
+    } catch (e) {
+      // Those keys were handed out already: whoever asked for them learns of it when settling, as well as here.
+      failure = e instanceof Error ? e : new Error(String(e));
+      throw e;
+    }
     // Zeroed: its keys' bytes are written only when their batch is derived.
     slab = Buffer.alloc(SLAB_KEYS * AEAD_KEY_BYTES);
     slabKeys = 0;
@@ -124,8 +132,25 @@ export function requestPairKey(psk: Buffer, src: KeyEndpoint, dst: KeyEndpoint):
   return slab.subarray(at, at + AEAD_KEY_BYTES);
 }
 
-/** Derives every key asked for and not derived yet (a no-op when there is none). */
+/**
+ * Derives every key asked for and not derived yet (a no-op when there is none). Throws when that fails, or when a
+ * batch derived earlier because its slab filled failed since the last call: keys handed out since then must not be
+ * used.
+ */
 export function settlePairKeys(): void {
+  if (failure !== undefined) {
+    const e = failure;
+    failure = undefined;
+    slabKeys = SLAB_KEYS;
+    settledKeys = SLAB_KEYS;
+    clearBatch();
+    throw e;
+  }
+  derivePending();
+}
+
+/** Derives the pending batch; on failure none of its keys is handed out again and the error is thrown. */
+function derivePending(): void {
   const count = slabKeys - settledKeys;
   if (count > 0) {
     addon ??= (loadAddon() as { pairKeys: PairKeysAddon }).pairKeys;
@@ -137,13 +162,18 @@ export function settlePairKeys(): void {
       throw e;
     } finally {
       settledKeys = slabKeys;
-      psks = [];
-      materialUsed = 0;
-      endpointCount = 0;
-      recentA = undefined;
-      recentB = undefined;
+      clearBatch();
     }
   }
+}
+
+/** Empties the batch's layout (its keys were derived, or are given up). */
+function clearBatch(): void {
+  psks = [];
+  materialUsed = 0;
+  endpointCount = 0;
+  recentA = undefined;
+  recentB = undefined;
 }
 
 /** Keys asked for and not derived yet (tests). */

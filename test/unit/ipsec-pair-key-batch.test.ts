@@ -106,3 +106,34 @@ t.test('the addon refuses requests that point outside their buffers', (t) => {
   t.throws(() => pairKeys.derive(['not a buffer'], material, endpoints, Uint32Array.of(0, 0, 1, 0), 1, out), TypeError);
   t.end();
 });
+
+t.test('a batch that fails when its slab fills: the request fails, and so does the next settle', (t) => {
+  settlePairKeys();
+  const { pairKeys } = loadAddon() as { pairKeys: { derive: (...args: unknown[]) => void } };
+  const derive = pairKeys.derive;
+  pairKeys.derive = () => {
+    throw new Error('derivation failed (test)');
+  };
+  const local = { ip: '198.18.0.1', bootID: BOOT_A };
+  let thrown: unknown;
+  try {
+    for (let i = 0; i < 600 && thrown === undefined; i++) {
+      try {
+        requestPairKey(PSK, local, { ip: `198.18.1.${i % 250}`, bootID: `b${i}` });
+      } catch (e) {
+        thrown = e;
+      }
+    }
+  } finally {
+    pairKeys.derive = derive;
+  }
+  t.match(String(thrown), /derivation failed \(test\)/, 'the request that found its slab full failed');
+  // Whoever asked for keys before that learns of it when settling, even though nothing is pending now.
+  t.throws(() => settlePairKeys(), /derivation failed \(test\)/);
+  t.equal(pendingPairKeys(), 0);
+  t.doesNotThrow(() => settlePairKeys(), 'the failure is reported once');
+  const key = requestPairKey(PSK, local, { ip: '198.18.2.1', bootID: 'c' });
+  settlePairKeys();
+  t.same(key, derivePairKey(PSK, local, { ip: '198.18.2.1', bootID: 'c' }), 'later batches derive as before');
+  t.end();
+});

@@ -366,3 +366,39 @@ t.test(
     t.end();
   },
 );
+
+t.test(
+  'a key batch that fails mid-plan (its slab full) fails the plan and leaves no underived key behind',
+  async (t) => {
+    const { loadAddon } = await import('../../src/native/addon.js');
+    const addon = loadAddon() as { pairKeys: { derive: (...args: unknown[]) => void } };
+    // 200 peers, two families, two keys: 1,600 keys, so slabs of 256 fill during the plan.
+    const many = Array.from({ length: 200 }, (_, k) => {
+      const i = k + 10;
+      return makeNode(i, {
+        addresses: [`198.18.${i >> 8}.${i & 0xff}`, `fd00::${i.toString(16)}`],
+        podCIDRs: [`10.${i >> 8}.${i & 0xff}.0/24`, `fd00:10:${i.toString(16)}::/64`],
+      });
+    });
+    const input: PlanInput = {
+      local,
+      peers: many,
+      keys: KeyHistory.of([makeKey(1), key2]),
+      peerIds: new Map(many.map((p, k) => [p.name, k + 1])),
+    };
+    const derive = addon.pairKeys.derive;
+    let calls = 0;
+    addon.pairKeys.derive = (...args: unknown[]) => {
+      if (++calls === 3) throw new Error('derivation failed (test)');
+      derive(...args);
+    };
+    try {
+      t.throws(() => planXfrm(input), /derivation failed \(test\)/);
+    } finally {
+      addon.pairKeys.derive = derive;
+    }
+    t.ok(calls >= 3, 'the third batch failed, with the plan under way');
+    t.same(planXfrm(input), cold(input), 'the next plan equals the plan from an empty memo');
+    t.end();
+  },
+);
