@@ -79,13 +79,16 @@ Napi::Value Derive(const Napi::CallbackInfo& info) {
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
   if (ctx == nullptr) throw Napi::Error::New(env, "derive: EVP_MD_CTX_new failed");
   unsigned char digest[EVP_MAX_MD_SIZE];
+  // A request outside its buffers (the caller's bug) is a RangeError; OpenSSL failing is an Error.
   std::string failure;
-  for (int64_t r = 0; r < count && failure.empty(); r++) {
+  bool outOfRange = false;
+  for (int64_t r = 0; r < count; r++) {
     const uint32_t* q = requests.Data() + r * kRequestWords;
     const uint32_t psk = q[0], src = q[1], dst = q[2], at = q[3];
     if (psk >= psks.size() || src >= endpointCount || dst >= endpointCount ||
         static_cast<uint64_t>(at) + kKeyBytes > out.Length()) {
       failure = "derive: request " + std::to_string(r) + " points outside its buffers";
+      outOfRange = true;
       break;
     }
     // SPEC's order: PSK, source IP, destination IP, source boot ID, destination boot ID.
@@ -93,6 +96,7 @@ Napi::Value Derive(const Napi::CallbackInfo& info) {
     parts[0] = psks[psk];
     if (!endpointRanges(src, &parts[1], &parts[3]) || !endpointRanges(dst, &parts[2], &parts[4])) {
       failure = "derive: request " + std::to_string(r) + " names an endpoint outside the material";
+      outOfRange = true;
       break;
     }
     unsigned int length = 0;
@@ -108,7 +112,8 @@ Napi::Value Derive(const Napi::CallbackInfo& info) {
   // The digest state held the PSK: EVP_MD_CTX_free cleanses it; the last digest is cleansed here.
   EVP_MD_CTX_free(ctx);
   OPENSSL_cleanse(digest, sizeof digest);
-  if (!failure.empty()) throw Napi::RangeError::New(env, failure);
+  if (outOfRange) throw Napi::RangeError::New(env, failure);
+  if (!failure.empty()) throw Napi::Error::New(env, failure);
   return env.Undefined();
 }
 

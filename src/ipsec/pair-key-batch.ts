@@ -6,7 +6,7 @@
 // costs its request (four numbers) and its view of the slab, and each peer's address and boot ID are laid out once.
 // The layout holds public values only (addresses, boot IDs); PSKs are handed to the addon by reference.
 import { loadAddon } from '../native/addon.js';
-import { BOOT_ID_BYTES, type KeyEndpoint } from '../keys/derive.js';
+import { BOOT_ID_BYTES, requirePsk, requireText, type KeyEndpoint } from '../keys/derive.js';
 import { AEAD_KEY_BYTES } from '../model/ipsec-key.js';
 
 interface PairKeysAddon {
@@ -33,8 +33,11 @@ let slab = Buffer.alloc(0);
 let slabKeys = SLAB_KEYS;
 let settledKeys = SLAB_KEYS;
 const requests = new Uint32Array(SLAB_KEYS * REQUEST_WORDS);
-/** Each endpoint of the pending batch: its IP and boot ID as laid out in `material`. */
-let endpoints = new Uint32Array(2 * SLAB_KEYS * ENDPOINT_WORDS);
+/**
+ * Each endpoint of the pending batch: its IP and boot ID as laid out in `material`. A request lays out at most its
+ * two endpoints, so a batch of SLAB_KEYS requests fits.
+ */
+const endpoints = new Uint32Array(2 * SLAB_KEYS * ENDPOINT_WORDS);
 let endpointCount = 0;
 let material = Buffer.alloc(32 * 1024);
 let materialUsed = 0;
@@ -52,10 +55,6 @@ interface LaidOut {
 // (peer -> local, then local -> peer), so the local node and then the peer are laid out once, not once per key.
 let recentA: LaidOut | undefined;
 let recentB: LaidOut | undefined;
-
-function requireText(what: string, value: string): void {
-  if (value.length === 0) throw new Error(`key derivation: ${what} is empty`);
-}
 
 /** The material has room for `bytes` more (a batch's endpoints are laid out in it; it grows by doubling). */
 function reserve(bytes: number): void {
@@ -81,11 +80,6 @@ function endpointIndex(e: KeyEndpoint, what: string): number {
   if (recentB !== undefined && recentB.ip === e.ip && recentB.bootID === e.bootID) return recentB.index;
   requireText(what, e.ip);
   requireText(`boot ID of ${e.ip}`, e.bootID);
-  if ((endpointCount + 1) * ENDPOINT_WORDS > endpoints.length) {
-    const grown = new Uint32Array(2 * endpoints.length);
-    grown.set(endpoints);
-    endpoints = grown;
-  }
   const index = endpointCount++;
   const [ipAt, ipLength] = layOut(e.ip, Infinity);
   const [bootAt, bootLength] = layOut(e.bootID, BOOT_ID_BYTES);
@@ -104,7 +98,7 @@ function endpointIndex(e: KeyEndpoint, what: string): number {
  * not be written to. Its bytes are written at the latest by settlePairKeys(): call it before the key is used.
  */
 export function requestPairKey(psk: Buffer, src: KeyEndpoint, dst: KeyEndpoint): Buffer {
-  if (psk.length === 0) throw new Error('key derivation: the pre-shared key is empty');
+  requirePsk(psk);
   if (slabKeys === SLAB_KEYS) {
     try {
       derivePending();

@@ -17,7 +17,13 @@ export interface KeyEndpoint {
   bootID: string;
 }
 
-function requireText(what: string, value: string): void {
+/** Throws the derivation's one-line error for an empty pre-shared key. */
+export function requirePsk(psk: Buffer): void {
+  if (psk.length === 0) throw new Error('key derivation: the pre-shared key is empty');
+}
+
+/** Throws the derivation's one-line error for an empty address or boot ID (`what` names it). */
+export function requireText(what: string, value: string): void {
   if (value.length === 0) throw new Error(`key derivation: ${what} is empty`);
 }
 
@@ -29,7 +35,7 @@ export function bootIdBytes(bootID: string): Buffer {
 
 /** Key for traffic from `src` to `dst` under this PSK; the sender's outbound SA and the receiver's inbound SA use it. */
 export function derivePairKey(psk: Buffer, src: KeyEndpoint, dst: KeyEndpoint): Buffer {
-  if (psk.length === 0) throw new Error('key derivation: the pre-shared key is empty');
+  requirePsk(psk);
   requireText('source IP', src.ip);
   requireText(`boot ID of ${src.ip}`, src.bootID);
   requireText('destination IP', dst.ip);
