@@ -7,6 +7,7 @@
 import type { Family, ParsedCidr } from '../model/ip-address.js';
 
 export interface CidrClaim {
+  /** The name of the node that claims it. */
   owner: string;
   text: string;
 }

@@ -101,13 +101,24 @@ interface HeldCidr {
   claim: CidrClaim;
 }
 
+// Claims are owned by node names (the local node's among them: no peer is screened under its name), not by labels
+// built per peer: a label per peer was a string built, flattened and hashed for every peer of a first screening, and
+// kept. The label is made when a message names the owner.
 interface Claims {
+  /** The local node's name (ownerLabel tells it from a peer's). */
+  localName: string;
+  /** Canonical underlay address -> the name of the node that claims it. */
   addresses: Map<string, string>;
   cidrs: CidrClaims;
-  /** The claims in `cidrs` that hold (the local node's and the accepted peers'), by owner label. */
+  /** The claims in `cidrs` that hold (the local node's and the accepted peers'), by owner name. */
   live: Map<string, HeldCidr[]>;
   /** Claims in `cidrs` that no longer hold — their peer changed or went away (CidrClaims cannot take one back). */
   stale: Set<CidrClaim>;
+}
+
+/** How messages name the node `owner` (a claim's owner). */
+function ownerLabel(claims: Claims, owner: string): string {
+  return owner === claims.localName ? `the local node ${owner}` : `node ${owner}`;
 }
 
 /** A holding claim overlapping `cidr`, if any. A stale claim found in the way is checked against the live ones. */
@@ -171,13 +182,15 @@ function screenOne(raw: NodeInfo, context: ScreenContext, kept?: ReadonlyMap<str
   for (let i = 0; i < node.addresses.length; i++) {
     const a = node.addresses[i] as string;
     const other = claims.addresses.get(canonicalIp(a));
-    if (other) return rejection(raw, `underlay address ${a} is also used by ${other}`, true);
+    if (other !== undefined)
+      return rejection(raw, `underlay address ${a} is also used by ${ownerLabel(claims, other)}`, true);
   }
   const newCidrs = kept === undefined ? parsedCidrs : parsedCidrs.filter((c) => !kept.has(c.text));
   for (let i = 0; i < newCidrs.length; i++) {
     const c = newCidrs[i] as { text: string; cidr: ParsedCidr };
     const other = cidrClaimOverlapping(claims, c.cidr);
-    if (other) return rejection(raw, `pod CIDR ${c.text} overlaps ${other.text} of ${other.owner}`, true);
+    if (other)
+      return rejection(raw, `pod CIDR ${c.text} overlaps ${other.text} of ${ownerLabel(claims, other.owner)}`, true);
   }
 
   // At most one tunnel per family, and the lists kept at their exact size (src/util/exact-array.ts).
@@ -200,7 +213,7 @@ function screenOne(raw: NodeInfo, context: ScreenContext, kept?: ReadonlyMap<str
     }
   }
   if (first === undefined) return rejection(raw, 'no underlay address family in common with the local node', false);
-  const owner = `node ${node.name}`;
+  const owner = node.name;
   for (let i = 0; i < node.addresses.length; i++) claims.addresses.set(canonicalIp(node.addresses[i] as string), owner);
   const held = new Array<HeldCidr>((kept?.size ?? 0) + newCidrs.length);
   let h = 0;
@@ -359,16 +372,15 @@ function screenChanged(last: LastScreening, peers: readonly NodeInfo[]): LastScr
   // Each peer that changed or went away gives its claims back — but for the pod CIDRs a changed peer still has:
   // those it keeps, and they hold while the other changed peers are screened.
   const kept = new Map<string, Map<string, HeldCidr>>();
-  for (const name of gone) {
-    const owner = `node ${name}`;
+  for (const owner of gone) {
     const held = claims.live.get(owner);
     if (held === undefined) continue; // it was not accepted: nothing claimed
     claims.live.delete(owner);
-    for (const a of last.byName.get(name)?.addresses ?? []) {
+    for (const a of last.byName.get(owner)?.addresses ?? []) {
       const key = canonicalIp(a);
       if (claims.addresses.get(key) === owner) claims.addresses.delete(key);
     }
-    const p = changedByName.get(name);
+    const p = changedByName.get(owner);
     const cidrs = p === undefined ? [] : parseCidrs(p.podCIDRs);
     const still = new Set(typeof cidrs === 'string' ? [] : cidrs.map((c) => c.text));
     const keep = new Map<string, HeldCidr>();
@@ -377,7 +389,7 @@ function screenChanged(last: LastScreening, peers: readonly NodeInfo[]): LastScr
       else claims.stale.add(h.claim);
     }
     if (keep.size > 0) {
-      kept.set(name, keep);
+      kept.set(owner, keep);
       claims.live.set(owner, [...keep.values()]);
     }
   }
@@ -392,7 +404,7 @@ function screenChanged(last: LastScreening, peers: readonly NodeInfo[]): LastScr
     if (verdict.clash) return undefined;
     rejected.push(verdict.rejected);
     // Rejected on its own: the claims it kept go too.
-    claims.live.delete(`node ${p.name}`);
+    claims.live.delete(p.name);
     for (const h of kept.get(p.name)?.values() ?? []) claims.stale.add(h.claim);
   }
   if (claims.stale.size > MAX_STALE_CIDR_CLAIMS) return undefined;
@@ -435,18 +447,23 @@ export function screenEveryPeer(local: NodeInfo, peers: readonly NodeInfo[]): Sc
 
 function screenAfresh(local: NodeInfo, peers: readonly NodeInfo[]): LastScreening {
   checkLocalNode(local);
-  const claims: Claims = { addresses: new Map(), cidrs: new CidrClaims(), live: new Map(), stale: new Set() };
-  const localLabel = `the local node ${local.name}`;
-  for (const a of local.addresses) claims.addresses.set(canonicalIp(a), localLabel);
+  const claims: Claims = {
+    localName: local.name,
+    addresses: new Map(),
+    cidrs: new CidrClaims(),
+    live: new Map(),
+    stale: new Set(),
+  };
+  for (const a of local.addresses) claims.addresses.set(canonicalIp(a), local.name);
   const localParsed = parseCidrs(local.podCIDRs);
   if (typeof localParsed === 'string') throw new Error(`local node: ${localParsed}`);
   const localHeld: HeldCidr[] = [];
   for (const { text, cidr } of localParsed) {
-    const claim = { owner: localLabel, text };
+    const claim = { owner: local.name, text };
     claims.cidrs.add(cidr, claim);
     localHeld.push({ cidr, claim });
   }
-  claims.live.set(localLabel, localHeld);
+  claims.live.set(local.name, localHeld);
   const context: ScreenContext = {
     localAddresses: { 4: firstAddressOf(local.addresses, 4), 6: firstAddressOf(local.addresses, 6) },
     localCidrs: { 4: textsOfFamily(localParsed, 4), 6: textsOfFamily(localParsed, 6) },

@@ -23,7 +23,7 @@ import {
   PEER_POLICY_PRIORITY,
 } from './ownership.js';
 import { sameTexts, screenPeers, type PeerRejection, type ScreenedPeer, type Tunnel } from './peer-screen.js';
-import { chooseSendSpi } from './rotation.js';
+import { chooseSendSpi, type SendChoice } from './rotation.js';
 import { PlanIdentities } from './plan-identities.js';
 import { exactArray } from '../util/exact-array.js';
 
@@ -179,31 +179,14 @@ export function planScreened(input: ScreenedPlanInput): XfrmPlan {
         nAddressIds = putAll(peerAddressIds, nAddressIds, memo.addressIds);
         continue;
       }
-      const plan: PeerPlan = {
-        name: peer.name,
-        advertisedSpi: peer.spi,
-        planned: false,
-        tunnels,
-        reasons: notes.slice(),
-      };
-      const peerMemo: PeerPlanMemo = { screened, peerId: peerIdNow, plan, tunnels: [], addressIds: [], seen: epoch };
+      const peerId = peerIdNow;
+      const send = peerId === undefined ? undefined : chooseSendSpi(peer.spi, held);
+      const plan = peerPlan(peer, peerId, send, tunnels, notes);
+      const peerMemo: PeerPlanMemo = { screened, peerId, plan, tunnels: [], addressIds: [], seen: epoch };
       peerPlans.set(peer.name, peerMemo);
       if (memo !== undefined) replaced.push(memo);
       peers[nPeers++] = plan;
-      const peerId = input.peerIds.get(peer.name);
-      if (peerId === undefined) {
-        plan.reasons.push('no free peer id (all 65535 in use)');
-        continue;
-      }
-      plan.peerId = peerId;
-      const send = chooseSendSpi(peer.spi, held);
-      if (!send) {
-        plan.reasons.push('no IPsec key yet');
-        continue;
-      }
-      plan.sendSpi = send.spi;
-      if (send.note) plan.reasons.push(send.note);
-      plan.planned = true;
+      if (peerId === undefined || send === undefined) continue;
       const tunnelPlans: TunnelPlan[] = [];
       const addressIds: PeerPlanMemo['addressIds'] = [];
       for (let t = 0; t < tunnels.length; t++) {
@@ -269,6 +252,34 @@ export function planScreened(input: ScreenedPlanInput): XfrmPlan {
   lastPlanFamilies = familiesText;
   peers.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   return { states, policies, peers, peerAddressIds };
+}
+
+/** The reasons of a peer plan that has none (plans are read, never written to, once made). */
+const NO_REASONS: string[] = Object.freeze([]) as unknown as string[];
+
+/**
+ * A peer's record in the plan, made in one literal per outcome with every field it will have: at 5,000 peers, fields
+ * added after the literal cost an out-of-object property store per peer, and an empty list of reasons per peer
+ * (~0.4 MiB kept for as long as the plan is, together).
+ */
+function peerPlan(
+  peer: NodeInfo,
+  peerId: number | undefined,
+  send: SendChoice | undefined,
+  tunnels: Tunnel[],
+  notes: readonly string[],
+): PeerPlan {
+  const { name, spi: advertisedSpi } = peer;
+  if (peerId === undefined) {
+    const reasons = [...notes, 'no free peer id (all 65535 in use)'];
+    return { name, advertisedSpi, planned: false, tunnels, reasons };
+  }
+  if (send === undefined) {
+    const reasons = [...notes, 'no IPsec key yet'];
+    return { name, advertisedSpi, planned: false, peerId, tunnels, reasons };
+  }
+  const reasons = send.note ? [...notes, send.note] : notes.length > 0 ? notes.slice() : NO_REASONS;
+  return { name, advertisedSpi, planned: true, peerId, sendSpi: send.spi, tunnels, reasons };
 }
 
 /** settlePairKeys(); when that fails, the memo is dropped (its new SAs' keys are not derived) and the error thrown. */
