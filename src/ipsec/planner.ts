@@ -25,7 +25,6 @@ import {
 import { sameTexts, screenPeers, type PeerRejection, type ScreenedPeer, type Tunnel } from './peer-screen.js';
 import { chooseSendSpi, type SendChoice } from './rotation.js';
 import { PlanIdentities } from './plan-identities.js';
-import { exactArray } from '../util/exact-array.js';
 
 export interface PlannerOptions {
   reqid: number;
@@ -192,18 +191,26 @@ export function planScreened(input: ScreenedPlanInput): XfrmPlan {
       const peerId = peerIdNow;
       const send = peerId === undefined ? undefined : chooseSendSpi(peer.spi, held);
       const plan = peerPlan(peer, peerId, send, tunnels, notes);
-      const peerMemo: PeerPlanMemo = { screened, peerId, plan, tunnels: [], addressIds: [], seen: epoch };
+      const peerMemo: PeerPlanMemo = {
+        screened,
+        peerId,
+        plan,
+        tunnels: NO_TUNNELS,
+        addressIds: NO_ADDRESS_IDS,
+        seen: epoch,
+      };
       peerPlans.set(peer.name, peerMemo);
       if (memo !== undefined) replaced.push(memo);
       peers[nPeers++] = plan;
       if (peerId === undefined || send === undefined) continue;
-      const tunnelPlans: TunnelPlan[] = [];
-      const addressIds: PeerPlanMemo['addressIds'] = [];
+      // Kept for as long as the plan is, so made at their exact size (src/util/exact-array.ts) and filled in place.
+      const tunnelPlans = new Array<TunnelPlan>(tunnels.length);
+      const addressIds = new Array<PeerPlanMemo['addressIds'][number]>(tunnels.length);
       for (let t = 0; t < tunnels.length; t++) {
         const tunnel = tunnels[t] as Tunnel;
         const addressId = { address: tunnel.peerAddress, peerId };
         peerAddressIds[nAddressIds++] = addressId;
-        addressIds.push(addressId);
+        addressIds[t] = addressId;
         const planned = planTunnelMemo(
           local,
           peer,
@@ -214,17 +221,17 @@ export function planScreened(input: ScreenedPlanInput): XfrmPlan {
           opts,
           memo?.tunnels,
           tunnelPlans,
+          t,
           epoch,
         );
-        tunnelPlans.push(planned);
+        tunnelPlans[t] = planned;
         if (whole !== undefined) register(whole, planned);
         if (!lastCallReused) fresh.push(planned);
         nStates = putAll(states, nStates, planned.states);
         nPolicies = putAll(policies, nPolicies, planned.policies);
       }
-      // Kept for as long as the plan is, at their exact size (src/util/exact-array.ts).
-      peerMemo.tunnels = exactArray(tunnelPlans);
-      peerMemo.addressIds = exactArray(addressIds);
+      peerMemo.tunnels = tunnelPlans;
+      peerMemo.addressIds = addressIds;
     }
   } finally {
     // The keys of the SAs planned anew, derived in batches (pair-key-batch.ts): before anything uses them,
@@ -266,6 +273,10 @@ export function planScreened(input: ScreenedPlanInput): XfrmPlan {
   peers.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   return { states, policies, peers, peerAddressIds };
 }
+
+/** The memo of a peer with no tunnel planned (until its tunnels are: a plan that fails midway leaves it so). */
+const NO_TUNNELS: TunnelPlan[] = Object.freeze([]) as unknown as TunnelPlan[];
+const NO_ADDRESS_IDS: PeerPlanMemo['addressIds'] = Object.freeze([]) as unknown as PeerPlanMemo['addressIds'];
 
 /** The reasons of a peer plan that has none (plans are read, never written to, once made). */
 const NO_REASONS: string[] = Object.freeze([]) as unknown as string[];
@@ -459,7 +470,29 @@ function plannedFrom(
   );
 }
 
-/** The tunnel's planned objects: the previous plan's when planned from the same inputs, else planned now. */
+/** The first of `list[0..count)` planned from these inputs (plannedFrom), if any. */
+function plannedIn(
+  list: readonly TunnelPlan[],
+  count: number,
+  local: NodeInfo,
+  peer: NodeInfo,
+  peerId: number,
+  tunnel: Tunnel,
+  keys: readonly IpsecKey[],
+  sendSpi: number,
+  opts: PlannerOptions,
+): TunnelPlan | undefined {
+  for (let i = 0; i < count; i++) {
+    const p = list[i] as TunnelPlan;
+    if (plannedFrom(p, local, peer, peerId, tunnel, keys, sendSpi, opts)) return p;
+  }
+  return undefined;
+}
+
+/**
+ * The tunnel's planned objects: the previous plan's (`last`) when planned from the same inputs, else planned now.
+ * `current[0..currentCount)`: the peer's tunnels planned so far in this plan.
+ */
 function planTunnelMemo(
   local: NodeInfo,
   peer: NodeInfo,
@@ -470,15 +503,15 @@ function planTunnelMemo(
   opts: PlannerOptions,
   last: readonly TunnelPlan[] | undefined,
   current: readonly TunnelPlan[],
+  currentCount: number,
   epoch: number,
 ): TunnelPlan {
-  const from = (list: readonly TunnelPlan[] | undefined): TunnelPlan | undefined =>
-    list?.find((p) => plannedFrom(p, local, peer, peerId, tunnel, keys, sendSpi, opts));
-  const fromLast = from(last);
+  const fromLast =
+    last === undefined ? undefined : plannedIn(last, last.length, local, peer, peerId, tunnel, keys, sendSpi, opts);
   let planned = fromLast !== undefined && fromLast.usedIn !== epoch ? fromLast : undefined;
   lastCallReused = planned !== undefined;
   if (planned !== undefined) planned.usedIn = epoch;
-  else planned = from(current) ?? fromLast;
+  else planned = plannedIn(current, currentCount, local, peer, peerId, tunnel, keys, sendSpi, opts) ?? fromLast;
   if (planned === undefined) {
     const donor = last?.find((p) => sameKeyEnds(p, local, peer, tunnel));
     // Built at their exact size (kept for as long as the plan is; src/util/exact-array.ts) and filled in place.
