@@ -8,6 +8,7 @@ import { derivePairKey } from '../../src/keys/derive.js';
 import { KeyHistory } from '../../src/keys/key-history.js';
 import type { IpsecKey, NodeInfo } from '../../src/model/node.js';
 import {
+  planScreened,
   planXfrm,
   plannerDistinctChecks,
   plannerIdentityUpdates,
@@ -266,6 +267,38 @@ t.test(
     t.throws(() => planXfrm(clash), /planner produced two states with identity/, 'and again');
     t.equal(plannerDistinctChecks(), checks + 1, 'after a failed check the whole plan is checked');
     t.same(planXfrm(base), cold(base), 'the base plans as from an empty memo');
+    t.end();
+  },
+);
+
+t.test(
+  'with no identities of the last plan to update, each tunnel is checked as it is planned: a clash fails the plan',
+  (t) => {
+    // A failed check leaves no identities behind, so the plans below are checked whole, as a first plan is.
+    t.throws(() => planXfrm({ ...base, peerIds: ids({ 'node-04': 1 }) }), /two states/, 'a failed check first');
+    // Two peers that each pass screening alone but claim the same pod CIDR: their out policies share an identity.
+    // (Screening them together rejects the second, so they are screened apart and planned together.)
+    const x = '10.99.7.0/24';
+    const a = screenEveryPeer(local, [makeNode(7, { podCIDRs: [x] })]);
+    const b = screenEveryPeer(local, [makeNode(8, { podCIDRs: [x] })]);
+    const both = {
+      local,
+      accepted: [...a.accepted, ...b.accepted],
+      rejected: [],
+      keys: base.keys,
+      peerIds: new Map([
+        ['node-07', 7],
+        ['node-08', 8],
+      ]),
+    };
+    const checks = plannerDistinctChecks();
+    t.throws(() => planScreened(both), /planner produced two policies with identity/, 'caught while planning');
+    t.equal(plannerDistinctChecks(), checks + 1, 'as a check of the whole plan');
+    const alone = { ...both, accepted: a.accepted };
+    const next = planScreened(alone);
+    planXfrm({ ...base, peers: [] }); // empties the memo
+    t.same(next, planScreened(alone), 'the next plan equals its plan from an empty memo');
+    t.same(planXfrm(base), cold(base), 'and the base plans as from an empty memo');
     t.end();
   },
 );
