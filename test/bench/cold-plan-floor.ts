@@ -6,7 +6,6 @@
 //            returns for the bench cluster, as object literals in one loop, with no screening, no memo, no
 //            distinctness check and no key derivation (one shared key buffer).
 // Run as a program it measures one part and prints one JSON line; bench:xfrm calls coldPlanFloor().
-import { spawn } from 'node:child_process';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { KeyEndpoint } from '../../src/keys/derive.js';
@@ -27,6 +26,7 @@ import {
 } from '../../src/ipsec/ownership.js';
 import { loadAddon } from '../../src/native/addon.js';
 import { benchCluster, type BenchCluster } from './bench-cluster.js';
+import { inFreshProcess, median } from './fresh-process.js';
 import { underDaemonMemorySettings } from './daemon-memory-settings.js';
 
 type Part = 'keys' | 'objects';
@@ -245,23 +245,8 @@ function measure(part: Part, peers: number): PartResult {
 
 /** Runs one part in a fresh node with this process's flags and environment; its result. */
 function runPart(part: Part, peers: number): Promise<PartResult> {
-  const script = fileURLToPath(import.meta.url);
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [...process.execArgv, script, '--part', part, '--peers', String(peers)], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString('utf8')));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      const line = out.trim().split('\n').at(-1) ?? '';
-      if (code !== 0) reject(new Error(`cold-plan floor (${part}) exited ${String(code)}: ${line}`));
-      else resolve(JSON.parse(line) as PartResult);
-    });
-  });
+  return inFreshProcess<PartResult>(fileURLToPath(import.meta.url), ['--part', part, '--peers', String(peers)]);
 }
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
 /** The floor for the bench cluster of `peers` peers: each part `runs` times, alternating, each in a fresh process. */
 export async function coldPlanFloor(peers: number, runs = 3): Promise<ColdPlanFloor> {
