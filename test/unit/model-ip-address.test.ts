@@ -226,3 +226,24 @@ t.test('CIDR prefix lengths: "0" or 1-3 digits without a leading zero, within th
   }
   t.end();
 });
+
+t.test('parsed bytes come from the shared buffer pool and are written whole, whatever the pool held', (t) => {
+  const cases: [string, number[]][] = [
+    ['0.0.0.0/0', [0, 0, 0, 0]],
+    ['10.0.0.0/8', [10, 0, 0, 0]],
+    ['::/0', new Array<number>(16).fill(0)],
+    ['fd00::1:0/112', [0xfd, 0, ...new Array<number>(11).fill(0), 1, 0, 0]],
+  ];
+  for (const [text, bytes] of cases) {
+    // The pool's unused room filled with ones: a byte the parser left unwritten would show as 0xff.
+    const pool = Buffer.allocUnsafe(1).buffer;
+    new Uint8Array(pool).fill(0xff);
+    const cidr = parseCidrLenient(text);
+    t.equal(cidr?.bytes.buffer, pool, `${text}: its bytes are a slice of the pool`);
+    t.same([...(cidr?.bytes ?? [])], bytes, `${text}: every byte written`);
+    const address = text.slice(0, text.indexOf('/'));
+    const ip = parseIp(address);
+    t.same([...(ip?.bytes ?? [])], bytes, `${address}: every byte written`);
+  }
+  t.end();
+});
