@@ -23,6 +23,7 @@ import { nativeBpf, withFd, type BpfFd, type NativeBpf } from '../../src/datapat
 import { packageRoot } from '../../src/native/addon.js';
 import { rng } from '../fakes/cidr-samples.js';
 import { ipFrame, linuxLikeOptions, mssOption, TCP_ACK, tcpFrame } from '../host/lib/packets.js';
+import { median } from './median.js';
 
 const ROUNDS = Number(process.env.KMESH_BENCH_ROUNDS ?? 7);
 const REPEAT = Number(process.env.KMESH_BENCH_REPEAT ?? 200_000);
@@ -38,11 +39,6 @@ interface Layout {
   v4Miss: string;
   v6Hit: string;
   v6Miss: string;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
 }
 
 /**

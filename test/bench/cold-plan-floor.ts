@@ -26,7 +26,8 @@ import {
 } from '../../src/ipsec/ownership.js';
 import { loadAddon } from '../../src/native/addon.js';
 import { benchCluster, type BenchCluster } from './bench-cluster.js';
-import { inFreshProcess, median } from './fresh-process.js';
+import { inFreshProcess } from './fresh-process.js';
+import { median } from './median.js';
 import { underDaemonMemorySettings } from './daemon-memory-settings.js';
 
 type Part = 'keys' | 'objects';

@@ -11,7 +11,8 @@ import { planScreened } from '../../src/ipsec/planner.js';
 import { loadAddon } from '../../src/native/addon.js';
 import { benchCluster } from './bench-cluster.js';
 import { underDaemonMemorySettings } from './daemon-memory-settings.js';
-import { inFreshProcess, median } from './fresh-process.js';
+import { inFreshProcess } from './fresh-process.js';
+import { median } from './median.js';
 
 /** One run: milliseconds per phase, or MiB kept after each phase (--retained). */
 interface Phases {

@@ -23,6 +23,7 @@ import { allOnSpi, DaemonRunner } from '../../src/demo/daemons.js';
 import { NetnsCluster, nth } from '../../src/demo/netns-cluster.js';
 import { runOk, waitFor } from '../../src/demo/shell.js';
 import { runInVmWithoutEsp } from './esp-or-vm.js';
+import { median } from './median.js';
 
 const say = (s: string): void => void process.stdout.write(`${s}\n`);
 
@@ -69,11 +70,6 @@ function addedPeer(k: number, spi: number): { name: string; info: object } {
 const GRACE_S = 30;
 /** DaemonRunner's --resync-interval. */
 const RESYNC_S = 5;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
-}
 
 async function bench(peers: number): Promise<void> {
   const work = await fsp.mkdtemp(path.join(os.tmpdir(), 'kmesh-bench-'));

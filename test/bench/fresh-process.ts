@@ -23,7 +23,3 @@ export function inFreshProcess<T>(
     });
   });
 }
-
-/** The median of `xs` (the upper one of an even count). */
-export const median = (xs: readonly number[]): number =>
-  [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
