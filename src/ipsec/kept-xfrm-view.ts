@@ -134,10 +134,13 @@ export class KeptXfrmView {
   }
 
   /** Applies a diff; a step that is not clean (a failure, a conflict, something held back) forgets the view. */
-  private async apply(diff: XfrmDiff): Promise<{ report: ReconcileReport; clean: boolean }> {
+  private async apply(
+    diff: XfrmDiff,
+    listed?: ReadonlyMap<string, OwnerOutcome>,
+  ): Promise<{ report: ReconcileReport; clean: boolean }> {
     let report: ReconcileReport;
     try {
-      report = await applyXfrmDiff(this.kernel, diff);
+      report = await applyXfrmDiff(this.kernel, diff, listed);
     } catch (err) {
       this.invalidate();
       throw err;
@@ -182,15 +185,19 @@ export class KeptXfrmView {
     for (const { policy } of change.fresh.policies) {
       for (const hit of foreign.policies.get(policy) ?? []) policies.add(hit);
     }
+    // The plan's owners, and the report's list of them: the applied plan's when the change leaves the same peers
+    // owning objects (a step that changes a peer's objects), so a step does not list 5,000 peers anew.
+    const applied = view.applied as IndexedPlan;
+    const owners = sameOwners(applied, change) ? ownersOf(applied) : undefined;
     const diff = diffXfrm({ states: [...states], policies: [...policies] }, change.fresh, options, {
-      owners: planOwners(desired),
+      owners: owners?.list ?? planOwners(desired),
       ownerOf: addressOwners(desired),
     });
     diff.unchanged += desired.states.length - change.fresh.states.length;
     diff.unchanged += desired.policies.length - change.fresh.policies.length;
     diff.foreign = { states: view.foreignStates.length, policies: view.foreignPolicies.length };
-    const { report, clean } = await this.apply(diff);
-    if (clean) swapIn(view.applied as IndexedPlan, desired, change);
+    const { report, clean } = await this.apply(diff, owners?.listed);
+    if (clean) swapIn(applied, desired, change);
     return report;
   }
 }
@@ -202,48 +209,67 @@ export interface PlanChange {
 }
 
 /**
- * What `next` changes against the applied plan `prev`, by object. O(plan) set lookups; the sets of `next` are only
- * built when something was dropped. `next` has no object twice (the planner checks its plans are distinct).
+ * What `next` changes against the applied plan `prev`, by object. `next` has no object twice (the planner checks its
+ * plans are distinct), and neither has the applied plan.
  */
 export function planChange(prev: IndexedPlan, next: DesiredXfrm): PlanChange {
-  // Objects of `next` the applied plan holds are stamped with this call's epoch, so the dropped ones are those
-  // left with an older stamp: no set of `next` is built (at 5,000 peers two sets of 25,000 objects per step).
-  // (forEach, not for-of over entries: that builds a [key, value] pair per entry.)
   const epoch = ++prev.epoch;
-  const fresh = {
-    states: stampOrFresh(prev.states, next.states, epoch),
-    policies: stampOrFresh(prev.policies, next.policies, epoch),
+  const states = changedObjects(prev.states, prev.plan.states, next.states, epoch);
+  const policies = changedObjects(prev.policies, prev.plan.policies, next.policies, epoch);
+  return {
+    fresh: { states: states.fresh, policies: policies.fresh },
+    dropped: { states: states.dropped, policies: policies.dropped },
   };
-  const dropped: PlanChange['dropped'] = { states: [], policies: [] };
-  if (prev.states.size > next.states.length - fresh.states.length) {
-    prev.states.forEach((seen, s) => {
-      if (seen !== epoch) dropped.states.push(s);
-    });
+}
+
+/**
+ * The objects of `now` not in `applied` (the objects of `was`, the applied plan's list), and those of `was` not in
+ * `now`. The planner hands out the last plan's very objects for unchanged peers, in the same places, so the lists
+ * share a long head and tail: those are compared by reference, and only the part between them is looked up in
+ * `applied` (at 5,000 peers, ~25,000 map lookups per step otherwise). Objects of that part of `now` held in
+ * `applied` are stamped with `epoch`, so the dropped ones are those of that part of `was` left with an older stamp.
+ * (No object is in the head or tail of one list and in the middle of the other: it would be twice in the other.)
+ */
+function changedObjects<T>(
+  applied: Map<T, number>,
+  was: readonly T[],
+  now: readonly T[],
+  epoch: number,
+): { fresh: T[]; dropped: T[] } {
+  const shorter = Math.min(was.length, now.length);
+  let head = 0;
+  while (head < shorter && was[head] === now[head]) head++;
+  let wasEnd = was.length;
+  let nowEnd = now.length;
+  while (wasEnd > head && nowEnd > head && was[wasEnd - 1] === now[nowEnd - 1]) {
+    wasEnd--;
+    nowEnd--;
   }
-  if (prev.policies.size > next.policies.length - fresh.policies.length) {
-    prev.policies.forEach((seen, p) => {
-      if (seen !== epoch) dropped.policies.push(p);
-    });
+  const fresh: T[] = [];
+  for (let i = head; i < nowEnd; i++) {
+    const x = now[i] as T;
+    if (applied.has(x)) applied.set(x, epoch);
+    else fresh.push(x);
+  }
+  const dropped: T[] = [];
+  for (let i = head; i < wasEnd; i++) {
+    const x = was[i] as T;
+    if (applied.get(x) !== epoch) dropped.push(x);
   }
   return { fresh, dropped };
 }
 
-/** The objects of `next` not in `applied`; those in it are stamped with `epoch`. */
-function stampOrFresh<T>(applied: Map<T, number>, next: readonly T[], epoch: number): T[] {
-  const fresh: T[] = [];
-  for (const x of next) {
-    if (applied.has(x)) applied.set(x, epoch);
-    else fresh.push(x);
-  }
-  return fresh;
-}
-
 /** The applied plan after `next` was applied: the dropped objects out, the fresh ones in. */
 function swapIn(applied: IndexedPlan, next: DesiredXfrm, change: PlanChange): void {
-  const { fresh, dropped } = change;
-  // Objects in or out may bring owners in or take them out: the listed outcomes are made again when needed.
-  if (fresh.states.length + fresh.policies.length + dropped.states.length + dropped.policies.length > 0) {
-    applied.unchangedOutcomes = undefined;
+  // Objects in or out may bring owners in or take them out: the owners are listed again when needed.
+  if (!sameOwners(applied, change)) applied.owners = undefined;
+  const { owned } = applied;
+  if (owned !== undefined) {
+    ownerDeltas(change).forEach((delta, owner) => {
+      const count = (owned.get(owner) ?? 0) + delta;
+      if (count === 0) owned.delete(owner);
+      else owned.set(owner, count);
+    });
   }
   for (const s of change.dropped.states) applied.states.delete(s);
   for (const p of change.dropped.policies) applied.policies.delete(p);
@@ -267,6 +293,53 @@ function planOwners(plan: DesiredXfrm): string[] {
   return [...owners];
 }
 
+/** The applied plan's owners in plan order, each listed with OK_OUTCOME (made once per applied plan's owners). */
+function ownersOf(applied: IndexedPlan): { list: string[]; listed: Map<string, OwnerOutcome> } {
+  if (applied.owners === undefined) {
+    const list = planOwners(applied.plan);
+    const listed = new Map<string, OwnerOutcome>();
+    for (let i = 0; i < list.length; i++) listed.set(list[i] as string, OK_OUTCOME);
+    applied.owners = { list, listed };
+  }
+  return applied.owners;
+}
+
+/** Per owner, the planned objects `change` brings in less those it takes out (node-wide objects not counted). */
+function ownerDeltas(change: PlanChange): Map<string, number> {
+  const deltas = new Map<string, number>();
+  const add = (owner: string | null, by: number): void => {
+    if (owner !== null) deltas.set(owner, (deltas.get(owner) ?? 0) + by);
+  };
+  for (const s of change.fresh.states) add(s.owner, 1);
+  for (const p of change.fresh.policies) add(p.owner, 1);
+  for (const s of change.dropped.states) add(s.owner, -1);
+  for (const p of change.dropped.policies) add(p.owner, -1);
+  return deltas;
+}
+
+/**
+ * Does the plan after `change` have the applied plan's owners? Then the applied plan's list of them serves (in its
+ * order, which is the new plan's too: the planner lays peers out in name order). O(change), once the applied plan's
+ * objects are counted per owner (once per applied plan; swapIn keeps the counts up to date).
+ */
+function sameOwners(applied: IndexedPlan, change: PlanChange): boolean {
+  const owned = (applied.owned ??= ownedCounts(applied.plan));
+  let same = true;
+  ownerDeltas(change).forEach((delta, owner) => {
+    const before = owned.get(owner) ?? 0;
+    if ((before === 0) !== (before + delta === 0)) same = false;
+  });
+  return same;
+}
+
+/** The planned objects of each owner (node-wide objects not counted). */
+function ownedCounts(plan: DesiredXfrm): Map<string, number> {
+  const owned = new Map<string, number>();
+  for (const x of plan.states) owned.set(x.owner, (owned.get(x.owner) ?? 0) + 1);
+  for (const x of plan.policies) if (x.owner !== null) owned.set(x.owner, (owned.get(x.owner) ?? 0) + 1);
+  return owned;
+}
+
 /** The report of a reconcile that found every planned object in place and nothing stale. */
 function unchangedReport(
   applied: IndexedPlan,
@@ -274,14 +347,8 @@ function unchangedReport(
   foreign: { states: number; policies: number },
 ): ReconcileReport {
   // The owners of a plan equal to the applied one are the applied plan's: their outcomes are listed once per
-  // applied plan (a fresh map of 5,000 peers per resync otherwise). Reports are read, never written to.
-  let perPeer = applied.unchangedOutcomes;
-  if (perPeer === undefined) {
-    perPeer = new Map<string, OwnerOutcome>();
-    for (const x of desired.states) if (!perPeer.has(x.owner)) perPeer.set(x.owner, OK_OUTCOME);
-    for (const x of desired.policies) if (x.owner !== null && !perPeer.has(x.owner)) perPeer.set(x.owner, OK_OUTCOME);
-    applied.unchangedOutcomes = perPeer;
-  }
+  // applied plan's owners (a fresh map of 5,000 peers per resync otherwise). Reports are read, never written to.
+  const perPeer = ownersOf(applied).listed;
   return {
     writes: 0,
     batches: 0,
@@ -297,16 +364,19 @@ function unchangedReport(
 }
 
 /**
- * A plan with its objects in maps, for same-plan checks without rebuilding them at every step. Each object maps to
- * the epoch of the last planChange that found it in the next plan (planChange's scratch, nothing else).
+ * A plan with its objects in maps, for same-plan checks without rebuilding them at every step. The maps hold the
+ * objects of `plan`'s lists, no other (planChange reads both). Each object maps to the epoch of the last planChange
+ * that looked it up and found it in the next plan (planChange's scratch, nothing else).
  */
 export interface IndexedPlan {
   plan: DesiredXfrm;
   states: Map<PlannedState, number>;
   policies: Map<PlannedPolicy, number>;
   epoch: number;
-  /** The per-peer outcomes of a step that found this plan unchanged (all OK), once one did. */
-  unchangedOutcomes?: Map<string, OwnerOutcome>;
+  /** The plan's owners in plan order, and each listed with OK_OUTCOME, once a step needed them. */
+  owners?: { list: string[]; listed: Map<string, OwnerOutcome> };
+  /** The plan's objects per owner, once a step needed them (whether a change brings owners in or out). */
+  owned?: Map<string, number>;
 }
 
 export function indexPlan(plan: DesiredXfrm): IndexedPlan {

@@ -30,8 +30,11 @@ export interface ReconcileReport {
   /** Planned objects already present with the right content. */
   unchanged: number;
   failed: number;
-  /** Outcome per peer name (every planned peer, and peers that only had stale objects removed). */
-  perPeer: Map<string, OwnerOutcome>;
+  /**
+   * Outcome per peer name (every planned peer, and peers that only had stale objects removed). Read-only: a report
+   * may share it with the kept view's applied plan.
+   */
+  perPeer: ReadonlyMap<string, OwnerOutcome>;
   /** Block policies and stale objects no current peer explains. */
   nodeWide: OwnerOutcome;
   /** Planned objects that are not in the kernel with the planned content afterwards. */
@@ -64,12 +67,19 @@ export const OK_OUTCOME: OwnerOutcome = Object.freeze({
 });
 
 class Outcomes {
-  readonly perPeer = new Map<string, OwnerOutcome>();
+  perPeer: Map<string, OwnerOutcome>;
   readonly nodeWide: OwnerOutcome = { ok: true, issues: [] };
+  /** `perPeer` is the caller's map of owners listed as OK, shared until an issue is written (then copied). */
+  private shared: boolean;
+
+  constructor(listed: ReadonlyMap<string, OwnerOutcome> | undefined) {
+    this.perPeer = (listed as Map<string, OwnerOutcome> | undefined) ?? new Map<string, OwnerOutcome>();
+    this.shared = listed !== undefined;
+  }
 
   /** Lists an owner (without an issue so far). */
   list(owner: string): void {
-    if (!this.perPeer.has(owner)) this.perPeer.set(owner, OK_OUTCOME);
+    if (!this.perPeer.has(owner)) this.writable().set(owner, OK_OUTCOME);
   }
 
   issue(owner: string | null, issue: ReconcileIssue): void {
@@ -83,16 +93,33 @@ class Outcomes {
     let outcome = this.perPeer.get(owner);
     if (outcome === undefined || outcome === OK_OUTCOME) {
       outcome = { ok: true, issues: [] };
-      this.perPeer.set(owner, outcome);
+      this.writable().set(owner, outcome);
     }
     return outcome;
   }
+
+  /** `perPeer`, copied first when it is still the caller's shared map. */
+  private writable(): Map<string, OwnerOutcome> {
+    if (this.shared) {
+      this.perPeer = new Map(this.perPeer);
+      this.shared = false;
+    }
+    return this.perPeer;
+  }
 }
 
-/** Sends a diff's three batches (each one kernel.apply call, skipped when empty) and reports the outcome. */
-export async function applyXfrmDiff(kernel: XfrmKernel, diff: XfrmDiff): Promise<ReconcileReport> {
-  const outcomes = new Outcomes();
-  for (const owner of diff.owners) outcomes.list(owner);
+/**
+ * Sends a diff's three batches (each one kernel.apply call, skipped when empty) and reports the outcome. `listed`:
+ * every owner of `diff.owners` with OK_OUTCOME, when the caller keeps such a map (the kept view keeps one per
+ * applied plan): the report then shares it unless an issue is written, instead of listing every peer anew.
+ */
+export async function applyXfrmDiff(
+  kernel: XfrmKernel,
+  diff: XfrmDiff,
+  listed?: ReadonlyMap<string, OwnerOutcome>,
+): Promise<ReconcileReport> {
+  const outcomes = new Outcomes(listed);
+  if (listed === undefined) for (const owner of diff.owners) outcomes.list(owner);
   for (const { owner, issue } of diff.issues) outcomes.issue(owner, issue);
   const missingStates = new Set<PlannedState>(diff.blockedStates);
   const missingPolicies = new Set<PlannedPolicy>(diff.blockedPolicies);

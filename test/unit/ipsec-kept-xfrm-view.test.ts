@@ -186,3 +186,65 @@ t.test('a kernel without a change feed is dumped at every step', async (t) => {
   t.match(kept.lastRead, { how: 'dump', why: 'the XFRM kernel has no change feed' });
   t.end();
 });
+
+t.test("a step that changes peers' objects shares the applied plan's list of peers; an issue copies it", async (t) => {
+  const kernel = new FakeXfrmKernel();
+  const kept = new KeptXfrmView(kernel);
+  const three = [node(2), node(3), node(4)];
+  await kept.reconcile(planXfrm(input(three)));
+  const quiet = await kept.reconcile(planXfrm(input(three)));
+  t.same(kept.lastRead.how, 'same-plan');
+  const names = ['node-02', 'node-03', 'node-04'];
+  t.same([...quiet.perPeer.keys()], names);
+
+  // node-03 reboots: its objects change, the peers do not; the report shares the list the quiet step made.
+  const rebooted = [node(2), node(3, { bootID: 'rebooted-03' }), node(4)];
+  const changed = await kept.reconcile(planXfrm(input(rebooted)));
+  t.same(kept.lastRead.how, 'view');
+  t.ok(changed.writes > 0);
+  t.equal(changed.perPeer, quiet.perPeer, 'the same map: no peer listed anew');
+
+  // node-04 reboots and the kernel refuses one of its SAs: that report has the issue in a map of its own, and the
+  // map the earlier reports share still lists every peer as OK.
+  const again = [node(2), node(3, { bootID: 'rebooted-03' }), node(4, { bootID: 'rebooted-04' })];
+  kernel.injectFailure((op) => op.kind === 'addState' && op.state.dst === '198.18.0.4', EEXIST, { times: 1 });
+  const failed = await kept.reconcile(planXfrm(input(again)));
+  t.same(kept.lastRead.how, 'view');
+  t.equal(failed.failed, 1);
+  t.not(failed.perPeer, quiet.perPeer);
+  t.same(
+    [...failed.perPeer].map(([name, o]) => [name, o.ok]),
+    [
+      ['node-02', true],
+      ['node-03', true],
+      ['node-04', false],
+    ],
+  );
+  t.same(
+    [...quiet.perPeer].map(([name, o]) => [name, o.ok, o.issues.length]),
+    names.map((n) => [n, true, 0]),
+    'the shared list is not written to',
+  );
+
+  // After a dump, peers joining and leaving in a small change: the report lists the new plan's peers.
+  await kept.reconcile(planXfrm(input(again)));
+  t.same(kept.lastRead.how, 'dump');
+  await kept.reconcile(planXfrm(input(again)));
+  const swapped = [node(2), node(3, { bootID: 'rebooted-03' }), node(5)];
+  const moved = await kept.reconcile(planXfrm(input(swapped)));
+  t.same(kept.lastRead.how, 'view');
+  t.same([...moved.perPeer.keys()].sort(), ['node-02', 'node-03', 'node-05']);
+  const back = await kept.reconcile(planXfrm(input(again)));
+  t.same(kept.lastRead.how, 'view');
+  t.same([...back.perPeer.keys()].sort(), ['node-02', 'node-03', 'node-04']);
+  t.same(
+    contents(kernel),
+    await (async () => {
+      const whole = new FakeXfrmKernel();
+      await reconcile(whole, planXfrm(input(again)));
+      return contents(whole);
+    })(),
+    'the kernel holds what a reconcile of the last plan leaves',
+  );
+  t.end();
+});
