@@ -36,6 +36,8 @@ export class IpsecAdapter implements IpsecPort {
    * status until the next step, so fresh ones were 5,000 objects of old-space garbage per step at 5,000 peers.
    */
   private lastRows = new Map<string, PeerStatus>();
+  /** The last step's peer-id pairs and the map made of them (peerIdsOf). */
+  private lastPeerIds: { pairs: readonly { address: string; peerId: number }[]; map: Map<string, number> } | undefined;
   private readonly createSecretCommand: string;
 
   constructor(
@@ -94,15 +96,14 @@ export class IpsecAdapter implements IpsecPort {
       ...(input.beforeApply !== undefined ? { beforeApply: beforeApplyOf(input.beforeApply) } : {}),
     });
     const peers = this.peerRows(report);
-    const failures = [
-      ...failuresOf(null, report.nodeWide.issues),
-      ...report.peers.flatMap((p) => failuresOf(p.name, p.issues)),
-    ];
+    // Only the peers with issues are looked at further (a list per peer, at every step, otherwise).
+    const failures = failuresOf(null, report.nodeWide.issues);
+    for (const p of report.peers) if (p.issues.length > 0) failures.push(...failuresOf(p.name, p.issues));
     return {
       advertiseSpi: report.advertiseSpi,
       keysChanged: report.retiredSpis.length > 0,
       peers,
-      peerIds: new Map(report.peerAddressIds.map((p) => [p.address, p.peerId])),
+      peerIds: this.peerIdsOf(report.peerAddressIds),
       changes: report.writes - report.failed,
       advertiseWait: advertiseWait(report),
       failures,
@@ -122,9 +123,38 @@ export class IpsecAdapter implements IpsecPort {
     };
   }
 
-  /** The report's peers as status rows, last step's row objects where nothing in them changed. */
+  /**
+   * Underlay address -> peer id: the last step's map when the plan gives the same pairs in the same order (most
+   * steps), else a new one. Maps handed out are never written to (the datapath keeps the last one it wrote).
+   */
+  private peerIdsOf(pairs: readonly { address: string; peerId: number }[]): ReadonlyMap<string, number> {
+    const last = this.lastPeerIds;
+    if (last !== undefined && last.pairs.length === pairs.length) {
+      let same = true;
+      for (let i = 0; i < pairs.length && same; i++) {
+        const a = pairs[i] as { address: string; peerId: number };
+        const b = last.pairs[i] as { address: string; peerId: number };
+        same = a === b || (a.address === b.address && a.peerId === b.peerId);
+      }
+      if (same) {
+        last.pairs = pairs;
+        return last.map;
+      }
+    }
+    const map = new Map<string, number>();
+    for (const p of pairs) map.set(p.address, p.peerId);
+    this.lastPeerIds = { pairs, map };
+    return map;
+  }
+
+  /**
+   * The report's peers as status rows, last step's row objects where nothing in them changed. The rows by name are
+   * kept in one map, updated in place (a new map of every peer per step otherwise); it is made again only when it
+   * holds peers the report no longer has. (A row kept for a peer that left is only reused for a peer of that name
+   * whose row would be equal to it.)
+   */
   private peerRows(report: StepReport): PeerStatus[] {
-    const rows = new Map<string, PeerStatus>();
+    const rows = this.lastRows;
     const out = report.peers.map((p) => {
       const error =
         p.reasons.length === 0 && p.issues.length === 0
@@ -152,10 +182,10 @@ export class IpsecAdapter implements IpsecPort {
               peerId,
               error,
             };
-      rows.set(p.name, row);
+      if (row !== last) rows.set(p.name, row);
       return row;
     });
-    this.lastRows = rows;
+    if (rows.size > out.length) this.lastRows = new Map(out.map((row) => [row.name, row]));
     return out;
   }
 

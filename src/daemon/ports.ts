@@ -63,8 +63,9 @@ export interface IpsecStepResult {
   /**
    * Underlay address -> peer id for km_ipsec_peers: exactly the addresses this step's inbound SAs were planned
    * for (the first address of each family both nodes have), so the decrypt mark and the SAs follow one rule.
+   * Never written to: a step may hand out the last step's map again.
    */
-  peerIds: Map<string, number>;
+  peerIds: ReadonlyMap<string, number>;
   /** The key history changed (an SPI was retired): persist it again. */
   keysChanged: boolean;
   /** Kernel operations this step applied successfully. */
@@ -137,7 +138,7 @@ export interface DatapathDesired {
   /** Pod CIDRs of remote Kmesh nodes we can encrypt to (km_nodeinfo). */
   remoteCidrs: string[];
   /** Underlay IP of each peer -> its peer id (for the inbound ESP mark): the IPsec step's own peerIds. */
-  peerIds: Map<string, number>;
+  peerIds: ReadonlyMap<string, number>;
   /** MSS limits tc_mark_encrypt clamps SYN / SYN-ACK to (km_ipsec_config); absent = leave the map as it is. */
   mssClamp?: MssClamp;
   /** Strict ingress mode (km_ipsec_config); absent = leave it as it is. */

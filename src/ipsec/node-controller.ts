@@ -20,7 +20,7 @@ import type { IpsecKey, NodeInfo } from '../model/node.js';
 import type { XfrmKernel } from '../xfrm/types.js';
 import { exactArray } from '../util/exact-array.js';
 import { allocatePeerIds, recoverPeerIds } from './peer-ids.js';
-import { screenPeers } from './peer-screen.js';
+import { screenPeers, type ScreenedPeer } from './peer-screen.js';
 import {
   DEFAULT_PLANNER_OPTIONS,
   planScreened,
@@ -202,10 +202,12 @@ export class IpsecController {
     const history = this.history;
     const held = history.spis();
     const localAdvertised = published;
-    const sendSpis = accepted.flatMap((p) => {
-      const choice = chooseSendSpi(p.node.spi, held);
-      return choice ? [choice.spi] : [];
-    });
+    // A loop, not flatMap: a list per peer at every step otherwise.
+    const sendSpis: number[] = [];
+    for (let i = 0; i < accepted.length; i++) {
+      const choice = chooseSendSpi((accepted[i] as ScreenedPeer).node.spi, held);
+      if (choice) sendSpis.push(choice.spi);
+    }
     const decision = planRetirement(this.retirement, {
       held,
       localAdvertised,
@@ -263,13 +265,15 @@ export class IpsecController {
     // object, with the same SAs, for an unchanged peer), no issue, and no SA missing now or when it was made.
     const spisText = keySpis.join(',');
     const clean = result.missingStates.size === 0;
-    const rows = new Map<string, RowMemo>();
+    // The memos by name, updated in place (a new map of every peer per step otherwise), and made again only when
+    // they hold peers the plan no longer has. (A memo kept for a peer that left is only reused for that very peer
+    // plan, which a later plan does not hand out.)
+    const rows = this.rows;
     const peers: PeerStatus[] = plan.peers.map((p) => {
       const outcome = result.perPeer.get(p.name);
-      const last = this.rows.get(p.name);
+      const last = rows.get(p.name);
       const quiet = outcome === undefined || (outcome.ok && outcome.issues.length === 0);
       if (last !== undefined && last.plan === p && last.clean && clean && quiet && last.spis === spisText) {
-        rows.set(p.name, last);
         return last.row;
       }
       const inboundSpis = p.planned ? inboundSpisOf(p.name) : [];
@@ -288,7 +292,14 @@ export class IpsecController {
       rows.set(p.name, { plan: p, row, clean: clean && quiet, spis: spisText });
       return row;
     });
-    this.rows = rows;
+    if (rows.size > peers.length) {
+      const kept = new Map<string, RowMemo>();
+      for (const p of plan.peers) {
+        const memo = rows.get(p.name);
+        if (memo !== undefined) kept.set(p.name, memo);
+      }
+      this.rows = kept;
+    }
     const plannedPeers = peers.filter((p) => p.planned);
     const advertiseSpi = chooseAdvertisedSpi(keySpis, localAdvertised, (spi) =>
       plannedPeers.every((p) => p.inboundSpis.includes(spi)),

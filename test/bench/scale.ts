@@ -76,11 +76,14 @@ const hostNetwork: HostNetwork = {
   fdb: [],
 };
 
+// At the daemon's default level (--log-level info): what it skips for a level it does not log (the per-step debug
+// summary, a text per peer) is skipped here too.
 const quiet: LoopLogger = {
   info: () => undefined,
   warn: () => undefined,
   error: (_o, m) => say(`# daemon error: ${m}`),
   debug: () => undefined,
+  isLevelEnabled: (level) => level !== 'debug' && level !== 'trace',
 };
 
 const mib = (bytes: number): string => `${(bytes / (1 << 20)).toFixed(1)} MiB`;

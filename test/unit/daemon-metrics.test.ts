@@ -3,6 +3,7 @@
 import t from 'tap';
 import { DaemonMetrics } from '../../src/daemon/metrics.js';
 import { emptyStatus, type DaemonStatus } from '../../src/daemon/status.js';
+import type { NodeKeyStatus } from '../../src/model/node-key-status.js';
 
 function status(over: Partial<DaemonStatus>): DaemonStatus {
   return { ...emptyStatus('node-01', 'dir:/tmp/x', true), ...over };
@@ -109,4 +110,60 @@ t.test('step results and durations are the loop’s to count', async (t) => {
   t.equal(sample(text, 'kmesh_daemon_reconcile_duration_seconds_count'), 1);
   t.equal(sample(text, 'kmesh_daemon_reconcile_duration_seconds_bucket{le="0.05"}'), 1);
   t.equal(sample(text, 'kmesh_daemon_reconcile_duration_seconds_bucket{le="0.01"}'), 0);
+});
+
+t.test('per-peer series after a run of updates equal those of one update with the last status', async (t) => {
+  type Row = DaemonStatus['peers'][number];
+  const row = (name: string, spi: number, error = ''): Row => ({
+    name,
+    advertisedSpi: spi,
+    outboundSpi: spi,
+    plannedSendSpi: spi,
+    inboundSpis: [spi],
+    peerId: Number(name.slice(5)),
+    error,
+  });
+  const report = (spi: number, sending: number[]): NodeKeyStatus => ({
+    heldSpis: sending,
+    highestSpi: spi,
+    sendSpis: sending,
+    keyProblem: '',
+    notReady: '',
+    peerCount: 2,
+    failingPeerCount: 0,
+    failingPeers: [],
+  });
+  const a = row('node-02', 1);
+  const b = row('node-03', 1);
+  const c = row('node-04', 2, 'no SA');
+  const reports1 = { 'node-02': report(1, [1]), 'node-03': report(1, [1]) };
+  const reports2 = { 'node-02': report(2, [1, 2]), 'node-04': report(2, [2]) };
+  // Statuses as steps hand them out: the same row objects and report record where nothing changed.
+  const run: DaemonStatus[] = [
+    status({ peers: [a, b], peerReports: reports1 }),
+    status({ peers: [a, b], peerReports: reports1 }),
+    status({ peers: [a, row('node-03', 2)], peerReports: reports1 }),
+    status({ peers: [a, c], peerReports: reports2 }),
+    status({ peers: [a, c], peerReports: reports2 }),
+    status({ peers: [c], peerReports: reports2 }),
+    status({ peers: [a, c], peerReports: reports1 }),
+  ];
+  const perPeer = (text: string): string[] =>
+    text
+      .split('\n')
+      .filter((l) => l.startsWith('kmesh_ipsec_peer_'))
+      .sort();
+  const stepped = new DaemonMetrics();
+  for (let i = 0; i < run.length; i++) {
+    const s = run[i] as DaemonStatus;
+    stepped.update(s);
+    const fresh = new DaemonMetrics();
+    fresh.update(s);
+    t.same(perPeer(await stepped.text()), perPeer(await fresh.text()), `after update ${i + 1}`);
+  }
+  t.ok(
+    perPeer(await stepped.text()).some((l) => l.includes('node-04')),
+    'the compared lines name the peers',
+  );
+  t.end();
 });
