@@ -110,7 +110,7 @@ export class KeptXfrmView {
       const change = planChange(applied, desired);
       if (samePlan(applied, desired, change)) {
         this.lastRead = { how: 'same-plan', why: '' };
-        swapIn(applied, desired, change);
+        swapIn(applied, desired, change, ownerShift(applied, change));
         return unchangedReport(applied, desired, {
           states: view.foreignStates.length,
           policies: view.foreignPolicies.length,
@@ -188,7 +188,8 @@ export class KeptXfrmView {
     // The plan's owners, and the report's list of them: the applied plan's when the change leaves the same peers
     // owning objects (a step that changes a peer's objects), so a step does not list 5,000 peers anew.
     const applied = view.applied as IndexedPlan;
-    const owners = sameOwners(applied, change) ? ownersOf(applied) : undefined;
+    const shift = ownerShift(applied, change);
+    const owners = shift.sameOwners ? ownersOf(applied) : undefined;
     const diff = diffXfrm({ states: [...states], policies: [...policies] }, change.fresh, options, {
       owners: owners?.list ?? planOwners(desired),
       ownerOf: addressOwners(desired),
@@ -197,7 +198,7 @@ export class KeptXfrmView {
     diff.unchanged += desired.policies.length - change.fresh.policies.length;
     diff.foreign = { states: view.foreignStates.length, policies: view.foreignPolicies.length };
     const { report, clean } = await this.apply(diff, owners?.listed);
-    if (clean) swapIn(applied, desired, change);
+    if (clean) swapIn(applied, desired, change, shift);
     return report;
   }
 }
@@ -259,18 +260,18 @@ function changedObjects<T>(
   return { fresh, dropped };
 }
 
-/** The applied plan after `next` was applied: the dropped objects out, the fresh ones in. */
-function swapIn(applied: IndexedPlan, next: DesiredXfrm, change: PlanChange): void {
+/**
+ * The applied plan after `next` was applied: the dropped objects out, the fresh ones in, and the counts per owner
+ * moved by `shift` (ownerShift of this change).
+ */
+function swapIn(applied: IndexedPlan, next: DesiredXfrm, change: PlanChange, shift: OwnerShift): void {
   // Objects in or out may bring owners in or take them out: the owners are listed again when needed.
-  if (!sameOwners(applied, change)) applied.owners = undefined;
-  const { owned } = applied;
-  if (owned !== undefined) {
-    ownerDeltas(change).forEach((delta, owner) => {
-      const count = (owned.get(owner) ?? 0) + delta;
-      if (count === 0) owned.delete(owner);
-      else owned.set(owner, count);
-    });
-  }
+  if (!shift.sameOwners) applied.owners = undefined;
+  shift.deltas.forEach((delta, owner) => {
+    const count = (shift.owned.get(owner) ?? 0) + delta;
+    if (count === 0) shift.owned.delete(owner);
+    else shift.owned.set(owner, count);
+  });
   for (const s of change.dropped.states) applied.states.delete(s);
   for (const p of change.dropped.policies) applied.policies.delete(p);
   for (const s of change.fresh.states) applied.states.set(s, applied.epoch);
@@ -304,8 +305,25 @@ function ownersOf(applied: IndexedPlan): { list: string[]; listed: Map<string, O
   return applied.owners;
 }
 
-/** Per owner, the planned objects `change` brings in less those it takes out (node-wide objects not counted). */
-function ownerDeltas(change: PlanChange): Map<string, number> {
+/** What a change does to the applied plan's objects per owner (node-wide objects not counted). */
+interface OwnerShift {
+  /** The applied plan's counts (IndexedPlan.owned). */
+  owned: Map<string, number>;
+  /** Per owner, the objects the change brings in less those it takes out. */
+  deltas: Map<string, number>;
+  /**
+   * The plan after the change has the applied plan's owners. Then the applied plan's list of them serves (in its
+   * order, which is the new plan's too: the planner lays peers out in name order).
+   */
+  sameOwners: boolean;
+}
+
+/**
+ * `change`'s OwnerShift: O(change), once the applied plan's objects are counted per owner (once per applied plan;
+ * swapIn keeps the counts up to date).
+ */
+function ownerShift(applied: IndexedPlan, change: PlanChange): OwnerShift {
+  const owned = (applied.owned ??= ownedCounts(applied.plan));
   const deltas = new Map<string, number>();
   const add = (owner: string | null, by: number): void => {
     if (owner !== null) deltas.set(owner, (deltas.get(owner) ?? 0) + by);
@@ -314,22 +332,12 @@ function ownerDeltas(change: PlanChange): Map<string, number> {
   for (const p of change.fresh.policies) add(p.owner, 1);
   for (const s of change.dropped.states) add(s.owner, -1);
   for (const p of change.dropped.policies) add(p.owner, -1);
-  return deltas;
-}
-
-/**
- * Does the plan after `change` have the applied plan's owners? Then the applied plan's list of them serves (in its
- * order, which is the new plan's too: the planner lays peers out in name order). O(change), once the applied plan's
- * objects are counted per owner (once per applied plan; swapIn keeps the counts up to date).
- */
-function sameOwners(applied: IndexedPlan, change: PlanChange): boolean {
-  const owned = (applied.owned ??= ownedCounts(applied.plan));
-  let same = true;
-  ownerDeltas(change).forEach((delta, owner) => {
+  let sameOwners = true;
+  deltas.forEach((delta, owner) => {
     const before = owned.get(owner) ?? 0;
-    if ((before === 0) !== (before + delta === 0)) same = false;
+    if ((before === 0) !== (before + delta === 0)) sameOwners = false;
   });
-  return same;
+  return { owned, deltas, sameOwners };
 }
 
 /** The planned objects of each owner (node-wide objects not counted). */
