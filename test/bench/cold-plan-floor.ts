@@ -6,7 +6,7 @@
 //            returns for the bench cluster, as object literals in one loop, with no screening, no memo, no
 //            distinctness check and no key derivation (one shared key buffer).
 // Run as a program it measures one part and prints one JSON line; bench:xfrm calls coldPlanFloor().
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { KeyEndpoint } from '../../src/keys/derive.js';
 import { requestPairKey, settlePairKeys } from '../../src/ipsec/pair-key-batch.js';
@@ -29,6 +29,7 @@ import { benchCluster, type BenchCluster } from './bench-cluster.js';
 import { inFreshProcess } from './fresh-process.js';
 import { median } from './median.js';
 import { underDaemonMemorySettings } from './daemon-memory-settings.js';
+import { runAsMain } from './run-as-main.js';
 
 type Part = 'keys' | 'objects';
 
@@ -281,12 +282,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().then(
-    (code) => (process.exitCode = code),
-    (e: unknown) => {
-      console.error(`cold-plan floor: ${e instanceof Error ? e.message : String(e)}`);
-      process.exitCode = 1;
-    },
-  );
-}
+runAsMain(import.meta.url, 'cold-plan floor', main);

@@ -3,7 +3,7 @@
 // --retained, what screening and the plan keep after a forced GC instead (the GCs would change the timings, so a
 // run measures one or the other). For A/B runs of two builds: run each build's copy alternately.
 //   node dist/test/bench/cold-plan-phases.js [--peers 5000] [--runs 9] [--retained]
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { allocatePeerIds } from '../../src/ipsec/peer-ids.js';
 import { screenPeers } from '../../src/ipsec/peer-screen.js';
@@ -13,6 +13,7 @@ import { benchCluster } from './bench-cluster.js';
 import { underDaemonMemorySettings } from './daemon-memory-settings.js';
 import { inFreshProcess } from './fresh-process.js';
 import { median } from './median.js';
+import { runAsMain } from './run-as-main.js';
 
 /** One run: milliseconds per phase, or MiB kept after each phase (--retained). */
 interface Phases {
@@ -91,12 +92,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().then(
-    (code) => (process.exitCode = code),
-    (e: unknown) => {
-      console.error(`cold-plan phases: ${e instanceof Error ? e.message : String(e)}`);
-      process.exitCode = 1;
-    },
-  );
-}
+runAsMain(import.meta.url, 'cold-plan phases', main);

@@ -16,7 +16,6 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { release, tmpdir } from 'node:os';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { KeyHistory } from '../../src/keys/key-history.js';
 import { allocatePeerIds } from '../../src/ipsec/peer-ids.js';
@@ -29,6 +28,7 @@ import { benchCluster, type BenchCluster } from './bench-cluster.js';
 import { coldPlanFloor } from './cold-plan-floor.js';
 import { describeMemorySettings, underDaemonMemorySettings } from './daemon-memory-settings.js';
 import type { XfrmKernel, XfrmMark, XfrmOp, XfrmOpResult, XfrmPolicy, XfrmState } from '../../src/xfrm/types.js';
+import { runAsMain } from './run-as-main.js';
 
 type Variant = 'policies' | 'full';
 
@@ -479,12 +479,4 @@ async function main(): Promise<number> {
 }
 
 // Run only as a program, not when imported (tests and scripts reuse the ip line renderers above).
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().then(
-    (code) => (process.exitCode = code),
-    (e: unknown) => {
-      console.error(`xfrm bench: ${e instanceof Error ? e.message : String(e)}`);
-      process.exitCode = 1;
-    },
-  );
-}
+runAsMain(import.meta.url, 'xfrm bench', main);
