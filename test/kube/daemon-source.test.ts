@@ -61,6 +61,16 @@ function usedBy(events: AuditEvent[], user: string): { used: Set<string>; denied
   return { used, denied };
 }
 
+/** The request URIs of the daemon's lists, in the order the audit log has them. */
+function listUris(events: readonly AuditEvent[]): string[] {
+  return events.filter((e) => e.user.username === SA_USER && e.verb === 'list').map((e) => e.requestURI);
+}
+
+/** The resourceVersion a list asked for; "(latest)" without one. */
+function listVersion(uri: string): string {
+  return new URL(uri, 'https://x').searchParams.get('resourceVersion') ?? '(latest)';
+}
+
 // A control plane starts in 5–30 s on a loaded two-core machine; every step is a real request.
 t.setTimeout(600_000);
 t.test('daemon Kubernetes source on a real API server, with rbac.yaml only', controlPlaneSkip(), async (t) => {
@@ -86,6 +96,17 @@ t.test('daemon Kubernetes source on a real API server, with rbac.yaml only', con
   await source.start(() => undefined);
   t.teardown(() => source.stop());
   await waitFor('initial sync', () => source.view().synced);
+  // The first lists ask for any version: the server answers them from its watch cache, not with reads of etcd.
+  await waitFor('the first lists in the audit log', () => listUris(cp.auditEvents()).length >= 4, 20_000).catch(
+    () => undefined,
+  );
+  t.same(
+    listUris(cp.auditEvents())
+      .map((uri) => `${uri.split('?')[0]} ${listVersion(uri)}`)
+      .sort(),
+    [`/api/v1/namespaces 0`, `/api/v1/nodes 0`, `/api/v1/pods 0`, `${NODE_INFO_PATH} 0`],
+    'each kind listed once, at resourceVersion=0',
+  );
 
   const v = source.view();
   t.same(v.problems, []);
@@ -202,6 +223,7 @@ t.test('daemon Kubernetes source on a real API server, with rbac.yaml only', con
     await waitFor('every kind watching', () => Object.values(source.watchStats()).every((w) => w.watching), 60_000);
     const lists = total('lists');
     const gone = total('gone');
+    const listsLogged = listUris(cp.auditEvents()).length;
     proxy.cut();
     await cp.call('DELETE', `${NODE_INFO_PATH}/node-3`);
     await createPod(cp, 'mesh', 'p5', 'node-1', '10.244.1.13');
@@ -233,6 +255,18 @@ t.test('daemon Kubernetes source on a real API server, with rbac.yaml only', con
     t.comment(`watch stats: ${JSON.stringify(source.watchStats())}`);
     t.equal(total('gone') - gone, 4, 'every kind resumed from a compacted version and was told 410');
     t.equal(total('lists') - lists, 4, 'and each relisted once');
+    await waitFor(
+      'the relists in the audit log',
+      () => listUris(cp.auditEvents()).length >= listsLogged + 4,
+      20_000,
+    ).catch(() => undefined);
+    t.same(
+      listUris(cp.auditEvents())
+        .slice(listsLogged)
+        .map((uri) => listVersion(uri)),
+      ['(latest)', '(latest)', '(latest)', '(latest)'],
+      'told 410, each relist read the latest version (no resourceVersion)',
+    );
     t.same(source.view().problems, []);
   });
 

@@ -56,6 +56,22 @@ function metaKey(obj: unknown): string | undefined {
   return ns === undefined ? name : `${ns}/${name}`;
 }
 
+/**
+ * The object without metadata.managedFields (server-side apply's record of who set which field), which nothing
+ * here reads: on a real API server it is most of a KmeshNodeInfo's metadata, kept for each of 5,000 peers. The
+ * object as parsed is ours; its metadata is replaced by a copy without the field (deleting it in place could
+ * leave the metadata a slower, larger dictionary object). Writes never send a cached object back.
+ */
+function withoutManagedFields(obj: unknown): unknown {
+  const o = obj as { metadata?: unknown } | null;
+  const metadata = o?.metadata;
+  if (typeof metadata !== 'object' || metadata === null || !('managedFields' in metadata)) return obj;
+  const rest: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(metadata)) if (k !== 'managedFields') rest[k] = v;
+  (o as { metadata: object }).metadata = rest;
+  return obj;
+}
+
 function listResult(list: unknown): ListResult {
   const l = list as { items?: unknown[]; metadata?: { resourceVersion?: string } };
   return { items: l.items ?? [], resourceVersion: l.metadata?.resourceVersion ?? '' };
@@ -88,7 +104,13 @@ export class KubeSource implements ClusterSource {
 
   private watchOps(path: string, query: Record<string, string>, keep?: (obj: unknown) => boolean): ReflectorOps {
     return {
-      list: async () => listResult(await this.api.request('GET', withQuery(path, query))),
+      list: async (resourceVersion) =>
+        listResult(
+          await this.api.request(
+            'GET',
+            withQuery(path, resourceVersion === '' ? query : { ...query, resourceVersion }),
+          ),
+        ),
       watch: (resourceVersion, onEvent: (e: WatchEvent) => void, onDone) =>
         watch(
           this.api,
@@ -98,6 +120,7 @@ export class KubeSource implements ClusterSource {
           onDone,
         ),
       key: metaKey,
+      trim: withoutManagedFields,
       ...(keep ? { keep } : {}),
     };
   }
