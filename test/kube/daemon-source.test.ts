@@ -136,7 +136,25 @@ t.test('daemon Kubernetes source on a real API server, with rbac.yaml only', con
   t.equal(again.metadata.resourceVersion, stored.metadata.resourceVersion, 'unchanged spec: no write');
   await source.publishNodeInfo({ ...info, spi: 2 });
   t.equal(((await cp.call('GET', `${NODE_INFO_PATH}/node-1`)) as { spec: { spi: number } }).spec.spi, 2);
-  await waitFor('own object in the view', () => source.view().nodeInfos.some((i) => i.name === 'node-1'));
+  await waitFor('own object in the view, as last written', () =>
+    source
+      .view()
+      .nodeInfos.some((i) => i.name === 'node-1' && (i.object as { spec?: { spi?: number } }).spec?.spi === 2),
+  );
+  // The server records who set which field (managedFields); the cache drops it and keeps the rest.
+  const served = (await cp.call('GET', `${NODE_INFO_PATH}/node-1`)) as { metadata: Record<string, unknown> };
+  const cached = source.view().nodeInfos.find((i) => i.name === 'node-1')?.object as {
+    metadata: Record<string, unknown>;
+    spec: { spi: number };
+  };
+  t.ok(Array.isArray(served.metadata.managedFields), 'the API server sends managedFields');
+  t.same(
+    Object.keys(cached.metadata).sort(),
+    Object.keys(served.metadata)
+      .filter((k) => k !== 'managedFields')
+      .sort(),
+  );
+  t.equal(cached.spec.spi, 2, 'the rest as served');
 
   // Status through the status subresource: schema-valid, the spec untouched; unchanged: no write.
   const keyStatus = nodeKeyStatus({
