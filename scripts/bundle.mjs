@@ -16,28 +16,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
-import { lazyImports } from './esbuild-lazy-imports.mjs';
+import { bundleOptions } from './bundle-options.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const BUNDLES = [
   { entry: 'dist/src/cli/kmeshctl.js', outfile: 'dist/src/cli/kmeshctl.bundle.cjs' },
   { entry: 'dist/src/daemon/main.js', outfile: 'dist/src/daemon/kmesh-daemon.bundle.cjs' },
 ];
-
-const clientNodeLazy = lazyImports({
-  importer: /node_modules[\\/]@kubernetes[\\/]client-node[\\/]dist[\\/][^\\/]+\.js$/,
-  modules: {
-    // Only makeApiClient needs these (14 MB of generated APIs and models); we make no generated calls.
-    './gen/index.js': 'runtime',
-    // applyToFetchOptions, proxy-url, azure/gcp token paths: CommonJS packages, required when first used.
-    'node-fetch': 'runtime',
-    'socks-proxy-agent': 'runtime',
-    hpagent: 'runtime',
-    'jsonpath-plus': 'runtime',
-    // The oidc auth plugin: an ES module, so bundled (works on every Node 20) but run only when used.
-    'openid-client': 'bundle',
-  },
-});
 
 for (const bundle of BUNDLES) {
   const entry = path.join(root, bundle.entry);
@@ -46,22 +31,7 @@ for (const bundle of BUNDLES) {
     process.stderr.write(`bundle: ${bundle.entry} is missing: run tsc first (npm run build:ts)\n`);
     process.exit(1);
   }
-  const result = await build({
-    entryPoints: [entry],
-    outfile,
-    bundle: true,
-    platform: 'node',
-    format: 'cjs',
-    target: 'node20',
-    // ES modules' import.meta.url, which a CommonJS bundle lacks: the bundle's own URL (same directory depth).
-    define: { 'import.meta.url': '__bundleUrl' },
-    banner: { js: "const __bundleUrl = require('node:url').pathToFileURL(__filename).href;" },
-    minify: false,
-    legalComments: 'inline',
-    logLevel: 'warning',
-    metafile: true,
-    plugins: [clientNodeLazy],
-  });
+  const result = await build(bundleOptions(entry, outfile));
   fs.rmSync(`${outfile}.v8cache`, { force: true });
   const bytes = Object.values(result.metafile.outputs)[0]?.bytes ?? fs.statSync(outfile).size;
   process.stdout.write(`bundle: ${bundle.outfile} (${(bytes / 1024).toFixed(0)} KiB)\n`);

@@ -1,7 +1,10 @@
 // `npm run bench:scale` (issue 15 item 2): one node daemon among 5,000 simulated peers (default; --peers N), above
-// the kernel adapters: the directory source (real files, fs.watch and its rescan), validation, the IPsec
-// controller and the reconcile loop with its real scheduler, over the in-memory XFRM kernel and datapath of
-// test/fakes (the kernel is not the subject here: bench:xfrm measures it). Prints:
+// the kernel adapters: a cluster source, validation, the IPsec controller and the reconcile loop with its real
+// scheduler, over the in-memory XFRM kernel and datapath of test/fakes (the kernel is not the subject here:
+// bench:xfrm measures it). The source (--source, test/bench/scale-clusters.ts): `dir` (default), the directory
+// source (real files, fs.watch and its rescan); `kube`, the Kubernetes source against a real kube-apiserver and
+// etcd started for the run (the control plane's binaries must be built: scripts/build-control-plane.sh), which
+// holds every peer's object as the API server serves it. Prints:
 //   1. start: time from the first key to the step in which every peer is reached with SPI 1, and its steps;
 //   2. memory: RSS and V8 heap after that (this process also holds the fake kernel's copy of every SA and
 //      policy and the fake datapath's BPF maps, which a real daemon leaves to the kernel: their share is
@@ -9,22 +12,20 @@
 //   3. a no-change step (the 30 s resync) and a step after one peer changed (written once the daemon's least gap
 //      between steps has passed: a change after a quiet spell);
 //   4. rotation: the key for SPI 2 arrives, then every peer advertises SPI 2 as 5,000 KmeshNodeInfo updates
-//      spread over --spread-ms (default 3000), written by another process as other nodes would: time from the
+//      spread over --spread-ms (default 3000; the API server may take longer to accept them), written by another
+//      process as other nodes would: time from the
 //      first update to the step that reflects all of them (every peer sent to with SPI 2), and how many steps it
 //      took (coalescing and the least gap between steps keep it small: the daemon's --min-step-gap, here
-//      --min-step-gap-ms, default the daemon's); then RSS and heap again, and what the directory scans read;
+//      --min-step-gap-ms, default the daemon's); then RSS and heap again, and what the source read (files, or
+//      lists and watches);
 //      with --idle-ms N, RSS and heap again after N ms idle (what V8's memory reducer gives back).
 // Before the bench's own files are written, the RSS of the process with everything loaded is printed as the
 // baseline. The last line sums it up. Figures only; nothing here asserts on time.
 // It runs under the daemon's memory settings (bin/heap-settings.js): started without its launch flags or
 // environment, it starts itself again with them, as the daemon's launcher does. RSS is read as the daemon would
 // have it, before the full GC the bench forces to read the live heap.
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import fsp from 'node:fs/promises';
 import { Session } from 'node:inspector';
-import os from 'node:os';
-import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { getHeapSpaceStatistics, setFlagsFromString, writeHeapSnapshot } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -34,39 +35,17 @@ import { IpsecAdapter } from '../../src/daemon/ipsec-port.js';
 import { ReconcileLoop, type LoopLogger } from '../../src/daemon/loop.js';
 import { DaemonMetrics } from '../../src/daemon/metrics.js';
 import type { HostNetwork } from '../../src/daemon/pod-interfaces.js';
-import { DirSource } from '../../src/daemon/sources/dir-source.js';
 import type { DaemonStatus } from '../../src/daemon/status.js';
 import { parseNodeInfo } from '../../src/ipsec/validate-peer.js';
 import type { IpsecKey } from '../../src/model/node.js';
 import { FakeDatapath } from '../fakes/fake-datapath.js';
 import { FakeXfrmKernel } from '../fakes/fake-xfrm-kernel.js';
 import { describeMemorySettings, underDaemonMemorySettings } from './daemon-memory-settings.js';
+import { DirScaleCluster, KubeScaleCluster, LOCAL, underlay, type ScaleCluster } from './scale-clusters.js';
 
 const say = (s: string): void => void process.stdout.write(`${s}\n`);
-const LOCAL = 'scale-node-00000';
-const peerName = (i: number): string => `scale-node-${String(i).padStart(5, '0')}`;
-/** Underlay 198.18.0.0/15 and pod CIDRs 10.x.y.0/24 for node i (0 = the local node). */
-const underlay = (i: number): string => `198.${18 + (i >> 16)}.${(i >> 8) & 0xff}.${i & 0xff}`;
-const podCidr = (i: number): string => `10.${(i >> 8) & 0xff}.${i & 0xff}.0/24`;
-const bootOf = (i: number, gen = 0): string =>
-  `550e8400-e29b-41d4-a716-${String(gen).padStart(4, '0')}${String(i).padStart(8, '0')}`;
-
 function key(spi: number): IpsecKey {
   return { spi, aeadKeyName: 'rfc4106(gcm(aes))', key: Buffer.alloc(36, 0x40 + spi), icvBits: 128 };
-}
-
-function nodeInfo(i: number, spi: number, gen = 0): object {
-  return {
-    apiVersion: 'kmesh.net/v1alpha1',
-    kind: 'KmeshNodeInfo',
-    metadata: { name: peerName(i), namespace: 'kmesh-system' },
-    spec: { spi, addresses: [underlay(i)], bootID: bootOf(i, gen), podCIDRS: [podCidr(i)] },
-  };
-}
-
-async function writeJson(file: string, obj: object): Promise<void> {
-  await fsp.writeFile(`${file}.tmp`, JSON.stringify(obj));
-  await fsp.rename(`${file}.tmp`, file);
 }
 
 const hostNetwork: HostNetwork = {
@@ -155,18 +134,21 @@ interface StepRecord {
 }
 
 interface BenchOptions {
+  source: 'dir' | 'kube';
   peers: number;
   spreadMs: number;
   idleMs: number;
   minStepGapMs: number;
 }
 
-async function bench({ peers, spreadMs, idleMs, minStepGapMs }: BenchOptions): Promise<void> {
-  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'kmesh-scale-'));
+async function bench({ source: sourceKind, peers, spreadMs, idleMs, minStepGapMs }: BenchOptions): Promise<void> {
+  // The cluster first (a control plane takes seconds to start): its processes are not this one's RSS.
+  const cluster: ScaleCluster =
+    sourceKind === 'kube' ? await KubeScaleCluster.create() : await DirScaleCluster.create();
+  const { source } = cluster;
   const steps: StepRecord[] = [];
   let waiter:
     { test: (s: DaemonStatus) => boolean; resolve: (r: StepRecord) => void; reject: (e: Error) => void } | undefined;
-  const source = new DirSource(dir, LOCAL);
   const kernel = new FakeXfrmKernel({ recordOps: false });
   const dp = new FakeDatapath({ interfaces: [{ name: 'eth0', ifindex: 2 }] });
   const ipsec = new IpsecAdapter(kernel, { graceMs: 60_000 });
@@ -219,18 +201,9 @@ async function bench({ peers, spreadMs, idleMs, minStepGapMs }: BenchOptions): P
   gc();
   const { rss: rssBefore, heapUsed: heapBefore } = process.memoryUsage();
   try {
-    for (const sub of ['nodes', 'namespaces', 'kmeshnodeinfos']) await fsp.mkdir(path.join(dir, sub));
-    await writeJson(path.join(dir, 'nodes', `${LOCAL}.json`), {
-      apiVersion: 'v1',
-      kind: 'Node',
-      metadata: { name: LOCAL, uid: 'uid-0' },
-      spec: { podCIDRs: [podCidr(0)] },
-      status: { addresses: [{ type: 'InternalIP', address: underlay(0) }], nodeInfo: { bootID: bootOf(0) } },
-    });
-    for (let i = 1; i <= peers; i++)
-      await writeJson(path.join(dir, 'kmeshnodeinfos', `${peerName(i)}.json`), nodeInfo(i, 1));
+    await cluster.seed(peers);
     say(
-      `# ${peers} peers in ${dir} (directory source, fake XFRM kernel and datapath); node ${process.version}; ` +
+      `# ${peers} peers (${cluster.description}; fake XFRM kernel and datapath); node ${process.version}; ` +
         `RSS before the start ${mib(rssBefore)} (V8 heap used ${mib(heapBefore)})`,
     );
 
@@ -270,8 +243,9 @@ async function bench({ peers, spreadMs, idleMs, minStepGapMs }: BenchOptions): P
     // A change after a quiet spell: later than the least gap after the no-change step, so it is applied at once.
     await new Promise((r) => setTimeout(r, minStepGapMs));
     t0 = performance.now();
-    await writeJson(path.join(dir, 'kmeshnodeinfos', `${peerName(changed)}.json`), nodeInfo(changed, 1, 1));
-    const onePeer = await until(`the new boot ID of ${peerName(changed)}`, () => true);
+    await cluster.writeOne({ i: changed, spi: 1, gen: 1 });
+    // The step that wrote its new SAs (in a cluster, the daemon's own status writes come back as steps too).
+    const onePeer = await until(`the new boot ID of peer ${changed}`, () => kernel.writes > writes1);
     await loop.idle();
     say(
       `one peer changed (new boot ID): ${(onePeer.at - t0).toFixed(0)} ms from the write to its step ` +
@@ -284,12 +258,8 @@ async function bench({ peers, spreadMs, idleMs, minStepGapMs }: BenchOptions): P
     const firstRotationStep = steps.length;
     const stopProfile = await allocationProfile();
     const reached = until('SPI 2 to every peer', allOn(2));
-    const written = await writeFromAnotherProcess(
-      Array.from({ length: peers }, (_, k) => {
-        const i = k + 1;
-        const file = path.join(dir, 'kmeshnodeinfos', `${peerName(i)}.json`);
-        return [file, JSON.stringify(nodeInfo(i, 2, i === changed ? 1 : 0))] as [string, string];
-      }),
+    const written = await cluster.writeAll(
+      Array.from({ length: peers }, (_, k) => ({ i: k + 1, spi: 2, gen: k + 1 === changed ? 1 : 0 })),
       50,
       spreadMs / 50,
     );
@@ -328,7 +298,7 @@ async function bench({ peers, spreadMs, idleMs, minStepGapMs }: BenchOptions): P
       `memory after the rotation: RSS ${mib(rssEnd)} (${mib(end.rss)} after a forced full GC), V8 heap used ${mib(end.heapUsed)} of ${mib(end.heapTotal)} ` +
         `committed, external ${mib(end.external)}; ${fakeContents(kernel, dp)} ~${mib(fakeEnd)} of it; RSS less that: ${mib(rssEnd - fakeEnd)}; ` +
         `peak RSS so far ${mib(peakRss)} (${mib(peakRss - fakeEnd)} less the fakes' share); ` +
-        `directory scans: ${scanCost(source)}`,
+        cluster.readCost(),
     );
     if (process.env.KMESH_SCALE_DEBUG) say(`# heap spaces: ${heapSpaces()}; resident: ${residentByMapping()}`);
     if (idleLine) say(`${idleLine}; RSS less the fakes' share: ${mib(idleRss - fakeEnd)}`);
@@ -341,66 +311,8 @@ async function bench({ peers, spreadMs, idleMs, minStepGapMs }: BenchOptions): P
     );
   } finally {
     await loop.stop();
-    await source.stop();
-    fs.rmSync(dir, { recursive: true, force: true });
+    await cluster.stop();
   }
-}
-
-/** The writer of the rotation's updates, run apart: node's own script text (no build step), stdin JSON in. */
-const WRITER = `
-const fs = require('node:fs');
-let input = '';
-process.stdin.on('data', (d) => (input += d));
-process.stdin.on('end', async () => {
-  const { files, batches, pauseMs } = JSON.parse(input);
-  const first = performance.timeOrigin + performance.now();
-  const per = Math.ceil(files.length / batches);
-  let last = first;
-  for (let b = 0; b < batches; b++) {
-    if (b > 0) await new Promise((r) => setTimeout(r, pauseMs));
-    for (const [file, text] of files.slice(b * per, (b + 1) * per)) {
-      fs.writeFileSync(file + '.tmp', text);
-      fs.renameSync(file + '.tmp', file);
-    }
-    last = performance.timeOrigin + performance.now();
-  }
-  process.stdout.write(\`\${first} \${last}\`);
-});
-`;
-
-/**
- * Writes the files (atomically, in `batches` batches `pauseMs` apart) from another process, as other nodes'
- * daemons would: a step of the daemon under test, which holds this thread, does not hold up the writes (it did
- * when they were written from here: one batch per step). Resolves with when the first and the last batch were
- * written, on this process's performance.now() clock.
- */
-function writeFromAnotherProcess(
-  files: [string, string][],
-  batches: number,
-  pauseMs: number,
-): Promise<{ first: number; last: number }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['-e', WRITER], { stdio: ['pipe', 'pipe', 'inherit'] });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) =>
-      code === 0 && /^[\d.]+ [\d.]+$/.test(out)
-        ? resolve(toLocal(out))
-        : reject(new Error(`the writer process exited with ${code}`)),
-    );
-    const toLocal = (text: string) => {
-      const [first, last] = text.split(' ').map((t) => Number(t) - performance.timeOrigin) as [number, number];
-      return { first, last };
-    };
-    child.stdin.end(JSON.stringify({ files, batches, pauseMs }));
-  });
-}
-
-/** What the directory source's scans cost so far: scans, full rereads, files read. */
-function scanCost(source: DirSource): string {
-  const s = source.scanStats();
-  return `${s.scans} scans (${s.fullScans} full), ${s.filesRead} files read, ${s.filesChanged} changed`;
 }
 
 /**
@@ -444,12 +356,15 @@ function fakeContents(kernel: FakeXfrmKernel, dp: FakeDatapath): string {
 async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
+      source: { type: 'string', default: 'dir' },
       peers: { type: 'string', default: '5000' },
       'spread-ms': { type: 'string', default: '3000' },
       'idle-ms': { type: 'string', default: '0' },
       'min-step-gap-ms': { type: 'string', default: String(DEFAULT_MIN_STEP_GAP_MS) },
     },
   });
+  const sourceKind = values.source;
+  if (sourceKind !== 'dir' && sourceKind !== 'kube') throw new Error(`--source ${sourceKind} is not dir or kube`);
   const peers = Number(values.peers);
   const spreadMs = Number(values['spread-ms']);
   if (!Number.isInteger(peers) || peers < 1 || peers > 60000)
@@ -465,7 +380,7 @@ async function main(): Promise<number> {
   if (code !== undefined) return code;
   say(`# ${describeMemorySettings()}`);
   setFlagsFromString('--expose-gc');
-  await bench({ peers, spreadMs, idleMs, minStepGapMs });
+  await bench({ source: sourceKind, peers, spreadMs, idleMs, minStepGapMs });
   return 0;
 }
 
