@@ -139,6 +139,31 @@ t.test('kube source: sync, publish, watch, resume', async (t) => {
     spec: { spi: 2, addresses: ['198.18.0.2'], bootID: BOOT, podCIDRS: ['10.244.2.0/24'] },
   });
   await until('peer seen', () => source.view().nodeInfos.some((i) => i.name === 'node-2'));
+  // Nothing changed: the same view. One peer changed: a new view, in which the others' entries are the same.
+  const settled = source.view();
+  t.equal(source.view(), settled, 'no change: the last view again');
+  const ownEntry = settled.nodeInfos.find((i) => i.name === 'node-1');
+  api.put('kmeshnodeinfos', {
+    apiVersion: 'kmesh.net/v1alpha1',
+    kind: 'KmeshNodeInfo',
+    metadata: { name: 'node-2', namespace: 'kmesh-system' },
+    spec: { spi: 3, addresses: ['198.18.0.2'], bootID: BOOT, podCIDRS: ['10.244.2.0/24'] },
+  });
+  await until('peer change seen', () =>
+    source.view().nodeInfos.some((i) => i.name === 'node-2' && (i.object as { spec: { spi: number } }).spec.spi === 3),
+  );
+  const changed = source.view();
+  t.not(changed, settled, 'a change: a new view');
+  t.equal(
+    changed.nodeInfos.find((i) => i.name === 'node-1'),
+    ownEntry,
+    'an unchanged object keeps its entry',
+  );
+  t.same(
+    changed.nodeInfos.map((i) => i.name),
+    settled.nodeInfos.map((i) => i.name),
+    'in the same order',
+  );
   api.put('pods', {
     metadata: { name: 'p3', namespace: 'default' },
     spec: { nodeName: 'node-1' },

@@ -68,6 +68,7 @@ export class Reflector {
   private lastRvGone = false;
   /** The resourceVersion each list asked for, the last 16 (tests). */
   readonly listVersions: string[] = [];
+  private changes = 0;
 
   constructor(
     readonly name: string,
@@ -82,6 +83,11 @@ export class Reflector {
 
   get synced(): boolean {
     return this.listed;
+  }
+
+  /** How many times the cache changed (a list, an added, changed or deleted object): same count, same objects. */
+  get changeCount(): number {
+    return this.changes;
   }
 
   /** A watch is open (the server accepted it and has not ended it). */
@@ -136,6 +142,7 @@ export class Reflector {
       this.listed = true;
       this.lastRv = listed.resourceVersion;
       this.lastRvGone = false;
+      this.changes++;
       this.onChange();
     } catch (err) {
       if (versionGone(err)) this.lastRvGone = true;
@@ -227,6 +234,7 @@ export class Reflector {
       default:
         return; // BOOKMARK: nothing to cache.
     }
+    this.changes++;
     this.onChange();
   }
 }
