@@ -64,12 +64,14 @@ export const DEFAULT_STATE_DIR = '/run/kmesh-ipsec';
 export const DEFAULT_ROTATION_GRACE_SECONDS = DEFAULT_ROTATION_GRACE_MS / 1000;
 export const DEFAULT_RESYNC_SECONDS = 30;
 /**
- * --min-step-gap default: off (steps back to back, as before the flag). With 250 ms, which takes a rotation's
- * 5,000 updates in 8-11 steps instead of 11-64 (bench:scale), the rotation fault suite (test/vm/suites/
- * e2e-rotation-ack) lost 12-49 pings on kernel 6.12 in 2 of 3 runs (XfrmInNoStates and XfrmInNoPols on the nodes
- * talking to the frozen one); with 0 it passed. Until that is understood the gap is opt-in.
+ * --min-step-gap default: 250 ms. A burst of changes then costs a step at most every 250 ms plus the step, not one
+ * per arriving change. Through the Kubernetes source at 5,000 peers (bench:scale --source kube, a real API server
+ * accepting a rotation's 5,000 updates over ~18 s) a rotation took 118-145 steps back to back and left the daemon
+ * at 152-162 MiB RSS right after it; with 250 ms, 36-43 steps and 144-145 MiB, every peer still on the new SPI
+ * 0.2 s after the last update (docs/benchmarks.md, fifteenth session). The packet losses once seen with 250 were
+ * the window after convergence closed in the seventh session, not the gap.
  */
-export const DEFAULT_MIN_STEP_GAP_MS = 0;
+export const DEFAULT_MIN_STEP_GAP_MS = 250;
 /** --min-step-gap upper bound: a gap beyond this would delay every change noticeably. */
 export const MAX_MIN_STEP_GAP_MS = 10_000;
 /** --rotation-retirement values. */

@@ -239,7 +239,7 @@ function buildProgram(out: { text: string }): Command {
     .addOption(
       new Option(
         '--min-step-gap <ms>',
-        'least time from the end of one reconcile step to the start of the next: a change after a quiet spell is applied at once, a burst of changes (a rotation) in steps at most this often; 0 = back to back (see the README before raising it)',
+        'least time from the end of one reconcile step to the start of the next: a change after a quiet spell is applied at once, a burst of changes (a rotation) in steps at most this often; 0 = back to back',
       )
         .default(DEFAULT_MIN_STEP_GAP_MS)
         .argParser(parseMinStepGap),

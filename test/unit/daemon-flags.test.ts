@@ -89,7 +89,7 @@ t.test('every other flag', (t) => {
     7200,
     'not given: raised to the grace period',
   );
-  t.equal(c.minStepGapMs, 0, 'steps back to back by default');
+  t.equal(c.minStepGapMs, 250, 'a burst is taken in steps at most every 250 ms by default');
   t.equal(config(['--min-step-gap=250']).minStepGapMs, 250);
   t.equal(config(['--min-step-gap=0']).minStepGapMs, 0, '0: steps back to back');
   t.equal(config(['--min-step-gap=10000']).minStepGapMs, 10000);
