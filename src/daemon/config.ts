@@ -67,8 +67,8 @@ export const DEFAULT_RESYNC_SECONDS = 30;
  * --min-step-gap default: 250 ms. A burst of changes then costs a step at most every 250 ms plus the step, not one
  * per arriving change. Through the Kubernetes source at 5,000 peers (bench:scale --source kube, a real API server
  * accepting a rotation's 5,000 updates over ~18 s) a rotation took 118-145 steps back to back and left the daemon
- * at 152-162 MiB RSS right after it; with 250 ms, 36-43 steps and 144-145 MiB, every peer still on the new SPI
- * 0.2 s after the last update (docs/benchmarks.md, fifteenth session). The packet losses once seen with 250 were
+ * at 152-162 MiB RSS right after it; with 250 ms, 31-43 steps and 144-148 MiB, every peer still on the new SPI
+ * 0.07-0.25 s after the last update (docs/benchmarks.md, fifteenth session). The packet losses once seen with 250 were
  * the window after convergence closed in the seventh session, not the gap.
  */
 export const DEFAULT_MIN_STEP_GAP_MS = 250;
