@@ -37,7 +37,7 @@ export const KUBE_SOURCE_API_CALLS: readonly { group: string; resource: string; 
   { group: KMESH_NODE_INFO.group, resource: `${KMESH_NODE_INFO.plural}/status`, verbs: ['update'] },
 ];
 
-/** Seconds after which the server ends a watch (we then relist): bounds how stale a silent connection can get. */
+/** Seconds after which the server ends a watch (we then resume it): bounds how stale a silent connection can get. */
 const WATCH_TIMEOUT_SECONDS = 300;
 /** Deadline of a list or a write (429/503 answers are retried within it; the reflector retries the rest). */
 const REQUEST_TIMEOUT_MS = 60_000;
