@@ -133,12 +133,10 @@ export class DirScaleCluster implements ScaleCluster {
 
   async seed(peers: number): Promise<void> {
     for (const sub of ['nodes', 'namespaces', 'kmeshnodeinfos']) await fsp.mkdir(path.join(this.dir, sub));
+    // The Node as the API server would hold it, with the uid it would have given it.
     await writeJson(path.join(this.dir, 'nodes', `${LOCAL}.json`), {
-      apiVersion: 'v1',
-      kind: 'Node',
+      ...nodeObject(LOCAL, underlay(0), podCidr(0), bootOf(0)),
       metadata: { name: LOCAL, uid: 'uid-0' },
-      spec: { podCIDRs: [podCidr(0)] },
-      status: { addresses: [{ type: 'InternalIP', address: underlay(0) }], nodeInfo: { bootID: bootOf(0) } },
     });
     for (let i = 1; i <= peers; i++) await writeJson(this.file(i), nodeInfo(i, 1));
   }
