@@ -24,7 +24,7 @@ import {
 } from './ownership.js';
 import { sameTexts, screenPeers, type PeerRejection, type ScreenedPeer, type Tunnel } from './peer-screen.js';
 import { chooseSendSpi, type SendChoice } from './rotation.js';
-import { PlanIdentities } from './plan-identities.js';
+import { TunnelIdentities } from './tunnel-identities.js';
 
 export interface PlannerOptions {
   reqid: number;
@@ -155,14 +155,14 @@ export function planScreened(input: ScreenedPlanInput): XfrmPlan {
   const known = lastIdentities;
   lastIdentities = undefined;
   const epoch = ++planEpoch;
-  // With no identities of the last plan to update (a first plan, or after a failed check), every object is checked:
-  // as its tunnel is put in the plan, not in a pass over the whole plan afterwards. The check is the same; run
-  // beside the planning, its code warms up with the planning's instead of starting cold in a loop of its own (a
-  // first 5,000-peer plan: ~30 ms in that loop). A clash then fails the plan where it is found.
-  const whole = known === undefined ? new PlanIdentities() : undefined;
+  // With no identities of the last plan to update (a first plan, or after a failed check), every tunnel is checked
+  // (tunnel-identities.ts): as it is put in the plan, not in a pass over the whole plan afterwards. The check is the
+  // same; run beside the planning, its code warms up with the planning's instead of starting cold in a loop of its
+  // own (a first 5,000-peer plan: ~30 ms in that loop). A clash then fails the plan where it is found.
+  const whole = known === undefined ? new TunnelIdentities() : undefined;
   if (whole !== undefined) {
     distinctChecks++;
-    for (let i = 0; i < nPolicies; i++) whole.addPolicy((policies[i] as PlannedPolicy).policy);
+    for (let i = 0; i < nPolicies; i++) whole.addBlock((policies[i] as PlannedPolicy).policy);
   }
   /** The memos of the last plan that this plan replaced (their tunnels not reused are gone). */
   const replaced: PeerPlanMemo[] = [];
@@ -181,7 +181,7 @@ export function planScreened(input: ScreenedPlanInput): XfrmPlan {
         for (let i = 0; i < memo.tunnels.length; i++) {
           const t = memo.tunnels[i] as TunnelPlan;
           t.usedIn = epoch;
-          if (whole !== undefined) register(whole, t);
+          if (whole !== undefined) whole.add(t);
           nStates = putAll(states, nStates, t.states);
           nPolicies = putAll(policies, nPolicies, t.policies);
         }
@@ -225,7 +225,7 @@ export function planScreened(input: ScreenedPlanInput): XfrmPlan {
           epoch,
         );
         tunnelPlans[t] = planned;
-        if (whole !== undefined) register(whole, planned);
+        if (whole !== undefined) whole.add(planned);
         if (!lastCallReused) fresh.push(planned);
         nStates = putAll(states, nStates, planned.states);
         nPolicies = putAll(policies, nPolicies, planned.policies);
@@ -252,14 +252,14 @@ export function planScreened(input: ScreenedPlanInput): XfrmPlan {
     peerPlans.delete(name);
   });
   lastContext = { local, keys, opts };
-  // The identities of the last plan's objects, updated with the tunnels that changed when the node-wide policies
+  // The identities of the last plan's tunnels, updated with the tunnels that changed when the node-wide policies
   // are the same (same local families); else checked afresh for the whole plan (during the planning when there were
   // none to update). Dropped first, so a failed check leaves none behind and the next plan checks afresh.
   const familiesText = families.join(',');
   if (known !== undefined && familiesText === lastPlanFamilies && fresh.length + gone.length <= MAX_TUNNEL_UPDATES) {
     if (fresh.length + gone.length > 0) {
-      for (const p of gone) forget(known, p);
-      for (const p of fresh) register(known, p);
+      for (const p of gone) known.remove(p);
+      for (const p of fresh) known.add(p);
       identityUpdates++;
     }
     lastIdentities = known;
@@ -267,7 +267,7 @@ export function planScreened(input: ScreenedPlanInput): XfrmPlan {
     lastIdentities = whole;
   } else {
     distinctChecks++;
-    lastIdentities = identitiesOf(states, policies);
+    lastIdentities = identitiesOf(policies, families.length, peerPlans);
   }
   lastPlanFamilies = familiesText;
   peers.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
@@ -375,18 +375,18 @@ interface TunnelPlan {
 }
 /** Counts plans: the epoch stamped on the memo entries a plan uses (no set of them is built per plan). */
 let planEpoch = 0;
-/** The kernel identities of the last plan's objects (it was distinct), and the local families it was planned for. */
-let lastIdentities: PlanIdentities | undefined;
+/** The kernel identities the last plan's tunnels take (they were distinct), and the local families it was planned for. */
+let lastIdentities: TunnelIdentities | undefined;
 let lastPlanFamilies = '';
 /** More tunnels than this planned afresh or dropped: the whole plan is checked, not the change. */
 const MAX_TUNNEL_UPDATES = 512;
 let distinctChecks = 0;
 let identityUpdates = 0;
-/** How many plans checked every object for distinctness (tests: an unchanged or small change skips it). */
+/** How many plans checked every tunnel for distinct identities (tests: an unchanged or small change skips it). */
 export function plannerDistinctChecks(): number {
   return distinctChecks;
 }
-/** How many plans checked only the objects of the tunnels that changed (tests). */
+/** How many plans checked only the tunnels that changed (tests). */
 export function plannerIdentityUpdates(): number {
   return identityUpdates;
 }
@@ -786,23 +786,19 @@ function inboundPolicy(
   };
 }
 
-// Indexed loops below and in planTunnel: a first plan runs them before V8 optimises them, and for-of then
+// Indexed loops here and in planTunnel: a first plan runs them before V8 optimises them, and for-of then
 // allocates an iterator and a result object per element (~12 MiB of a cold 5,000-peer plan's 75).
 
-/** The identities of a whole plan; throws when two planned objects share one. */
-function identitiesOf(states: readonly PlannedState[], policies: readonly PlannedPolicy[]): PlanIdentities {
-  const identities = new PlanIdentities();
-  for (let i = 0; i < states.length; i++) identities.addState((states[i] as PlannedState).state);
-  for (let i = 0; i < policies.length; i++) identities.addPolicy((policies[i] as PlannedPolicy).policy);
+/** The identities of a whole plan (its block policies first in `policies`, and its peers' memos); throws on a clash. */
+function identitiesOf(
+  policies: readonly PlannedPolicy[],
+  blocks: number,
+  memos: ReadonlyMap<string, PeerPlanMemo>,
+): TunnelIdentities {
+  const identities = new TunnelIdentities();
+  for (let i = 0; i < blocks; i++) identities.addBlock((policies[i] as PlannedPolicy).policy);
+  memos.forEach((m) => {
+    for (let i = 0; i < m.tunnels.length; i++) identities.add(m.tunnels[i] as TunnelPlan);
+  });
   return identities;
-}
-
-function register(identities: PlanIdentities, p: TunnelPlan): void {
-  for (let i = 0; i < p.states.length; i++) identities.addState((p.states[i] as PlannedState).state);
-  for (let i = 0; i < p.policies.length; i++) identities.addPolicy((p.policies[i] as PlannedPolicy).policy);
-}
-
-function forget(identities: PlanIdentities, p: TunnelPlan): void {
-  for (let i = 0; i < p.states.length; i++) identities.removeState((p.states[i] as PlannedState).state);
-  for (let i = 0; i < p.policies.length; i++) identities.removePolicy((p.policies[i] as PlannedPolicy).policy);
 }

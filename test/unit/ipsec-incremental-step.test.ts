@@ -1,6 +1,6 @@
 // A step that changes a few peers does work for those peers only (issue 15): screening screens the changed
 // peers (src/ipsec/peer-screen.ts), the planner checks the identities of the changed tunnels
-// (src/ipsec/plan-identities.ts) and the kept kernel view diffs the changed objects against the part of the
+// (src/ipsec/tunnel-identities.ts) and the kept kernel view diffs the changed objects against the part of the
 // kernel they touch (src/ipsec/kept-xfrm-view.ts). Each must give exactly what the whole computation gives. A
 // seeded random walk of cluster changes — peers joining, leaving, rebooting, moving address or pod CIDR,
 // rotating, clashing with another peer, turning invalid — and of the held keys is run through all three, and after
