@@ -20,6 +20,7 @@ import {
 import { TunnelIdentities, type TunnelObjects } from '../../src/ipsec/tunnel-identities.js';
 import { lookupMark, policyIdentity, stateBucket } from '../../src/xfrm/identity.js';
 import { makeKey, makeNode } from '../fakes/ipsec-fixtures.js';
+import { prng } from '../fakes/prng.js';
 import { makeInboundSa, makeOutboundSa, makeOutPolicy } from '../fakes/xfrm-objects.js';
 
 const local = makeNode(1, { addresses: ['198.18.0.1', 'fd00::1'], podCIDRs: ['10.244.1.0/24', 'fd00:10:1::/64'] });
@@ -36,17 +37,6 @@ function sharedIdentities(plan: XfrmPlan): string[] {
   for (const s of plan.states) note(`state ${stateBucket(s.state)}|${lookupMark(s.state.mark)}`);
   for (const p of plan.policies) note(`policy ${policyIdentity(p.policy)}`);
   return twice;
-}
-
-/** A deterministic generator (mulberry32), so a failure names a case that can be run again. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const POOLS = {
@@ -117,7 +107,7 @@ function verdict(input: ScreenedPlanInput): XfrmPlan | string {
 
 /** Leaves the planner with no identities of a last plan: its next plan is checked whole, as a first plan. */
 function forgetIdentities(): void {
-  const twin = drawPeer(random(1), 50);
+  const twin = drawPeer(prng(1), 50);
   const clash = inputOf([twin, { ...twin, peer: { ...twin.peer, node: { ...twin.peer.node, name: 'node-51' } } }]);
   if (typeof verdict(clash) !== 'string') throw new Error('the clash meant to drop the identities planned');
 }
@@ -131,7 +121,7 @@ t.test('the planner fails a plan exactly when two of its objects share an identi
   let clashes = 0;
   let plans = 0;
   for (let seed = 1; seed <= 400; seed++) {
-    const next = random(seed);
+    const next = prng(seed);
     const drawn: { peer: ScreenedPeer; peerId: number }[] = [];
     const count = 1 + Math.floor(next() * 4);
     for (let i = 0; i < count; i++) drawn.push(drawPeer(next, 2 + i));

@@ -13,20 +13,10 @@ import { parseAddress } from '../../src/xfrm/netlink-address.js';
 import { parseAck, splitMessages, type NetlinkMessage } from '../../src/xfrm/netlink-wire.js';
 import type { XfrmPolicy, XfrmState } from '../../src/xfrm/types.js';
 import { aead, makeInboundSa } from '../fakes/xfrm-objects.js';
+import { prng } from '../fakes/prng.js';
 
 const fixture = (name: string): { hex: string } =>
   JSON.parse(readFileSync(new URL(`fixtures/xfrm/${name}`, import.meta.url), 'utf8')) as { hex: string };
-
-/** Deterministic PRNG (mulberry32), so a failure reproduces. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const INTERESTING = [0, 1, 3, 4, 7, 8, 0x7f, 0x80, 0xff, 0x100, 0xfff0, 0xffff, 0xffffffff];
 
