@@ -16,7 +16,7 @@ import { median } from './median.js';
 import { runAsMain } from './run-as-main.js';
 
 /** One run: milliseconds per phase, or MiB kept after each phase (--retained). */
-interface Phases {
+export interface Phases {
   ids: number;
   screen: number;
   plan: number;
@@ -48,6 +48,22 @@ function measure(peers: number, retained: boolean): Phases {
   return { ids: t1 - t0, screen: t2 - t1, plan: t3 - t2, states: plan.states.length, policies: plan.policies.length };
 }
 
+/**
+ * `runs` cold plans of the bench cluster, each in a fresh process (this program as a child, under the daemon's
+ * memory settings), timed or weighed (`retained`, which needs --expose-gc: added here) phase by phase.
+ */
+export async function coldPlans(peers: number, runs: number, retained = false): Promise<Phases[]> {
+  const args = ['--child', '--peers', String(peers), ...(retained ? ['--retained'] : [])];
+  const all: Phases[] = [];
+  for (let r = 0; r < runs; r++) {
+    all.push(await inFreshProcess<Phases>(fileURLToPath(import.meta.url), args, retained ? ['--expose-gc'] : []));
+  }
+  return all;
+}
+
+/** The three phases of a run together. */
+export const together = (p: Phases): number => p.ids + p.screen + p.plan;
+
 async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
@@ -69,25 +85,17 @@ async function main(): Promise<number> {
     return 0;
   }
   const unit = values.retained ? 'MiB kept' : 'ms';
-  const args = ['--child', '--peers', String(peers), ...(values.retained ? ['--retained'] : [])];
-  const all: Phases[] = [];
-  for (let r = 0; r < runs; r++) {
-    const p = await inFreshProcess<Phases>(
-      fileURLToPath(import.meta.url),
-      args,
-      values.retained ? ['--expose-gc'] : [],
-    );
-    all.push(p);
+  const all = await coldPlans(peers, runs, values.retained);
+  all.forEach((p, r) =>
     console.log(
       `# run ${r + 1}: peer ids ${p.ids.toFixed(1)}, screening ${p.screen.toFixed(1)}, plan ${p.plan.toFixed(1)}, ` +
-        `together ${(p.ids + p.screen + p.plan).toFixed(1)} ${unit} (${p.states} SAs, ${p.policies} policies)`,
-    );
-  }
+        `together ${together(p).toFixed(1)} ${unit} (${p.states} SAs, ${p.policies} policies)`,
+    ),
+  );
   const m = (k: 'ids' | 'screen' | 'plan'): string => median(all.map((p) => p[k])).toFixed(1);
-  const together = median(all.map((p) => p.ids + p.screen + p.plan)).toFixed(1);
   console.log(
     `cold plan of ${peers} peers, medians of ${runs} fresh processes: peer ids ${m('ids')}, screening ${m('screen')}, ` +
-      `plan ${m('plan')}, together ${together} ${unit}`,
+      `plan ${m('plan')}, together ${median(all.map(together)).toFixed(1)} ${unit}`,
   );
   return 0;
 }
