@@ -1,8 +1,11 @@
 // SHA-512 over many pair-key inputs in one call, through the OpenSSL that Node itself links (its EVP symbols are
 // the process's): the JavaScript around node:crypto's hash() cost a first 5,000-peer plan more than the hashing
-// (docs/benchmarks.md, twelfth session). Mechanism only: which bytes make a key's input (SPEC: PSK, source IP,
-// destination IP, source boot ID, destination boot ID) and where its 36 bytes go are laid out by the caller,
-// src/ipsec/pair-key-batch.ts; this hashes each request's five ranges and copies the digest's first bytes out.
+// (docs/benchmarks.md, twelfth session). Mechanism only: the caller (src/ipsec/pair-key-batch.ts) names each
+// request's PSK, source and destination endpoint (an endpoint is an IP text and a boot ID text) and where its 36
+// bytes go; this hashes SPEC's five parts (PSK, source IP, destination IP, source boot ID, destination boot ID, a
+// boot ID cut to its first 36 bytes of UTF-8) and copies the digest's first bytes out. Each endpoint's texts are
+// read as UTF-8 once per call: laying them out from JavaScript cost a first 5,000-peer plan ~10 ms of Buffer.write
+// calls (docs/benchmarks.md, sixteenth session).
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
@@ -21,24 +24,24 @@ namespace {
 constexpr uint32_t kKeyBytes = 36;
 // Uint32 words per request: PSK index, source endpoint, destination endpoint, offset of the key in out.
 constexpr uint32_t kRequestWords = 4;
-// Uint32 words per endpoint: IP text offset and length, boot ID offset and length (all in material).
-constexpr uint32_t kEndpointWords = 4;
+// Bytes of a boot ID that go into a key (SPEC: Kmesh slices the bytes, even inside a character).
+constexpr size_t kBootIdBytes = 36;
 
 struct Range {
   const uint8_t* data;
   size_t length;
 };
 
-// derive(psks: Buffer[], material: Buffer, endpoints: Uint32Array, requests: Uint32Array, count: number,
-//        out: Buffer): void. A request or endpoint that points outside its buffers is a caller's bug: TypeError
-// or RangeError, and nothing of that call is trusted (out may hold some keys already).
+// derive(psks: Buffer[], endpoints: string[], requests: Uint32Array, count: number, out: Buffer): void.
+// endpoints holds two texts per endpoint: its IP, then its boot ID. A request that points outside its arrays is a
+// caller's bug: TypeError or RangeError, and nothing of that call is trusted (out may hold some keys already).
 Napi::Value Derive(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() != 6 || !info[0].IsArray() || !info[1].IsBuffer() || !info[2].IsTypedArray() ||
-      !info[3].IsTypedArray() || !info[4].IsNumber() || !info[5].IsBuffer()) {
+  if (info.Length() != 5 || !info[0].IsArray() || !info[1].IsArray() || !info[2].IsTypedArray() ||
+      !info[3].IsNumber() || !info[4].IsBuffer()) {
     throw Napi::TypeError::New(env,
-                               "derive(psks: Buffer[], material: Buffer, endpoints: Uint32Array, "
-                               "requests: Uint32Array, count: number, out: Buffer)");
+                               "derive(psks: Buffer[], endpoints: string[], requests: Uint32Array, count: number, "
+                               "out: Buffer)");
   }
   Napi::Array pskArray = info[0].As<Napi::Array>();
   std::vector<Range> psks;
@@ -48,29 +51,31 @@ Napi::Value Derive(const Napi::CallbackInfo& info) {
     auto b = v.As<Napi::Buffer<uint8_t>>();
     psks.push_back({b.Data(), b.Length()});
   }
-  auto material = info[1].As<Napi::Buffer<uint8_t>>();
-  Napi::TypedArray endpointsArray = info[2].As<Napi::TypedArray>();
-  Napi::TypedArray requestsArray = info[3].As<Napi::TypedArray>();
-  if (endpointsArray.TypedArrayType() != napi_uint32_array || requestsArray.TypedArrayType() != napi_uint32_array) {
-    throw Napi::TypeError::New(env, "derive: endpoints and requests must be Uint32Arrays");
+  Napi::Array endpointArray = info[1].As<Napi::Array>();
+  const uint32_t texts = endpointArray.Length();
+  if (texts % 2 != 0) throw Napi::TypeError::New(env, "derive: endpoints must hold an IP and a boot ID per endpoint");
+  std::vector<std::string> endpointTexts(texts);
+  for (uint32_t i = 0; i < texts; i++) {
+    Napi::Value v = endpointArray.Get(i);
+    if (!v.IsString()) throw Napi::TypeError::New(env, "derive: endpoints[" + std::to_string(i) + "] is not a string");
+    endpointTexts[i] = v.As<Napi::String>().Utf8Value();
+    if (i % 2 == 1 && endpointTexts[i].size() > kBootIdBytes) endpointTexts[i].resize(kBootIdBytes);
   }
-  auto endpoints = endpointsArray.As<Napi::Uint32Array>();
+  Napi::TypedArray requestsArray = info[2].As<Napi::TypedArray>();
+  if (requestsArray.TypedArrayType() != napi_uint32_array) {
+    throw Napi::TypeError::New(env, "derive: requests must be a Uint32Array");
+  }
   auto requests = requestsArray.As<Napi::Uint32Array>();
-  const int64_t count = info[4].As<Napi::Number>().Int64Value();
-  auto out = info[5].As<Napi::Buffer<uint8_t>>();
+  const int64_t count = info[3].As<Napi::Number>().Int64Value();
+  auto out = info[4].As<Napi::Buffer<uint8_t>>();
   if (count < 0 || static_cast<uint64_t>(count) * kRequestWords > requests.ElementLength()) {
     throw Napi::RangeError::New(env, "derive: count " + std::to_string(count) + " exceeds the requests");
   }
 
-  const size_t endpointCount = endpoints.ElementLength() / kEndpointWords;
-  // An endpoint's two ranges, when both lie inside the material.
-  auto endpointRanges = [&](uint32_t index, Range* ip, Range* boot) -> bool {
-    const uint32_t* e = endpoints.Data() + static_cast<size_t>(index) * kEndpointWords;
-    if (static_cast<uint64_t>(e[0]) + e[1] > material.Length() || static_cast<uint64_t>(e[2]) + e[3] > material.Length())
-      return false;
-    *ip = {material.Data() + e[0], e[1]};
-    *boot = {material.Data() + e[2], e[3]};
-    return true;
+  const size_t endpointCount = texts / 2;
+  auto text = [&](size_t i) -> Range {
+    const std::string& t = endpointTexts[i];
+    return {reinterpret_cast<const uint8_t*>(t.data()), t.size()};
   };
 
   // One SHA-512 implementation fetched per process (EVP_sha512() looks it up again at every init).
@@ -87,18 +92,12 @@ Napi::Value Derive(const Napi::CallbackInfo& info) {
     const uint32_t psk = q[0], src = q[1], dst = q[2], at = q[3];
     if (psk >= psks.size() || src >= endpointCount || dst >= endpointCount ||
         static_cast<uint64_t>(at) + kKeyBytes > out.Length()) {
-      failure = "derive: request " + std::to_string(r) + " points outside its buffers";
+      failure = "derive: request " + std::to_string(r) + " points outside its arrays";
       outOfRange = true;
       break;
     }
     // SPEC's order: PSK, source IP, destination IP, source boot ID, destination boot ID.
-    Range parts[5];
-    parts[0] = psks[psk];
-    if (!endpointRanges(src, &parts[1], &parts[3]) || !endpointRanges(dst, &parts[2], &parts[4])) {
-      failure = "derive: request " + std::to_string(r) + " names an endpoint outside the material";
-      outOfRange = true;
-      break;
-    }
+    const Range parts[5] = {psks[psk], text(2 * src), text(2 * dst), text(2 * src + 1), text(2 * dst + 1)};
     unsigned int length = 0;
     bool ok = EVP_DigestInit_ex2(ctx, sha512, nullptr) == 1;
     for (const Range& p : parts) ok = ok && EVP_DigestUpdate(ctx, p.data, p.length) == 1;

@@ -3,29 +3,20 @@
 // batch is derived — when the slab is full, or at settlePairKeys(), which whoever asks must call before the keys
 // are used (the planner does, whatever happens to the plan). Through node:crypto's hash() a first 5,000-peer plan
 // paid ~4 µs of JavaScript per key around ~0.3 µs of hashing (docs/benchmarks.md, twelfth session); here a key
-// costs its request (four numbers) and its view of the slab, and each peer's address and boot ID are laid out once.
-// The layout holds public values only (addresses, boot IDs); PSKs are handed to the addon by reference.
+// costs its request (four numbers) and its view of the slab, and each peer's address and boot ID are handed over
+// once per batch, as the strings they are (the addon reads them as UTF-8). PSKs are handed over by reference.
 import { loadAddon } from '../native/addon.js';
-import { BOOT_ID_BYTES, requirePsk, requireText, type KeyEndpoint } from '../keys/derive.js';
+import { requirePsk, requireText, type KeyEndpoint } from '../keys/derive.js';
 import { AEAD_KEY_BYTES } from '../model/ipsec-key.js';
 
 interface PairKeysAddon {
-  derive(
-    psks: Buffer[],
-    material: Buffer,
-    endpoints: Uint32Array,
-    requests: Uint32Array,
-    count: number,
-    out: Buffer,
-  ): void;
+  derive(psks: Buffer[], endpoints: string[], requests: Uint32Array, count: number, out: Buffer): void;
 }
 
 /** Keys per slab, and so per batch (a slab is freed when none of its keys is held any longer). */
 const SLAB_KEYS = 256;
 /** Uint32 words per request (PSK index, source endpoint, destination endpoint, offset in the slab). */
 const REQUEST_WORDS = 4;
-/** Uint32 words per endpoint (IP offset and length, boot ID offset and length, in the material). */
-const ENDPOINT_WORDS = 4;
 
 let addon: PairKeysAddon | undefined;
 let slab = Buffer.alloc(0);
@@ -33,63 +24,38 @@ let slab = Buffer.alloc(0);
 let slabKeys = SLAB_KEYS;
 let settledKeys = SLAB_KEYS;
 const requests = new Uint32Array(SLAB_KEYS * REQUEST_WORDS);
-/**
- * Each endpoint of the pending batch: its IP and boot ID as laid out in `material`. A request lays out at most its
- * two endpoints, so a batch of SLAB_KEYS requests fits.
- */
-const endpoints = new Uint32Array(2 * SLAB_KEYS * ENDPOINT_WORDS);
-let endpointCount = 0;
-let material = Buffer.alloc(32 * 1024);
-let materialUsed = 0;
+/** Each endpoint of the pending batch: its IP and its boot ID (the addon cuts that to BOOT_ID_BYTES of UTF-8). */
+let endpoints: string[] = [];
 /** The PSKs of the pending batch (a plan holds one to three). */
 let psks: Buffer[] = [];
 /** The error of a batch derived when its slab filled, until settlePairKeys() throws it to whoever settles. */
 let failure: Error | undefined;
 
-interface LaidOut {
-  ip: string;
-  bootID: string;
-  index: number;
-}
-// The two endpoints laid out last in the pending batch: a plan asks for each peer's keys one after the other
-// (peer -> local, then local -> peer), so the local node and then the peer are laid out once, not once per key.
-let recentA: LaidOut | undefined;
-let recentB: LaidOut | undefined;
+// The two endpoints added last to the pending batch (A the last): a plan asks for each peer's keys one after the
+// other (peer -> local, then local -> peer), so the local node and then the peer are added once, not once per key.
+// Held as fields, not as an object per endpoint added (5,000 of them in a first 5,000-peer plan). Index -1: none.
+let recentAIp = '';
+let recentABootID = '';
+let recentAIndex = -1;
+let recentBIp = '';
+let recentBBootID = '';
+let recentBIndex = -1;
 
-/** The material has room for `bytes` more (a batch's endpoints are laid out in it; it grows by doubling). */
-function reserve(bytes: number): void {
-  if (materialUsed + bytes <= material.length) return;
-  const grown = Buffer.alloc(Math.max(2 * material.length, materialUsed + bytes));
-  material.copy(grown, 0, 0, materialUsed);
-  material = grown;
-}
-
-/** `text`'s UTF-8 at the end of the material, at most `limit` bytes of it; its offset and length. */
-function layOut(text: string, limit: number): [number, number] {
-  reserve(3 * text.length); // a UTF-16 code unit is at most 3 bytes of UTF-8
-  const at = materialUsed;
-  const written = material.write(text, at, 'utf8');
-  materialUsed += written;
-  // Cut where `limit` bytes end, even inside a character (Kmesh slices the bytes: derive.ts).
-  return [at, Math.min(written, limit)];
-}
-
-/** The index of `e` among the pending batch's endpoints, laid out now if it is not yet. */
+/** The index of `e` among the pending batch's endpoints, added now if it is not yet. */
 function endpointIndex(e: KeyEndpoint, what: string): number {
-  if (recentA !== undefined && recentA.ip === e.ip && recentA.bootID === e.bootID) return recentA.index;
-  if (recentB !== undefined && recentB.ip === e.ip && recentB.bootID === e.bootID) return recentB.index;
-  requireText(what, e.ip);
-  requireText(`boot ID of ${e.ip}`, e.bootID);
-  const index = endpointCount++;
-  const [ipAt, ipLength] = layOut(e.ip, Infinity);
-  const [bootAt, bootLength] = layOut(e.bootID, BOOT_ID_BYTES);
-  const w = index * ENDPOINT_WORDS;
-  endpoints[w] = ipAt;
-  endpoints[w + 1] = ipLength;
-  endpoints[w + 2] = bootAt;
-  endpoints[w + 3] = bootLength;
-  recentB = recentA;
-  recentA = { ip: e.ip, bootID: e.bootID, index };
+  const { ip, bootID } = e;
+  if (recentAIndex >= 0 && recentAIp === ip && recentABootID === bootID) return recentAIndex;
+  if (recentBIndex >= 0 && recentBIp === ip && recentBBootID === bootID) return recentBIndex;
+  requireText(what, ip);
+  requireText(`boot ID of ${ip}`, bootID);
+  const index = endpoints.length / 2;
+  endpoints.push(ip, bootID);
+  recentBIp = recentAIp;
+  recentBBootID = recentABootID;
+  recentBIndex = recentAIndex;
+  recentAIp = ip;
+  recentABootID = bootID;
+  recentAIndex = index;
   return index;
 }
 
@@ -149,7 +115,7 @@ function derivePending(): void {
   if (count > 0) {
     addon ??= (loadAddon() as { pairKeys: PairKeysAddon }).pairKeys;
     try {
-      addon.derive(psks, material, endpoints, requests, count, slab);
+      addon.derive(psks, endpoints, requests, count, slab);
     } catch (e) {
       // The slab's pending keys are not trustworthy: none of them is handed out again, and the caller fails.
       slabKeys = SLAB_KEYS;
@@ -164,10 +130,9 @@ function derivePending(): void {
 /** Empties the batch's layout (its keys were derived, or are given up). */
 function clearBatch(): void {
   psks = [];
-  materialUsed = 0;
-  endpointCount = 0;
-  recentA = undefined;
-  recentB = undefined;
+  endpoints = [];
+  recentAIndex = -1;
+  recentBIndex = -1;
 }
 
 /** Keys asked for and not derived yet (tests). */

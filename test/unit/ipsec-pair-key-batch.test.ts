@@ -26,7 +26,7 @@ t.test('every key of a batch equals derivePairKey: PSKs, boot IDs cut inside cha
     '€'.repeat(20),
     '🙂'.repeat(3),
     `${BOOT_B}-and-more-than-36-bytes`,
-    'b'.repeat(20000), // more than the layout's first size
+    'b'.repeat(20000),
     'x\ny',
   ];
   const ips = ['198.18.0.1', 'fd00:1234::1', 'fd00:0::1', '10.0.0.2', '1'.repeat(5000)];
@@ -81,31 +81,38 @@ t.test('empty inputs are refused when asked for, and nothing is left pending', (
   t.end();
 });
 
-t.test('the addon refuses requests that point outside their buffers', (t) => {
-  const { pairKeys } = loadAddon() as {
-    pairKeys: { derive: (...args: unknown[]) => void };
-  };
-  const material = Buffer.from('10.0.0.110.0.0.2ab');
-  const endpoints = Uint32Array.of(0, 8, 16, 1, 8, 8, 17, 1);
-  const out = Buffer.alloc(72);
-  pairKeys.derive([PSK], material, endpoints, Uint32Array.of(0, 0, 1, 0, 0, 1, 0, 36), 2, out);
-  t.same(out.subarray(0, 36), derivePairKey(PSK, { ip: '10.0.0.1', bootID: 'a' }, { ip: '10.0.0.2', bootID: 'b' }));
-  t.same(out.subarray(36), derivePairKey(PSK, { ip: '10.0.0.2', bootID: 'b' }, { ip: '10.0.0.1', bootID: 'a' }));
-  const bad: [string, unknown[]][] = [
-    ['a PSK index', [[PSK], material, endpoints, Uint32Array.of(1, 0, 1, 0), 1, out]],
-    ['an endpoint index', [[PSK], material, endpoints, Uint32Array.of(0, 0, 2, 0), 1, out]],
-    ['a key past the end of out', [[PSK], material, endpoints, Uint32Array.of(0, 0, 1, 40), 1, out]],
-    [
-      'an endpoint range',
-      [[PSK], material, Uint32Array.of(0, 8, 16, 9, 8, 8, 17, 1), Uint32Array.of(0, 0, 1, 0), 1, out],
-    ],
-    ['a count past the requests', [[PSK], material, endpoints, Uint32Array.of(0, 0, 1, 0), 2, out]],
-  ];
-  for (const [what, args] of bad) t.throws(() => pairKeys.derive(...args), RangeError, what);
-  t.throws(() => pairKeys.derive([PSK], material, endpoints, Int32Array.of(0, 0, 1, 0), 1, out), TypeError);
-  t.throws(() => pairKeys.derive(['not a buffer'], material, endpoints, Uint32Array.of(0, 0, 1, 0), 1, out), TypeError);
-  t.end();
-});
+t.test(
+  'the addon refuses requests that point outside their arrays, and endpoints that are not IP/boot ID texts',
+  (t) => {
+    const { pairKeys } = loadAddon() as {
+      pairKeys: { derive: (...args: unknown[]) => void };
+    };
+    const endpoints = ['10.0.0.1', 'a', '10.0.0.2', 'b'];
+    const out = Buffer.alloc(72);
+    pairKeys.derive([PSK], endpoints, Uint32Array.of(0, 0, 1, 0, 0, 1, 0, 36), 2, out);
+    t.same(out.subarray(0, 36), derivePairKey(PSK, { ip: '10.0.0.1', bootID: 'a' }, { ip: '10.0.0.2', bootID: 'b' }));
+    t.same(out.subarray(36), derivePairKey(PSK, { ip: '10.0.0.2', bootID: 'b' }, { ip: '10.0.0.1', bootID: 'a' }));
+    const bad: [string, unknown[]][] = [
+      ['a PSK index', [[PSK], endpoints, Uint32Array.of(1, 0, 1, 0), 1, out]],
+      ['an endpoint index', [[PSK], endpoints, Uint32Array.of(0, 0, 2, 0), 1, out]],
+      ['a key past the end of out', [[PSK], endpoints, Uint32Array.of(0, 0, 1, 40), 1, out]],
+      ['a count past the requests', [[PSK], endpoints, Uint32Array.of(0, 0, 1, 0), 2, out]],
+    ];
+    for (const [what, args] of bad) t.throws(() => pairKeys.derive(...args), RangeError, what);
+    const wrong: [string, unknown[]][] = [
+      ['requests not Uint32', [[PSK], endpoints, Int32Array.of(0, 0, 1, 0), 1, out]],
+      ['a PSK not a Buffer', [['not a buffer'], endpoints, Uint32Array.of(0, 0, 1, 0), 1, out]],
+      ['an endpoint without its boot ID', [[PSK], ['10.0.0.1', 'a', '10.0.0.2'], Uint32Array.of(0, 0, 1, 0), 1, out]],
+      ['an endpoint text not a string', [[PSK], ['10.0.0.1', 'a', '10.0.0.2', 7], Uint32Array.of(0, 0, 1, 0), 1, out]],
+      [
+        'the old layout (material and endpoint ranges)',
+        [[PSK], Buffer.from('x'), Uint32Array.of(0), Uint32Array.of(0, 0, 0, 0), 1, out],
+      ],
+    ];
+    for (const [what, args] of wrong) t.throws(() => pairKeys.derive(...args), TypeError, what);
+    t.end();
+  },
+);
 
 t.test('a batch that fails when its slab fills: the request fails, and so does the next settle', (t) => {
   settlePairKeys();
