@@ -88,10 +88,12 @@ t.test('daemon Kubernetes source on a real API server, with rbac.yaml only', con
   t.teardown(() => proxy.stop());
   const kubeconfig = cp.kubeconfigForToken(token, path.join(cp.dir, 'daemon.kubeconfig'), { server: proxy.url });
   const errors: string[] = [];
+  // Pages of two objects: the relists from etcd below then take several pages for the kinds that have more.
   const source = new KubeSource(loadKubeConfig({ kubeconfig, env: {} }).config, 'node-1', {
     minBackoffMs: 50,
     maxBackoffMs: 500,
     onError: (m) => errors.push(m),
+    listPageSize: 2,
   });
   await source.start(() => undefined);
   t.teardown(() => source.stop());
@@ -273,17 +275,54 @@ t.test('daemon Kubernetes source on a real API server, with rbac.yaml only', con
     t.comment(`watch stats: ${JSON.stringify(source.watchStats())}`);
     t.equal(total('gone') - gone, 4, 'every kind resumed from a compacted version and was told 410');
     t.equal(total('lists') - lists, 4, 'and each relisted once');
-    await waitFor(
-      'the relists in the audit log',
-      () => listUris(cp.auditEvents()).length >= listsLogged + 4,
-      20_000,
-    ).catch(() => undefined);
-    t.same(
+    const namespaces = (
+      (await cp.call('GET', '/api/v1/namespaces')) as { items: { metadata: { name: string } }[] }
+    ).items
+      .map((n) => n.metadata.name)
+      .sort();
+    const relistUrls = (): URL[] =>
       listUris(cp.auditEvents())
         .slice(listsLogged)
-        .map((uri) => listVersion(uri)),
-      ['(latest)', '(latest)', '(latest)', '(latest)'],
-      'told 410, each relist read the latest version (no resourceVersion)',
+        .map((uri) => new URL(uri, 'https://x'));
+    await waitFor(
+      'the relists in the audit log, every page of the namespaces among them',
+      () => {
+        const urls = relistUrls();
+        return (
+          urls.filter((u) => !u.searchParams.has('continue')).length >= 4 &&
+          urls.filter((u) => u.pathname === '/api/v1/namespaces').length >= Math.ceil(namespaces.length / 2)
+        );
+      },
+      20_000,
+    ).catch(() => undefined);
+    // Each relist reads the latest version (no resourceVersion) from etcd, in pages of two: a first page per kind,
+    // then one page per continue token the server handed out.
+    const relists = relistUrls();
+    t.same(
+      relists
+        .filter((u) => !u.searchParams.has('continue'))
+        .map((u) => `${u.pathname} ${listVersion(u.href)}`)
+        .sort(),
+      [`/api/v1/namespaces (latest)`, `/api/v1/nodes (latest)`, `/api/v1/pods (latest)`, `${NODE_INFO_PATH} (latest)`],
+      'told 410, each kind relisted the latest version (no resourceVersion), once',
+    );
+    t.ok(
+      relists.every((u) => u.searchParams.get('limit') === '2' && !u.searchParams.has('resourceVersion')),
+      'every page asked for two objects, none for a version',
+    );
+    t.ok(namespaces.length > 2, `more namespaces than a page holds (${namespaces.length})`);
+    t.equal(
+      relists.filter((u) => u.pathname === '/api/v1/namespaces').length,
+      Math.ceil(namespaces.length / 2),
+      'the namespaces read in as many pages as they fill',
+    );
+    t.same(
+      source
+        .view()
+        .namespaces.map((n) => n.name)
+        .sort(),
+      namespaces,
+      'and the cache holds every namespace the server has',
     );
     t.same(source.view().problems, []);
   });

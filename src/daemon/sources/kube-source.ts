@@ -7,6 +7,7 @@
 // credentials: the generated APIs took over a second to load, most of the daemon's start-to-synced time.
 import type { KubeConfig } from '@kubernetes/client-node/dist/config.js';
 import { kubeErrorStatus } from '../../kube/errors.js';
+import { DEFAULT_LIST_PAGE_SIZE, listInPages } from '../../kube/list-pages.js';
 import { KubeRestClient } from '../../kube/rest.js';
 import { watch } from '../../kube/watch.js';
 import type { NodeInfo } from '../../model/node.js';
@@ -81,6 +82,8 @@ export interface KubeSourceOptions {
   minBackoffMs?: number;
   maxBackoffMs?: number;
   onError?: (message: string) => void;
+  /** Objects per page of a list read from etcd (default 500, client-go's). */
+  listPageSize?: number;
 }
 
 export class KubeSource implements ClusterSource {
@@ -95,6 +98,7 @@ export class KubeSource implements ClusterSource {
   private lastView: { changes: number[]; view: ClusterView } | undefined;
   /** Each cached KmeshNodeInfo object's entry in the views (kept while the object is cached). */
   private readonly infoEntries = new WeakMap<object, RawNodeInfo>();
+  private readonly listPageSize: number;
 
   constructor(
     kc: KubeConfig,
@@ -104,17 +108,19 @@ export class KubeSource implements ClusterSource {
     const server = kc.getCurrentCluster()?.server;
     if (!server) throw new Error('the kubeconfig names no API server for its current context');
     this.api = new KubeRestClient({ config: kc, server, timeoutMs: REQUEST_TIMEOUT_MS });
+    this.listPageSize = options.listPageSize ?? DEFAULT_LIST_PAGE_SIZE;
+    if (!Number.isInteger(this.listPageSize) || this.listPageSize < 1)
+      throw new RangeError(`list page size ${this.listPageSize} is not >= 1`);
   }
 
   private watchOps(path: string, query: Record<string, string>, keep?: (obj: unknown) => boolean): ReflectorOps {
     return {
+      // A list of the latest version is a read of etcd: in pages (kube/list-pages.ts). A list at a version is
+      // answered from the server's watch cache, which ignores a limit (client-go pages neither).
       list: async (resourceVersion) =>
-        listResult(
-          await this.api.request(
-            'GET',
-            withQuery(path, resourceVersion === '' ? query : { ...query, resourceVersion }),
-          ),
-        ),
+        resourceVersion === ''
+          ? listInPages((q) => this.api.request('GET', withQuery(path, q)), query, this.listPageSize)
+          : listResult(await this.api.request('GET', withQuery(path, { ...query, resourceVersion }))),
       watch: (resourceVersion, onEvent: (e: WatchEvent) => void, onDone) =>
         watch(
           this.api,
