@@ -53,6 +53,23 @@ const cases: [string, unknown, RegExp][] = [
   ['empty podCIDRS', obj({ podCIDRS: [] }), /spec\.podCIDRS is empty/],
   ['bad CIDR', obj({ podCIDRS: ['10.244.1.0/33'] }), /spec\.podCIDRS\[0\] "10\.244\.1\.0\/33" is not a CIDR/],
   ['CIDR without prefix', obj({ podCIDRS: ['10.244.1.0'] }), /is not a CIDR/],
+  [
+    'an address not a string',
+    obj({ addresses: ['172.18.0.3', 7] }),
+    /spec\.addresses\[1\] expected string, received number/,
+  ],
+  ['a CIDR not a string', obj({ podCIDRS: [null] }), /spec\.podCIDRS\[0\] expected string, received null/],
+  ['SPI NaN', obj({ spi: Number.NaN }), /spec\.spi expected number, received NaN/],
+  ['SPI infinite', obj({ spi: Number.POSITIVE_INFINITY }), /spec\.spi expected number/],
+  ['SPI a numeric string', obj({ spi: '1' }), /spec\.spi expected number, received string/],
+  ['metadata not an object', { metadata: [], spec: {} }, /"\(unnamed\)": metadata expected object, received array/],
+  [
+    'metadata.name not a string',
+    { metadata: { name: 5 }, spec: {} },
+    /metadata\.name expected string, received number/,
+  ],
+  ['spec missing', { metadata: { name: 'n' } }, /"n": spec expected object, received undefined/],
+  ['an array, not an object', [], /"\(unnamed\)": object expected, received array/],
 ];
 
 t.test('bad objects give one-line reasons naming the field', (t) => {
@@ -65,6 +82,15 @@ t.test('bad objects give one-line reasons naming the field', (t) => {
     t.match(result.error, reason, label);
     t.notOk(result.error.includes('\n'), `${label}: one line`);
   }
+  t.end();
+});
+
+t.test('the first bad field is named: metadata before spec, the spec fields in order', (t) => {
+  const both = { metadata: { name: '' }, spec: { spi: 0, addresses: [], bootID: 1, podCIDRS: [] } };
+  t.match(parseNodeInfo(both), { error: /metadata\.name is empty$/ });
+  t.match(parseNodeInfo(obj({ spi: 0, addresses: [] })), { error: /spec\.spi must be at least 1$/ });
+  t.match(parseNodeInfo(obj({ addresses: [], bootID: 1 })), { error: /spec\.addresses is empty$/ });
+  t.match(parseNodeInfo(obj({ bootID: 1, podCIDRS: [] })), { error: /spec\.bootID expected string, received number$/ });
   t.end();
 });
 
