@@ -44,6 +44,9 @@ export interface PeerRejection {
 
 const FAMILIES: readonly Family[] = [4, 6];
 
+/** The notes of a peer that has none, shared (screened peers are never written to). */
+const NO_NOTES: string[] = Object.freeze([]) as unknown as string[];
+
 // Indexed loops in what runs once per peer (here and in screenOne): a first screening runs them before V8
 // optimises them, and for-of then allocates an iterator and a result object per element.
 
@@ -179,9 +182,11 @@ function screenOne(raw: NodeInfo, context: ScreenContext, kept?: ReadonlyMap<str
   if (problem || typeof parsedCidrs === 'string') return rejection(raw, problem ?? 'invalid', false);
   // The object as given when its pod CIDRs are normalised already (the usual case), else a copy with them so.
   const node: NodeInfo = sameCidrTexts(raw.podCIDRs, parsedCidrs) ? raw : { ...raw, podCIDRs: textsOf(parsedCidrs) };
+  // Each address's canonical form, looked up once: claimed below when the peer is accepted (most have one).
+  const canonical = node.addresses.length === 1 ? canonicalIp(node.addresses[0] as string) : undefined;
   for (let i = 0; i < node.addresses.length; i++) {
     const a = node.addresses[i] as string;
-    const other = claims.addresses.get(canonicalIp(a));
+    const other = claims.addresses.get(canonical ?? canonicalIp(a));
     if (other !== undefined)
       return rejection(raw, `underlay address ${a} is also used by ${ownerLabel(claims, other)}`, true);
   }
@@ -193,20 +198,23 @@ function screenOne(raw: NodeInfo, context: ScreenContext, kept?: ReadonlyMap<str
       return rejection(raw, `pod CIDR ${c.text} overlaps ${other.text} of ${ownerLabel(claims, other.owner)}`, true);
   }
 
-  // At most one tunnel per family, and the lists kept at their exact size (src/util/exact-array.ts).
+  // At most one tunnel per family, and the lists kept at their exact size (src/util/exact-array.ts). A family
+  // without a tunnel or a pod CIDR costs no list (most peers have one family).
   let first: Tunnel | undefined;
   let second: Tunnel | undefined;
-  const notes: string[] = [];
+  let notes: string[] = NO_NOTES;
   for (let f = 0; f < FAMILIES.length; f++) {
     const family = FAMILIES[f] as Family;
     const localAddress = localAddresses[family];
     const peerAddress = firstAddressOf(node.addresses, family);
-    const peerCidrs = textsOfFamily(parsedCidrs, family);
     if (localAddress && peerAddress) {
+      const peerCidrs = textsOfFamily(parsedCidrs, family);
       const tunnel: Tunnel = { family, localAddress, peerAddress, localCidrs: localCidrs[family], peerCidrs };
       if (first === undefined) first = tunnel;
       else second = tunnel;
-    } else if (peerCidrs.length > 0) {
+    } else if (hasFamily(parsedCidrs, family)) {
+      const peerCidrs = textsOfFamily(parsedCidrs, family);
+      if (notes === NO_NOTES) notes = [];
       notes.push(
         `pod CIDR ${peerCidrs.join(', ')} is not encrypted: no IPv${family} underlay address on ${localAddress ? 'the peer' : 'the local node'} (marked traffic to it is blocked)`,
       );
@@ -214,7 +222,8 @@ function screenOne(raw: NodeInfo, context: ScreenContext, kept?: ReadonlyMap<str
   }
   if (first === undefined) return rejection(raw, 'no underlay address family in common with the local node', false);
   const owner = node.name;
-  for (let i = 0; i < node.addresses.length; i++) claims.addresses.set(canonicalIp(node.addresses[i] as string), owner);
+  for (let i = 0; i < node.addresses.length; i++)
+    claims.addresses.set(canonical ?? canonicalIp(node.addresses[i] as string), owner);
   const held = new Array<HeldCidr>((kept?.size ?? 0) + newCidrs.length);
   let h = 0;
   if (kept !== undefined) for (const k of kept.values()) held[h++] = k;
@@ -226,7 +235,7 @@ function screenOne(raw: NodeInfo, context: ScreenContext, kept?: ReadonlyMap<str
   }
   claims.live.set(owner, held);
   const tunnels = second === undefined ? [first] : [first, second];
-  return { accepted: { node, tunnels, notes: exactArray(notes) } };
+  return { accepted: { node, tunnels, notes: notes === NO_NOTES ? NO_NOTES : exactArray(notes) } };
 }
 
 function rejection(raw: NodeInfo, reason: string, clash: boolean): PeerVerdict {
@@ -247,6 +256,12 @@ function firstAddressOf(addresses: readonly string[], family: Family): string | 
     if ((a.includes(':') ? 6 : 4) === family) return a;
   }
   return undefined;
+}
+
+/** Whether any of the CIDRs is of `family`. */
+function hasFamily(cidrs: readonly { cidr: ParsedCidr }[], family: Family): boolean {
+  for (let i = 0; i < cidrs.length; i++) if ((cidrs[i] as { cidr: ParsedCidr }).cidr.family === family) return true;
+  return false;
 }
 
 /** The texts of the CIDRs of `family`, at their exact size (a tunnel keeps them). */
