@@ -337,12 +337,19 @@ async function runVariant(variant: Variant, peers: number, rounds: number): Prom
   // ip pays its own exec and dynamic linking in every ip -batch run, as it would for every batch the daemon sent
   // through it.
   loadAddon();
+  // The fresh processes first, while this process has run nothing: measured after its own first plan, they could
+  // share the two cores with the garbage collection and compilation that plan left to V8's threads, and read
+  // 20-40 ms above cold-plan-phases' in the same hour (docs/benchmarks.md, sixteenth session).
+  // What any planner pays at least for this plan in a fresh process: the baseline the cold plan is read against.
+  const floor = await coldPlanFloor(peers);
+  // The same first plan in fresh processes: one cold plan is one sample of a noisy host (this one's spread over
+  // 130-260 ms with the same code), and the figure read against the target is their median.
+  const cold = await coldPlans(peers, COLD_PLAN_RUNS);
+  const coldMs = median(cold.map(together));
   const cluster = benchCluster(peers);
   let t0 = performance.now();
   const plan = planCluster(cluster);
   const planMs = performance.now() - t0;
-  // What any planner pays at least for this plan in a fresh process: the baseline the cold plan is read against.
-  const floor = await coldPlanFloor(peers);
   if (
     floor.keys !== plan.states.length ||
     floor.states !== plan.states.length ||
@@ -352,10 +359,6 @@ async function runVariant(variant: Variant, peers: number, rounds: number): Prom
       `the cold-plan floor built ${floor.keys} keys, ${floor.states} SAs, ${floor.policies} policies; the plan has ` +
         `${plan.states.length} SAs, ${plan.policies.length} policies`,
     );
-  // The same first plan in fresh processes: one cold plan is one sample of a noisy host (this one's spread over
-  // 130-260 ms with the same code), and the figure read against the target is their median.
-  const cold = await coldPlans(peers, COLD_PLAN_RUNS);
-  const coldMs = median(cold.map(together));
   if (cold.some((c) => c.states !== plan.states.length || c.policies !== plan.policies.length))
     throw new Error(`a cold plan in a fresh process planned other objects than this process's first plan`);
   const desired = desiredOf(plan, variant);
