@@ -182,11 +182,9 @@ function screenOne(raw: NodeInfo, context: ScreenContext, kept?: ReadonlyMap<str
   if (problem || typeof parsedCidrs === 'string') return rejection(raw, problem ?? 'invalid', false);
   // The object as given when its pod CIDRs are normalised already (the usual case), else a copy with them so.
   const node: NodeInfo = sameCidrTexts(raw.podCIDRs, parsedCidrs) ? raw : { ...raw, podCIDRs: textsOf(parsedCidrs) };
-  // Each address's canonical form, looked up once: claimed below when the peer is accepted (most have one).
-  const canonical = node.addresses.length === 1 ? canonicalIp(node.addresses[0] as string) : undefined;
   for (let i = 0; i < node.addresses.length; i++) {
     const a = node.addresses[i] as string;
-    const other = claims.addresses.get(canonical ?? canonicalIp(a));
+    const other = claims.addresses.get(canonicalIp(a));
     if (other !== undefined)
       return rejection(raw, `underlay address ${a} is also used by ${ownerLabel(claims, other)}`, true);
   }
@@ -222,8 +220,7 @@ function screenOne(raw: NodeInfo, context: ScreenContext, kept?: ReadonlyMap<str
   }
   if (first === undefined) return rejection(raw, 'no underlay address family in common with the local node', false);
   const owner = node.name;
-  for (let i = 0; i < node.addresses.length; i++)
-    claims.addresses.set(canonical ?? canonicalIp(node.addresses[i] as string), owner);
+  for (let i = 0; i < node.addresses.length; i++) claims.addresses.set(canonicalIp(node.addresses[i] as string), owner);
   const held = new Array<HeldCidr>((kept?.size ?? 0) + newCidrs.length);
   let h = 0;
   if (kept !== undefined) for (const k of kept.values()) held[h++] = k;

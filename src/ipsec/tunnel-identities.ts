@@ -118,10 +118,11 @@ export class TunnelIdentities {
   remove(t: TunnelObjects): void {
     const { family, localAddress, peerAddress, peerCidrs } = t.tunnel;
     const ids = this.of(family);
-    const byPeerId = ids.inbound.get(canonicalIp(localAddress));
+    const local = canonicalIp(localAddress);
+    const byPeerId = ids.inbound.get(local);
     if (byPeerId?.get(t.peerId) === t) {
       byPeerId.delete(t.peerId);
-      if (byPeerId.size === 0) ids.inbound.delete(canonicalIp(localAddress));
+      if (byPeerId.size === 0) ids.inbound.delete(local);
     }
     const peer = canonicalIp(peerAddress);
     if (ids.outbound.get(peer) === t) ids.outbound.delete(peer);

@@ -20,6 +20,11 @@ interface ListBody {
 /** Objects per page when nothing else is said: client-go's default page size. */
 export const DEFAULT_LIST_PAGE_SIZE = 500;
 
+/** Throws a RangeError unless `pageSize` is a whole number of objects, at least one. */
+export function checkListPageSize(pageSize: number): void {
+  if (!Number.isInteger(pageSize) || pageSize < 1) throw new RangeError(`list page size ${pageSize} is not >= 1`);
+}
+
 /**
  * Every object `get` lists for `query` (a list body per call), `pageSize` per page. `get` receives the query with
  * `limit`, and `continue` after the first page.
@@ -29,7 +34,7 @@ export async function listInPages(
   query: Readonly<Record<string, string>>,
   pageSize: number,
 ): Promise<ListedObjects> {
-  if (!Number.isInteger(pageSize) || pageSize < 1) throw new RangeError(`list page size ${pageSize} is not >= 1`);
+  checkListPageSize(pageSize);
   const items: unknown[] = [];
   const limit = String(pageSize);
   let token = '';

@@ -93,6 +93,12 @@ t.test('kube source: sync, publish, watch, resume', async (t) => {
     { node: undefined, nodeInfos: [], pods: [], namespaces: [], problems: [], synced: false },
     'a view before start is empty and unsynced',
   );
+  for (const listPageSize of [0, -5, 2.5])
+    t.throws(
+      () => new KubeSource(loadKubeConfig({ kubeconfig, env: {} }).config, 'node-1', { listPageSize }),
+      { name: 'RangeError', message: `list page size ${listPageSize} is not >= 1` },
+      `a list page size of ${listPageSize} is refused when the source is made`,
+    );
   const source = new KubeSource(loadKubeConfig({ kubeconfig, env: {} }).config, 'node-1', {
     minBackoffMs: 20,
     maxBackoffMs: 200,

@@ -7,7 +7,7 @@
 // credentials: the generated APIs took over a second to load, most of the daemon's start-to-synced time.
 import type { KubeConfig } from '@kubernetes/client-node/dist/config.js';
 import { kubeErrorStatus } from '../../kube/errors.js';
-import { DEFAULT_LIST_PAGE_SIZE, listInPages } from '../../kube/list-pages.js';
+import { checkListPageSize, DEFAULT_LIST_PAGE_SIZE, listInPages } from '../../kube/list-pages.js';
 import { KubeRestClient } from '../../kube/rest.js';
 import { watch } from '../../kube/watch.js';
 import type { NodeInfo } from '../../model/node.js';
@@ -109,8 +109,7 @@ export class KubeSource implements ClusterSource {
     if (!server) throw new Error('the kubeconfig names no API server for its current context');
     this.api = new KubeRestClient({ config: kc, server, timeoutMs: REQUEST_TIMEOUT_MS });
     this.listPageSize = options.listPageSize ?? DEFAULT_LIST_PAGE_SIZE;
-    if (!Number.isInteger(this.listPageSize) || this.listPageSize < 1)
-      throw new RangeError(`list page size ${this.listPageSize} is not >= 1`);
+    checkListPageSize(this.listPageSize); // here, not at the first relist from etcd (after a 410, in a retry loop)
   }
 
   private watchOps(path: string, query: Record<string, string>, keep?: (obj: unknown) => boolean): ReflectorOps {
