@@ -12,7 +12,7 @@
 // errno and text; conditions that persist are logged when they appear and clear (condition-log.ts), not at
 // every step. When steps run (coalescing, retry with backoff, periodic resync) is step-scheduler.ts's job.
 // Nothing here touches the kernel directly.
-import type { IpsecKey, NodeInfo } from '../model/node.js';
+import { sameNodeInfo, type IpsecKey, type NodeInfo } from '../model/node.js';
 import type { StrictMode } from '../model/strict-mode.js';
 import type { KeyFileEvent } from './key-file-watcher.js';
 import { managedPods } from './managed-pods.js';
@@ -105,6 +105,14 @@ export class ReconcileLoop {
    * per-file cache), so at 5,000 peers a step validates only what changed. Weak: a replaced object is forgotten.
    */
   private readonly parsedInfos = new WeakMap<object, ParsedNodeInfo>();
+  /**
+   * By name, the NodeInfo last handed out for each valid peer. A replaced object whose spec says the same (its
+   * status changed: a peer acknowledging a key, or counting its peers) gets that NodeInfo again, so screening and
+   * planning see the peer unchanged (they tell changes by object) and do nothing for it. In a rotation each peer
+   * writes its status several times per spec write; at 5,000 peers a wave of such writes made each step screen and
+   * plan every peer again.
+   */
+  private readonly lastInfos = new Map<string, NodeInfo>();
   /** The last status's peer reports as a record, with its size (peerReportsRecord). */
   private lastPeerReports: { size: number; record: Record<string, NodeKeyStatus> } | undefined;
 
@@ -402,7 +410,12 @@ export class ReconcileLoop {
     const key = typeof object === 'object' && object !== null ? object : undefined;
     const known = key === undefined ? undefined : this.parsedInfos.get(key);
     if (known !== undefined) return known;
-    const parsed = this.deps.parseNodeInfo(object);
+    let parsed = this.deps.parseNodeInfo(object);
+    if ('ok' in parsed) {
+      const last = this.lastInfos.get(parsed.ok.name);
+      if (last !== undefined && sameNodeInfo(last, parsed.ok)) parsed = { ok: last };
+      else this.lastInfos.set(parsed.ok.name, parsed.ok);
+    }
     const result = { parsed, report: 'ok' in parsed ? parseNodeKeyStatus(object) : undefined };
     if (key !== undefined) this.parsedInfos.set(key, result);
     return result;
@@ -447,6 +460,12 @@ export class ReconcileLoop {
     const local = { name: node.name, addresses: node.addresses, bootID: node.bootID, podCIDRs: node.podCIDRs };
     const byName = new Map<string, NodeInfo>();
     for (let i = 0; i < peers.length; i++) byName.set((peers[i] as NodeInfo).name, peers[i] as NodeInfo);
+    // The peers gone or no longer valid are forgotten (entries are deleted while iterating: Map allows it).
+    if (this.lastInfos.size > byName.size) {
+      this.lastInfos.forEach((_, name) => {
+        if (!byName.has(name)) this.lastInfos.delete(name);
+      });
+    }
     let result: IpsecStepResult;
     try {
       const publishedSpi = ownPublished === undefined ? 0 : publishedSpiOf(ownPublished);

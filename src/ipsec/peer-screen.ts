@@ -4,7 +4,7 @@
 // same underlay address, overlapping pod CIDRs). Peers are taken in name order, so the outcome does not
 // depend on list order and the first claimant of an address or CIDR keeps it.
 
-import type { NodeInfo } from '../model/node.js';
+import { sameNodeInfo, type NodeInfo } from '../model/node.js';
 import { CidrClaims, type CidrClaim } from './cidr-claims.js';
 import {
   canonicalIp,
@@ -135,20 +135,6 @@ function cidrClaimOverlapping(claims: Claims, cidr: ParsedCidr): CidrClaim | und
 export interface Screening {
   accepted: ScreenedPeer[];
   rejected: PeerRejection[];
-}
-
-/** Equal lists of strings, element by element (also the planner's memo comparison). */
-export const sameTexts = (a: readonly string[], b: readonly string[]): boolean =>
-  a.length === b.length && a.every((x, i) => x === b[i]);
-
-function sameLocal(a: NodeInfo, b: NodeInfo): boolean {
-  return (
-    a.name === b.name &&
-    a.spi === b.spi &&
-    a.bootID === b.bootID &&
-    sameTexts(a.addresses, b.addresses) &&
-    sameTexts(a.podCIDRs, b.podCIDRs)
-  );
 }
 
 const nameOrder = (a: { name: string }, b: { name: string }): number =>
@@ -307,7 +293,7 @@ export function incrementalScreeningCount(): number {
 
 export function screenPeers(local: NodeInfo, peers: readonly NodeInfo[]): Screening {
   const last = lastScreening;
-  if (last !== undefined && sameLocal(last.local, local)) {
+  if (last !== undefined && sameNodeInfo(last.local, local)) {
     if (last.peers.length === peers.length && peers.every((p, i) => p === last.peers[i])) return last.result;
     const next = last.clashFree ? screenChanged(last, peers) : undefined;
     if (next !== undefined) {

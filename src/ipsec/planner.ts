@@ -12,7 +12,7 @@ import type { KeyEndpoint } from '../keys/derive.js';
 import { requestPairKey, settlePairKeys } from './pair-key-batch.js';
 import type { KeyHistory } from '../keys/key-history.js';
 import { inboundEspMark, MARK_DECRYPT, MARK_ENCRYPT, MARK_INBOUND_MASK, MARK_TYPE_MASK } from '../model/marks.js';
-import type { IpsecKey, NodeInfo } from '../model/node.js';
+import { sameTexts, type IpsecKey, type NodeInfo } from '../model/node.js';
 import { anyCidr, parseCidrLenient, parseIp, type Family } from '../model/ip-address.js';
 import type { XfrmMark, XfrmPolicy, XfrmSelector, XfrmState, XfrmTemplate } from '../xfrm/types.js';
 import {
@@ -22,7 +22,7 @@ import {
   KMESH_REQID,
   PEER_POLICY_PRIORITY,
 } from './ownership.js';
-import { sameTexts, screenPeers, type PeerRejection, type ScreenedPeer, type Tunnel } from './peer-screen.js';
+import { screenPeers, type PeerRejection, type ScreenedPeer, type Tunnel } from './peer-screen.js';
 import { chooseSendSpi, type SendChoice } from './rotation.js';
 import { TunnelIdentities } from './tunnel-identities.js';
 

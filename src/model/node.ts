@@ -1,4 +1,5 @@
-// Plain data the whole product speaks: a node as published in its KmeshNodeInfo, and an IPsec key version.
+// Plain data the whole product speaks: a node as published in its KmeshNodeInfo (and when two say the same), and an
+// IPsec key version.
 
 /**
  * One node's KmeshNodeInfo (kmesh.net/v1alpha1, namespaced, in kmesh-system, named after the node; spec fields
@@ -15,6 +16,21 @@ export interface NodeInfo {
   bootID: string;
   /** Pod CIDRs of the node, e.g. ["10.244.1.0/24", "fd00:10:244:1::/64"]. */
   podCIDRs: string[];
+}
+
+/** Equal lists of strings, element by element. */
+export const sameTexts = (a: readonly string[], b: readonly string[]): boolean =>
+  a.length === b.length && a.every((x, i) => x === b[i]);
+
+/** Whether two node descriptions say the same, field by field. */
+export function sameNodeInfo(a: NodeInfo, b: NodeInfo): boolean {
+  return (
+    a.name === b.name &&
+    a.spi === b.spi &&
+    a.bootID === b.bootID &&
+    sameTexts(a.addresses, b.addresses) &&
+    sameTexts(a.podCIDRs, b.podCIDRs)
+  );
 }
 
 /** One version of the pre-shared key, as the Secret kmesh-system/kmesh-ipsec carries it in its data key ipSec. */

@@ -1,11 +1,13 @@
 // The loop validates each KmeshNodeInfo object once: while a source hands out the same object, later steps reuse
-// what parseNodeInfo and parseNodeKeyStatus gave for it; a replaced object is validated again.
+// what parseNodeInfo and parseNodeKeyStatus gave for it; a replaced object is validated again, and when its spec
+// says what the last one's did (only its status changed), the NodeInfo of the last one is handed on.
 import t from 'tap';
 import { DatapathAdapter } from '../../src/daemon/datapath-port.js';
 import { IpsecAdapter } from '../../src/daemon/ipsec-port.js';
 import { ReconcileLoop, type LoopDeps, type LoopLogger } from '../../src/daemon/loop.js';
 import type { ClusterSource, ClusterView } from '../../src/daemon/sources/source.js';
 import { parseNodeInfo } from '../../src/ipsec/validate-peer.js';
+import type { NodeInfo } from '../../src/model/node.js';
 import { FakeDatapath } from '../fakes/fake-datapath.js';
 import { FakeXfrmKernel } from '../fakes/fake-xfrm-kernel.js';
 
@@ -144,4 +146,43 @@ t.test('the per-step summary is built and logged only when debug is on', async (
     if (debugOn) t.match(summaries.at(-1), { peers: ['node-2:1'] }, 'debug on: each step summarised, its peers named');
     else t.equal(summaries.length, 0, 'debug off: no summary');
   }
+});
+
+t.test('a replaced object whose spec says the same hands on the NodeInfo of the last one', async (t) => {
+  const source = new ViewSource();
+  const entry = (i: number, spi = 1, status?: object) => ({ name: `node-${i}`, object: peer(i, spi, status) });
+  source.current = { ...source.current, nodeInfos: [entry(2), entry(3)] };
+  const ipsec = new IpsecAdapter(new FakeXfrmKernel(), { graceMs: 10_000 });
+  const stepped: NodeInfo[][] = [];
+  const step = ipsec.step.bind(ipsec);
+  ipsec.step = (input) => {
+    stepped.push([...input.peers]);
+    return step(input);
+  };
+  const loop = startedLoop(source, { ipsec });
+  t.teardown(() => loop.stop());
+  const stepWith = async (nodeInfos: ClusterView['nodeInfos']): Promise<NodeInfo[]> => {
+    source.current = { ...source.current, nodeInfos };
+    loop.trigger('change');
+    await loop.idle();
+    return stepped.at(-1) as NodeInfo[];
+  };
+  await loop.idle();
+  const first = stepped.at(-1) as NodeInfo[];
+  t.equal(first.length, 2);
+
+  // A status written (an acknowledgement): a new object, the same spec.
+  const acked = await stepWith([entry(2), entry(3, 1, { highestSpi: 1, heldSpis: [1], sendSpis: [1] })]);
+  t.equal(acked[0], first[0], 'node-2: its NodeInfo handed on');
+  t.equal(acked[1], first[1], 'node-3, whose status changed: its NodeInfo handed on');
+
+  const moved = await stepWith([entry(2), entry(3, 2)]);
+  t.not(moved[1], first[1], 'a changed spec: a new NodeInfo');
+  t.equal(moved[1]?.spi, 2);
+
+  // Gone for a step and back with the spec it had before it left: validated anew (the entry went with the peer).
+  t.equal((await stepWith([entry(2)])).length, 1);
+  const back = await stepWith([entry(2), entry(3, 2)]);
+  t.not(back[1], moved[1], 'a peer that left and came back: its NodeInfo made anew');
+  t.same(back[1], moved[1], 'saying the same');
 });
