@@ -16,6 +16,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { DirSource } from '../../src/daemon/sources/dir-source.js';
 import type { KubeSource } from '../../src/daemon/sources/kube-source.js';
 import type { ClusterSource } from '../../src/daemon/sources/source.js';
+import { nodeKeyStatus, nodeKeyStatusJson } from '../../src/model/node-key-status.js';
 import { repoRootDir } from '../fixtures/control-plane-binaries.js';
 import { ControlPlane } from '../fixtures/control-plane.js';
 import { KubeApi } from '../fixtures/kube-api.js';
@@ -47,6 +48,22 @@ export interface PeerUpdate {
   gen: number;
 }
 
+/** What a peer's daemon reports in its status once it holds `held` and sends with `sending` (src/model/node-key-status.ts). */
+export function peerStatus(
+  held: readonly number[],
+  sending: readonly number[],
+  peers: number,
+): Record<string, unknown> {
+  return nodeKeyStatusJson(
+    nodeKeyStatus({ heldSpis: held, sendSpis: sending, keyProblem: '', peerCount: peers, failingPeers: [] }),
+  );
+}
+
+/** One peer's status as its daemon writes it: through the status subresource, its spec (`u`) as it stands. */
+export interface StatusUpdate extends PeerUpdate {
+  status: Record<string, unknown>;
+}
+
 export interface ScaleCluster {
   /** What the daemon reads the cluster through, in words (the bench's first line). */
   readonly description: string;
@@ -60,6 +77,12 @@ export interface ScaleCluster {
    * batch started and the last ended, on this process's performance.now() clock.
    */
   writeAll(updates: readonly PeerUpdate[], batches: number, pauseMs: number): Promise<{ first: number; last: number }>;
+  /** Writes every peer's status (its spec stays as `u` says it is) from another process, as writeAll. */
+  writeStatuses(
+    updates: readonly StatusUpdate[],
+    batches: number,
+    pauseMs: number,
+  ): Promise<{ first: number; last: number }>;
   /** What the source's reads cost so far, in words. */
   readCost(): string;
   stop(): Promise<void>;
@@ -147,6 +170,18 @@ export class DirScaleCluster implements ScaleCluster {
 
   writeAll(updates: readonly PeerUpdate[], batches: number, pauseMs: number): Promise<{ first: number; last: number }> {
     const files = updates.map((u) => [this.file(u.i), JSON.stringify(nodeInfo(u.i, u.spi, u.gen))]);
+    return writerProcess(['-e', FILE_WRITER], JSON.stringify({ files, batches, pauseMs }));
+  }
+
+  writeStatuses(
+    updates: readonly StatusUpdate[],
+    batches: number,
+    pauseMs: number,
+  ): Promise<{ first: number; last: number }> {
+    const files = updates.map((u) => [
+      this.file(u.i),
+      JSON.stringify({ ...nodeInfo(u.i, u.spi, u.gen), status: u.status }),
+    ]);
     return writerProcess(['-e', FILE_WRITER], JSON.stringify({ files, batches, pauseMs }));
   }
 
@@ -272,6 +307,23 @@ export class KubeScaleCluster implements ScaleCluster {
   writeAll(updates: readonly PeerUpdate[], batches: number, pauseMs: number): Promise<{ first: number; last: number }> {
     return this.run(
       updates.map((u) => KubeScaleCluster.patch(u)),
+      batches,
+      pauseMs,
+    );
+  }
+
+  writeStatuses(
+    updates: readonly StatusUpdate[],
+    batches: number,
+    pauseMs: number,
+  ): Promise<{ first: number; last: number }> {
+    return this.run(
+      updates.map((u) => ({
+        method: 'PATCH',
+        path: `${NODE_INFO_PATH}/${peerName(u.i)}/status`,
+        body: { status: u.status },
+        contentType: 'application/merge-patch+json',
+      })),
       batches,
       pauseMs,
     );

@@ -18,7 +18,10 @@
 //      took (coalescing and the least gap between steps keep it small: the daemon's --min-step-gap, here
 //      --min-step-gap-ms, default the daemon's); then RSS and heap again, and what the source read (files, or
 //      lists and watches);
-//      with --idle-ms N, RSS and heap again after N ms idle (what V8's memory reducer gives back).
+//      with --idle-ms N, RSS and heap again after N ms idle (what V8's memory reducer gives back);
+//   5. acknowledgements: every peer writes its status (holding SPIs 1 and 2, sending with 2), as 5,000 status-only
+//      updates over --spread-ms, as peers' daemons write theirs several times per rotation: time from the first
+//      write to the step that read them all, its steps, their median and longest time, and its XFRM writes (none).
 // Before the bench's own files are written, the RSS of the process with everything loaded is printed as the
 // baseline. The last line sums it up. Figures only; nothing here asserts on time.
 // It runs under the daemon's memory settings (bin/heap-settings.js): started without its launch flags or
@@ -41,7 +44,16 @@ import type { IpsecKey } from '../../src/model/node.js';
 import { FakeDatapath } from '../fakes/fake-datapath.js';
 import { FakeXfrmKernel } from '../fakes/fake-xfrm-kernel.js';
 import { describeMemorySettings, underDaemonMemorySettings } from './daemon-memory-settings.js';
-import { DirScaleCluster, KubeScaleCluster, LOCAL, underlay, type ScaleCluster } from './scale-clusters.js';
+import { median } from './median.js';
+import {
+  DirScaleCluster,
+  KubeScaleCluster,
+  LOCAL,
+  peerName,
+  peerStatus,
+  underlay,
+  type ScaleCluster,
+} from './scale-clusters.js';
 
 const say = (s: string): void => void process.stdout.write(`${s}\n`);
 function key(spi: number): IpsecKey {
@@ -303,11 +315,43 @@ async function bench({ source: sourceKind, peers, spreadMs, idleMs, minStepGapMs
     if (process.env.KMESH_SCALE_DEBUG) say(`# heap spaces: ${heapSpaces()}; resident: ${residentByMapping()}`);
     if (idleLine) say(`${idleLine}; RSS less the fakes' share: ${mib(idleRss - fakeEnd)}`);
     snapshot('end');
+
+    // 5. Acknowledgements: every peer writes its status (it holds SPIs 1 and 2 and sends with 2), as each peer's
+    // daemon does several times per rotation; the specs stay as they are.
+    const firstAckStep = steps.length;
+    const writes2 = kernel.writes;
+    const acked = until("every peer's acknowledgement of SPI 2", (s) => {
+      const reports = s.peerReports;
+      for (let k = 1; k <= peers; k++) if (reports[peerName(k)]?.sendSpis[0] !== 2) return false;
+      return true;
+    });
+    const ackWritten = await cluster.writeStatuses(
+      Array.from({ length: peers }, (_, k) => ({
+        i: k + 1,
+        spi: 2,
+        gen: k + 1 === changed ? 1 : 0,
+        status: peerStatus([1, 2], [2], peers),
+      })),
+      50,
+      spreadMs / 50,
+    );
+    const ackDone = await acked;
+    await loop.idle();
+    const ackSteps = steps.slice(firstAckStep).filter((s) => s.at <= ackDone.at);
+    const ackMs = ackDone.at - ackWritten.first;
+    const ackWrittenMs = ackWritten.last - ackWritten.first;
+    say(
+      `acknowledgements: ${peers} status writes in ${(ackWrittenMs / 1000).toFixed(2)} s; first -> every peer's read in ` +
+        `${(ackMs / 1000).toFixed(2)} s (${((ackMs - ackWrittenMs) / 1000).toFixed(2)} s after the last), ` +
+        `${ackSteps.length} steps (median ${median(ackSteps.map((s) => s.ms))} ms, longest ` +
+        `${Math.max(...ackSteps.map((s) => s.ms))} ms), ${kernel.writes - writes2} XFRM writes`,
+    );
     say(
       `scale N=${peers}: RSS ${mib(rssStart - fakeStart)} after the start, ${mib(rssEnd - fakeEnd)} after the rotation ` +
         `(the daemon's: less what the fakes hold for the kernel; ${mib(rssStart)} and ${mib(rssEnd)} with it), ` +
         `start ${(startMs / 1000).toFixed(2)} s, no-change step ${noop.ms} ms, rotation ${(rotationMs / 1000).toFixed(2)} s ` +
-        `in ${rotationSteps.length} steps (least gap between steps ${minStepGapMs} ms)`,
+        `in ${rotationSteps.length} steps (least gap between steps ${minStepGapMs} ms), acknowledgements ` +
+        `${(ackMs / 1000).toFixed(2)} s in ${ackSteps.length} steps`,
     );
   } finally {
     await loop.stop();
