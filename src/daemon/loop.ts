@@ -27,7 +27,8 @@ import { emptyStatus, rotationConverged, type DaemonStatus, type StepResult } fr
 import type { XfrmStat } from './xfrm-stat.js';
 import { StepScheduler } from './step-scheduler.js';
 import { adoptRotation, nodeKeyReport } from './node-key-report.js';
-import { nodeKeyStatusUpToDate, parseNodeKeyStatus, type NodeKeyStatus } from '../model/node-key-status.js';
+import { statusWrite } from './status-write-timing.js';
+import { parseNodeKeyStatus, type NodeKeyStatus } from '../model/node-key-status.js';
 import { firstLine } from '../util/first-line.js';
 
 export interface LoopLogger {
@@ -113,6 +114,8 @@ export class ReconcileLoop {
    * plan every peer again.
    */
   private readonly lastInfos = new Map<string, NodeInfo>();
+  /** When this daemon last wrote its KmeshNodeInfo status (this.now()), undefined before its first write. */
+  private lastStatusWriteAt: number | undefined;
   /** The last status's peer reports as a record, with its size (peerReportsRecord). */
   private lastPeerReports: { size: number; record: Record<string, NodeKeyStatus> } | undefined;
 
@@ -216,6 +219,7 @@ export class ReconcileLoop {
       notAdvertising: '',
       xfrmFailures: [],
       keyRefusals: this.keyRefusals,
+      statusReportDueInMs: null,
     };
     const outcome: StepOutcome = { result: 'ok', notReady: [], conditions: [] };
     /** Something failed; `result` says whether the step went on (partial) or a part could not run (error). */
@@ -616,10 +620,30 @@ export class ReconcileLoop {
       rotation: this.rotation,
     });
     next.keyReport = keyReport;
-    if (published && (ownPublished === undefined || !nodeKeyStatusUpToDate(ownPublished, keyReport))) {
+    // What peers act on is written at once; a change only in what the cluster view reports waits for the
+    // reporting interval, which grows with the cluster (status-write-timing.ts).
+    const write = published
+      ? statusWrite(
+          previous !== undefined && 'ok' in previous ? previous.ok : undefined,
+          keyReport,
+          this.lastStatusWriteAt,
+          this.now(),
+          next.peers.length,
+        )
+      : ({ kind: 'none' } as const);
+    if (write.kind === 'later') {
+      next.statusReportDueInMs = write.inMs;
+      this.scheduler.wakeIn(write.inMs + 10);
+    }
+    if (write.kind === 'now') {
       try {
         await deps.source.publishNodeStatus(keyReport);
-        deps.log.debug({ held: keyReport.heldSpis, sending: keyReport.sendSpis }, 'published KmeshNodeInfo status');
+        this.lastStatusWriteAt = this.now();
+        deps.metrics?.statusWrites.inc({ why: write.why });
+        deps.log.debug(
+          { held: keyReport.heldSpis, sending: keyReport.sendSpis, why: write.why },
+          'published KmeshNodeInfo status',
+        );
       } catch (err) {
         fail(`publish KmeshNodeInfo status: ${firstLine(err)}`);
       }

@@ -162,6 +162,14 @@ export class DaemonMetrics {
       'checked by the kernel change feed (see /status kernelRead for the last reason)',
     registers: [this.registry],
   });
+  readonly statusWrites = new Counter({
+    name: 'kmesh_node_status_writes_total',
+    help:
+      "Writes of this node's KmeshNodeInfo status (each reaches every peer's watch), by why: first, protocol (SPIs " +
+      'or rotation peers act on: at once), report (peer count, failing peers, readiness: at most once per reporting interval)',
+    labelNames: ['why'],
+    registers: [this.registry],
+  });
   readonly steps = new Counter({
     name: 'kmesh_daemon_reconcile_total',
     help: 'Reconcile steps by result: ok, partial (some operations failed, the rest applied), error (a part could not run)',

@@ -76,6 +76,12 @@ export interface DaemonStatus {
   rotation: RotationStatus | undefined;
   /** What this node publishes in its KmeshNodeInfo status (SPIs held and sent with, last rotation, failing peers). */
   keyReport: NodeKeyStatus | undefined;
+  /**
+   * In how many ms keyReport is written, when it differs from the status published only in what the cluster view
+   * reports (peer count, failing peers, readiness), which waits for the reporting interval (status-write-timing.ts);
+   * null when nothing waits.
+   */
+  statusReportDueInMs: number | null;
   /** What each peer reports in its KmeshNodeInfo status (peers that report nothing are absent). */
   peerReports: Record<string, NodeKeyStatus>;
   /** Old SPIs on their way out and what each waits for. */
@@ -129,6 +135,7 @@ export function emptyStatus(node: string, store: string, ipsecEnabled: boolean):
     xfrmStat: {},
     rotation: undefined,
     keyReport: undefined,
+    statusReportDueInMs: null,
     peerReports: {},
     pendingRetirements: [],
     kernelRead: null,
