@@ -77,6 +77,13 @@ export interface ScaleCluster {
    * batch started and the last ended, on this process's performance.now() clock.
    */
   writeAll(updates: readonly PeerUpdate[], batches: number, pauseMs: number): Promise<{ first: number; last: number }>;
+  /** Creates new peers' objects (advertising `spi`) from another process, as writeAll. */
+  joinAll(
+    peers: readonly number[],
+    spi: number,
+    batches: number,
+    pauseMs: number,
+  ): Promise<{ first: number; last: number }>;
   /** Writes every peer's status (its spec stays as `u` says it is) from another process, as writeAll. */
   writeStatuses(
     updates: readonly StatusUpdate[],
@@ -171,6 +178,19 @@ export class DirScaleCluster implements ScaleCluster {
   writeAll(updates: readonly PeerUpdate[], batches: number, pauseMs: number): Promise<{ first: number; last: number }> {
     const files = updates.map((u) => [this.file(u.i), JSON.stringify(nodeInfo(u.i, u.spi, u.gen))]);
     return writerProcess(['-e', FILE_WRITER], JSON.stringify({ files, batches, pauseMs }));
+  }
+
+  joinAll(
+    peers: readonly number[],
+    spi: number,
+    batches: number,
+    pauseMs: number,
+  ): Promise<{ first: number; last: number }> {
+    return this.writeAll(
+      peers.map((i) => ({ i, spi, gen: 0 })),
+      batches,
+      pauseMs,
+    );
   }
 
   writeStatuses(
@@ -307,6 +327,19 @@ export class KubeScaleCluster implements ScaleCluster {
   writeAll(updates: readonly PeerUpdate[], batches: number, pauseMs: number): Promise<{ first: number; last: number }> {
     return this.run(
       updates.map((u) => KubeScaleCluster.patch(u)),
+      batches,
+      pauseMs,
+    );
+  }
+
+  joinAll(
+    peers: readonly number[],
+    spi: number,
+    batches: number,
+    pauseMs: number,
+  ): Promise<{ first: number; last: number }> {
+    return this.run(
+      peers.map((i) => ({ method: 'POST', path: NODE_INFO_PATH, body: nodeInfo(i, spi) })),
       batches,
       pauseMs,
     );

@@ -21,7 +21,9 @@
 //      with --idle-ms N, RSS and heap again after N ms idle (what V8's memory reducer gives back);
 //   5. acknowledgements: every peer writes its status (holding SPIs 1 and 2, sending with 2), as 5,000 status-only
 //      updates over --spread-ms, as peers' daemons write theirs several times per rotation: time from the first
-//      write to the step that read them all, its steps, their median and longest time, and its XFRM writes (none).
+//      write to the step that read them all, its steps, their median and longest time, and its XFRM writes (none);
+//   6. joins: 100 new peers over 5 s (nodes coming up): the steps and this node's status writes until its
+//      published status counts them all (each write is an event on every peer's watch).
 // Before the bench's own files are written, the RSS of the process with everything loaded is printed as the
 // baseline. The last line sums it up. Figures only; nothing here asserts on time.
 // It runs under the daemon's memory settings (bin/heap-settings.js): started without its launch flags or
@@ -135,6 +137,21 @@ function snapshot(when: 'start' | 'end'): void {
   if (file) say(`# heap snapshot: ${writeHeapSnapshot(`${file}.${when}`)}`);
 }
 
+/** Peers that join in phase 6, over JOIN_SPREAD_MS. */
+const JOINS = 100;
+const JOIN_SPREAD_MS = 5000;
+/** How long phase 6 waits for the status counting the joined peers: its reporting interval is at most 60 s. */
+const MAX_REPORT_WAIT_MS = 120_000;
+
+/** kmesh_node_status_writes_total by why, so far. */
+async function statusWrites(metrics: DaemonMetrics): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const m of (await metrics.text()).matchAll(/^kmesh_node_status_writes_total\{why="(\w+)"\} (\d+)$/gm)) {
+    out[m[1] as string] = Number(m[2]);
+  }
+  return out;
+}
+
 function gc(): void {
   (runInNewContext('gc') as () => void)();
 }
@@ -164,6 +181,7 @@ async function bench({ source: sourceKind, peers, spreadMs, idleMs, minStepGapMs
   const kernel = new FakeXfrmKernel({ recordOps: false });
   const dp = new FakeDatapath({ interfaces: [{ name: 'eth0', ifindex: 2 }] });
   const ipsec = new IpsecAdapter(kernel, { graceMs: 60_000 });
+  const metrics = new DaemonMetrics();
   const loop = new ReconcileLoop({
     nodeName: LOCAL,
     source,
@@ -174,7 +192,7 @@ async function bench({ source: sourceKind, peers, spreadMs, idleMs, minStepGapMs
     xfrmStat: () => Promise.resolve({}),
     minStepGapMs,
     log: quiet,
-    metrics: new DaemonMetrics(),
+    metrics,
     onStatus: (status) => {
       // The step's figures only: a status holds every peer's, and keeping one per step would weigh on the RSS
       // measured here as if the daemon kept them (it keeps the last one).
@@ -346,12 +364,40 @@ async function bench({ source: sourceKind, peers, spreadMs, idleMs, minStepGapMs
         `${ackSteps.length} steps (median ${median(ackSteps.map((s) => s.ms))} ms, longest ` +
         `${Math.max(...ackSteps.map((s) => s.ms))} ms), ${kernel.writes - writes2} XFRM writes`,
     );
+    // 6. Joins: JOINS new peers, one batch every JOIN_SPREAD_MS / JOINS ms, as nodes come up; each step counts more
+    // peers in the status this node reports, which every peer's watch receives when it is written.
+    const writesBefore = await statusWrites(metrics);
+    const firstJoinStep = steps.length;
+    const total = peers + JOINS;
+    const joinedAll = until(`a status written with ${total} peers`, (s) => s.peers.length === total);
+    const joined = await cluster.joinAll(
+      Array.from({ length: JOINS }, (_, k) => peers + 1 + k),
+      2,
+      JOINS,
+      JOIN_SPREAD_MS / JOINS,
+    );
+    await joinedAll;
+    const reported = await until(
+      `the status reporting ${total} peers written`,
+      (s) => s.keyReport?.peerCount === total && s.statusReportDueInMs === null,
+      MAX_REPORT_WAIT_MS,
+    );
+    const writesAfter = await statusWrites(metrics);
+    const joinWrites = (why: string): number => (writesAfter[why] ?? 0) - (writesBefore[why] ?? 0);
+    const joinSteps = steps.slice(firstJoinStep).filter((s) => s.at <= reported.at).length;
+    say(
+      `joins: ${JOINS} peers joined over ${((joined.last - joined.first) / 1000).toFixed(2)} s, ${joinSteps} steps ` +
+        `until the status counted them all (${((reported.at - joined.last) / 1000).toFixed(2)} s after the last); ` +
+        `status writes: ${joinWrites('report')} report(s), ${joinWrites('protocol')} protocol, ${joinWrites('first')} first ` +
+        `(each reaches all ${total - 1} peers' watches, and every node of the cluster writes alike)`,
+    );
     say(
       `scale N=${peers}: RSS ${mib(rssStart - fakeStart)} after the start, ${mib(rssEnd - fakeEnd)} after the rotation ` +
         `(the daemon's: less what the fakes hold for the kernel; ${mib(rssStart)} and ${mib(rssEnd)} with it), ` +
         `start ${(startMs / 1000).toFixed(2)} s, no-change step ${noop.ms} ms, rotation ${(rotationMs / 1000).toFixed(2)} s ` +
         `in ${rotationSteps.length} steps (least gap between steps ${minStepGapMs} ms), acknowledgements ` +
-        `${(ackMs / 1000).toFixed(2)} s in ${ackSteps.length} steps`,
+        `${(ackMs / 1000).toFixed(2)} s in ${ackSteps.length} steps, ${JOINS} joins: ` +
+        `${joinWrites('report') + joinWrites('protocol') + joinWrites('first')} status writes in ${joinSteps} steps`,
     );
   } finally {
     await loop.stop();
