@@ -633,7 +633,7 @@ export class ReconcileLoop {
       : ({ kind: 'none' } as const);
     if (write.kind === 'later') {
       next.statusReportDueInMs = write.inMs;
-      this.scheduler.wakeIn(write.inMs + 10);
+      this.scheduler.wakeIn(write.inMs + 10, 'status report due');
     }
     if (write.kind === 'now') {
       try {

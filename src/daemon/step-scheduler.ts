@@ -120,10 +120,10 @@ export class StepScheduler {
   }
 
   /**
-   * Asks for a step in `ms` (e.g. when an old SPI's floor or grace period ends), unless one is already asked for
-   * sooner; a delay at or beyond the resync interval is left to the resync.
+   * Asks for a step in `ms` for `reason` (an old SPI's floor or grace period ends, a deferred status report falls
+   * due), unless one is already asked for sooner; a delay at or beyond the resync interval is left to the resync.
    */
-  wakeIn(ms: number, now = Date.now()): void {
+  wakeIn(ms: number, reason = 'retirement due', now = Date.now()): void {
     if (this.stopped || ms >= (this.options.resyncMs ?? 30_000)) return;
     const due = now + Math.max(0, ms);
     if (this.wakeTimer && due >= this.wakeDue) return;
@@ -132,7 +132,7 @@ export class StepScheduler {
     this.wakeTimer = this.timers.after(Math.max(0, ms), () => {
       this.wakeTimer = undefined;
       this.wakeDue = Infinity;
-      this.trigger('retirement due');
+      this.trigger(reason);
     });
   }
 

@@ -158,18 +158,18 @@ t.test(
     });
     s.start();
     await s.idle();
-    s.wakeIn(40_000, 0);
+    s.wakeIn(40_000, 'retirement due', 0);
     t.equal(timers.oneShots, 0, 'beyond the resync: left to the resync');
-    s.wakeIn(5_000, 0);
-    s.wakeIn(8_000, 0);
+    s.wakeIn(5_000, 'retirement due', 0);
+    s.wakeIn(8_000, 'retirement due', 0);
     t.equal(timers.oneShots, 1, 'a later wake does not replace a sooner one');
-    s.wakeIn(2_000, 0);
+    s.wakeIn(2_000, 'status report due', 0);
     t.equal(timers.oneShots, 1, 'a sooner one replaces it');
     t.same(timers.delays.slice(-2), [5_000, 2_000]);
     timers.fire('retry');
     await s.idle();
-    t.same(calls, ['start', 'retirement due']);
-    s.wakeIn(1_000, 0);
+    t.same(calls, ['start', 'status report due'], 'the step comes for the reason of the wake that fired');
+    s.wakeIn(1_000, 'retirement due', 0);
     await s.stop();
     t.equal(timers.oneShots, 0, 'stop cancels it');
   },
