@@ -7,22 +7,13 @@
 // - what peers act on (held and sending SPIs, the highest SPI, the key problem, the last rotation): at once, as
 //   acknowledged retirement and SPI allocation need them;
 // - what the cluster view reports (peer count, failing peers, readiness): at most once per reporting interval,
-//   which grows with the cluster (REPORT_MS_PER_PEER per peer, at most MAX_REPORT_INTERVAL_MS), so that the whole
+//   which grows with the cluster (reportIntervalMs in node-key-status.ts: REPORT_MS_PER_PEER per peer, at most
+//   MAX_REPORT_INTERVAL_MS), so that the whole
 //   cluster writes such reports at most ~1000 / REPORT_MS_PER_PEER times a second however large it is. A small
 //   cluster sees them at once (3 nodes: 30 ms). `kmeshctl ipsec status` may then read a peer count that lags a
 //   join or a leave by up to the interval, which it reports as not converged: late, never falsely converged.
 // Pure; the loop (loop.ts) writes, and asks for a step when a deferred report falls due.
-import type { FailingPeer, NodeKeyStatus } from '../model/node-key-status.js';
-
-/** Milliseconds of reporting interval per peer. */
-export const REPORT_MS_PER_PEER = 10;
-/** The longest reporting interval (reached at 6,000 peers). */
-export const MAX_REPORT_INTERVAL_MS = 60_000;
-
-/** The least time between two writes of a status that differ only in what the cluster view reports. */
-export function reportIntervalMs(peers: number): number {
-  return Math.min(MAX_REPORT_INTERVAL_MS, Math.max(0, peers) * REPORT_MS_PER_PEER);
-}
+import { reportIntervalMs, type FailingPeer, type NodeKeyStatus } from '../model/node-key-status.js';
 
 /** The write a status needs: none, now, or a report deferred by `inMs`. */
 export type StatusWrite =

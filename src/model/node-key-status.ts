@@ -6,6 +6,19 @@
 // handful) and the failing peers are a count plus at most MAX_FAILING_PEERS names. Never key material.
 import { isValidSpi } from './ipsec-key.js';
 
+/**
+ * Milliseconds of reporting interval per peer: a node writes a status that changed only in what the cluster view
+ * reports (peer count, failing peers, readiness) at most once per interval (src/daemon/status-write-timing.ts).
+ */
+export const REPORT_MS_PER_PEER = 10;
+/** The longest reporting interval (reached at 6,000 peers). */
+export const MAX_REPORT_INTERVAL_MS = 60_000;
+
+/** The least time between two writes of a status that differ only in what the cluster view reports. */
+export function reportIntervalMs(peers: number): number {
+  return Math.min(MAX_REPORT_INTERVAL_MS, Math.max(0, peers) * REPORT_MS_PER_PEER);
+}
+
 /** At most this many failing peers are named (the count is exact). */
 export const MAX_FAILING_PEERS = 8;
 /** At most this many SPIs per list (held, sending): the newest ones. */

@@ -7,7 +7,7 @@
 // once every peer acknowledged. Knowing every other node matters: a node whose view of the cluster lags
 // advertises S, sends with S to the peers it knows and is ready, yet has no SA for the node it has not seen, whose
 // packets it drops (seen in the VM: "converged" reported while two nodes had not yet seen the third).
-import { parseNodeKeyStatus, type NodeKeyStatus } from '../model/node-key-status.js';
+import { parseNodeKeyStatus, reportIntervalMs, type NodeKeyStatus } from '../model/node-key-status.js';
 
 export interface NodeKeyRow {
   name: string;
@@ -67,10 +67,14 @@ function lag(row: NodeKeyRow, spi: number, otherNodes: number): string {
     if (r.highestSpi > spi) gaps.push(`holds SPI ${r.highestSpi}, above the Secret's`);
     const others = r.sendSpis.filter((s) => s !== spi);
     if (others.length > 0) gaps.push(`still sends with SPI ${others.join(', ')}`);
+    // A node writes a changed peer count at most once per reporting interval (status-write-timing.ts): in a
+    // large cluster the count can lag a join or a leave by that much, which the line says.
+    const interval = reportIntervalMs(otherNodes);
+    const lagNote = interval >= 1000 ? ` (a count a node reports at most every ${Math.round(interval / 1000)} s)` : '';
     if (r.peerCount < otherNodes) {
-      gaps.push(`knows ${r.peerCount} of ${otherNodes} peer${otherNodes === 1 ? '' : 's'}`);
+      gaps.push(`knows ${r.peerCount} of ${otherNodes} peer${otherNodes === 1 ? '' : 's'}${lagNote}`);
     } else if (r.peerCount > otherNodes) {
-      gaps.push(`knows ${r.peerCount} peers, ${r.peerCount - otherNodes} more than the cluster has`);
+      gaps.push(`knows ${r.peerCount} peers, ${r.peerCount - otherNodes} more than the cluster has${lagNote}`);
     }
     if (r.keyProblem !== '') gaps.push(`key problem: ${r.keyProblem}`);
     if (r.notReady !== '') gaps.push(`not ready: ${r.notReady}`);

@@ -1,13 +1,15 @@
 // When a node writes its KmeshNodeInfo status: what peers act on at once, what the cluster view reports at most once
 // per reporting interval (which grows with the cluster), nothing when nothing changed.
 import t from 'tap';
+import { statusWrite } from '../../src/daemon/status-write-timing.js';
 import {
   MAX_REPORT_INTERVAL_MS,
+  nodeKeyStatus,
+  nodeKeyStatusJson,
   REPORT_MS_PER_PEER,
   reportIntervalMs,
-  statusWrite,
-} from '../../src/daemon/status-write-timing.js';
-import { nodeKeyStatus, nodeKeyStatusJson, type NodeKeyStatus } from '../../src/model/node-key-status.js';
+  type NodeKeyStatus,
+} from '../../src/model/node-key-status.js';
 
 const base: NodeKeyStatus = nodeKeyStatus({
   heldSpis: [1, 2],

@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
-import { reportIntervalMs } from '../../src/daemon/status-write-timing.js';
+import { reportIntervalMs } from '../../src/model/node-key-status.js';
 import { FakeXfrmKernel } from '../fakes/fake-xfrm-kernel.js';
 import { BOOT, KEY, onePeerLoop, writeJson } from '../fixtures/one-peer-loop.js';
 

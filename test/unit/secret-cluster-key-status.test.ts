@@ -96,5 +96,11 @@ t.test('a node that has not seen every other node lags, however ready it is', (t
   t.same(stale.lagging, ['a: knows 3 peers, 2 more than the cluster has']);
   const text = formatClusterKeyStatus(early, 'dir:/x');
   t.match(text, /\nnode-1 +1 +1 +- +- +0 +0\n/);
+  // 300 nodes: a node writes a changed peer count at most every 3 s, which the line says.
+  const large = clusterKeyStatus(1, [
+    node('n-000', 1, done([1], [1], 298)),
+    ...Array.from({ length: 299 }, (_, i) => node(`n-${String(i + 1).padStart(3, '0')}`, 1, done([1], [1], 299))),
+  ]);
+  t.same(large.lagging, ['n-000: knows 298 of 299 peers (a count a node reports at most every 3 s)']);
   t.end();
 });
