@@ -166,7 +166,8 @@ export class DaemonMetrics {
     name: 'kmesh_node_status_writes_total',
     help:
       "Writes of this node's KmeshNodeInfo status (each reaches every peer's watch), by why: first, protocol (SPIs " +
-      'or rotation peers act on: at once), report (peer count, failing peers, readiness: at most once per reporting interval)',
+      'or rotation peers act on: at once), worse (not ready, or a first failing peer: at once), report (peer count, ' +
+      'failing peers, readiness otherwise: at most once per reporting interval)',
     labelNames: ['why'],
     registers: [this.registry],
   });

@@ -6,18 +6,20 @@
 // what they are for:
 // - what peers act on (held and sending SPIs, the highest SPI, the key problem, the last rotation): at once, as
 //   acknowledged retirement and SPI allocation need them;
-// - what the cluster view reports (peer count, failing peers, readiness): at most once per reporting interval,
-//   which grows with the cluster (reportIntervalMs in node-key-status.ts: REPORT_MS_PER_PEER per peer, at most
-//   MAX_REPORT_INTERVAL_MS), so that the whole
-//   cluster writes such reports at most ~1000 / REPORT_MS_PER_PEER times a second however large it is. A small
-//   cluster sees them at once (3 nodes: 30 ms). `kmeshctl ipsec status` may then read a peer count that lags a
-//   join or a leave by up to the interval, which it reports as not converged: late, never falsely converged.
+// - a report that gets worse (the node becomes not ready, or a first peer fails): at once, so that the cluster
+//   view (`kmeshctl ipsec status --wait`, which scripts gate on) never reads a node as fine while it knows it is not;
+// - any other change of what the cluster view reports (the peer count, the failing peers while some fail, a
+//   node becoming ready again): at most once per reporting interval, which grows with the cluster
+//   (reportIntervalMs in node-key-status.ts: REPORT_MS_PER_PEER per peer, at most MAX_REPORT_INTERVAL_MS), so
+//   that the whole cluster writes such reports at most ~1000 / REPORT_MS_PER_PEER times a second however large it
+//   is. A small cluster sees them at once (3 nodes: 20 ms). Such a late report holds the verdict back: a peer count
+//   behind a join or ahead of a leave reads as not converged, a node ready again reads as not ready for a while.
 // Pure; the loop (loop.ts) writes, and asks for a step when a deferred report falls due.
 import { reportIntervalMs, type FailingPeer, type NodeKeyStatus } from '../model/node-key-status.js';
 
 /** The write a status needs: none, now, or a report deferred by `inMs`. */
 export type StatusWrite =
-  { kind: 'none' } | { kind: 'now'; why: 'first' | 'protocol' | 'report' } | { kind: 'later'; inMs: number };
+  { kind: 'none' } | { kind: 'now'; why: 'first' | 'protocol' | 'worse' | 'report' } | { kind: 'later'; inMs: number };
 
 const sameNumbers = (a: readonly number[], b: readonly number[]): boolean =>
   a.length === b.length && a.every((x, i) => x === b[i]);
@@ -51,6 +53,14 @@ function sameReport(a: NodeKeyStatus, b: NodeKeyStatus): boolean {
   );
 }
 
+/** Whether `next` reports a problem where `published` reported none: not ready, or failing peers. */
+function worse(published: NodeKeyStatus, next: NodeKeyStatus): boolean {
+  return (
+    (published.notReady === '' && next.notReady !== '') ||
+    (published.failingPeerCount === 0 && next.failingPeerCount > 0)
+  );
+}
+
 /**
  * The write `next` needs, given the status published (`published`: undefined when there is none that reads), when
  * this daemon last wrote one (`lastWriteAt`, undefined: not since it started) and the number of peers.
@@ -65,6 +75,7 @@ export function statusWrite(
   if (published === undefined) return { kind: 'now', why: 'first' };
   if (!sameProtocol(published, next)) return { kind: 'now', why: 'protocol' };
   if (sameReport(published, next)) return { kind: 'none' };
+  if (worse(published, next)) return { kind: 'now', why: 'worse' };
   const wait = lastWriteAt === undefined ? 0 : lastWriteAt + reportIntervalMs(peers) - now;
   return wait <= 0 ? { kind: 'now', why: 'report' } : { kind: 'later', inMs: wait };
 }

@@ -388,7 +388,8 @@ async function bench({ source: sourceKind, peers, spreadMs, idleMs, minStepGapMs
     say(
       `joins: ${JOINS} peers joined over ${((joined.last - joined.first) / 1000).toFixed(2)} s, ${joinSteps} steps ` +
         `until the status counted them all (${((reported.at - joined.last) / 1000).toFixed(2)} s after the last); ` +
-        `status writes: ${joinWrites('report')} report(s), ${joinWrites('protocol')} protocol, ${joinWrites('first')} first ` +
+        `status writes: ${joinWrites('report')} report(s), ${joinWrites('worse')} worse, ${joinWrites('protocol')} protocol, ` +
+        `${joinWrites('first')} first ` +
         `(each reaches all ${total - 1} peers' watches, and every node of the cluster writes alike)`,
     );
     say(
@@ -397,7 +398,8 @@ async function bench({ source: sourceKind, peers, spreadMs, idleMs, minStepGapMs
         `start ${(startMs / 1000).toFixed(2)} s, no-change step ${noop.ms} ms, rotation ${(rotationMs / 1000).toFixed(2)} s ` +
         `in ${rotationSteps.length} steps (least gap between steps ${minStepGapMs} ms), acknowledgements ` +
         `${(ackMs / 1000).toFixed(2)} s in ${ackSteps.length} steps, ${JOINS} joins: ` +
-        `${joinWrites('report') + joinWrites('protocol') + joinWrites('first')} status writes in ${joinSteps} steps`,
+        `${joinWrites('report') + joinWrites('worse') + joinWrites('protocol') + joinWrites('first')} status writes in ` +
+        `${joinSteps} steps`,
     );
   } finally {
     await loop.stop();

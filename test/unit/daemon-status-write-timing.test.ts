@@ -38,15 +38,15 @@ t.test('nothing published yet, or unchanged', (t) => {
 });
 
 // Every field of the status, changed alone, and how it is written.
-const changes: [string, Partial<NodeKeyStatus>, 'protocol' | 'report'][] = [
+const changes: [string, Partial<NodeKeyStatus>, 'protocol' | 'worse' | 'report'][] = [
   ['heldSpis', { heldSpis: [2] }, 'protocol'],
   ['highestSpi', { highestSpi: 3 }, 'protocol'],
   ['sendSpis', { sendSpis: [1, 2] }, 'protocol'],
   ['keyProblem', { keyProblem: 'the secret is unreadable' }, 'protocol'],
   ['lastRotation', { lastRotation: { spi: 2, seenAt: base.lastRotation?.seenAt ?? '', convergedAt: 'x' } }, 'protocol'],
-  ['notReady', { notReady: 'xfrm: add state refused' }, 'report'],
+  ['notReady', { notReady: 'xfrm: add state refused' }, 'worse'],
   ['peerCount', { peerCount: 5000 }, 'report'],
-  ['failingPeerCount', { failingPeerCount: 1 }, 'report'],
+  ['failingPeerCount', { failingPeerCount: 1 }, 'worse'],
   ['failingPeers', { failingPeers: [{ name: 'node-7', reason: 'no underlay address family in common' }] }, 'report'],
 ];
 
@@ -63,8 +63,8 @@ t.test('every field of the status is written at once or as a report', (t) => {
   t.same(changes.map(([f]) => f).sort(), [...fields].sort(), 'the cases cover every field the status has');
   for (const [field, change, how] of changes) {
     const next = { ...base, ...change };
-    if (how === 'protocol') {
-      t.same(statusWrite(base, next, 1000, 1001, 4999), { kind: 'now', why: 'protocol' }, `${field}: at once`);
+    if (how !== 'report') {
+      t.same(statusWrite(base, next, 1000, 1001, 4999), { kind: 'now', why: how }, `${field}: at once (${how})`);
     } else {
       t.same(statusWrite(base, next, 1000, 1001, 4999), { kind: 'later', inMs: 49_989 }, `${field}: deferred`);
       t.same(statusWrite(base, next, 1000, 50_990, 4999), { kind: 'now', why: 'report' }, `${field}: due`);
@@ -85,6 +85,18 @@ t.test('every field of the status is written at once or as a report', (t) => {
     statusWrite(base, { ...base, peerCount: 5000, sendSpis: [1, 2] }, 1000, 1001, 4999),
     { kind: 'now', why: 'protocol' },
     'a report with a protocol change goes at once',
+  );
+  // Worse is at once; better, or other news of a problem, waits (a late one holds the verdict back).
+  const unready = { ...base, notReady: 'no IPsec key' };
+  const failing = { ...base, failingPeerCount: 1, failingPeers: [{ name: 'node-7', reason: 'r' }] };
+  const later = { kind: 'later', inMs: 49_989 };
+  t.same(statusWrite(unready, base, 1000, 1001, 4999), later, 'ready again: deferred');
+  t.same(statusWrite(unready, { ...base, notReady: 'other' }, 1000, 1001, 4999), later, 'another reason: deferred');
+  t.same(statusWrite(failing, base, 1000, 1001, 4999), later, 'no failing peer any more: deferred');
+  t.same(
+    statusWrite(failing, { ...failing, failingPeerCount: 2 }, 1000, 1001, 4999),
+    later,
+    'one more failing peer: deferred',
   );
   t.same(
     statusWrite(base, { ...base, peerCount: 3 }, 1000, 1001, 2),
