@@ -620,8 +620,8 @@ export class ReconcileLoop {
       rotation: this.rotation,
     });
     next.keyReport = keyReport;
-    // What peers act on is written at once; a change only in what the cluster view reports waits for the
-    // reporting interval, which grows with the cluster (status-write-timing.ts).
+    // What peers act on, and a report that gets worse, are written at once; any other change of what the cluster
+    // view reports waits for the reporting interval, which grows with the cluster (status-write-timing.ts).
     const write = published
       ? statusWrite(
           previous !== undefined && 'ok' in previous ? previous.ok : undefined,
