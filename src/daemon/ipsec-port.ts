@@ -10,6 +10,7 @@ import { reconcile, type ReconcileIssue } from '../ipsec/reconciler.js';
 import type { XfrmPlan } from '../ipsec/planner.js';
 import type { XfrmKernel } from '../xfrm/types.js';
 import type { IpsecPort, IpsecStepInput, IpsecStepResult, PeerStatus, PlannedPeers, XfrmFailure } from './ports.js';
+import { sameItems } from '../util/same-items.js';
 
 export interface IpsecAdapterOptions {
   /** Milliseconds an SPI stays installed after this node and every peer moved past it (--rotation-grace). */
@@ -21,12 +22,6 @@ export interface IpsecAdapterOptions {
   /** --rotation-ack-timeout in ms: longest wait for a peer still reporting an old SPI. */
   ackTimeoutMs?: number;
   ackFloorMs?: number;
-}
-
-function sameNumbers(a: readonly number[], b: readonly number[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }
 
 export class IpsecAdapter implements IpsecPort {
@@ -171,7 +166,7 @@ export class IpsecAdapter implements IpsecPort {
         last.plannedSendSpi === plannedSendSpi &&
         last.peerId === peerId &&
         last.error === error &&
-        sameNumbers(last.inboundSpis, p.inboundSpis)
+        sameItems(last.inboundSpis, p.inboundSpis)
           ? last
           : {
               name: p.name,

@@ -4,6 +4,7 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { GaugeSeries } from './gauge-series.js';
 import type { DaemonStatus } from './status.js';
+import { sameItems } from '../util/same-items.js';
 
 export class DaemonMetrics {
   readonly registry = new Registry();
@@ -267,11 +268,4 @@ export class DaemonMetrics {
   text(): Promise<string> {
     return this.registry.metrics();
   }
-}
-
-/** The same objects in the same order. */
-function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
-  return true;
 }

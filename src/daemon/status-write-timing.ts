@@ -16,22 +16,20 @@
 //   behind a join or ahead of a leave reads as not converged, a node ready again reads as not ready for a while.
 // Pure; the loop (loop.ts) writes, and asks for a step when a deferred report falls due.
 import { reportIntervalMs, type FailingPeer, type NodeKeyStatus } from '../model/node-key-status.js';
+import { sameItems } from '../util/same-items.js';
 
 /** The write a status needs: none, now, or a report deferred by `inMs`. */
 export type StatusWrite =
   { kind: 'none' } | { kind: 'now'; why: 'first' | 'protocol' | 'worse' | 'report' } | { kind: 'later'; inMs: number };
-
-const sameNumbers = (a: readonly number[], b: readonly number[]): boolean =>
-  a.length === b.length && a.every((x, i) => x === b[i]);
 
 /** Whether two statuses agree on everything peers act on. */
 function sameProtocol(a: NodeKeyStatus, b: NodeKeyStatus): boolean {
   const ra = a.lastRotation;
   const rb = b.lastRotation;
   return (
-    sameNumbers(a.heldSpis, b.heldSpis) &&
+    sameItems(a.heldSpis, b.heldSpis) &&
     a.highestSpi === b.highestSpi &&
-    sameNumbers(a.sendSpis, b.sendSpis) &&
+    sameItems(a.sendSpis, b.sendSpis) &&
     a.keyProblem === b.keyProblem &&
     (ra === undefined
       ? rb === undefined

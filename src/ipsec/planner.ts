@@ -12,7 +12,8 @@ import type { KeyEndpoint } from '../keys/derive.js';
 import { requestPairKey, settlePairKeys } from './pair-key-batch.js';
 import type { KeyHistory } from '../keys/key-history.js';
 import { inboundEspMark, MARK_DECRYPT, MARK_ENCRYPT, MARK_INBOUND_MASK, MARK_TYPE_MASK } from '../model/marks.js';
-import { sameTexts, type IpsecKey, type NodeInfo } from '../model/node.js';
+import type { IpsecKey, NodeInfo } from '../model/node.js';
+import { sameItems } from '../util/same-items.js';
 import { anyCidr, parseCidrLenient, parseIp, type Family } from '../model/ip-address.js';
 import type { XfrmMark, XfrmPolicy, XfrmSelector, XfrmState, XfrmTemplate } from '../xfrm/types.js';
 import {
@@ -460,8 +461,8 @@ function plannedFrom(
     t.family === tunnel.family &&
     t.localAddress === tunnel.localAddress &&
     t.peerAddress === tunnel.peerAddress &&
-    sameTexts(t.localCidrs, tunnel.localCidrs) &&
-    sameTexts(t.peerCidrs, tunnel.peerCidrs) &&
+    sameItems(t.localCidrs, tunnel.localCidrs) &&
+    sameItems(t.peerCidrs, tunnel.peerCidrs) &&
     p.keys.length === keys.length &&
     p.keys.every((k, i) => {
       const o = keys[i] as IpsecKey;

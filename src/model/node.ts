@@ -1,5 +1,6 @@
 // Plain data the whole product speaks: a node as published in its KmeshNodeInfo (and when two say the same), and an
 // IPsec key version.
+import { sameItems } from '../util/same-items.js';
 
 /**
  * One node's KmeshNodeInfo (kmesh.net/v1alpha1, namespaced, in kmesh-system, named after the node; spec fields
@@ -18,18 +19,14 @@ export interface NodeInfo {
   podCIDRs: string[];
 }
 
-/** Equal lists of strings, element by element. */
-export const sameTexts = (a: readonly string[], b: readonly string[]): boolean =>
-  a.length === b.length && a.every((x, i) => x === b[i]);
-
 /** Whether two node descriptions say the same, field by field. */
 export function sameNodeInfo(a: NodeInfo, b: NodeInfo): boolean {
   return (
     a.name === b.name &&
     a.spi === b.spi &&
     a.bootID === b.bootID &&
-    sameTexts(a.addresses, b.addresses) &&
-    sameTexts(a.podCIDRs, b.podCIDRs)
+    sameItems(a.addresses, b.addresses) &&
+    sameItems(a.podCIDRs, b.podCIDRs)
   );
 }
 
