@@ -41,6 +41,9 @@ function nodeInfo(i: number, spi: number, gen = 0): Record<string, unknown> {
   };
 }
 
+/** When a writer process's first batch started and its last ended, on this process's performance.now() clock. */
+type Written = { first: number; last: number };
+
 /** One peer's object as written: node i advertising `spi`, boot ID generation `gen`. */
 export interface PeerUpdate {
   i: number;
@@ -76,27 +79,18 @@ export interface ScaleCluster {
    * Writes every update from another process in `batches` batches `pauseMs` apart; resolves with when the first
    * batch started and the last ended, on this process's performance.now() clock.
    */
-  writeAll(updates: readonly PeerUpdate[], batches: number, pauseMs: number): Promise<{ first: number; last: number }>;
+  writeAll(updates: readonly PeerUpdate[], batches: number, pauseMs: number): Promise<Written>;
   /** Creates new peers' objects (advertising `spi`) from another process, as writeAll. */
-  joinAll(
-    peers: readonly number[],
-    spi: number,
-    batches: number,
-    pauseMs: number,
-  ): Promise<{ first: number; last: number }>;
+  joinAll(peers: readonly number[], spi: number, batches: number, pauseMs: number): Promise<Written>;
   /** Writes every peer's status (its spec stays as `u` says it is) from another process, as writeAll. */
-  writeStatuses(
-    updates: readonly StatusUpdate[],
-    batches: number,
-    pauseMs: number,
-  ): Promise<{ first: number; last: number }>;
+  writeStatuses(updates: readonly StatusUpdate[], batches: number, pauseMs: number): Promise<Written>;
   /** What the source's reads cost so far, in words. */
   readCost(): string;
   stop(): Promise<void>;
 }
 
 /** Runs `node args`, feeding it `input`; resolves with the `first last` epoch-ms line it prints, made local. */
-function writerProcess(args: string[], input: string): Promise<{ first: number; last: number }> {
+function writerProcess(args: string[], input: string): Promise<Written> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'inherit'] });
     let out = '';
@@ -175,17 +169,25 @@ export class DirScaleCluster implements ScaleCluster {
     return writeJson(this.file(u.i), nodeInfo(u.i, u.spi, u.gen));
   }
 
-  writeAll(updates: readonly PeerUpdate[], batches: number, pauseMs: number): Promise<{ first: number; last: number }> {
-    const files = updates.map((u) => [this.file(u.i), JSON.stringify(nodeInfo(u.i, u.spi, u.gen))]);
+  /** Writes each peer's object (peer index, object) from the writer process, in `batches` `pauseMs` apart. */
+  private writeObjects(
+    objects: readonly (readonly [number, object])[],
+    batches: number,
+    pauseMs: number,
+  ): Promise<Written> {
+    const files = objects.map(([i, object]) => [this.file(i), JSON.stringify(object)]);
     return writerProcess(['-e', FILE_WRITER], JSON.stringify({ files, batches, pauseMs }));
   }
 
-  joinAll(
-    peers: readonly number[],
-    spi: number,
-    batches: number,
-    pauseMs: number,
-  ): Promise<{ first: number; last: number }> {
+  writeAll(updates: readonly PeerUpdate[], batches: number, pauseMs: number): Promise<Written> {
+    return this.writeObjects(
+      updates.map((u) => [u.i, nodeInfo(u.i, u.spi, u.gen)] as const),
+      batches,
+      pauseMs,
+    );
+  }
+
+  joinAll(peers: readonly number[], spi: number, batches: number, pauseMs: number): Promise<Written> {
     return this.writeAll(
       peers.map((i) => ({ i, spi, gen: 0 })),
       batches,
@@ -193,16 +195,12 @@ export class DirScaleCluster implements ScaleCluster {
     );
   }
 
-  writeStatuses(
-    updates: readonly StatusUpdate[],
-    batches: number,
-    pauseMs: number,
-  ): Promise<{ first: number; last: number }> {
-    const files = updates.map((u) => [
-      this.file(u.i),
-      JSON.stringify({ ...nodeInfo(u.i, u.spi, u.gen), status: u.status }),
-    ]);
-    return writerProcess(['-e', FILE_WRITER], JSON.stringify({ files, batches, pauseMs }));
+  writeStatuses(updates: readonly StatusUpdate[], batches: number, pauseMs: number): Promise<Written> {
+    return this.writeObjects(
+      updates.map((u) => [u.i, { ...nodeInfo(u.i, u.spi, u.gen), status: u.status }] as const),
+      batches,
+      pauseMs,
+    );
   }
 
   readCost(): string {
@@ -269,11 +267,7 @@ export class KubeScaleCluster implements ScaleCluster {
     }
   }
 
-  private run(
-    requests: KubeWriterRequest[],
-    batches: number,
-    pauseMs: number,
-  ): Promise<{ first: number; last: number }> {
+  private run(requests: KubeWriterRequest[], batches: number, pauseMs: number): Promise<Written> {
     const job: KubeWriterJob = {
       server: this.cp.server,
       caPem: this.cp.caPem,
@@ -324,7 +318,7 @@ export class KubeScaleCluster implements ScaleCluster {
     }
   }
 
-  writeAll(updates: readonly PeerUpdate[], batches: number, pauseMs: number): Promise<{ first: number; last: number }> {
+  writeAll(updates: readonly PeerUpdate[], batches: number, pauseMs: number): Promise<Written> {
     return this.run(
       updates.map((u) => KubeScaleCluster.patch(u)),
       batches,
@@ -332,12 +326,7 @@ export class KubeScaleCluster implements ScaleCluster {
     );
   }
 
-  joinAll(
-    peers: readonly number[],
-    spi: number,
-    batches: number,
-    pauseMs: number,
-  ): Promise<{ first: number; last: number }> {
+  joinAll(peers: readonly number[], spi: number, batches: number, pauseMs: number): Promise<Written> {
     return this.run(
       peers.map((i) => ({ method: 'POST', path: NODE_INFO_PATH, body: nodeInfo(i, spi) })),
       batches,
@@ -345,11 +334,7 @@ export class KubeScaleCluster implements ScaleCluster {
     );
   }
 
-  writeStatuses(
-    updates: readonly StatusUpdate[],
-    batches: number,
-    pauseMs: number,
-  ): Promise<{ first: number; last: number }> {
+  writeStatuses(updates: readonly StatusUpdate[], batches: number, pauseMs: number): Promise<Written> {
     return this.run(
       updates.map((u) => ({
         method: 'PATCH',
