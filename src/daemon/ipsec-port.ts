@@ -10,7 +10,7 @@ import { reconcile, type ReconcileIssue } from '../ipsec/reconciler.js';
 import type { XfrmPlan } from '../ipsec/planner.js';
 import type { XfrmKernel } from '../xfrm/types.js';
 import type { IpsecPort, IpsecStepInput, IpsecStepResult, PeerStatus, PlannedPeers, XfrmFailure } from './ports.js';
-import { sameItems } from '../util/same-items.js';
+import { sameItems } from '../model/same-items.js';
 
 export interface IpsecAdapterOptions {
   /** Milliseconds an SPI stays installed after this node and every peer moved past it (--rotation-grace). */

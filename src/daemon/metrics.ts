@@ -4,7 +4,7 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { GaugeSeries } from './gauge-series.js';
 import type { DaemonStatus } from './status.js';
-import { sameItems } from '../util/same-items.js';
+import { sameItems } from '../model/same-items.js';
 
 export class DaemonMetrics {
   readonly registry = new Registry();

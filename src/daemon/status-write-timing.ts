@@ -16,7 +16,7 @@
 //   behind a join or ahead of a leave reads as not converged, a node ready again reads as not ready for a while.
 // Pure; the loop (loop.ts) writes, and asks for a step when a deferred report falls due.
 import { reportIntervalMs, type FailingPeer, type NodeKeyStatus } from '../model/node-key-status.js';
-import { sameItems } from '../util/same-items.js';
+import { sameItems } from '../model/same-items.js';
 
 /** The write a status needs: none, now, or a report deferred by `inMs`. */
 export type StatusWrite =

@@ -13,7 +13,7 @@ import { requestPairKey, settlePairKeys } from './pair-key-batch.js';
 import type { KeyHistory } from '../keys/key-history.js';
 import { inboundEspMark, MARK_DECRYPT, MARK_ENCRYPT, MARK_INBOUND_MASK, MARK_TYPE_MASK } from '../model/marks.js';
 import type { IpsecKey, NodeInfo } from '../model/node.js';
-import { sameItems } from '../util/same-items.js';
+import { sameItems } from '../model/same-items.js';
 import { anyCidr, parseCidrLenient, parseIp, type Family } from '../model/ip-address.js';
 import type { XfrmMark, XfrmPolicy, XfrmSelector, XfrmState, XfrmTemplate } from '../xfrm/types.js';
 import {

@@ -1,6 +1,6 @@
 // Plain data the whole product speaks: a node as published in its KmeshNodeInfo (and when two say the same), and an
 // IPsec key version.
-import { sameItems } from '../util/same-items.js';
+import { sameItems } from './same-items.js';
 
 /**
  * One node's KmeshNodeInfo (kmesh.net/v1alpha1, namespaced, in kmesh-system, named after the node; spec fields

@@ -1,6 +1,6 @@
 // sameItems: the same items by === in the same order, whatever the lists are.
 import t from 'tap';
-import { sameItems } from '../../src/util/same-items.js';
+import { sameItems } from '../../src/model/same-items.js';
 
 t.test('same items in the same order', (t) => {
   const o = {};
