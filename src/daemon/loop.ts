@@ -116,6 +116,11 @@ export class ReconcileLoop {
   private readonly lastInfos = new Map<string, NodeInfo>();
   /** When this daemon last wrote its KmeshNodeInfo status (this.now()), undefined before its first write. */
   private lastStatusWriteAt: number | undefined;
+  /**
+   * The SPIs the last step's status said this node sends with, written or not: a write may leave an added SPI for
+   * later (status-write-timing.ts), and a step that is unsure what the kernel sends with keeps those too.
+   */
+  private lastSending: readonly number[] = [];
   /** The last status's peer reports as a record, with its size (peerReportsRecord). */
   private lastPeerReports: { size: number; record: Record<string, NodeKeyStatus> } | undefined;
 
@@ -611,15 +616,18 @@ export class ReconcileLoop {
     // Report what we hold and send with in our KmeshNodeInfo status: peers retire an old SPI only once we
     // (and everyone else) no longer send with it.
     const previous = ownPublished === undefined ? undefined : parseNodeKeyStatus(ownPublished);
+    const publishedSending = previous !== undefined && 'ok' in previous ? previous.ok.sendSpis : [];
     const keyReport = nodeKeyReport({
       heldSpis: next.keySpis,
       peers: next.peers,
-      previousSending: previous !== undefined && 'ok' in previous ? previous.ok.sendSpis : undefined,
+      // Those published and those of the last step's report (an added SPI may not be written yet).
+      previousSending: [...new Set([...publishedSending, ...this.lastSending])],
       keyProblem: next.keyProblem,
       notReady: outcome.notReady,
       rotation: this.rotation,
     });
     next.keyReport = keyReport;
+    this.lastSending = keyReport.sendSpis;
     // What peers act on, and a report that gets worse, are written at once; any other change of what the cluster
     // view reports waits for the reporting interval, which grows with the cluster (status-write-timing.ts).
     const write = published

@@ -1,8 +1,8 @@
 // What this node reports in its KmeshNodeInfo status (src/model/node-key-status.ts), computed from the step's
 // result: the SPIs it holds, the SPIs it sends with, the last rotation and its failing peers. Pure. The SPIs sent
 // with err on the side of "still sending": for a peer whose step had a problem (an out policy whose update may
-// not have reached the kernel) the SPIs reported before stay in the list while they are held, so no peer retires
-// an SPI this node might still be using.
+// not have reached the kernel) the SPIs reported before (published, or computed by the last step and left for a
+// later write) stay in the list while they are held, so no peer retires an SPI this node might still be using.
 import { nodeKeyStatus, parseNodeKeyStatus, type NodeKeyStatus } from '../model/node-key-status.js';
 import type { PeerStatus } from './ports.js';
 import type { RotationStatus } from './status.js';
@@ -10,7 +10,7 @@ import type { RotationStatus } from './status.js';
 export interface NodeKeyReportInput {
   heldSpis: readonly number[];
   peers: readonly PeerStatus[];
-  /** The SPIs sent with in the status published before (undefined: none published). */
+  /** The SPIs sent with in the status published before and in the last step's report (undefined: neither). */
   previousSending: readonly number[] | undefined;
   keyProblem: string;
   /** The step's readiness reasons so far (none: this node encrypts all it should). */

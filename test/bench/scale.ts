@@ -16,8 +16,8 @@
 //      process as other nodes would: time from the
 //      first update to the step that reflects all of them (every peer sent to with SPI 2), and how many steps it
 //      took (coalescing and the least gap between steps keep it small: the daemon's --min-step-gap, here
-//      --min-step-gap-ms, default the daemon's); then RSS and heap again, and what the source read (files, or
-//      lists and watches);
+//      --min-step-gap-ms, default the daemon's), and this node's status writes from its new key to that step;
+//      then RSS and heap again, and what the source read (files, or lists and watches);
 //      with --idle-ms N, RSS and heap again after N ms idle (what V8's memory reducer gives back);
 //   5. acknowledgements: every peer writes its status (holding SPIs 1 and 2, sending with 2), as 5,000 status-only
 //      updates over --spread-ms, as peers' daemons write theirs several times per rotation: time from the first
@@ -152,6 +152,11 @@ async function statusWrites(metrics: DaemonMetrics): Promise<Record<string, numb
   return out;
 }
 
+/** How many status writes of each kind were made between two readings of statusWrites. */
+function writesBetween(before: Record<string, number>, after: Record<string, number>): (why: string) => number {
+  return (why) => (after[why] ?? 0) - (before[why] ?? 0);
+}
+
 function gc(): void {
   (runInNewContext('gc') as () => void)();
 }
@@ -283,6 +288,7 @@ async function bench({ source: sourceKind, peers, spreadMs, idleMs, minStepGapMs
     );
 
     // 4. Rotation.
+    const rotationWritesBefore = await statusWrites(metrics);
     loop.keyEvent({ kind: 'key', key: key(2) });
     await loop.idle();
     const firstRotationStep = steps.length;
@@ -294,6 +300,7 @@ async function bench({ source: sourceKind, peers, spreadMs, idleMs, minStepGapMs
       spreadMs / 50,
     );
     const done = await reached;
+    const rotationWrites = writesBetween(rotationWritesBefore, await statusWrites(metrics));
     await stopProfile();
     t0 = written.first;
     const writtenMs = written.last - written.first;
@@ -303,7 +310,8 @@ async function bench({ source: sourceKind, peers, spreadMs, idleMs, minStepGapMs
     say(
       `rotation: ${peers} updates written in ${(writtenMs / 1000).toFixed(2)} s; first update -> every peer on SPI 2 ` +
         `in ${(rotationMs / 1000).toFixed(2)} s (${((rotationMs - writtenMs) / 1000).toFixed(2)} s after the last update), ` +
-        `${rotationSteps.length} steps (longest ${longest} ms)`,
+        `${rotationSteps.length} steps (longest ${longest} ms); this node's status writes from its new key on: ` +
+        `${rotationWrites('protocol')} protocol, ${rotationWrites('report')} report(s), ${rotationWrites('worse')} worse`,
     );
     await loop.idle();
     const rssEnd = process.memoryUsage().rss;
@@ -382,8 +390,7 @@ async function bench({ source: sourceKind, peers, spreadMs, idleMs, minStepGapMs
       (s) => s.keyReport?.peerCount === total && s.statusReportDueInMs === null,
       MAX_REPORT_WAIT_MS,
     );
-    const writesAfter = await statusWrites(metrics);
-    const joinWrites = (why: string): number => (writesAfter[why] ?? 0) - (writesBefore[why] ?? 0);
+    const joinWrites = writesBetween(writesBefore, await statusWrites(metrics));
     const joinSteps = steps.slice(firstJoinStep).filter((s) => s.at <= reported.at).length;
     say(
       `joins: ${JOINS} peers joined over ${((joined.last - joined.first) / 1000).toFixed(2)} s, ${joinSteps} steps ` +

@@ -381,6 +381,13 @@ t.test('KmeshNodeInfo status: what each node holds and sends with; old SPI gone 
   await c.start();
   c.rotate(key(1, 0x11));
   await c.settle();
+  // A node sending with its newest SPI, and one no longer holding an old SPI, write that as a report: at most once
+  // per reporting interval (2 peers: 20 ms; status-write-timing.ts). The test's clock moves only when told.
+  const reportsDue = async (): Promise<void> => {
+    c.advance(100);
+    await c.settle(1);
+  };
+  await reportsDue();
   const statusOf = (name: string) =>
     (
       JSON.parse(fs.readFileSync(path.join(c.dir, 'kmeshnodeinfos', `${name}.json`), 'utf8')) as {
@@ -415,6 +422,7 @@ t.test('KmeshNodeInfo status: what each node holds and sends with; old SPI gone 
   }
   c.advance(6_000); // past the 5 s floor, well within the 10 s grace
   await c.settle();
+  await reportsDue();
   for (const n of c.nodes) {
     t.ok(
       espStates(n).every((x) => x.spi === 2),

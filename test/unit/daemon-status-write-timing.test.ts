@@ -37,11 +37,14 @@ t.test('nothing published yet, or unchanged', (t) => {
   t.end();
 });
 
-// Every field of the status, changed alone, and how it is written.
+// Every field of the status, changed alone (a list field grown and shrunk), and how it is written. base holds
+// SPIs 1 and 2 and sends with 2, its newest.
 const changes: [string, Partial<NodeKeyStatus>, 'protocol' | 'worse' | 'report'][] = [
-  ['heldSpis', { heldSpis: [2] }, 'protocol'],
+  ['heldSpis', { heldSpis: [1, 2, 3] }, 'protocol'],
+  ['heldSpis', { heldSpis: [2] }, 'report'],
   ['highestSpi', { highestSpi: 3 }, 'protocol'],
   ['sendSpis', { sendSpis: [1, 2] }, 'protocol'],
+  ['sendSpis', { sendSpis: [] }, 'protocol'],
   ['keyProblem', { keyProblem: 'the secret is unreadable' }, 'protocol'],
   ['lastRotation', { lastRotation: { spi: 2, seenAt: base.lastRotation?.seenAt ?? '', convergedAt: 'x' } }, 'protocol'],
   ['notReady', { notReady: 'xfrm: add state refused' }, 'worse'],
@@ -60,7 +63,11 @@ t.test('every field of the status is written at once or as a report', (t) => {
     failingPeers: [{ name: 'a', reason: 'b' }],
   });
   t.same(Object.keys(written).sort(), [...fields].sort(), 'the status is written as these fields');
-  t.same(changes.map(([f]) => f).sort(), [...fields].sort(), 'the cases cover every field the status has');
+  t.same(
+    [...new Set(changes.map(([f]) => f))].sort(),
+    [...fields].sort(),
+    'the cases cover every field the status has',
+  );
   for (const [field, change, how] of changes) {
     const next = { ...base, ...change };
     if (how !== 'report') {
@@ -80,6 +87,46 @@ t.test('every field of the status is written at once or as a report', (t) => {
     statusWrite({ ...base, lastRotation: undefined }, base, 1000, 1001, 4999),
     { kind: 'now', why: 'protocol' },
     'a rotation added',
+  );
+  // The SPIs sent with: an SPI dropped is the acknowledgement peers retire on; an old SPI added is one a peer may
+  // be about to retire; the newest held SPI added is one no peer retires (none advertises above its newest).
+  const rotating = { ...base, sendSpis: [1] };
+  t.same(
+    statusWrite(rotating, { ...rotating, sendSpis: [1, 2] }, 1000, 1001, 4999),
+    { kind: 'later', inMs: 49_989 },
+    'the newest held SPI added to the SPIs sent with: deferred',
+  );
+  t.same(
+    statusWrite(rotating, { ...rotating, sendSpis: [2] }, 1000, 1001, 4999),
+    { kind: 'now', why: 'protocol' },
+    'the newest added and the old one dropped: at once',
+  );
+  t.same(
+    statusWrite(
+      { ...rotating, heldSpis: [1, 2, 3], highestSpi: 3, sendSpis: [3] },
+      { ...rotating, heldSpis: [1, 2, 3], highestSpi: 3, sendSpis: [2, 3] },
+      1000,
+      1001,
+      4999,
+    ),
+    { kind: 'now', why: 'protocol' },
+    'an SPI other than the newest added: at once',
+  );
+  t.same(
+    statusWrite(
+      { ...base, sendSpis: [] },
+      { ...base, heldSpis: [2, 3], highestSpi: 3, sendSpis: [2] },
+      1000,
+      1001,
+      4999,
+    ),
+    { kind: 'now', why: 'protocol' },
+    'a key added (at once) while the old newest is added to the SPIs sent with',
+  );
+  t.same(
+    statusWrite(base, { ...base, heldSpis: [2], peerCount: 5000 }, 1000, 1001, 4999),
+    { kind: 'later', inMs: 49_989 },
+    'an old SPI retired, the highest the same: a report',
   );
   t.same(
     statusWrite(base, { ...base, peerCount: 5000, sendSpis: [1, 2] }, 1000, 1001, 4999),

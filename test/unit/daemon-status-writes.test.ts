@@ -60,3 +60,51 @@ t.test('joins in a row: one report per interval; a new key at once', async (t) =
   t.match(await writes('report'), / 2$/, 'two report writes for the eleven joins');
   t.equal(s.loop.currentStatus().statusReportDueInMs, null, 'nothing waits');
 });
+
+t.test('a rotation: the key added and the old SPI dropped at once; the new SPI sent with as a report', async (t) => {
+  const kernel = new FakeXfrmKernel();
+  const s = await onePeerLoop(t, kernel);
+  const own = path.join(s.dir, 'kmeshnodeinfos/node-1.json');
+  const published = () =>
+    JSON.parse(fs.readFileSync(own, 'utf8')) as { status: { heldSpis: number[]; sendSpis: number[] } };
+  const computed = () => s.loop.currentStatus().keyReport?.sendSpis;
+  const peerAdvertises = async (i: number, spi: number, boot = BOOT(i)): Promise<void> => {
+    writeJson(path.join(s.dir, `kmeshnodeinfos/node-${i}.json`), {
+      ...peerInfo(i),
+      spec: { ...peerInfo(i).spec, spi, bootID: boot },
+    });
+    await s.source.rescan();
+    s.loop.trigger('change');
+    await s.loop.idle();
+  };
+  writeJson(path.join(s.dir, 'kmeshnodeinfos/node-3.json'), peerInfo(3));
+  s.loop.keyEvent({ kind: 'key', key: KEY });
+  await s.loop.idle();
+  await s.resync(2);
+  t.match(published().status, { heldSpis: [1], sendSpis: [1] }, 'SPI 1 in force with two peers');
+
+  // From here on no time passes: what is written now is written at once.
+  s.loop.keyEvent({ kind: 'key', key: { ...KEY, spi: 2, key: Buffer.alloc(36, 0x6b) } });
+  await s.loop.idle();
+  t.same(published().status.heldSpis, [1, 2], 'the new key: at once');
+  await peerAdvertises(2, 2);
+  t.same(computed(), [1, 2], 'node-2 on SPI 2: sent with 2 and (to node-3) 1');
+  t.same(published().status.sendSpis, [1], 'SPI 2, the newest held, added to the SPIs sent with: left for later');
+
+  // node-2 reboots (new boot ID, so new keys) and its new SAs are refused: this node cannot tell what the kernel
+  // sends to it with, so the SPIs it sent with stay reported, the one not written yet among them; the first
+  // failing peer (worse) writes them at once.
+  kernel.injectFailure((op) => op.kind === 'addState' && op.state.dst === '198.18.0.2', 12, { message: 'no memory' });
+  await peerAdvertises(2, 2, BOOT(22));
+  t.ok(
+    s.loop.currentStatus().peers.some((p) => p.name === 'node-2' && p.error !== ''),
+    'node-2 is failing',
+  );
+  t.same(computed(), [1, 2], 'SPI 2, computed before and not written, still reported');
+  t.same(published().status.sendSpis, [1, 2], 'and written with the failing peer');
+  kernel.clearFailures();
+  await peerAdvertises(2, 2, BOOT(22));
+  await peerAdvertises(3, 2);
+  t.same(computed(), [2], 'every peer on SPI 2');
+  t.same(published().status.sendSpis, [2], 'SPI 1 no longer sent with: at once (what peers retire on)');
+});
