@@ -13,6 +13,12 @@ import https from 'node:https';
 import type { KubeConfig } from '@kubernetes/client-node/dist/config.js';
 import { applyDeferredExtraCa } from './node-extra-ca.js';
 
+/** `path` with `query` as its query string (none when the query is empty). */
+export function withQuery(path: string, query: Readonly<Record<string, string>>): string {
+  const params = new URLSearchParams(query).toString();
+  return params === '' ? path : `${path}?${params}`;
+}
+
 /** The API server answered with an error status (after any retries). */
 export class KubeApiError extends Error {
   override readonly name = 'KubeApiError';

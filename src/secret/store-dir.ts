@@ -6,6 +6,7 @@
 // The payload is replaced atomically (write a temp file, fsync, rename). The version of a secret is a hash of its
 // content, compared under the lock, so concurrent commands behave like optimistic writes against the API server.
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import {
@@ -188,9 +189,12 @@ export class DirSecretStore implements SecretStore {
       return this.ioError(err, `list ${dir}`);
     }
     const objects: unknown[] = [];
+    // Read synchronously, as the daemon's directory scan does (src/daemon/sources/dir-scan.ts): each
+    // fs.promises.readFile is four thread-pool round trips, and one after the other they made `kmeshctl ipsec
+    // status` take 2.4 s at 5,000 nodes, nearly all of it waiting. kmeshctl has nothing else to do meanwhile.
     for (const name of names.filter((n) => n.endsWith('.json')).sort()) {
       try {
-        objects.push(JSON.parse(await fs.readFile(path.join(dir, name), 'utf8')));
+        objects.push(JSON.parse(readFileSync(path.join(dir, name), 'utf8')));
       } catch {
         // Unreadable or not JSON (or removed meanwhile): skipped, it advertises nothing.
       }

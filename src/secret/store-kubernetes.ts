@@ -4,7 +4,8 @@
 // Requests go through the small REST client (kube/rest.ts), which starts far faster than the generated APIs.
 import type { KubeConfig } from '@kubernetes/client-node/dist/config.js';
 import { describeKubeError, kubeErrorStatus, kubeStatusMessage } from '../kube/errors.js';
-import { KubeRestClient } from '../kube/rest.js';
+import { DEFAULT_LIST_PAGE_SIZE, listInPages } from '../kube/list-pages.js';
+import { KubeRestClient, withQuery } from '../kube/rest.js';
 import { advertisedSpi } from './rotation.js';
 import { IPSEC_SECRET_DATA_KEY, IPSEC_SECRET_NAME, KMESH_NODE_INFO } from '../model/kmesh-names.js';
 import { StoreConflictError, StoreError } from './store.js';
@@ -159,16 +160,23 @@ export class KubernetesSecretStore implements SecretStore {
     return (await this.nodeInfoObjects()).flatMap(advertisedSpi);
   }
 
+  /**
+   * Every KmeshNodeInfo, read from etcd (the latest version: `secret create` must see every SPI in use) in pages
+   * of DEFAULT_LIST_PAGE_SIZE, as the daemon's source lists (kube/list-pages.ts): at 5,000 nodes one response
+   * was megabytes the API server built at once, every second of `ipsec status --wait`.
+   */
   async nodeInfoObjects(): Promise<unknown[]> {
-    let list: unknown;
     try {
-      list = await this.api.request('GET', this.nodeInfosPath);
+      const listed = await listInPages(
+        (query) => this.api.request('GET', withQuery(this.nodeInfosPath, query)),
+        {},
+        DEFAULT_LIST_PAGE_SIZE,
+      );
+      return listed.items;
     } catch (err) {
       // No KmeshNodeInfo CRD installed yet (or no such namespace): no node advertises anything.
       if (kubeErrorStatus(err) === 404) return [];
       return this.fail(err, `list KmeshNodeInfo objects in namespace ${this.namespace}`);
     }
-    const items = (list as { items?: unknown } | undefined)?.items;
-    return Array.isArray(items) ? (items as unknown[]) : [];
   }
 }

@@ -188,6 +188,14 @@ t.test('after delete, create continues above the highest SPI a KmeshNodeInfo sti
   t.same(await run('secret', 'create'), { code: 0, stdout: 'IPsec key rotated (SPI 6 -> 7)\n', stderr: '' });
   api.put('kmeshnodeinfos', nodeInfo('node-a', 9));
   t.same(await run('secret', 'create'), { code: 0, stdout: 'IPsec key rotated (SPI 7 -> 10)\n', stderr: '' });
+  // Listed in pages, as the daemon lists (this server answers every list in one page, as a watch cache may;
+  // test/kube/kmeshctl.test.ts reads more than a page from a real API server).
+  const lists = api.requests.filter((r) => r.method === 'GET' && r.path.endsWith('/kmeshnodeinfos'));
+  t.ok(lists.length > 0);
+  t.ok(
+    lists.every((r) => r.query.limit === '500'),
+    'every list of KmeshNodeInfo objects asks for pages of 500',
+  );
 });
 
 t.test('a cluster without the KmeshNodeInfo CRD starts at SPI 1', async (t) => {

@@ -208,4 +208,29 @@ t.test('kmeshctl secret on a real API server', controlPlaneSkip(), async (t) => 
     t.equal(missing.code, 1);
     t.match(missing.stderr, /NODE_EXTRA_CA_CERTS: cannot read \/nonexistent\/ca\.pem/);
   });
+
+  // kmeshctl lists KmeshNodeInfo objects in pages of 500 (src/kube/list-pages.ts), as the daemon does: objects on
+  // every page count, for the SPIs in use and for the cluster view.
+  t.test('more KmeshNodeInfo objects than one list page: every one is read', async (t) => {
+    const names = Array.from({ length: 1001 }, (_, i) => `page-${String(i + 1).padStart(4, '0')}`);
+    for (let i = 0; i < names.length; i += 50) {
+      const batch = names.slice(i, i + 50).map((name, k) => kmeshNodeInfo(name, i + k === names.length - 1 ? 500 : 9));
+      const created = await Promise.all(batch.map((o) => cp.request('POST', NODE_INFO_PATH, o)));
+      t.ok(
+        created.every((r) => r.status === 201),
+        `objects ${i + 1}..${i + batch.length} created`,
+      );
+    }
+    const r = await admin('secret', 'create');
+    t.equal(r.code, 0, r.stderr);
+    t.match(r.stdout, /-> 501\)\n$/, 'above SPI 500, which only the last page holds');
+    const status = await admin('ipsec', 'status', '-o', 'json');
+    const view = JSON.parse(status.stdout) as { nodes: { name: string }[]; lagging: string[]; verdict: string };
+    const listed = new Set(view.nodes.map((n) => n.name));
+    t.ok(
+      names.every((n) => listed.has(n)),
+      `all ${names.length} listed (${view.nodes.length} nodes in the view)`,
+    );
+    t.ok(view.verdict.length < 1000, 'a verdict of one short line');
+  });
 });

@@ -8,7 +8,7 @@
 import type { KubeConfig } from '@kubernetes/client-node/dist/config.js';
 import { kubeErrorStatus } from '../../kube/errors.js';
 import { checkListPageSize, DEFAULT_LIST_PAGE_SIZE, listInPages } from '../../kube/list-pages.js';
-import { KubeRestClient } from '../../kube/rest.js';
+import { KubeRestClient, withQuery } from '../../kube/rest.js';
 import { watch } from '../../kube/watch.js';
 import type { NodeInfo } from '../../model/node.js';
 import { KMESH_NAMESPACE, KMESH_NODE_INFO } from '../../model/kmesh-names.js';
@@ -44,11 +44,6 @@ const WATCH_TIMEOUT_SECONDS = 300;
 const REQUEST_TIMEOUT_MS = 60_000;
 
 const NODE_INFOS_PATH = `/apis/${KMESH_NODE_INFO.group}/${KMESH_NODE_INFO.version}/namespaces/${KMESH_NAMESPACE}/${KMESH_NODE_INFO.plural}`;
-
-function withQuery(path: string, query: Record<string, string>): string {
-  const params = new URLSearchParams(query).toString();
-  return params === '' ? path : `${path}?${params}`;
-}
 
 function metaKey(obj: unknown): string | undefined {
   const name = objectName(obj);
