@@ -12,7 +12,7 @@ import {
 import { clusterKeyStatus, type ClusterKeyStatus } from './cluster-key-status.js';
 import { nextSpi } from './rotation.js';
 import { StoreConflictError, StoreError } from './store.js';
-import type { SecretStore, StoredSecret } from './store.js';
+import type { NodeInfoRead, SecretStore, StoredSecret } from './store.js';
 
 /** `create --key` named the key already in force: rotating to it would reuse it under a new SPI. Nothing changed. */
 export class SameKeyError extends Error {
@@ -141,10 +141,13 @@ export async function deleteSecret(store: SecretStore): Promise<void> {
 
 /**
  * The cluster-wide key status (`kmeshctl ipsec status`): the Secret's SPI (none when there is no Secret; a
- * malformed one is an error) and every KmeshNodeInfo, read at the same time.
+ * malformed one is an error) and every KmeshNodeInfo (`read` of them: SecretStore.nodeInfoObjects), read at the same time.
  */
-export async function readClusterKeyStatus(store: SecretStore): Promise<ClusterKeyStatus> {
-  const [secret, objects] = await Promise.allSettled([store.read(), store.nodeInfoObjects()]);
+export async function readClusterKeyStatus(
+  store: SecretStore,
+  read: NodeInfoRead = 'latest',
+): Promise<ClusterKeyStatus> {
+  const [secret, objects] = await Promise.allSettled([store.read(), store.nodeInfoObjects(read)]);
   if (secret.status === 'rejected') throw secret.reason;
   if (objects.status === 'rejected') throw objects.reason;
   const spi = secret.value === undefined ? undefined : (await readSecret(store)).key.spi;

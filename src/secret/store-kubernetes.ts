@@ -9,7 +9,7 @@ import { KubeRestClient, withQuery } from '../kube/rest.js';
 import { advertisedSpi } from './rotation.js';
 import { IPSEC_SECRET_DATA_KEY, IPSEC_SECRET_NAME, KMESH_NODE_INFO } from '../model/kmesh-names.js';
 import { StoreConflictError, StoreError } from './store.js';
-import type { SecretStore, StoredSecret } from './store.js';
+import type { NodeInfoRead, SecretStore, StoredSecret } from './store.js';
 
 export interface KubernetesStoreOptions {
   config: KubeConfig;
@@ -161,12 +161,18 @@ export class KubernetesSecretStore implements SecretStore {
   }
 
   /**
-   * Every KmeshNodeInfo, read from etcd (the latest version: `secret create` must see every SPI in use) in pages
-   * of DEFAULT_LIST_PAGE_SIZE, as the daemon's source lists (kube/list-pages.ts): at 5,000 nodes one response
-   * was megabytes the API server built at once, every second of `ipsec status --wait`.
+   * Every KmeshNodeInfo. `latest`: read from etcd (`secret create` must see every SPI in use) in pages of
+   * DEFAULT_LIST_PAGE_SIZE, as the daemon's source lists (kube/list-pages.ts): at 5,000 nodes one response was
+   * megabytes the API server built at once. `cached`: from the API server's watch cache (resourceVersion "0",
+   * which a cache answers whole): no etcd read at all, for `ipsec status --wait`'s polls.
    */
-  async nodeInfoObjects(): Promise<unknown[]> {
+  async nodeInfoObjects(read: NodeInfoRead = 'latest'): Promise<unknown[]> {
     try {
+      if (read === 'cached') {
+        const list = await this.api.request('GET', withQuery(this.nodeInfosPath, { resourceVersion: '0' }));
+        const items = (list as { items?: unknown } | undefined)?.items;
+        return Array.isArray(items) ? (items as unknown[]) : [];
+      }
       const listed = await listInPages(
         (query) => this.api.request('GET', withQuery(this.nodeInfosPath, query)),
         {},

@@ -24,6 +24,9 @@ export class StoreError extends Error {
   override readonly name = 'StoreError';
 }
 
+/** How fresh a read of the KmeshNodeInfo objects must be (SecretStore.nodeInfoObjects). */
+export type NodeInfoRead = 'latest' | 'cached';
+
 export interface SecretStore {
   /** Human name of the place, e.g. `Secret kmesh-system/kmesh-ipsec` or `/srv/kmesh/kmesh-ipsec/ipSec`. */
   readonly location: string;
@@ -37,6 +40,11 @@ export interface SecretStore {
   delete(): Promise<boolean>;
   /** SPIs advertised by the KmeshNodeInfo objects in the namespace (invalid objects are skipped). */
   advertisedSpis(): Promise<number[]>;
-  /** The KmeshNodeInfo objects in the namespace as stored (unreadable files are skipped); [] when there are none. */
-  nodeInfoObjects(): Promise<unknown[]>;
+  /**
+   * The KmeshNodeInfo objects in the namespace as stored (unreadable files are skipped); [] when there are none.
+   * `latest` (the default) reads the latest version; `cached` may be a little behind and costs the store less (the
+   * Kubernetes store reads the API server's watch cache instead of etcd; the directory store reads its files
+   * either way): for polls that another read confirms.
+   */
+  nodeInfoObjects(read?: NodeInfoRead): Promise<unknown[]>;
 }

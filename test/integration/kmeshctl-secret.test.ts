@@ -491,3 +491,39 @@ t.test('usage mistakes exit 2 with one line; --help helps', async (t) => {
   t.match(topHelp.stdout, /--store dir:PATH/);
   t.match((await kmeshctl(['secret', 'create', '--help'], {})).stdout, /-k, --key <hex>/);
 });
+
+t.test('ipsec status --wait polls the API server cache and confirms with a read of the latest version', async (t) => {
+  const { api, run } = await startCluster(t);
+  await run('secret', 'create');
+  const converged = (name: string) => ({
+    ...nodeInfo(name, 1),
+    status: { heldSpis: [1], highestSpi: 1, sendSpis: [1], peerCount: 1, failingPeerCount: 0 },
+  });
+  api.put('kmeshnodeinfos', converged('node-a'));
+  api.put('kmeshnodeinfos', { ...converged('node-b'), spec: { ...converged('node-b').spec, spi: 0 } });
+  const lists = () => api.requests.filter((r) => r.method === 'GET' && r.path.endsWith('/kmeshnodeinfos'));
+  const created = lists().length; // secret create's
+  const timedOut = await run('ipsec', 'status', '--wait', '--timeout', '1.5');
+  t.equal(timedOut.code, 1);
+  t.match(timedOut.stderr, /^error: still not converged on SPI 1: 1 of 2 nodes lag: node-b: advertises SPI none/);
+  const polls = lists().slice(created);
+  t.ok(polls.length >= 2, `${polls.length} lists`);
+  t.ok(
+    polls.slice(0, -1).every((r) => r.query.resourceVersion === '0' && r.query.limit === undefined),
+    'the polls read the cache',
+  );
+  t.same(polls.at(-1)?.query, { limit: '500' }, 'the verdict it printed was read at the latest version');
+
+  api.put('kmeshnodeinfos', converged('node-b'));
+  const before = lists().length;
+  const done = await run('ipsec', 'status', '--wait', '--timeout', '10');
+  t.equal(done.code, 0, done.stderr);
+  t.match(done.stdout, /converged on SPI 1\n$/);
+  t.same(
+    lists()
+      .slice(before)
+      .map((r) => r.query),
+    [{ resourceVersion: '0' }, { limit: '500' }],
+    'converged in the cache, then confirmed',
+  );
+});

@@ -232,5 +232,10 @@ t.test('kmeshctl secret on a real API server', controlPlaneSkip(), async (t) => 
       `all ${names.length} listed (${view.nodes.length} nodes in the view)`,
     );
     t.ok(view.verdict.length < 1000, 'a verdict of one short line');
+    // --wait polls the API server's watch cache (resourceVersion 0) and prints what a read of the latest says.
+    const waited = await admin('ipsec', 'status', '--wait', '--timeout', '2');
+    t.equal(waited.code, 1);
+    t.match(waited.stderr, /^error: still not converged on SPI 501: \d+ of \d+ nodes lag \(\d+ advertise another SPI/);
+    t.equal(waited.stderr.trim().split('\n').length, 1, 'one line');
   });
 });
