@@ -51,6 +51,8 @@ export interface DaemonConfig {
   resyncSeconds: number;
   /** Least milliseconds from the end of one reconcile step to the start of the next (bursts coalesce). */
   minStepGapMs: number;
+  /** --peer-metrics-limit: per-peer series for every peer up to this many peers, else for failing ones only. */
+  peerMetricsLimit: number;
   /** --ipsec-mss-clamp and --ipsec-mtu: the TCP MSS clamp on traffic to encrypted peers. */
   mssClamp: MssClampSetting;
   /** --ipsec-strict: plaintext from a peer's pod CIDR to a managed local pod is counted (audit) or dropped. */

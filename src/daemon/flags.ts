@@ -24,6 +24,7 @@ import { MAX_DURATION_SECONDS } from '../util/duration-limit.js';
 import type { RetirementRule } from '../ipsec/rotation.js';
 import { MAX_IPSEC_MTU, MIN_IPSEC_MTU } from '../model/esp-overhead.js';
 import type { IpsecMtuSetting } from './mss-clamp.js';
+import { DEFAULT_PEER_METRICS_LIMIT, MAX_PEER_METRICS_LIMIT } from './peer-series-limit.js';
 import { STRICT_MODES, type StrictMode } from '../model/strict-mode.js';
 
 export type FlagsResult =
@@ -93,6 +94,18 @@ function parseMinStepGap(value: string): number {
   return ms;
 }
 
+/** --peer-metrics-limit: a whole number of peers within 0..MAX_PEER_METRICS_LIMIT. */
+function parsePeerMetricsLimit(value: string): number {
+  const v = value.trim();
+  if (!/^\d+$/.test(v))
+    throw new FlagError(`--peer-metrics-limit: expected a whole number of peers, got ${JSON.stringify(value)}`);
+  const n = Number(v);
+  if (n > MAX_PEER_METRICS_LIMIT) {
+    throw new FlagError(`--peer-metrics-limit: ${n} is above the limit of ${MAX_PEER_METRICS_LIMIT}`);
+  }
+  return n;
+}
+
 function oneOf<T extends string>(flag: string, allowed: readonly T[]): (value: string) => T {
   return (value) => {
     const hit = allowed.find((a) => a === value);
@@ -141,6 +154,7 @@ interface RawOptions {
   rotationAckTimeout: number;
   resyncInterval: number;
   minStepGap: number;
+  peerMetricsLimit: number;
   ipsecMtu: IpsecMtuSetting;
   ipsecMssClamp: boolean;
   ipsecStrict: StrictMode;
@@ -243,6 +257,14 @@ function buildProgram(out: { text: string }): Command {
       )
         .default(DEFAULT_MIN_STEP_GAP_MS)
         .argParser(parseMinStepGap),
+    )
+    .addOption(
+      new Option(
+        '--peer-metrics-limit <n>',
+        'kmesh_ipsec_peer_* series for every peer while there are at most n peers, else only for failing peers (at most n); peers are counted by SPI either way; 0 = none',
+      )
+        .default(DEFAULT_PEER_METRICS_LIMIT)
+        .argParser(parsePeerMetricsLimit),
     )
     .addOption(
       new Option(
@@ -380,6 +402,7 @@ function resolve(program: Command, env: NodeJS.ProcessEnv): DaemonConfig {
     rotationAckTimeoutSeconds: ackTimeout,
     resyncSeconds: o.resyncInterval,
     minStepGapMs: o.minStepGap,
+    peerMetricsLimit: o.peerMetricsLimit,
     mssClamp: { enabled: o.ipsecMssClamp, mtu: o.ipsecMtu },
     strictMode: o.ipsecStrict,
     logLevel: o.logLevel,

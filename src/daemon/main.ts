@@ -113,7 +113,7 @@ async function run(config: DaemonConfig, source: ClusterSource, log: Logger, sto
     const refusal = await checkBpffs(config, log);
     if (refusal !== undefined) throw new Error(refusal);
   }
-  const metrics = new DaemonMetrics();
+  const metrics = new DaemonMetrics({ peerSeriesLimit: config.peerMetricsLimit });
   const ipsec = config.enableIpsec ? await createIpsecPort(config) : undefined;
   const datapath = config.enableIpsec ? createDatapathPort(config, (msg, fields) => log.warn(fields, msg)) : undefined;
   if (ipsec) {

@@ -1,13 +1,49 @@
-// Prometheus metrics of the daemon (prom-client, own registry): per-peer SPIs and readiness, XFRM error
+// Prometheus metrics of the daemon (prom-client, own registry): peers counted by SPI, per-peer SPIs and readiness
+// (for every peer in small clusters, for the failing ones in large ones: peer-series-limit.ts), XFRM error
 // counters, reconcile results and durations, rotation convergence, readiness and what keeps it from being ready
 // (own Node unusable, refused XFRM operations, SPI not advertised). `update` maps a DaemonStatus onto them.
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { GaugeSeries } from './gauge-series.js';
+import { DEFAULT_PEER_METRICS_LIMIT, peersWithSeries } from './peer-series-limit.js';
 import type { DaemonStatus } from './status.js';
 import { sameItems } from '../model/same-items.js';
 
+export interface DaemonMetricsOptions {
+  /** --peer-metrics-limit (peer-series-limit.ts). */
+  peerSeriesLimit?: number;
+}
+
 export class DaemonMetrics {
   readonly registry = new Registry();
+  private readonly peerSeriesLimit: number;
+  private readonly peers = new Gauge({
+    name: 'kmesh_ipsec_peers',
+    help: 'Peers this node knows (valid KmeshNodeInfo objects other than its own)',
+    registers: [this.registry],
+  });
+  private readonly peersByAdvertised = new Gauge({
+    name: 'kmesh_ipsec_peers_by_advertised_spi',
+    help: 'Peers by the SPI they advertise',
+    labelNames: ['spi'],
+    registers: [this.registry],
+  });
+  private readonly peersByOutbound = new Gauge({
+    name: 'kmesh_ipsec_peers_by_outbound_spi',
+    help: 'Peers by the SPI of the outbound SAs to them the kernel holds (spi="0": none)',
+    labelNames: ['spi'],
+    registers: [this.registry],
+  });
+  private readonly peersByReportedSending = new Gauge({
+    name: 'kmesh_ipsec_peers_by_reported_sending_spi',
+    help: 'Peers by the SPIs they report encrypting with in their KmeshNodeInfo status (a peer counts once per SPI)',
+    labelNames: ['spi'],
+    registers: [this.registry],
+  });
+  private readonly peerSeriesOmitted = new Gauge({
+    name: 'kmesh_ipsec_peer_series_omitted',
+    help: 'Peers without kmesh_ipsec_peer_* series of their own (more peers than --peer-metrics-limit: only failing ones have them)',
+    registers: [this.registry],
+  });
   private readonly keySpi = new Gauge({
     name: 'kmesh_ipsec_key_spi',
     help: 'SPI of the key in force (0 = none)',
@@ -189,14 +225,24 @@ export class DaemonMetrics {
   // hands out the last step's row objects and report record where nothing changed: the same ones, in the same order,
   // set the same series, so those are left as they are (5,000 peers' series written anew per step otherwise).
   private peerSeriesFrom: DaemonStatus['peers'] = [];
+  /** The peers the per-peer series were last set for (peersWithSeries). */
+  private withSeries: readonly DaemonStatus['peers'][number][] = [];
   private reportedSeriesFrom: DaemonStatus['peerReports'] | undefined;
+  private reportedSeriesFor: readonly DaemonStatus['peers'][number][] = [];
+
+  constructor(options: DaemonMetricsOptions = {}) {
+    this.peerSeriesLimit = options.peerSeriesLimit ?? DEFAULT_PEER_METRICS_LIMIT;
+  }
 
   update(s: DaemonStatus): void {
     this.keySpi.set(s.keySpi ?? 0);
     this.advertisedSpi.set(s.advertisedSpi ?? 0);
     if (!sameItems(this.peerSeriesFrom, s.peers)) {
+      this.countPeers(s.peers);
+      this.withSeries = peersWithSeries(s.peers, this.peerSeriesLimit, (p) => p.error !== '');
+      this.peerSeriesOmitted.set(s.peers.length - this.withSeries.length);
       this.peerSeries.begin();
-      for (const p of s.peers) {
+      for (const p of this.withSeries) {
         this.peerSeries.set(
           p.name,
           () => ({ peer: p.name }),
@@ -243,10 +289,16 @@ export class DaemonMetrics {
     this.sendingSpi.reset();
     for (const spi of s.keyReport?.sendSpis ?? []) this.sendingSpi.set({ spi: String(spi) }, 1);
     this.failingPeers.set(s.keyReport?.failingPeerCount ?? 0);
-    if (s.peerReports !== this.reportedSeriesFrom) {
+    if (s.peerReports !== this.reportedSeriesFrom || this.withSeries !== this.reportedSeriesFor) {
+      this.countReports(s.peerReports);
+      // Every peer's report when every peer has series of its own (the usual small cluster), else those of the
+      // peers that have.
+      const all = this.withSeries === s.peers;
+      const named = all ? undefined : new Set(this.withSeries.map((p) => p.name));
       this.reportedHighestSeries.begin();
       this.reportedSendingSeries.begin();
       for (const [peer, r] of Object.entries(s.peerReports)) {
+        if (named !== undefined && !named.has(peer)) continue;
         this.reportedHighestSeries.set(peer, () => ({ peer }), r.highestSpi);
         // A peer name holds no newline (a Kubernetes object name).
         for (const spi of r.sendSpis)
@@ -255,6 +307,7 @@ export class DaemonMetrics {
       this.reportedHighestSeries.end();
       this.reportedSendingSeries.end();
       this.reportedSeriesFrom = s.peerReports;
+      this.reportedSeriesFor = this.withSeries;
     }
     this.retirementsPending.set(s.pendingRetirements.length);
     if (s.kernelRead !== null) this.xfrmDumps.set(s.kernelRead.dumps);
@@ -263,6 +316,30 @@ export class DaemonMetrics {
     this.nodeProblem.set(s.nodeProblem === '' ? 0 : 1);
     this.xfrmFailures.set(s.xfrmFailures.length);
     this.advertisePending.set(s.notAdvertising === '' ? 0 : 1);
+  }
+
+  /** The peers, and how many advertise and are sent to with each SPI. */
+  private countPeers(peers: DaemonStatus['peers']): void {
+    this.peers.set(peers.length);
+    const advertised = new Map<number, number>();
+    const outbound = new Map<number, number>();
+    for (const p of peers) {
+      advertised.set(p.advertisedSpi, (advertised.get(p.advertisedSpi) ?? 0) + 1);
+      const spi = p.outboundSpi ?? 0;
+      outbound.set(spi, (outbound.get(spi) ?? 0) + 1);
+    }
+    this.peersByAdvertised.reset();
+    advertised.forEach((n, spi) => this.peersByAdvertised.set({ spi: String(spi) }, n));
+    this.peersByOutbound.reset();
+    outbound.forEach((n, spi) => this.peersByOutbound.set({ spi: String(spi) }, n));
+  }
+
+  /** How many peers report sending with each SPI. */
+  private countReports(reports: DaemonStatus['peerReports']): void {
+    const sending = new Map<number, number>();
+    for (const r of Object.values(reports)) for (const spi of r.sendSpis) sending.set(spi, (sending.get(spi) ?? 0) + 1);
+    this.peersByReportedSending.reset();
+    sending.forEach((n, spi) => this.peersByReportedSending.set({ spi: String(spi) }, n));
   }
 
   text(): Promise<string> {

@@ -28,7 +28,8 @@
 // baseline. The last line sums it up. Figures only; nothing here asserts on time.
 // It runs under the daemon's memory settings (bin/heap-settings.js): started without its launch flags or
 // environment, it starts itself again with them, as the daemon's launcher does. RSS is read as the daemon would
-// have it, before the full GC the bench forces to read the live heap.
+// have it, before the full GC the bench forces to read the live heap. The daemon's metrics are kept as its
+// defaults keep them (--peer-metrics-limit N to change that: per-peer series for every peer while at most N).
 import fs from 'node:fs';
 import { Session } from 'node:inspector';
 import { parseArgs } from 'node:util';
@@ -36,6 +37,7 @@ import { getHeapSpaceStatistics, setFlagsFromString, writeHeapSnapshot } from 'n
 import { runInNewContext } from 'node:vm';
 import { DEFAULT_MIN_STEP_GAP_MS, MAX_MIN_STEP_GAP_MS } from '../../src/daemon/config.js';
 import { DatapathAdapter } from '../../src/daemon/datapath-port.js';
+import { DEFAULT_PEER_METRICS_LIMIT, MAX_PEER_METRICS_LIMIT } from '../../src/daemon/peer-series-limit.js';
 import { IpsecAdapter } from '../../src/daemon/ipsec-port.js';
 import { ReconcileLoop, type LoopLogger } from '../../src/daemon/loop.js';
 import { DaemonMetrics } from '../../src/daemon/metrics.js';
@@ -173,9 +175,17 @@ interface BenchOptions {
   spreadMs: number;
   idleMs: number;
   minStepGapMs: number;
+  peerMetricsLimit: number;
 }
 
-async function bench({ source: sourceKind, peers, spreadMs, idleMs, minStepGapMs }: BenchOptions): Promise<void> {
+async function bench({
+  source: sourceKind,
+  peers,
+  spreadMs,
+  idleMs,
+  minStepGapMs,
+  peerMetricsLimit,
+}: BenchOptions): Promise<void> {
   // The cluster first (a control plane takes seconds to start): its processes are not this one's RSS.
   const cluster: ScaleCluster =
     sourceKind === 'kube' ? await KubeScaleCluster.create() : await DirScaleCluster.create();
@@ -186,7 +196,7 @@ async function bench({ source: sourceKind, peers, spreadMs, idleMs, minStepGapMs
   const kernel = new FakeXfrmKernel({ recordOps: false });
   const dp = new FakeDatapath({ interfaces: [{ name: 'eth0', ifindex: 2 }] });
   const ipsec = new IpsecAdapter(kernel, { graceMs: 60_000 });
-  const metrics = new DaemonMetrics();
+  const metrics = new DaemonMetrics({ peerSeriesLimit: peerMetricsLimit });
   const loop = new ReconcileLoop({
     nodeName: LOCAL,
     source,
@@ -460,6 +470,7 @@ async function main(): Promise<number> {
       'spread-ms': { type: 'string', default: '3000' },
       'idle-ms': { type: 'string', default: '0' },
       'min-step-gap-ms': { type: 'string', default: String(DEFAULT_MIN_STEP_GAP_MS) },
+      'peer-metrics-limit': { type: 'string', default: String(DEFAULT_PEER_METRICS_LIMIT) },
     },
   });
   const sourceKind = values.source;
@@ -475,11 +486,14 @@ async function main(): Promise<number> {
   const minStepGapMs = Number(values['min-step-gap-ms']);
   if (!Number.isInteger(minStepGapMs) || minStepGapMs < 0 || minStepGapMs > MAX_MIN_STEP_GAP_MS)
     throw new Error(`--min-step-gap-ms ${values['min-step-gap-ms']} is not 0..${MAX_MIN_STEP_GAP_MS}`);
+  const peerMetricsLimit = Number(values['peer-metrics-limit']);
+  if (!Number.isInteger(peerMetricsLimit) || peerMetricsLimit < 0 || peerMetricsLimit > MAX_PEER_METRICS_LIMIT)
+    throw new Error(`--peer-metrics-limit ${values['peer-metrics-limit']} is not 0..${MAX_PEER_METRICS_LIMIT}`);
   const code = await underDaemonMemorySettings();
   if (code !== undefined) return code;
   say(`# ${describeMemorySettings()}`);
   setFlagsFromString('--expose-gc');
-  await bench({ source: sourceKind, peers, spreadMs, idleMs, minStepGapMs });
+  await bench({ source: sourceKind, peers, spreadMs, idleMs, minStepGapMs, peerMetricsLimit });
   return 0;
 }
 

@@ -95,6 +95,11 @@ t.test('every other flag', (t) => {
   t.equal(config(['--min-step-gap=10000']).minStepGapMs, 10000);
   t.match(error(['--min-step-gap=10001']), /^--min-step-gap: 10001 ms is above the limit of 10000 ms$/);
   t.match(error(['--min-step-gap=0.5']), /^--min-step-gap: expected a whole number of milliseconds, got "0\.5"$/);
+  t.equal(config([]).peerMetricsLimit, 100, 'per-peer series for every peer up to 100 peers by default');
+  t.equal(config(['--peer-metrics-limit=0']).peerMetricsLimit, 0, '0: none');
+  t.equal(config(['--peer-metrics-limit', '5000']).peerMetricsLimit, 5000);
+  t.match(error(['--peer-metrics-limit=100001']), /^--peer-metrics-limit: 100001 is above the limit of 100000$/);
+  t.match(error(['--peer-metrics-limit=-1']), /^--peer-metrics-limit: expected a whole number of peers, got "-1"$/);
   t.match(error(['--min-step-gap=-1']), /^--min-step-gap: /);
   t.same(config(['--metrics-addr=:9090']).metricsAddr, { host: '0.0.0.0', port: 9090 });
   t.same(config(['--metrics-addr=[::1]:9090']).metricsAddr, { host: '::1', port: 9090 });

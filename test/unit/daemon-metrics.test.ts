@@ -167,3 +167,56 @@ t.test('per-peer series after a run of updates equal those of one update with th
   );
   t.end();
 });
+
+t.test('beyond --peer-metrics-limit peers: series for failing peers only, every peer counted by SPI', async (t) => {
+  const row = (i: number, error = ''): DaemonStatus['peers'][number] => ({
+    name: `node-${String(i).padStart(4, '0')}`,
+    advertisedSpi: i % 3 === 0 ? 1 : 2,
+    outboundSpi: error === '' ? 2 : undefined,
+    plannedSendSpi: 2,
+    inboundSpis: [1, 2],
+    peerId: i,
+    error,
+  });
+  const report = (send: number[]): NodeKeyStatus => ({
+    heldSpis: [1, 2],
+    highestSpi: 2,
+    sendSpis: send,
+    keyProblem: '',
+    notReady: '',
+    peerCount: 150,
+    failingPeerCount: 0,
+    failingPeers: [],
+  });
+  const peers = Array.from({ length: 150 }, (_, k) => row(k + 1, k + 1 === 7 || k + 1 === 120 ? 'refused' : ''));
+  const peerReports = Object.fromEntries(peers.map((p, k) => [p.name, report(k < 50 ? [1, 2] : [2])]));
+  const m = new DaemonMetrics({ peerSeriesLimit: 100 });
+  m.update(status({ peers, peerReports }));
+  const text = await m.text();
+  const named = [...new Set([...text.matchAll(/peer="([^"]+)"/g)].map((x) => x[1]))].sort();
+  t.same(named, ['node-0007', 'node-0120'], 'only the failing peers have series of their own');
+  t.equal(sample(text, 'kmesh_ipsec_peer_error{peer="node-0120"}'), 1);
+  t.equal(sample(text, 'kmesh_ipsec_peer_reported_sending_spi{peer="node-0007",spi="1"}'), 1);
+  t.equal(sample(text, 'kmesh_ipsec_peer_series_omitted'), 148);
+  t.equal(sample(text, 'kmesh_ipsec_peers'), 150);
+  t.equal(sample(text, 'kmesh_ipsec_peers_by_advertised_spi{spi="1"}'), 50);
+  t.equal(sample(text, 'kmesh_ipsec_peers_by_advertised_spi{spi="2"}'), 100);
+  t.equal(sample(text, 'kmesh_ipsec_peers_by_outbound_spi{spi="2"}'), 148);
+  t.equal(sample(text, 'kmesh_ipsec_peers_by_outbound_spi{spi="0"}'), 2, 'no outbound SAs: counted as 0');
+  t.equal(sample(text, 'kmesh_ipsec_peers_by_reported_sending_spi{spi="1"}'), 50);
+  t.equal(sample(text, 'kmesh_ipsec_peers_by_reported_sending_spi{spi="2"}'), 150);
+
+  // The failing peers mended, fewer peers than the limit: every peer's series again; then a limit of 0: none.
+  const fewer = peers.slice(0, 100).map((p) => ({ ...p, error: '', outboundSpi: 2 }));
+  m.update(status({ peers: fewer, peerReports }));
+  const all = await m.text();
+  t.equal((all.match(/^kmesh_ipsec_peer_error\{/gm) ?? []).length, 100, 'at the limit: every peer');
+  t.equal((all.match(/^kmesh_ipsec_peer_reported_highest_spi\{/gm) ?? []).length, 150, 'and every report');
+  t.equal(sample(all, 'kmesh_ipsec_peer_series_omitted'), 0);
+  t.notOk(sample(all, 'kmesh_ipsec_peers_by_outbound_spi{spi="0"}'), 'a count that fell to nothing is gone');
+  const none = new DaemonMetrics({ peerSeriesLimit: 0 });
+  none.update(status({ peers, peerReports }));
+  const bare = await none.text();
+  t.notMatch(bare, /peer="/, 'limit 0: no per-peer series');
+  t.equal(sample(bare, 'kmesh_ipsec_peers'), 150);
+});
