@@ -82,29 +82,25 @@ function durationSeconds(flag: string): (value: string) => number {
   };
 }
 
-/** --min-step-gap: a whole number of milliseconds within 0..MAX_MIN_STEP_GAP_MS. */
-function parseMinStepGap(value: string): number {
-  const v = value.trim();
-  if (!/^\d+$/.test(v))
-    throw new FlagError(`--min-step-gap: expected a whole number of milliseconds, got ${JSON.stringify(value)}`);
-  const ms = Number(v);
-  if (ms > MAX_MIN_STEP_GAP_MS) {
-    throw new FlagError(`--min-step-gap: ${ms} ms is above the limit of ${MAX_MIN_STEP_GAP_MS} ms`);
-  }
-  return ms;
+/**
+ * A parser of a whole number from 0 to `max` for --`flag`; `unit` names what it counts in its errors, and `suffix`
+ * follows a number in them (" ms").
+ */
+function wholeNumber(flag: string, unit: string, max: number, suffix = ''): (value: string) => number {
+  return (value) => {
+    const v = value.trim();
+    if (!/^\d+$/.test(v))
+      throw new FlagError(`--${flag}: expected a whole number of ${unit}, got ${JSON.stringify(value)}`);
+    const n = Number(v);
+    if (n > max) throw new FlagError(`--${flag}: ${n}${suffix} is above the limit of ${max}${suffix}`);
+    return n;
+  };
 }
 
+/** --min-step-gap: a whole number of milliseconds within 0..MAX_MIN_STEP_GAP_MS. */
+const parseMinStepGap = wholeNumber('min-step-gap', 'milliseconds', MAX_MIN_STEP_GAP_MS, ' ms');
 /** --peer-metrics-limit: a whole number of peers within 0..MAX_PEER_METRICS_LIMIT. */
-function parsePeerMetricsLimit(value: string): number {
-  const v = value.trim();
-  if (!/^\d+$/.test(v))
-    throw new FlagError(`--peer-metrics-limit: expected a whole number of peers, got ${JSON.stringify(value)}`);
-  const n = Number(v);
-  if (n > MAX_PEER_METRICS_LIMIT) {
-    throw new FlagError(`--peer-metrics-limit: ${n} is above the limit of ${MAX_PEER_METRICS_LIMIT}`);
-  }
-  return n;
-}
+const parsePeerMetricsLimit = wholeNumber('peer-metrics-limit', 'peers', MAX_PEER_METRICS_LIMIT);
 
 function oneOf<T extends string>(flag: string, allowed: readonly T[]): (value: string) => T {
   return (value) => {
