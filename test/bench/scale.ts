@@ -8,7 +8,7 @@
 //   1. start: time from the first key to the step in which every peer is reached with SPI 1, and its steps;
 //   2. memory: RSS and V8 heap after that (this process also holds the fake kernel's copy of every SA and
 //      policy and the fake datapath's BPF maps, which a real daemon leaves to the kernel: their share is
-//      measured by building twins of them, at each reading);
+//      measured by building twins of them, at each reading); and what a scrape of the daemon's /metrics carries;
 //   3. a no-change step (the 30 s resync) and a step after one peer changed (written once the daemon's least gap
 //      between steps has passed: a change after a quiet spell);
 //   4. rotation: the key for SPI 2 arrives, then every peer advertises SPI 2 as 5,000 KmeshNodeInfo updates
@@ -273,6 +273,13 @@ async function bench({
         `RSS less that: ${mib(rssStart - fakeStart)}`,
     );
     if (process.env.KMESH_SCALE_DEBUG) say(`# heap spaces: ${heapSpaces()}; resident: ${residentByMapping()}`);
+    // What a scrape of /metrics carries (after the memory reading: the text is garbage once measured).
+    const scrape = await metrics.text();
+    const series = scrape.split('\n').filter((l) => l !== '' && !l.startsWith('#')).length;
+    say(
+      `metrics: ${series} series, ${(Buffer.byteLength(scrape) / 1024).toFixed(0)} KiB per scrape ` +
+        `(--peer-metrics-limit ${peerMetricsLimit})`,
+    );
     snapshot('start');
 
     // 3. A no-change step (what every resync pays) and a step after one peer changed.
