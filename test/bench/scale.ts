@@ -37,6 +37,7 @@ import { getHeapSpaceStatistics, setFlagsFromString, writeHeapSnapshot } from 'n
 import { runInNewContext } from 'node:vm';
 import { DEFAULT_MIN_STEP_GAP_MS, MAX_MIN_STEP_GAP_MS } from '../../src/daemon/config.js';
 import { DatapathAdapter } from '../../src/daemon/datapath-port.js';
+import { statusJson } from '../../src/daemon/status-server.js';
 import { DEFAULT_PEER_METRICS_LIMIT, MAX_PEER_METRICS_LIMIT } from '../../src/daemon/peer-series-limit.js';
 import { IpsecAdapter } from '../../src/daemon/ipsec-port.js';
 import { ReconcileLoop, type LoopLogger } from '../../src/daemon/loop.js';
@@ -279,6 +280,13 @@ async function bench({
     say(
       `metrics: ${series} series, ${(Buffer.byteLength(scrape) / 1024).toFixed(0)} KiB per scrape ` +
         `(--peer-metrics-limit ${peerMetricsLimit})`,
+    );
+    // And what a read of /status renders (the JSON of the whole status: every peer's row and report).
+    const renderStart = performance.now();
+    const statusText = statusJson(loop.currentStatus());
+    const renderMs = performance.now() - renderStart;
+    say(
+      `status: ${(Buffer.byteLength(statusText) / 1024).toFixed(0)} KiB of JSON, rendered in ${renderMs.toFixed(1)} ms`,
     );
     snapshot('start');
 
