@@ -35,7 +35,7 @@ export interface DaemonConfig {
   bpfFsPath: string;
   /** Run even when that bpffs is private to our mount namespace (pins then die with it; see bpffs-scope.ts). */
   allowPrivateBpffs: boolean;
-  /** Prometheus /metrics and JSON /status listener; undefined = no listener. */
+  /** Prometheus /metrics, JSON /status and /readyz listener; undefined = no listener. */
   metricsAddr: ListenAddress | undefined;
   /** File rewritten with the JSON status after every reconcile step; undefined = none. */
   statusFile: string | undefined;

@@ -211,7 +211,7 @@ function buildProgram(out: { text: string }): Command {
     .addOption(
       new Option(
         '--metrics-addr <host:port>',
-        'serve Prometheus /metrics and JSON /status here (empty = off)',
+        'serve Prometheus /metrics, JSON /status and the readiness verdict /readyz here (empty = off)',
       ).argParser(parseListenAddress),
     )
     .addOption(new Option('--status-file <path>', 'rewrite this file with the JSON status after every step'))

@@ -1,5 +1,6 @@
-// Adapter: the daemon's HTTP listener (--metrics-addr) serving Prometheus text on /metrics and the JSON
-// status on /status (200 when the status says ready, else 503: the DaemonSet's readiness probe), and the
+// Adapter: the daemon's HTTP listener (--metrics-addr) serving Prometheus text on /metrics, the JSON status on
+// /status (200 when the status says ready, else 503) and the same verdict alone on /readyz (the DaemonSet's
+// readiness probe: every 10 s, where /status renders every peer's row, ~1 MiB of JSON at 5,000 peers), and the
 // --status-file writer (atomic and durable, so readers never see half a file).
 import http from 'node:http';
 import type { ListenAddress } from './config.js';
@@ -30,6 +31,11 @@ export async function startStatusServer(
         (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
         (err: unknown) => res.writeHead(500).end(String(err)),
       );
+    } else if (url === '/readyz') {
+      const s = status();
+      res
+        .writeHead(s.ready ? 200 : 503, { 'content-type': 'text/plain; charset=utf-8' })
+        .end(s.ready ? 'ready\n' : s.notReady.map((r) => `not ready: ${r}\n`).join(''));
     } else if (url === '/status' || url === '/') {
       const s = status();
       res.writeHead(s.ready ? 200 : 503, { 'content-type': 'application/json' }).end(statusJson(s));

@@ -37,6 +37,24 @@ t.test('/status is the JSON status, 503 while not ready, 200 when ready', async 
   t.match(await after.json(), { synced: true, keySpi: 2, ready: true });
 });
 
+t.test('/readyz is the readiness verdict alone: 200 "ready", or 503 with one line per reason', async (t) => {
+  let current = emptyStatus('node-01', 'dir:/srv', true);
+  const base = await serve(t, () => current);
+  const before = await fetch(`${base}/readyz`);
+  t.equal(before.status, 503);
+  t.match(before.headers.get('content-type'), /^text\/plain/);
+  t.equal(await before.text(), 'not ready: no reconcile step yet\n');
+  current = { ...current, ready: false, notReady: ['1 XFRM operation failed', 'no IPsec key'] };
+  t.equal(
+    await (await fetch(`${base}/readyz`)).text(),
+    'not ready: 1 XFRM operation failed\nnot ready: no IPsec key\n',
+  );
+  current = { ...current, ready: true, notReady: [], peers: [] };
+  const ready = await fetch(`${base}/readyz`);
+  t.equal(ready.status, 200);
+  t.equal(await ready.text(), 'ready\n');
+});
+
 t.test('/metrics is the Prometheus text of the daemon metrics', async (t) => {
   const metrics = new DaemonMetrics();
   metrics.update({ ...emptyStatus('node-01', 'dir:/srv', true), keySpi: 7 });

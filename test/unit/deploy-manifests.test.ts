@@ -146,7 +146,7 @@ t.test('DaemonSet: start_kmesh.sh args, NODE_NAME, secret volume and host mounts
   const port = c.ports.find((p: Any) => p.name === 'metrics');
   t.equal(port.containerPort, cfg.metricsAddr?.port);
   t.equal(c.readinessProbe.httpGet.port, cfg.metricsAddr?.port);
-  t.equal(c.readinessProbe.httpGet.path, '/status');
+  t.equal(c.readinessProbe.httpGet.path, '/readyz');
   t.equal(c.workingDir, '/kmesh');
   const dockerfile = fs.readFileSync(path.join(root, 'deploy/Dockerfile'), 'utf8');
   t.match(dockerfile, /^WORKDIR \/kmesh$/m, 'the image puts start_kmesh.sh in the DaemonSet workingDir');
