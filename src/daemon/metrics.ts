@@ -293,7 +293,7 @@ export class DaemonMetrics {
       this.countReports(s.peerReports);
       // Every peer's report when every peer has series of its own (the usual small cluster), else those of the
       // peers that have.
-      const all = this.withSeries === s.peers;
+      const all = this.withSeries.length === this.peerSeriesFrom.length;
       const named = all ? undefined : new Set(this.withSeries.map((p) => p.name));
       this.reportedHighestSeries.begin();
       this.reportedSendingSeries.begin();
