@@ -17,6 +17,13 @@ interface ListBody {
   metadata?: { resourceVersion?: string; continue?: string };
 }
 
+/** The objects of a list body and the version it was read at (none of either: empty). */
+export function listedObjects(body: unknown): ListedObjects {
+  const b = body as ListBody | undefined;
+  const items = b?.items;
+  return { items: Array.isArray(items) ? items : [], resourceVersion: b?.metadata?.resourceVersion ?? '' };
+}
+
 /** Objects per page when nothing else is said: client-go's default page size. */
 export const DEFAULT_LIST_PAGE_SIZE = 500;
 
@@ -44,8 +51,7 @@ export async function listInPages(
       body = (await get(token === '' ? { ...query, limit } : { ...query, limit, continue: token })) as ListBody;
     } catch (err) {
       if (token === '' || kubeErrorStatus(err) !== 410) throw err;
-      const whole = (await get({ ...query })) as ListBody;
-      return { items: whole.items ?? [], resourceVersion: whole.metadata?.resourceVersion ?? '' };
+      return listedObjects(await get({ ...query }));
     }
     const page = body.items ?? [];
     for (let i = 0; i < page.length; i++) items.push(page[i]);

@@ -4,7 +4,7 @@
 // Requests go through the small REST client (kube/rest.ts), which starts far faster than the generated APIs.
 import type { KubeConfig } from '@kubernetes/client-node/dist/config.js';
 import { describeKubeError, kubeErrorStatus, kubeStatusMessage } from '../kube/errors.js';
-import { DEFAULT_LIST_PAGE_SIZE, listInPages } from '../kube/list-pages.js';
+import { DEFAULT_LIST_PAGE_SIZE, listedObjects, listInPages } from '../kube/list-pages.js';
 import { KubeRestClient, withQuery } from '../kube/rest.js';
 import { advertisedSpi } from './rotation.js';
 import { IPSEC_SECRET_DATA_KEY, IPSEC_SECRET_NAME, KMESH_NODE_INFO } from '../model/kmesh-names.js';
@@ -168,16 +168,11 @@ export class KubernetesSecretStore implements SecretStore {
    */
   async nodeInfoObjects(read: NodeInfoRead = 'latest'): Promise<unknown[]> {
     try {
-      if (read === 'cached') {
-        const list = await this.api.request('GET', withQuery(this.nodeInfosPath, { resourceVersion: '0' }));
-        const items = (list as { items?: unknown } | undefined)?.items;
-        return Array.isArray(items) ? (items as unknown[]) : [];
-      }
-      const listed = await listInPages(
-        (query) => this.api.request('GET', withQuery(this.nodeInfosPath, query)),
-        {},
-        DEFAULT_LIST_PAGE_SIZE,
-      );
+      const get = (query: Record<string, string>) => this.api.request('GET', withQuery(this.nodeInfosPath, query));
+      const listed =
+        read === 'cached'
+          ? listedObjects(await get({ resourceVersion: '0' }))
+          : await listInPages(get, {}, DEFAULT_LIST_PAGE_SIZE);
       return listed.items;
     } catch (err) {
       // No KmeshNodeInfo CRD installed yet (or no such namespace): no node advertises anything.

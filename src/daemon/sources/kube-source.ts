@@ -7,7 +7,7 @@
 // credentials: the generated APIs took over a second to load, most of the daemon's start-to-synced time.
 import type { KubeConfig } from '@kubernetes/client-node/dist/config.js';
 import { kubeErrorStatus } from '../../kube/errors.js';
-import { checkListPageSize, DEFAULT_LIST_PAGE_SIZE, listInPages } from '../../kube/list-pages.js';
+import { checkListPageSize, DEFAULT_LIST_PAGE_SIZE, listedObjects, listInPages } from '../../kube/list-pages.js';
 import { KubeRestClient, withQuery } from '../../kube/rest.js';
 import { watch } from '../../kube/watch.js';
 import type { NodeInfo } from '../../model/node.js';
@@ -22,7 +22,7 @@ import {
   objectNamespace,
   podFacts,
 } from './objects.js';
-import { errorText, Reflector, type ListResult, type ReflectorOps, type WatchEvent } from './reflector.js';
+import { errorText, Reflector, type ReflectorOps, type WatchEvent } from './reflector.js';
 import type { ClusterSource, ClusterView, NamespaceFacts, PodFacts, RawNodeInfo } from './source.js';
 
 /** Every (apiGroup, resource, verb) this source uses; deploy/rbac.yaml must grant these and nothing more. */
@@ -68,11 +68,6 @@ function withoutManagedFields(obj: unknown): unknown {
   return obj;
 }
 
-function listResult(list: unknown): ListResult {
-  const l = list as { items?: unknown[]; metadata?: { resourceVersion?: string } };
-  return { items: l.items ?? [], resourceVersion: l.metadata?.resourceVersion ?? '' };
-}
-
 export interface KubeSourceOptions {
   minBackoffMs?: number;
   maxBackoffMs?: number;
@@ -114,7 +109,7 @@ export class KubeSource implements ClusterSource {
       list: async (resourceVersion) =>
         resourceVersion === ''
           ? listInPages((q) => this.api.request('GET', withQuery(path, q)), query, this.listPageSize)
-          : listResult(await this.api.request('GET', withQuery(path, { ...query, resourceVersion }))),
+          : listedObjects(await this.api.request('GET', withQuery(path, { ...query, resourceVersion }))),
       watch: (resourceVersion, onEvent: (e: WatchEvent) => void, onDone) =>
         watch(
           this.api,
