@@ -74,21 +74,20 @@ export function addIpsecCommand(program: Command, deps: IpsecCommandDeps): void 
       // read of the latest version is ten pages of megabytes, every second); what is printed, converged or timed
       // out, is read again at the latest version, and converged only counts when that read says so too.
       for (;;) {
-        const polled = await readClusterKeyStatus(store, 'cached');
-        const left = deadline - now();
-        if (polled.converged || left <= 0) {
+        const timedOut = now() >= deadline;
+        if (timedOut || (await readClusterKeyStatus(store, 'cached')).converged) {
           const status = await readClusterKeyStatus(store, 'latest');
           if (status.converged) {
             deps.stdout(format(status, store.location));
             return;
           }
-          if (deadline - now() <= 0) {
+          if (timedOut) {
             deps.stdout(format(status, store.location));
             deps.setExitCode(1);
             throw new WaitTimeoutError(`still ${status.verdict} after ${waitSeconds} s (--timeout)`);
           }
         }
-        await sleep(Math.min(POLL_MS, Math.max(0, deadline - now())));
+        await sleep(Math.max(0, Math.min(POLL_MS, deadline - now())));
       }
     });
 }

@@ -328,21 +328,24 @@ export class DaemonMetrics {
       const spi = p.outboundSpi ?? 0;
       outbound.set(spi, (outbound.get(spi) ?? 0) + 1);
     }
-    this.peersByAdvertised.reset();
-    advertised.forEach((n, spi) => this.peersByAdvertised.set({ spi: String(spi) }, n));
-    this.peersByOutbound.reset();
-    outbound.forEach((n, spi) => this.peersByOutbound.set({ spi: String(spi) }, n));
+    setCounts(this.peersByAdvertised, advertised);
+    setCounts(this.peersByOutbound, outbound);
   }
 
   /** How many peers report sending with each SPI. */
   private countReports(reports: DaemonStatus['peerReports']): void {
     const sending = new Map<number, number>();
     for (const r of Object.values(reports)) for (const spi of r.sendSpis) sending.set(spi, (sending.get(spi) ?? 0) + 1);
-    this.peersByReportedSending.reset();
-    sending.forEach((n, spi) => this.peersByReportedSending.set({ spi: String(spi) }, n));
+    setCounts(this.peersByReportedSending, sending);
   }
 
   text(): Promise<string> {
     return this.registry.metrics();
   }
+}
+
+/** `gauge` holds these counts by SPI, and no other series. */
+function setCounts(gauge: Gauge<'spi'>, counts: ReadonlyMap<number, number>): void {
+  gauge.reset();
+  counts.forEach((n, spi) => gauge.set({ spi: String(spi) }, n));
 }

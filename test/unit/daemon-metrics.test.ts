@@ -9,6 +9,36 @@ function status(over: Partial<DaemonStatus>): DaemonStatus {
   return { ...emptyStatus('node-01', 'dir:/tmp/x', true), ...over };
 }
 
+type Row = DaemonStatus['peers'][number];
+
+/** A peer's row in the status: on `spi` for everything unless `over` says otherwise. */
+function peerRow(name: string, spi: number, over: Partial<Row> = {}): Row {
+  return {
+    name,
+    advertisedSpi: spi,
+    outboundSpi: spi,
+    plannedSendSpi: spi,
+    inboundSpis: [spi],
+    peerId: Number(/\d+$/.exec(name)?.[0] ?? 0),
+    error: '',
+    ...over,
+  };
+}
+
+/** A peer's published status: holding `held`, sending with `sending`. */
+function keyReport(held: number[], sending: number[], peerCount: number): NodeKeyStatus {
+  return {
+    heldSpis: held,
+    highestSpi: Math.max(...held),
+    sendSpis: sending,
+    keyProblem: '',
+    notReady: '',
+    peerCount,
+    failingPeerCount: 0,
+    failingPeers: [],
+  };
+}
+
 /** The value of one series in the text format, or undefined when it is not there. */
 function sample(text: string, series: string): number | undefined {
   const line = text.split('\n').find((l) => l.startsWith(`${series} `));
@@ -113,31 +143,13 @@ t.test('step results and durations are the loop’s to count', async (t) => {
 });
 
 t.test('per-peer series after a run of updates equal those of one update with the last status', async (t) => {
-  type Row = DaemonStatus['peers'][number];
-  const row = (name: string, spi: number, error = ''): Row => ({
-    name,
-    advertisedSpi: spi,
-    outboundSpi: spi,
-    plannedSendSpi: spi,
-    inboundSpis: [spi],
-    peerId: Number(name.slice(5)),
-    error,
-  });
-  const report = (spi: number, sending: number[]): NodeKeyStatus => ({
-    heldSpis: sending,
-    highestSpi: spi,
-    sendSpis: sending,
-    keyProblem: '',
-    notReady: '',
-    peerCount: 2,
-    failingPeerCount: 0,
-    failingPeers: [],
-  });
+  const row = (name: string, spi: number, error = ''): Row => peerRow(name, spi, { error });
+  const report = (sending: number[]): NodeKeyStatus => keyReport(sending, sending, 2);
   const a = row('node-02', 1);
   const b = row('node-03', 1);
   const c = row('node-04', 2, 'no SA');
-  const reports1 = { 'node-02': report(1, [1]), 'node-03': report(1, [1]) };
-  const reports2 = { 'node-02': report(2, [1, 2]), 'node-04': report(2, [2]) };
+  const reports1 = { 'node-02': report([1]), 'node-03': report([1]) };
+  const reports2 = { 'node-02': report([1, 2]), 'node-04': report([2]) };
   // Statuses as steps hand them out: the same row objects and report record where nothing changed.
   const run: DaemonStatus[] = [
     status({ peers: [a, b], peerReports: reports1 }),
@@ -169,25 +181,14 @@ t.test('per-peer series after a run of updates equal those of one update with th
 });
 
 t.test('beyond --peer-metrics-limit peers: series for failing peers only, every peer counted by SPI', async (t) => {
-  const row = (i: number, error = ''): DaemonStatus['peers'][number] => ({
-    name: `node-${String(i).padStart(4, '0')}`,
-    advertisedSpi: i % 3 === 0 ? 1 : 2,
-    outboundSpi: error === '' ? 2 : undefined,
-    plannedSendSpi: 2,
-    inboundSpis: [1, 2],
-    peerId: i,
-    error,
-  });
-  const report = (send: number[]): NodeKeyStatus => ({
-    heldSpis: [1, 2],
-    highestSpi: 2,
-    sendSpis: send,
-    keyProblem: '',
-    notReady: '',
-    peerCount: 150,
-    failingPeerCount: 0,
-    failingPeers: [],
-  });
+  const row = (i: number, error = ''): Row =>
+    peerRow(`node-${String(i).padStart(4, '0')}`, 2, {
+      advertisedSpi: i % 3 === 0 ? 1 : 2,
+      outboundSpi: error === '' ? 2 : undefined,
+      inboundSpis: [1, 2],
+      error,
+    });
+  const report = (send: number[]): NodeKeyStatus => keyReport([1, 2], send, 150);
   const peers = Array.from({ length: 150 }, (_, k) => row(k + 1, k + 1 === 7 || k + 1 === 120 ? 'refused' : ''));
   const peerReports = Object.fromEntries(peers.map((p, k) => [p.name, report(k < 50 ? [1, 2] : [2])]));
   const m = new DaemonMetrics({ peerSeriesLimit: 100 });
