@@ -40,7 +40,8 @@ every other node as a peer (PEERS = nodes - 1), is ready and reports no key prob
 otherwise it says how many nodes lag and why, naming the first five (the text form lists every one above it).
 Old SPIs still held are listed beside it: a node removes them once every peer reports it no longer sends with them.
 With --wait: exit 0 once converged, exit 1 when --timeout seconds (default ${DEFAULT_WAIT_SECONDS}) passed first.
-It polls every second from the API server's cache and confirms with a read of the latest version.`;
+It polls every second (from the API server's watch cache, with the Kubernetes store) and confirms what it
+prints with a read of the latest version.`;
 
 export function addIpsecCommand(program: Command, deps: IpsecCommandDeps): void {
   const ipsec = program.command('ipsec').description('Cluster-wide IPsec state (read from the KmeshNodeInfo objects)');

@@ -621,7 +621,7 @@ export class ReconcileLoop {
       heldSpis: next.keySpis,
       peers: next.peers,
       // Those published and those of the last step's report (an added SPI may not be written yet).
-      previousSending: [...new Set([...publishedSending, ...this.lastSending])],
+      previousSending: [...publishedSending, ...this.lastSending],
       keyProblem: next.keyProblem,
       notReady: outcome.notReady,
       rotation: this.rotation,
