@@ -5,15 +5,15 @@
 // depend on list order and the first claimant of an address or CIDR keeps it.
 
 import { sameNodeInfo, type NodeInfo } from '../model/node.js';
-import { CidrClaims, type CidrClaim } from './cidr-claims.js';
+import { CidrClaims, placeOf, placesOverlap, type CidrClaim, type CidrPlace } from './cidr-claims.js';
 import {
   canonicalIp,
-  cidrsOverlap,
   isIpAddress,
+  normaliseCidr,
   normalisedCidrText,
   parseCidrLenient,
+  readIpv4Cidr,
   type Family,
-  type ParsedCidr,
 } from '../model/ip-address.js';
 import { exactArray } from '../util/exact-array.js';
 
@@ -50,18 +50,46 @@ const NO_NOTES: string[] = Object.freeze([]) as unknown as string[];
 // Indexed loops in what runs once per peer (here and in screenOne): a first screening runs them before V8
 // optimises them, and for-of then allocates an iterator and a result object per element.
 
-function parseCidrs(texts: readonly string[]): { text: string; cidr: ParsedCidr }[] | string {
-  const out: { text: string; cidr: ParsedCidr }[] = [];
+/**
+ * `owner`'s claim of pod CIDR `text` (normalised: host bits cleared, IPv6 in canonical form), not yet made; undefined
+ * when the text is not a CIDR. An IPv4 CIDR is read without parsing it into bytes (most pod CIDRs are one).
+ */
+function claimOf(text: string, owner: string): CidrClaim | undefined {
+  const claim: CidrClaim = { owner, text, family: 4, prefixLen: 0, v4: 0, v6: undefined };
+  if (readIpv4Cidr(text, claim)) {
+    // A dotted quad and a prefix length in the one syntax taken are canonical: only host bits change the text.
+    const hostBits = claim.prefixLen === 0 ? -1 : ~(-1 << (32 - claim.prefixLen));
+    if ((claim.v4 & hostBits) !== 0) claim.text = normaliseCidr(text) as string;
+    return claim;
+  }
+  const parsed = parseCidrLenient(text);
+  if (parsed === undefined) return undefined;
+  const place = placeOf(parsed);
+  claim.text = normalisedCidrText(parsed);
+  claim.family = place.family;
+  claim.prefixLen = place.prefixLen;
+  claim.v4 = place.v4;
+  claim.v6 = place.v6;
+  return claim;
+}
+
+/**
+ * `owner`'s claims of these pod CIDRs, one per distinct normalised text, in order and at their exact size (the list
+ * of an accepted peer is kept as its held claims); a reason when one is not a CIDR.
+ */
+function parseCidrs(texts: readonly string[], owner: string): CidrClaim[] | string {
+  const out = new Array<CidrClaim>(texts.length);
+  let n = 0;
   for (let i = 0; i < texts.length; i++) {
     const text = texts[i] as string;
-    const parsed = parseCidrLenient(text);
-    if (!parsed) return `pod CIDR ${JSON.stringify(text)} is not a CIDR`;
-    const normal = normalisedCidrText(parsed);
+    const claim = claimOf(text, owner);
+    if (claim === undefined) return `pod CIDR ${JSON.stringify(text)} is not a CIDR`;
     // The same CIDR twice is one claim (as parseNodeInfo has it): planned twice it would be two equal policies.
     let twice = false;
-    for (let j = 0; j < out.length && !twice; j++) twice = (out[j] as { text: string }).text === normal;
-    if (!twice) out.push({ text: normal, cidr: parsed });
+    for (let j = 0; j < n && !twice; j++) twice = (out[j] as CidrClaim).text === claim.text;
+    if (!twice) out[n++] = claim;
   }
+  if (n < out.length) out.length = n;
   return out;
 }
 
@@ -98,12 +126,6 @@ function peerProblem(peer: NodeInfo): string | undefined {
   return undefined;
 }
 
-/** A pod CIDR claim with its parsed CIDR. */
-interface HeldCidr {
-  cidr: ParsedCidr;
-  claim: CidrClaim;
-}
-
 // Claims are owned by node names (the local node's among them: no peer is screened under its name), not by labels
 // built per peer: a label per peer was a string built, flattened and hashed for every peer of a first screening, and
 // kept. The label is made when a message names the owner.
@@ -114,7 +136,7 @@ interface Claims {
   addresses: Map<string, string>;
   cidrs: CidrClaims;
   /** The claims in `cidrs` that hold (the local node's and the accepted peers'), by owner name. */
-  live: Map<string, HeldCidr[]>;
+  live: Map<string, CidrClaim[]>;
   /** Claims in `cidrs` that no longer hold — their peer changed or went away (CidrClaims cannot take one back). */
   stale: Set<CidrClaim>;
 }
@@ -124,11 +146,11 @@ function ownerLabel(claims: Claims, owner: string): string {
   return owner === claims.localName ? `the local node ${owner}` : `node ${owner}`;
 }
 
-/** A holding claim overlapping `cidr`, if any. A stale claim found in the way is checked against the live ones. */
-function cidrClaimOverlapping(claims: Claims, cidr: ParsedCidr): CidrClaim | undefined {
-  const hit = claims.cidrs.findOverlap(cidr);
+/** A holding claim overlapping the CIDR at `place`, if any. A stale claim found in the way is checked against the live ones. */
+function cidrClaimOverlapping(claims: Claims, place: CidrPlace): CidrClaim | undefined {
+  const hit = claims.cidrs.findOverlap(place);
   if (hit === undefined || !claims.stale.has(hit)) return hit;
-  for (const held of claims.live.values()) for (const h of held) if (cidrsOverlap(h.cidr, cidr)) return h.claim;
+  for (const held of claims.live.values()) for (const h of held) if (placesOverlap(h, place)) return h;
   return undefined;
 }
 
@@ -140,6 +162,16 @@ export interface Screening {
 const nameOrder = (a: { name: string }, b: { name: string }): number =>
   a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 
+/**
+ * Whether the list is in name order already, as sources list peers (a Kubernetes list is in key order, the
+ * directory store's in file-name order): then it is not sorted, which called the comparator once per peer in code
+ * a first screening runs before V8 optimises it. Sorting is stable, so a sorted list is the list itself.
+ */
+function inNameOrder(list: readonly { name: string }[]): boolean {
+  for (let i = 1; i < list.length; i++) if ((list[i] as NodeInfo).name < (list[i - 1] as NodeInfo).name) return false;
+  return true;
+}
+
 /** The local node's side of every tunnel, and the claims of the local node and of the accepted peers. */
 interface ScreenContext {
   /** The local node's first underlay address per family. */
@@ -148,22 +180,30 @@ interface ScreenContext {
   claims: Claims;
 }
 
-/** One peer screened against the claims made so far: accepted (its claims added), or rejected and why. */
-type PeerVerdict =
-  | { accepted: ScreenedPeer }
-  | {
-      rejected: PeerRejection;
-      /** True when another node's claim decided it (order matters), false when the peer alone is unusable. */
-      clash: boolean;
-    };
+/** A peer screening rejected, and why. */
+interface Rejected {
+  rejected: PeerRejection;
+  /** True when another node's claim decided it (order matters), false when the peer alone is unusable. */
+  clash: boolean;
+}
+
+/**
+ * One peer screened against the claims made so far: accepted (the screened peer itself, its claims added: no record
+ * around it per peer), or rejected and why.
+ */
+type PeerVerdict = ScreenedPeer | Rejected;
+
+function isRejected(verdict: PeerVerdict): verdict is Rejected {
+  return 'clash' in verdict;
+}
 
 /**
  * `kept`: the pod CIDR claims (by normalised text) this peer made in the last screening and still has — they are
  * its own already, so they are neither looked up nor claimed again.
  */
-function screenOne(raw: NodeInfo, context: ScreenContext, kept?: ReadonlyMap<string, HeldCidr>): PeerVerdict {
+function screenOne(raw: NodeInfo, context: ScreenContext, kept?: ReadonlyMap<string, CidrClaim>): PeerVerdict {
   const { claims, localAddresses, localCidrs } = context;
-  const parsedCidrs = parseCidrs(raw.podCIDRs);
+  const parsedCidrs = parseCidrs(raw.podCIDRs, raw.name);
   const problem = peerProblem(raw) ?? (typeof parsedCidrs === 'string' ? parsedCidrs : undefined);
   if (problem || typeof parsedCidrs === 'string') return rejection(raw, problem ?? 'invalid', false);
   // The object as given when its pod CIDRs are normalised already (the usual case), else a copy with them so.
@@ -176,8 +216,8 @@ function screenOne(raw: NodeInfo, context: ScreenContext, kept?: ReadonlyMap<str
   }
   const newCidrs = kept === undefined ? parsedCidrs : parsedCidrs.filter((c) => !kept.has(c.text));
   for (let i = 0; i < newCidrs.length; i++) {
-    const c = newCidrs[i] as { text: string; cidr: ParsedCidr };
-    const other = cidrClaimOverlapping(claims, c.cidr);
+    const c = newCidrs[i] as CidrClaim;
+    const other = cidrClaimOverlapping(claims, c);
     if (other)
       return rejection(raw, `pod CIDR ${c.text} overlaps ${other.text} of ${ownerLabel(claims, other.owner)}`, true);
   }
@@ -192,7 +232,7 @@ function screenOne(raw: NodeInfo, context: ScreenContext, kept?: ReadonlyMap<str
     const localAddress = localAddresses[family];
     const peerAddress = firstAddressOf(node.addresses, family);
     if (localAddress && peerAddress) {
-      const peerCidrs = textsOfFamily(parsedCidrs, family);
+      const peerCidrs = peerCidrsOfFamily(node, parsedCidrs, family);
       const tunnel: Tunnel = { family, localAddress, peerAddress, localCidrs: localCidrs[family], peerCidrs };
       if (first === undefined) first = tunnel;
       else second = tunnel;
@@ -207,22 +247,32 @@ function screenOne(raw: NodeInfo, context: ScreenContext, kept?: ReadonlyMap<str
   if (first === undefined) return rejection(raw, 'no underlay address family in common with the local node', false);
   const owner = node.name;
   for (let i = 0; i < node.addresses.length; i++) claims.addresses.set(canonicalIp(node.addresses[i] as string), owner);
-  const held = new Array<HeldCidr>((kept?.size ?? 0) + newCidrs.length);
-  let h = 0;
-  if (kept !== undefined) for (const k of kept.values()) held[h++] = k;
-  for (let i = 0; i < newCidrs.length; i++) {
-    const { text, cidr } = newCidrs[i] as { text: string; cidr: ParsedCidr };
-    const claim = { owner, text };
-    claims.cidrs.add(cidr, claim);
-    held[h++] = { cidr, claim };
+  for (let i = 0; i < newCidrs.length; i++) claims.cidrs.add(newCidrs[i] as CidrClaim);
+  // The claims it holds: its new ones (the parsed list itself, at its exact size), and the ones it kept.
+  let held = newCidrs;
+  if (kept !== undefined) {
+    held = new Array<CidrClaim>(kept.size + newCidrs.length);
+    let h = 0;
+    for (const k of kept.values()) held[h++] = k;
+    for (let i = 0; i < newCidrs.length; i++) held[h++] = newCidrs[i] as CidrClaim;
   }
   claims.live.set(owner, held);
   const tunnels = second === undefined ? [first] : [first, second];
-  return { accepted: { node, tunnels, notes: notes === NO_NOTES ? NO_NOTES : exactArray(notes) } };
+  return { node, tunnels, notes: notes === NO_NOTES ? NO_NOTES : exactArray(notes) };
 }
 
 function rejection(raw: NodeInfo, reason: string, clash: boolean): PeerVerdict {
   return { rejected: { name: raw.name, advertisedSpi: raw.spi, reason }, clash };
+}
+
+/**
+ * A tunnel's peer CIDRs of `family`: the node's own list (its texts are the claims', screenOne made sure) when every
+ * claim is of that family, as for most peers, else those of the family, at their exact size (a tunnel keeps them).
+ */
+function peerCidrsOfFamily(node: NodeInfo, cidrs: readonly CidrClaim[], family: Family): string[] {
+  let n = 0;
+  for (let i = 0; i < cidrs.length; i++) if ((cidrs[i] as CidrClaim).family === family) n++;
+  return n === cidrs.length ? node.podCIDRs : textsOfFamily(cidrs, family);
 }
 
 /** Whether the parsed CIDRs' normalised texts are `texts` as given, one for one. */
@@ -242,19 +292,19 @@ function firstAddressOf(addresses: readonly string[], family: Family): string | 
 }
 
 /** Whether any of the CIDRs is of `family`. */
-function hasFamily(cidrs: readonly { cidr: ParsedCidr }[], family: Family): boolean {
-  for (let i = 0; i < cidrs.length; i++) if ((cidrs[i] as { cidr: ParsedCidr }).cidr.family === family) return true;
+function hasFamily(cidrs: readonly CidrClaim[], family: Family): boolean {
+  for (let i = 0; i < cidrs.length; i++) if ((cidrs[i] as CidrClaim).family === family) return true;
   return false;
 }
 
 /** The texts of the CIDRs of `family`, at their exact size (a tunnel keeps them). */
-function textsOfFamily(cidrs: readonly { text: string; cidr: ParsedCidr }[], family: Family): string[] {
+function textsOfFamily(cidrs: readonly CidrClaim[], family: Family): string[] {
   let n = 0;
-  for (let i = 0; i < cidrs.length; i++) if ((cidrs[i] as { cidr: ParsedCidr }).cidr.family === family) n++;
+  for (let i = 0; i < cidrs.length; i++) if ((cidrs[i] as CidrClaim).family === family) n++;
   const out = new Array<string>(n);
   for (let i = 0, k = 0; i < cidrs.length; i++) {
-    const c = cidrs[i] as { text: string; cidr: ParsedCidr };
-    if (c.cidr.family === family) out[k++] = c.text;
+    const c = cidrs[i] as CidrClaim;
+    if (c.family === family) out[k++] = c.text;
   }
   return out;
 }
@@ -369,7 +419,7 @@ function screenChanged(last: LastScreening, peers: readonly NodeInfo[]): LastScr
   const changedByName = new Map(changed.map((p) => [p.name, p]));
   // Each peer that changed or went away gives its claims back — but for the pod CIDRs a changed peer still has:
   // those it keeps, and they hold while the other changed peers are screened.
-  const kept = new Map<string, Map<string, HeldCidr>>();
+  const kept = new Map<string, Map<string, CidrClaim>>();
   for (const owner of gone) {
     const held = claims.live.get(owner);
     if (held === undefined) continue; // it was not accepted: nothing claimed
@@ -379,12 +429,12 @@ function screenChanged(last: LastScreening, peers: readonly NodeInfo[]): LastScr
       if (claims.addresses.get(key) === owner) claims.addresses.delete(key);
     }
     const p = changedByName.get(owner);
-    const cidrs = p === undefined ? [] : parseCidrs(p.podCIDRs);
+    const cidrs = p === undefined ? [] : parseCidrs(p.podCIDRs, owner);
     const still = new Set(typeof cidrs === 'string' ? [] : cidrs.map((c) => c.text));
-    const keep = new Map<string, HeldCidr>();
+    const keep = new Map<string, CidrClaim>();
     for (const h of held) {
-      if (still.has(h.claim.text)) keep.set(h.claim.text, h);
-      else claims.stale.add(h.claim);
+      if (still.has(h.text)) keep.set(h.text, h);
+      else claims.stale.add(h);
     }
     if (keep.size > 0) {
       kept.set(owner, keep);
@@ -395,15 +445,15 @@ function screenChanged(last: LastScreening, peers: readonly NodeInfo[]): LastScr
   const rejected: PeerRejection[] = [];
   for (const p of changed.sort(nameOrder)) {
     const verdict = screenOne(p, context, kept.get(p.name));
-    if ('accepted' in verdict) {
-      accepted.push(verdict.accepted);
+    if (!isRejected(verdict)) {
+      accepted.push(verdict);
       continue;
     }
     if (verdict.clash) return undefined;
     rejected.push(verdict.rejected);
     // Rejected on its own: the claims it kept go too.
     claims.live.delete(p.name);
-    for (const h of kept.get(p.name)?.values() ?? []) claims.stale.add(h.claim);
+    for (const h of kept.get(p.name)?.values() ?? []) claims.stale.add(h);
   }
   if (claims.stale.size > MAX_STALE_CIDR_CLAIMS) return undefined;
   if (byName === last.byName)
@@ -453,15 +503,10 @@ function screenAfresh(local: NodeInfo, peers: readonly NodeInfo[]): LastScreenin
     stale: new Set(),
   };
   for (const a of local.addresses) claims.addresses.set(canonicalIp(a), local.name);
-  const localParsed = parseCidrs(local.podCIDRs);
+  const localParsed = parseCidrs(local.podCIDRs, local.name);
   if (typeof localParsed === 'string') throw new Error(`local node: ${localParsed}`);
-  const localHeld: HeldCidr[] = [];
-  for (const { text, cidr } of localParsed) {
-    const claim = { owner: local.name, text };
-    claims.cidrs.add(cidr, claim);
-    localHeld.push({ cidr, claim });
-  }
-  claims.live.set(local.name, localHeld);
+  for (const claim of localParsed) claims.cidrs.add(claim);
+  claims.live.set(local.name, localParsed);
   const context: ScreenContext = {
     localAddresses: { 4: firstAddressOf(local.addresses, 4), 6: firstAddressOf(local.addresses, 6) },
     localCidrs: { 4: textsOfFamily(localParsed, 4), 6: textsOfFamily(localParsed, 6) },
@@ -472,7 +517,8 @@ function screenAfresh(local: NodeInfo, peers: readonly NodeInfo[]): LastScreenin
   const rejected: PeerRejection[] = [];
   const byName = new Map<string, NodeInfo>();
   let clashFree = true;
-  const sorted = peers.filter((p) => p.name !== local.name).sort(nameOrder);
+  const others = peers.filter((p) => p.name !== local.name);
+  const sorted = inNameOrder(others) ? others : others.sort(nameOrder);
   for (let i = 0; i < sorted.length; i++) {
     const raw = sorted[i] as NodeInfo;
     if (byName.has(raw.name)) {
@@ -482,8 +528,8 @@ function screenAfresh(local: NodeInfo, peers: readonly NodeInfo[]): LastScreenin
     }
     byName.set(raw.name, raw);
     const verdict = screenOne(raw, context);
-    if ('accepted' in verdict) {
-      accepted.push(verdict.accepted);
+    if (!isRejected(verdict)) {
+      accepted.push(verdict);
     } else {
       rejected.push(verdict.rejected);
       if (verdict.clash) clashFree = false;

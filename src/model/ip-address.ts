@@ -196,6 +196,42 @@ function prefixLength(text: string, from: number): number | undefined {
 }
 
 /**
+ * An IPv4 CIDR in splitCidr's syntax ("a.b.c.d/len", host bits allowed) read without building anything: writes its
+ * address as a signed 32-bit number (a small integer to V8) to `out.v4` and its prefix length to `out.prefixLen`;
+ * false, with `out` as it was, when `text` is not one (IPv6 included). For what reads thousands of pod CIDRs at once
+ * (a first screening of 5,000 peers), where parseCidrLenient's bytes, slice and record are three objects per CIDR.
+ */
+export function readIpv4Cidr(text: string, out: { v4: number; prefixLen: number }): boolean {
+  const slash = text.indexOf('/');
+  if (slash < 0) return false;
+  let address = 0;
+  let part = 0;
+  let value = 0;
+  let digits = 0;
+  for (let i = 0; i <= slash; i++) {
+    const c = i < slash ? text.charCodeAt(i) : 0x2e;
+    if (c >= 0x30 && c <= 0x39) {
+      if (digits > 0 && value === 0) return false; // leading zero
+      value = value * 10 + (c - 0x30);
+      if (++digits > 3 || value > 255) return false;
+    } else if (c === 0x2e && digits > 0 && part < 4) {
+      address = (address << 8) | value;
+      part++;
+      value = 0;
+      digits = 0;
+    } else {
+      return false;
+    }
+  }
+  if (part !== 4) return false;
+  const prefixLen = prefixLength(text, slash + 1);
+  if (prefixLen === undefined || prefixLen > 32) return false;
+  out.v4 = address;
+  out.prefixLen = prefixLen;
+  return true;
+}
+
+/**
  * Strict: "addr/len" naming a network (no host bits set beyond the prefix). Throws a one-line error naming the
  * text otherwise.
  */
@@ -260,33 +296,24 @@ function memo(cache: Map<string, string>, text: string, compute: (text: string) 
 }
 
 // The compute functions of the memoised forms, defined once: an arrow function per call would be allocated
-// on every lookup, thousands of times per reconcile.
+// on every lookup, thousands of times per reconcile. They see IPv6 texts only (texts with a colon).
 function computeCanonicalIp(t: string): string {
-  if (isIpv4(t)) return t;
   const parsed = parseIp(t);
   return parsed ? formatIp(parsed.bytes) : t;
 }
 
 function computeSelectorCidr(t: string): string {
-  const slash = t.indexOf('/');
-  const length = slash > 0 ? prefixLength(t, slash + 1) : undefined;
-  // An IPv4 CIDR that parses is canonical as given (its host bits are kept here anyway).
-  if (length !== undefined && length <= 32 && isIpv4(t.slice(0, slash))) return t;
   const cidr = parseCidrLenient(t);
   return cidr ? [formatIp(cidr.bytes), cidr.prefixLen].join('/') : t;
 }
 
 /**
- * True when `text` is a dotted quad. One strict syntax (no leading zeros) makes such a text its own canonical
- * form, so the canonical forms below memoise it as given, without parsing it into bytes and formatting those.
+ * Canonical text of an address, or the input unchanged when it does not parse (foreign junk stays comparable). A
+ * text without a colon is its own canonical form either way (a dotted quad in the one syntax taken, or junk): only
+ * IPv6 texts are looked up, so the IPv4 addresses of a first plan cost no memo entry each.
  */
-function isIpv4(text: string): boolean {
-  return !text.includes(':') && writeIpv4(text, ADDRESS_SCRATCH, 0);
-}
-
-/** Canonical text of an address, or the input unchanged when it does not parse (foreign junk stays comparable). */
 export function canonicalIp(text: string): string {
-  return memo(canonicalIpCache, text, computeCanonicalIp);
+  return text.includes(':') ? memo(canonicalIpCache, text, computeCanonicalIp) : text;
 }
 
 /** "10.244.1.7/24" -> "10.244.1.0/24", IPv6 in canonical text; undefined when not a CIDR. */
@@ -308,7 +335,8 @@ export function normalisedCidrText(cidr: ParsedCidr): string {
  * byte for byte, so "10.0.0.1/24" and "10.0.0.0/24" are different selectors. Unparseable input is returned as is.
  */
 export function canonicalSelectorCidr(text: string): string {
-  return memo(canonicalCidrCache, text, computeSelectorCidr);
+  // Without a colon, an IPv4 CIDR in the one syntax or junk: its own form either way (as in canonicalIp).
+  return text.includes(':') ? memo(canonicalCidrCache, text, computeSelectorCidr) : text;
 }
 
 /** True when two CIDRs of the same family share at least one address (one contains the other). */

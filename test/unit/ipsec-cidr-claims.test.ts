@@ -1,8 +1,13 @@
 // The CIDR claims index of peer screening: it must find exactly the overlaps the pairwise test finds.
 import t from 'tap';
 import { rng } from '../fakes/cidr-samples.js';
-import { CidrClaims, type CidrClaim } from '../../src/ipsec/cidr-claims.js';
+import { CidrClaims, placeOf, placesOverlap, type CidrClaim, type CidrPlace } from '../../src/ipsec/cidr-claims.js';
 import { cidrsOverlap, clearHostBits, parseCidrLenient, type ParsedCidr } from '../../src/model/ip-address.js';
+
+/** The place of a CIDR text (it parses). */
+const at = (text: string): CidrPlace => placeOf(parseCidrLenient(text)!);
+/** `owner`'s claim of a CIDR text. */
+const claimOf = (text: string, owner: string): CidrClaim => ({ ...at(text), owner, text });
 
 t.test('CidrClaims finds the same overlaps as the pairwise test', (t) => {
   const texts = [
@@ -20,16 +25,16 @@ t.test('CidrClaims finds the same overlaps as the pairwise test', (t) => {
   ];
   for (let i = 0; i < texts.length; i++) {
     const claims = new CidrClaims();
-    for (let j = 0; j < texts.length; j++)
-      if (j !== i) claims.add(parseCidrLenient(texts[j]!)!, { owner: `o${j}`, text: texts[j]! });
+    for (let j = 0; j < texts.length; j++) if (j !== i) claims.add(claimOf(texts[j]!, `o${j}`));
     const expected = texts.some((x, j) => j !== i && cidrsOverlap(parseCidrLenient(x)!, parseCidrLenient(texts[i]!)!));
-    t.equal(claims.findOverlap(parseCidrLenient(texts[i]!)!) !== undefined, expected, texts[i]!);
+    t.equal(claims.findOverlap(at(texts[i]!)) !== undefined, expected, texts[i]!);
   }
   const claims = new CidrClaims();
-  claims.add(parseCidrLenient('10.244.1.0/24')!, { owner: 'a', text: '10.244.1.0/24' });
-  t.same(claims.findOverlap(parseCidrLenient('10.244.0.0/16')!), { owner: 'a', text: '10.244.1.0/24' });
-  t.same(claims.findOverlap(parseCidrLenient('10.244.1.5/32')!), { owner: 'a', text: '10.244.1.0/24' });
-  t.equal(claims.findOverlap(parseCidrLenient('10.245.0.0/16')!), undefined);
+  const claim = claimOf('10.244.1.0/24', 'a');
+  claims.add(claim);
+  t.equal(claims.findOverlap(at('10.244.0.0/16')), claim);
+  t.equal(claims.findOverlap(at('10.244.1.5/32')), claim);
+  t.equal(claims.findOverlap(at('10.245.0.0/16')), undefined);
   t.end();
 });
 
@@ -66,15 +71,27 @@ t.test('CidrClaims returns the claim the plain index returns: first claimant ins
   let hits = 0;
   for (const [i, text] of texts.entries()) {
     const c = parseCidrLenient(text)!;
-    const got = real.findOverlap(c);
+    const got = real.findOverlap(at(text));
     t.equal(got, reference.find(c), text);
     if (got) hits++;
     if (i % 2 === 0) {
-      const claim = { owner: `o${i}`, text };
-      real.add(c, claim);
+      const claim = claimOf(text, `o${i}`);
+      real.add(claim);
       reference.add(c, claim);
     }
   }
+  // The places' overlap test agrees with the parsed CIDRs' on every pair of these (both families, host bits too).
+  let overlapping = 0;
+  let disagreeing = 0;
+  for (let i = 0; i < texts.length; i += 3) {
+    for (let j = 0; j < texts.length; j += 7) {
+      const expected = cidrsOverlap(parseCidrLenient(texts[i]!)!, parseCidrLenient(texts[j]!)!);
+      if (placesOverlap(at(texts[i]!), at(texts[j]!)) !== expected) disagreeing++;
+      if (expected) overlapping++;
+    }
+  }
+  t.equal(disagreeing, 0, 'placesOverlap agrees with cidrsOverlap');
+  t.ok(overlapping > 100, `on overlapping pairs too (${overlapping})`);
   t.ok(hits > 50 && hits < texts.length - 50, `a mix of hits and misses (${hits} hits)`);
   t.end();
 });

@@ -14,6 +14,7 @@ import {
   parseCidrStrict,
   parseIp,
   parseIpStrict,
+  readIpv4Cidr,
 } from '../../src/model/ip-address.js';
 
 t.test('one address syntax', (t) => {
@@ -155,6 +156,50 @@ t.test('strict and lenient CIDRs: same syntax; strict also refuses host bits and
     } else {
       t.ok(network, `${text}: strict accepts a network`);
       t.same(strict, lenient, `${text}: both give the same value`);
+    }
+  }
+  t.end();
+});
+
+t.test('readIpv4Cidr reads exactly the IPv4 CIDRs parseCidrLenient parses, to the same address and length', (t) => {
+  const inputs = [
+    '10.244.1.0/24',
+    '10.244.1.7/24',
+    '0.0.0.0/0',
+    '10.0.0.1/0',
+    '192.0.2.7/32',
+    '255.255.255.255/32',
+    '128.0.0.0/1',
+    '192.168.0.0/16',
+    'fd00::/8',
+    '::ffff:10.0.0.0/104',
+    '10.0.0.0',
+    '10.0.0.0/33',
+    '10.0.0.0/024',
+    '10.0.0.0/',
+    '010.0.0.0/8',
+    '10.0.0.256/8',
+    '10.0.0/8',
+    '10.0.0.0.0/8',
+    '10..0.0/8',
+    'x/8',
+    '10.0.0.0/-1',
+    ' 10.0.0.0/8',
+    '10.0.0.0/8 ',
+    '',
+  ];
+  for (const text of inputs) {
+    const out = { v4: -7, prefixLen: -7 };
+    const read = readIpv4Cidr(text, out);
+    const parsed = parseCidrLenient(text);
+    if (parsed?.family === 4) {
+      t.ok(read, `${text}: read`);
+      const b = parsed.bytes;
+      t.equal(out.v4, (b[0]! << 24) | (b[1]! << 16) | (b[2]! << 8) | b[3]! | 0, `${text}: the address`);
+      t.equal(out.prefixLen, parsed.prefixLen, `${text}: the prefix length`);
+    } else {
+      t.notOk(read, `${text}: not an IPv4 CIDR`);
+      t.same(out, { v4: -7, prefixLen: -7 }, `${text}: out left as it was`);
     }
   }
   t.end();
