@@ -16,6 +16,7 @@ import {
   type Family,
 } from '../model/ip-address.js';
 import { exactArray } from '../util/exact-array.js';
+import { compareByName, sortByName } from '../util/name-order.js';
 
 /** One encrypted path between the local node and a peer in one address family. */
 export interface Tunnel {
@@ -157,19 +158,6 @@ function cidrClaimOverlapping(claims: Claims, place: CidrPlace): CidrClaim | und
 export interface Screening {
   accepted: ScreenedPeer[];
   rejected: PeerRejection[];
-}
-
-const nameOrder = (a: { name: string }, b: { name: string }): number =>
-  a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
-
-/**
- * Whether the list is in name order already, as sources list peers (a Kubernetes list is in key order, the
- * directory store's in file-name order): then it is not sorted, which called the comparator once per peer in code
- * a first screening runs before V8 optimises it. Sorting is stable, so a sorted list is the list itself.
- */
-function inNameOrder(list: readonly { name: string }[]): boolean {
-  for (let i = 1; i < list.length; i++) if ((list[i] as NodeInfo).name < (list[i - 1] as NodeInfo).name) return false;
-  return true;
 }
 
 /** The local node's side of every tunnel, and the claims of the local node and of the accepted peers. */
@@ -443,7 +431,7 @@ function screenChanged(last: LastScreening, peers: readonly NodeInfo[]): LastScr
   }
   const accepted: ScreenedPeer[] = [];
   const rejected: PeerRejection[] = [];
-  for (const p of changed.sort(nameOrder)) {
+  for (const p of changed.sort(compareByName)) {
     const verdict = screenOne(p, context, kept.get(p.name));
     if (!isRejected(verdict)) {
       accepted.push(verdict);
@@ -517,8 +505,7 @@ function screenAfresh(local: NodeInfo, peers: readonly NodeInfo[]): LastScreenin
   const rejected: PeerRejection[] = [];
   const byName = new Map<string, NodeInfo>();
   let clashFree = true;
-  const others = peers.filter((p) => p.name !== local.name);
-  const sorted = inNameOrder(others) ? others : others.sort(nameOrder);
+  const sorted = sortByName(peers.filter((p) => p.name !== local.name));
   for (let i = 0; i < sorted.length; i++) {
     const raw = sorted[i] as NodeInfo;
     if (byName.has(raw.name)) {

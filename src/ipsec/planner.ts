@@ -26,6 +26,7 @@ import {
 import { screenPeers, type PeerRejection, type ScreenedPeer, type Tunnel } from './peer-screen.js';
 import { chooseSendSpi, type SendChoice } from './rotation.js';
 import { TunnelIdentities } from './tunnel-identities.js';
+import { sortByName } from '../util/name-order.js';
 
 export interface PlannerOptions {
   reqid: number;
@@ -167,13 +168,18 @@ export function planScreened(input: ScreenedPlanInput): XfrmPlan {
   }
   /** The memos of the last plan that this plan replaced (their tunnels not reused are gone). */
   const replaced: PeerPlanMemo[] = [];
+  // With no memo (a first plan, or after a failed one) no peer is looked up in it, nor pruned from it afterwards.
+  const memoEmpty = peerPlans.size === 0;
+  // The SPI each advertised SPI is sent with, chosen once per plan (peers mostly advertise one or two SPIs); the
+  // choices are shared by the peers' plans (never written to).
+  const sendChoices = new Map<number, SendChoice | undefined>();
   try {
     for (let a = 0; a < input.accepted.length; a++) {
       const screened = input.accepted[a] as ScreenedPeer;
       const { node: peer, tunnels, notes } = screened;
       const peerIdNow = input.peerIds.get(peer.name);
       // A peer whose screening, peer id and everything node-wide are as in the last plan: its plan as it was.
-      const memo = peerPlans.get(peer.name);
+      const memo = memoEmpty ? undefined : peerPlans.get(peer.name);
       if (sameContext && memo !== undefined && memo.screened === screened && memo.peerId === peerIdNow) {
         memo.seen = epoch;
         peers[nPeers++] = memo.plan;
@@ -190,7 +196,14 @@ export function planScreened(input: ScreenedPlanInput): XfrmPlan {
         continue;
       }
       const peerId = peerIdNow;
-      const send = peerId === undefined ? undefined : chooseSendSpi(peer.spi, held);
+      let send: SendChoice | undefined;
+      if (peerId !== undefined) {
+        send = sendChoices.get(peer.spi);
+        if (send === undefined && !sendChoices.has(peer.spi)) {
+          send = chooseSendSpi(peer.spi, held);
+          sendChoices.set(peer.spi, send);
+        }
+      }
       const plan = peerPlan(peer, peerId, send, tunnels, notes);
       const peerMemo: PeerPlanMemo = {
         screened,
@@ -247,11 +260,13 @@ export function planScreened(input: ScreenedPlanInput): XfrmPlan {
   // The last plan's tunnels this one did not reuse: those of the peers it replanned, and of the peers it lost.
   const gone: TunnelPlan[] = [];
   for (const m of replaced) for (const t of m.tunnels) if (t.usedIn !== epoch) gone.push(t);
-  peerPlans.forEach((m, name) => {
-    if (m.seen === epoch) return;
-    for (const t of m.tunnels) if (t.usedIn !== epoch) gone.push(t);
-    peerPlans.delete(name);
-  });
+  if (!memoEmpty) {
+    peerPlans.forEach((m, name) => {
+      if (m.seen === epoch) return;
+      for (const t of m.tunnels) if (t.usedIn !== epoch) gone.push(t);
+      peerPlans.delete(name);
+    });
+  }
   lastContext = { local, keys, opts };
   // The identities of the last plan's tunnels, updated with the tunnels that changed when the node-wide policies
   // are the same (same local families); else checked afresh for the whole plan (during the planning when there were
@@ -271,7 +286,7 @@ export function planScreened(input: ScreenedPlanInput): XfrmPlan {
     lastIdentities = identitiesOf(policies, families.length, peerPlans);
   }
   lastPlanFamilies = familiesText;
-  peers.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  sortByName(peers);
   return { states, policies, peers, peerAddressIds };
 }
 

@@ -8,6 +8,7 @@
 // advertises S, sends with S to the peers it knows and is ready, yet has no SA for the node it has not seen, whose
 // packets it drops (seen in the VM: "converged" reported while two nodes had not yet seen the third).
 import { parseNodeKeyStatus, reportIntervalMs, type NodeKeyStatus } from '../model/node-key-status.js';
+import { compareByName } from '../util/name-order.js';
 
 export interface NodeKeyRow {
   name: string;
@@ -52,7 +53,7 @@ export function nodeKeyRows(objects: readonly unknown[]): NodeKeyRow[] {
         ...(parsed !== undefined && 'error' in parsed ? { reportProblem: parsed.error } : {}),
       };
     })
-    .sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    .sort(compareByName);
 }
 
 /**
