@@ -280,7 +280,8 @@ export function formatIp(bytes: Uint8Array): string {
   return [hex.slice(0, bestStart).join(':'), hex.slice(bestStart + bestLength).join(':')].join('::');
 }
 
-// Reconciles compare thousands of addresses that repeat from run to run: memoise the canonical forms.
+// Reconciles compare thousands of addresses that repeat from run to run: memoise the canonical forms of IPv6 texts
+// (an IPv4 text is its own; see canonicalIp).
 const CACHE_LIMIT = 65536;
 const canonicalIpCache = new Map<string, string>();
 const canonicalCidrCache = new Map<string, string>();

@@ -389,9 +389,12 @@ async function runVariant(variant: Variant, peers: number, rounds: number): Prom
   const noopWrites = Math.max(...all.map((f) => f.noopWrites));
   const stepWrites = Math.max(...all.map((f) => f.stepWrites));
   const ofFull = (ms: number): string => `${(ms / summary.oursMs).toFixed(2)}x`;
+  const phase = (k: 'ids' | 'screen' | 'plan'): number => median(cold.map((c) => c[k]));
   console.log(
     `# cold first plan ${coldMs.toFixed(1)} ms = ${ofFull(coldMs)} the full apply below (median of ` +
-      `${COLD_PLAN_RUNS} fresh processes: ${cold.map((c) => together(c).toFixed(1)).join('/')}; this process's ` +
+      `${COLD_PLAN_RUNS} fresh processes: ${cold.map((c) => together(c).toFixed(1)).join('/')}; by phase, medians: ` +
+      `peer ids ${phase('ids').toFixed(1)} ms, screening ${phase('screen').toFixed(1)} ms = ${ofFull(phase('screen'))}, ` +
+      `plan ${phase('plan').toFixed(1)} ms = ${ofFull(phase('plan'))}; this process's ` +
       `${planMs.toFixed(1)} ms = ${ofFull(planMs)}); its floor in fresh processes (medians of 3): the plan's ${floor.keys} pair keys alone ${floor.keysMs.toFixed(1)} ms = ` +
       `${ofFull(floor.keysMs)}, its objects built bare ${floor.objectsMs.toFixed(1)} ms = ${ofFull(floor.objectsMs)} ` +
       `(the cold plan is ${(coldMs / (floor.keysMs + floor.objectsMs)).toFixed(1)}x both together)`,
