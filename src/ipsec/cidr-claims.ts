@@ -8,13 +8,13 @@
 // owner and text: screening makes one object per pod CIDR, where a parsed CIDR, its bytes, a claim and a record
 // of both were four (a first 5,000-peer screening made 20,000 of them; docs/benchmarks.md, nineteenth session).
 
-import type { Family, ParsedCidr } from '../model/ip-address.js';
+import { prefixMatches, type Family, type ParsedCidr } from '../model/ip-address.js';
 
 /** Where a CIDR lies: its family and prefix length, and its address (host bits as given). */
 export interface CidrPlace {
   family: Family;
   prefixLen: number;
-  /** IPv4: the address as an unsigned 32-bit number (0 for IPv6). */
+  /** IPv4: the address as a signed 32-bit number, as readIpv4Cidr gives it (0 for IPv6). */
   v4: number;
   /** IPv6: the address's 16 bytes (undefined for IPv4). */
   v6: Uint8Array | undefined;
@@ -27,9 +27,9 @@ export interface CidrClaim extends CidrPlace {
   text: string;
 }
 
-/** The IPv4 address of 4 network-order bytes as an unsigned 32-bit number. */
+/** The IPv4 address of 4 network-order bytes as a signed 32-bit number. */
 function ipv4Number(bytes: Uint8Array): number {
-  return (((bytes[0] ?? 0) << 24) | ((bytes[1] ?? 0) << 16) | ((bytes[2] ?? 0) << 8) | (bytes[3] ?? 0)) >>> 0;
+  return ((bytes[0] ?? 0) << 24) | ((bytes[1] ?? 0) << 16) | ((bytes[2] ?? 0) << 8) | (bytes[3] ?? 0);
 }
 
 /** The place of a parsed CIDR. */
@@ -44,22 +44,12 @@ function ipv4Network(address: number, length: number): number {
   return length === 0 ? 0 : address & (-1 << (32 - length));
 }
 
-/** Whether a and b agree on their first `bits` bits (IPv6 bytes). */
-function v6PrefixMatches(a: Uint8Array, b: Uint8Array, bits: number): boolean {
-  const whole = bits >> 3;
-  for (let i = 0; i < whole; i++) if (a[i] !== b[i]) return false;
-  const rest = bits & 7;
-  if (rest === 0) return true;
-  const mask = (0xff00 >> rest) & 0xff;
-  return ((a[whole] ?? 0) & mask) === ((b[whole] ?? 0) & mask);
-}
-
 /** True when two CIDRs share at least one address (one contains the other); never across families. */
 export function placesOverlap(a: CidrPlace, b: CidrPlace): boolean {
   if (a.family !== b.family) return false;
   const bits = Math.min(a.prefixLen, b.prefixLen);
   if (a.family === 4) return ipv4Network(a.v4, bits) === ipv4Network(b.v4, bits);
-  return v6PrefixMatches(a.v6 as Uint8Array, b.v6 as Uint8Array, bits);
+  return prefixMatches(a.v6 as Uint8Array, b.v6 as Uint8Array, bits);
 }
 
 /** An IPv6 network's key: its length and the network's bytes. */

@@ -27,13 +27,13 @@ export interface ParsedCidr extends ParsedIp {
 
 const IPV6_GROUP = /^[0-9a-fA-F]{1,4}$/;
 
-/** Dotted quad written to out[at..at+4]; false when `text` is not one. (Hot path: no regex.) */
-function writeIpv4(text: string, out: Uint8Array, at: number): boolean {
+/** Dotted quad text[0..end) written to out[at..at+4]; false when it is not one. (Hot path: no regex, no slice.) */
+function writeIpv4(text: string, out: Uint8Array, at: number, end = text.length): boolean {
   let part = 0;
   let value = 0;
   let digits = 0;
-  for (let i = 0; i <= text.length; i++) {
-    const c = i < text.length ? text.charCodeAt(i) : 0x2e;
+  for (let i = 0; i <= end; i++) {
+    const c = i < end ? text.charCodeAt(i) : 0x2e;
     if (c >= 0x30 && c <= 0x39) {
       if (digits > 0 && value === 0) return false; // leading zero
       value = value * 10 + (c - 0x30);
@@ -203,30 +203,11 @@ function prefixLength(text: string, from: number): number | undefined {
  */
 export function readIpv4Cidr(text: string, out: { v4: number; prefixLen: number }): boolean {
   const slash = text.indexOf('/');
-  if (slash < 0) return false;
-  let address = 0;
-  let part = 0;
-  let value = 0;
-  let digits = 0;
-  for (let i = 0; i <= slash; i++) {
-    const c = i < slash ? text.charCodeAt(i) : 0x2e;
-    if (c >= 0x30 && c <= 0x39) {
-      if (digits > 0 && value === 0) return false; // leading zero
-      value = value * 10 + (c - 0x30);
-      if (++digits > 3 || value > 255) return false;
-    } else if (c === 0x2e && digits > 0 && part < 4) {
-      address = (address << 8) | value;
-      part++;
-      value = 0;
-      digits = 0;
-    } else {
-      return false;
-    }
-  }
-  if (part !== 4) return false;
+  if (slash < 0 || !writeIpv4(text, ADDRESS_SCRATCH, 0, slash)) return false;
   const prefixLen = prefixLength(text, slash + 1);
   if (prefixLen === undefined || prefixLen > 32) return false;
-  out.v4 = address;
+  const b = ADDRESS_SCRATCH;
+  out.v4 = ((b[0] ?? 0) << 24) | ((b[1] ?? 0) << 16) | ((b[2] ?? 0) << 8) | (b[3] ?? 0);
   out.prefixLen = prefixLen;
   return true;
 }
