@@ -6,6 +6,7 @@
 
 import { sameNodeInfo, type NodeInfo } from '../model/node.js';
 import { CidrClaims, placeOf, placesOverlap, type CidrClaim, type CidrPlace } from './cidr-claims.js';
+import { anyOverlap } from './cidr-overlap.js';
 import {
   canonicalIp,
   isIpAddress,
@@ -135,11 +136,27 @@ interface Claims {
   localName: string;
   /** Canonical underlay address -> the name of the node that claims it. */
   addresses: Map<string, string>;
-  cidrs: CidrClaims;
-  /** The claims in `cidrs` that hold (the local node's and the accepted peers'), by owner name. */
+  /**
+   * The claim index, built when a screening first looks a claim up in it (cidrIndex): a first screening checks every
+   * pod CIDR at once instead (screenInOrder), and the next one that screens a few peers builds it.
+   */
+  cidrs: CidrClaims | undefined;
+  /** The claims that hold (the local node's and the accepted peers'), by owner name, in the order they were made. */
   live: Map<string, CidrClaim[]>;
   /** Claims in `cidrs` that no longer hold — their peer changed or went away (CidrClaims cannot take one back). */
   stale: Set<CidrClaim>;
+}
+
+/** The claim index, built from the claims (holding ones in the order made, then stale ones) if it is not yet. */
+function cidrIndex(claims: Claims): CidrClaims {
+  let index = claims.cidrs;
+  if (index === undefined) {
+    index = new CidrClaims();
+    for (const held of claims.live.values()) for (let i = 0; i < held.length; i++) index.add(held[i] as CidrClaim);
+    for (const s of claims.stale) index.add(s);
+    claims.cidrs = index;
+  }
+  return index;
 }
 
 /** How messages name the node `owner` (a claim's owner). */
@@ -149,7 +166,7 @@ function ownerLabel(claims: Claims, owner: string): string {
 
 /** A holding claim overlapping the CIDR at `place`, if any. A stale claim found in the way is checked against the live ones. */
 function cidrClaimOverlapping(claims: Claims, place: CidrPlace): CidrClaim | undefined {
-  const hit = claims.cidrs.findOverlap(place);
+  const hit = cidrIndex(claims).findOverlap(place);
   if (hit === undefined || !claims.stale.has(hit)) return hit;
   for (const held of claims.live.values()) for (const h of held) if (placesOverlap(h, place)) return h;
   return undefined;
@@ -166,6 +183,11 @@ interface ScreenContext {
   localAddresses: Record<Family, string | undefined>;
   localCidrs: Record<Family, string[]>;
   claims: Claims;
+  /**
+   * Set while a first screening defers the pod CIDR checks: the claims of every peer that reached them, checked all
+   * at once when every peer is screened (screenInOrder). Undefined: each peer's CIDRs are checked as it is screened.
+   */
+  deferred: CidrClaim[] | undefined;
 }
 
 /** A peer screening rejected, and why. */
@@ -203,11 +225,16 @@ function screenOne(raw: NodeInfo, context: ScreenContext, kept?: ReadonlyMap<str
       return rejection(raw, `underlay address ${a} is also used by ${ownerLabel(claims, other)}`, true);
   }
   const newCidrs = kept === undefined ? parsedCidrs : parsedCidrs.filter((c) => !kept.has(c.text));
-  for (let i = 0; i < newCidrs.length; i++) {
-    const c = newCidrs[i] as CidrClaim;
-    const other = cidrClaimOverlapping(claims, c);
-    if (other)
-      return rejection(raw, `pod CIDR ${c.text} overlaps ${other.text} of ${ownerLabel(claims, other.owner)}`, true);
+  const { deferred } = context;
+  if (deferred !== undefined) {
+    for (let i = 0; i < newCidrs.length; i++) deferred.push(newCidrs[i] as CidrClaim);
+  } else {
+    for (let i = 0; i < newCidrs.length; i++) {
+      const c = newCidrs[i] as CidrClaim;
+      const other = cidrClaimOverlapping(claims, c);
+      if (other)
+        return rejection(raw, `pod CIDR ${c.text} overlaps ${other.text} of ${ownerLabel(claims, other.owner)}`, true);
+    }
   }
 
   // At most one tunnel per family, and the lists kept at their exact size (src/util/exact-array.ts). A family
@@ -235,7 +262,7 @@ function screenOne(raw: NodeInfo, context: ScreenContext, kept?: ReadonlyMap<str
   if (first === undefined) return rejection(raw, 'no underlay address family in common with the local node', false);
   const owner = node.name;
   for (let i = 0; i < node.addresses.length; i++) claims.addresses.set(canonicalIp(node.addresses[i] as string), owner);
-  for (let i = 0; i < newCidrs.length; i++) claims.cidrs.add(newCidrs[i] as CidrClaim);
+  if (claims.cidrs !== undefined) for (let i = 0; i < newCidrs.length; i++) claims.cidrs.add(newCidrs[i] as CidrClaim);
   // The claims it holds: its new ones (the parsed list itself, at its exact size), and the ones it kept.
   let held = newCidrs;
   if (kept !== undefined) {
@@ -404,6 +431,8 @@ function screenChanged(last: LastScreening, peers: readonly NodeInfo[]): LastScr
   }
   const { context } = last;
   const { claims } = context;
+  // Built now if a first screening left it to be built (from the claims as they are before any is given back).
+  cidrIndex(claims);
   const changedByName = new Map(changed.map((p) => [p.name, p]));
   // Each peer that changed or went away gives its claims back — but for the pod CIDRs a changed peer still has:
   // those it keeps, and they hold while the other changed peers are screened.
@@ -481,24 +510,54 @@ export function screenEveryPeer(local: NodeInfo, peers: readonly NodeInfo[]): Sc
   return screenAfresh(local, peers).result;
 }
 
+/** Every peer screened with each one's pod CIDRs checked in turn: what a first screening must equal (tests). */
+export function screenEveryPeerInTurn(local: NodeInfo, peers: readonly NodeInfo[]): Screening {
+  checkLocalNode(local);
+  return (screenInOrder(local, peers, false) as LastScreening).result;
+}
+
 function screenAfresh(local: NodeInfo, peers: readonly NodeInfo[]): LastScreening {
   checkLocalNode(local);
+  // Every pod CIDR checked at once (the usual outcome: none overlaps another, every peer keeps its own); when some
+  // do, the peers are screened again with each one's CIDRs checked in turn, which says who keeps what.
+  const atOnce = screenInOrder(local, peers, true);
+  if (atOnce !== undefined) {
+    screeningsCheckedAtOnce++;
+    return atOnce;
+  }
+  return screenInOrder(local, peers, false) as LastScreening;
+}
+
+let screeningsCheckedAtOnce = 0;
+/** How many screenings of every peer checked the pod CIDRs all at once (tests). */
+export function screeningsWithCidrsAtOnce(): number {
+  return screeningsCheckedAtOnce;
+}
+
+/**
+ * Every peer screened in name order. `deferCidrs`: the pod CIDR checks are left to one check of them all at the end
+ * (cidr-overlap.ts), and the claim index to the next screening that needs it; undefined when some overlap. The
+ * outcome is then the one checking each peer's CIDRs in turn gives: those checks each look at some of the claims
+ * checked at the end, so with no overlap among them all, no peer would have been turned away for one.
+ */
+function screenInOrder(local: NodeInfo, peers: readonly NodeInfo[], deferCidrs: boolean): LastScreening | undefined {
   const claims: Claims = {
     localName: local.name,
     addresses: new Map(),
-    cidrs: new CidrClaims(),
+    cidrs: deferCidrs ? undefined : new CidrClaims(),
     live: new Map(),
     stale: new Set(),
   };
   for (const a of local.addresses) claims.addresses.set(canonicalIp(a), local.name);
   const localParsed = parseCidrs(local.podCIDRs, local.name);
   if (typeof localParsed === 'string') throw new Error(`local node: ${localParsed}`);
-  for (const claim of localParsed) claims.cidrs.add(claim);
+  if (claims.cidrs !== undefined) for (const claim of localParsed) claims.cidrs.add(claim);
   claims.live.set(local.name, localParsed);
   const context: ScreenContext = {
     localAddresses: { 4: firstAddressOf(local.addresses, 4), 6: firstAddressOf(local.addresses, 6) },
     localCidrs: { 4: textsOfFamily(localParsed, 4), 6: textsOfFamily(localParsed, 6) },
     claims,
+    deferred: deferCidrs ? localParsed.slice() : undefined,
   };
 
   const accepted: ScreenedPeer[] = [];
@@ -521,6 +580,10 @@ function screenAfresh(local: NodeInfo, peers: readonly NodeInfo[]): LastScreenin
       rejected.push(verdict.rejected);
       if (verdict.clash) clashFree = false;
     }
+  }
+  if (context.deferred !== undefined) {
+    if (anyOverlap(context.deferred)) return undefined;
+    context.deferred = undefined;
   }
   return {
     local: { ...local, addresses: [...local.addresses], podCIDRs: [...local.podCIDRs] },

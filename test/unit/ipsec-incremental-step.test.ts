@@ -10,7 +10,13 @@
 import t from 'tap';
 import { KeyHistory } from '../../src/keys/key-history.js';
 import type { NodeInfo } from '../../src/model/node.js';
-import { incrementalScreeningCount, screenEveryPeer, screenPeers } from '../../src/ipsec/peer-screen.js';
+import {
+  incrementalScreeningCount,
+  screenEveryPeer,
+  screenEveryPeerInTurn,
+  screeningsWithCidrsAtOnce,
+  screenPeers,
+} from '../../src/ipsec/peer-screen.js';
 import { planScreened, plannerDistinctChecks, plannerIdentityUpdates } from '../../src/ipsec/planner.js';
 import { KeptXfrmView } from '../../src/ipsec/kept-xfrm-view.js';
 import { reconcile, type ReconcileReport } from '../../src/ipsec/reconciler.js';
@@ -165,6 +171,8 @@ for (const seed of [1, 2, 3, 4, 5, 6]) {
     let keys = KeyHistory.of([makeKey(1), makeKey(2)]);
     const ids = new Map<string, number>();
     const screenings = incrementalScreeningCount();
+    const atOnce = screeningsWithCidrsAtOnce();
+    let overlapSteps = 0;
     const fullChecks = plannerDistinctChecks();
     const updates = plannerIdentityUpdates();
     let changeDiffs = 0;
@@ -188,7 +196,11 @@ for (const seed of [1, 2, 3, 4, 5, 6]) {
       for (const p of list) if (!ids.has(p.name)) ids.set(p.name, ids.size + 1);
       const label = `step ${step}: ${what.join('; ')}`;
       const screening = screenPeers(local, list);
-      t.same(screening, screenEveryPeer(local, list), `${label}: screening`);
+      const whole = screenEveryPeer(local, list);
+      t.same(screening, whole, `${label}: screening`);
+      // A screening of every peer checks the pod CIDRs all at once when none overlaps: it equals checking in turn.
+      t.same(whole, screenEveryPeerInTurn(local, list), `${label}: the CIDRs checked at once or in turn`);
+      if (whole.rejected.some((r) => r.reason.includes(' overlaps '))) overlapSteps++;
       const plan = planScreened({ local, ...screening, keys, peerIds: ids });
       const desired = { states: plan.states, policies: plan.policies };
       const viaView = await kept.reconcile(desired);
@@ -201,6 +213,8 @@ for (const seed of [1, 2, 3, 4, 5, 6]) {
       if (issues) unclean++;
     }
     t.ok(incrementalScreeningCount() > screenings, 'some screenings screened only the changed peers');
+    t.ok(screeningsWithCidrsAtOnce() > atOnce, 'some screenings of every peer checked the CIDRs at once');
+    t.ok(overlapSteps > 0, `in some steps pod CIDRs overlapped (${overlapSteps}): checked in turn`);
     t.ok(plannerIdentityUpdates() > updates, 'some plans checked only the changed tunnels');
     t.ok(plannerDistinctChecks() - fullChecks < 80, 'not every plan checked the whole plan');
     t.ok(changeDiffs > 0, 'some steps diffed only the changed objects');
