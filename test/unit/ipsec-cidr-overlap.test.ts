@@ -62,7 +62,10 @@ t.test('anyOverlap agrees with the pairwise test on random sets of both families
     if (expected) overlapping++;
   }
   t.equal(disagreeing, 0, `no set of ${sets} disagrees`);
-  t.ok(overlapping > sets / 5 && overlapping < sets - sets / 5, `a mix of sets with and without overlaps (${overlapping})`);
+  t.ok(
+    overlapping > sets / 5 && overlapping < sets - sets / 5,
+    `a mix of sets with and without overlaps (${overlapping})`,
+  );
   t.end();
 });
 
