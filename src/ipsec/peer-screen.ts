@@ -17,7 +17,7 @@ import {
   type Family,
 } from '../model/ip-address.js';
 import { exactArray } from '../util/exact-array.js';
-import { compareByName, sortByName } from '../util/name-order.js';
+import { compareByName, inNameOrder } from '../util/name-order.js';
 
 /** One encrypted path between the local node and a peer in one address family. */
 export interface Tunnel {
@@ -182,12 +182,22 @@ interface ScreenContext {
   /** The local node's first underlay address per family. */
   localAddresses: Record<Family, string | undefined>;
   localCidrs: Record<Family, string[]>;
-  claims: Claims;
   /**
-   * Set while a first screening defers the pod CIDR checks: the claims of every peer that reached them, checked all
-   * at once when every peer is screened (screenInOrder). Undefined: each peer's CIDRs are checked as it is screened.
+   * The claims, each peer's checked against them as it is screened. Undefined after a first screening that checked
+   * them all at once (`atOnce`): the first screening of a few peers builds them (claimsOf).
    */
-  deferred: CidrClaim[] | undefined;
+  claims: Claims | undefined;
+  /** Set while a first screening leaves its checks to the end (screenInOrder); undefined otherwise. */
+  atOnce: AtOnceChecks | undefined;
+}
+
+/**
+ * What a first screening checks at the end, all at once: the canonical underlay addresses and the pod CIDR claims of
+ * the local node and of every peer that reached those checks (accepted or not after them).
+ */
+interface AtOnceChecks {
+  addresses: string[];
+  cidrs: CidrClaim[];
 }
 
 /** A peer screening rejected, and why. */
@@ -212,23 +222,24 @@ function isRejected(verdict: PeerVerdict): verdict is Rejected {
  * its own already, so they are neither looked up nor claimed again.
  */
 function screenOne(raw: NodeInfo, context: ScreenContext, kept?: ReadonlyMap<string, CidrClaim>): PeerVerdict {
-  const { claims, localAddresses, localCidrs } = context;
+  const { claims, atOnce, localAddresses, localCidrs } = context;
   const parsedCidrs = parseCidrs(raw.podCIDRs, raw.name);
   const problem = peerProblem(raw) ?? (typeof parsedCidrs === 'string' ? parsedCidrs : undefined);
   if (problem || typeof parsedCidrs === 'string') return rejection(raw, problem ?? 'invalid', false);
   // The object as given when its pod CIDRs are normalised already (the usual case), else a copy with them so.
   const node: NodeInfo = sameCidrTexts(raw.podCIDRs, parsedCidrs) ? raw : { ...raw, podCIDRs: textsOf(parsedCidrs) };
-  for (let i = 0; i < node.addresses.length; i++) {
-    const a = node.addresses[i] as string;
-    const other = claims.addresses.get(canonicalIp(a));
-    if (other !== undefined)
-      return rejection(raw, `underlay address ${a} is also used by ${ownerLabel(claims, other)}`, true);
-  }
   const newCidrs = kept === undefined ? parsedCidrs : parsedCidrs.filter((c) => !kept.has(c.text));
-  const { deferred } = context;
-  if (deferred !== undefined) {
-    for (let i = 0; i < newCidrs.length; i++) deferred.push(newCidrs[i] as CidrClaim);
+  if (atOnce !== undefined) {
+    for (let i = 0; i < node.addresses.length; i++) atOnce.addresses.push(canonicalIp(node.addresses[i] as string));
+    for (let i = 0; i < newCidrs.length; i++) atOnce.cidrs.push(newCidrs[i] as CidrClaim);
   } else {
+    if (claims === undefined) throw new Error('peer screening: no claims to screen against');
+    for (let i = 0; i < node.addresses.length; i++) {
+      const a = node.addresses[i] as string;
+      const other = claims.addresses.get(canonicalIp(a));
+      if (other !== undefined)
+        return rejection(raw, `underlay address ${a} is also used by ${ownerLabel(claims, other)}`, true);
+    }
     for (let i = 0; i < newCidrs.length; i++) {
       const c = newCidrs[i] as CidrClaim;
       const other = cidrClaimOverlapping(claims, c);
@@ -260,6 +271,13 @@ function screenOne(raw: NodeInfo, context: ScreenContext, kept?: ReadonlyMap<str
     }
   }
   if (first === undefined) return rejection(raw, 'no underlay address family in common with the local node', false);
+  if (claims !== undefined) claim(claims, node, newCidrs, kept);
+  const tunnels = second === undefined ? [first] : [first, second];
+  return { node, tunnels, notes: notes === NO_NOTES ? NO_NOTES : exactArray(notes) };
+}
+
+/** Adds an accepted peer's claims: its addresses, its new pod CIDRs and, with them, those it `kept`. */
+function claim(claims: Claims, node: NodeInfo, newCidrs: CidrClaim[], kept?: ReadonlyMap<string, CidrClaim>): void {
   const owner = node.name;
   for (let i = 0; i < node.addresses.length; i++) claims.addresses.set(canonicalIp(node.addresses[i] as string), owner);
   if (claims.cidrs !== undefined) for (let i = 0; i < newCidrs.length; i++) claims.cidrs.add(newCidrs[i] as CidrClaim);
@@ -272,8 +290,6 @@ function screenOne(raw: NodeInfo, context: ScreenContext, kept?: ReadonlyMap<str
     for (let i = 0; i < newCidrs.length; i++) held[h++] = newCidrs[i] as CidrClaim;
   }
   claims.live.set(owner, held);
-  const tunnels = second === undefined ? [first] : [first, second];
-  return { node, tunnels, notes: notes === NO_NOTES ? NO_NOTES : exactArray(notes) };
 }
 
 function rejection(raw: NodeInfo, reason: string, clash: boolean): PeerVerdict {
@@ -339,14 +355,70 @@ function textsOfFamily(cidrs: readonly CidrClaim[], family: Family): string[] {
 interface LastScreening {
   local: NodeInfo;
   peers: readonly NodeInfo[];
-  /** The peer objects screened, by name. */
-  byName: Map<string, NodeInfo>;
+  /** The peer objects screened, by name; built by the first screening that needs it (peersByName). */
+  byName: Map<string, NodeInfo> | undefined;
   result: Screening;
   context: ScreenContext;
   /** No rejection depended on another node's claim. */
   clashFree: boolean;
 }
 let lastScreening: LastScreening | undefined;
+
+/** The peers `last` screened, by name (built now if the screening left it to be built: it had no name twice). */
+function peersByName(last: LastScreening): Map<string, NodeInfo> {
+  let byName = last.byName;
+  if (byName === undefined) {
+    byName = new Map();
+    for (let i = 0; i < last.peers.length; i++) {
+      const p = last.peers[i] as NodeInfo;
+      if (p.name !== last.local.name) byName.set(p.name, p);
+    }
+    last.byName = byName;
+  }
+  return byName;
+}
+
+/**
+ * The claims of `last`'s local node and accepted peers, built now if a first screening checked them all at once:
+ * the addresses and pod CIDRs of each, in the order screening made them (the local node's, then by peer name).
+ */
+function claimsOf(last: LastScreening): Claims {
+  let claims = last.context.claims;
+  if (claims === undefined) {
+    claims = localClaims(last.local);
+    const { accepted } = last.result;
+    for (let i = 0; i < accepted.length; i++) {
+      const { node } = accepted[i] as ScreenedPeer;
+      const cidrs = parseCidrs(node.podCIDRs, node.name);
+      // An accepted peer's pod CIDRs parsed when it was screened (as these normalised texts).
+      if (typeof cidrs === 'string') throw new Error(`peer screening: accepted node ${node.name}: ${cidrs}`);
+      claim(claims, node, cidrs);
+    }
+    last.context.claims = claims;
+  }
+  return claims;
+}
+
+/** The claims of the local node alone (its index left to be built: cidrIndex). */
+function localClaims(local: NodeInfo): Claims {
+  const claims: Claims = {
+    localName: local.name,
+    addresses: new Map(),
+    cidrs: undefined,
+    live: new Map(),
+    stale: new Set(),
+  };
+  for (const a of local.addresses) claims.addresses.set(canonicalIp(a), local.name);
+  claims.live.set(local.name, localCidrClaims(local));
+  return claims;
+}
+
+/** The local node's pod CIDR claims (checkLocalNode made sure they parse). */
+function localCidrClaims(local: NodeInfo): CidrClaim[] {
+  const parsed = parseCidrs(local.podCIDRs, local.name);
+  if (typeof parsed === 'string') throw new Error(`local node: ${parsed}`);
+  return parsed;
+}
 /** At most this many peers changed, added or removed are screened on their own; more screen everything. */
 const MAX_INCREMENTAL = 256;
 const MAX_STALE_CIDR_CLAIMS = 4096;
@@ -398,16 +470,17 @@ function changedPeers(
     }
     // The last screening had no name twice (it was clash-free), so neither has this list. Its map still holds the
     // changed peers' last objects (their claims are given back by those): screenChanged puts the new ones in last.
-    if (sameNames) return { byName: last.byName, changed };
+    if (sameNames) return { byName: peersByName(last), changed };
     changed.length = 0;
   }
+  const lastByName = peersByName(last);
   const byName = new Map<string, NodeInfo>();
   for (let i = 0; i < peers.length; i++) {
     const p = peers[i] as NodeInfo;
     if (p.name === last.local.name) continue;
     if (byName.has(p.name)) return undefined; // a name twice: a clash
     byName.set(p.name, p);
-    if (last.byName.get(p.name) !== p) {
+    if (lastByName.get(p.name) !== p) {
       changed.push(p);
       if (changed.length > MAX_INCREMENTAL) return undefined;
     }
@@ -420,18 +493,19 @@ function screenChanged(last: LastScreening, peers: readonly NodeInfo[]): LastScr
   const found = changedPeers(last, peers);
   if (found === undefined) return undefined;
   const { byName, changed } = found;
+  const lastByName = peersByName(last);
   const gone = new Set<string>();
   for (let i = 0; i < changed.length; i++) gone.add((changed[i] as NodeInfo).name);
-  if (byName !== last.byName) {
+  if (byName !== lastByName) {
     // The names no longer listed (forEach: iterating keys() allocates a result per entry until V8 optimises it).
-    last.byName.forEach((_, name) => {
+    lastByName.forEach((_, name) => {
       if (!byName.has(name)) gone.add(name);
     });
     if (gone.size > MAX_INCREMENTAL) return undefined;
   }
   const { context } = last;
-  const { claims } = context;
-  // Built now if a first screening left it to be built (from the claims as they are before any is given back).
+  // Built now if a first screening left them to be built (as they are before any claim is given back).
+  const claims = claimsOf(last);
   cidrIndex(claims);
   const changedByName = new Map(changed.map((p) => [p.name, p]));
   // Each peer that changed or went away gives its claims back — but for the pod CIDRs a changed peer still has:
@@ -441,7 +515,7 @@ function screenChanged(last: LastScreening, peers: readonly NodeInfo[]): LastScr
     const held = claims.live.get(owner);
     if (held === undefined) continue; // it was not accepted: nothing claimed
     claims.live.delete(owner);
-    for (const a of last.byName.get(owner)?.addresses ?? []) {
+    for (const a of lastByName.get(owner)?.addresses ?? []) {
       const key = canonicalIp(a);
       if (claims.addresses.get(key) === owner) claims.addresses.delete(key);
     }
@@ -473,7 +547,7 @@ function screenChanged(last: LastScreening, peers: readonly NodeInfo[]): LastScr
     for (const h of kept.get(p.name)?.values() ?? []) claims.stale.add(h);
   }
   if (claims.stale.size > MAX_STALE_CIDR_CLAIMS) return undefined;
-  if (byName === last.byName)
+  if (byName === lastByName)
     for (let i = 0; i < changed.length; i++) byName.set((changed[i] as NodeInfo).name, changed[i] as NodeInfo);
   return {
     local: last.local,
@@ -518,8 +592,9 @@ export function screenEveryPeerInTurn(local: NodeInfo, peers: readonly NodeInfo[
 
 function screenAfresh(local: NodeInfo, peers: readonly NodeInfo[]): LastScreening {
   checkLocalNode(local);
-  // Every pod CIDR checked at once (the usual outcome: none overlaps another, every peer keeps its own); when some
-  // do, the peers are screened again with each one's CIDRs checked in turn, which says who keeps what.
+  // Every address and pod CIDR checked at once (the usual outcome: no two nodes share one, every peer keeps its
+  // own); when some are shared, the peers are screened again with each one's checked in turn, which says who keeps
+  // what.
   const atOnce = screenInOrder(local, peers, true);
   if (atOnce !== undefined) {
     screeningsCheckedAtOnce++;
@@ -529,50 +604,43 @@ function screenAfresh(local: NodeInfo, peers: readonly NodeInfo[]): LastScreenin
 }
 
 let screeningsCheckedAtOnce = 0;
-/** How many screenings of every peer checked the pod CIDRs all at once (tests). */
+/** How many screenings of every peer checked the addresses and pod CIDRs all at once (tests). */
 export function screeningsWithCidrsAtOnce(): number {
   return screeningsCheckedAtOnce;
 }
 
 /**
- * Every peer screened in name order. `deferCidrs`: the pod CIDR checks are left to one check of them all at the end
- * (cidr-overlap.ts), and the claim index to the next screening that needs it; undefined when some overlap. The
- * outcome is then the one checking each peer's CIDRs in turn gives: those checks each look at some of the claims
- * checked at the end, so with no overlap among them all, no peer would have been turned away for one.
+ * Every peer screened in name order. `atOnce`: the address and pod CIDR checks are left to one check of them all at
+ * the end (a sort of each: cidr-overlap.ts, anyTextTwice), and the claims and maps that a screening of a few peers
+ * looks things up in are left to the first such screening (claimsOf, peersByName); undefined when some address or
+ * CIDR is shared. The outcome is then the one checking each peer in turn gives: each of those checks looks at some
+ * of what is checked at the end, so with nothing shared among them all, no peer would have been turned away by one.
  */
-function screenInOrder(local: NodeInfo, peers: readonly NodeInfo[], deferCidrs: boolean): LastScreening | undefined {
-  const claims: Claims = {
-    localName: local.name,
-    addresses: new Map(),
-    cidrs: deferCidrs ? undefined : new CidrClaims(),
-    live: new Map(),
-    stale: new Set(),
-  };
-  for (const a of local.addresses) claims.addresses.set(canonicalIp(a), local.name);
-  const localParsed = parseCidrs(local.podCIDRs, local.name);
-  if (typeof localParsed === 'string') throw new Error(`local node: ${localParsed}`);
-  if (claims.cidrs !== undefined) for (const claim of localParsed) claims.cidrs.add(claim);
-  claims.live.set(local.name, localParsed);
+function screenInOrder(local: NodeInfo, peers: readonly NodeInfo[], atOnce: boolean): LastScreening | undefined {
+  const localParsed = localCidrClaims(local);
   const context: ScreenContext = {
     localAddresses: { 4: firstAddressOf(local.addresses, 4), 6: firstAddressOf(local.addresses, 6) },
     localCidrs: { 4: textsOfFamily(localParsed, 4), 6: textsOfFamily(localParsed, 6) },
-    claims,
-    deferred: deferCidrs ? localParsed.slice() : undefined,
+    claims: atOnce ? undefined : localClaims(local),
+    atOnce: atOnce ? { addresses: local.addresses.map((a) => canonicalIp(a)), cidrs: localParsed.slice() } : undefined,
   };
+  if (context.claims !== undefined) cidrIndex(context.claims);
 
   const accepted: ScreenedPeer[] = [];
   const rejected: PeerRejection[] = [];
-  const byName = new Map<string, NodeInfo>();
   let clashFree = true;
-  const sorted = sortByName(peers.filter((p) => p.name !== local.name));
+  // In name order (a list in order already, as sources give them, is not copied); the same name twice is side by side.
+  const sorted = inNameOrder(peers) ? peers : [...peers].sort(compareByName);
+  let last: NodeInfo | undefined;
   for (let i = 0; i < sorted.length; i++) {
     const raw = sorted[i] as NodeInfo;
-    if (byName.has(raw.name)) {
+    if (raw.name === local.name) continue;
+    if (last !== undefined && last.name === raw.name) {
       rejected.push({ name: raw.name, advertisedSpi: raw.spi, reason: 'more than one KmeshNodeInfo with this name' });
       clashFree = false;
       continue;
     }
-    byName.set(raw.name, raw);
+    last = raw;
     const verdict = screenOne(raw, context);
     if (!isRejected(verdict)) {
       accepted.push(verdict);
@@ -581,16 +649,24 @@ function screenInOrder(local: NodeInfo, peers: readonly NodeInfo[], deferCidrs: 
       if (verdict.clash) clashFree = false;
     }
   }
-  if (context.deferred !== undefined) {
-    if (anyOverlap(context.deferred)) return undefined;
-    context.deferred = undefined;
+  const checks = context.atOnce;
+  if (checks !== undefined) {
+    if (anyTextTwice(checks.addresses) || anyOverlap(checks.cidrs)) return undefined;
+    context.atOnce = undefined;
   }
   return {
     local: { ...local, addresses: [...local.addresses], podCIDRs: [...local.podCIDRs] },
     peers: peers.slice(),
-    byName,
+    byName: undefined,
     result: { accepted, rejected },
     context,
     clashFree,
   };
+}
+
+/** Whether some text is in `texts` twice (sorts `texts`). */
+function anyTextTwice(texts: string[]): boolean {
+  texts.sort();
+  for (let i = 1; i < texts.length; i++) if (texts[i] === texts[i - 1]) return true;
+  return false;
 }

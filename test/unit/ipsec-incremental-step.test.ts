@@ -173,6 +173,7 @@ for (const seed of [1, 2, 3, 4, 5, 6]) {
     const screenings = incrementalScreeningCount();
     const atOnce = screeningsWithCidrsAtOnce();
     let overlapSteps = 0;
+    let sharedAddressSteps = 0;
     const fullChecks = plannerDistinctChecks();
     const updates = plannerIdentityUpdates();
     let changeDiffs = 0;
@@ -201,6 +202,7 @@ for (const seed of [1, 2, 3, 4, 5, 6]) {
       // A screening of every peer checks the pod CIDRs all at once when none overlaps: it equals checking in turn.
       t.same(whole, screenEveryPeerInTurn(local, list), `${label}: the CIDRs checked at once or in turn`);
       if (whole.rejected.some((r) => r.reason.includes(' overlaps '))) overlapSteps++;
+      if (whole.rejected.some((r) => r.reason.includes(' is also used by '))) sharedAddressSteps++;
       const plan = planScreened({ local, ...screening, keys, peerIds: ids });
       const desired = { states: plan.states, policies: plan.policies };
       const viaView = await kept.reconcile(desired);
@@ -215,6 +217,7 @@ for (const seed of [1, 2, 3, 4, 5, 6]) {
     t.ok(incrementalScreeningCount() > screenings, 'some screenings screened only the changed peers');
     t.ok(screeningsWithCidrsAtOnce() > atOnce, 'some screenings of every peer checked the CIDRs at once');
     t.ok(overlapSteps > 0, `in some steps pod CIDRs overlapped (${overlapSteps}): checked in turn`);
+    t.ok(sharedAddressSteps > 0, `in some steps nodes shared an address (${sharedAddressSteps}): checked in turn`);
     t.ok(plannerIdentityUpdates() > updates, 'some plans checked only the changed tunnels');
     t.ok(plannerDistinctChecks() - fullChecks < 80, 'not every plan checked the whole plan');
     t.ok(changeDiffs > 0, 'some steps diffed only the changed objects');
