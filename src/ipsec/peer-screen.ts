@@ -584,7 +584,7 @@ export function screenEveryPeer(local: NodeInfo, peers: readonly NodeInfo[]): Sc
   return screenAfresh(local, peers).result;
 }
 
-/** Every peer screened with each one's pod CIDRs checked in turn: what a first screening must equal (tests). */
+/** Every peer screened with each one's addresses and pod CIDRs checked in turn: what a first screening must equal (tests). */
 export function screenEveryPeerInTurn(local: NodeInfo, peers: readonly NodeInfo[]): Screening {
   checkLocalNode(local);
   return (screenInOrder(local, peers, false) as LastScreening).result;
@@ -605,7 +605,7 @@ function screenAfresh(local: NodeInfo, peers: readonly NodeInfo[]): LastScreenin
 
 let screeningsCheckedAtOnce = 0;
 /** How many screenings of every peer checked the addresses and pod CIDRs all at once (tests). */
-export function screeningsWithCidrsAtOnce(): number {
+export function screeningsCheckedAtOnceCount(): number {
   return screeningsCheckedAtOnce;
 }
 
