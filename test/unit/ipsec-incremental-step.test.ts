@@ -215,7 +215,10 @@ for (const seed of [1, 2, 3, 4, 5, 6]) {
       if (issues) unclean++;
     }
     t.ok(incrementalScreeningCount() > screenings, 'some screenings screened only the changed peers');
-    t.ok(screeningsCheckedAtOnceCount() > atOnce, 'some screenings of every peer checked the addresses and CIDRs at once');
+    t.ok(
+      screeningsCheckedAtOnceCount() > atOnce,
+      'some screenings of every peer checked the addresses and CIDRs at once',
+    );
     t.ok(overlapSteps > 0, `in some steps pod CIDRs overlapped (${overlapSteps}): checked in turn`);
     t.ok(sharedAddressSteps > 0, `in some steps nodes shared an address (${sharedAddressSteps}): checked in turn`);
     t.ok(plannerIdentityUpdates() > updates, 'some plans checked only the changed tunnels');
