@@ -8,7 +8,7 @@
 // owner and text: screening makes one object per pod CIDR, where a parsed CIDR, its bytes, a claim and a record
 // of both were four (a first 5,000-peer screening made 20,000 of them; docs/benchmarks.md, nineteenth session).
 
-import { prefixMatches, type Family, type ParsedCidr } from '../model/ip-address.js';
+import { ipv4Number, prefixMatches, type Family, type ParsedCidr } from '../model/ip-address.js';
 
 /** Where a CIDR lies: its family and prefix length, and its address (host bits as given). */
 export interface CidrPlace {
@@ -27,11 +27,6 @@ export interface CidrClaim extends CidrPlace {
   text: string;
 }
 
-/** The IPv4 address of 4 network-order bytes as a signed 32-bit number. */
-function ipv4Number(bytes: Uint8Array): number {
-  return ((bytes[0] ?? 0) << 24) | ((bytes[1] ?? 0) << 16) | ((bytes[2] ?? 0) << 8) | (bytes[3] ?? 0);
-}
-
 /** The place of a parsed CIDR. */
 export function placeOf(cidr: ParsedCidr): CidrPlace {
   return cidr.family === 4
@@ -40,7 +35,7 @@ export function placeOf(cidr: ParsedCidr): CidrPlace {
 }
 
 /** The IPv4 network of `address` at `length` bits (0..32) as a signed 32-bit number (a small integer to V8). */
-function ipv4Network(address: number, length: number): number {
+export function ipv4Network(address: number, length: number): number {
   return length === 0 ? 0 : address & (-1 << (32 - length));
 }
 

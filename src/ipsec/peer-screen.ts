@@ -506,7 +506,6 @@ function screenChanged(last: LastScreening, peers: readonly NodeInfo[]): LastScr
   const { context } = last;
   // Built now if a first screening left them to be built (as they are before any claim is given back).
   const claims = claimsOf(last);
-  cidrIndex(claims);
   const changedByName = new Map(changed.map((p) => [p.name, p]));
   // Each peer that changed or went away gives its claims back — but for the pod CIDRs a changed peer still has:
   // those it keeps, and they hold while the other changed peers are screened.
@@ -624,7 +623,6 @@ function screenInOrder(local: NodeInfo, peers: readonly NodeInfo[], atOnce: bool
     claims: atOnce ? undefined : localClaims(local),
     atOnce: atOnce ? { addresses: local.addresses.map((a) => canonicalIp(a)), cidrs: localParsed.slice() } : undefined,
   };
-  if (context.claims !== undefined) cidrIndex(context.claims);
 
   const accepted: ScreenedPeer[] = [];
   const rejected: PeerRejection[] = [];

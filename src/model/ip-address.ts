@@ -156,6 +156,11 @@ export function parseIpStrict(text: string): ParsedIp {
 /** Room for writeIpBytes when only the syntax is checked. */
 const ADDRESS_SCRATCH = new Uint8Array(16);
 
+/** The IPv4 address of the first 4 network-order bytes as a signed 32-bit number (a small integer to V8). */
+export function ipv4Number(bytes: Uint8Array): number {
+  return ((bytes[0] ?? 0) << 24) | ((bytes[1] ?? 0) << 16) | ((bytes[2] ?? 0) << 8) | (bytes[3] ?? 0);
+}
+
 /** True when `text` is an IPv4 or IPv6 address (parseIp's syntax, without building its bytes). */
 export function isIpAddress(text: string): boolean {
   return writeIpBytes(text, ADDRESS_SCRATCH, 0) !== undefined;
@@ -206,8 +211,7 @@ export function readIpv4Cidr(text: string, out: { v4: number; prefixLen: number 
   if (slash < 0 || !writeIpv4(text, ADDRESS_SCRATCH, 0, slash)) return false;
   const prefixLen = prefixLength(text, slash + 1);
   if (prefixLen === undefined || prefixLen > 32) return false;
-  const b = ADDRESS_SCRATCH;
-  out.v4 = ((b[0] ?? 0) << 24) | ((b[1] ?? 0) << 16) | ((b[2] ?? 0) << 8) | (b[3] ?? 0);
+  out.v4 = ipv4Number(ADDRESS_SCRATCH);
   out.prefixLen = prefixLen;
   return true;
 }
