@@ -1,8 +1,8 @@
 // Decides which peers can be planned for and how: pairs each peer with the local node per address family
 // (tunnel endpoints = the first underlay address of that family on each side, pod CIDRs of the same
 // family), and rejects peers that would collide with the local node or with another peer (same name,
-// same underlay address, overlapping pod CIDRs). Peers are taken in name order, so the outcome does not
-// depend on list order and the first claimant of an address or CIDR keeps it.
+// same underlay address, overlapping pod CIDRs, a pod CIDR spanning a whole address space). Peers are taken in name
+// order, so the outcome does not depend on list order and the first claimant of an address or CIDR keeps it.
 
 import { sameNodeInfo, type NodeInfo } from '../model/node.js';
 import { CidrClaims, placeOf, placesOverlap, type CidrClaim, type CidrPlace } from './cidr-claims.js';
@@ -116,6 +116,18 @@ function checkLocalNode(local: NodeInfo): void {
     if (!parseCidrLenient(c)) throw new Error(`local node: pod CIDR ${JSON.stringify(c)} is not a CIDR`);
 }
 
+/**
+ * Why a peer's pod CIDRs cannot be planned on their own: one spanning a whole address space (prefix length 0) would
+ * overlap every other node's and select what the node-wide block policy selects (planner.ts).
+ */
+function cidrsProblem(cidrs: readonly CidrClaim[]): string | undefined {
+  for (let i = 0; i < cidrs.length; i++) {
+    const c = cidrs[i] as CidrClaim;
+    if (c.prefixLen === 0) return `pod CIDR ${c.text} spans the whole IPv${c.family} address space`;
+  }
+  return undefined;
+}
+
 /** Semantic problems of a peer on its own (callers normally ran parseNodeInfo already). */
 function peerProblem(peer: NodeInfo): string | undefined {
   if (!Number.isInteger(peer.spi) || peer.spi < 1) return `spi ${peer.spi} is not a positive integer`;
@@ -224,7 +236,7 @@ function isRejected(verdict: PeerVerdict): verdict is Rejected {
 function screenOne(raw: NodeInfo, context: ScreenContext, kept?: ReadonlyMap<string, CidrClaim>): PeerVerdict {
   const { claims, atOnce, localAddresses, localCidrs } = context;
   const parsedCidrs = parseCidrs(raw.podCIDRs, raw.name);
-  const problem = peerProblem(raw) ?? (typeof parsedCidrs === 'string' ? parsedCidrs : undefined);
+  const problem = peerProblem(raw) ?? (typeof parsedCidrs === 'string' ? parsedCidrs : cidrsProblem(parsedCidrs));
   if (problem || typeof parsedCidrs === 'string') return rejection(raw, problem ?? 'invalid', false);
   // The object as given when its pod CIDRs are normalised already (the usual case), else a copy with them so.
   const node: NodeInfo = sameCidrTexts(raw.podCIDRs, parsedCidrs) ? raw : { ...raw, podCIDRs: textsOf(parsedCidrs) };

@@ -279,6 +279,33 @@ t.test('conflicting peers are skipped with reasons; good peers still planned; se
   t.end();
 });
 
+t.test('a peer pod CIDR spanning a whole address space is turned away, not planned against the block policy', (t) => {
+  // The local node has an IPv6 address (so an IPv6 block policy) but no IPv6 pod CIDR to overlap: planned, the peer's
+  // out policy to ::/0 would take the block policy's identity and fail the plan of every peer.
+  const local = makeNode(1, { addresses: ['198.18.0.1', 'fd00::1'] });
+  const greedy = (family: 4 | 6): NodeInfo =>
+    family === 4
+      ? makeNode(2, { podCIDRs: ['0.0.0.0/0'] })
+      : makeNode(2, { addresses: ['198.18.0.2', 'fd00::2'], podCIDRs: ['10.244.2.0/24', '::/0'] });
+  for (const family of [4, 6] as const) {
+    const p = plan(local, [greedy(family), makeNode(3)]);
+    t.same(
+      p.peers.map((x) => [x.name, x.planned, x.reasons]),
+      [
+        [
+          'node-02',
+          false,
+          [`pod CIDR ${family === 4 ? '0.0.0.0/0' : '::/0'} spans the whole IPv${family} address space`],
+        ],
+        ['node-03', true, []],
+      ],
+      `IPv${family}`,
+    );
+    checkDistinct(t, p);
+  }
+  t.end();
+});
+
 t.test('no key: only block policies; no peer id: peer skipped', (t) => {
   const none = plan(makeNode(1), [makeNode(2)], KeyHistory.empty());
   t.same(none.states, []);
