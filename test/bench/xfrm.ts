@@ -392,7 +392,9 @@ async function runVariant(variant: Variant, peers: number, rounds: number): Prom
   const phase = (k: 'ids' | 'screen' | 'plan'): number => median(cold.map((c) => c[k]));
   console.log(
     `# cold first plan ${coldMs.toFixed(1)} ms = ${ofFull(coldMs)} the full apply below, ` +
-      `${(coldMs / summary.ipBatchMs).toFixed(2)}x its ip -batch (median of ` +
+      `${(coldMs / summary.ipBatchMs).toFixed(2)}x its ip -batch; with the full apply, a start's first step ` +
+      `${(coldMs + summary.oursMs).toFixed(1)} ms = ${((coldMs + summary.oursMs) / summary.ipBatchMs).toFixed(2)}x ` +
+      `ip -batch (median of ` +
       `${COLD_PLAN_RUNS} fresh processes: ${cold.map((c) => together(c).toFixed(1)).join('/')}; by phase, medians: ` +
       `peer ids ${phase('ids').toFixed(1)} ms, screening ${phase('screen').toFixed(1)} ms = ${ofFull(phase('screen'))}, ` +
       `plan ${phase('plan').toFixed(1)} ms = ${ofFull(phase('plan'))}; this process's ` +
